@@ -1,0 +1,68 @@
+"""statestore: typed local state for command-line tools, agents and developer tools.
+
+One storage protocol (attrs records, cattrs conversion) over interchangeable
+backends: SQLite and plain JSON/JSONL files.
+"""
+
+from statestore._open import Location, open_store, parse_location, state_path
+from statestore.codec import Codec
+from statestore.errors import (
+    AlreadyExistsError,
+    BackendError,
+    ConflictError,
+    CorruptStoreError,
+    MigrationRequiredError,
+    NotFoundError,
+    ReadOnlyError,
+    SchemaError,
+    SchemaMismatchError,
+    SchemaTooNewError,
+    StateStoreError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreNotFoundError,
+    StreamConflictError,
+    UniqueViolationError,
+    UnknownNameError,
+    ValidationError,
+)
+from statestore.memory import MemoryStore
+from statestore.schema import Collection, Log, Schema
+from statestore.sqlite import SQLiteStore
+from statestore.store import CollectionView, Entry, LogView, Store, Versioned
+
+__all__ = [
+    "AlreadyExistsError",
+    "BackendError",
+    "Codec",
+    "Collection",
+    "CollectionView",
+    "ConflictError",
+    "CorruptStoreError",
+    "Entry",
+    "Location",
+    "Log",
+    "LogView",
+    "MemoryStore",
+    "MigrationRequiredError",
+    "NotFoundError",
+    "ReadOnlyError",
+    "SQLiteStore",
+    "Schema",
+    "SchemaError",
+    "SchemaMismatchError",
+    "SchemaTooNewError",
+    "StateStoreError",
+    "Store",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreNotFoundError",
+    "StreamConflictError",
+    "UniqueViolationError",
+    "UnknownNameError",
+    "ValidationError",
+    "Versioned",
+    "open_store",
+    "parse_location",
+    "state_path",
+]

@@ -1,0 +1,100 @@
+"""Opening stores by location string: ``sqlite:PATH``, ``files:PATH``, ``memory:`` or a path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import cattrs
+import platformdirs
+
+from statestore.codec import Codec
+from statestore.errors import ValidationError
+from statestore.memory import MemoryStore
+from statestore.schema import Schema
+from statestore.sqlite import SQLiteStore
+from statestore.store import Durability, Mode, Store
+
+Backend = Literal["sqlite", "files", "memory"]
+_SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
+
+
+@attrs.frozen
+class Location:
+    """A parsed store location: which backend, and where (None for ``memory:``)."""
+
+    backend: Backend
+    path: Path | None
+
+    def __str__(self) -> str:
+        return f"{self.backend}:{self.path if self.path is not None else ''}"
+
+
+def parse_location(location: str | os.PathLike[str]) -> Location:
+    """Parse a location.
+
+    ``sqlite:PATH`` and ``files:PATH`` name the backend; ``memory:`` is an
+    in-memory store; a plain path ending in ``.db``, ``.sqlite`` or
+    ``.sqlite3`` is SQLite and any other plain path is the file backend. ``~``
+    is expanded. An empty path raises ValidationError.
+    """
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str):
+        raise ValidationError("location", location, "", "a location is a string or a path")
+    if location == "memory:":
+        return Location("memory", None)
+    for prefix in ("sqlite", "files"):
+        if location.startswith(prefix + ":"):
+            rest = location[len(prefix) + 1 :]
+            if not rest:
+                raise ValidationError("location", location, "", f"{prefix}: needs a path, e.g. {prefix}:./state")
+            return Location(prefix, Path(rest).expanduser())
+    if not location or location.startswith("memory:"):
+        raise ValidationError("location", location, "", "expected sqlite:PATH, files:PATH, memory: or a path")
+    path = Path(location).expanduser()
+    return Location("sqlite" if path.suffix.lower() in _SQLITE_SUFFIXES else "files", path)
+
+
+def open_store(
+    location: str | os.PathLike[str],
+    schema: Schema,
+    *,
+    mode: Mode = "write",
+    durability: Durability = "normal",
+    busy_timeout: float = 30.0,
+    converter: cattrs.Converter | None = None,
+) -> Store:
+    """Open (in write mode: create if absent) the store at ``location`` for ``schema``.
+
+    ``mode="write"`` creates the store and its directory if absent (owner-only
+    permissions) and brings its tables up to the declared schema. Many
+    processes may have one store open for writing at once. ``mode="read"``
+    never creates or changes a store: a missing one raises StoreNotFoundError
+    and every write raises ReadOnlyError. A store whose schema version is
+    newer than ``schema.version`` raises SchemaTooNewError in both modes; an
+    older one raises MigrationRequiredError in read mode.
+    ``durability="normal"`` survives a killed process, ``"full"`` also a power
+    loss. ``converter`` is the application's cattrs converter, if it has one.
+    """
+    if mode not in ("read", "write"):
+        raise ValueError(f"mode must be 'read' or 'write', not {mode!r}")
+    if durability not in ("normal", "full"):
+        raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+    if not isinstance(schema, Schema):
+        raise TypeError(f"schema must be a statestore.Schema, not {type(schema).__name__}")
+    loc = parse_location(location)
+    codec = Codec(converter)
+    if loc.backend == "memory":
+        return MemoryStore(schema, mode=mode, codec=codec)
+    assert loc.path is not None
+    if loc.backend == "sqlite":
+        return SQLiteStore(loc.path, schema, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
+    raise NotImplementedError("the files: backend is not implemented yet")
+
+
+def state_path(app: str) -> Path:
+    """The conventional per-user state directory for ``app`` (platformdirs); not created."""
+    return Path(platformdirs.user_state_dir(app))

@@ -1,0 +1,104 @@
+"""The one place records become JSON and JSON becomes records.
+
+A :class:`Codec` wraps a cattrs converter (by default cattrs' JSON preset, so
+datetimes, enums, nested attrs classes, lists, dicts and optionals round-trip)
+and turns its errors into :class:`~statestore.errors.ValidationError` naming the
+collection, the key and the field path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from statestore.errors import ValidationError
+
+__all__ = ["Codec", "dumps", "loads"]
+
+
+def dumps(data: Any) -> str:
+    """Canonical JSON text: sorted keys, compact, UTF-8 characters kept as they are.
+
+    Raises ``ValueError`` for NaN/infinity (not JSON) and ``TypeError`` for
+    values JSON cannot hold. A string holding a lone surrogate cannot be stored
+    as UTF-8, so such a document is written with ``\\u`` escapes instead, which
+    reads back identically.
+    """
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text
+
+
+loads = json.loads
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """Split a cattrs error into (field path, reason)."""
+    if isinstance(exc, (cattrs.ClassValidationError, cattrs.IterableValidationError)):
+        messages = cattrs.transform_error(exc)
+        paths, reasons = [], []
+        for msg in messages:
+            reason, _, path = msg.rpartition(" @ ")
+            paths.append(path or "$")
+            reasons.append(reason or msg)
+        if len(messages) == 1:
+            return paths[0], reasons[0]
+        return paths[0], "; ".join(f"{p}: {r}" for p, r in zip(paths, reasons))
+    return "$", f"{type(exc).__name__}: {exc}"
+
+
+class Codec:
+    """Converts records of declared attrs types to JSON dicts and back.
+
+    ``converter`` may be an application's own cattrs converter with its hooks;
+    its unstructured output must be JSON (dicts, lists, str, int, float, bool,
+    None), which is checked on every write.
+    """
+
+    def __init__(self, converter: cattrs.Converter | None = None) -> None:
+        self.converter: cattrs.Converter = converter if converter is not None else make_converter()
+
+    def encode(self, what: str, tp: type[Any], record: object, key: Any = None) -> tuple[dict[str, Any], str]:
+        """Unstructure ``record`` into (JSON dict, canonical JSON text).
+
+        Raises ValidationError if ``record`` is not a ``tp`` or does not make JSON.
+        """
+        if not isinstance(record, tp):
+            raise ValidationError(what, key, "", f"expected a {tp.__name__}, got {type(record).__name__}")
+        try:
+            data = self.converter.unstructure(record, tp)
+        except Exception as exc:
+            path, reason = _describe(exc)
+            raise ValidationError(what, key, path, f"cannot convert to JSON: {reason}") from None
+        try:
+            return data, dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(what, key, "$", f"not JSON-serialisable: {exc}") from None
+
+    def decode(self, what: str, tp: type[Any], data: Any, key: Any = None) -> Any:
+        """Structure a stored JSON dict into a ``tp``.
+
+        Raises ValidationError naming the field path when the stored data no
+        longer fits the declared type (a field removed, a type changed).
+        """
+        try:
+            return self.converter.structure(data, tp)
+        except Exception as exc:
+            path, reason = _describe(exc)
+            raise ValidationError(what, key, path, f"stored data does not fit {tp.__name__}: {reason}") from None
+
+    def value(self, what: str, field: str, tp: Any, value: object) -> Any:
+        """The JSON form of ``value`` for a field of type ``tp`` (what ``find`` compares)."""
+        try:
+            out = self.converter.unstructure(value, tp)
+            dumps(out)
+        except Exception as exc:
+            raise ValidationError(what, None, f"$.{field}", f"cannot compare with {value!r}: {exc}") from None
+        return out

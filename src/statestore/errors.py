@@ -1,0 +1,247 @@
+"""Every error statestore raises.
+
+Each class derives from :class:`StateStoreError` and from the nearest builtin
+(``NotFoundError`` is a ``KeyError``, ``StoreBusyError`` a ``TimeoutError``), so
+callers can catch either. Errors carry the structured fields needed to act on
+them (collection, key, path, expected and actual revision...), render one clear
+line with ``str()``, and pickle, so they cross process pools intact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.define(auto_exc=True, slots=False, init=False)
+class StateStoreError(Exception):
+    """Root of every statestore error."""
+
+    def __str__(self) -> str:
+        return self.message()
+
+    def message(self) -> str:
+        """The one-line, human-readable description of the error."""
+        return type(self).__name__
+
+
+@attrs.define(auto_exc=True, slots=False)
+class SchemaError(StateStoreError, ValueError):
+    """A declaration (``Schema``, ``Collection``, ``Log``) is invalid.
+
+    Raised at declaration time, never later as an SQL or path problem.
+    """
+
+    reason: str
+    where: str = ""
+
+    def message(self) -> str:
+        return f"{self.where}: {self.reason}" if self.where else self.reason
+
+
+@attrs.define(auto_exc=True, slots=False)
+class ValidationError(StateStoreError, ValueError):
+    """A record, key or stream cannot be stored or read back as its declared type.
+
+    ``what`` is the collection or log, ``key`` the record's key (or the stream),
+    ``path`` the field path inside the record (``$.tags[2]``), ``reason`` why.
+    """
+
+    what: str
+    key: Any
+    path: str
+    reason: str
+
+    def message(self) -> str:
+        at = f" key {self.key!r}" if self.key is not None else ""
+        field = f" at {self.path}" if self.path else ""
+        return f"{self.what}{at}{field}: {self.reason}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class NotFoundError(StateStoreError, KeyError):
+    """No record has this key (``collection[key]``, ``update``)."""
+
+    collection: str
+    key: Any
+
+    def message(self) -> str:
+        return f"{self.collection}: no record with key {self.key!r}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class ConflictError(StateStoreError, ValueError):
+    """A compare-and-swap failed: the stored revision (or stream version) moved.
+
+    ``expected`` is what the caller passed, ``actual`` what is stored (``0`` for
+    a missing record or an empty stream).
+    """
+
+    collection: str
+    key: Any
+    expected: int
+    actual: int
+
+    def message(self) -> str:
+        return f"{self.collection}: {self.key!r} is at revision {self.actual}, expected {self.expected}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class StreamConflictError(ConflictError):
+    """``append(..., expect_version=N)`` found the stream at another version."""
+
+    def message(self) -> str:
+        return f"{self.collection}: stream {self.key!r} is at version {self.actual}, expected {self.expected}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class AlreadyExistsError(ConflictError):
+    """``insert`` found a record with the same key already stored."""
+
+    def message(self) -> str:
+        return f"{self.collection}: a record with key {self.key!r} already exists"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class UniqueViolationError(ConflictError):
+    """A write would give two records the same value of a ``unique`` field (or fields).
+
+    ``fields`` names the constraint, ``value`` the clashing value and
+    ``existing_key`` the record that already holds it.
+    """
+
+    fields: tuple[str, ...] = ()
+    value: Any = None
+    existing_key: Any = None
+
+    def message(self) -> str:
+        names = ", ".join(self.fields)
+        return f"{self.collection}: {names}={self.value!r} of {self.key!r} is already used by {self.existing_key!r}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class ReadOnlyError(StateStoreError, PermissionError):
+    """A write was attempted on a store opened with ``mode="read"``."""
+
+    location: str
+    operation: str = "write"
+
+    def message(self) -> str:
+        return f"{self.location}: opened read-only, cannot {self.operation}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class StoreBusyError(StateStoreError, TimeoutError):
+    """Another process held the store's write lock longer than the busy timeout."""
+
+    location: str
+    timeout: float
+
+    def message(self) -> str:
+        return f"{self.location}: store is busy (locked by another writer for {self.timeout}s)"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class StoreNotFoundError(StateStoreError, FileNotFoundError):
+    """``mode="read"`` found no store; ``legacy`` names legacy state found instead."""
+
+    location: str
+    legacy: str | None = None
+
+    def message(self) -> str:
+        text = f"{self.location}: no store here"
+        if self.legacy:
+            text += (
+                f" (legacy state found at {self.legacy}; open it in write mode "
+                "or run `statestore import-legacy` to import it)"
+            )
+        return text
+
+
+@attrs.define(auto_exc=True, slots=False)
+class CorruptStoreError(StateStoreError, ValueError):
+    """The store's files are not what statestore wrote (bad header, unreadable data)."""
+
+    location: str
+    reason: str
+    line: int | None = None
+
+    def message(self) -> str:
+        at = f":{self.line}" if self.line is not None else ""
+        return f"{self.location}{at}: corrupt store: {self.reason}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class SchemaMismatchError(StateStoreError, ValueError):
+    """The store was made for another schema (a different name) or another app."""
+
+    location: str
+    reason: str
+
+    def message(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class SchemaTooNewError(StateStoreError, RuntimeError):
+    """The store's schema version is newer than the code's; nothing was touched."""
+
+    location: str
+    schema: str
+    stored: int
+    code: int
+
+    def message(self) -> str:
+        return (
+            f"{self.location}: schema {self.schema!r} is at version {self.stored}, "
+            f"newer than this code's version {self.code}; upgrade the application"
+        )
+
+
+@attrs.define(auto_exc=True, slots=False)
+class MigrationRequiredError(StateStoreError, RuntimeError):
+    """A read-only open found an older schema version that needs migrating first."""
+
+    location: str
+    schema: str
+    stored: int
+    code: int
+
+    def message(self) -> str:
+        return (
+            f"{self.location}: schema {self.schema!r} is at version {self.stored}, "
+            f"this code needs {self.code}; open it in write mode to migrate"
+        )
+
+
+@attrs.define(auto_exc=True, slots=False)
+class UnknownNameError(StateStoreError, KeyError):
+    """A collection or log that the store's schema does not declare."""
+
+    name: str
+    schema: str
+
+    def message(self) -> str:
+        return f"{self.name!r} is not declared in schema {self.schema!r}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class StoreClosedError(StateStoreError, ValueError):
+    """An operation on a store after ``close()``."""
+
+    location: str
+
+    def message(self) -> str:
+        return f"{self.location}: store is closed"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class BackendError(StateStoreError, OSError):
+    """The storage itself failed (disk full, I/O error); the cause is chained."""
+
+    location: str
+    reason: str
+
+    def message(self) -> str:
+        return f"{self.location}: {self.reason}"

@@ -1,0 +1,474 @@
+"""SQLiteStore: the default backend, one SQLite database file.
+
+Layout (DESIGN §6): one table per collection named after it with ``key``,
+``revision`` and ``data`` (canonical JSON text) plus a virtual generated column
+and an index for each declared index and unique constraint, so
+``sqlite3 state.db "select key from tasks where status='todo'"`` works; one
+table per log with ``UNIQUE(stream, version)``; internal tables prefixed
+``_statestore_``. The physical tables follow the declared schema on every
+write-mode open: new indexes and collections appear without a migration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from statestore.codec import Codec, dumps
+from statestore.errors import (
+    BackendError,
+    CorruptStoreError,
+    MigrationRequiredError,
+    ReadOnlyError,
+    SchemaMismatchError,
+    SchemaTooNewError,
+    StoreBusyError,
+    StoreNotFoundError,
+)
+from statestore.schema import Collection, KeyValue, Log, Schema
+from statestore.store import Durability, Mode, RawEntry, RawRecord, Store
+
+FORMAT = 1
+
+# Applied to every connection (diskcache's settings idiom). synchronous is
+# per durability; never OFF: a killed process must not lose committed writes.
+_PRAGMAS: dict[str, str] = {
+    "foreign_keys": "ON",
+    "temp_store": "MEMORY",
+}
+_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+_RESERVED = {"key", "revision", "data"}
+
+
+def _q(name: str) -> str:
+    """Quote an identifier (names are validated at declaration time)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def column_of(field: str) -> str:
+    """The generated column for ``field``: its own name unless the layout uses it."""
+    return f"{field}_field" if field in _RESERVED else field
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # skip surrogates: not storable as UTF-8
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite database (WAL, ``BEGIN IMMEDIATE`` for writes).
+
+    ``busy_timeout`` is how long a writer waits for another process's write
+    transaction before raising StoreBusyError. Each thread gets its own
+    connection; a forked child opens new ones. A new database file and its
+    directory are created readable by the owner only (0600/0700); SQLite gives
+    its ``-wal`` and ``-shm`` files the database file's permissions.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        schema: Schema,
+        *,
+        mode: Mode = "write",
+        durability: Durability = "normal",
+        busy_timeout: float = 30.0,
+        codec: Codec | None = None,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        super().__init__(f"sqlite:{self.path}", schema, mode=mode, codec=codec or Codec())
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.durability: Durability = durability
+        self.busy_timeout = float(busy_timeout)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._columns: dict[str, set[str]] = {}
+        self._sql: dict[tuple[str, str], str] = {}
+        if mode == "write":
+            self._create()
+        elif not self.path.is_file():
+            raise StoreNotFoundError(self.location)
+        try:
+            self._check_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ connections
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.mode == "read":
+                con = sqlite3.connect(
+                    self.path.resolve().as_uri() + "?mode=ro",
+                    uri=True,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                con = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+                )
+            with self._translate():
+                for name, value in {**_PRAGMAS, "synchronous": _SYNCHRONOUS[self.durability]}.items():
+                    con.execute(f"PRAGMA {name}={value}")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        with self._lock:
+            self._connections.append(con)
+        return con
+
+    def _con(self) -> sqlite3.Connection:
+        try:
+            return self._local.con  # type: ignore[no-any-return]
+        except AttributeError:
+            self._state()  # resets per-thread state after fork()
+            con = self._local.con = self._connect()
+            return con
+
+    def _after_fork(self) -> None:
+        # The parent's connections belong to the parent: never use or close them here.
+        self._local = threading.local()
+        self._connections = []
+        self._lock = threading.Lock()
+
+    def _close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for con in connections:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
+        self._local = threading.local()
+
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StoreBusyError(self.location, self.busy_timeout)
+        if "readonly" in text or "read-only" in text:
+            return ReadOnlyError(self.location, f"write ({text})")
+        if isinstance(exc, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text or "no such table" in text
+        ):
+            return CorruptStoreError(self.location, text)
+        return BackendError(self.location, text)
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self._con().execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    # ------------------------------------------------------------ creation
+
+    def _create(self) -> None:
+        new = not self.path.exists()
+        if new:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Create the file ourselves so it is 0600 from its first byte
+            # (state can hold tokens); an empty file is an empty database.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        con = self._con()
+        with self._translate():
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+
+    def _check_schema(self) -> None:
+        """Check the stored schema against the code's and, in write mode, sync tables."""
+        con = self._con()
+        schema = self.schema
+        description = dumps(schema.describe())
+        with self._translate():
+            if self.mode == "write":
+                con.execute("BEGIN IMMEDIATE")
+            else:
+                con.execute("BEGIN")
+            try:
+                row = self._stored_schema(con)
+                if row is not None:
+                    stored, stored_description = row
+                    if stored > schema.version:
+                        raise SchemaTooNewError(self.location, schema.name, stored, schema.version)
+                    if stored < schema.version and self.mode == "read":
+                        raise MigrationRequiredError(self.location, schema.name, stored, schema.version)
+                    if self.mode == "write" and (stored, stored_description) != (schema.version, description):
+                        self._sync_tables(con)
+                        con.execute(
+                            "UPDATE _statestore_schemas SET version=?, description=? WHERE name=?",
+                            (schema.version, description, schema.name),
+                        )
+                elif self.mode == "write":
+                    self._sync_tables(con)
+                    con.execute(
+                        "INSERT INTO _statestore_schemas(name, version, description) VALUES (?, ?, ?)",
+                        (schema.name, schema.version, description),
+                    )
+                else:
+                    raise SchemaMismatchError(self.location, f"the store holds no schema {schema.name!r}")
+                self._load_columns(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT" if self.mode == "write" else "ROLLBACK")
+
+    def _stored_schema(self, con: sqlite3.Connection) -> tuple[int, str] | None:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "_statestore_schemas" not in tables:
+            if self.mode == "read" or tables:
+                raise CorruptStoreError(self.location, "not a statestore database (no _statestore_schemas table)")
+            con.execute("CREATE TABLE _statestore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            con.execute(
+                "CREATE TABLE _statestore_schemas "
+                "(name TEXT PRIMARY KEY, version INTEGER NOT NULL, description TEXT NOT NULL)"
+            )
+            con.executemany(
+                "INSERT INTO _statestore_meta(key, value) VALUES (?, ?)",
+                [("format", str(FORMAT)), ("store_id", uuid.uuid4().hex)],
+            )
+            return None
+        fmt = con.execute("SELECT value FROM _statestore_meta WHERE key='format'").fetchone()
+        if fmt is None or fmt[0] != str(FORMAT):
+            raise CorruptStoreError(self.location, f"unknown store format {fmt and fmt[0]!r}")
+        row = con.execute(
+            "SELECT version, description FROM _statestore_schemas WHERE name=?", (self.schema.name,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def _sync_tables(self, con: sqlite3.Connection) -> None:
+        """Create tables, generated columns and indexes so they match the declarations."""
+        for coll in self.schema.collections:
+            key_type = "INTEGER" if not coll.composite and coll.field_types[coll.key_fields[0]] is int else "TEXT"
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {_q(coll.name)} "
+                f"(key {key_type} PRIMARY KEY NOT NULL, revision INTEGER NOT NULL, data TEXT NOT NULL)"
+            )
+            self._sync_indexes(con, coll)
+        for log in self.schema.logs:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {_q(log.name)} (seq INTEGER PRIMARY KEY, "
+                "stream TEXT NOT NULL, version INTEGER NOT NULL, at TEXT NOT NULL, data TEXT NOT NULL, "
+                "UNIQUE(stream, version))"
+            )
+
+    def _sync_indexes(self, con: sqlite3.Connection, coll: Collection[Any]) -> None:
+        table = coll.name
+        wanted: dict[str, tuple[bool, tuple[str, ...]]] = {}
+        for field in coll.indexes:
+            wanted[f"_statestore_ix__{table}__{field}"] = (False, (field,))
+        for group in coll.unique:
+            wanted[f"_statestore_uq__{table}__{'__'.join(group)}"] = (True, group)
+        if coll.composite:
+            wanted[f"_statestore_key__{table}"] = (False, coll.key_fields)
+        needed = {f for _, fields in wanted.values() for f in fields}
+        columns = {r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(table)})")}
+        existing = {
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name=? "
+                "AND name LIKE '\\_statestore\\_%' ESCAPE '\\'",
+                (table,),
+            )
+        }
+        for name in existing - wanted.keys():
+            con.execute(f"DROP INDEX {_q(name)}")
+        for field in needed:
+            if column_of(field) not in columns:
+                con.execute(
+                    f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column_of(field))} "
+                    f"GENERATED ALWAYS AS (json_extract(data, '$.\"{field}\"')) VIRTUAL"
+                )
+        generated = {
+            r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(table)})") if r[1] not in _RESERVED and r[6] == 2
+        }
+        for column in generated - {column_of(f) for f in needed}:
+            con.execute(f"ALTER TABLE {_q(table)} DROP COLUMN {_q(column)}")
+        for name, (unique, fields) in wanted.items():
+            if name in existing:
+                continue
+            cols = ", ".join(_q(column_of(f)) for f in fields)
+            try:
+                con.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX {_q(name)} ON {_q(table)} ({cols})")
+            except sqlite3.IntegrityError:
+                raise SchemaMismatchError(
+                    self.location,
+                    f"collection {table!r}: stored records already share values of unique {', '.join(fields)}",
+                ) from None
+
+    def _load_columns(self, con: sqlite3.Connection) -> None:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        names = [c.name for c in self.schema.collections] + [lg.name for lg in self.schema.logs]
+        for name in names:
+            if name in tables:
+                self._columns[name] = {r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(name)})")}
+
+    # ------------------------------------------------------------ transactions
+
+    def _begin(self, *, write: bool) -> None:
+        self._execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def _commit(self) -> None:
+        self._execute("COMMIT")
+
+    def _rollback(self) -> None:
+        con = self._con()
+        if con.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+
+    def _savepoint(self, name: str) -> None:
+        self._execute(f"SAVEPOINT {name}")
+
+    def _release(self, name: str) -> None:
+        self._execute(f"RELEASE {name}")
+
+    def _rollback_to(self, name: str) -> None:
+        self._execute(f"ROLLBACK TO {name}")
+        self._execute(f"RELEASE {name}")
+
+    # ------------------------------------------------------------ records
+
+    def _has(self, name: str) -> bool:
+        # A read-mode open of a store made before this collection was declared.
+        return name in self._columns
+
+    @staticmethod
+    def _key_param(coll: Collection[Any], key: KeyValue) -> Any:
+        return json.dumps(list(key), ensure_ascii=False) if isinstance(key, tuple) else key
+
+    @staticmethod
+    def _key_value(coll: Collection[Any], stored: Any) -> KeyValue:
+        return tuple(json.loads(stored)) if coll.composite else stored
+
+    def _order(self, coll: Collection[Any]) -> str:
+        if coll.composite and all(column_of(f) in self._columns[coll.name] for f in coll.key_fields):
+            return ", ".join(_q(column_of(f)) for f in coll.key_fields)
+        return "key"
+
+    def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
+        if not self._has(coll.name):
+            return None
+        row = self._execute(
+            f"SELECT revision, data FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),)
+        ).fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
+    def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
+        if not self._has(coll.name):
+            return None
+        row = self._execute(
+            f"SELECT revision FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
+        self._execute(
+            f"INSERT INTO {_q(coll.name)}(key, revision, data) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
+            (self._key_param(coll, key), revision, text),
+        )
+
+    def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
+        cur = self._execute(f"DELETE FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
+        return cur.rowcount > 0
+
+    def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
+        if not self._has(coll.name):
+            return []
+        columns = self._columns[coll.name]
+        clauses = []
+        params = []
+        for field, value in where.items():
+            col = column_of(field)
+            expr = _q(col) if col in columns else f"json_extract(data, '$.\"{field}\"')"
+            clauses.append(f"{expr} IS ?")
+            params.append(value)
+        sql = f"SELECT key, revision, data FROM {_q(coll.name)}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {self._order(coll)}"
+        composite = coll.composite
+        return [
+            (tuple(json.loads(k)) if composite else k, rev, json.loads(data))
+            for k, rev, data in self._execute(sql, params)
+        ]
+
+    def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
+        if not self._has(coll.name):
+            return []
+        rows = self._execute(f"SELECT key FROM {_q(coll.name)} ORDER BY {self._order(coll)}")
+        return [self._key_value(coll, k) for (k,) in rows]
+
+    def _count(self, coll: Collection[Any]) -> int:
+        if not self._has(coll.name):
+            return 0
+        return int(self._execute(f"SELECT count(*) FROM {_q(coll.name)}").fetchone()[0])
+
+    # ------------------------------------------------------------ logs
+
+    def _stream_version(self, log: Log[Any], stream: str) -> int:
+        row = self._execute(f"SELECT max(version) FROM {_q(log.name)} WHERE stream=?", (stream,)).fetchone()
+        return int(row[0] or 0)
+
+    def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
+        cur = self._execute(
+            f"INSERT INTO {_q(log.name)}(stream, version, at, data) VALUES (?, ?, ?, ?)",
+            (stream, version, at, text),
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        return seq
+
+    def _entries(
+        self, log: Log[Any], *, stream: str | None, prefix: str | None, after: int, limit: int | None
+    ) -> list[RawEntry]:
+        if not self._has(log.name):
+            return []
+        sql = f"SELECT seq, stream, version, at, data FROM {_q(log.name)} WHERE seq > ?"
+        params: list[Any] = [after]
+        if stream is not None:
+            sql += " AND stream = ?"
+            params.append(stream)
+        elif prefix is not None:
+            # A range on the (stream, version) index; LIKE would scan and treat % and _ as wildcards.
+            sql += " AND stream >= ?"
+            params.append(prefix)
+            end = _prefix_end(prefix)
+            if end is not None:
+                sql += " AND stream < ?"
+                params.append(end)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [(seq, s, v, at, json.loads(data)) for seq, s, v, at, data in self._execute(sql, params)]
+
+    def _last_seq(self, log: Log[Any]) -> int:
+        if not self._has(log.name):
+            return 0
+        row = self._execute(f"SELECT max(seq) FROM {_q(log.name)}").fetchone()
+        return int(row[0] or 0)

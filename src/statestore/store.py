@@ -1,0 +1,585 @@
+"""The storage protocol: :class:`Store` and its collection and log views.
+
+:class:`Store` is the shared layer. It validates keys, converts records with
+the :class:`~statestore.codec.Codec`, enforces compare-and-swap, unique
+constraints and stream versions, and builds the convenience operations
+(``update``, ``replace_all``, ``find`` on any field) once for every backend.
+
+A backend subclasses :class:`Store` and implements only the primitives in the
+"backend interface" section below: transactions, raw get/write/remove/scan of
+JSON records, and raw append/read of log entries. Its primitives are only ever
+called with validated keys, inside a transaction for every write, and it keeps
+results in key order (``str`` keys by code point, ``int`` keys numerically,
+composite keys as tuples).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import attrs
+
+from statestore.codec import Codec
+from statestore.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    NotFoundError,
+    ReadOnlyError,
+    StoreClosedError,
+    StreamConflictError,
+    UniqueViolationError,
+    UnknownNameError,
+    ValidationError,
+)
+from statestore.schema import Collection, KeyValue, Log, Schema
+
+T = TypeVar("T")
+Mode = Literal["read", "write"]
+Durability = Literal["normal", "full"]
+
+#: A raw record as a backend returns it: (key, revision, JSON dict).
+RawRecord = tuple[KeyValue, int, dict[str, Any]]
+#: A raw log entry as a backend returns it: (seq, stream, version, at, JSON dict).
+RawEntry = tuple[int, str, int, str, dict[str, Any]]
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@attrs.frozen
+class Versioned(Generic[T]):
+    """A record together with its revision (1 for a new key, +1 per write)."""
+
+    record: T
+    revision: int
+
+
+@attrs.frozen
+class Entry(Generic[T]):
+    """One log entry.
+
+    ``seq`` increases across the whole log, ``version`` is 1, 2, 3... within its
+    stream, ``at`` is the UTC time of the append.
+    """
+
+    seq: int
+    stream: str
+    version: int
+    at: datetime
+    record: T
+
+
+def _check_text(value: str, what: str, key: Any, path: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(what, key, path, "text is not valid Unicode (lone surrogate)") from None
+
+
+def now_utc() -> str:
+    """The current UTC time as stored in log entries (ISO 8601, microseconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class _ThreadState(threading.local):
+    depth = 0
+
+
+class Store(ABC):
+    """An open store: typed views over its collections and logs, and transactions.
+
+    Get a view with ``store[COLLECTION]`` or ``store[LOG]``. Stores are context
+    managers; ``close()`` is idempotent and any later operation raises
+    :class:`~statestore.errors.StoreClosedError`. A store may be shared by
+    threads: each thread has its own transaction, and a transaction's writes
+    are invisible to other threads and processes until it commits.
+    """
+
+    def __init__(self, location: str, schema: Schema, *, mode: Mode, codec: Codec) -> None:
+        self.location = location
+        self.schema = schema
+        self.mode: Mode = mode
+        self.codec = codec
+        self._closed = False
+        self._thread = _ThreadState()
+        self._pid = os.getpid()
+        self._views: dict[str, CollectionView[Any] | LogView[Any]] = {}
+
+    # ------------------------------------------------------------ public API
+
+    @overload
+    def __getitem__(self, decl: Collection[T]) -> CollectionView[T]: ...
+
+    @overload
+    def __getitem__(self, decl: Log[T]) -> LogView[T]: ...
+
+    def __getitem__(self, decl: Collection[T] | Log[T]) -> CollectionView[T] | LogView[T]:
+        view = self._views.get(decl.name)
+        if view is None or view.decl is not decl:
+            own = self.schema.collection(decl.name) or self.schema.log(decl.name)
+            if own is None or type(own) is not type(decl) or own.type is not decl.type:
+                raise UnknownNameError(decl.name, self.schema.name)
+            view = CollectionView(self, decl) if isinstance(decl, Collection) else LogView(self, decl)
+            self._views[decl.name] = view
+        return view
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block atomically across collections and logs.
+
+        On an exception everything the block wrote is rolled back and the
+        exception propagates. Transactions nest: an inner block that fails is
+        rolled back alone (a savepoint) while the outer one may go on. A write
+        transaction holds the store's write lock until it ends, so other
+        writers wait (up to the busy timeout). In read mode the block is a
+        consistent read snapshot and every write raises ReadOnlyError.
+        """
+        self._check_open()
+        state = self._state()
+        depth = state.depth
+        if depth == 0:
+            self._begin(write=self.mode == "write")
+        else:
+            self._savepoint(f"statestore_{depth}")
+        state.depth = depth + 1
+        try:
+            yield
+        except BaseException:
+            state.depth = depth
+            if depth == 0:
+                self._rollback()
+            else:
+                self._rollback_to(f"statestore_{depth}")
+            raise
+        state.depth = depth
+        if depth == 0:
+            try:
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        else:
+            self._release(f"statestore_{depth}")
+
+    def close(self) -> None:
+        """Close the store; closing twice does nothing."""
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    @property
+    def closed(self) -> bool:
+        """True after ``close()``."""
+        return self._closed
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.location} {self.mode}>"
+
+    # ------------------------------------------------------------ helpers
+
+    def _state(self) -> _ThreadState:
+        if os.getpid() != self._pid:
+            # A forked child must not inherit the parent's open transaction.
+            self._pid = os.getpid()
+            self._thread = _ThreadState()
+            self._after_fork()
+        return self._thread
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(self.location)
+
+    def _writing(self, operation: str) -> contextlib.AbstractContextManager[None]:
+        self._check_open()
+        if self.mode != "write":
+            raise ReadOnlyError(self.location, operation)
+        return self.transaction()
+
+    def _reading(self) -> None:
+        self._check_open()
+        self._state()
+
+    # ------------------------------------------------------------ backend interface
+
+    def _after_fork(self) -> None:  # noqa: B027 - optional hook
+        """Drop per-process resources (connections, locks) inherited through fork()."""
+
+    @abstractmethod
+    def _begin(self, *, write: bool) -> None:
+        """Start a transaction; a write transaction excludes other writers."""
+
+    @abstractmethod
+    def _commit(self) -> None:
+        """Make the transaction's writes durable and visible (per durability)."""
+
+    @abstractmethod
+    def _rollback(self) -> None:
+        """Discard the transaction's writes."""
+
+    @abstractmethod
+    def _savepoint(self, name: str) -> None:
+        """Mark a point inside the transaction that ``_rollback_to`` returns to."""
+
+    @abstractmethod
+    def _release(self, name: str) -> None:
+        """Forget a savepoint, keeping its writes in the enclosing transaction."""
+
+    @abstractmethod
+    def _rollback_to(self, name: str) -> None:
+        """Undo the writes made since the savepoint and forget it."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release every resource; called once."""
+
+    @abstractmethod
+    def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
+        """(revision, data) of ``key``, or None."""
+
+    @abstractmethod
+    def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
+        """The revision of ``key``, or None if absent."""
+
+    @abstractmethod
+    def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
+        """Store ``data`` (canonical JSON ``text``) under ``key`` at ``revision``, replacing any."""
+
+    @abstractmethod
+    def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
+        """Delete ``key``; True if it existed."""
+
+    @abstractmethod
+    def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
+        """Records whose fields equal ``where`` (JSON scalars, on lookup fields only), in key order.
+
+        An empty ``where`` returns every record.
+        """
+
+    @abstractmethod
+    def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
+        """Every key, in key order."""
+
+    @abstractmethod
+    def _count(self, coll: Collection[Any]) -> int:
+        """The number of records."""
+
+    @abstractmethod
+    def _stream_version(self, log: Log[Any], stream: str) -> int:
+        """The version of the last entry in ``stream``; 0 when empty."""
+
+    @abstractmethod
+    def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
+        """Append an entry and return its ``seq`` (greater than every earlier one)."""
+
+    @abstractmethod
+    def _entries(
+        self, log: Log[Any], *, stream: str | None, prefix: str | None, after: int, limit: int | None
+    ) -> list[RawEntry]:
+        """Entries with ``seq > after`` in ``stream`` (exact) or under ``prefix``, by seq."""
+
+    @abstractmethod
+    def _last_seq(self, log: Log[Any]) -> int:
+        """The highest seq in the log; 0 when empty."""
+
+
+class CollectionView(Generic[T]):
+    """Typed access to one collection of a store (``store[COLLECTION]``)."""
+
+    def __init__(self, store: Store, decl: Collection[T]) -> None:
+        self.store = store
+        self.decl = decl
+        self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
+
+    # -------------------------------------------------------------- keys
+
+    def _key(self, key: object) -> KeyValue:
+        """Validate a key given by the caller; raise ValidationError if it cannot be one."""
+        decl = self.decl
+        parts = key if decl.composite else (key,)
+        if not isinstance(parts, tuple) or len(parts) != len(self._key_types):
+            want = f"a tuple of {len(self._key_types)} values" if decl.composite else "a single value"
+            raise ValidationError(decl.name, key, "", f"key must be {want} ({', '.join(decl.key_fields)})")
+        for name, tp, part in zip(decl.key_fields, self._key_types, parts):
+            if type(part) is not tp and not (isinstance(part, tp) and not isinstance(part, bool)):
+                raise ValidationError(
+                    decl.name, key, f"$.{name}", f"key field must be {tp.__name__}, got {type(part).__name__}"
+                )
+            if tp is str:
+                _check_text(part, decl.name, key, f"$.{name}")
+        return key  # type: ignore[return-value]  # checked part by part above
+
+    def _encode(self, record: T) -> tuple[KeyValue, dict[str, Any], str]:
+        decl = self.decl
+        if not isinstance(record, decl.type):
+            raise ValidationError(decl.name, None, "", f"expected a {decl.type.__name__}, got {type(record).__name__}")
+        key = self._key(decl.key_of(record))
+        data, text = self.store.codec.encode(decl.name, decl.type, record, key)
+        return key, data, text
+
+    def _decode(self, key: KeyValue, data: dict[str, Any]) -> T:
+        result: T = self.store.codec.decode(self.decl.name, self.decl.type, data, key)
+        return result
+
+    # -------------------------------------------------------------- writes
+
+    def _store(self, key: KeyValue, data: dict[str, Any], text: str, current: int | None) -> int:
+        """Write inside an open transaction after checking unique constraints."""
+        for group in self.decl.unique:
+            values = tuple(data.get(f) for f in group)
+            if any(v is None for v in values):
+                continue
+            for other, _rev, _data in self._match(dict(zip(group, values))):
+                if other != key:
+                    raise UniqueViolationError(
+                        self.decl.name,
+                        key,
+                        0,
+                        0,
+                        fields=group,
+                        value=values if len(values) > 1 else values[0],
+                        existing_key=other,
+                    )
+        revision = (current or 0) + 1
+        self.store._write(self.decl, key, revision, data, text)
+        return revision
+
+    def insert(self, record: T) -> int:
+        """Add a new record and return its revision (1).
+
+        Raises AlreadyExistsError if its key is stored, UniqueViolationError if
+        it clashes on a unique field.
+        """
+        key, data, text = self._encode(record)
+        with self.store._writing("insert"):
+            current = self.store._revision(self.decl, key)
+            if current is not None:
+                raise AlreadyExistsError(self.decl.name, key, 0, current)
+            return self._store(key, data, text, None)
+
+    def put(self, record: T, *, expect_revision: int | None = None) -> int:
+        """Insert or replace a record; return its new revision.
+
+        With ``expect_revision=N`` the write happens only if the stored revision
+        is N (``0`` means "only if absent"); otherwise ConflictError, and
+        nothing is written. Revisions restart at 1 after a delete.
+        """
+        key, data, text = self._encode(record)
+        with self.store._writing("put"):
+            current = self.store._revision(self.decl, key)
+            if expect_revision is not None and (current or 0) != expect_revision:
+                raise ConflictError(self.decl.name, key, expect_revision, current or 0)
+            return self._store(key, data, text, current)
+
+    def update(self, key: KeyValue, fn: Callable[[T], T | None]) -> T:
+        """Atomically read, change and write one record; return the new record.
+
+        ``fn`` gets the stored record and returns the new one (or returns None
+        after changing it in place). It runs once, inside a write transaction,
+        so no other process can write in between. NotFoundError if the key is
+        absent; ValidationError if ``fn`` changes the key. An exception from
+        ``fn`` propagates and nothing is written.
+        """
+        key = self._key(key)
+        with self.store._writing("update"):
+            got = self.store._get(self.decl, key)
+            if got is None:
+                raise NotFoundError(self.decl.name, key)
+            revision, data = got
+            record = self._decode(key, data)
+            result = fn(record)
+            new = record if result is None else result
+            new_key, new_data, text = self._encode(new)
+            if new_key != key:
+                raise ValidationError(self.decl.name, key, "", f"update cannot change the key (to {new_key!r})")
+            self._store(key, new_data, text, revision)
+            return new
+
+    def delete(self, key: KeyValue) -> bool:
+        """Delete a record; True if it existed, False if there was nothing to delete."""
+        key = self._key(key)
+        with self.store._writing("delete"):
+            return self.store._remove(self.decl, key)
+
+    def replace_all(self, records: Iterable[T]) -> None:
+        """Make the collection hold exactly ``records``, atomically.
+
+        Records that are kept get their revision raised by one, new ones start
+        at 1, the rest are deleted. Two records with the same key raise
+        ValidationError and nothing changes.
+        """
+        encoded: dict[KeyValue, tuple[dict[str, Any], str]] = {}
+        for record in records:
+            key, data, text = self._encode(record)
+            if key in encoded:
+                raise ValidationError(self.decl.name, key, "", "replace_all got two records with this key")
+            encoded[key] = (data, text)
+        with self.store._writing("replace_all"):
+            old = {key: rev for key, rev, _ in self.store._scan(self.decl, {})}
+            # Remove everything first: records may swap unique values between them.
+            for key in old:
+                self.store._remove(self.decl, key)
+            for key, (data, text) in encoded.items():
+                self._store(key, data, text, old.get(key))
+
+    # -------------------------------------------------------------- reads
+
+    def get(self, key: KeyValue) -> T | None:
+        """The record with this key, or None."""
+        got = self.get_versioned(key)
+        return None if got is None else got.record
+
+    def __getitem__(self, key: KeyValue) -> T:
+        """The record with this key; NotFoundError (a KeyError) if absent."""
+        got = self.get_versioned(key)
+        if got is None:
+            raise NotFoundError(self.decl.name, key)
+        return got.record
+
+    def get_versioned(self, key: KeyValue) -> Versioned[T] | None:
+        """The record and its revision, or None."""
+        key = self._key(key)
+        self.store._reading()
+        got = self.store._get(self.decl, key)
+        if got is None:
+            return None
+        return Versioned(self._decode(key, got[1]), got[0])
+
+    def _match(self, where: Mapping[str, Any]) -> list[RawRecord]:
+        """Raw records whose JSON fields equal ``where``, using indexes where declared."""
+        lookup = self.decl.lookup_fields
+        indexed = {f: v for f, v in where.items() if f in lookup and isinstance(v, _SCALARS)}
+        rest = {f: v for f, v in where.items() if f not in indexed}
+        rows = self.store._scan(self.decl, indexed)
+        if rest:
+            rows = [r for r in rows if all(f in r[2] and r[2][f] == v for f, v in rest.items())]
+        return rows
+
+    def find(self, **where: Any) -> list[T]:
+        """Records whose fields equal the given values, in key order.
+
+        Indexed fields are looked up through the index; any other field scans
+        the collection. Values compare in their stored JSON form (a datetime
+        matches the same instant written the same way). An unknown field raises
+        ValidationError. No conditions returns every record.
+        """
+        decl = self.decl
+        wanted: dict[str, Any] = {}
+        for name, value in where.items():
+            if name not in decl.field_types:
+                raise ValidationError(decl.name, None, f"$.{name}", f"{decl.type.__name__} has no field {name!r}")
+            wanted[name] = self.store.codec.value(decl.name, name, decl.field_types[name], value)
+        self.store._reading()
+        return [self._decode(k, d) for k, _r, d in self._match(wanted)]
+
+    def all(self) -> list[T]:
+        """Every record, in key order."""
+        return self.find()
+
+    def keys(self) -> list[KeyValue]:
+        """Every key, in key order (tuples for composite keys)."""
+        self.store._reading()
+        return self.store._keys(self.decl)
+
+    def __len__(self) -> int:
+        self.store._reading()
+        return self.store._count(self.decl)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            checked = self._key(key)
+        except ValidationError:
+            return False
+        self.store._reading()
+        return self.store._revision(self.decl, checked) is not None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.all())
+
+    def __repr__(self) -> str:
+        return f"<CollectionView {self.decl.name} of {self.store.location}>"
+
+
+class LogView(Generic[T]):
+    """Typed access to one log of a store (``store[LOG]``)."""
+
+    def __init__(self, store: Store, decl: Log[T]) -> None:
+        self.store = store
+        self.decl = decl
+
+    def append(self, record: T, *, stream: str = "", expect_version: int | None = None) -> Entry[T]:
+        """Append ``record`` to ``stream`` and return the new entry.
+
+        With ``expect_version=N`` the append happens only if the stream's last
+        version is N (``0`` for a new stream); otherwise StreamConflictError
+        and nothing is written. Concurrent appends never share a version.
+        """
+        decl = self.decl
+        self._check_stream(stream)
+        data, text = self.store.codec.encode(decl.name, decl.type, record, stream)
+        at = now_utc()
+        with self.store._writing("append"):
+            current = self.store._stream_version(decl, stream)
+            if expect_version is not None and current != expect_version:
+                raise StreamConflictError(decl.name, stream, expect_version, current)
+            seq = self.store._add_entry(decl, stream, current + 1, at, data, text)
+        return Entry(seq, stream, current + 1, datetime.fromisoformat(at), record)
+
+    def _check_stream(self, stream: object) -> None:
+        if not isinstance(stream, str):
+            raise ValidationError(self.decl.name, stream, "stream", "stream must be a str")
+        _check_text(stream, self.decl.name, stream, "stream")
+
+    def read(
+        self,
+        *,
+        stream: str | None = None,
+        stream_prefix: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[Entry[T]]:
+        """Entries in seq order: all of them, one ``stream`` or every stream under ``stream_prefix``.
+
+        ``stream`` matches exactly (``fn-1`` never returns ``fn-10``);
+        ``stream_prefix`` matches by prefix through the index. ``after`` skips
+        entries with ``seq <= after``; ``limit`` caps the number returned.
+        Giving both ``stream`` and ``stream_prefix`` raises ValidationError.
+        """
+        name = self.decl.name
+        if stream is not None and stream_prefix is not None:
+            raise ValidationError(name, stream, "", "give stream or stream_prefix, not both")
+        for s in (stream, stream_prefix):
+            if s is not None:
+                self._check_stream(s)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValidationError(name, None, "after", f"after must be an int >= 0, not {after!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValidationError(name, None, "limit", f"limit must be an int >= 0, not {limit!r}")
+        self.store._reading()
+        if limit == 0:
+            return []
+        rows = self.store._entries(self.decl, stream=stream, prefix=stream_prefix or None, after=after, limit=limit)
+        codec, tp = self.store.codec, self.decl.type
+        return [
+            Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(name, tp, data, s))
+            for seq, s, v, at, data in rows
+        ]
+
+    def last_seq(self) -> int:
+        """The seq of the newest entry; 0 for an empty log."""
+        self.store._reading()
+        return self.store._last_seq(self.decl)
+
+    def __repr__(self) -> str:
+        return f"<LogView {self.decl.name} of {self.store.location}>"
