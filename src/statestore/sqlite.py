@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from statestore._fs import make_private_dirs
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,
@@ -188,7 +189,7 @@ class SQLiteStore(Store):
     def _create(self) -> None:
         new = not self.path.exists()
         if new:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
             # Create the file ourselves so it is 0600 from its first byte
             # (state can hold tokens); an empty file is an empty database.
             with contextlib.suppress(FileExistsError):
@@ -358,7 +359,7 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _key_param(coll: Collection[Any], key: KeyValue) -> Any:
-        return json.dumps(list(key), ensure_ascii=False) if isinstance(key, tuple) else key
+        return json.dumps(list(key), ensure_ascii=False, separators=(",", ":")) if isinstance(key, tuple) else key
 
     @staticmethod
     def _key_value(coll: Collection[Any], stored: Any) -> KeyValue:
@@ -448,8 +449,12 @@ class SQLiteStore(Store):
     ) -> list[RawEntry]:
         if not self._has(log.name):
             return []
+        # No "seq > 0" when reading from the start: it would tempt the planner
+        # into a rowid scan instead of the (stream, version) index.
         sql = f"SELECT seq, stream, version, at, data FROM {_q(log.name)} WHERE seq > ?"
         params: list[Any] = [after]
+        if after == 0:
+            sql, params = sql.replace("seq > ?", "1"), []
         if stream is not None:
             sql += " AND stream = ?"
             params.append(stream)

@@ -1,0 +1,235 @@
+"""What only the SQLite backend promises: its layout, pragmas, permissions and error translation."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import attrs
+import pytest
+
+import statestore as ss
+from statestore.testing.models import ACCOUNTS, EVENTS, SCHEMA, SETTINGS, TASKS, Account, Event, Setting, Task
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "deep" / "dir" / "state.db"
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def test_layout_is_queryable_with_plain_sql(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        store[TASKS].put(Task("t1", status="todo"))
+        store[TASKS].put(Task("t2", status="done"))
+        store[TASKS].put(Task("t2", status="done"))
+        store[EVENTS].append(Event("x"), stream="task:t1")
+    con = raw(path)
+    assert con.execute("select key from tasks where status='todo'").fetchall() == [("t1",)]
+    assert con.execute("select key, revision from tasks order by key").fetchall() == [("t1", 1), ("t2", 2)]
+    data = con.execute("select data from tasks where key='t1'").fetchone()[0]
+    assert con.execute("select json_extract(?, '$.status')", (data,)).fetchone()[0] == "todo"
+    assert con.execute("select seq, stream, version from events").fetchall() == [(1, "task:t1", 1)]
+    tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+    assert tables == {"tasks", "tickets", "settings", "accounts", "events", "_statestore_meta", "_statestore_schemas"}
+    name, version, description = con.execute("select * from _statestore_schemas").fetchone()
+    assert (name, version) == ("contract", 1)
+    assert '"indexes":["status","points"]' in description
+    meta = dict(con.execute("select key, value from _statestore_meta"))
+    assert meta["format"] == "1"
+    assert len(meta["store_id"]) == 32
+
+
+def test_pragmas(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA, durability="full") as store:
+        assert isinstance(store, ss.SQLiteStore)
+        con = store._con()
+        assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+        assert con.execute("pragma synchronous").fetchone()[0] == 2  # FULL
+        assert con.execute("pragma foreign_keys").fetchone()[0] == 1
+        assert con.execute("pragma busy_timeout").fetchone()[0] == 30000
+    with ss.open_store(f"sqlite:{path}", SCHEMA, busy_timeout=1.5) as store:
+        assert isinstance(store, ss.SQLiteStore)
+        assert store._con().execute("pragma synchronous").fetchone()[0] == 1  # NORMAL
+        assert store._con().execute("pragma busy_timeout").fetchone()[0] == 1500
+
+
+def _plan(con: sqlite3.Connection, sql: str, *params: object) -> str:
+    return " | ".join(r[-1] for r in con.execute("explain query plan " + sql, params))
+
+
+def test_indexed_queries_use_indexes(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA):
+        pass
+    con = raw(path)
+    assert "USING INDEX _statestore_ix__tasks__status" in _plan(con, "select key from tasks where status IS ?", "x")
+    assert "_statestore_uq__accounts__email" in _plan(con, "select key from accounts where email IS ?", "x")
+    plan = _plan(con, "select seq from events where 1 and stream >= ? and stream < ? order by seq", "a", "b")
+    assert "INDEX sqlite_autoindex_events_1" in plan
+    assert "stream>? AND stream<?" in plan
+    indexes = {r[0] for r in con.execute("select name from sqlite_master where type='index' and name like '_statestore%'")}
+    assert indexes == {
+        "_statestore_ix__tasks__status",
+        "_statestore_ix__tasks__points",
+        "_statestore_ix__settings__rank",
+        "_statestore_key__settings",
+        "_statestore_uq__accounts__email",
+        "_statestore_uq__accounts__org__handle",
+    }
+
+
+def test_prefix_reads_use_a_range_not_like(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        assert isinstance(store, ss.SQLiteStore)
+        statements: list[str] = []
+        store._con().set_trace_callback(statements.append)
+        store[EVENTS].read(stream_prefix="task:")
+    select = next(s for s in statements if s.startswith("SELECT"))
+    assert "LIKE" not in select.upper()
+    assert "stream >= 'task:' AND stream < 'task;'" in select
+
+
+def test_unique_constraint_is_also_enforced_by_sqlite(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        store[ACCOUNTS].put(Account("a", "x@e"))
+    with pytest.raises(sqlite3.IntegrityError):
+        raw(path).execute("""insert into accounts(key, revision, data) values ('b', 1, '{"id":"b","email":"x@e"}')""")
+
+
+def test_new_database_and_directory_are_private(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        store[TASKS].put(Task("t"))
+        for suffix in ("", "-wal", "-shm"):
+            file = path.with_name(path.name + suffix)
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+
+
+def test_read_mode_connection_cannot_write(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA):
+        pass
+    with ss.open_store(f"sqlite:{path}", SCHEMA, mode="read") as store:
+        assert isinstance(store, ss.SQLiteStore)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store._con().execute("insert into tickets(key, revision, data) values (1, 1, '{}')")
+
+
+def test_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_text("hello, I am a text file\n" * 100)
+    for mode in ("write", "read"):
+        with pytest.raises(ss.CorruptStoreError) as info:
+            ss.open_store(f"sqlite:{path}", SCHEMA, mode=mode)  # type: ignore[arg-type]
+        assert str(path) in str(info.value)
+    assert path.read_text() == "hello, I am a text file\n" * 100
+
+
+def test_foreign_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    raw(path).execute("create table users(id)")
+    with pytest.raises(ss.CorruptStoreError, match="not a statestore database"):
+        ss.open_store(f"sqlite:{path}", SCHEMA)
+    assert {r[0] for r in raw(path).execute("select name from sqlite_master")} == {"users"}
+
+
+def test_store_of_another_schema_in_read_mode(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA):
+        pass
+    other = ss.Schema("other", version=1, collections=[])
+    with pytest.raises(ss.SchemaMismatchError, match="holds no schema 'other'"):
+        ss.open_store(f"sqlite:{path}", other, mode="read")
+
+
+def test_busy_writer_raises_store_busy(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA, busy_timeout=0.1) as store:
+        blocker = raw(path)
+        blocker.execute("begin immediate")
+        try:
+            with pytest.raises(ss.StoreBusyError) as info:
+                store[TASKS].put(Task("t"))
+            assert isinstance(info.value, TimeoutError)
+            assert info.value.timeout == 0.1
+        finally:
+            blocker.execute("rollback")
+        store[TASKS].put(Task("t"))
+        assert store[TASKS].keys() == ["t"]
+
+
+def test_threads_get_their_own_connections(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        assert isinstance(store, ss.SQLiteStore)
+        seen: list[int] = []
+
+        def work() -> None:
+            seen.append(id(store._con()))
+            store[TASKS].put(Task(threading.current_thread().name))
+
+        threads = [threading.Thread(target=work, name=f"t{i}") for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(seen)) == 4
+        assert len(store[TASKS]) == 4
+    assert store._connections == []
+
+
+def test_removed_index_is_dropped(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        store[TASKS].put(Task("t", status="x"))
+    fewer = ss.Collection("tasks", Task, key="id", indexes=["points"])
+    with ss.open_store(f"sqlite:{path}", ss.Schema("contract", version=1, collections=[fewer])) as store:
+        assert [t.id for t in store[fewer].find(status="x")] == ["t"]
+    con = raw(path)
+    indexes = {r[0] for r in con.execute("select name from sqlite_master where type='index' and tbl_name='tasks'")}
+    assert "_statestore_ix__tasks__status" not in indexes
+    assert "status" not in {r[1] for r in con.execute("pragma table_xinfo(tasks)")}
+
+
+def test_adding_unique_over_clashing_data_is_refused(path: Path) -> None:
+    loose = ss.Collection("accounts", Account, key="id")
+    with ss.open_store(f"sqlite:{path}", ss.Schema("contract", version=1, collections=[loose])) as store:
+        store[loose].put(Account("a", "x@e"))
+        store[loose].put(Account("b", "x@e"))
+    with pytest.raises(ss.SchemaMismatchError, match="unique email"):
+        ss.open_store(f"sqlite:{path}", SCHEMA)
+    with ss.open_store(f"sqlite:{path}", ss.Schema("contract", version=1, collections=[loose])) as store:
+        assert len(store[loose]) == 2
+
+
+def test_field_named_like_a_layout_column(tmp_path: Path) -> None:
+    @attrs.define
+    class Odd:
+        id: str
+        data: str = ""
+        revision: int = 0
+
+    odd = ss.Collection("odd", Odd, key="id", indexes=["data", "revision"])
+    schema = ss.Schema("odd", version=1, collections=[odd])
+    with ss.open_store(f"sqlite:{tmp_path}/o.db", schema) as store:
+        store[odd].put(Odd("a", "x", 5))
+        store[odd].put(Odd("a", "x", 5))
+        assert [o.id for o in store[odd].find(data="x", revision=5)] == ["a"]
+        assert store[odd].get_versioned("a") == ss.Versioned(Odd("a", "x", 5), 2)
+    con = raw(tmp_path / "o.db")
+    assert con.execute("select key, revision, data_field from odd").fetchall() == [("a", 2, "x")]
+
+
+def test_composite_keys_are_stored_as_json_arrays(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        store[SETTINGS].put(Setting("u", "p", "n"))
+    assert raw(path).execute("select key from settings").fetchone()[0] == '["u","p","n"]'
+
+
+def test_int_keys_are_integers(path: Path) -> None:
+    from statestore.testing.models import TICKETS, Ticket
+
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        store[TICKETS].put(Ticket(7))
+    assert raw(path).execute("select typeof(key) from tickets").fetchone()[0] == "integer"
