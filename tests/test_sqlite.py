@@ -72,7 +72,9 @@ def test_indexed_queries_use_indexes(path: Path) -> None:
     plan = _plan(con, "select seq from events where 1 and stream >= ? and stream < ? order by seq", "a", "b")
     assert "INDEX sqlite_autoindex_events_1" in plan
     assert "stream>? AND stream<?" in plan
-    indexes = {r[0] for r in con.execute("select name from sqlite_master where type='index' and name like '_statestore%'")}
+    indexes = {
+        r[0] for r in con.execute("select name from sqlite_master where type='index' and name like '_statestore%'")
+    }
     assert indexes == {
         "_statestore_ix__tasks__status",
         "_statestore_ix__tasks__points",

@@ -4,6 +4,8 @@ One storage protocol (attrs records, cattrs conversion) over interchangeable
 backends: SQLite and plain JSON/JSONL files.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from statestore._open import Location, open_store, parse_location, state_path
 from statestore.codec import Codec
 from statestore.errors import (
@@ -30,6 +32,11 @@ from statestore.memory import MemoryStore
 from statestore.schema import Collection, Log, Schema
 from statestore.sqlite import SQLiteStore
 from statestore.store import CollectionView, Entry, LogView, Store, Versioned
+
+try:
+    __version__ = version("statestore")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+    __version__ = "0.0.0"
 
 __all__ = [
     "AlreadyExistsError",

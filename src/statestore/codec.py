@@ -27,13 +27,19 @@ def dumps(data: Any) -> str:
     as UTF-8, so such a document is written with ``\\u`` escapes instead, which
     reads back identically.
     """
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _CANONICAL.encode(data)
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+            text = _CANONICAL_ASCII.encode(data)
     return text
+
+
+# Built once: json.dumps() with any option builds a new JSONEncoder per call,
+# which was a fifth of the cost of encoding a ~500-byte record.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_CANONICAL_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 loads = json.loads

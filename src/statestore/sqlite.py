@@ -81,6 +81,9 @@ class SQLiteStore(Store):
     its ``-wal`` and ``-shm`` files the database file's permissions.
     """
 
+    # One SQL statement is all-or-nothing, so single writes need no savepoint.
+    _atomic_writes = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -2,7 +2,7 @@
 
 Subclass the contract classes in your own test module and provide a
 ``store_factory`` fixture returning a :class:`StoreFactory`; the pytest plugin
-(registered through the ``pytest11`` entry point when statestore is
+(module ``_statestore_pytestplugin``, registered through the ``pytest11`` entry point when statestore is
 installed) supplies the ``store`` fixture from it. See the README.
 """
 

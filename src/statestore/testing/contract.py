@@ -275,6 +275,11 @@ class CollectionContract:
         tasks.put(_task("b", status="todo", points=1, title="y"))
         return tasks
 
+    def test_iteration_yields_keys(self, store: ss.Store) -> None:
+        tasks = self._three(store)
+        assert list(tasks) == ["a", "b", "c"]
+        assert all(key in tasks for key in tasks)
+
     def test_find_on_indexed_field_in_key_order(self, store: ss.Store) -> None:
         tasks = self._three(store)
         assert [t.id for t in tasks.find(status="todo")] == ["b", "c"]

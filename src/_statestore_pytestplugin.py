@@ -3,16 +3,22 @@
 It supplies the ``store`` fixture the contract classes use: a fresh store from
 the ``store_factory`` fixture that the test module provides, closed after the
 test together with every other store the factory opened.
+
+This is a top-level module that imports statestore only inside the fixture
+(as Hypothesis does with its plugin), so that coverage measurement, which
+starts after plugins load, still sees statestore's modules being imported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from statestore.store import Store
-from statestore.testing import StoreFactory
+if TYPE_CHECKING:
+    from statestore.store import Store
+    from statestore.testing import StoreFactory
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Example applications built on statestore, used by the demo and the tests."""
