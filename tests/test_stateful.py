@@ -251,10 +251,10 @@ class BackendsAgree(RuleBasedStateMachine):
         expected_tasks = [(k, r, t) for k, (r, t) in sorted(self.model.tasks.items())]
         expected_accounts = [(k, r, a) for k, (r, a) in sorted(self.model.accounts.items())]
         for backend, store in self.stores.items():
-            tasks = [(k, v.revision, v.record) for k in store[TASKS].keys() if (v := store[TASKS].get_versioned(k))]
+            tasks = [(k, v.revision, v.record) for k in store[TASKS] if (v := store[TASKS].get_versioned(k))]
             assert tasks == expected_tasks, backend
             accounts = [
-                (k, v.revision, v.record) for k in store[ACCOUNTS].keys() if (v := store[ACCOUNTS].get_versioned(k))
+                (k, v.revision, v.record) for k in store[ACCOUNTS] if (v := store[ACCOUNTS].get_versioned(k))
             ]
             assert accounts == expected_accounts, backend
 
