@@ -149,7 +149,16 @@ class SQLiteStore(Store):
             return con
 
     def _after_fork(self) -> None:
-        # The parent's connections belong to the parent: never use or close them here.
+        # The parent's connections must not be used here. They are closed at
+        # once rather than left to the garbage collector: one inherited inside a
+        # write transaction keeps SQLite's per-process record of the WAL write
+        # lock, which would make every write in the child time out. Closing it
+        # in the child rolls back nothing on disk (WAL frames are only undone in
+        # memory) and the fcntl unlocks release no lock of the parent's: POSIX
+        # record locks are not inherited through fork().
+        for con in self._connections:
+            with contextlib.suppress(sqlite3.Error):
+                con.close()
         self._local = threading.local()
         self._connections = []
         self._lock = threading.Lock()
@@ -203,48 +212,57 @@ class SQLiteStore(Store):
                 con.execute("PRAGMA journal_mode=WAL")
 
     def _check_schema(self) -> None:
-        """Check the stored schema against the code's and, in write mode, sync tables."""
-        con = self._con()
-        schema = self.schema
-        description = dumps(schema.describe())
-        with self._translate():
-            if self.mode == "write":
-                con.execute("BEGIN IMMEDIATE")
-            else:
-                con.execute("BEGIN")
-            try:
-                row = self._stored_schema(con)
-                if row is not None:
-                    stored, stored_description = row
-                    if stored > schema.version:
-                        raise SchemaTooNewError(self.location, schema.name, stored, schema.version)
-                    if stored < schema.version and self.mode == "read":
-                        raise MigrationRequiredError(self.location, schema.name, stored, schema.version)
-                    if self.mode == "write" and (stored, stored_description) != (schema.version, description):
-                        self._sync_tables(con)
-                        con.execute(
-                            "UPDATE _statestore_schemas SET version=?, description=? WHERE name=?",
-                            (schema.version, description, schema.name),
-                        )
-                elif self.mode == "write":
-                    self._sync_tables(con)
-                    con.execute(
-                        "INSERT INTO _statestore_schemas(name, version, description) VALUES (?, ?, ?)",
-                        (schema.name, schema.version, description),
-                    )
-                else:
-                    raise SchemaMismatchError(self.location, f"the store holds no schema {schema.name!r}")
-                self._load_columns(con)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT" if self.mode == "write" else "ROLLBACK")
+        """Check the stored schema against the code's and, in write mode, sync tables.
 
-    def _stored_schema(self, con: sqlite3.Connection) -> tuple[int, str] | None:
+        A read transaction looks first, so that opening an up-to-date store
+        never waits for another process's write transaction; only a store that
+        needs creating or changing takes the write lock (and then looks again).
+        """
+        con = self._con()
+        description = dumps(self.schema.describe())
+        with self._translate():
+            if not self._inspect(con, description, write=False) and self.mode == "write":
+                self._inspect(con, description, write=True)
+
+    def _inspect(self, con: sqlite3.Connection, description: str, *, write: bool) -> bool:
+        """Compare stored and declared schema; True when nothing (more) needs writing."""
+        schema = self.schema
+        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            row = self._stored_schema(con, create=write)
+            if row is not None and row[0] > schema.version:
+                raise SchemaTooNewError(self.location, schema.name, row[0], schema.version)
+            if row is not None and row[0] < schema.version and self.mode == "read":
+                raise MigrationRequiredError(self.location, schema.name, row[0], schema.version)
+            if row is None and self.mode == "read":
+                raise SchemaMismatchError(self.location, f"the store holds no schema {schema.name!r}")
+            current = row == (schema.version, description)
+            if write and not current:
+                self._sync_tables(con)
+                con.execute(
+                    "INSERT INTO _statestore_schemas(name, version, description) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET version=excluded.version, description=excluded.description",
+                    (schema.name, schema.version, description),
+                )
+            if current or write or self.mode == "read":
+                self._load_columns(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT" if write else "ROLLBACK")
+        return current or write or self.mode == "read"
+
+    def _stored_schema(self, con: sqlite3.Connection, *, create: bool) -> tuple[int, str] | None:
+        """(version, description) stored for this schema, or None.
+
+        With ``create``, an empty database gets statestore's internal tables.
+        """
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "_statestore_schemas" not in tables:
-            if self.mode == "read" or tables:
+            if tables or (self.mode == "read"):
                 raise CorruptStoreError(self.location, "not a statestore database (no _statestore_schemas table)")
+            if not create:
+                return None
             con.execute("CREATE TABLE _statestore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             con.execute(
                 "CREATE TABLE _statestore_schemas "

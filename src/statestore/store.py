@@ -544,8 +544,9 @@ class LogView(Generic[T]):
         decl = self.decl
         self._check_stream(stream)
         data, text = self.store.codec.encode(decl.name, decl.type, record, stream)
-        at = now_utc()
         with self.store._writing("append", single=True):
+            # Stamped under the write lock, so `at` never goes backwards as `seq` grows.
+            at = now_utc()
             current = self.store._stream_version(decl, stream)
             if expect_version is not None and current != expect_version:
                 raise StreamConflictError(decl.name, stream, expect_version, current)
