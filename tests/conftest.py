@@ -35,8 +35,8 @@ def make_factory(backend: str, tmp_path: Path) -> StoreFactory:
     return StoreFactory(lambda schema, mode: ss.open_store(location, schema, mode=mode, busy_timeout=10), path)
 
 
-ALL_BACKENDS = ["sqlite", "memory"]
-PERSISTENT_BACKENDS = ["sqlite"]
+ALL_BACKENDS = ["sqlite", "files", "memory"]
+PERSISTENT_BACKENDS = ["sqlite", "files"]
 
 
 @pytest.fixture(params=ALL_BACKENDS)

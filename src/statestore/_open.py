@@ -12,6 +12,7 @@ import platformdirs
 
 from statestore.codec import Codec
 from statestore.errors import ValidationError
+from statestore.files import FileStore
 from statestore.memory import MemoryStore
 from statestore.schema import Schema
 from statestore.sqlite import SQLiteStore
@@ -92,7 +93,7 @@ def open_store(
     assert loc.path is not None
     if loc.backend == "sqlite":
         return SQLiteStore(loc.path, schema, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
-    raise NotImplementedError("the files: backend is not implemented yet")
+    return FileStore(loc.path, schema, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
 
 
 def state_path(app: str) -> Path:

@@ -1,0 +1,135 @@
+"""In-memory views of a file store: a collection's records and a log's offset index.
+
+Both belong to one :class:`~statestore.files.FileStore`, are guarded by its
+cache lock and are kept current by it (see ``_journal`` for the change head
+that says which files to re-read).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from statestore.schema import KeyValue
+
+__all__ = ["LogIndex", "Rec", "Records", "matches"]
+
+#: A record as cached: (key, revision, JSON dict, canonical compact JSON text).
+Rec = tuple[KeyValue, int, dict[str, Any], str]
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def matches(data: dict[str, Any], where: dict[str, Any]) -> bool:
+    """True if ``data`` equals ``where`` on every field (a missing field is None), as the indexes compare."""
+    for field, value in where.items():
+        got = data.get(field)
+        if not isinstance(got, _SCALARS) or got != value or (got is None) != (value is None):
+            return False
+    return True
+
+
+class Records:
+    """A collection's records by file name, in key order, with indexes built on first use.
+
+    ``gen`` is the change-head generation the records are current for (-1:
+    never loaded); ``journal`` the id of the journal seen when they were last
+    checked, and ``suspects`` the files that journal touches, whose cached
+    content may predate its apply and is re-read once the journal is gone.
+    """
+
+    def __init__(self) -> None:
+        self.gen = -1
+        self.journal: str | None = None
+        self.suspects: set[str] = set()
+        self.records: dict[str, Rec] = {}
+        self.keys: list[Any] = []  # sorted keys; ``names`` is parallel to it
+        self.names: list[str] = []
+        self.indexes: dict[str, dict[Any, set[str]]] = {}
+
+    def copy(self) -> Records:
+        """A private copy (for a read transaction's snapshot); indexes are rebuilt on demand."""
+        out = Records()
+        out.gen, out.journal, out.suspects = self.gen, self.journal, set(self.suspects)
+        out.records, out.keys, out.names = dict(self.records), list(self.keys), list(self.names)
+        return out
+
+    def put(self, name: str, rec: Rec | None) -> None:
+        """Store ``rec`` under file ``name``, or forget the file when ``rec`` is None."""
+        old = self.records.pop(name, None)
+        if old is not None:
+            i = bisect.bisect_left(self.keys, old[0])
+            del self.keys[i], self.names[i]
+            for field, index in self.indexes.items():
+                self._unindex(index, old[2].get(field), name)
+        if rec is not None:
+            self.records[name] = rec
+            i = bisect.bisect_left(self.keys, rec[0])
+            self.keys.insert(i, rec[0])
+            self.names.insert(i, name)
+            for field, index in self.indexes.items():
+                value = rec[2].get(field)
+                if isinstance(value, _SCALARS):
+                    index.setdefault(value, set()).add(name)
+
+    @staticmethod
+    def _unindex(index: dict[Any, set[str]], value: Any, name: str) -> None:
+        if isinstance(value, _SCALARS):
+            names = index.get(value)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del index[value]
+
+    def lookup(self, field: str, value: Any) -> set[str]:
+        """Names of the records whose ``field`` equals the scalar ``value``."""
+        index = self.indexes.get(field)
+        if index is None:
+            index = self.indexes[field] = {}
+            for name, rec in self.records.items():
+                got = rec[2].get(field)
+                if isinstance(got, _SCALARS):
+                    index.setdefault(got, set()).add(name)
+        # Dict lookup compares as SQLite does: 1 == 1.0 == true; None matches a missing field.
+        return index.get(value, set())
+
+
+class LogIndex:
+    """Where each complete line of a JSONL log starts and ends, with its seq, stream and version.
+
+    ``ino`` identifies the file indexed (None: no file yet); ``end`` is the
+    byte offset after the last complete line indexed.
+    """
+
+    def __init__(self, ino: int | None) -> None:
+        self.ino = ino
+        self.end = 0
+        self.seqs: list[int] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.streams: list[str] = []
+        self.versions: dict[str, int] = {}
+        self.by_stream: dict[str, list[int]] = {}
+
+    def add(self, seq: int, stream: str, version: int, start: int, end: int) -> None:
+        """Record one line (positions are list indexes, in seq order)."""
+        pos = len(self.seqs)
+        self.seqs.append(seq)
+        self.starts.append(start)
+        self.ends.append(end)
+        self.streams.append(stream)
+        self.versions[stream] = max(version, self.versions.get(stream, 0))
+        self.by_stream.setdefault(stream, []).append(pos)
+        self.end = end
+
+    def positions(self, *, stream: str | None, prefix: str | None, after: int, count: int) -> list[int]:
+        """Positions (< ``count``) of lines with seq > ``after`` in ``stream`` or under ``prefix``."""
+        seqs = self.seqs
+        if stream is not None:
+            candidates = self.by_stream.get(stream, [])
+            start = bisect.bisect_right(candidates, after, key=lambda p: seqs[p])
+            return [p for p in candidates[start:] if p < count]
+        start = bisect.bisect_right(seqs, after, 0, count)
+        if prefix is None:
+            return list(range(start, count))
+        streams = self.streams
+        return [p for p in range(start, count) if streams[p].startswith(prefix)]

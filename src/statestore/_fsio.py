@@ -1,0 +1,165 @@
+"""Directory-relative file I/O for the file backend that never follows a link.
+
+A :class:`Dir` holds an open descriptor of one store directory and resolves
+every name relative to it with ``O_NOFOLLOW``, so a symbolic link planted
+inside a store (a record, a log, a collection folder) can never redirect a
+read or a write outside it: the operation fails with
+:class:`~statestore.errors.CorruptStoreError` naming the path instead.
+Writes are atomic (a unique temporary file, then ``os.replace``), so a reader
+never sees half a file. This relies on POSIX ``*at()`` calls (``dir_fd``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from statestore.errors import BackendError, CorruptStoreError
+
+__all__ = ["TMP_PREFIX", "Dir"]
+
+#: Temporary files start with a dot, which no record or log file name does.
+TMP_PREFIX = ".tmp-"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a planted FIFO must not hang an open
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_LINK_ERRNOS = {errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP), getattr(errno, "EFTYPE", errno.ELOOP)}
+
+
+def _link_error(path: Path) -> CorruptStoreError:
+    return CorruptStoreError(str(path), "is a symbolic link or not a regular file; statestore never follows links")
+
+
+@contextlib.contextmanager
+def translate(path: Path) -> Iterator[None]:
+    """Turn an OSError about ``path`` into a statestore error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _LINK_ERRNOS or exc.errno == errno.ENOTDIR:
+            raise _link_error(path) from None
+        raise BackendError(str(path), f"{exc.strerror or exc}") from exc
+
+
+class Dir:
+    """An open directory; names passed to its methods are single path components."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+
+    @classmethod
+    def open_root(cls, path: Path, *, create: bool) -> Dir | None:
+        """Open the store's root (following links in the path the caller chose); None if absent."""
+        if create:
+            with translate(path):
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise BackendError(str(path), f"{exc.strerror or exc}") from exc
+        return cls(fd, path)
+
+    def subdir(self, name: str, *, create: bool) -> Dir | None:
+        """Open the directory ``name`` inside this one (made 0700 if ``create``); None if absent."""
+        path = self.path / name
+        with translate(path):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=self.fd)
+            try:
+                fd = os.open(name, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC, dir_fd=self.fd)
+            except FileNotFoundError:
+                return None
+        return Dir(fd, path)
+
+    def close(self) -> None:
+        """Close the descriptor; closing twice does nothing."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+    def open(self, name: str, flags: int, *, create: bool = False) -> int | None:
+        """A descriptor of regular file ``name``; None if it does not exist and ``create`` is false."""
+        path = self.path / name
+        flags |= _NOFOLLOW | _CLOEXEC | _NONBLOCK | (os.O_CREAT if create else 0)
+        with translate(path):
+            try:
+                fd = os.open(name, flags, 0o600, dir_fd=self.fd)
+            except FileNotFoundError:
+                return None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise _link_error(path)
+        return fd
+
+    def read(self, name: str) -> bytes | None:
+        """The whole content of ``name``, or None if it does not exist."""
+        fd = self.open(name, os.O_RDONLY)
+        if fd is None:
+            return None
+        try:
+            with translate(self.path / name):
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def write(self, name: str, data: bytes, *, sync: bool) -> None:
+        """Replace ``name`` with ``data`` atomically (0600); ``sync`` fsyncs the file first.
+
+        The directory itself is not synced; call :meth:`sync` once after a batch.
+        """
+        tmp = TMP_PREFIX + secrets.token_hex(8)
+        with translate(self.path / name):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=self.fd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if sync:
+                    os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=self.fd)
+                raise
+            os.close(fd)
+            # Atomic rename: a reader sees the old file or the new one, never half of either.
+            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def remove(self, name: str) -> bool:
+        """Delete ``name``; True if it existed."""
+        with translate(self.path / name):
+            try:
+                os.unlink(name, dir_fd=self.fd)
+            except FileNotFoundError:
+                return False
+        return True
+
+    def names(self) -> list[str]:
+        """Every entry name in the directory."""
+        with translate(self.path):
+            return os.listdir(self.fd)
+
+    def sweep(self) -> None:
+        """Delete temporary files a killed writer left behind."""
+        for name in self.names():
+            if name.startswith(TMP_PREFIX):
+                self.remove(name)
+
+    def sync(self) -> None:
+        """fsync the directory, making renames and deletions in it durable."""
+        with translate(self.path):
+            os.fsync(self.fd)

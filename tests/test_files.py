@@ -1,0 +1,514 @@
+"""What only the file backend promises: layout, key names, permissions, links, journal, caches."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import statestore as ss
+from statestore import _keyname
+from statestore._fsio import Dir, translate
+from statestore._journal import Journal
+from statestore.files import FileStore
+from statestore.testing.models import EVENTS, SCHEMA, SETTINGS, TASKS, TICKETS, Event, Setting, Task, Ticket
+
+WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{n}" for d in ("com", "lpt") for n in range(10)}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "deep" / "state"
+
+
+def open_files(root: Path, **kw: object) -> FileStore:
+    store = ss.open_store(f"files:{root}", SCHEMA, **kw)  # type: ignore[arg-type]
+    assert isinstance(store, FileStore)
+    return store
+
+
+# ---------------------------------------------------------------- key names
+
+EXAMPLES = {
+    "task-1": "task-1.json",
+    "Foo": "^foo.json",
+    "foo": "foo.json",
+    "..": "%2e..json",
+    ".hidden": "%2ehidden.json",
+    "a/b": "a%2fb.json",
+    "a\\b": "a%5cb.json",
+    "nul\0": "nul%00.json",
+    "con": "%63on.json",
+    "nul.txt": "%6eul.txt.json",
+    "": "%.json",
+    "é": "%c3%a9.json",
+    "a~b": "a%7eb.json",
+}
+
+
+@pytest.mark.parametrize(("key", "name"), EXAMPLES.items())
+def test_key_names_are_readable_and_safe(key: str, name: str) -> None:
+    assert _keyname.encode(key) == name
+    assert _keyname.decode(name, (str,)) == key
+
+
+def test_int_and_composite_key_names() -> None:
+    assert _keyname.encode(10) == "10.json"
+    assert _keyname.decode("-3.json", (int,)) == -3
+    assert _keyname.encode(("a", "", 7)) == "a~%~7.json"
+    assert _keyname.decode("a~%~7.json", (str, str, int)) == ("a", "", 7)
+    with pytest.raises(ValueError, match="canonical"):
+        _keyname.decode("007.json", (int,))
+    with pytest.raises(ValueError, match="record file"):
+        _keyname.decode(".tmp-123", (str,))
+
+
+def test_long_keys_get_a_readable_prefix_and_a_digest() -> None:
+    name = _keyname.encode("x" * 1000)
+    assert name.startswith("x" * 100)
+    assert "+" in name
+    assert len(name.encode()) <= 255
+    assert _keyname.decode(name, (str,)) is None  # the key is read from inside the file
+    assert _keyname.encode("x" * 1000) != _keyname.encode("x" * 999)
+
+
+def check_safe(name: str) -> None:
+    assert name.endswith(".json")
+    assert name.isascii()
+    assert name == name.lower()  # so case-insensitive file systems keep every name apart
+    assert not name.startswith(".")
+    assert not set(name) & {"/", "\\", "\0", ":", "*", "?", '"', "<", ">", "|", " "}
+    assert len(name.encode()) <= 255
+    assert name.split(".", 1)[0] not in WINDOWS_RESERVED
+
+
+key_parts = st.one_of(st.text(max_size=300), st.integers())
+
+
+@given(st.lists(st.text(max_size=300), min_size=2, max_size=6, unique=True))
+def test_str_key_names_are_injective_reversible_and_safe(keys: list[str]) -> None:
+    names = [_keyname.encode(k) for k in keys]
+    for key, name in zip(keys, names):
+        check_safe(name)
+        decoded = _keyname.decode(name, (str,))
+        assert decoded == key or (decoded is None and "+" in name)  # digest names only for long keys
+    assert len({n.casefold() for n in names}) == len(keys)
+
+
+@given(st.lists(st.tuples(st.text(max_size=80), st.integers(), st.text(max_size=80)), min_size=2, unique=True))
+def test_composite_key_names_are_injective_and_reversible(keys: list[tuple[str, int, str]]) -> None:
+    names = [_keyname.encode(k) for k in keys]
+    for key, name in zip(keys, names):
+        check_safe(name)
+        assert _keyname.decode(name, (str, int, str)) in (key, None)
+    assert len({n.casefold() for n in names}) == len(keys)
+
+
+@given(st.text(alphabet=st.sampled_from("aAbB.-_~%^ "), max_size=12))
+def test_case_variants_never_share_a_file(key: str) -> None:
+    variants = {key, key.upper(), key.lower(), key.swapcase()}
+    names = {_keyname.encode(v).casefold() for v in variants}
+    assert len(names) == len(variants)
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_layout_is_plain_json_that_grep_and_json_read(root: Path) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1", title="Écrire ☃", status="todo"))
+        store[TASKS].put(Task("t2", status="done"))
+        store[TASKS].put(Task("t2", status="done"))
+        store[TICKETS].put(Ticket(7))
+        store[SETTINGS].put(Setting("user", "/p", "Name"))
+        store[EVENTS].append(Event("created"), stream="task:t1")
+        store[EVENTS].append(Event("done"), stream="task:t2")
+    manifest = json.loads((root / "statestore.json").read_text())
+    assert manifest["format"] == 1
+    assert len(manifest["store_id"]) == 32
+    assert manifest["schemas"]["contract"] == {"version": 1, "description": SCHEMA.describe()}
+    text = (root / "tasks" / "t1.json").read_text(encoding="utf-8")
+    assert text.endswith("}\n")
+    assert '\n  "status": "todo",\n' in text  # so grep -r '"status": "todo"' state/tasks/ works
+    assert "Écrire ☃" in text  # UTF-8, not \u escapes
+    doc = json.loads(text)
+    assert doc["_statestore"] == {"key": "t1", "revision": 1}
+    assert list(doc) == sorted(doc)
+    assert json.loads((root / "tasks" / "t2.json").read_text())["_statestore"]["revision"] == 2
+    assert json.loads((root / "tickets" / "7.json").read_text())["_statestore"]["key"] == 7
+    assert json.loads((root / "settings" / "user~%2fp~^name.json").read_text())["_statestore"]["key"] == [
+        "user",
+        "/p",
+        "Name",
+    ]
+    lines = (root / "events.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [(e["seq"], e["stream"], e["version"], e["record"]["type"]) for e in entries] == [
+        (1, "task:t1", 1, "created"),
+        (2, "task:t2", 1, "done"),
+    ]
+    assert set(entries[0]) == {"seq", "stream", "version", "at", "record"}
+    assert sorted(os.listdir(root)) == [
+        ".statestore",
+        "accounts",
+        "events.jsonl",
+        "settings",
+        "statestore.json",
+        "tasks",
+        "tickets",
+    ]
+
+
+def test_lone_surrogate_is_stored_losslessly(root: Path) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t", title="bad \udc80 text"))
+        store[EVENTS].append(Event("\ud800"), stream="s")
+    with open_files(root, mode="read") as store:
+        assert store[TASKS]["t"].title == "bad \udc80 text"
+        assert store[EVENTS].read()[0].record.type == "\ud800"
+    assert "\\udc80" in (root / "tasks" / "t.json").read_text()
+
+
+def test_reserved_member_name_is_refused(root: Path) -> None:
+    @attrs.define
+    class Odd:
+        id: str
+        _statestore: int = 0
+
+    odd = ss.Collection("odd", Odd, key="id")
+    schema = ss.Schema("odd", version=1, collections=[odd])
+    with ss.open_store(f"files:{root}", schema) as store, pytest.raises(ss.ValidationError, match="reserved"):
+        store[odd].put(Odd("a"))
+
+
+def test_plain_path_opens_the_file_backend(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "state", SCHEMA) as store:
+        assert isinstance(store, FileStore)
+
+
+def test_non_store_directory_is_refused(root: Path) -> None:
+    root.mkdir(parents=True)
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(ss.CorruptStoreError, match="not a statestore store"):
+        open_files(root)
+
+
+def test_read_mode_creates_nothing(root: Path) -> None:
+    with pytest.raises(ss.StoreNotFoundError):
+        open_files(root, mode="read")
+    assert not root.exists()
+    root.mkdir(parents=True)
+    with pytest.raises(ss.StoreNotFoundError):
+        open_files(root, mode="read")
+    assert os.listdir(root) == []
+
+
+def test_corrupt_files_are_named(root: Path) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1"))
+        store[EVENTS].append(Event("a"))
+        store[EVENTS].append(Event("b"))
+    (root / "tasks" / "t2.json").write_text('{\n  "title": \n')
+    with open_files(root) as store, pytest.raises(ss.CorruptStoreError) as info:
+        store[TASKS].all()
+    assert str(root / "tasks" / "t2.json") in str(info.value)
+    assert info.value.line == 3
+    (root / "tasks" / "t2.json").write_text('{"title": "no meta"}\n')
+    with open_files(root) as store, pytest.raises(ss.CorruptStoreError, match="_statestore"):
+        store[TASKS].get("t2")
+    (root / "tasks" / "t2.json").unlink()
+    (root / "tasks" / "t3.json").write_text((root / "tasks" / "t1.json").read_text())  # a copied file
+    with open_files(root) as store, pytest.raises(ss.CorruptStoreError, match="does not match"):
+        store[TASKS].all()
+    (root / "tasks" / "t3.json").unlink()
+    lines = (root / "events.jsonl").read_text().splitlines(keepends=True)
+    (root / "events.jsonl").write_text(lines[0] + "not json\n")
+    with open_files(root) as store, pytest.raises(ss.CorruptStoreError) as info:
+        store[EVENTS].read()
+    assert info.value.line == 2
+    assert str(root / "events.jsonl") in str(info.value)
+
+
+# ---------------------------------------------------------------- permissions and links
+
+
+def test_owner_only_permissions(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    old = os.umask(0o022)
+    try:
+        with open_files(root, durability="full") as store:
+            store[TASKS].put(Task("t1"))
+            store[EVENTS].append(Event("a"))
+    finally:
+        os.umask(old)
+    for dirpath, _dirnames, filenames in os.walk(root):
+        assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_planted_symlinks_are_never_followed(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"secret": 1}\n')
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1"))
+    os.symlink(outside, root / "tasks" / "evil.json")
+    with open_files(root) as store:
+        with pytest.raises(ss.CorruptStoreError, match="symbolic link") as info:
+            store[TASKS].get("evil")
+        assert "evil.json" in str(info.value)
+        with pytest.raises(ss.CorruptStoreError, match="symbolic link"):
+            store[TASKS].all()
+        with pytest.raises(ss.CorruptStoreError, match="symbolic link"):
+            store[TASKS].put(Task("evil"))
+    assert outside.read_text() == '{"secret": 1}\n'
+    (root / "tasks" / "evil.json").unlink()
+
+    outside_log = tmp_path / "outside.jsonl"
+    outside_log.write_text("")
+    os.symlink(outside_log, root / "events.jsonl")
+    with open_files(root) as store:
+        with pytest.raises(ss.CorruptStoreError, match="symbolic link"):
+            store[EVENTS].append(Event("x"))
+        with pytest.raises(ss.CorruptStoreError, match="symbolic link"):
+            store[EVENTS].read()
+    assert outside_log.read_text() == ""
+
+    (root / "events.jsonl").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.rename(root / "tickets", tmp_path / "old-tickets")
+    os.symlink(elsewhere, root / "tickets")
+    with pytest.raises(ss.CorruptStoreError, match="symbolic link"):
+        open_files(root)
+    assert os.listdir(elsewhere) == []
+
+
+# ---------------------------------------------------------------- logs
+
+
+def test_torn_last_line_is_ignored_then_repaired(root: Path) -> None:
+    with open_files(root) as store:
+        store[EVENTS].append(Event("a"), stream="s")
+    with open(root / "events.jsonl", "ab") as f:
+        f.write(b'{"at":"2024-01-01T00:00:00+00:00","record":{"ty')  # a writer killed mid-line
+    with open_files(root, mode="read") as reader:
+        assert [e.record.type for e in reader[EVENTS].read()] == ["a"]
+        assert reader[EVENTS].last_seq() == 1
+    with open_files(root) as store:
+        entry = store[EVENTS].append(Event("b"), stream="s")
+        assert (entry.seq, entry.version) == (2, 2)
+    lines = (root / "events.jsonl").read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert [json.loads(line)["record"]["type"] for line in lines[:-1]] == ["a", "b"]
+
+
+def test_reading_after_a_seq_reads_only_new_bytes(root: Path) -> None:
+    with open_files(root) as store:
+        log = store[EVENTS]
+        for i in range(5):
+            log.append(Event("x", n=i), stream=f"s{i % 2}")
+        assert [e.record.n for e in log.read(after=3)] == [3, 4]
+        index = store._logs["events"]
+        end = index.end
+        log.append(Event("x", n=5), stream="s1")
+        assert [e.record.n for e in log.read(after=5)] == [5]
+        assert store._logs["events"] is index  # extended in place, not rebuilt
+        assert index.end > end
+        assert [e.seq for e in log.read(stream="s1", after=2)] == [4, 6]
+
+
+# ---------------------------------------------------------------- journal
+
+
+def half_applied(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave a committed transaction whose records are written but whose log append never happened."""
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1", points=10))
+        store[TASKS].put(Task("t2", points=0))
+
+        def killed(*args: object) -> None:
+            raise KeyboardInterrupt("killed mid-apply")
+
+        monkeypatch.setattr(FileStore, "_append", killed)
+        with pytest.raises(KeyboardInterrupt), store.transaction():
+            store[TASKS].update("t1", lambda t: attrs.evolve(t, points=9))
+            store[TASKS].update("t2", lambda t: attrs.evolve(t, points=1))
+            store[EVENTS].append(Event("moved"), stream="m")
+        monkeypatch.undo()
+    assert (root / ".statestore" / "journal.json").exists()
+
+
+def test_readers_see_a_half_applied_transaction_whole(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    half_applied(root, monkeypatch)
+    assert not (root / "events.jsonl").exists() or (root / "events.jsonl").read_text() == ""
+    with open_files(root, mode="read") as reader:
+        assert [t.points for t in reader[TASKS].all()] == [9, 1]
+        assert [e.record.type for e in reader[EVENTS].read()] == ["moved"]
+        assert reader[TASKS]["t1"].points == 9
+    assert (root / ".statestore" / "journal.json").exists()  # read mode changed nothing
+
+
+def test_committed_journal_rolls_forward_on_next_open(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    half_applied(root, monkeypatch)
+    with open_files(root) as store:
+        assert not (root / ".statestore" / "journal.json").exists()
+        assert [t.points for t in store[TASKS].all()] == [9, 1]
+        assert [(e.seq, e.record.type) for e in store[EVENTS].read()] == [(1, "moved")]
+        store[EVENTS].append(Event("next"), stream="m")
+    assert len((root / "events.jsonl").read_text().splitlines()) == 2
+
+
+def test_roll_forward_is_idempotent_over_a_partial_apply(root: Path) -> None:
+    with open_files(root) as store:
+        store[EVENTS].append(Event("a"))
+        store[TASKS].put(Task("t1"))
+    size = (root / "events.jsonl").stat().st_size
+    line = '{"at":"2024-01-01T00:00:00+00:00","record":{"actor":"","n":0,"type":"b"},"seq":2,"stream":"","version":2}\n'
+    text = json.dumps({"id": "t9", "title": "", "_statestore": {"key": "t9", "revision": 1}})
+    journal = Journal("tx", 5, (("tasks", "t9.json", text), ("tasks", "t1.json", None)), (("events", size, line),))
+    (root / ".statestore" / "journal.json").write_bytes(journal.encode())
+    with open(root / "events.jsonl", "a") as f:
+        f.write(line[:30])  # the killed writer got this far with the append
+    with open_files(root) as store:
+        assert store[TASKS].keys() == ["t9"]
+        assert [e.record.type for e in store[EVENTS].read()] == ["a", "b"]
+    assert (root / "events.jsonl").read_text().count("\n") == 2
+
+
+def test_uncommitted_journal_is_discarded(root: Path) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1"))
+    journal = Journal("tx", 5, (("tasks", "t1.json", None),), ()).encode()
+    (root / ".statestore" / "journal.json").write_bytes(journal[:-5])  # torn: checksum fails
+    with open_files(root, mode="read") as reader:
+        assert reader[TASKS].keys() == ["t1"]
+    with open_files(root) as store:
+        store[TASKS].put(Task("t2"))
+        assert store[TASKS].keys() == ["t1", "t2"]
+    assert not (root / ".statestore" / "journal.json").exists()
+
+
+def test_failed_commit_before_the_journal_changes_nothing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1"))
+
+        def full_disk(self: Dir, name: str, data: bytes, *, sync: bool) -> None:
+            with translate(self.path / name):
+                raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("statestore._fsio.Dir.write", full_disk)
+        with pytest.raises(ss.BackendError, match="No space"):
+            store[TASKS].put(Task("t2"))
+        monkeypatch.undo()
+        assert store[TASKS].keys() == ["t1"]
+        store[TASKS].put(Task("t3"))
+        assert store[TASKS].keys() == ["t1", "t3"]
+
+
+# ---------------------------------------------------------------- caches and threads
+
+
+def test_cache_follows_another_store_object(root: Path) -> None:
+    with open_files(root) as a, open_files(root) as b:
+        a[TASKS].put(Task("t1", status="todo"))
+        assert [t.id for t in b[TASKS].find(status="todo")] == ["t1"]  # b caches the collection
+        a[TASKS].put(Task("t2", status="todo"))
+        a[TASKS].put(Task("t1", status="done"))
+        assert [t.id for t in b[TASKS].find(status="todo")] == ["t2"]
+        assert [t.id for t in b[TASKS].find(status="done")] == ["t1"]
+        a[TASKS].delete("t2")
+        assert b[TASKS].keys() == ["t1"]
+        assert len(b[TASKS]) == 1
+        for i in range(100):  # more changes than the change head remembers
+            a[TASKS].put(Task(f"n{i:03}"))
+        assert len(b[TASKS].all()) == 101
+        a[EVENTS].append(Event("e"))
+        assert b[EVENTS].last_seq() == 1
+
+
+def test_cache_reloads_after_a_crash_between_apply_and_cleanup(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1", points=10))
+        store[TASKS].put(Task("t2", points=0))
+    with open_files(root, mode="read") as reader:
+        assert [t.points for t in reader[TASKS].all()] == [10, 0]
+        half_applied(root, monkeypatch)
+        assert [t.points for t in reader[TASKS].all()] == [9, 1]  # through the journal
+        with open_files(root) as store:  # rolls forward and deletes the journal
+            assert store[TASKS]["t1"].points == 9
+        assert [t.points for t in reader[TASKS].all()] == [9, 1]
+        assert reader[EVENTS].last_seq() == 1
+
+
+def test_uncommitted_writes_are_invisible_to_other_threads(root: Path) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1", status="todo"))
+        seen: list[object] = []
+        inside, done = threading.Event(), threading.Event()
+
+        def reader() -> None:
+            inside.wait()
+            seen.append(store[TASKS].get("t2"))
+            seen.append([t.id for t in store[TASKS].find(status="todo")])
+            done.set()
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        with store.transaction():
+            store[TASKS].put(Task("t2", status="todo"))
+            inside.set()
+            assert done.wait(10)
+        thread.join()
+        assert seen == [None, ["t1"]]
+        assert [t.id for t in store[TASKS].find(status="todo")] == ["t1", "t2"]
+
+
+def test_read_transaction_is_a_snapshot(root: Path) -> None:
+    with open_files(root) as writer:
+        writer[TASKS].put(Task("t1"))
+        with open_files(root, mode="read") as reader, reader.transaction():
+            writer[TASKS].put(Task("t2"))
+            writer[EVENTS].append(Event("e"))
+            assert reader[TASKS].keys() == ["t1"]
+            assert reader[TASKS].get("t2") is None
+            assert reader[EVENTS].read() == []
+        with open_files(root, mode="read") as reader:
+            assert reader[TASKS].keys() == ["t1", "t2"]
+
+
+def test_second_store_object_in_the_same_thread_is_busy(root: Path) -> None:
+    with open_files(root) as a, open_files(root, busy_timeout=0.1) as b, a.transaction():
+        a[TASKS].put(Task("t1"))
+        with pytest.raises(ss.StoreBusyError):
+            b[TASKS].put(Task("t2"))
+
+
+def test_full_durability_round_trips(root: Path) -> None:
+    with open_files(root, durability="full") as store:
+        with store.transaction():
+            store[TASKS].put(Task("t1"))
+            store[EVENTS].append(Event("a"))
+        store[TASKS].delete("t1")
+    with open_files(root, mode="read") as store:
+        assert store[TASKS].keys() == []
+        assert len(store[EVENTS].read()) == 1
+
+
+def test_long_keys_round_trip(root: Path) -> None:
+    long = "K" * 400
+    with open_files(root) as store:
+        store[TASKS].put(Task(long, title="long"))
+        store[TASKS].put(Task(long + "x", title="longer"))
+    with open_files(root) as store:
+        assert store[TASKS][long].title == "long"
+        assert store[TASKS].keys() == [long, long + "x"]
+    assert all(len(n.encode()) <= 255 for n in os.listdir(root / "tasks"))
