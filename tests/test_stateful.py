@@ -253,9 +253,7 @@ class BackendsAgree(RuleBasedStateMachine):
         for backend, store in self.stores.items():
             tasks = [(k, v.revision, v.record) for k in store[TASKS] if (v := store[TASKS].get_versioned(k))]
             assert tasks == expected_tasks, backend
-            accounts = [
-                (k, v.revision, v.record) for k in store[ACCOUNTS] if (v := store[ACCOUNTS].get_versioned(k))
-            ]
+            accounts = [(k, v.revision, v.record) for k in store[ACCOUNTS] if (v := store[ACCOUNTS].get_versioned(k))]
             assert accounts == expected_accounts, backend
 
     def teardown(self) -> None:
