@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import statestore as ss
+from statestore._journal import Head
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _files_crash_child import ITEMS, MOVES, SCHEMA, TOTAL
@@ -61,6 +62,9 @@ def check(root: Path, acked_puts: set[int], acked_moves: set[int]) -> None:
         with store.transaction():  # a write transaction rolls a committed journal forward
             pass
         assert not (root / ".statestore" / "journal.json").exists()
+        head = Head.decode((root / ".statestore" / "changes").read_bytes())
+        assert head is not None
+        assert head.journal is None
         a, b = items["a"].n, items["b"].n
         assert a + b == TOTAL, "a transaction was half applied"
         entries = moves.read()

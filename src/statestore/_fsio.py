@@ -37,14 +37,19 @@ def _link_error(path: Path) -> CorruptStoreError:
 
 
 @contextlib.contextmanager
-def translate(path: Path) -> Iterator[None]:
-    """Turn an OSError about ``path`` into a statestore error naming it."""
+def translate(path: Path, name: str | None = None) -> Iterator[None]:
+    """Turn an OSError about ``path`` (or ``path / name``) into a statestore error naming it.
+
+    The joined path is only built when there is an error to report: this
+    wraps every file operation of the backend.
+    """
     try:
         yield
     except OSError as exc:
+        where = path if name is None else path / name
         if exc.errno in _LINK_ERRNOS or exc.errno == errno.ENOTDIR:
-            raise _link_error(path) from None
-        raise BackendError(str(path), f"{exc.strerror or exc}") from exc
+            raise _link_error(where) from None
+        raise BackendError(str(where), f"{exc.strerror or exc}") from exc
 
 
 class Dir:
@@ -90,16 +95,15 @@ class Dir:
 
     def open(self, name: str, flags: int, *, create: bool = False) -> int | None:
         """A descriptor of regular file ``name``; None if it does not exist and ``create`` is false."""
-        path = self.path / name
         flags |= _NOFOLLOW | _CLOEXEC | _NONBLOCK | (os.O_CREAT if create else 0)
-        with translate(path):
+        with translate(self.path, name):
             try:
                 fd = os.open(name, flags, 0o600, dir_fd=self.fd)
             except FileNotFoundError:
                 return None
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
-                raise _link_error(path)
+                raise _link_error(self.path / name)
         return fd
 
     def read(self, name: str) -> bytes | None:
@@ -108,7 +112,7 @@ class Dir:
         if fd is None:
             return None
         try:
-            with translate(self.path / name):
+            with translate(self.path, name):
                 chunks = []
                 while chunk := os.read(fd, 1 << 20):
                     chunks.append(chunk)
@@ -121,8 +125,16 @@ class Dir:
 
         The directory itself is not synced; call :meth:`sync` once after a batch.
         """
+        self.rename(self.write_temp(name, data, sync=sync), name)
+
+    def write_temp(self, name: str, data: bytes, *, sync: bool) -> str:
+        """Write ``data`` to a new temporary file (0600) for ``name``; return its name.
+
+        A full disk fails here, before anything is committed; :meth:`rename`
+        then needs no space.
+        """
         tmp = TMP_PREFIX + secrets.token_hex(8)
-        with translate(self.path / name):
+        with translate(self.path, name):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=self.fd)
             try:
                 view = memoryview(data)
@@ -136,12 +148,17 @@ class Dir:
                     os.unlink(tmp, dir_fd=self.fd)
                 raise
             os.close(fd)
+        return tmp
+
+    def rename(self, tmp: str, name: str) -> None:
+        """Move temporary file ``tmp`` over ``name``."""
+        with translate(self.path, name):
             # Atomic rename: a reader sees the old file or the new one, never half of either.
             os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def remove(self, name: str) -> bool:
         """Delete ``name``; True if it existed."""
-        with translate(self.path / name):
+        with translate(self.path, name):
             try:
                 os.unlink(name, dir_fd=self.fd)
             except FileNotFoundError:
