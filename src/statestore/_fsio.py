@@ -156,6 +156,15 @@ class Dir:
             # Atomic rename: a reader sees the old file or the new one, never half of either.
             os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
+    def exists(self, name: str) -> bool:
+        """Whether an entry called ``name`` exists (a link counts; it is not followed)."""
+        with translate(self.path, name):
+            try:
+                os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+        return True
+
     def remove(self, name: str) -> bool:
         """Delete ``name``; True if it existed."""
         with translate(self.path, name):

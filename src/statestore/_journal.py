@@ -101,24 +101,28 @@ class Journal:
 @attrs.define
 class Head:
     """The change head: generation ``gen``, the files changed since generation ``base``,
-    and (for a small transaction) the committed journal being applied.
+        and (for a small transaction) the committed journal being applied.
 
-    On disk (``changes``, rewritten in place, never renamed)::
+        On disk (``changes``, rewritten in place, never renamed)::
 
-        <gen> <base> <history length> <journal length> <crc32>\n<history><journal>
+            <gen> <base> <history length> <journal length> <crc32> <F or ->\n<history><journal>
 
-    The history has one line per generation and collection:
-    ``<gen>\t<collection>\t<file name>\t...`` (``*`` for "too many, reload").
-    File and collection names never hold tabs or newlines. The lengths delimit
-    exactly what the crc covers, so a reader that catches a rewrite half-way
-    (or a stale tail before the file is truncated) gets a crc mismatch, never a
-    wrong head.
+    ``F`` says a large journal is being committed as ``journal.json``: only
+    then do readers and writers look for that file.
+
+        The history has one line per generation and collection:
+        ``<gen>\t<collection>\t<file name>\t...`` (``*`` for "too many, reload").
+        File and collection names never hold tabs or newlines. The lengths delimit
+        exactly what the crc covers, so a reader that catches a rewrite half-way
+        (or a stale tail before the file is truncated) gets a crc mismatch, never a
+        wrong head.
     """
 
     gen: int = 0
     base: int = 0
     history: bytes = b""
     journal: Journal | None = None
+    journal_file: bool = False
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Head | None:
@@ -127,12 +131,12 @@ class Head:
             return cls()
         first, _, rest = raw.partition(b"\n")
         try:
-            gen, base, hlen, jlen, crc = first.split()
+            gen, base, hlen, jlen, crc, flag = first.split()
             size = int(hlen) + int(jlen)
             body = rest[:size]
-            if len(body) != size or zlib.crc32(body) != int(crc, 16):
+            if len(body) != size or zlib.crc32(body) != int(crc, 16) or flag not in (b"F", b"-"):
                 return None
-            head = cls(int(gen), int(base), body[: int(hlen)])
+            head = cls(int(gen), int(base), body[: int(hlen)], None, flag == b"F")
         except ValueError:
             return None
         if int(jlen):
@@ -145,7 +149,8 @@ class Head:
         """The head file's bytes."""
         journal = self.journal.encode() if self.journal is not None else b""
         body = self.history + journal
-        first = f"{self.gen} {self.base} {len(self.history)} {len(journal)} {zlib.crc32(body):08x}\n"
+        flag = "F" if self.journal_file else "-"
+        first = f"{self.gen} {self.base} {len(self.history)} {len(journal)} {zlib.crc32(body):08x} {flag}\n"
         return first.encode("ascii") + body
 
     def changed(self, collection: str, since: int) -> set[str] | None:
@@ -167,8 +172,11 @@ class Head:
             return None
         return out
 
-    def bump(self, gen: int, changes: dict[str, list[str]], journal: Journal | None) -> Head:
-        """The head for generation ``gen`` after the given changes, carrying ``journal`` if given.
+    def bump(
+        self, gen: int, changes: dict[str, list[str]], journal: Journal | None, *, journal_file: bool = False
+    ) -> Head:
+        """The head for generation ``gen`` after the given changes, carrying ``journal`` if given
+        (or announcing a ``journal.json`` with ``journal_file``).
 
         Only the last ``_KEEP`` generations are remembered; a cache older than
         that reloads its collection.
@@ -182,8 +190,8 @@ class Head:
             f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
             for coll, names in changes.items()
         ]
-        return Head(gen, base, b"".join(lines[drop:] + new), journal)
+        return Head(gen, base, b"".join(lines[drop:] + new), journal, journal_file)
 
     def settled(self) -> Head:
         """The same head with its journal applied and dropped."""
-        return Head(self.gen, self.base, self.history, None)
+        return Head(self.gen, self.base, self.history)

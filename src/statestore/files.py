@@ -272,6 +272,8 @@ class FileStore(Store):
             manifest is not None
             and not self._check_schema(manifest)
             and self._journal(self._read_head()) is None
+            and self._sys is not None
+            and not self._sys.exists(JOURNAL)  # a power loss can keep the file, not the head's word
             and self._head_fd() is not None
             and all(self._dir(c.name) is not None for c in self.schema.collections)
         ):
@@ -280,7 +282,7 @@ class FileStore(Store):
         try:
             assert self._sys is not None
             self._sys.sweep()
-            self._recover()
+            self._recover(probe=True)
             manifest = self._read_manifest()
             if manifest is None:
                 others = [n for n in self._root.names() if not n.startswith(".")]
@@ -423,7 +425,9 @@ class FileStore(Store):
 
     def _journal(self, head: Head) -> Journal | None:
         """The committed journal being applied: inside the head, or in its own file if large."""
-        return head.journal if head.journal is not None else self._read_journal()
+        if head.journal is not None:
+            return head.journal
+        return self._read_journal() if head.journal_file else None
 
     def _read_journal(self) -> Journal | None:
         """The committed journal file, if one is being (or was left half) applied."""
@@ -717,26 +721,34 @@ class FileStore(Store):
                 committed = head.bump(gen, journal.changes(), journal)
                 self._write_head(committed, sync=self._sync)
             else:
+                # Announce the file first (readers and recovery look for it only
+                # then), and bump before applying: a reader whose read overlaps
+                # the apply must see the head move. The rename is the commit.
+                committed = head.bump(gen, journal.changes(), None, journal_file=True)
+                self._write_head(committed, sync=self._sync)
                 self._sys.write(JOURNAL, encoded, sync=self._sync)
                 if self._sync:
                     self._sys.sync()
-                # Bump before applying: a reader whose read overlaps the apply must see the head move.
-                committed = head.bump(gen, journal.changes(), None)
-                self._write_head(committed, sync=False)
         except BaseException:
             for d, tmp in prepared.values():
                 with contextlib.suppress(OSError, StateStoreError):
                     d.remove(tmp)
             raise
-        self._apply(journal, prepared)
-        if committed.journal is not None:
-            self._write_head(committed.settled(), sync=False)
-        else:
+        inodes = self._apply(journal, prepared)
+        if committed.journal_file:
             self._sys.remove(JOURNAL)
-            if self._sync:
-                self._sys.sync()
+        self._write_head(committed.settled(), sync=False)
         with self._cache_lock:
             # Our own writes need not be read back: advance the caches that were current.
+            for (log_name, offset, _text), ino in zip(journal.logs, inodes):
+                idx = self._logs.get(log_name)
+                if idx is not None and idx.end == offset and idx.ino in (ino, None):
+                    if idx.ino is None:
+                        idx = self._logs[log_name] = LogIndex(ino)
+                    for seq, stream, version, _at, _data, line in txn.lines[log_name]:
+                        size = len(line.encode("utf-8"))
+                        idx.add(seq, stream, version, offset, offset + size)
+                        offset += size
             for name, cache in self._colls.items():
                 if cache.gen == head.gen and cache.journal is None:
                     for file, rec in txn.records.get(name, {}).items():
@@ -762,8 +774,11 @@ class FileStore(Store):
             raise
         return prepared
 
-    def _apply(self, journal: Journal, prepared: Mapping[tuple[str, str], tuple[Dir, str]] | None = None) -> None:
-        """Write the journal's files (idempotent: a killed apply is simply run again from the journal)."""
+    def _apply(self, journal: Journal, prepared: Mapping[tuple[str, str], tuple[Dir, str]] | None = None) -> list[int]:
+        """Write the journal's files; return the inode of each log written.
+
+        Idempotent: a killed apply is simply run again from the journal.
+        """
         touched: set[str] = set()
         for coll_name, name, text in journal.records:
             d = self._journal_dir(coll_name, name)
@@ -774,12 +789,12 @@ class FileStore(Store):
             else:
                 d.write(name, text.encode("utf-8"), sync=self._sync)
             touched.add(coll_name)
-        for log_name, offset, text in journal.logs:
-            self._append(log_name, offset, text.encode("utf-8"))
+        inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in journal.logs]
         if self._sync:
             for coll_name in touched:
                 self._dirs[coll_name].sync()
             self._root.sync()
+        return inodes
 
     def _journal_dir(self, coll_name: str, name: str) -> Dir:
         path = self._journal_path
@@ -793,7 +808,7 @@ class FileStore(Store):
         assert d is not None
         return d
 
-    def _append(self, log_name: str, offset: int, data: bytes) -> None:
+    def _append(self, log_name: str, offset: int, data: bytes) -> int:
         """Write ``data`` at ``offset`` of the log, cutting off whatever follows (a half-applied retry)."""
         try:
             check_name(log_name, "log")
@@ -804,7 +819,8 @@ class FileStore(Store):
         assert fd is not None
         try:
             with translate(self._log_path(log_name)):
-                if os.fstat(fd).st_size < offset:
+                st = os.fstat(fd)
+                if st.st_size < offset:
                     raise CorruptStoreError(str(self.path / file), f"shorter than the {offset} bytes committed")
                 os.ftruncate(fd, offset)
                 view = memoryview(data)
@@ -815,6 +831,7 @@ class FileStore(Store):
                     os.fsync(fd)
         finally:
             os.close(fd)
+        return st.st_ino
 
     def _repair_tail(self, log_name: str) -> int:
         """The end of the last complete line of the log, cutting off a torn last line a crash left."""
@@ -825,6 +842,8 @@ class FileStore(Store):
         try:
             with translate(self._log_path(log_name)):
                 size = end = os.fstat(fd).st_size
+                if not size or os.pread(fd, 1, size - 1) == b"\n":
+                    return size  # the usual case: nothing torn
                 while end > 0:
                     start = max(0, end - 65536)
                     chunk = os.pread(fd, end - start, start)
@@ -839,33 +858,39 @@ class FileStore(Store):
         finally:
             os.close(fd)
 
-    def _recover(self) -> None:
-        """Finish a transaction a killed writer committed, or drop one it never committed."""
+    def _recover(self, *, probe: bool = False) -> None:
+        """Finish a transaction a killed writer committed, or drop one it never committed.
+
+        ``journal.json`` is looked for only when the head announces it, or
+        with ``probe`` (a write-mode open, or a head torn by a crash): a power
+        loss may keep the file but not the announcement.
+        """
         assert self._sys is not None
         head = self._read_head()
         if head.gen < 0:
             # Torn by a crash mid-rewrite: start a generation no cache can hold.
-            self._write_head(Head(time.time_ns(), time.time_ns()), sync=self._sync)
-            head = self._read_head()
+            head = Head(time.time_ns(), time.time_ns())
+            self._write_head(head, sync=self._sync)
+            probe = True
         journal = head.journal
+        if journal is None and (head.journal_file or probe):
+            raw = self._sys.read(JOURNAL)
+            if raw is not None:
+                journal = Journal.decode(raw)
+                if journal is None:
+                    self._sys.remove(JOURNAL)  # not complete, so never committed
+                elif head.gen < journal.gen:
+                    head = head.bump(journal.gen, journal.changes(), None, journal_file=True)
+                    self._write_head(head, sync=False)
         if journal is not None:
             self._apply(journal)
-            self._write_head(head.settled(), sync=False)
-        raw = self._sys.read(JOURNAL)
-        if raw is not None:
-            journal = Journal.decode(raw)
-            if journal is None:
-                self._sys.remove(JOURNAL)  # not complete, so never committed
-                return
-            if head.gen < journal.gen:
-                self._write_head(head.bump(journal.gen, journal.changes(), None), sync=False)
-            self._apply(journal)
-            self._sys.remove(JOURNAL)
-        if journal is not None:
             for coll_name in {c for c, _, _ in journal.records}:
                 d = self._dir(coll_name)
                 if d is not None:
                     d.sweep()
+        if journal is not None or head.journal_file:
+            self._sys.remove(JOURNAL)
+            self._write_head(head.settled(), sync=False)
 
     # ------------------------------------------------------------ records
 
