@@ -123,6 +123,10 @@ class _Txn:
         self.savepoints: dict[str, int] = {}
         self.colls: dict[str, Records] | None = None
         self.logs: dict[str, tuple[LogIndex, int, list[_Entry]]] = {}
+        # A write transaction holds the write lock: the head and the logs it has
+        # caught up with cannot change under it, so they are read once.
+        self.head: Head | None = None
+        self.caught_up: dict[str, tuple[LogIndex, int, list[_Entry]]] = {}
 
 
 _MISSING = object()
@@ -163,6 +167,7 @@ class FileStore(Store):
         self._journal_path = self.path / INTERNAL / JOURNAL
         self._decls: dict[str, Collection[Any]] = {c.name: c for c in schema.collections}
         self._log_paths: dict[str, Path] = {}
+        self._log_fds: dict[str, tuple[int, int]] = {}
         self._dirs: dict[str, Dir] = {}
         self._sys: Dir | None = None
         self._lock_fd: int | None = None
@@ -209,9 +214,10 @@ class FileStore(Store):
             self._lock_fd = None
 
     def _close(self) -> None:
-        for fd in (self._local_head_fd, self._lock_fd):
+        for fd in (self._local_head_fd, self._lock_fd, *(fd for fd, _ in self._log_fds.values())):
             if fd is not None:
                 os.close(fd)
+        self._log_fds.clear()
         self._local_head_fd = self._lock_fd = None
         for d in [*self._dirs.values(), self._sys, self._root]:
             if d is not None:
@@ -387,13 +393,16 @@ class FileStore(Store):
         return fd
 
     def _read_head(self) -> Head:
-        """The change head; a head caught mid-rewrite is read again.
+        """The change head (read once per write transaction); a head caught mid-rewrite is read again.
 
         A head that stays torn (a crash in the middle of rewriting it) is
         generation -1: every cache reloads until the next writer resets it.
         It can never hide a committed transaction: the commit write is the one
         that completes before anything is applied.
         """
+        txn = self._txn()
+        if txn is not None and txn.head is not None:
+            return txn.head
         fd = self._head_fd()
         if fd is None:
             return Head()
@@ -407,6 +416,8 @@ class FileStore(Store):
                     raw += more
             head = Head.decode(raw)
             if head is not None:
+                if txn is not None and txn.write:
+                    txn.head = head
                 return head
             time.sleep(0.001 * attempt)
         return Head(-1, -1)
@@ -422,6 +433,9 @@ class FileStore(Store):
             os.ftruncate(fd, len(data))
             if sync:
                 os.fsync(fd)
+        txn = self._txn()
+        if txn is not None and txn.write:
+            txn.head = head
 
     def _journal(self, head: Head) -> Journal | None:
         """The committed journal being applied: inside the head, or in its own file if large."""
@@ -545,36 +559,32 @@ class FileStore(Store):
 
     def _catch_up_log(self, log: Log[Any], journal: Journal | None) -> LogIndex:
         """Extend the offset index of ``log`` with the complete lines appended since."""
-        file = f"{log.name}.jsonl"
         path = self._log_path(log.name)
         idx = self._logs.get(log.name)
-        fd = self._root.open(file, os.O_RDONLY)
+        fd = self._log_fd(log.name)
         if fd is None:
             idx = self._logs[log.name] = LogIndex(None)
             return idx
-        try:
-            with translate(path):
-                st = os.fstat(fd)
-                limit = st.st_size
-                for name, offset, _text in journal.logs if journal is not None else ():
-                    if name == log.name:
-                        limit = offset  # past it the journal is being applied: read the journal instead
-                if idx is None or idx.ino != st.st_ino or limit < idx.end:
-                    idx = LogIndex(st.st_ino)
-                while idx.end < limit:
-                    data = os.pread(fd, min(limit - idx.end, 8 << 20), idx.end)
-                    cut = data.rfind(b"\n") + 1
-                    if not data or not cut:
-                        break  # a torn last line (a killed writer): ignored until repaired
-                    pos = idx.end
-                    for raw in data[:cut].splitlines(keepends=True):
-                        seq, stream, version, _at, _rec = self._parse_line(raw, path, len(idx.seqs) + 1)
-                        if idx.seqs and seq <= idx.seqs[-1]:
-                            raise CorruptStoreError(str(path), f"seq {seq} does not increase", len(idx.seqs) + 1)
-                        idx.add(seq, stream, version, pos, pos + len(raw))
-                        pos += len(raw)
-        finally:
-            os.close(fd)
+        with translate(path):
+            st = os.fstat(fd)
+            limit = st.st_size
+            for name, offset, _text in journal.logs if journal is not None else ():
+                if name == log.name:
+                    limit = offset  # past it the journal is being applied: read the journal instead
+            if idx is None or idx.ino != st.st_ino or limit < idx.end:
+                idx = LogIndex(st.st_ino)
+            while idx.end < limit:
+                data = os.pread(fd, min(limit - idx.end, 8 << 20), idx.end)
+                cut = data.rfind(b"\n") + 1
+                if not data or not cut:
+                    break  # a torn last line (a killed writer): ignored until repaired
+                pos = idx.end
+                for raw in data[:cut].splitlines(keepends=True):
+                    seq, stream, version, _at, _rec = self._parse_line(raw, path, len(idx.seqs) + 1)
+                    if idx.seqs and seq <= idx.seqs[-1]:
+                        raise CorruptStoreError(str(path), f"seq {seq} does not increase", len(idx.seqs) + 1)
+                    idx.add(seq, stream, version, pos, pos + len(raw))
+                    pos += len(raw)
         self._logs[log.name] = idx
         return idx
 
@@ -582,12 +592,17 @@ class FileStore(Store):
         txn = self._txn()
         if txn is not None and txn.colls is not None:
             return txn.logs[log.name]
+        if txn is not None and log.name in txn.caught_up:
+            return txn.caught_up[log.name]
 
         def fresh(head: Head, journal: Journal | None) -> tuple[LogIndex, int, list[_Entry]]:
             idx = self._catch_up_log(log, journal)
             return idx, len(idx.seqs), self._log_overlay(log, journal)
 
-        return self._consistent(fresh)
+        view = self._consistent(fresh)
+        if txn is not None and txn.write:
+            txn.caught_up[log.name] = view
+        return view
 
     def _coll_view(self, coll: Collection[Any]) -> tuple[Records, Mapping[str, Rec | None]]:
         """The records of ``coll`` and the changes over them this thread sees (call under the cache lock)."""
@@ -600,6 +615,27 @@ class FileStore(Store):
         return cache, overlay
 
     # ------------------------------------------------------------ transactions
+
+    def _log_fd(self, log_name: str, *, create: bool = False) -> int | None:
+        """A kept descriptor of the log's file (reopened if the file was replaced); None if absent."""
+        file = f"{log_name}.jsonl"
+        with self._cache_lock:
+            got = self._log_fds.get(log_name)
+            if got is not None:
+                fd, ino = got
+                with translate(self._log_path(log_name)):
+                    try:
+                        same = os.stat(file, dir_fd=self._root.fd, follow_symlinks=False).st_ino == ino
+                    except FileNotFoundError:
+                        same = False
+                if same:
+                    return fd
+                os.close(fd)
+                del self._log_fds[log_name]
+            new = self._root.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
+            if new is not None:
+                self._log_fds[log_name] = (new, os.fstat(new).st_ino)
+            return new
 
     def _log_path(self, name: str) -> Path:
         path = self._log_paths.get(name)
@@ -615,14 +651,16 @@ class FileStore(Store):
         txn = _Txn(write)
         if write:
             self._lock()
+            self._local.txn = txn  # before recovering, so the head it reads is kept for the transaction
             try:
                 self._recover()
             except BaseException:
+                self._local.txn = None
                 self._unlock()
                 raise
         else:
             txn.colls, txn.logs = self._snapshot()
-        self._local.txn = txn
+            self._local.txn = txn
 
     def _snapshot(self) -> tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[_Entry]]]]:
         """Copies of every collection and log as of one generation: a read transaction's view."""
@@ -713,6 +751,9 @@ class FileStore(Store):
             if entries:
                 logs.append((log_name, self._repair_tail(log_name), "".join(e[5] for e in entries)))
         gen = max(head.gen, head.base) + 1
+        if not records and len(logs) == 1 and len(txn.lines[logs[0][0]]) == 1:
+            self._append_alone(txn, head, gen, *logs[0])
+            return
         journal = Journal(uuid.uuid4().hex, gen, tuple(records), tuple(logs))
         encoded = journal.encode()
         prepared = self._prepare(journal)
@@ -738,22 +779,39 @@ class FileStore(Store):
         if committed.journal_file:
             self._sys.remove(JOURNAL)
         self._write_head(committed.settled(), sync=False)
+        for (log_name, offset, _text), ino in zip(journal.logs, inodes):
+            self._advance_log(txn, log_name, offset, ino)
         with self._cache_lock:
             # Our own writes need not be read back: advance the caches that were current.
-            for (log_name, offset, _text), ino in zip(journal.logs, inodes):
-                idx = self._logs.get(log_name)
-                if idx is not None and idx.end == offset and idx.ino in (ino, None):
-                    if idx.ino is None:
-                        idx = self._logs[log_name] = LogIndex(ino)
-                    for seq, stream, version, _at, _data, line in txn.lines[log_name]:
-                        size = len(line.encode("utf-8"))
-                        idx.add(seq, stream, version, offset, offset + size)
-                        offset += size
             for name, cache in self._colls.items():
                 if cache.gen == head.gen and cache.journal is None:
                     for file, rec in txn.records.get(name, {}).items():
                         cache.put(file, rec)
                     cache.gen = gen
+
+    def _append_alone(self, txn: _Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None:
+        """Commit a transaction that is one log line and nothing else, without a journal.
+
+        A single write of one complete line is all-or-nothing to every reader
+        (they ignore a last line without its newline, and the next writer cuts
+        it off), so the line itself is the commit; the head is bumped after it
+        for followers and caches.
+        """
+        ino = self._append(log_name, offset, line.encode("utf-8"))
+        self._write_head(head.bump(gen, {}, None), sync=False)
+        self._advance_log(txn, log_name, offset, ino)
+
+    def _advance_log(self, txn: _Txn, log_name: str, offset: int, ino: int) -> None:
+        """Add our own committed lines to the log index if it was current: no need to read them back."""
+        with self._cache_lock:
+            idx = self._logs.get(log_name)
+            if idx is not None and idx.end == offset and idx.ino in (ino, None):
+                if idx.ino is None:
+                    idx = self._logs[log_name] = LogIndex(ino)
+                for seq, stream, version, _at, _data, line in txn.lines[log_name]:
+                    size = len(line.encode("utf-8"))
+                    idx.add(seq, stream, version, offset, offset + size)
+                    offset += size
 
     def _prepare(self, journal: Journal) -> dict[tuple[str, str], tuple[Dir, str]]:
         """Write each new record file to a temporary file beside it, before the commit point.
@@ -815,48 +873,42 @@ class FileStore(Store):
         except SchemaError:
             raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
         file = f"{log_name}.jsonl"
-        fd = self._root.open(file, os.O_RDWR, create=True)
+        fd = self._log_fd(log_name, create=True)
         assert fd is not None
-        try:
-            with translate(self._log_path(log_name)):
-                st = os.fstat(fd)
-                if st.st_size < offset:
-                    raise CorruptStoreError(str(self.path / file), f"shorter than the {offset} bytes committed")
-                os.ftruncate(fd, offset)
-                view = memoryview(data)
-                while view:
-                    written = os.pwrite(fd, view, offset)
-                    view, offset = view[written:], offset + written
-                if self._sync:
-                    os.fsync(fd)
-        finally:
-            os.close(fd)
+        with translate(self._log_path(log_name)):
+            st = os.fstat(fd)
+            if st.st_size < offset:
+                raise CorruptStoreError(str(self.path / file), f"shorter than the {offset} bytes committed")
+            if st.st_size > offset:
+                os.ftruncate(fd, offset)  # a retried apply, or a torn line: cut it off
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
+            if self._sync:
+                os.fsync(fd)
         return st.st_ino
 
     def _repair_tail(self, log_name: str) -> int:
         """The end of the last complete line of the log, cutting off a torn last line a crash left."""
-        file = f"{log_name}.jsonl"
-        fd = self._root.open(file, os.O_RDWR)
+        fd = self._log_fd(log_name)
         if fd is None:
             return 0
-        try:
-            with translate(self._log_path(log_name)):
-                size = end = os.fstat(fd).st_size
-                if not size or os.pread(fd, 1, size - 1) == b"\n":
-                    return size  # the usual case: nothing torn
-                while end > 0:
-                    start = max(0, end - 65536)
-                    chunk = os.pread(fd, end - start, start)
-                    nl = chunk.rfind(b"\n")
-                    if nl >= 0:
-                        end = start + nl + 1
-                        break
-                    end = start
-                if end < size:
-                    os.ftruncate(fd, end)
-                return end
-        finally:
-            os.close(fd)
+        with translate(self._log_path(log_name)):
+            size = end = os.fstat(fd).st_size
+            if not size or os.pread(fd, 1, size - 1) == b"\n":
+                return size  # the usual case: nothing torn
+            while end > 0:
+                start = max(0, end - 65536)
+                chunk = os.pread(fd, end - start, start)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    end = start + nl + 1
+                    break
+                end = start
+            if end < size:
+                os.ftruncate(fd, end)
+            return end
 
     def _recover(self, *, probe: bool = False) -> None:
         """Finish a transaction a killed writer committed, or drop one it never committed.
@@ -1010,19 +1062,16 @@ class FileStore(Store):
             positions = positions[:limit]
         if positions:
             file = f"{log.name}.jsonl"
-            fd = self._root.open(file, os.O_RDONLY)
+            fd = self._log_fd(log.name)
             if fd is None:
                 raise CorruptStoreError(str(self.path / file), "log file vanished while reading")
-            try:
-                path = self._log_path(log.name)
-                with translate(path):
-                    if os.fstat(fd).st_ino != idx.ino:
-                        raise CorruptStoreError(str(self.path / file), "log file replaced while reading")
-                    for p in positions:
-                        raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
-                        out.append(self._parse_line(raw, path, p + 1))
-            finally:
-                os.close(fd)
+            path = self._log_path(log.name)
+            with translate(path):
+                if os.fstat(fd).st_ino != idx.ino:
+                    raise CorruptStoreError(str(self.path / file), "log file replaced while reading")
+                for p in positions:
+                    raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
+                    out.append(self._parse_line(raw, path, p + 1))
         for seq, s, version, at, data, _line_text in extra:
             if limit is not None and len(out) >= limit:
                 break
