@@ -519,3 +519,39 @@ def test_long_keys_round_trip(root: Path) -> None:
         assert store[TASKS][long].title == "long"
         assert store[TASKS].keys() == [long, long + "x"]
     assert all(len(n.encode()) <= 255 for n in os.listdir(root / "tasks"))
+
+
+def test_crash_after_a_lone_rename_leaves_no_stale_cache(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single-record write announces its file in the head, renames it, then settles the head.
+
+    A writer killed between the rename and the settle must not leave another
+    process's cache holding the old record.
+    """
+    with open_files(root) as writer, open_files(root, mode="read") as reader:
+        writer[TASKS].put(Task("t1", status="todo"))
+        assert [t.id for t in reader[TASKS].find(status="todo")] == ["t1"]  # reader caches it
+        original = FileStore._write_head
+        calls: list[Head] = []
+
+        def die_before_settling(self: FileStore, head: Head, *, sync: bool) -> None:
+            calls.append(head)
+            if len(calls) == 2:
+                raise KeyboardInterrupt("killed after the rename")
+            original(self, head, sync=sync)
+            # The reader looks after the announcement, before the rename: it sees the old file.
+            assert [t.id for t in reader[TASKS].find(status="todo")] == ["t1"]
+
+        monkeypatch.setattr(FileStore, "_write_head", die_before_settling)
+        with pytest.raises(KeyboardInterrupt):
+            writer[TASKS].put(Task("t1", status="done"))
+        monkeypatch.undo()
+        assert calls[0].journal is not None
+        assert calls[0].journal.direct
+        assert reader[TASKS]["t1"].status == "done"
+        assert reader[TASKS].find(status="todo") == []
+        assert [t.id for t in reader[TASKS].find(status="done")] == ["t1"]
+    with open_files(root) as store:  # the next writer settles the head
+        assert store[TASKS]["t1"].status == "done"
+    head = Head.decode((root / ".statestore" / "changes").read_bytes())
+    assert head is not None
+    assert head.journal is None

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from typing import Any
 
 import attrs
 
@@ -54,19 +55,25 @@ class Journal:
 
     ``records`` holds (collection, file name, new file text or None to
     delete); ``logs`` holds (log, byte offset, lines to write there).
+
+    A ``direct`` journal carries no texts: it announces the one record file
+    that a transaction is replacing or deleting on its own. One rename or
+    unlink is atomic by itself, so there is nothing to roll forward; readers
+    only learn to read that file from disk rather than from their cache.
     """
 
     txid: str
     gen: int
     records: tuple[tuple[str, str, str | None], ...]
     logs: tuple[tuple[str, int, str], ...]
+    direct: bool = False
 
     def encode(self) -> bytes:
         """The journal file: a header line with a checksum, then the JSON body (ASCII)."""
-        body = json.dumps(
-            {"txid": self.txid, "gen": self.gen, "records": self.records, "logs": self.logs},
-            separators=(",", ":"),
-        ).encode("ascii")
+        doc: dict[str, Any] = {"txid": self.txid, "gen": self.gen, "records": self.records, "logs": self.logs}
+        if self.direct:
+            doc["direct"] = True
+        body = json.dumps(doc, separators=(",", ":")).encode("ascii")
         return _MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body
 
     @classmethod
@@ -82,6 +89,7 @@ class Journal:
                 int(doc["gen"]),
                 tuple((str(c), str(n), None if t is None else str(t)) for c, n, t in doc["records"]),
                 tuple((str(lg), int(off), str(text)) for lg, off, text in doc["logs"]),
+                doc.get("direct") is True,
             )
         except (ValueError, KeyError, TypeError):
             return None

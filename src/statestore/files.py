@@ -430,7 +430,9 @@ class FileStore(Store):
             view, offset = memoryview(data), 0
             while offset < len(data):
                 offset += os.pwrite(fd, view[offset:], offset)
-            os.ftruncate(fd, len(data))
+            # No truncation: the first line gives the exact lengths the crc
+            # covers, so a longer stale tail is ignored (and ftruncate is a
+            # metadata write per commit).
             if sync:
                 os.fsync(fd)
         txn = self._txn()
@@ -491,6 +493,10 @@ class FileStore(Store):
         """The records a committed journal writes into ``coll`` (None: deletes)."""
         if journal is None:
             return {}
+        if journal.direct:
+            # It names a file being replaced on its own, not a text: read it from
+            # disk on every look until the head drops it (even if its writer died).
+            return {n: self._read_rec(coll, n) for c, n, _ in journal.records if c == coll.name}
         memo_key = "coll:" + coll.name
         out: dict[str, Rec | None] | None = self._memo(journal).get(memo_key)
         if out is None:
@@ -754,9 +760,13 @@ class FileStore(Store):
         if not records and len(logs) == 1 and len(txn.lines[logs[0][0]]) == 1:
             self._append_alone(txn, head, gen, *logs[0])
             return
-        journal = Journal(uuid.uuid4().hex, gen, tuple(records), tuple(logs))
+        if len(records) == 1 and not logs:
+            # One file replaced or deleted is atomic by itself: announce it, no texts.
+            journal = Journal(uuid.uuid4().hex, gen, ((records[0][0], records[0][1], None),), (), direct=True)
+        else:
+            journal = Journal(uuid.uuid4().hex, gen, tuple(records), tuple(logs))
         encoded = journal.encode()
-        prepared = self._prepare(journal)
+        prepared = self._prepare(records)
         try:
             if len(encoded) <= EMBED_LIMIT:
                 committed = head.bump(gen, journal.changes(), journal)
@@ -775,7 +785,7 @@ class FileStore(Store):
                 with contextlib.suppress(OSError, StateStoreError):
                     d.remove(tmp)
             raise
-        inodes = self._apply(journal, prepared)
+        inodes = self._apply(tuple(records), tuple(logs), prepared)
         if committed.journal_file:
             self._sys.remove(JOURNAL)
         self._write_head(committed.settled(), sync=False)
@@ -813,7 +823,7 @@ class FileStore(Store):
                     idx.add(seq, stream, version, offset, offset + size)
                     offset += size
 
-    def _prepare(self, journal: Journal) -> dict[tuple[str, str], tuple[Dir, str]]:
+    def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], tuple[Dir, str]]:
         """Write each new record file to a temporary file beside it, before the commit point.
 
         So a full disk fails the transaction cleanly; applying is then only
@@ -821,7 +831,7 @@ class FileStore(Store):
         """
         prepared: dict[tuple[str, str], tuple[Dir, str]] = {}
         try:
-            for coll_name, name, text in journal.records:
+            for coll_name, name, text in records:
                 if text is not None:
                     d = self._journal_dir(coll_name, name)
                     prepared[coll_name, name] = (d, d.write_temp(name, text.encode("utf-8"), sync=self._sync))
@@ -832,13 +842,18 @@ class FileStore(Store):
             raise
         return prepared
 
-    def _apply(self, journal: Journal, prepared: Mapping[tuple[str, str], tuple[Dir, str]] | None = None) -> list[int]:
-        """Write the journal's files; return the inode of each log written.
+    def _apply(
+        self,
+        records: tuple[tuple[str, str, str | None], ...],
+        logs: tuple[tuple[str, int, str], ...],
+        prepared: Mapping[tuple[str, str], tuple[Dir, str]] | None = None,
+    ) -> list[int]:
+        """Write a journal's files (``prepared`` ones by rename); return the inode of each log written.
 
         Idempotent: a killed apply is simply run again from the journal.
         """
         touched: set[str] = set()
-        for coll_name, name, text in journal.records:
+        for coll_name, name, text in records:
             d = self._journal_dir(coll_name, name)
             if text is None:
                 d.remove(name)
@@ -847,7 +862,7 @@ class FileStore(Store):
             else:
                 d.write(name, text.encode("utf-8"), sync=self._sync)
             touched.add(coll_name)
-        inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in journal.logs]
+        inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in logs]
         if self._sync:
             for coll_name in touched:
                 self._dirs[coll_name].sync()
@@ -935,7 +950,8 @@ class FileStore(Store):
                     head = head.bump(journal.gen, journal.changes(), None, journal_file=True)
                     self._write_head(head, sync=False)
         if journal is not None:
-            self._apply(journal)
+            if not journal.direct:
+                self._apply(journal.records, journal.logs)
             for coll_name in {c for c, _, _ in journal.records}:
                 d = self._dir(coll_name)
                 if d is not None:
