@@ -1,4 +1,5 @@
-"""In-memory views of a file store: a collection's records and a log's offset index.
+"""The file backend's shared pieces: record file text, transactions, and the in-memory
+views of a store (a collection's records and a log's offset index).
 
 Both belong to one :class:`~statestore.files.FileStore`, are guarded by its
 cache lock and are kept current by it (see ``_journal`` for the change head
@@ -8,11 +9,36 @@ that says which files to re-read).
 from __future__ import annotations
 
 import bisect
+import json
+from pathlib import Path
 from typing import Any
 
+from statestore._journal import Head
+from statestore.codec import pretty
 from statestore.schema import KeyValue
 
-__all__ = ["LogIndex", "Rec", "Records", "matches"]
+__all__ = [
+    "EMBED_LIMIT",
+    "INTERNAL",
+    "META",
+    "MISSING",
+    "Lazy",
+    "LogIndex",
+    "Rec",
+    "Records",
+    "Txn",
+    "TxnEntry",
+    "is_int",
+    "matches",
+    "record_text",
+]
+
+INTERNAL = ".statestore"
+META = "_statestore"
+#: Journals up to this size are committed inside the change head rather than as a file.
+EMBED_LIMIT = 16 << 10
+#: A staged log entry: (seq, stream, version, at, record dict, its JSONL line).
+TxnEntry = tuple[int, str, int, str, dict[str, Any], str]
 
 #: A record as cached: (key, revision, JSON dict, canonical compact JSON text).
 Rec = tuple[KeyValue, int, dict[str, Any], str]
@@ -133,3 +159,56 @@ class LogIndex:
             return list(range(start, count))
         streams = self.streams
         return [p for p in range(start, count) if streams[p].startswith(prefix)]
+
+
+def record_text(key: KeyValue, revision: int, data: dict[str, Any]) -> str:
+    """A record file's text: pretty JSON (2 spaces), keys sorted, UTF-8, trailing newline.
+
+    A document holding a lone surrogate cannot be UTF-8, so it alone is
+    written with ``\\u`` escapes, which read back identically.
+    """
+    doc = dict(data)
+    doc[META] = {"key": list(key) if isinstance(key, tuple) else key, "revision": revision}
+    text = pretty(doc) + "\n"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return text
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Lazy:
+    """``folder / name``, joined only when an error message needs it."""
+
+    __slots__ = ("folder", "name")
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+
+    def __str__(self) -> str:
+        return str(self.folder / self.name)
+
+
+class Txn:
+    """One thread's transaction: staged writes (write mode) or a snapshot (read mode)."""
+
+    def __init__(self, write: bool) -> None:
+        self.write = write
+        self.records: dict[str, dict[str, Rec | None]] = {}
+        self.lines: dict[str, list[TxnEntry]] = {}
+        self.undo: list[tuple[str, str, str, Any]] = []
+        self.savepoints: dict[str, int] = {}
+        self.colls: dict[str, Records] | None = None
+        self.logs: dict[str, tuple[LogIndex, int, list[TxnEntry]]] = {}
+        # A write transaction holds the write lock: the head and the logs it has
+        # caught up with cannot change under it, so they are read once.
+        self.head: Head | None = None
+        self.caught_up: dict[str, tuple[LogIndex, int, list[TxnEntry]]] = {}
+
+
+MISSING = object()

@@ -1,0 +1,299 @@
+"""The file backend's commit and recovery, through the change head and journals (a FileStore mixin).
+
+See :mod:`statestore._journal` for the protocol: small transactions commit by
+one in-place write of the change head carrying their journal, large ones by
+the rename of ``journal.json``, a lone record write by its own rename and a
+lone log line by its own append; a crash is rolled forward (or discarded, if
+never committed) by the next writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from statestore._filecache import EMBED_LIMIT, INTERNAL, Records, Txn, record_text
+from statestore._fsio import Dir, translate
+from statestore._journal import CHANGES, JOURNAL, Head, Journal
+from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
+from statestore.schema import check_name
+from statestore.store import Mode
+
+__all__ = ["Commits"]
+
+
+class Commits:
+    """Change head, journals, commit and recovery for :class:`~statestore.files.FileStore`."""
+
+    # Set by FileStore.
+    path: Path
+    mode: Mode
+    _root: Dir
+    _sys: Dir | None
+    _sync: bool
+    _head_path: Path
+    _journal_path: Path
+    _local_head_fd: int | None
+    _journal_memo: tuple[tuple[int, int, int], Journal | None] | None
+    _cache_lock: threading.RLock
+    _colls: dict[str, Records]
+    _dirs: dict[str, Dir]
+
+    if TYPE_CHECKING:
+
+        def _txn(self) -> Txn | None: ...
+
+        def _dir(self, name: str, *, create: bool = False) -> Dir | None: ...
+
+        def _repair_tail(self, log_name: str) -> int: ...
+
+        def _append(self, log_name: str, offset: int, data: bytes) -> int: ...
+
+        def _append_alone(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None: ...
+
+        def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int) -> None: ...
+
+    def _head_fd(self, *, create: bool = False) -> int | None:
+        """The change head's descriptor, kept open: the head is rewritten in place, never replaced."""
+        fd: int | None = self._local_head_fd
+        if fd is None and self._sys is not None:
+            flags = os.O_RDWR if self.mode == "write" else os.O_RDONLY
+            fd = self._local_head_fd = self._sys.open(CHANGES, flags, create=create)
+        return fd
+
+    def _read_head(self) -> Head:
+        """The change head (read once per write transaction); a head caught mid-rewrite is read again.
+
+        A head that stays torn (a crash in the middle of rewriting it) is
+        generation -1: every cache reloads until the next writer resets it.
+        It can never hide a committed transaction: the commit write is the one
+        that completes before anything is applied.
+        """
+        txn = self._txn()
+        if txn is not None and txn.head is not None:
+            return txn.head
+        fd = self._head_fd()
+        if fd is None:
+            return Head()
+        for attempt in range(50):
+            with translate(self._head_path):
+                raw = os.pread(fd, 1 << 16, 0)
+                while len(raw) % (1 << 16) == 0 and raw:
+                    more = os.pread(fd, 1 << 16, len(raw))
+                    if not more:
+                        break
+                    raw += more
+            head = Head.decode(raw)
+            if head is not None:
+                if txn is not None and txn.write:
+                    txn.head = head
+                return head
+            time.sleep(0.001 * attempt)
+        return Head(-1, -1)
+
+    def _write_head(self, head: Head, *, sync: bool) -> None:
+        fd = self._head_fd(create=True)
+        assert fd is not None
+        data = head.encode()
+        with translate(self._head_path):
+            view, offset = memoryview(data), 0
+            while offset < len(data):
+                offset += os.pwrite(fd, view[offset:], offset)
+            # No truncation: the first line gives the exact lengths the crc
+            # covers, so a longer stale tail is ignored (and ftruncate is a
+            # metadata write per commit).
+            if sync:
+                os.fsync(fd)
+        txn = self._txn()
+        if txn is not None and txn.write:
+            txn.head = head
+
+    def _journal(self, head: Head) -> Journal | None:
+        """The committed journal being applied: inside the head, or in its own file if large."""
+        if head.journal is not None:
+            return head.journal
+        return self._read_journal() if head.journal_file else None
+
+    def _read_journal(self) -> Journal | None:
+        """The committed journal file, if one is being (or was left half) applied."""
+        if self._sys is None:
+            self._sys = self._root.subdir(INTERNAL, create=False)
+            if self._sys is None:
+                return None
+        fd = self._sys.open(JOURNAL, os.O_RDONLY)
+        if fd is None:
+            self._journal_memo = None
+            return None
+        try:
+            with translate(self._sys.path / JOURNAL):
+                st = os.fstat(fd)
+                ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+                if self._journal_memo is not None and self._journal_memo[0] == ident:
+                    return self._journal_memo[1]
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+        finally:
+            os.close(fd)
+        journal = Journal.decode(b"".join(chunks))
+        self._journal_memo = (ident, journal)
+        return journal
+
+    def _publish(self, txn: Txn) -> None:
+        """Commit the staged transaction through the journal (we hold the write lock).
+
+        A journal of up to ``EMBED_LIMIT`` bytes travels inside the change head,
+        whose in-place rewrite is the commit point; a larger one is its own
+        file, whose atomic rename is.
+        """
+        assert self._sys is not None
+        head = self._read_head()
+        records = []
+        for coll_name, staged in txn.records.items():
+            for name, rec in staged.items():
+                records.append((coll_name, name, None if rec is None else record_text(rec[0], rec[1], rec[2])))
+        logs = []
+        for log_name, entries in txn.lines.items():
+            if entries:
+                logs.append((log_name, self._repair_tail(log_name), "".join(e[5] for e in entries)))
+        gen = max(head.gen, head.base) + 1
+        if not records and len(logs) == 1 and len(txn.lines[logs[0][0]]) == 1:
+            self._append_alone(txn, head, gen, *logs[0])
+            return
+        if len(records) == 1 and not logs:
+            # One file replaced or deleted is atomic by itself: announce it, no texts.
+            journal = Journal(uuid.uuid4().hex, gen, ((records[0][0], records[0][1], None),), (), direct=True)
+        else:
+            journal = Journal(uuid.uuid4().hex, gen, tuple(records), tuple(logs))
+        encoded = journal.encode()
+        prepared = self._prepare(records)
+        try:
+            if len(encoded) <= EMBED_LIMIT:
+                committed = head.bump(gen, journal.changes(), journal)
+                self._write_head(committed, sync=self._sync)
+            else:
+                # Announce the file first (readers and recovery look for it only
+                # then), and bump before applying: a reader whose read overlaps
+                # the apply must see the head move. The rename is the commit.
+                committed = head.bump(gen, journal.changes(), None, journal_file=True)
+                self._write_head(committed, sync=self._sync)
+                self._sys.write(JOURNAL, encoded, sync=self._sync)
+                if self._sync:
+                    self._sys.sync()
+        except BaseException:
+            for d, tmp in prepared.values():
+                with contextlib.suppress(OSError, StateStoreError):
+                    d.remove(tmp)
+            raise
+        inodes = self._apply(tuple(records), tuple(logs), prepared)
+        if committed.journal_file:
+            self._sys.remove(JOURNAL)
+        self._write_head(committed.settled(), sync=False)
+        for (log_name, offset, _text), ino in zip(journal.logs, inodes):
+            self._advance_log(txn, log_name, offset, ino)
+        with self._cache_lock:
+            # Our own writes need not be read back: advance the caches that were current.
+            for name, cache in self._colls.items():
+                if cache.gen == head.gen and cache.journal is None:
+                    for file, rec in txn.records.get(name, {}).items():
+                        cache.put(file, rec)
+                    cache.gen = gen
+
+    def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], tuple[Dir, str]]:
+        """Write each new record file to a temporary file beside it, before the commit point.
+
+        So a full disk fails the transaction cleanly; applying is then only
+        renames, deletions and log appends.
+        """
+        prepared: dict[tuple[str, str], tuple[Dir, str]] = {}
+        try:
+            for coll_name, name, text in records:
+                if text is not None:
+                    d = self._journal_dir(coll_name, name)
+                    prepared[coll_name, name] = (d, d.write_temp(name, text.encode("utf-8"), sync=self._sync))
+        except BaseException:
+            for d, tmp in prepared.values():
+                with contextlib.suppress(OSError, StateStoreError):
+                    d.remove(tmp)
+            raise
+        return prepared
+
+    def _apply(
+        self,
+        records: tuple[tuple[str, str, str | None], ...],
+        logs: tuple[tuple[str, int, str], ...],
+        prepared: Mapping[tuple[str, str], tuple[Dir, str]] | None = None,
+    ) -> list[int]:
+        """Write a journal's files (``prepared`` ones by rename); return the inode of each log written.
+
+        Idempotent: a killed apply is simply run again from the journal.
+        """
+        touched: set[str] = set()
+        for coll_name, name, text in records:
+            d = self._journal_dir(coll_name, name)
+            if text is None:
+                d.remove(name)
+            elif prepared is not None and (coll_name, name) in prepared:
+                d.rename(prepared[coll_name, name][1], name)
+            else:
+                d.write(name, text.encode("utf-8"), sync=self._sync)
+            touched.add(coll_name)
+        inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in logs]
+        if self._sync:
+            for coll_name in touched:
+                self._dirs[coll_name].sync()
+            self._root.sync()
+        return inodes
+
+    def _journal_dir(self, coll_name: str, name: str) -> Dir:
+        path = self._journal_path
+        try:
+            check_name(coll_name, "collection")
+        except SchemaError:
+            raise CorruptStoreError(str(path), f"bad collection name {coll_name!r}") from None
+        if "/" in name or "\\" in name or "\0" in name or name.startswith(".") or not name.endswith(".json"):
+            raise CorruptStoreError(str(path), f"bad record file name {name!r}")
+        d = self._dir(coll_name, create=True)
+        assert d is not None
+        return d
+
+    def _recover(self, *, probe: bool = False) -> None:
+        """Finish a transaction a killed writer committed, or drop one it never committed.
+
+        ``journal.json`` is looked for only when the head announces it, or
+        with ``probe`` (a write-mode open, or a head torn by a crash): a power
+        loss may keep the file but not the announcement.
+        """
+        assert self._sys is not None
+        head = self._read_head()
+        if head.gen < 0:
+            # Torn by a crash mid-rewrite: start a generation no cache can hold.
+            head = Head(time.time_ns(), time.time_ns())
+            self._write_head(head, sync=self._sync)
+            probe = True
+        journal = head.journal
+        if journal is None and (head.journal_file or probe):
+            raw = self._sys.read(JOURNAL)
+            if raw is not None:
+                journal = Journal.decode(raw)
+                if journal is None:
+                    self._sys.remove(JOURNAL)  # not complete, so never committed
+                elif head.gen < journal.gen:
+                    head = head.bump(journal.gen, journal.changes(), None, journal_file=True)
+                    self._write_head(head, sync=False)
+        if journal is not None:
+            if not journal.direct:
+                self._apply(journal.records, journal.logs)
+            for coll_name in {c for c, _, _ in journal.records}:
+                d = self._dir(coll_name)
+                if d is not None:
+                    d.sweep()
+        if journal is not None or head.journal_file:
+            self._sys.remove(JOURNAL)
+            self._write_head(head.settled(), sync=False)

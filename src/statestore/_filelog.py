@@ -1,0 +1,292 @@
+"""The file backend's logs: one JSONL file per log, with a byte-offset index (a FileStore mixin).
+
+Each process keeps, per log, the offset of every complete line with its seq,
+stream and version, extended from where it last ended; reading a stream
+``after=`` a seq reads only the lines it returns. A last line without its
+newline (a killed writer) is ignored by readers and cut off by the next
+writer. Descriptors of log files are kept open and re-checked by inode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from statestore._filecache import LogIndex, Txn, TxnEntry, is_int
+from statestore._fsio import Dir, translate
+from statestore._journal import Head, Journal
+from statestore.errors import CorruptStoreError, SchemaError
+from statestore.schema import Log, check_name
+from statestore.store import Mode, RawEntry
+
+__all__ = ["LogFiles"]
+
+_R = TypeVar("_R")
+
+
+def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
+    # Keys in sorted order, compact; ``text`` is the codec's canonical record JSON.
+    return (
+        f'{{"at":{json.dumps(at)},"record":{text},"seq":{seq},'
+        f'"stream":{json.dumps(stream, ensure_ascii=False)},"version":{version}}}\n'
+    )
+
+
+class LogFiles:
+    """Log reading and appending for :class:`~statestore.files.FileStore`."""
+
+    # Set by FileStore.
+    path: Path
+    mode: Mode
+    _root: Dir
+    _sync: bool
+    _journal_path: Path
+    _cache_lock: threading.RLock
+    _logs: dict[str, LogIndex]
+    _log_fds: dict[str, tuple[int, int]]
+    _log_paths: dict[str, Path]
+    _overlays: dict[str, Any]
+
+    if TYPE_CHECKING:
+
+        def _txn(self) -> Txn | None: ...
+
+        def _consistent(self, fn: Callable[[Head, Journal | None], _R]) -> _R: ...
+
+        def _memo(self, journal: Journal) -> dict[str, Any]: ...
+
+        def _write_head(self, head: Head, *, sync: bool) -> None: ...
+
+    def _log_overlay(self, log: Log[Any], journal: Journal | None) -> list[TxnEntry]:
+        if journal is None:
+            return []
+        memo_key = "log:" + log.name
+        out: list[TxnEntry] | None = self._memo(journal).get(memo_key)
+        if out is None:
+            out = []
+            for name, _off, text in journal.logs:
+                if name == log.name:
+                    for i, line in enumerate(text.splitlines(keepends=True)):
+                        out.append((*self._parse_line(line, self._journal_path, i + 1), line))
+            self._overlays[memo_key] = out
+        return out
+
+    def _parse_line(self, line: str | bytes, path: Path, lineno: int | None) -> RawEntry:
+        try:
+            doc = json.loads(line)
+            seq, stream, version, at, record = (doc[k] for k in ("seq", "stream", "version", "at", "record"))
+            if not (is_int(seq) and isinstance(stream, str) and is_int(version) and isinstance(at, str)):
+                raise TypeError("seq, stream, version or at has the wrong type")
+            if not isinstance(record, dict):
+                raise TypeError("record is not an object")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptStoreError(str(path), f"bad log entry: {exc}", lineno) from None
+        return seq, stream, version, at, record
+
+    def _catch_up_log(self, log: Log[Any], journal: Journal | None) -> LogIndex:
+        """Extend the offset index of ``log`` with the complete lines appended since."""
+        path = self._log_path(log.name)
+        idx = self._logs.get(log.name)
+        fd = self._log_fd(log.name)
+        if fd is None:
+            idx = self._logs[log.name] = LogIndex(None)
+            return idx
+        with translate(path):
+            st = os.fstat(fd)
+            limit = st.st_size
+            for name, offset, _text in journal.logs if journal is not None else ():
+                if name == log.name:
+                    limit = offset  # past it the journal is being applied: read the journal instead
+            if idx is None or idx.ino != st.st_ino or limit < idx.end:
+                idx = LogIndex(st.st_ino)
+            while idx.end < limit:
+                data = os.pread(fd, min(limit - idx.end, 8 << 20), idx.end)
+                cut = data.rfind(b"\n") + 1
+                if not data or not cut:
+                    break  # a torn last line (a killed writer): ignored until repaired
+                pos = idx.end
+                for raw in data[:cut].splitlines(keepends=True):
+                    seq, stream, version, _at, _rec = self._parse_line(raw, path, len(idx.seqs) + 1)
+                    if idx.seqs and seq <= idx.seqs[-1]:
+                        raise CorruptStoreError(str(path), f"seq {seq} does not increase", len(idx.seqs) + 1)
+                    idx.add(seq, stream, version, pos, pos + len(raw))
+                    pos += len(raw)
+        self._logs[log.name] = idx
+        return idx
+
+    def _log_view(self, log: Log[Any]) -> tuple[LogIndex, int, list[TxnEntry]]:
+        txn = self._txn()
+        if txn is not None and txn.colls is not None:
+            return txn.logs[log.name]
+        if txn is not None and log.name in txn.caught_up:
+            return txn.caught_up[log.name]
+
+        def fresh(head: Head, journal: Journal | None) -> tuple[LogIndex, int, list[TxnEntry]]:
+            idx = self._catch_up_log(log, journal)
+            return idx, len(idx.seqs), self._log_overlay(log, journal)
+
+        view = self._consistent(fresh)
+        if txn is not None and txn.write:
+            txn.caught_up[log.name] = view
+        return view
+
+    def _log_fd(self, log_name: str, *, create: bool = False) -> int | None:
+        """A kept descriptor of the log's file (reopened if the file was replaced); None if absent."""
+        file = f"{log_name}.jsonl"
+        with self._cache_lock:
+            got = self._log_fds.get(log_name)
+            if got is not None:
+                fd, ino = got
+                with translate(self._log_path(log_name)):
+                    try:
+                        same = os.stat(file, dir_fd=self._root.fd, follow_symlinks=False).st_ino == ino
+                    except FileNotFoundError:
+                        same = False
+                if same:
+                    return fd
+                os.close(fd)
+                del self._log_fds[log_name]
+            new = self._root.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
+            if new is not None:
+                self._log_fds[log_name] = (new, os.fstat(new).st_ino)
+            return new
+
+    def _log_path(self, name: str) -> Path:
+        path = self._log_paths.get(name)
+        if path is None:
+            path = self._log_paths[name] = self.path / f"{name}.jsonl"
+        return path
+
+    def _append_alone(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None:
+        """Commit a transaction that is one log line and nothing else, without a journal.
+
+        A single write of one complete line is all-or-nothing to every reader
+        (they ignore a last line without its newline, and the next writer cuts
+        it off), so the line itself is the commit; the head is bumped after it
+        for followers and caches.
+        """
+        ino = self._append(log_name, offset, line.encode("utf-8"))
+        self._write_head(head.bump(gen, {}, None), sync=False)
+        self._advance_log(txn, log_name, offset, ino)
+
+    def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int) -> None:
+        """Add our own committed lines to the log index if it was current: no need to read them back."""
+        with self._cache_lock:
+            idx = self._logs.get(log_name)
+            if idx is not None and idx.end == offset and idx.ino in (ino, None):
+                if idx.ino is None:
+                    idx = self._logs[log_name] = LogIndex(ino)
+                for seq, stream, version, _at, _data, line in txn.lines[log_name]:
+                    size = len(line.encode("utf-8"))
+                    idx.add(seq, stream, version, offset, offset + size)
+                    offset += size
+
+    def _append(self, log_name: str, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` of the log, cutting off whatever follows (a half-applied retry)."""
+        try:
+            check_name(log_name, "log")
+        except SchemaError:
+            raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
+        file = f"{log_name}.jsonl"
+        fd = self._log_fd(log_name, create=True)
+        assert fd is not None
+        with translate(self._log_path(log_name)):
+            st = os.fstat(fd)
+            if st.st_size < offset:
+                raise CorruptStoreError(str(self.path / file), f"shorter than the {offset} bytes committed")
+            if st.st_size > offset:
+                os.ftruncate(fd, offset)  # a retried apply, or a torn line: cut it off
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view, offset = view[written:], offset + written
+            if self._sync:
+                os.fsync(fd)
+        return st.st_ino
+
+    def _repair_tail(self, log_name: str) -> int:
+        """The end of the last complete line of the log, cutting off a torn last line a crash left."""
+        fd = self._log_fd(log_name)
+        if fd is None:
+            return 0
+        with translate(self._log_path(log_name)):
+            size = end = os.fstat(fd).st_size
+            if not size or os.pread(fd, 1, size - 1) == b"\n":
+                return size  # the usual case: nothing torn
+            while end > 0:
+                start = max(0, end - 65536)
+                chunk = os.pread(fd, end - start, start)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    end = start + nl + 1
+                    break
+                end = start
+            if end < size:
+                os.ftruncate(fd, end)
+            return end
+
+    def _all_lines(self, log: Log[Any]) -> tuple[LogIndex, int, list[TxnEntry]]:
+        """The log's file index (and how much of it counts) plus journal and staged entries after it."""
+        with self._cache_lock:
+            idx, count, extra = self._log_view(log)
+        txn = self._txn()
+        if txn is not None and txn.write and txn.lines.get(log.name):
+            extra = [*extra, *txn.lines[log.name]]
+        return idx, count, extra
+
+    def _stream_version(self, log: Log[Any], stream: str) -> int:
+        idx, _count, extra = self._all_lines(log)
+        for entry in reversed(extra):
+            if entry[1] == stream:
+                return entry[2]
+        return idx.versions.get(stream, 0)
+
+    def _last_seq(self, log: Log[Any]) -> int:
+        idx, count, extra = self._all_lines(log)
+        if extra:
+            return extra[-1][0]
+        return idx.seqs[count - 1] if count else 0
+
+    def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
+        seq = self._last_seq(log) + 1
+        txn = self._txn()
+        assert txn is not None, "appends happen inside a transaction"
+        assert txn.write, "appends happen inside a write transaction"
+        lines = txn.lines.setdefault(log.name, [])
+        txn.undo.append(("log", log.name, "", len(lines)))
+        lines.append((seq, stream, version, at, json.loads(text), entry_line(seq, stream, version, at, text)))
+        return seq
+
+    def _entries(
+        self, log: Log[Any], *, stream: str | None, prefix: str | None, after: int, limit: int | None
+    ) -> list[RawEntry]:
+        idx, count, extra = self._all_lines(log)
+        out: list[RawEntry] = []
+        positions = idx.positions(stream=stream, prefix=prefix, after=after, count=count)
+        if limit is not None:
+            positions = positions[:limit]
+        if positions:
+            file = f"{log.name}.jsonl"
+            fd = self._log_fd(log.name)
+            if fd is None:
+                raise CorruptStoreError(str(self.path / file), "log file vanished while reading")
+            path = self._log_path(log.name)
+            with translate(path):
+                if os.fstat(fd).st_ino != idx.ino:
+                    raise CorruptStoreError(str(self.path / file), "log file replaced while reading")
+                for p in positions:
+                    raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
+                    out.append(self._parse_line(raw, path, p + 1))
+        for seq, s, version, at, data, _line_text in extra:
+            if limit is not None and len(out) >= limit:
+                break
+            if seq <= after or (stream is not None and s != stream):
+                continue
+            if prefix is not None and not s.startswith(prefix):
+                continue
+            out.append((seq, s, version, at, json.loads(json.dumps(data))))
+        return out
