@@ -29,8 +29,10 @@ def test_demo_creates_a_store(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
     assert "fn-1.3" in result.output
-    with ss.open_store(tmp_path / "demo" / "tracker.db", SCHEMA, mode="read") as store:
-        assert [t.id for t in store[TASKS].find(status="doing")] == ["fn-1.2", "fn-1.3"]
+    for location in (f"sqlite:{tmp_path}/demo/tracker.db", f"files:{tmp_path}/demo/tracker-files"):
+        with ss.open_store(location, SCHEMA, mode="read") as store:
+            assert [t.id for t in store[TASKS].find(status="doing")] == ["fn-1.2", "fn-1.3"]
+    assert '"status": "doing"' in (tmp_path / "demo" / "tracker-files" / "tasks" / "fn-1.3.json").read_text()
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:

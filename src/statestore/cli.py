@@ -52,14 +52,26 @@ def main() -> None:
 )
 @_friendly
 def demo(directory: Path | None) -> None:
-    """Create a small tracker store and show what the library does with it."""
-    from statestore.examples.tracker import EPICS, EVENTS, SCHEMA, TASKS, Epic, Task, TaskEvent
-
+    """Create a small tracker store on both backends and show what the library does with it."""
     console = Console()
     directory = directory or Path(tempfile.mkdtemp(prefix="statestore-demo-"))
-    path = directory / "tracker.db"
+    db, folder = directory / "tracker.db", directory / "tracker-files"
+    for location in (f"sqlite:{db}", f"files:{folder}"):
+        _demo_store(console, location)
+    console.print("\nThe same state, two backends. Try:")
+    console.print(f"  sqlite3 {db} \"select key, status from tasks where status='todo'\"")
+    console.print(f'  grep -rl \'"status": "doing"\' {folder}/tasks/')
+    console.print(f"  jq -c 'select(.stream == \"task:fn-1.3\")' {folder}/events.jsonl")
+    console.print(
+        "[dim]Importing the bundled legacy install is not built yet; it arrives with the legacy importer.[/dim]"
+    )
+
+
+def _demo_store(console: Console, location: str) -> None:
+    from statestore.examples.tracker import EPICS, EVENTS, SCHEMA, TASKS, Epic, Task, TaskEvent
+
     now = datetime.now(timezone.utc)
-    with open_store(f"sqlite:{path}", SCHEMA) as store:
+    with open_store(location, SCHEMA) as store:
         epics, tasks, events = store[EPICS], store[TASKS], store[EVENTS]
         with store.transaction():
             epics.put(Epic("fn-1", "File backend"))
@@ -70,7 +82,7 @@ def demo(directory: Path | None) -> None:
                 events.append(TaskEvent("created", "demo"), stream=f"task:fn-1.{n}")
         tasks.update("fn-1.3", lambda t: setattr(t, "status", "doing"))
         events.append(TaskEvent("started", "demo"), stream="task:fn-1.3")
-        table = Table(title=f"tasks in {path}")
+        table = Table(title=f"tasks in {location}")
         for column in ("key", "title", "status", "revision"):
             table.add_column(column)
         for key in tasks:
@@ -82,8 +94,4 @@ def demo(directory: Path | None) -> None:
         console.print(f"find(status='doing') -> {doing}  (indexed)")
         stream = events.read(stream="task:fn-1.3")
         console.print(f"events in stream task:fn-1.3: {[e.record.type for e in stream]}")
-        console.print(f"events under prefix task:: {len(events.read(stream_prefix='task:'))}")
-    console.print(f"\nTry: sqlite3 {path} \"select key, status from tasks where status='todo'\"")
-    console.print(
-        "[dim]Importing the bundled legacy install is not built yet; it arrives with the legacy importer.[/dim]"
-    )
+        console.print(f"events under prefix task: -> {len(events.read(stream_prefix='task:'))}")
