@@ -61,3 +61,12 @@ def test_python_dash_m(args: list[str]) -> None:
 
 def test_main_is_a_click_group() -> None:
     assert isinstance(main, click.Group)
+
+
+def test_os_errors_are_one_line_too(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "afile" / "sub")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ")
+    assert "afile" in result.output

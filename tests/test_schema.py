@@ -34,6 +34,12 @@ def test_bad_names(name: Any) -> None:
         ss.Schema(name, version=1, collections=[])
 
 
+@pytest.mark.parametrize("name", ["sqlite_stat1", "sqlite_master", "sqlite_x"])
+def test_names_sqlite_reserves(name: str) -> None:
+    with pytest.raises(ss.SchemaError, match="reserved by SQLite"):
+        ss.Collection(name, Rec, key="id")
+
+
 def test_good_names() -> None:
     assert ss.Collection("a" * 63, Rec, key="id").name == "a" * 63
     assert ss.Collection("select", Rec, key="id").name == "select"

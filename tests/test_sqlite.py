@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import stat
 import threading
@@ -166,20 +167,34 @@ def test_busy_writer_raises_store_busy(path: Path) -> None:
 def test_threads_get_their_own_connections(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
         assert isinstance(store, ss.SQLiteStore)
-        seen: list[int] = []
+        seen: list[sqlite3.Connection] = []
+        together = threading.Barrier(4)
 
         def work() -> None:
-            seen.append(id(store._con()))
+            seen.append(store._con())
             store[TASKS].put(Task(threading.current_thread().name))
+            together.wait()  # all four alive at once: none can reuse another's connection
 
         threads = [threading.Thread(target=work, name=f"t{i}") for i in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert len(set(seen)) == 4
+        assert len({id(c) for c in seen}) == 4
         assert len(store[TASKS]) == 4
     assert store._connections == []
+
+
+def test_connections_of_finished_threads_are_closed(path: Path) -> None:
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        assert isinstance(store, ss.SQLiteStore)
+        for i in range(50):
+            t = threading.Thread(target=lambda i=i: store[TASKS].put(Task(f"t{i}")))
+            t.start()
+            t.join()
+        gc.collect()
+        assert len(store._connections) <= 2  # this thread's, and at most one not yet collected
+        assert len(store[TASKS]) == 50
 
 
 def test_removed_index_is_dropped(path: Path) -> None:
@@ -220,7 +235,7 @@ def test_field_named_like_a_layout_column(tmp_path: Path) -> None:
         assert [o.id for o in store[odd].find(data="x", revision=5)] == ["a"]
         assert store[odd].get_versioned("a") == ss.Versioned(Odd("a", "x", 5), 2)
     con = raw(tmp_path / "o.db")
-    assert con.execute("select key, revision, data_field from odd").fetchall() == [("a", 2, "x")]
+    assert con.execute('select key, revision, "field:data" from odd').fetchall() == [("a", 2, "x")]
 
 
 def test_composite_keys_are_stored_as_json_arrays(path: Path) -> None:
@@ -235,3 +250,32 @@ def test_int_keys_are_integers(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
         store[TICKETS].put(Ticket(7))
     assert raw(path).execute("select typeof(key) from tickets").fetchone()[0] == "integer"
+
+
+def test_a_column_dropped_by_another_build_is_noticed(path: Path) -> None:
+    """Two builds of an app on one store: the older one drops an index the newer one uses."""
+    plain = ss.Collection("accounts", Account, key="id")
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as newer:
+        newer[ACCOUNTS].put(Account("u1", "x@y"))
+        newer[TASKS].put(Task("t1", status="todo"))
+        assert [t.id for t in newer[TASKS].find(status="todo")] == ["t1"]
+        older = ss.Schema("contract", version=1, collections=[ss.Collection("tasks", Task, key="id"), plain])
+        ss.open_store(f"sqlite:{path}", older).close()  # drops the status, points and email columns
+        assert [t.id for t in newer[TASKS].find(status="todo")] == ["t1"]
+        assert newer[TASKS].find(status="done") == []
+        with pytest.raises(ss.UniqueViolationError):
+            newer[ACCOUNTS].put(Account("u2", "x@y"))
+        assert newer[ACCOUNTS].keys() == ["u1"]
+
+
+def test_fields_named_like_the_reserved_columns_do_not_collide(tmp_path: Path) -> None:
+    @attrs.define
+    class Both:
+        id: str
+        key: str = ""
+        key_field: str = ""
+
+    both = ss.Collection("both", Both, key="id", indexes=["key", "key_field"])
+    with ss.open_store(f"sqlite:{tmp_path}/b.db", ss.Schema("b", version=1, collections=[both])) as store:
+        store[both].put(Both("a", "k", "kf"))
+        assert [b.id for b in store[both].find(key="k", key_field="kf")] == ["a"]

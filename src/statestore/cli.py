@@ -33,6 +33,9 @@ def _friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except StateStoreError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a path the user gave that the OS refuses
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
     return wrapper  # type: ignore[return-value]
 

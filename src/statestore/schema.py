@@ -30,6 +30,8 @@ def check_name(name: object, what: str) -> str:
         raise SchemaError(
             f"invalid {what} name {name!r}: use 1-63 characters of [a-z0-9_], starting with a letter",
         )
+    if name.startswith("sqlite_"):
+        raise SchemaError(f"invalid {what} name {name!r}: names starting with sqlite_ are reserved by SQLite")
     return name
 
 

@@ -17,7 +17,8 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,12 @@ def _q(name: str) -> str:
 
 
 def column_of(field: str) -> str:
-    """The generated column for ``field``: its own name unless the layout uses it."""
-    return f"{field}_field" if field in _RESERVED else field
+    """The generated column for ``field``: its own name unless the layout uses it.
+
+    ``field:key`` (for a field called ``key``) cannot clash with another
+    field's name: a colon is never part of a Python identifier.
+    """
+    return f"field:{field}" if field in _RESERVED else field
 
 
 def _prefix_end(prefix: str) -> str | None:
@@ -69,6 +74,25 @@ def _prefix_end(prefix: str) -> str | None:
                 nxt = 0xE000
             return "".join(chars) + chr(nxt)
     return None
+
+
+class _ThreadConnection:
+    """One thread's connection, held in its thread-local storage."""
+
+    __slots__ = ("__weakref__", "con")
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+
+def _forget(connections: list[sqlite3.Connection], lock: threading.Lock, con: sqlite3.Connection) -> None:
+    """Close the connection of a thread that ended (unless close() already did)."""
+    with lock:
+        if con not in connections:
+            return
+        connections.remove(con)
+    with contextlib.suppress(sqlite3.Error):
+        con.close()
 
 
 class SQLiteStore(Store):
@@ -142,10 +166,14 @@ class SQLiteStore(Store):
 
     def _con(self) -> sqlite3.Connection:
         try:
-            return self._local.con  # type: ignore[no-any-return]
+            return self._local.holder.con  # type: ignore[no-any-return]
         except AttributeError:
             self._state()  # resets per-thread state after fork()
-            con = self._local.con = self._connect()
+            con = self._connect()
+            holder = self._local.holder = _ThreadConnection(con)
+            # When the thread ends its thread-local holder goes, and so does its
+            # connection: a pool of short-lived threads must not pile them up.
+            weakref.finalize(holder, _forget, self._connections, self._lock, con)
             return con
 
     def _after_fork(self) -> None:
@@ -166,9 +194,10 @@ class SQLiteStore(Store):
     def _close(self) -> None:
         with self._lock:
             connections, self._connections = self._connections, []
-        for con in connections:
-            with contextlib.suppress(sqlite3.Error):
-                con.close()
+            for con in connections:
+                with contextlib.suppress(sqlite3.Error):
+                    con.close()
+            connections.clear()
         self._local = threading.local()
 
     def _error(self, exc: sqlite3.Error) -> Exception:
@@ -199,13 +228,15 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ creation
 
     def _create(self) -> None:
-        new = not self.path.exists()
-        if new:
-            make_private_dirs(self.path.parent)
-            # Create the file ourselves so it is 0600 from its first byte
-            # (state can hold tokens); an empty file is an empty database.
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        if not self.path.exists():
+            try:
+                make_private_dirs(self.path.parent)
+                # Create the file ourselves so it is 0600 from its first byte
+                # (state can hold tokens); an empty file is an empty database.
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except OSError as exc:
+                raise BackendError(self.location, f"cannot create the store: {exc.strerror or exc}") from None
         con = self._con()
         with self._translate():
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -386,10 +417,37 @@ class SQLiteStore(Store):
     def _key_value(coll: Collection[Any], stored: Any) -> KeyValue:
         return tuple(json.loads(stored)) if coll.composite else stored
 
+    def _column(self, coll: Collection[Any], field: str) -> str:
+        """SQL for a field's value: its generated column if the table has it, else json_extract.
+
+        The column is qualified with its table: should another build of the
+        application drop it, SQLite reports "no such column" instead of
+        silently reading the double-quoted name as a string literal.
+        """
+        col = column_of(field)
+        if col in self._columns[coll.name]:
+            return f"{_q(coll.name)}.{_q(col)}"
+        return f"json_extract({_q(coll.name)}.data, '$.\"{field}\"')"
+
     def _order(self, coll: Collection[Any]) -> str:
-        if coll.composite and all(column_of(f) in self._columns[coll.name] for f in coll.key_fields):
-            return ", ".join(_q(column_of(f)) for f in coll.key_fields)
+        if coll.composite:
+            return ", ".join(self._column(coll, f) for f in coll.key_fields)
         return "key"
+
+    def _select(self, coll: Collection[Any], build: Callable[[], tuple[str, list[Any]]]) -> list[Any]:
+        """Run the query ``build`` makes; if a generated column vanished, re-read the table's columns once."""
+        for attempt in (0, 1):
+            sql, params = build()
+            try:
+                return self._con().execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if attempt or "no such column" not in str(exc):
+                    raise self._error(exc) from None
+                # Another process opened the store with a schema that dropped it.
+                self._columns[coll.name] = {
+                    r[1] for r in self._execute(f"PRAGMA table_xinfo({_q(coll.name)})").fetchall()
+                }
+        raise AssertionError("unreachable")
 
     def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
         if not self._has(coll.name):
@@ -421,28 +479,24 @@ class SQLiteStore(Store):
     def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
         if not self._has(coll.name):
             return []
-        columns = self._columns[coll.name]
-        clauses = []
-        params = []
-        for field, value in where.items():
-            col = column_of(field)
-            expr = _q(col) if col in columns else f"json_extract(data, '$.\"{field}\"')"
-            clauses.append(f"{expr} IS ?")
-            params.append(value)
-        sql = f"SELECT key, revision, data FROM {_q(coll.name)}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY {self._order(coll)}"
+
+        def build() -> tuple[str, list[Any]]:
+            clauses = [f"{self._column(coll, field)} IS ?" for field in where]
+            sql = f"SELECT key, revision, data FROM {_q(coll.name)}"
+            if clauses:
+                sql += " WHERE " + " AND ".join(clauses)
+            return sql + f" ORDER BY {self._order(coll)}", list(where.values())
+
         composite = coll.composite
         return [
             (tuple(json.loads(k)) if composite else k, rev, json.loads(data))
-            for k, rev, data in self._execute(sql, params)
+            for k, rev, data in self._select(coll, build)
         ]
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         if not self._has(coll.name):
             return []
-        rows = self._execute(f"SELECT key FROM {_q(coll.name)} ORDER BY {self._order(coll)}")
+        rows = self._select(coll, lambda: (f"SELECT key FROM {_q(coll.name)} ORDER BY {self._order(coll)}", []))
         return [self._key_value(coll, k) for (k,) in rows]
 
     def _count(self, coll: Collection[Any]) -> int:

@@ -49,6 +49,7 @@ RawRecord = tuple[KeyValue, int, dict[str, Any]]
 RawEntry = tuple[int, str, int, str, dict[str, Any]]
 
 _SCALARS = (str, int, float, bool, type(None))
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @attrs.frozen
@@ -80,6 +81,11 @@ def _check_text(value: str, what: str, key: Any, path: str) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError(what, key, path, "text is not valid Unicode (lone surrogate)") from None
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    """Equality as ``find`` means it: JSON values, null only equal to null."""
+    return stored == wanted and (stored is None) == (wanted is None)
 
 
 def now_utc() -> str:
@@ -129,7 +135,12 @@ class Store(ABC):
         view = self._views.get(decl.name)
         if view is None or view.decl is not decl:
             own = self.schema.collection(decl.name) or self.schema.log(decl.name)
+            # The schema's own declaration, or one identical to it: a look-alike
+            # with another key or other indexes would write records the store
+            # does not index or key that way.
             if own is None or type(own) is not type(decl) or own.type is not decl.type:
+                raise UnknownNameError(decl.name, self.schema.name)
+            if own is not decl and own.describe() != decl.describe():
                 raise UnknownNameError(decl.name, self.schema.name)
             view = CollectionView(self, decl) if isinstance(decl, Collection) else LogView(self, decl)
             self._views[decl.name] = view
@@ -333,6 +344,9 @@ class CollectionView(Generic[T]):
                 )
             if tp is str:
                 _check_text(part, decl.name, key, f"$.{name}")
+            elif not _INT64_MIN <= part <= _INT64_MAX:
+                # SQLite integers are 64-bit: refuse what not every backend can store.
+                raise ValidationError(decl.name, key, f"$.{name}", "int key must fit in 64 bits")
         return key  # type: ignore[return-value]  # checked part by part above
 
     def _encode(self, record: T) -> tuple[KeyValue, dict[str, Any], str]:
@@ -478,7 +492,8 @@ class CollectionView(Generic[T]):
         rest = {f: v for f, v in where.items() if f not in indexed}
         rows = self.store._scan(self.decl, indexed)
         if rest:
-            rows = [r for r in rows if all(f in r[2] and r[2][f] == v for f, v in rest.items())]
+            # A field missing from a stored record compares as null, as the indexes do.
+            rows = [r for r in rows if all(_same(r[2].get(f), v) for f, v in rest.items())]
         return rows
 
     def find(self, **where: Any) -> list[T]:
@@ -486,7 +501,9 @@ class CollectionView(Generic[T]):
 
         Indexed fields are looked up through the index; any other field scans
         the collection. Values compare in their stored JSON form (a datetime
-        matches the same instant written the same way). An unknown field raises
+        matches the same instant written the same way); a field missing from
+        a stored record (one written before the field was added) compares as
+        null, not as the field's default. An unknown field raises
         ValidationError. No conditions returns every record.
         """
         decl = self.decl

@@ -490,6 +490,20 @@ class CollectionContract:
             store[other]
         with pytest.raises(ss.UnknownNameError):
             store[ss.Collection("tasks", Ticket, key="number")]
+        with pytest.raises(ss.UnknownNameError):  # a look-alike with another key
+            store[ss.Collection("tasks", Task, key="title")]
+        same = ss.Collection("tasks", Task, key="id", indexes=["status", "points"])
+        store[same].put(_task())  # an identical declaration is the same collection
+        assert store[TASKS].keys() == ["t1"]
+
+    def test_int_keys_must_fit_in_64_bits(self, store: ss.Store) -> None:
+        tickets = store[TICKETS]
+        tickets.put(Ticket(2**63 - 1))
+        tickets.put(Ticket(-(2**63)))
+        for big in (2**63, -(2**63) - 1, 10**30):
+            with pytest.raises(ss.ValidationError, match="64 bits"):
+                tickets.put(Ticket(big))
+        assert tickets.keys() == [-(2**63), 2**63 - 1]
 
 
 class LogContract:
@@ -840,6 +854,28 @@ class PersistenceContract:
         with store_factory(mode="read") as store:
             assert [t.id for t in store[TASKS].find(points=0)] == ["a", "b"]
             assert store[TICKETS].keys() == [1]
+
+    @pytest.mark.parametrize("indexed", [False, True])
+    def test_field_added_later_compares_as_null_in_find(self, store_factory: Any, indexed: bool) -> None:
+        @attrs.define
+        class Before:
+            id: str
+
+        @attrs.define
+        class After:
+            id: str
+            owner: str | None = None
+            archived: bool = False
+
+        before = ss.Collection("tasks", Before, key="id")
+        with store_factory(ss.Schema("contract", version=1, collections=[before])) as s:
+            s[before].put(Before("old"))
+        after = ss.Collection("tasks", After, key="id", indexes=["owner", "archived"] if indexed else [])
+        with store_factory(ss.Schema("contract", version=1, collections=[after])) as s:
+            s[after].put(After("new", owner="ann", archived=False))
+            assert s[after]["old"] == After("old")  # decodes with the defaults
+            assert [a.id for a in s[after].find(owner=None)] == ["old"]
+            assert [a.id for a in s[after].find(archived=False)] == ["new"]  # stored JSON, not defaults
 
     def test_record_that_no_longer_fits_names_collection_key_and_field(self, store_factory: Any) -> None:
         @attrs.define
