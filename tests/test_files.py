@@ -53,6 +53,30 @@ EXAMPLES = {
 }
 
 
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), _JSON, max_size=6), st.integers(min_value=1))
+def test_record_text_is_pretty_sorted_json(data: dict[str, object], revision: int) -> None:
+    # pretty() hands containers of scalars to json's C encoder: the bytes must not change.
+    from statestore.files import record_text
+
+    doc = {**data, "_statestore": {"key": "k", "revision": revision}}
+    assert record_text("k", revision, data) == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@given(st.text(alphabet="abconulz09._-A~%^é/", max_size=12))
+def test_plain_key_fast_path_matches_the_general_encoding(key: str) -> None:
+    expected = "~".join([_keyname._encode_part(key)])
+    if expected.split(".", 1)[0] in _keyname._RESERVED:
+        expected = _keyname._escape(expected[0]) + expected[1:]
+    assert _keyname.encode(key) == expected + ".json"
+
+
 @pytest.mark.parametrize(("key", "name"), EXAMPLES.items())
 def test_key_names_are_readable_and_safe(key: str, name: str) -> None:
     assert _keyname.encode(key) == name
@@ -309,6 +333,39 @@ def test_torn_last_line_is_ignored_then_repaired(root: Path) -> None:
     lines = (root / "events.jsonl").read_bytes().split(b"\n")
     assert lines[-1] == b""
     assert [json.loads(line)["record"]["type"] for line in lines[:-1]] == ["a", "b"]
+
+
+def test_a_torn_line_is_cut_by_a_writer_whose_index_is_warm(root: Path) -> None:
+    # The writer skips looking at the last byte when its index ends where the
+    # file does; a line torn by another (killed) writer makes the file longer.
+    with open_files(root) as store:
+        store[EVENTS].append(Event("a"), stream="s")
+        assert store._logs["events"].end == (root / "events.jsonl").stat().st_size
+        with open(root / "events.jsonl", "ab") as f:
+            f.write(b'{"at":"2024-01-01T00:00:00+00:00","record":{"ty')  # another writer killed mid-line
+        entry = store[EVENTS].append(Event("b"), stream="s")
+        assert (entry.seq, entry.version) == (2, 2)
+        assert [e.record.type for e in store[EVENTS].read()] == ["a", "b"]
+    lines = (root / "events.jsonl").read_bytes().split(b"\n")
+    assert [json.loads(line)["record"]["type"] for line in lines[:-1]] == ["a", "b"]
+    assert lines[-1] == b""
+
+
+def test_a_log_file_replaced_between_transactions_is_reopened(root: Path) -> None:
+    # A write transaction checks the log's kept descriptor once; the next one checks again.
+    with open_files(root) as store:
+        store[EVENTS].append(Event("a"), stream="s")
+        path = root / "events.jsonl"
+        copy = root / "events.copy"
+        copy.write_bytes(path.read_bytes())
+        os.chmod(copy, 0o600)
+        os.replace(copy, path)  # same content, new inode: the kept descriptor is stale
+        store[EVENTS].append(Event("b"), stream="s")
+        with store.transaction():
+            store[EVENTS].append(Event("c"), stream="s")
+            store[EVENTS].append(Event("d"), stream="t")
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(line)["record"]["type"] for line in lines] == ["a", "b", "c", "d"]
 
 
 def test_reading_after_a_seq_reads_only_new_bytes(root: Path) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "Records",
     "Txn",
     "TxnEntry",
+    "copy_json",
     "is_int",
     "matches",
     "record_text",
@@ -178,6 +179,27 @@ def record_text(key: KeyValue, revision: int, data: dict[str, Any]) -> str:
     return text
 
 
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
+def copy_json(data: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a cached record's JSON data, to hand to the caller.
+
+    The cache's dicts are parsed JSON (exact dict, list and scalar types), so
+    this copies the containers and shares the immutable scalars: ~2.5 times
+    as fast as parsing the record's text again, once per record a find returns.
+    """
+    return {k: v if type(v) in _IMMUTABLE else _copy_value(v) for k, v in data.items()}
+
+
+def _copy_value(o: Any) -> Any:
+    if type(o) is dict:
+        return {k: v if type(v) in _IMMUTABLE else _copy_value(v) for k, v in o.items()}
+    if type(o) is list:
+        return [v if type(v) in _IMMUTABLE else _copy_value(v) for v in o]
+    raise TypeError(f"{type(o).__name__} is not parsed JSON")
+
+
 def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -209,6 +231,7 @@ class Txn:
         # caught up with cannot change under it, so they are read once.
         self.head: Head | None = None
         self.caught_up: dict[str, tuple[LogIndex, int, list[TxnEntry]]] = {}
+        self.logs_checked: set[str] = set()  # logs whose kept descriptor is known to be the file's
 
 
 MISSING = object()

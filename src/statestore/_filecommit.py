@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,7 +153,9 @@ class Commits:
         file, whose atomic rename is.
         """
         assert self._sys is not None
-        head = self._read_head()
+        # The head this transaction read under the lock (no writer can have
+        # moved it since): reading it again would cost a pread and a parse.
+        head = txn.head if txn.head is not None else self._read_head()
         records = []
         for coll_name, staged in txn.records.items():
             for name, rec in staged.items():
@@ -168,9 +170,9 @@ class Commits:
             return
         if len(records) == 1 and not logs:
             # One file replaced or deleted is atomic by itself: announce it, no texts.
-            journal = Journal(uuid.uuid4().hex, gen, ((records[0][0], records[0][1], None),), (), direct=True)
+            journal = Journal(secrets.token_hex(16), gen, ((records[0][0], records[0][1], None),), (), direct=True)
         else:
-            journal = Journal(uuid.uuid4().hex, gen, tuple(records), tuple(logs))
+            journal = Journal(secrets.token_hex(16), gen, tuple(records), tuple(logs))
         encoded = journal.encode()
         prepared = self._prepare(records)
         try:

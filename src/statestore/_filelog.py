@@ -28,12 +28,14 @@ __all__ = ["LogFiles"]
 _R = TypeVar("_R")
 
 
+# The C escapers json.dumps() uses for a str (ensure_ascii on, off), without its per-call set-up.
+_ascii_string = json.encoder.encode_basestring_ascii
+_string = json.encoder.encode_basestring
+
+
 def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
     # Keys in sorted order, compact; ``text`` is the codec's canonical record JSON.
-    return (
-        f'{{"at":{json.dumps(at)},"record":{text},"seq":{seq},'
-        f'"stream":{json.dumps(stream, ensure_ascii=False)},"version":{version}}}\n'
-    )
+    return f'{{"at":{_ascii_string(at)},"record":{text},"seq":{seq},"stream":{_string(stream)},"version":{version}}}\n'
 
 
 class LogFiles:
@@ -137,8 +139,13 @@ class LogFiles:
     def _log_fd(self, log_name: str, *, create: bool = False) -> int | None:
         """A kept descriptor of the log's file (reopened if the file was replaced); None if absent."""
         file = f"{log_name}.jsonl"
+        txn = self._txn()
         with self._cache_lock:
             got = self._log_fds.get(log_name)
+            if got is not None and txn is not None and txn.write and log_name in txn.logs_checked:
+                # Checked once under the write lock: no writer can replace the file meanwhile.
+                return got[0]
+            new: int | None = None
             if got is not None:
                 fd, ino = got
                 with translate(self._log_path(log_name)):
@@ -147,13 +154,17 @@ class LogFiles:
                     except FileNotFoundError:
                         same = False
                 if same:
-                    return fd
-                os.close(fd)
-                del self._log_fds[log_name]
-            new = self._root.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
-            if new is not None:
-                self._log_fds[log_name] = (new, os.fstat(new).st_ino)
-            return new
+                    new = fd
+                else:
+                    os.close(fd)
+                    del self._log_fds[log_name]
+            if new is None:
+                new = self._root.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
+                if new is not None:
+                    self._log_fds[log_name] = (new, os.fstat(new).st_ino)
+        if new is not None and txn is not None and txn.write:
+            txn.logs_checked.add(log_name)
+        return new
 
     def _log_path(self, name: str) -> Path:
         path = self._log_paths.get(name)
@@ -213,9 +224,15 @@ class LogFiles:
         fd = self._log_fd(log_name)
         if fd is None:
             return 0
+        idx = self._logs.get(log_name)
         with translate(self._log_path(log_name)):
-            size = end = os.fstat(fd).st_size
-            if not size or os.pread(fd, 1, size - 1) == b"\n":
+            st = os.fstat(fd)
+            size = end = st.st_size
+            # Bytes before the end of an indexed line are never rewritten (only
+            # what follows the last complete line is ever cut), so a file that
+            # ends where our index ends ends with a newline: no need to look.
+            indexed = idx is not None and idx.ino == st.st_ino and idx.end == size
+            if not size or indexed or os.pread(fd, 1, size - 1) == b"\n":
                 return size  # the usual case: nothing torn
             while end > 0:
                 start = max(0, end - 65536)

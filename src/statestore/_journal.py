@@ -47,6 +47,8 @@ _MAGIC = b"statestore-journal 1 "
 #: How many generations the change head remembers, and how many names per collection.
 _KEEP = 64
 _MAX_NAMES = 256
+# Built once: json.dumps() with any option builds a new encoder per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 @attrs.frozen
@@ -67,14 +69,20 @@ class Journal:
     records: tuple[tuple[str, str, str | None], ...]
     logs: tuple[tuple[str, int, str], ...]
     direct: bool = False
+    # encode() is asked twice per commit (its size, then the head's bytes): keep the first answer.
+    _encoded: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def encode(self) -> bytes:
         """The journal file: a header line with a checksum, then the JSON body (ASCII)."""
+        if self._encoded is not None:
+            return self._encoded
         doc: dict[str, Any] = {"txid": self.txid, "gen": self.gen, "records": self.records, "logs": self.logs}
         if self.direct:
             doc["direct"] = True
-        body = json.dumps(doc, separators=(",", ":")).encode("ascii")
-        return _MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body
+        body = _COMPACT.encode(doc).encode("ascii")
+        encoded = _MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body
+        object.__setattr__(self, "_encoded", encoded)  # frozen: a cache, not a change
+        return encoded
 
     @classmethod
     def decode(cls, raw: bytes) -> Journal | None:
@@ -189,16 +197,18 @@ class Head:
         Only the last ``_KEEP`` generations are remembered; a cache older than
         that reloads its collection.
         """
-        lines = self.history.splitlines(keepends=True)
+        history = self.history
         base = max(self.base, gen - 1 - _KEEP)
-        drop = 0
-        while drop < len(lines) and int(lines[drop].split(b"\t", 1)[0]) <= base:
-            drop += 1
+        # Lines are in generation order, so only a few at the front fall out:
+        # walk those rather than splitting all _KEEP of them on every commit.
+        start = 0
+        while start < len(history) and int(history[start : history.index(b"\t", start)]) <= base:
+            start = history.index(b"\n", start) + 1
         new = [
             f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
             for coll, names in changes.items()
         ]
-        return Head(gen, base, b"".join(lines[drop:] + new), journal, journal_file)
+        return Head(gen, base, history[start:] + b"".join(new), journal, journal_file)
 
     def settled(self) -> Head:
         """The same head with its journal applied and dropped."""

@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,7 @@ from statestore._filecache import (
     Records,
     Txn,
     TxnEntry,
+    copy_json,
     is_int,
     matches,
     record_text,
@@ -458,13 +460,16 @@ class FileStore(Commits, LogFiles, Store):
 
     def _commit(self) -> None:
         txn = self._txn()
-        self._local.txn = None
         if txn is None or not txn.write:
+            self._local.txn = None
             return
         try:
+            # Still this thread's transaction while publishing, so the head and
+            # log descriptors it checked under the lock are not checked again.
             if any(txn.records.values()) or any(txn.lines.values()):
                 self._publish(txn)
         finally:
+            self._local.txn = None
             self._unlock()
 
     def _rollback(self) -> None:
@@ -529,7 +534,7 @@ class FileStore(Commits, LogFiles, Store):
 
     def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
         rec = self._point(coll, key)
-        return None if rec is None else (rec[1], json.loads(rec[3]))
+        return None if rec is None else (rec[1], copy_json(rec[2]))
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         rec = self._point(coll, key)
@@ -564,11 +569,11 @@ class FileStore(Commits, LogFiles, Store):
         extra = [r for r in changes.values() if r is not None and matches(r[2], dict(where))]
         if extra or not ordered:
             rows.extend(extra)
-            rows.sort(key=lambda r: r[0])
+            rows.sort(key=itemgetter(0))
         return rows
 
     def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
-        return [(key, rev, json.loads(text)) for key, rev, _data, text in self._rows(coll, where)]
+        return [(key, rev, copy_json(data)) for key, rev, data, _text in self._rows(coll, where)]
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         return [r[0] for r in self._rows(coll, {})]
