@@ -811,6 +811,22 @@ class PersistenceContract:
             assert [t.id for t in reader[TASKS].find(status="todo")] == ["a"]
             assert reader[EVENTS].last_seq() == 1
 
+    def test_read_transaction_is_a_consistent_snapshot(self, store_factory: Any) -> None:
+        with store_factory() as writer:
+            writer[TASKS].put(_task("a"))
+            writer[EVENTS].append(Event("x"), stream="s")
+            with store_factory(mode="read") as reader, reader.transaction():
+                assert reader[TASKS].keys() == ["a"]
+                writer[TASKS].put(_task("b"))
+                writer[TASKS].delete("a")
+                writer[EVENTS].append(Event("y"), stream="s")
+                assert reader[TASKS].keys() == ["a"]
+                assert reader[TASKS].get("b") is None
+                assert reader[EVENTS].last_seq() == 1
+            with store_factory(mode="read") as reader:
+                assert reader[TASKS].keys() == ["b"]
+                assert reader[EVENTS].last_seq() == 2
+
     def test_two_store_objects_see_each_others_writes(self, store_factory: Any) -> None:
         with store_factory() as one, store_factory() as two:
             one[TASKS].put(_task("a", status="todo"))
