@@ -612,3 +612,117 @@ def test_crash_after_a_lone_rename_leaves_no_stale_cache(root: Path, monkeypatch
     head = Head.decode((root / ".statestore" / "changes").read_bytes())
     assert head is not None
     assert head.journal is None
+
+
+# ---------------------------------------------------------------- review findings
+
+
+def test_reader_in_the_window_before_a_large_journal_lands_is_not_left_stale(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large journal is announced in the head, then renamed into place: a reader between the two
+    must not mark its cache current for that generation."""
+    with open_files(root) as writer, open_files(root, mode="read") as reader:
+        writer[TASKS].put(Task("a", title="old"))
+        writer[TASKS].put(Task("b", title="old"))
+        assert [t.title for t in reader[TASKS].all()] == ["old", "old"]
+        original = Dir.write
+
+        def look_in_the_window(self: Dir, name: str, data: bytes, *, sync: bool) -> None:
+            if name == "journal.json":
+                assert [t.title for t in reader[TASKS].all()] == ["old", "old"]  # not committed yet
+            original(self, name, data, sync=sync)
+
+        monkeypatch.setattr(Dir, "write", look_in_the_window)
+        with writer.transaction():  # over the embedding limit: journal.json
+            writer[TASKS].put(Task("a", title="new" + "x" * 20_000))
+            writer[TASKS].put(Task("b", title="new"))
+        monkeypatch.undo()
+        assert [t.title[:3] for t in reader[TASKS].all()] == ["new", "new"]
+        assert reader[TASKS].get_versioned("b") == ss.Versioned(Task("b", title="new"), 2)
+
+
+def test_power_cut_that_loses_the_settle_does_not_undo_later_writes(root: Path) -> None:
+    """Simulated: after a power cut the head holds an applied journal again (its settle was lost);
+    re-applying it must not cut off the log lines committed after it."""
+    with open_files(root) as store:
+        store[EVENTS].append(Event("t1"))
+        with store.transaction():
+            store[EVENTS].append(Event("t2-a"))
+            store[EVENTS].append(Event("t2-b"))
+        store[EVENTS].append(Event("t3 alone"))
+    lines = (root / "events.jsonl").read_bytes().splitlines(keepends=True)
+    t2 = Journal("tx", 99, (), (("events", len(lines[0]), (lines[1] + lines[2]).decode()),))
+    (root / ".statestore" / "changes").write_bytes(Head(99, 99, b"", t2).encode())
+    with open_files(root) as store:  # recovery re-applies T2's journal
+        assert [e.record.type for e in store[EVENTS].read()] == ["t1", "t2-a", "t2-b", "t3 alone"]
+
+
+def test_an_apply_error_after_the_commit_point_does_not_fail_the_transaction(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_files(root) as store, open_files(root, mode="read") as reader:
+
+        def disk_full(self: FileStore, log_name: str, offset: int, data: bytes) -> int:
+            raise ss.BackendError(str(root / f"{log_name}.jsonl"), "No space left on device")
+
+        monkeypatch.setattr(FileStore, "_append", disk_full)
+        with store.transaction():  # committed by the head write; applying the log line then fails
+            store[TASKS].put(Task("t1", title="paid"))
+            store[EVENTS].append(Event("charged"), stream="t1")
+        monkeypatch.undo()
+        assert reader[TASKS]["t1"].title == "paid"
+        assert [e.record.type for e in reader[EVENTS].read()] == ["charged"]
+        store[EVENTS].append(Event("receipt"), stream="t1")  # the next writer finishes the apply first
+        assert [(e.record.type, e.version) for e in reader[EVENTS].read()] == [("charged", 1), ("receipt", 2)]
+
+
+def test_a_lone_write_that_fails_is_reported(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1", title="a"))
+
+        def no_rename(self: Dir, tmp: str, name: str) -> None:
+            with translate(self.path, name):
+                raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(Dir, "rename", no_rename)
+        with pytest.raises(ss.BackendError):
+            store[TASKS].put(Task("t1", title="b"))  # its own rename is its commit
+        monkeypatch.undo()
+        assert store[TASKS]["t1"].title == "a"
+
+
+def test_line_separators_inside_log_text_survive_the_journal(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "a\u2028b\u2029c\x85d\x1ce"
+    with open_files(root) as store, open_files(root, mode="read") as reader:
+
+        def killed(*args: object) -> int:
+            raise KeyboardInterrupt("killed mid-apply")
+
+        monkeypatch.setattr(FileStore, "_append", killed)
+        with pytest.raises(KeyboardInterrupt), store.transaction():
+            store[TASKS].put(Task("t1"))
+            store[EVENTS].append(Event(text), stream="s")
+        monkeypatch.undo()
+        assert [e.record.type for e in reader[EVENTS].read()] == [text]  # read through the journal
+    with open_files(root) as store:
+        assert [e.record.type for e in store[EVENTS].read()] == [text]
+
+
+def test_parent_folders_are_created_private(tmp_path: Path) -> None:
+    with ss.open_store(f"files:{tmp_path}/a/b/state", SCHEMA):
+        pass
+    for folder in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "state"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_temporary_files_of_a_killed_writer_are_swept(root: Path) -> None:
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1"))
+    (root / "tasks" / ".tmp-deadbeef").write_text("half")
+    newer = ss.Schema(
+        "contract", version=1, collections=[*SCHEMA.collections], logs=[*SCHEMA.logs, ss.Log("more", Event)]
+    )
+    with ss.open_store(f"files:{root}", newer):  # an open that takes the lock sweeps
+        pass
+    assert not (root / "tasks" / ".tmp-deadbeef").exists()

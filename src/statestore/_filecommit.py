@@ -193,10 +193,20 @@ class Commits:
                 with contextlib.suppress(OSError, StateStoreError):
                     d.remove(tmp)
             raise
-        inodes = self._apply(tuple(records), tuple(logs), prepared)
+        try:
+            inodes = self._apply(tuple(records), tuple(logs), prepared)
+        except (OSError, StateStoreError):
+            if journal.direct:
+                raise  # its own rename is the commit: it did not happen
+            # Committed already: readers see it through the journal, and the
+            # next writer finishes applying it. Reporting a failure here would
+            # invite the caller to do it twice.
+            return
         if committed.journal_file:
             self._sys.remove(JOURNAL)
-        self._write_head(committed.settled(), sync=False)
+        # Durable when the head drops an embedded journal: a power cut must not
+        # bring that journal back to be applied over later transactions.
+        self._write_head(committed.settled(), sync=self._sync and committed.journal is not None)
         for (log_name, offset, _text), ino in zip(journal.logs, inodes):
             self._advance_log(txn, log_name, offset, ino)
         with self._cache_lock:
@@ -298,4 +308,4 @@ class Commits:
                     d.sweep()
         if journal is not None or head.journal_file:
             self._sys.remove(JOURNAL)
-            self._write_head(head.settled(), sync=False)
+            self._write_head(head.settled(), sync=self._sync)

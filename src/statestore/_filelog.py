@@ -67,14 +67,18 @@ class LogFiles:
         if journal is None:
             return []
         memo_key = "log:" + log.name
-        out: list[TxnEntry] | None = self._memo(journal).get(memo_key)
-        if out is None:
-            out = []
-            for name, _off, text in journal.logs:
-                if name == log.name:
-                    for i, line in enumerate(text.splitlines(keepends=True)):
-                        out.append((*self._parse_line(line, self._journal_path, i + 1), line))
-            self._overlays[memo_key] = out
+        with self._cache_lock:
+            memo = self._memo(journal)
+            out: list[TxnEntry] | None = memo.get(memo_key)
+            if out is None:
+                out = []
+                for name, _off, text in journal.logs:
+                    if name == log.name:
+                        # Split on "\n" only: str.splitlines also splits on U+2028,
+                        # U+0085... which JSON leaves unescaped inside strings.
+                        for i, line in enumerate(text.split("\n")[:-1]):
+                            out.append((*self._parse_line(line, self._journal_path, i + 1), line + "\n"))
+                memo[memo_key] = out
         return out
 
     def _parse_line(self, line: str | bytes, path: Path, lineno: int | None) -> RawEntry:
@@ -197,7 +201,13 @@ class LogFiles:
                     offset += size
 
     def _append(self, log_name: str, offset: int, data: bytes) -> int:
-        """Write ``data`` at ``offset`` of the log, cutting off whatever follows (a half-applied retry)."""
+        """Write ``data`` at ``offset`` of the log; return the file's inode.
+
+        Re-applying a journal is idempotent and never destructive: if ``data``
+        is already there whole, nothing is written and lines after it (later
+        transactions) are kept; otherwise whatever follows ``offset`` (a
+        half-written retry, a torn line) is cut off first.
+        """
         try:
             check_name(log_name, "log")
         except SchemaError:
@@ -210,7 +220,9 @@ class LogFiles:
             if st.st_size < offset:
                 raise CorruptStoreError(str(self.path / file), f"shorter than the {offset} bytes committed")
             if st.st_size > offset:
-                os.ftruncate(fd, offset)  # a retried apply, or a torn line: cut it off
+                if st.st_size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
+                    return st.st_ino  # applied before (a head that lost its settle to a power cut)
+                os.ftruncate(fd, offset)  # a half-applied retry, or a torn line: cut it off
             view = memoryview(data)
             while view:
                 written = os.pwrite(fd, view, offset)

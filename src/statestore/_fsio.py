@@ -19,6 +19,7 @@ import stat
 from pathlib import Path
 from types import TracebackType
 
+from statestore._fs import make_private_dirs
 from statestore.errors import BackendError, CorruptStoreError
 
 __all__ = ["TMP_PREFIX", "Dir"]
@@ -74,7 +75,7 @@ class Dir:
         """Open the store's root (following links in the path the caller chose); None if absent."""
         if create:
             with translate(path):
-                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                make_private_dirs(path)  # every folder created 0700, parents too
         try:
             fd = os.open(path, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):

@@ -201,7 +201,12 @@ class SchemaTooNewError(StateStoreError, RuntimeError):
 
 @attrs.define(auto_exc=True, slots=False)
 class MigrationRequiredError(StateStoreError, RuntimeError):
-    """A read-only open found an older schema version that needs migrating first."""
+    """The store's schema version is older than the code's and no migration leads there.
+
+    Read mode never migrates. In write mode the store is left untouched
+    rather than stamped with the newer version, which would skip the
+    migrations for good.
+    """
 
     location: str
     schema: str
@@ -211,7 +216,7 @@ class MigrationRequiredError(StateStoreError, RuntimeError):
     def message(self) -> str:
         return (
             f"{self.location}: schema {self.schema!r} is at version {self.stored}, "
-            f"this code needs {self.code}; open it in write mode to migrate"
+            f"this code needs {self.code}; it needs migrating first (opened read-only, or no migration leads there)"
         )
 
 

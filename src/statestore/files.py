@@ -260,7 +260,9 @@ class FileStore(Commits, LogFiles, Store):
             if self._head_fd() is None:
                 self._write_head(Head(), sync=self._sync)
             for coll in self.schema.collections:
-                self._dir(coll.name, create=True)
+                d = self._dir(coll.name, create=True)
+                if d is not None:
+                    d.sweep()  # temporary files of a writer killed before its commit
             for log in self.schema.logs:
                 self._repair_tail(log.name)
         finally:
@@ -292,7 +294,9 @@ class FileStore(Commits, LogFiles, Store):
             assert isinstance(stored, int)
             if stored > schema.version:
                 raise SchemaTooNewError(self.location, schema.name, stored, schema.version)
-            if stored < schema.version and self.mode == "read":
+            if stored < schema.version:
+                # Read mode never migrates; write mode has no migration to run
+                # yet, and stamping the new version would skip them for good.
                 raise MigrationRequiredError(self.location, schema.name, stored, schema.version)
             if self.mode == "read" or (stored, entry.get("description")) == (schema.version, description):
                 return False
@@ -367,13 +371,17 @@ class FileStore(Commits, LogFiles, Store):
             # disk on every look until the head drops it (even if its writer died).
             return {n: self._read_rec(coll, n) for c, n, _ in journal.records if c == coll.name}
         memo_key = "coll:" + coll.name
-        out: dict[str, Rec | None] | None = self._memo(journal).get(memo_key)
-        if out is None:
-            path = self._journal_path
-            out = {
-                n: None if t is None else self._parse(coll, n, t, path) for c, n, t in journal.records if c == coll.name
-            }
-            self._overlays[memo_key] = out
+        with self._cache_lock:  # _point calls this without it; the memo is shared by threads
+            memo = self._memo(journal)
+            out: dict[str, Rec | None] | None = memo.get(memo_key)
+            if out is None:
+                path = self._journal_path
+                out = {
+                    n: None if t is None else self._parse(coll, n, t, path)
+                    for c, n, t in journal.records
+                    if c == coll.name
+                }
+                memo[memo_key] = out
         return out
 
     def _memo(self, journal: Journal) -> dict[str, Any]:
@@ -403,7 +411,10 @@ class FileStore(Commits, LogFiles, Store):
                 cache.put(name, self._read_rec(coll, name))
             cache.suspects = journal.names(coll.name) if journal is not None else set()
             cache.journal = jid
-        cache.gen = head.gen
+        # A large journal announced in the head but not yet renamed into place:
+        # its files still hold the old records. Stay one generation behind, so
+        # the next catch-up re-reads the files this generation changes.
+        cache.gen = head.gen - 1 if head.journal_file and journal is None else head.gen
         return cache
 
     def _coll_view(self, coll: Collection[Any]) -> tuple[Records, Mapping[str, Rec | None]]:

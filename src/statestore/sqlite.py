@@ -263,7 +263,9 @@ class SQLiteStore(Store):
             row = self._stored_schema(con, create=write)
             if row is not None and row[0] > schema.version:
                 raise SchemaTooNewError(self.location, schema.name, row[0], schema.version)
-            if row is not None and row[0] < schema.version and self.mode == "read":
+            if row is not None and row[0] < schema.version:
+                # Read mode never migrates; write mode has no migration to run
+                # yet, and stamping the new version would skip them for good.
                 raise MigrationRequiredError(self.location, schema.name, row[0], schema.version)
             if row is None and self.mode == "read":
                 raise SchemaMismatchError(self.location, f"the store holds no schema {schema.name!r}")
