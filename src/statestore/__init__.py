@@ -28,6 +28,7 @@ from statestore.errors import (
     UnknownNameError,
     ValidationError,
 )
+from statestore.files import FileStore
 from statestore.memory import MemoryStore
 from statestore.schema import Collection, Log, Schema
 from statestore.sqlite import SQLiteStore
@@ -47,6 +48,7 @@ __all__ = [
     "ConflictError",
     "CorruptStoreError",
     "Entry",
+    "FileStore",
     "Location",
     "Log",
     "LogView",

@@ -81,7 +81,9 @@ class Commits:
         fd = self._head_fd()
         if fd is None:
             return Head()
-        for attempt in range(50):
+        # A rewrite in progress takes microseconds; a head still torn after
+        # ~50 ms was torn by a crash, and only a writer can repair it.
+        for attempt in range(10):
             with translate(self._head_path):
                 raw = os.pread(fd, 1 << 16, 0)
                 while len(raw) % (1 << 16) == 0 and raw:

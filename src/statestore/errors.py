@@ -108,7 +108,8 @@ class UniqueViolationError(ConflictError):
     """A write would give two records the same value of a ``unique`` field (or fields).
 
     ``fields`` names the constraint, ``value`` the clashing value and
-    ``existing_key`` the record that already holds it.
+    ``existing_key`` the record that already holds it. ``expected`` and
+    ``actual`` (revisions, which a unique clash does not involve) are 0.
     """
 
     fields: tuple[str, ...] = ()
