@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePosixPath
+from typing import Any
 
 import attrs
 import cattrs
 import pytest
 from cattrs.preconf.json import make_converter
+from hypothesis import given
 
 import statestore as ss
 from statestore.codec import Codec, dumps
+from statestore.testing import strategies as sst
+from statestore.testing.models import Task
 
 
 @attrs.define
@@ -89,3 +93,64 @@ def test_find_value_that_cannot_convert() -> None:
     with ss.open_store("memory:", SCHEMA) as store, pytest.raises(ss.ValidationError) as info:
         store[DOCS].find(where=object())
     assert info.value.path == "$.where"
+
+
+def _mutables(obj: object) -> list[object]:
+    """Every dict, list and attrs instance reachable from ``obj``."""
+    out: list[object] = []
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            out.append(o)
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            out.append(o)
+            stack.extend(o)
+        elif attrs.has(type(o)):
+            out.append(o)
+            stack.extend(getattr(o, f.name) for f in attrs.fields(type(o)))
+    return out
+
+
+@given(task=sst.tasks())
+def test_fresh_types_share_nothing_with_their_json(task: Task) -> None:
+    codec = Codec()
+    assert codec.fresh(Task)
+    data, _ = codec.encode("tasks", Task, task)
+    record = codec.decode("tasks", Task, data)
+    inputs = {id(o) for o in _mutables(data)}
+    assert not any(id(o) in inputs for o in _mutables(record))
+
+
+@attrs.define
+class Tree:
+    id: str
+    children: list[Tree] = attrs.Factory(list)
+    pair: tuple[int, ...] = ()
+    labels: dict[str, list[str]] = attrs.Factory(dict)
+
+
+def test_what_is_fresh() -> None:
+    @attrs.define
+    class Loose:
+        id: str
+        blob: Any = None
+
+    @attrs.define
+    class Bare:
+        id: str
+        items: list = attrs.Factory(list)  # type: ignore[type-arg]
+
+    codec = Codec()
+    assert not codec.fresh(Loose)
+    assert not codec.fresh(Bare)
+    assert codec.fresh(Tree)
+    assert not Codec(path_converter()).fresh(Tree)  # an application's hooks may return what they are given
+
+    @attrs.define
+    class Unresolvable:
+        id: str
+        other: list[Unresolvable] = attrs.Factory(list)  # a local name attrs cannot resolve later
+
+    assert not codec.fresh(Unresolvable)

@@ -8,10 +8,16 @@ collection, the key and the field path.
 
 from __future__ import annotations
 
+import datetime
+import enum
 import functools
 import json
+import types
+import typing
+from collections import abc
 from typing import Any
 
+import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
 
@@ -157,6 +163,36 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return "$", f"{type(exc).__name__}: {exc}"
 
 
+_IMMUTABLE_TYPES = (str, int, float, bool, type(None), bytes, datetime.datetime, datetime.date, datetime.time)
+_SEQUENCES = {list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet}
+_MAPPINGS = {dict, abc.Mapping, abc.MutableMapping}
+
+
+def _fresh_type(tp: Any, seen: set[Any]) -> bool:
+    """Whether cattrs' JSON preset builds new objects for every mutable part of a ``tp`` (see Codec.fresh)."""
+    if tp in _IMMUTABLE_TYPES or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+        return True
+    if isinstance(tp, type) and attrs.has(tp):
+        if tp in seen:
+            return True  # a recursive type: decided by its other fields
+        seen.add(tp)
+        try:
+            attrs.resolve_types(tp)
+        except Exception:  # an annotation that cannot be resolved: assume the worst
+            return False
+        return all(_fresh_type(f.type, seen) for f in attrs.fields(tp))
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return True
+    if origin is typing.Union or (origin is not None and origin is getattr(types, "UnionType", None)):
+        return all(_fresh_type(a, seen) for a in args)
+    if origin in _SEQUENCES and args:
+        return all(a is Ellipsis or _fresh_type(a, seen) for a in args)
+    if origin in _MAPPINGS and len(args) == 2:
+        return _fresh_type(args[0], seen) and _fresh_type(args[1], seen)
+    return False
+
+
 @functools.lru_cache(maxsize=1)
 def _default_converter() -> cattrs.Converter:
     # Shared by every store that brings no converter of its own: building one
@@ -176,6 +212,26 @@ class Codec:
 
     def __init__(self, converter: cattrs.Converter | None = None) -> None:
         self.converter: cattrs.Converter = converter if converter is not None else _default_converter()
+        self._own_hooks = converter is not None
+        self._fresh: dict[Any, bool] = {}
+
+    def fresh(self, tp: Any) -> bool:
+        """True if structuring a ``tp`` builds every mutable part anew from the JSON it gets.
+
+        Then a backend may hand its cached JSON to :meth:`decode` without
+        copying it first: the record cannot alias the cache. True for attrs
+        classes whose fields are scalars, enums, datetimes, and lists, tuples,
+        sets and ``dict[str, ...]`` of such, nested to any depth; False for
+        ``Any``, bare ``list``/``dict`` and any other type, and always False
+        with an application's own converter (its hooks may return what they
+        are given).
+        """
+        if self._own_hooks:
+            return False
+        got = self._fresh.get(tp)
+        if got is None:
+            got = self._fresh[tp] = _fresh_type(tp, set())
+        return got
 
     def encode(self, what: str, tp: type[Any], record: object, key: Any = None) -> tuple[dict[str, Any], str]:
         """Unstructure ``record`` into (JSON dict, canonical JSON text).

@@ -543,9 +543,11 @@ class FileStore(Commits, LogFiles, Store):
             raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
         return rec
 
-    def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
+    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
         rec = self._point(coll, key)
-        return None if rec is None else (rec[1], copy_json(rec[2]))
+        if rec is None:
+            return None
+        return rec[1], copy_json(rec[2]) if copy else rec[2]
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         rec = self._point(coll, key)
@@ -583,7 +585,9 @@ class FileStore(Commits, LogFiles, Store):
             rows.sort(key=itemgetter(0))
         return rows
 
-    def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
+    def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
+        if not copy:
+            return [(key, rev, data) for key, rev, data, _text in self._rows(coll, where)]
         return [(key, rev, copy_json(data)) for key, rev, data, _text in self._rows(coll, where)]
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:

@@ -98,7 +98,7 @@ class MemoryStore(Store):
                 bisect.insort(order, key)
             records[key] = value
 
-    def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
+    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
         with self._lock:
             got = self._records[coll.name].get(key)
         return None if got is None else (got[0], json.loads(got[1]))
@@ -120,7 +120,7 @@ class MemoryStore(Store):
         self._set(coll.name, key, None)
         return True
 
-    def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
+    def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         out: list[RawRecord] = []
         with self._lock:
             records = self._records[coll.name]

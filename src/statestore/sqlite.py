@@ -451,7 +451,7 @@ class SQLiteStore(Store):
                 }
         raise AssertionError("unreachable")
 
-    def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
+    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
         if not self._has(coll.name):
             return None
         row = self._execute(
@@ -478,7 +478,7 @@ class SQLiteStore(Store):
         cur = self._execute(f"DELETE FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
         return cur.rowcount > 0
 
-    def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
+    def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         if not self._has(coll.name):
             return []
 

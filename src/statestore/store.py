@@ -271,8 +271,13 @@ class Store(ABC):
         """Release every resource; called once."""
 
     @abstractmethod
-    def _get(self, coll: Collection[Any], key: KeyValue) -> tuple[int, dict[str, Any]] | None:
-        """(revision, data) of ``key``, or None."""
+    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
+        """(revision, data) of ``key``, or None.
+
+        With ``copy=False`` the caller only reads ``data`` (or decodes it into
+        new objects), so a backend may return a dict it keeps, such as a
+        cached one. With ``copy=True`` (the default) the dict is the caller's.
+        """
 
     @abstractmethod
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
@@ -287,10 +292,10 @@ class Store(ABC):
         """Delete ``key``; True if it existed."""
 
     @abstractmethod
-    def _scan(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[RawRecord]:
+    def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         """Records whose fields equal ``where`` (JSON scalars, on lookup fields only), in key order.
 
-        An empty ``where`` returns every record.
+        An empty ``where`` returns every record. ``copy`` is as for ``_get``.
         """
 
     @abstractmethod
@@ -327,6 +332,8 @@ class CollectionView(Generic[T]):
         self.store = store
         self.decl = decl
         self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
+        # Decoding builds every mutable part anew: a backend's cached JSON need not be copied first.
+        self._fresh = store.codec.fresh(decl.type)
 
     # -------------------------------------------------------------- keys
 
@@ -369,7 +376,7 @@ class CollectionView(Generic[T]):
             values = tuple(data.get(f) for f in group)
             if any(v is None for v in values):
                 continue
-            for other, _rev, _data in self._match(dict(zip(group, values))):
+            for other, _rev, _data in self._match(dict(zip(group, values)), copy=False):
                 if other != key:
                     raise UniqueViolationError(
                         self.decl.name,
@@ -422,7 +429,7 @@ class CollectionView(Generic[T]):
         """
         key = self._key(key)
         with self.store._writing("update"):
-            got = self.store._get(self.decl, key)
+            got = self.store._get(self.decl, key, copy=not self._fresh)
             if got is None:
                 raise NotFoundError(self.decl.name, key)
             revision, data = got
@@ -455,7 +462,7 @@ class CollectionView(Generic[T]):
                 raise ValidationError(self.decl.name, key, "", "replace_all got two records with this key")
             encoded[key] = (data, text)
         with self.store._writing("replace_all"):
-            old = {key: rev for key, rev, _ in self.store._scan(self.decl, {})}
+            old = {key: rev for key, rev, _ in self.store._scan(self.decl, {}, copy=False)}
             # Remove everything first: records may swap unique values between them.
             for key in old:
                 self.store._remove(self.decl, key)
@@ -480,17 +487,17 @@ class CollectionView(Generic[T]):
         """The record and its revision, or None."""
         key = self._key(key)
         self.store._reading()
-        got = self.store._get(self.decl, key)
+        got = self.store._get(self.decl, key, copy=not self._fresh)
         if got is None:
             return None
         return Versioned(self._decode(key, got[1]), got[0])
 
-    def _match(self, where: Mapping[str, Any]) -> list[RawRecord]:
+    def _match(self, where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         """Raw records whose JSON fields equal ``where``, using indexes where declared."""
         lookup = self.decl.lookup_fields
         indexed = {f: v for f, v in where.items() if f in lookup and isinstance(v, _SCALARS)}
         rest = {f: v for f, v in where.items() if f not in indexed}
-        rows = self.store._scan(self.decl, indexed)
+        rows = self.store._scan(self.decl, indexed, copy=copy)
         if rest:
             # A field missing from a stored record compares as null, as the indexes do.
             rows = [r for r in rows if all(_same(r[2].get(f), v) for f, v in rest.items())]
@@ -513,7 +520,7 @@ class CollectionView(Generic[T]):
                 raise ValidationError(decl.name, None, f"$.{name}", f"{decl.type.__name__} has no field {name!r}")
             wanted[name] = self.store.codec.value(decl.name, name, decl.field_types[name], value)
         self.store._reading()
-        return [self._decode(k, d) for k, _r, d in self._match(wanted)]
+        return [self._decode(k, d) for k, _r, d in self._match(wanted, copy=not self._fresh)]
 
     def all(self) -> list[T]:
         """Every record, in key order."""

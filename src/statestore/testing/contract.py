@@ -245,6 +245,18 @@ class CollectionContract:
         got.tags.append("c")
         assert store[TASKS]["t1"].tags == ["a"]
 
+    def test_records_from_find_and_update_are_copies(self, store: ss.Store) -> None:
+        tasks = store[TASKS]
+        tasks.put(_task(tags=["a"], meta=Meta("o", {"k": "v"})))
+        for got in (tasks.find(status="todo")[0], tasks.find(title="")[0], tasks.all()[0], tasks["t1"]):
+            got.tags.append("x")
+            got.meta.labels["k"] = "changed"
+        updated = tasks.update("t1", lambda t: None)
+        updated.tags.append("y")
+        assert tasks["t1"].tags == ["a"]
+        assert tasks["t1"].meta.labels == {"k": "v"}
+        assert [t.tags for t in tasks.find(status="todo")] == [["a"]]
+
     def test_types_round_trip_exactly(self, store: ss.Store) -> None:
         due = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
         task = Task(
