@@ -89,11 +89,6 @@ def _same(stored: Any, wanted: Any) -> bool:
     return stored == wanted and (stored is None) == (wanted is None)
 
 
-def now_utc() -> str:
-    """The current UTC time as stored in log entries (ISO 8601, microseconds)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 class _ThreadState(threading.local):
     depth = 0
 
