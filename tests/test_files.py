@@ -726,3 +726,18 @@ def test_temporary_files_of_a_killed_writer_are_swept(root: Path) -> None:
     with ss.open_store(f"files:{root}", newer):  # an open that takes the lock sweeps
         pass
     assert not (root / "tasks" / ".tmp-deadbeef").exists()
+
+
+def test_a_resurrected_old_journal_file_is_not_applied_again(root: Path) -> None:
+    """A power cut can undo the unlink of journal.json after the head settled: it is stale, not pending."""
+    with open_files(root) as store:
+        with store.transaction():  # large: committed through journal.json
+            store[TASKS].put(Task("a", title="old" + "x" * 20_000))
+        store[TASKS].put(Task("a", title="newer"))
+    stale = Journal(
+        "tx", 1, (("tasks", "a.json", (root / "tasks" / "a.json").read_text().replace("newer", "old")),), ()
+    )
+    (root / ".statestore" / "journal.json").write_bytes(stale.encode())
+    with open_files(root) as store:  # the probe at open finds it: older than the head, not announced
+        assert store[TASKS]["a"].title == "newer"
+    assert not (root / ".statestore" / "journal.json").exists()

@@ -180,7 +180,9 @@ class Commits:
         try:
             if len(encoded) <= EMBED_LIMIT:
                 committed = head.bump(gen, journal.changes(), journal)
-                self._write_head(committed, sync=self._sync)
+                # A direct journal only announces a file whose own rename is the
+                # commit: after a power cut no process has a cache to warn.
+                self._write_head(committed, sync=self._sync and not journal.direct)
             else:
                 # Announce the file first (readers and recovery look for it only
                 # then), and bump before applying: a reader whose read overlaps
@@ -206,9 +208,9 @@ class Commits:
             return
         if committed.journal_file:
             self._sys.remove(JOURNAL)
-        # Durable when the head drops an embedded journal: a power cut must not
-        # bring that journal back to be applied over later transactions.
-        self._write_head(committed.settled(), sync=self._sync and committed.journal is not None)
+        # Durable when the head drops a journal it carried or announced: a power
+        # cut must not bring it back to be applied over later transactions.
+        self._write_head(committed.settled(), sync=self._sync and not journal.direct)
         for (log_name, offset, _text), ino in zip(journal.logs, inodes):
             self._advance_log(txn, log_name, offset, ino)
         with self._cache_lock:
@@ -262,7 +264,8 @@ class Commits:
         if self._sync:
             for coll_name in touched:
                 self._dirs[coll_name].sync()
-            self._root.sync()
+            if any(offset == 0 for _, offset, _ in logs):
+                self._root.sync()  # a log file may have just been created in it
         return inodes
 
     def _journal_dir(self, coll_name: str, name: str) -> Dir:
@@ -299,8 +302,14 @@ class Commits:
                 if journal is None:
                     self._sys.remove(JOURNAL)  # not complete, so never committed
                 elif head.gen < journal.gen:
+                    # Committed, but a power cut lost its announcement.
                     head = head.bump(journal.gen, journal.changes(), None, journal_file=True)
                     self._write_head(head, sync=False)
+                elif not head.journal_file:
+                    # Applied and settled long ago; its unlink did not survive a
+                    # power cut. Applying it again would undo later transactions.
+                    self._sys.remove(JOURNAL)
+                    journal = None
         if journal is not None:
             if not journal.direct:
                 self._apply(journal.records, journal.logs)

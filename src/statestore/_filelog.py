@@ -185,6 +185,8 @@ class LogFiles:
         for followers and caches.
         """
         ino = self._append(log_name, offset, line.encode("utf-8"))
+        if self._sync and offset == 0:
+            self._root.sync()  # the log file may have just been created
         self._write_head(head.bump(gen, {}, None), sync=False)
         self._advance_log(txn, log_name, offset, ino)
 

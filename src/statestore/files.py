@@ -263,6 +263,8 @@ class FileStore(Commits, LogFiles, Store):
                 d = self._dir(coll.name, create=True)
                 if d is not None:
                     d.sweep()  # temporary files of a writer killed before its commit
+            if self._sync:
+                self._root.sync()  # collection folders just created
             for log in self.schema.logs:
                 self._repair_tail(log.name)
         finally:
