@@ -1,0 +1,129 @@
+"""The log contract: append, read by stream and prefix, after, limit, expect_version."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import statestore as ss
+from statestore.testing.models import (
+    EVENTS,
+    Event,
+    Task,
+)
+
+__all__ = ["LogContract"]
+
+
+class LogContract:
+    """append, read by stream and prefix, after, limit, expect_version, last_seq."""
+
+    def test_append_returns_entry(self, store: ss.Store) -> None:
+        before = datetime.now(timezone.utc)
+        entry = store[EVENTS].append(Event("started", "ann"), stream="task:t1")
+        after = datetime.now(timezone.utc)
+        assert (entry.seq, entry.stream, entry.version, entry.record) == (1, "task:t1", 1, Event("started", "ann"))
+        assert entry.at.tzinfo is not None
+        assert entry.at.utcoffset() == timedelta(0)
+        assert before - timedelta(seconds=1) <= entry.at <= after + timedelta(seconds=1)
+
+    def test_versions_per_stream_and_seq_across_log(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        a1 = events.append(Event("a"), stream="a")
+        b1 = events.append(Event("b"), stream="b")
+        a2 = events.append(Event("a"), stream="a")
+        assert [(e.seq, e.version) for e in (a1, b1, a2)] == [(1, 1), (2, 1), (3, 2)]
+        assert events.last_seq() == 3
+
+    def test_read_returns_what_was_appended(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        written = [events.append(Event("e", n=i), stream=f"s{i % 2}") for i in range(5)]
+        assert events.read() == written
+        assert events.read(stream="s1") == [written[1], written[3]]
+
+    def test_default_stream(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        entry = events.append(Event("x"))
+        assert entry.stream == ""
+        assert events.read(stream="") == [entry]
+
+    def test_exact_stream_match_never_substring(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        for stream in ["fn-1", "fn-10", "fn-1.2", "xfn-1", "fn-"]:
+            events.append(Event(stream), stream=stream)
+        assert [e.stream for e in events.read(stream="fn-1")] == ["fn-1"]
+
+    def test_prefix_match(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        for stream in ["task:1", "task:10", "tasks", "task;", "task", "other:1", "task:\U0010ffff"]:
+            events.append(Event(stream), stream=stream)
+        assert [e.stream for e in events.read(stream_prefix="task:")] == ["task:1", "task:10", "task:\U0010ffff"]
+        assert [e.stream for e in events.read(stream_prefix="task:1")] == ["task:1", "task:10"]
+        assert len(events.read(stream_prefix="")) == 7
+
+    def test_prefix_has_no_wildcards(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        for stream in ["a%b", "axb", "a_b", "ayb"]:
+            events.append(Event(stream), stream=stream)
+        assert [e.stream for e in events.read(stream_prefix="a%")] == ["a%b"]
+        assert [e.stream for e in events.read(stream_prefix="a_")] == ["a_b"]
+
+    def test_after_and_limit(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        for i in range(10):
+            events.append(Event("e", n=i), stream="s" if i % 3 else "t")
+        assert [e.seq for e in events.read(after=7)] == [8, 9, 10]
+        assert [e.seq for e in events.read(after=2, limit=3)] == [3, 4, 5]
+        assert [e.seq for e in events.read(stream="s", after=3, limit=2)] == [5, 6]
+        assert [e.seq for e in events.read(stream_prefix="t", after=1)] == [4, 7, 10]
+        assert events.read(limit=0) == []
+        assert events.read(after=10) == []
+        assert events.read(after=99) == []
+
+    def test_expect_version(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        assert events.append(Event("a"), stream="s", expect_version=0).version == 1
+        assert events.append(Event("b"), stream="s", expect_version=1).version == 2
+        with pytest.raises(ss.StreamConflictError) as info:
+            events.append(Event("stale"), stream="s", expect_version=1)
+        assert (info.value.key, info.value.expected, info.value.actual) == ("s", 1, 2)
+        assert isinstance(info.value, ss.ConflictError)
+        assert [e.record.type for e in events.read(stream="s")] == ["a", "b"]
+        assert events.last_seq() == 2
+
+    def test_expect_version_on_new_stream(self, store: ss.Store) -> None:
+        with pytest.raises(ss.StreamConflictError) as info:
+            store[EVENTS].append(Event("a"), stream="new", expect_version=2)
+        assert info.value.actual == 0
+        assert store[EVENTS].last_seq() == 0
+
+    def test_empty_log(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        assert events.last_seq() == 0
+        assert events.read() == []
+        assert events.read(stream="x") == []
+        assert events.read(stream_prefix="x") == []
+
+    def test_bad_read_arguments(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        with pytest.raises(ss.ValidationError):
+            events.read(stream="a", stream_prefix="a")
+        with pytest.raises(ss.ValidationError):
+            events.read(after=-1)
+        with pytest.raises(ss.ValidationError):
+            events.read(limit=-1)
+        with pytest.raises(ss.ValidationError):
+            events.append(Event("x"), stream=5)  # type: ignore[arg-type]
+        with pytest.raises(ss.ValidationError):
+            events.append(Event("x"), stream="bad\udfff")
+        with pytest.raises(ss.ValidationError):
+            events.append(Task("t"), stream="s")  # type: ignore[arg-type]
+        assert events.last_seq() == 0
+
+    def test_unicode_streams(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        for stream in ["日本:1", "日本:2", "ü", "a b/c\\d"]:
+            events.append(Event(stream), stream=stream)
+        assert [e.stream for e in events.read(stream_prefix="日本:")] == ["日本:1", "日本:2"]
+        assert [e.stream for e in events.read(stream="a b/c\\d")] == ["a b/c\\d"]

@@ -1,0 +1,102 @@
+"""The transaction contract: atomic across collections and logs, rollback, nesting."""
+
+from __future__ import annotations
+
+import pytest
+
+import statestore as ss
+from statestore.testing._common import task as _task
+from statestore.testing.models import (
+    ACCOUNTS,
+    EVENTS,
+    TASKS,
+    TICKETS,
+    Account,
+    Event,
+    Ticket,
+)
+
+__all__ = ["TransactionContract"]
+
+
+class TransactionContract:
+    """store.transaction(): atomic across collections and logs, rollback, nesting."""
+
+    def test_commit_across_collections_and_logs(self, store: ss.Store) -> None:
+        with store.transaction():
+            store[TASKS].put(_task("a"))
+            store[TICKETS].put(Ticket(1))
+            store[EVENTS].append(Event("x"), stream="s")
+        assert store[TASKS].keys() == ["a"]
+        assert store[TICKETS].keys() == [1]
+        assert store[EVENTS].last_seq() == 1
+
+    def test_exception_rolls_everything_back(self, store: ss.Store) -> None:
+        store[TASKS].put(_task("keep", title="before"))
+        with pytest.raises(RuntimeError, match="boom"), store.transaction():
+            store[TASKS].put(_task("new"))
+            store[TASKS].put(_task("keep", title="changed"))
+            store[TASKS].delete("keep")
+            store[EVENTS].append(Event("x"), stream="s")
+            raise RuntimeError("boom")
+        assert store[TASKS].keys() == ["keep"]
+        assert store[TASKS].get_versioned("keep") == ss.Versioned(_task("keep", title="before"), 1)
+        assert store[EVENTS].last_seq() == 0
+        assert store[EVENTS].read() == []
+
+    def test_reads_see_own_writes(self, store: ss.Store) -> None:
+        tasks = store[TASKS]
+        with store.transaction():
+            tasks.put(_task("a", status="todo"))
+            assert tasks["a"].status == "todo"
+            assert [t.id for t in tasks.find(status="todo")] == ["a"]
+            assert len(tasks) == 1
+            assert tasks.keys() == ["a"]
+            tasks.delete("a")
+            assert tasks.get("a") is None
+            entry = store[EVENTS].append(Event("x"), stream="s")
+            assert store[EVENTS].read(stream="s") == [entry]
+            assert store[EVENTS].append(Event("y"), stream="s").version == 2
+
+    def test_nested_failure_rolls_back_inner_only(self, store: ss.Store) -> None:
+        with store.transaction():
+            store[TASKS].put(_task("outer"))
+            with pytest.raises(RuntimeError), store.transaction():
+                store[TASKS].put(_task("inner"))
+                store[EVENTS].append(Event("inner"), stream="s")
+                raise RuntimeError
+            store[EVENTS].append(Event("outer"), stream="s")
+        assert store[TASKS].keys() == ["outer"]
+        assert [(e.record.type, e.version) for e in store[EVENTS].read()] == [("outer", 1)]
+
+    def test_nested_success_commits_with_outer(self, store: ss.Store) -> None:
+        with store.transaction():
+            with store.transaction():
+                store[TASKS].put(_task("inner"))
+            store[TASKS].put(_task("outer"))
+        assert store[TASKS].keys() == ["inner", "outer"]
+
+    def test_outer_failure_discards_committed_inner(self, store: ss.Store) -> None:
+        with pytest.raises(RuntimeError), store.transaction():
+            with store.transaction():
+                store[TASKS].put(_task("inner"))
+            raise RuntimeError
+        assert len(store[TASKS]) == 0
+
+    def test_failed_operation_inside_transaction_leaves_no_trace(self, store: ss.Store) -> None:
+        accounts = store[ACCOUNTS]
+        accounts.put(Account("a", "x@e"))
+        with store.transaction():
+            accounts.put(Account("b", "y@e"))
+            with pytest.raises(ss.UniqueViolationError):
+                accounts.replace_all([Account("c", "q@e"), Account("d", "q@e")])
+            with pytest.raises(ss.ConflictError):
+                accounts.put(Account("a", "z@e"), expect_revision=7)
+        assert accounts.keys() == ["a", "b"]
+
+    def test_transaction_is_reusable_after_rollback(self, store: ss.Store) -> None:
+        with pytest.raises(ValueError, match="x"), store.transaction():
+            raise ValueError("x")
+        with store.transaction():
+            store[TASKS].put(_task())
+        assert len(store[TASKS]) == 1
