@@ -741,3 +741,72 @@ def test_a_resurrected_old_journal_file_is_not_applied_again(root: Path) -> None
     with open_files(root) as store:  # the probe at open finds it: older than the head, not announced
         assert store[TASKS]["a"].title == "newer"
     assert not (root / ".statestore" / "journal.json").exists()
+
+
+def test_a_stale_journal_file_is_ignored_even_while_a_newer_one_is_announced(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut brings back an applied journal.json while the head announces a newer large
+    transaction whose own rename never landed: the old file must be neither read nor applied."""
+    with open_files(root, durability="full") as store:
+        with store.transaction():  # T1: large, through journal.json
+            store[TASKS].put(Task("a", title="old" + "x" * 20_000))
+            store[TASKS].put(Task("c", title="t1"))
+        t1 = Journal("t1", 1, (("tasks", "a.json", (root / "tasks" / "a.json").read_text()),), ())
+        store[TASKS].put(Task("a", title="newer"))  # acknowledged
+        original = Dir.write
+
+        def cut(self: Dir, name: str, data: bytes, *, sync: bool) -> None:
+            if name == "journal.json":
+                raise KeyboardInterrupt("power cut before the rename")
+            original(self, name, data, sync=sync)
+
+        monkeypatch.setattr(Dir, "write", cut)
+        with pytest.raises(KeyboardInterrupt), store.transaction():  # T2: announced, never renamed
+            store[TASKS].put(Task("b", title="y" * 20_000))
+            store[TASKS].put(Task("d", title="t2"))
+        monkeypatch.undo()
+    head = Head.decode((root / ".statestore" / "changes").read_bytes())
+    assert head is not None
+    assert head.journal_file
+    assert t1.gen < head.gen
+    (root / ".statestore" / "journal.json").write_bytes(t1.encode())  # the unlink did not survive
+    with open_files(root, mode="read") as reader:
+        assert reader[TASKS]["a"].title == "newer"
+    with open_files(root) as store:
+        assert store[TASKS].get_versioned("a") == ss.Versioned(Task("a", title="newer"), 2)
+        assert store[TASKS].get("b") is None
+        assert store[TASKS].get("d") is None
+    assert not (root / ".statestore" / "journal.json").exists()
+
+
+def test_reapplying_log_lines_found_in_place_still_makes_them_durable(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer killed after writing a committed transaction's lines but before fsyncing them."""
+    with open_files(root, durability="full") as store:
+        store[EVENTS].append(Event("first"))
+
+        def killed_before_fsync(self: FileStore, log_name: str, offset: int, data: bytes) -> int:
+            fd = self._log_fd(log_name, create=True)
+            assert fd is not None
+            os.ftruncate(fd, offset)
+            os.pwrite(fd, data, offset)
+            raise KeyboardInterrupt("killed before fsync")
+
+        monkeypatch.setattr(FileStore, "_append", killed_before_fsync)
+        with pytest.raises(KeyboardInterrupt), store.transaction():
+            store[TASKS].put(Task("t1", title="paid"))
+            store[EVENTS].append(Event("charged"), stream="t1")
+        monkeypatch.undo()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with open_files(root, durability="full") as store:  # recovery re-applies the journal
+        assert [e.record.type for e in store[EVENTS].read()] == ["first", "charged"]
+    assert str(root / "events.jsonl") in synced

@@ -116,11 +116,21 @@ class Commits:
         if txn is not None and txn.write:
             txn.head = head
 
+    def _sync_internal(self) -> None:
+        """With durability="full", make renames and unlinks in ``.statestore/`` durable."""
+        if self._sync and self._sys is not None:
+            self._sys.sync()
+
     def _journal(self, head: Head) -> Journal | None:
         """The committed journal being applied: inside the head, or in its own file if large."""
         if head.journal is not None:
             return head.journal
-        return self._read_journal() if head.journal_file else None
+        if not head.journal_file:
+            return None
+        journal = self._read_journal()
+        # An announced journal carries the head's generation; an older file is
+        # one a power cut brought back after it was applied and unlinked.
+        return journal if journal is not None and journal.gen >= head.gen else None
 
     def _read_journal(self) -> Journal | None:
         """The committed journal file, if one is being (or was left half) applied."""
@@ -208,6 +218,7 @@ class Commits:
             return
         if committed.journal_file:
             self._sys.remove(JOURNAL)
+            self._sync_internal()  # the unlink is durable before the head stops announcing it
         # Durable when the head drops a journal it carried or announced: a power
         # cut must not bring it back to be applied over later transactions.
         self._write_head(committed.settled(), sync=self._sync and not journal.direct)
@@ -305,10 +316,12 @@ class Commits:
                     # Committed, but a power cut lost its announcement.
                     head = head.bump(journal.gen, journal.changes(), None, journal_file=True)
                     self._write_head(head, sync=False)
-                elif not head.journal_file:
+                elif journal.gen < head.gen:
                     # Applied and settled long ago; its unlink did not survive a
                     # power cut. Applying it again would undo later transactions.
+                    # (A journal being committed always carries the head's gen.)
                     self._sys.remove(JOURNAL)
+                    self._sync_internal()
                     journal = None
         if journal is not None:
             if not journal.direct:
@@ -319,4 +332,5 @@ class Commits:
                     d.sweep()
         if journal is not None or head.journal_file:
             self._sys.remove(JOURNAL)
+            self._sync_internal()
             self._write_head(head.settled(), sync=self._sync)

@@ -223,7 +223,11 @@ class LogFiles:
                 raise CorruptStoreError(str(self.path / file), f"shorter than the {offset} bytes committed")
             if st.st_size > offset:
                 if st.st_size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
-                    return st.st_ino  # applied before (a head that lost its settle to a power cut)
+                    # Applied before (a head that lost its settle, or a writer
+                    # killed before its fsync): make it durable, keep what follows.
+                    if self._sync:
+                        os.fsync(fd)
+                    return st.st_ino
                 os.ftruncate(fd, offset)  # a half-applied retry, or a torn line: cut it off
             view = memoryview(data)
             while view:

@@ -304,9 +304,11 @@ class _Transaction:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.depth = 0
+        self.depth = -1  # set on entry: an object serves one block, like a generator context
 
     def __enter__(self) -> None:
+        if self.depth >= 0:
+            raise RuntimeError("a store.transaction() object is used once; call store.transaction() again")
         store = self.store
         state = store._state()
         self.depth = depth = state.depth

@@ -94,6 +94,16 @@ class TransactionContract:
                 accounts.put(Account("a", "z@e"), expect_revision=7)
         assert accounts.keys() == ["a", "b"]
 
+    def test_a_transaction_object_serves_one_block(self, store: ss.Store) -> None:
+        txn = store.transaction()
+        with txn:
+            store[TASKS].put(_task("a"))
+        with pytest.raises(RuntimeError, match="used once"), txn:
+            pass
+        with store.transaction():  # the store is not left inside a transaction
+            store[TASKS].put(_task("b"))
+        assert store[TASKS].keys() == ["a", "b"]
+
     def test_transaction_is_reusable_after_rollback(self, store: ss.Store) -> None:
         with pytest.raises(ValueError, match="x"), store.transaction():
             raise ValueError("x")
