@@ -41,8 +41,8 @@ EMBED_LIMIT = 16 << 10
 #: A staged log entry: (seq, stream, version, at, record dict, its JSONL line).
 TxnEntry = tuple[int, str, int, str, dict[str, Any], str]
 
-#: A record as cached: (key, revision, JSON dict, canonical compact JSON text).
-Rec = tuple[KeyValue, int, dict[str, Any], str]
+#: A record as cached: (key, revision, JSON dict).
+Rec = tuple[KeyValue, int, dict[str, Any]]
 _SCALARS = (str, int, float, bool, type(None))
 
 

@@ -67,7 +67,7 @@ from statestore._filecommit import Commits
 from statestore._filelog import LogFiles
 from statestore._fsio import Dir
 from statestore._journal import CHANGES, JOURNAL, LOCK, Head, Journal
-from statestore.codec import Codec, dumps
+from statestore.codec import Codec
 from statestore.errors import (
     CorruptStoreError,
     MigrationRequiredError,
@@ -336,7 +336,7 @@ class FileStore(Commits, LogFiles, Store):
         key: KeyValue = tuple(parts) if coll.composite else stored
         if _keyname.encode(key) != name:
             raise CorruptStoreError(str(path), f"file name does not match the key {key!r} inside")
-        return key, int(meta["revision"]), doc, dumps(doc)
+        return key, int(meta["revision"]), doc
 
     def _read_rec(self, coll: Collection[Any], name: str) -> Rec | None:
         d = self._dir(coll.name)
@@ -564,7 +564,7 @@ class FileStore(Commits, LogFiles, Store):
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         if META in data:
             raise ValidationError(coll.name, key, f"$.{META}", "this field name is reserved by the file backend")
-        self._stage(coll, _keyname.encode(key), (key, revision, json.loads(text), text))
+        self._stage(coll, _keyname.encode(key), (key, revision, json.loads(text)))
 
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
         if self._point(coll, key) is None:
@@ -595,8 +595,8 @@ class FileStore(Commits, LogFiles, Store):
 
     def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         if not copy:
-            return [(key, rev, data) for key, rev, data, _text in self._rows(coll, where)]
-        return [(key, rev, copy_json(data)) for key, rev, data, _text in self._rows(coll, where)]
+            return list(self._rows(coll, where))
+        return [(key, rev, copy_json(data)) for key, rev, data in self._rows(coll, where)]
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         return [r[0] for r in self._rows(coll, {})]
