@@ -344,8 +344,8 @@ def test_open_transaction_is_invisible_to_other_threads_until_commit(store: ss.S
 # --------------------------------------------------------------------------- fork
 
 
-def _fork(child: Callable[[], None]) -> int:
-    """Run ``child`` in a forked process; return its exit status (0 when it returned normally).
+def _start_fork(child: Callable[[], None]) -> int:
+    """Run ``child`` in a forked process and return its pid without waiting.
 
     The child leaves through os._exit so pytest's own teardown never runs twice.
     """
@@ -362,11 +362,20 @@ def _fork(child: Callable[[], None]) -> int:
             traceback.print_exc()
         finally:
             os._exit(code)
+    return pid
+
+
+def _exit_code(pid: int) -> int:
+    """Wait for a forked child; its exit status (0 when it returned normally)."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+def _fork(child: Callable[[], None]) -> int:
+    """Run ``child`` in a forked process; return its exit status."""
+    return _exit_code(_start_fork(child))
+
+
 def test_store_keeps_working_across_fork(store: ss.Store, location: str) -> None:
     items, events, counters = store[ITEMS], store[EVENTS], store[COUNTERS]
     # The parent has used the store (and holds a connection, with unflushed WAL frames for SQLite).
@@ -422,20 +431,9 @@ def test_child_forked_inside_a_transaction_can_write_after_the_parent_commits(lo
 
         with store.transaction():
             items.put(Item("k", owner="parent-txn"))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child
-                code = 1
-                try:
-                    child()
-                    code = 0
-                except BaseException:
-                    traceback.print_exc()
-                finally:
-                    os._exit(code)
+            pid = _start_fork(child)
         # Committed: the child's write (waiting for the write lock) can now go ahead.
-        _, status = os.waitpid(pid, 0)
+        code = _exit_code(pid)
         assert items.get("k") == Item("k", owner="parent-txn")
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert code == 0
         assert items.get("from-child") == Item("from-child", owner="child")
