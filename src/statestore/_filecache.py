@@ -16,12 +16,17 @@ from typing import Any
 from statestore._journal import Head
 from statestore.codec import pretty
 from statestore.schema import KeyValue
+from statestore.store import INTERNAL_LOGS
 
 __all__ = [
     "EMBED_LIMIT",
     "INTERNAL",
+    "INTERNAL_NAMES",
+    "INTERNAL_PREFIX",
+    "MANIFEST",
     "META",
     "MISSING",
+    "ROOT",
     "Lazy",
     "LogIndex",
     "Rec",
@@ -35,6 +40,13 @@ __all__ = [
 ]
 
 INTERNAL = ".statestore"
+#: statestore's own logs (``_statestore_history``…) live in ``.statestore/`` without the prefix.
+INTERNAL_PREFIX = "_statestore_"
+INTERNAL_NAMES = frozenset(log.name for log in INTERNAL_LOGS)
+#: The store's description file in its root.
+MANIFEST = "statestore.json"
+#: The journal's stand-in collection name for files in the store's root (manifest, whole log files).
+ROOT = "."
 META = "_statestore"
 #: Journals up to this size are committed inside the change head rather than as a file.
 EMBED_LIMIT = 16 << 10
@@ -232,6 +244,9 @@ class Txn:
         self.head: Head | None = None
         self.caught_up: dict[str, tuple[LogIndex, int, list[TxnEntry]]] = {}
         self.logs_checked: set[str] = set()  # logs whose kept descriptor is known to be the file's
+        # Whole files of the root replaced (text) or deleted (None): the manifest, rewritten logs.
+        self.files: dict[str, str | None] = {}
+        self.rmdirs: set[str] = set()  # collection folders to remove once the transaction commits
 
 
 MISSING = object()

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from statestore._filecache import EMBED_LIMIT, INTERNAL, Records, Txn, record_text
+from statestore._filecache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
 from statestore._fsio import Dir, translate
 from statestore._journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
@@ -26,6 +26,14 @@ from statestore.schema import check_name
 from statestore.store import Mode
 
 __all__ = ["Commits"]
+
+
+def _valid_log(name: str) -> bool:
+    try:
+        check_name(name, "log")
+    except SchemaError:
+        return False
+    return True
 
 
 class Commits:
@@ -173,6 +181,8 @@ class Commits:
             for name, rec in staged.items():
                 records.append((coll_name, name, None if rec is None else record_text(rec[0], rec[1], rec[2])))
         logs = []
+        for file, text in txn.files.items():
+            records.append((ROOT, file, text))
         for log_name, entries in txn.lines.items():
             if entries:
                 logs.append((log_name, self._repair_tail(log_name), "".join(e[5] for e in entries)))
@@ -274,13 +284,21 @@ class Commits:
         inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in logs]
         if self._sync:
             for coll_name in touched:
-                self._dirs[coll_name].sync()
+                (self._root if coll_name == ROOT else self._dirs[coll_name]).sync()
             if any(offset == 0 for _, offset, _ in logs):
                 self._root.sync()  # a log file may have just been created in it
+                if self._sys is not None:
+                    self._sys.sync()
         return inodes
 
     def _journal_dir(self, coll_name: str, name: str) -> Dir:
         path = self._journal_path
+        if coll_name == ROOT:
+            # Whole files of the root: the manifest, or a log a migration rewrote.
+            stem = name.removesuffix(".jsonl")
+            if name != MANIFEST and (stem == name or not _valid_log(stem)):
+                raise CorruptStoreError(str(path), f"bad root file name {name!r}")
+            return self._root
         try:
             check_name(coll_name, "collection")
         except SchemaError:
@@ -327,7 +345,7 @@ class Commits:
             if not journal.direct:
                 self._apply(journal.records, journal.logs)
             for coll_name in {c for c, _, _ in journal.records}:
-                d = self._dir(coll_name)
+                d = self._root if coll_name == ROOT else self._dir(coll_name)
                 if d is not None:
                     d.sweep()
         if journal is not None or head.journal_file:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statestore._filecache import LogIndex, Txn, TxnEntry, is_int
+from statestore._filecache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, is_int
 from statestore._fsio import Dir, translate
 from statestore._journal import Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError
@@ -45,6 +45,7 @@ class LogFiles:
     path: Path
     mode: Mode
     _root: Dir
+    _sys: Dir | None
     _sync: bool
     _journal_path: Path
     _cache_lock: threading.RLock
@@ -140,9 +141,17 @@ class LogFiles:
             txn.caught_up[log.name] = view
         return view
 
+    def _log_place(self, log_name: str) -> tuple[Dir | None, str]:
+        """The folder and file name of a log: ``<root>/<log>.jsonl``, internal logs in ``.statestore/``."""
+        if log_name.startswith(INTERNAL_PREFIX):
+            return self._sys, log_name[len(INTERNAL_PREFIX) :] + ".jsonl"
+        return self._root, f"{log_name}.jsonl"
+
     def _log_fd(self, log_name: str, *, create: bool = False) -> int | None:
         """A kept descriptor of the log's file (reopened if the file was replaced); None if absent."""
-        file = f"{log_name}.jsonl"
+        folder, file = self._log_place(log_name)
+        if folder is None:
+            return None
         txn = self._txn()
         with self._cache_lock:
             got = self._log_fds.get(log_name)
@@ -154,7 +163,7 @@ class LogFiles:
                 fd, ino = got
                 with translate(self._log_path(log_name)):
                     try:
-                        same = os.stat(file, dir_fd=self._root.fd, follow_symlinks=False).st_ino == ino
+                        same = os.stat(file, dir_fd=folder.fd, follow_symlinks=False).st_ino == ino
                     except FileNotFoundError:
                         same = False
                 if same:
@@ -163,7 +172,7 @@ class LogFiles:
                     os.close(fd)
                     del self._log_fds[log_name]
             if new is None:
-                new = self._root.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
+                new = folder.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
                 if new is not None:
                     self._log_fds[log_name] = (new, os.fstat(new).st_ino)
         if new is not None and txn is not None and txn.write:
@@ -173,7 +182,8 @@ class LogFiles:
     def _log_path(self, name: str) -> Path:
         path = self._log_paths.get(name)
         if path is None:
-            path = self._log_paths[name] = self.path / f"{name}.jsonl"
+            folder, file = self._log_place(name)
+            path = self._log_paths[name] = (folder.path if folder is not None else self.path) / file
         return path
 
     def _append_alone(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None:
@@ -185,8 +195,9 @@ class LogFiles:
         for followers and caches.
         """
         ino = self._append(log_name, offset, line.encode("utf-8"))
-        if self._sync and offset == 0:
-            self._root.sync()  # the log file may have just been created
+        folder = self._log_place(log_name)[0]
+        if self._sync and offset == 0 and folder is not None:
+            folder.sync()  # the log file may have just been created
         self._write_head(head.bump(gen, {}, None), sync=False)
         self._advance_log(txn, log_name, offset, ino)
 
@@ -210,17 +221,17 @@ class LogFiles:
         transactions) are kept; otherwise whatever follows ``offset`` (a
         half-written retry, a torn line) is cut off first.
         """
-        try:
-            check_name(log_name, "log")
-        except SchemaError:
-            raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
-        file = f"{log_name}.jsonl"
+        if log_name not in INTERNAL_NAMES:
+            try:
+                check_name(log_name, "log")
+            except SchemaError:
+                raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
         fd = self._log_fd(log_name, create=True)
         assert fd is not None
         with translate(self._log_path(log_name)):
             st = os.fstat(fd)
             if st.st_size < offset:
-                raise CorruptStoreError(str(self.path / file), f"shorter than the {offset} bytes committed")
+                raise CorruptStoreError(str(self._log_path(log_name)), f"shorter than the {offset} bytes committed")
             if st.st_size > offset:
                 if st.st_size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
                     # Applied before (a head that lost its settle, or a writer
@@ -305,14 +316,13 @@ class LogFiles:
         if limit is not None:
             positions = positions[:limit]
         if positions:
-            file = f"{log.name}.jsonl"
             fd = self._log_fd(log.name)
-            if fd is None:
-                raise CorruptStoreError(str(self.path / file), "log file vanished while reading")
             path = self._log_path(log.name)
+            if fd is None:
+                raise CorruptStoreError(str(path), "log file vanished while reading")
             with translate(path):
                 if os.fstat(fd).st_ino != idx.ino:
-                    raise CorruptStoreError(str(self.path / file), "log file replaced while reading")
+                    raise CorruptStoreError(str(path), "log file replaced while reading")
                 for p in positions:
                     raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
                     out.append(self._parse_line(raw, path, p + 1))

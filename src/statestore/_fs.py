@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import filelock
+
+from statestore.errors import StoreBusyError
 
 
 def make_private_dirs(path: Path) -> None:
@@ -25,3 +31,23 @@ def make_private_dirs(path: Path) -> None:
         except FileExistsError:
             continue  # another process created it first
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+
+
+@contextlib.contextmanager
+def migration_lock(path: Path, location: str, timeout: float) -> Iterator[None]:
+    """Hold the store's migration lock (``filelock.FileLock`` on ``path``, mode 0600).
+
+    Openers that find a store needing creation or migration take it, so
+    exactly one of them does the work while the others wait and then see it
+    done. Waiting longer than ``timeout`` seconds raises StoreBusyError. The
+    lock is released if the holder dies, so a crash never wedges a store.
+    """
+    lock = filelock.FileLock(str(path), timeout=max(timeout, 0.0), mode=0o600)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise StoreBusyError(location, timeout) from None
+    try:
+        yield
+    finally:
+        lock.release()

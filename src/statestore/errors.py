@@ -251,3 +251,51 @@ class BackendError(StateStoreError, OSError):
 
     def message(self) -> str:
         return f"{self.location}: {self.reason}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class MigrationError(StateStoreError, RuntimeError):
+    """A migration failed, was refused, or cannot run; its transaction was rolled back.
+
+    The store stays at the version before the migration named here.
+    ``collection`` and ``key`` name the record being migrated when it failed
+    (empty and None otherwise); the original exception is chained.
+    """
+
+    location: str
+    schema: str
+    version: int
+    name: str
+    direction: str
+    reason: str
+    collection: str = ""
+    key: Any = None
+
+    def message(self) -> str:
+        where = f" in {self.collection!r}" if self.collection else ""
+        where += f" at key {self.key!r}" if self.key is not None else ""
+        return (
+            f"{self.location}: migration {self.version} ({self.name}, {self.direction}) "
+            f"of schema {self.schema!r} failed{where}: {self.reason}"
+        )
+
+
+@attrs.define(auto_exc=True, slots=False)
+class MigrationHistoryError(StateStoreError, RuntimeError):
+    """The store's migration history disagrees with the migrations the code declares.
+
+    A migration was renamed or renumbered after stores applied it, or one the
+    store applied is no longer declared. Nothing was touched; open with
+    ``check_history=False`` to proceed anyway.
+    """
+
+    location: str
+    schema: str
+    version: int
+    reason: str
+
+    def message(self) -> str:
+        return (
+            f"{self.location}: schema {self.schema!r}, migration {self.version}: {self.reason} "
+            "(open with check_history=False to proceed anyway)"
+        )

@@ -7,7 +7,8 @@ Layout (DESIGN §6)::
                                      key and revision under the reserved member "_statestore"
     <root>/<log>.jsonl               one entry per line: {"at", "record", "seq", "stream", "version"}
     <root>/.statestore/              write.lock, journal.json (a committed transaction being applied),
-                                     changes (the change head)
+                                     changes (the change head), migrate.lock, history.jsonl (the
+                                     migration history) and statestore's other internal logs
 
 so ``grep -r '"status": "todo"' state/tasks/`` and ``jq`` work on a live
 store. File names come from :mod:`statestore._keyname`; every file is 0600 and
@@ -36,13 +37,15 @@ I/O; :mod:`statestore._filecache` holds record texts, transactions and caches.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +53,7 @@ from typing import Any, TypeVar
 from statestore import _keyname
 from statestore._filecache import (
     INTERNAL,
+    MANIFEST,
     META,
     MISSING,
     Lazy,
@@ -64,26 +68,25 @@ from statestore._filecache import (
     record_text,
 )
 from statestore._filecommit import Commits
-from statestore._filelog import LogFiles
+from statestore._filelog import LogFiles, entry_line
+from statestore._fs import migration_lock
 from statestore._fsio import Dir
 from statestore._journal import CHANGES, JOURNAL, LOCK, Head, Journal
-from statestore.codec import Codec
+from statestore.codec import Codec, dumps
 from statestore.errors import (
+    BackendError,
     CorruptStoreError,
-    MigrationRequiredError,
-    SchemaMismatchError,
-    SchemaTooNewError,
     StoreBusyError,
     StoreNotFoundError,
     ValidationError,
 )
-from statestore.schema import Collection, KeyValue, Schema
-from statestore.store import Durability, Mode, RawRecord, Store
+from statestore.schema import Collection, KeyValue, Log, Schema
+from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
 __all__ = ["FileStore", "record_text"]
 
 FORMAT = 1
-MANIFEST = "statestore.json"
+MIGRATE_LOCK = "migrate.lock"
 _R = TypeVar("_R")
 
 
@@ -103,12 +106,14 @@ class FileStore(Commits, LogFiles, Store):
     def __init__(
         self,
         path: str | os.PathLike[str],
-        schema: Schema,
+        schema: Schema | Sequence[Schema],
         *,
         mode: Mode = "write",
         durability: Durability = "normal",
         busy_timeout: float = 30.0,
         codec: Codec | None = None,
+        check_history: bool = True,
+        backup: bool = True,
     ) -> None:
         self.path = Path(path).expanduser()
         super().__init__(f"files:{self.path}", schema, mode=mode, codec=codec or Codec())
@@ -120,7 +125,6 @@ class FileStore(Commits, LogFiles, Store):
         # Built once: a Path join costs more than the pread it would label.
         self._head_path = self.path / INTERNAL / CHANGES
         self._journal_path = self.path / INTERNAL / JOURNAL
-        self._decls: dict[str, Collection[Any]] = {c.name: c for c in schema.collections}
         self._log_paths: dict[str, Path] = {}
         self._log_fds: dict[str, tuple[int, int]] = {}
         self._dirs: dict[str, Dir] = {}
@@ -139,10 +143,9 @@ class FileStore(Commits, LogFiles, Store):
                 self._open_for_write()
             else:
                 self._sys = root.subdir(INTERNAL, create=False)
-                manifest = self._read_manifest()
-                if manifest is None:
+                if self._read_manifest() is None:
                     raise StoreNotFoundError(self.location)
-                self._check_schema(manifest)
+            self._open_schemas(check_history=check_history, backup=backup)
         except BaseException:
             self.close()
             raise
@@ -223,20 +226,18 @@ class FileStore(Commits, LogFiles, Store):
     # ------------------------------------------------------------ opening
 
     def _open_for_write(self) -> None:
-        """Create the store or bring its description up to date; take the lock only if needed.
+        """Create the store's bones, or finish what a killed writer left; take the lock only if needed.
 
-        Opening a current store takes no lock, so it succeeds while another
-        process holds a long write transaction.
+        Opening a sound store takes no lock, so it succeeds while another
+        process holds a long write transaction. Schemas are the shared
+        layer's business (``Store._open_schemas``), through transactions.
         """
-        manifest = self._read_manifest()
         if (
-            manifest is not None
-            and not self._check_schema(manifest)
+            self._read_manifest() is not None
             and self._journal(self._read_head()) is None
             and self._sys is not None
             and not self._sys.exists(JOURNAL)  # a power loss can keep the file, not the head's word
             and self._head_fd() is not None
-            and all(self._dir(c.name) is not None for c in self.schema.collections)
         ):
             return
         self._lock()
@@ -244,35 +245,36 @@ class FileStore(Commits, LogFiles, Store):
             assert self._sys is not None
             self._sys.sweep()
             self._recover(probe=True)
-            manifest = self._read_manifest()
-            if manifest is None:
+            if self._read_manifest() is None:
                 others = [n for n in self._root.names() if not n.startswith(".")]
                 if others:
                     raise CorruptStoreError(
                         str(self.path), f"directory is not empty and has no {MANIFEST}: not a statestore store"
                     )
                 manifest = {"format": FORMAT, "store_id": uuid.uuid4().hex, "schemas": {}}
-            if self._check_schema(manifest):
-                text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-                self._root.write(MANIFEST, text.encode("utf-8"), sync=self._sync)
+                self._root.write(MANIFEST, self._manifest_text(manifest).encode("utf-8"), sync=self._sync)
                 if self._sync:
                     self._root.sync()
             if self._head_fd() is None:
                 self._write_head(Head(), sync=self._sync)
-            for coll in self.schema.collections:
-                d = self._dir(coll.name, create=True)
+            for coll in self.collections:
+                d = self._dir(coll.name)
                 if d is not None:
                     d.sweep()  # temporary files of a writer killed before its commit
-            if self._sync:
-                self._root.sync()  # collection folders just created
-            for log in self.schema.logs:
+            for log in self.logs:
                 self._repair_tail(log.name)
         finally:
             self._unlock()
 
+    @staticmethod
+    def _manifest_text(manifest: Mapping[str, Any]) -> str:
+        return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
     def _read_manifest(self) -> dict[str, Any] | None:
+        txn = self._txn()
+        staged = txn.files.get(MANIFEST) if txn is not None else None
         path = self.path / MANIFEST
-        raw = self._root.read(MANIFEST)
+        raw = staged.encode("utf-8") if staged is not None else self._root.read(MANIFEST)
         if raw is None:
             return None
         try:
@@ -284,28 +286,103 @@ class FileStore(Commits, LogFiles, Store):
             raise CorruptStoreError(str(path), f"unknown store format {fmt!r}")
         return doc
 
-    def _check_schema(self, manifest: dict[str, Any]) -> bool:
-        """Check the stored schema against the code's; True if (in write mode) ``manifest`` was updated."""
-        schema = self.schema
-        entry = manifest["schemas"].get(schema.name)
-        description = schema.describe()
-        if entry is not None:
-            stored = entry.get("version") if isinstance(entry, dict) else None
-            if not is_int(stored):
-                raise CorruptStoreError(str(self.path / MANIFEST), f"schema {schema.name!r} has no valid version")
-            assert isinstance(stored, int)
-            if stored > schema.version:
-                raise SchemaTooNewError(self.location, schema.name, stored, schema.version)
-            if stored < schema.version:
-                # Read mode never migrates; write mode has no migration to run
-                # yet, and stamping the new version would skip them for good.
-                raise MigrationRequiredError(self.location, schema.name, stored, schema.version)
-            if self.mode == "read" or (stored, entry.get("description")) == (schema.version, description):
-                return False
-        elif self.mode == "read":
-            raise SchemaMismatchError(self.location, f"the store holds no schema {schema.name!r}")
-        manifest["schemas"][schema.name] = {"version": schema.version, "description": description}
-        return True
+    # ------------------------------------------------------------ schemas and structure
+
+    def _read_schemas(self) -> StoredSchemas:
+        manifest = self._read_manifest()
+        if manifest is None:
+            raise StoreNotFoundError(self.location)
+        out: StoredSchemas = {}
+        for name, entry in manifest["schemas"].items():
+            version = entry.get("version") if isinstance(entry, dict) else None
+            description = entry.get("description") if isinstance(entry, dict) else None
+            if not is_int(version) or not isinstance(description, dict):
+                raise CorruptStoreError(
+                    str(self.path / MANIFEST), f"schema {name!r} has no valid version and description"
+                )
+            assert isinstance(version, int)
+            out[str(name)] = (version, description)
+        return out
+
+    def _set_schema(self, name: str, version: int, description: dict[str, Any]) -> None:
+        txn = self._txn()
+        assert txn is not None, "schemas change inside a write transaction"
+        assert txn.write
+        manifest = self._read_manifest()
+        assert manifest is not None
+        manifest["schemas"][name] = {"version": version, "description": description}
+        txn.files[MANIFEST] = self._manifest_text(manifest)
+
+    def _sync_structure(self, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool) -> None:
+        # Folders are made at once: an empty one is an empty collection, harmless if we roll back.
+        made = False
+        for coll in collections:
+            txn = self._txn()
+            if txn is not None:
+                txn.rmdirs.discard(coll.name)
+            d = self._dir(coll.name)
+            if d is None:
+                self._dir(coll.name, create=True)
+                made = True
+            elif full:
+                d.sweep()  # temporary files of a writer killed before its commit (we hold the lock)
+        if made and self._sync:
+            self._root.sync()
+
+    def _structure_ok(self) -> bool:
+        return all(self._dir(c.name) is not None for c in self.collections)
+
+    def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
+        txn = self._txn()
+        assert txn is not None, "drops happen inside a write transaction"
+        assert txn.write
+        if isinstance(decl, Collection):
+            for key in self._keys(decl):
+                self._remove(decl, key)
+            txn.rmdirs.add(decl.name)
+        else:
+            txn.lines.pop(decl.name, None)
+            txn.files[f"{decl.name}.jsonl"] = None
+
+    def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
+        txn = self._txn()
+        assert txn is not None, "logs are rewritten inside a write transaction"
+        assert txn.write
+        if txn.lines.get(log.name):
+            reason = f"log {log.name!r}: cannot rewrite entries appended in this transaction"
+            raise BackendError(self.location, reason)
+        txn.files[f"{log.name}.jsonl"] = "".join(
+            entry_line(seq, stream, version, at, dumps(data)) for seq, stream, version, at, data in entries
+        )
+
+    def _migration_lock(self) -> contextlib.AbstractContextManager[None]:
+        return migration_lock(self.path / INTERNAL / MIGRATE_LOCK, self.location, self.busy_timeout)
+
+    def _backup(self, label: str) -> Path | None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = self.path.with_name(f"{self.path.name}.backup-{label}-{stamp}")
+        skip = {LOCK, MIGRATE_LOCK}
+        # Under the write lock: no transaction can commit while we copy.
+        with self.transaction():
+            try:
+                shutil.copytree(
+                    self.path,
+                    dest,
+                    symlinks=True,
+                    ignore=lambda _folder, names: [n for n in names if n in skip],
+                )
+            except OSError as exc:
+                raise BackendError(self.location, f"cannot write the backup {dest}: {exc}") from None
+        return dest
+
+    def _after_migration(self) -> None:
+        with self._cache_lock:
+            for fd, _ino in self._log_fds.values():
+                os.close(fd)
+            self._log_fds.clear()
+            self._log_paths.clear()
+            self._colls, self._logs = {}, {}
+            self._overlays, self._overlays_of, self._journal_memo = {}, None, None
 
     def _dir(self, name: str, *, create: bool = False) -> Dir | None:
         d = self._dirs.get(name)
@@ -461,13 +538,13 @@ class FileStore(Commits, LogFiles, Store):
 
         def take(head: Head, journal: Journal | None) -> Any:
             colls = {}
-            for coll in self.schema.collections:
+            for coll in self.collections:
                 snap = self._catch_up(coll, head, journal).copy()
                 for name, rec in self._overlay(coll, journal).items():
                     snap.put(name, rec)
                 colls[coll.name] = snap
             logs = {}
-            for log in self.schema.logs:
+            for log in self.logs:
                 idx = self._catch_up_log(log, journal)
                 logs[log.name] = (idx, len(idx.seqs), self._log_overlay(log, journal))
             return colls, logs
@@ -485,8 +562,15 @@ class FileStore(Commits, LogFiles, Store):
         try:
             # Still this thread's transaction while publishing, so the head and
             # log descriptors it checked under the lock are not checked again.
-            if any(txn.records.values()) or any(txn.lines.values()):
+            if any(txn.records.values()) or any(txn.lines.values()) or txn.files:
                 self._publish(txn)
+                for name in txn.rmdirs:
+                    d = self._dirs.pop(name, None)
+                    if d is not None:
+                        d.close()
+                    # Emptied by the transaction; a file someone put there keeps it.
+                    with contextlib.suppress(OSError):
+                        os.rmdir(name, dir_fd=self._root.fd)
         finally:
             self._local.txn = None
             self._unlock()

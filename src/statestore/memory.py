@@ -11,13 +11,13 @@ from __future__ import annotations
 import bisect
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from statestore.codec import Codec
 from statestore.errors import StoreNotFoundError
 from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import Mode, RawEntry, RawRecord, Store
+from statestore.store import Mode, RawEntry, RawRecord, Store, StoredSchemas
 
 _Undo = tuple[str, Any, Any]
 
@@ -29,18 +29,20 @@ class MemoryStore(Store):
     an existing in-memory store to read.
     """
 
-    def __init__(self, schema: Schema, *, mode: Mode = "write", codec: Codec | None = None) -> None:
+    def __init__(self, schema: Schema | Sequence[Schema], *, mode: Mode = "write", codec: Codec | None = None) -> None:
         super().__init__("memory:", schema, mode=mode, codec=codec or Codec())
         if mode != "write":
             raise StoreNotFoundError(self.location)
         self._lock = threading.RLock()
-        self._records: dict[str, dict[KeyValue, tuple[int, str]]] = {c.name: {} for c in schema.collections}
-        self._order: dict[str, list[KeyValue]] = {c.name: [] for c in schema.collections}
-        self._logs: dict[str, list[tuple[int, str, int, str, str]]] = {lg.name: [] for lg in schema.logs}
-        self._seq: dict[str, int] = {lg.name: 0 for lg in schema.logs}
+        self._records: dict[str, dict[KeyValue, tuple[int, str]]] = {}
+        self._order: dict[str, list[KeyValue]] = {}
+        self._logs: dict[str, list[tuple[int, str, int, str, str]]] = {}
+        self._seq: dict[str, int] = {}
+        self._schemas: StoredSchemas = {}
         self._undo: list[_Undo] = []
         self._savepoints: dict[str, int] = {}
         self._in_txn = False
+        self._open_schemas()
 
     # The lock is held from _begin to _commit/_rollback, and around each read.
 
@@ -78,6 +80,13 @@ class MemoryStore(Store):
             if kind == "log":
                 self._logs[name].pop()
                 self._seq[name] = item
+            elif kind == "entries":
+                self._logs[name] = item
+            elif kind == "schema":
+                if item is None:
+                    self._schemas.pop(name, None)
+                else:
+                    self._schemas[name] = item
             else:
                 key, old = item
                 self._set(name, key, old)
@@ -85,6 +94,37 @@ class MemoryStore(Store):
     def _close(self) -> None:
         self._records.clear()
         self._logs.clear()
+
+    # ------------------------------------------------------------ schemas and structure
+
+    def _read_schemas(self) -> StoredSchemas:
+        with self._lock:
+            return {name: (version, json.loads(json.dumps(desc))) for name, (version, desc) in self._schemas.items()}
+
+    def _set_schema(self, name: str, version: int, description: dict[str, Any]) -> None:
+        self._undo.append(("schema", name, self._schemas.get(name)))
+        self._schemas[name] = (version, json.loads(json.dumps(description)))
+
+    def _sync_structure(self, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool) -> None:
+        # An empty collection or log is harmless to keep should the transaction roll back.
+        for coll in collections:
+            self._records.setdefault(coll.name, {})
+            self._order.setdefault(coll.name, [])
+        for log in logs:
+            self._logs.setdefault(log.name, [])
+            self._seq.setdefault(log.name, 0)
+
+    def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
+        if isinstance(decl, Collection):
+            for key in list(self._order.get(decl.name, ())):
+                self._remove(decl, key)
+        elif decl.name in self._logs:
+            self._undo.append(("entries", decl.name, self._logs[decl.name]))
+            self._logs[decl.name] = []
+
+    def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
+        self._undo.append(("entries", log.name, self._logs[log.name]))
+        self._logs[log.name] = [(seq, s, v, at, json.dumps(data)) for seq, s, v, at, data in entries]
 
     # ------------------------------------------------------------ records
 

@@ -7,16 +7,24 @@ time of the application, never an SQL or path problem at run time.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import typing
-from collections.abc import Iterable, Sequence
-from typing import Any, Generic, TypeAlias, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import attrs
 
 from statestore.errors import SchemaError
 
+if TYPE_CHECKING:
+    from statestore.migrations import MigrationContext
+
 T = TypeVar("T")
+
+#: The record type of collections and logs rebuilt from a stored description
+#: (no application code at hand): plain JSON dicts.
+RawRecord: TypeAlias = "dict[str, Any]"
 
 #: A stored key: one ``str``/``int`` field, or a tuple of them for a composite key.
 KeyValue: TypeAlias = "str | int | tuple[str | int, ...]"
@@ -43,6 +51,9 @@ def _fields_of(cls: object, where: str) -> dict[str, Any]:
     except Exception as exc:  # NameError from a forward reference, mostly
         raise SchemaError(f"cannot resolve the field types of {cls.__name__}: {exc}", where) from None
     return {f.name: f.type for f in attrs.fields(cls)}
+
+
+_DESCRIBED: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
 def _type_name(tp: Any) -> str:
@@ -120,14 +131,58 @@ class Collection(Generic[T]):
         return tuple(out)
 
     def key_of(self, record: T) -> KeyValue:
-        """The key of ``record``: a scalar, or a tuple for a composite key."""
+        """The key of ``record``: a scalar, or a tuple for a composite key.
+
+        For a described collection (records are dicts) a missing key field
+        raises KeyError.
+        """
+        if isinstance(record, dict):
+            if self.composite:
+                return tuple(record[f] for f in self.key_fields)
+            raw: KeyValue = record[self.key_fields[0]]
+            return raw
         if self.composite:
             return tuple(getattr(record, f) for f in self.key_fields)
         value: KeyValue = getattr(record, self.key_fields[0])
         return value
 
+    @classmethod
+    def described(cls, desc: Mapping[str, Any]) -> Collection[dict[str, Any]]:
+        """The collection a stored description (``describe()``'s output) declares, holding plain dicts.
+
+        This is how tools and migrations reach a collection without the
+        application's classes: records read back as the JSON dicts they are
+        stored as. A description that is not one raises SchemaError.
+        """
+        where = f"stored description of collection {desc.get('name')!r}" if isinstance(desc, Mapping) else ""
+        try:
+            fields = dict(desc["fields"])
+            key = [str(f) for f in desc["key"]]
+            coll: Collection[dict[str, Any]] = object.__new__(Collection)
+            coll.name = check_name(desc["name"], "collection")
+            coll.type = dict
+            coll.field_types = {str(n): _DESCRIBED.get(str(t), Any) for n, t in fields.items()}
+            coll.key_fields = _field_tuple(key, where, "key")
+            coll.indexes = tuple(str(f) for f in desc.get("indexes", ()))
+            coll.unique = tuple(_field_tuple([str(f) for f in u], where, "unique") for u in desc.get("unique", ()))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, SchemaError):
+                raise
+            raise SchemaError(f"not a collection description ({type(exc).__name__}: {exc})", where) from None
+        for f in coll.key_fields:
+            if coll.field_types.get(f) not in (str, int):
+                raise SchemaError(f"key field {f!r} is not declared str or int", where)
+        for f in (*coll.indexes, *(f for group in coll.unique for f in group)):
+            if f not in coll.field_types:
+                raise SchemaError(f"field {f!r} is not a described field", where)
+        coll._description = dict(desc)  # type: ignore[attr-defined]
+        return coll
+
     def describe(self) -> dict[str, Any]:
         """A JSON description of the collection, stored inside every store."""
+        described = getattr(self, "_description", None)
+        if described is not None:
+            return dict(described)
         return {
             "name": self.name,
             "type": self.type.__qualname__,
@@ -149,8 +204,36 @@ class Log(Generic[T]):
         self.type = type
         self.field_types = _fields_of(type, f"log {name!r}")
 
+    @classmethod
+    def described(cls, desc: Mapping[str, Any]) -> Log[dict[str, Any]]:
+        """The log a stored description declares, holding plain dicts (see ``Collection.described``)."""
+        try:
+            log: Log[dict[str, Any]] = object.__new__(Log)
+            log.name = check_name(desc["name"], "log")
+            log.type = dict
+            log.field_types = {str(n): _DESCRIBED.get(str(t), Any) for n, t in dict(desc.get("fields", {})).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, SchemaError):
+                raise
+            raise SchemaError(f"not a log description ({type(exc).__name__}: {exc})", "stored description") from None
+        log._description = dict(desc)  # type: ignore[attr-defined]
+        return log
+
+    @classmethod
+    def internal(cls, name: str) -> Log[dict[str, Any]]:
+        """One of statestore's own logs (``_statestore_…``): migration history, import provenance."""
+        log: Log[dict[str, Any]] = object.__new__(Log)
+        log.name = name
+        log.type = dict
+        log.field_types = {}
+        log._description = {"name": name, "type": "dict", "fields": {}}  # type: ignore[attr-defined]
+        return log
+
     def describe(self) -> dict[str, Any]:
         """A JSON description of the log, stored inside every store."""
+        described = getattr(self, "_description", None)
+        if described is not None:
+            return dict(described)
         return {
             "name": self.name,
             "type": self.type.__qualname__,
@@ -161,11 +244,53 @@ class Log(Generic[T]):
         return f"Log({self.name!r}, {self.type.__name__})"
 
 
+@attrs.frozen
+class Migration:
+    """One step of a schema's history: what turns version ``version - 1`` into ``version``.
+
+    ``up`` (and ``down``, which undoes it, if given) are called with a
+    :class:`~statestore.migrations.MigrationContext` inside one transaction
+    together with the history row. ``version`` is 2 or more. The history row
+    keeps :meth:`checksum`, which covers the version and the name: give a
+    migration whose behaviour changes after release a new name, and stores
+    that applied the old one will say so instead of silently differing.
+    """
+
+    version: int
+    name: str
+    up: Callable[[MigrationContext], object]
+    down: Callable[[MigrationContext], object] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        where = f"migration {self.version!r}"
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 2:
+            raise SchemaError(
+                f"version must be an int >= 2 (version 1 is where every schema starts), not {self.version!r}", where
+            )
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise SchemaError("a migration needs a name (a short description)", where)
+        if not callable(self.up):
+            raise SchemaError("up must be a function taking the migration context", where)
+        if self.down is not None and not callable(self.down):
+            raise SchemaError("down must be a function taking the migration context, or None", where)
+
+    def checksum(self) -> str:
+        """A digest of the migration's declaration (version and name), kept in the history."""
+        return migration_checksum(self.version, self.name)
+
+
+def migration_checksum(version: int, name: str) -> str:
+    """The checksum kept in the history for a migration declared as ``version``/``name``."""
+    return hashlib.sha256(f"{version}\n{name}".encode()).hexdigest()[:16]
+
+
 class Schema:
     """A named, versioned set of collections and logs: what one application stores.
 
     Collection and log names must be unique across the schema (they share one
-    namespace of tables and files).
+    namespace of tables and files). ``migrations`` lead older stores to
+    ``version`` (see :class:`Migration`); a version step without one changes
+    no data.
     """
 
     def __init__(
@@ -175,6 +300,7 @@ class Schema:
         version: int,
         collections: Iterable[Collection[Any]],
         logs: Iterable[Log[Any]] = (),
+        migrations: Iterable[Migration] = (),
     ) -> None:
         self.name = check_name(name, "schema")
         where = f"schema {name!r}"
@@ -190,6 +316,35 @@ class Schema:
             if decl.name in seen:
                 raise SchemaError(f"name {decl.name!r} is declared twice", where)
             seen.add(decl.name)
+        steps: dict[int, Migration] = {}
+        for m in migrations:
+            if not isinstance(m, Migration):
+                raise SchemaError(f"{m!r} is not a Migration", where)
+            if m.version in steps:
+                raise SchemaError(f"two migrations to version {m.version}", where)
+            if m.version > version:
+                raise SchemaError(f"migration {m.version} ({m.name}) is beyond the schema's version {version}", where)
+            steps[m.version] = m
+        self.migrations: tuple[Migration, ...] = tuple(steps[v] for v in sorted(steps))
+        #: True for a schema rebuilt from a store's description (no application code, no migrations).
+        self.is_described = False
+
+    @classmethod
+    def described(cls, desc: Mapping[str, Any]) -> Schema:
+        """The schema a stored description declares, with collections and logs of plain dicts."""
+        try:
+            name, version = desc["name"], desc["version"]
+            collections = [Collection.described(c) for c in desc.get("collections", ())]
+            logs = [Log.described(lg) for lg in desc.get("logs", ())]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise SchemaError(f"not a schema description ({type(exc).__name__}: {exc})", "stored description") from None
+        schema = cls(name, version=version, collections=collections, logs=logs)
+        schema.is_described = True
+        return schema
+
+    def migration(self, version: int) -> Migration | None:
+        """The migration to ``version``, or None if that step changes no data."""
+        return next((m for m in self.migrations if m.version == version), None)
 
     def collection(self, name: str) -> Collection[Any] | None:
         """The collection called ``name``, or None."""

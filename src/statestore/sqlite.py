@@ -16,26 +16,25 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from statestore._fs import make_private_dirs
+from statestore._fs import make_private_dirs, migration_lock
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,
     CorruptStoreError,
-    MigrationRequiredError,
     ReadOnlyError,
     SchemaMismatchError,
-    SchemaTooNewError,
     StoreBusyError,
     StoreNotFoundError,
 )
 from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import Durability, Mode, RawEntry, RawRecord, Store
+from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
 FORMAT = 1
 
@@ -111,12 +110,14 @@ class SQLiteStore(Store):
     def __init__(
         self,
         path: str | os.PathLike[str],
-        schema: Schema,
+        schema: Schema | Sequence[Schema],
         *,
         mode: Mode = "write",
         durability: Durability = "normal",
         busy_timeout: float = 30.0,
         codec: Codec | None = None,
+        check_history: bool = True,
+        backup: bool = True,
     ) -> None:
         self.path = Path(path).expanduser()
         super().__init__(f"sqlite:{self.path}", schema, mode=mode, codec=codec or Codec())
@@ -134,7 +135,11 @@ class SQLiteStore(Store):
         elif not self.path.is_file():
             raise StoreNotFoundError(self.location)
         try:
-            self._check_schema()
+            if mode == "write":
+                self._initialize()
+            self._open_schemas(check_history=check_history, backup=backup)
+            with self._translate():
+                self._load_columns(self._con())
         except BaseException:
             self.close()
             raise
@@ -242,88 +247,116 @@ class SQLiteStore(Store):
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 con.execute("PRAGMA journal_mode=WAL")
 
-    def _check_schema(self) -> None:
-        """Check the stored schema against the code's and, in write mode, sync tables.
-
-        A read transaction looks first, so that opening an up-to-date store
-        never waits for another process's write transaction; only a store that
-        needs creating or changing takes the write lock (and then looks again).
-        """
+    def _initialize(self) -> None:
+        """Give an empty database statestore's internal tables (write mode; checks before locking)."""
         con = self._con()
-        description = dumps(self.schema.describe())
         with self._translate():
-            if not self._inspect(con, description, write=False) and self.mode == "write":
-                self._inspect(con, description, write=True)
+            if self._internal_tables(con):
+                return
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if not self._internal_tables(con):
+                    con.execute("CREATE TABLE _statestore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                    con.execute(
+                        "CREATE TABLE _statestore_schemas "
+                        "(name TEXT PRIMARY KEY, version INTEGER NOT NULL, description TEXT NOT NULL)"
+                    )
+                    con.executemany(
+                        "INSERT INTO _statestore_meta(key, value) VALUES (?, ?)",
+                        [("format", str(FORMAT)), ("store_id", uuid.uuid4().hex)],
+                    )
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
-    def _inspect(self, con: sqlite3.Connection, description: str, *, write: bool) -> bool:
-        """Compare stored and declared schema; True when nothing (more) needs writing."""
-        schema = self.schema
-        con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            row = self._stored_schema(con, create=write)
-            if row is not None and row[0] > schema.version:
-                raise SchemaTooNewError(self.location, schema.name, row[0], schema.version)
-            if row is not None and row[0] < schema.version:
-                # Read mode never migrates; write mode has no migration to run
-                # yet, and stamping the new version would skip them for good.
-                raise MigrationRequiredError(self.location, schema.name, row[0], schema.version)
-            if row is None and self.mode == "read":
-                raise SchemaMismatchError(self.location, f"the store holds no schema {schema.name!r}")
-            current = row == (schema.version, description)
-            if write and not current:
-                self._sync_tables(con)
-                con.execute(
-                    "INSERT INTO _statestore_schemas(name, version, description) VALUES (?, ?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET version=excluded.version, description=excluded.description",
-                    (schema.name, schema.version, description),
-                )
-            if current or write or self.mode == "read":
-                self._load_columns(con)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT" if write else "ROLLBACK")
-        return current or write or self.mode == "read"
-
-    def _stored_schema(self, con: sqlite3.Connection, *, create: bool) -> tuple[int, str] | None:
-        """(version, description) stored for this schema, or None.
-
-        With ``create``, an empty database gets statestore's internal tables.
-        """
+    def _internal_tables(self, con: sqlite3.Connection) -> bool:
+        """True if the database has statestore's tables; CorruptStoreError if it is another database."""
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "_statestore_schemas" not in tables:
-            if tables or (self.mode == "read"):
-                raise CorruptStoreError(self.location, "not a statestore database (no _statestore_schemas table)")
-            if not create:
-                return None
-            con.execute("CREATE TABLE _statestore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            con.execute(
-                "CREATE TABLE _statestore_schemas "
-                "(name TEXT PRIMARY KEY, version INTEGER NOT NULL, description TEXT NOT NULL)"
-            )
-            con.executemany(
-                "INSERT INTO _statestore_meta(key, value) VALUES (?, ?)",
-                [("format", str(FORMAT)), ("store_id", uuid.uuid4().hex)],
-            )
-            return None
-        fmt = con.execute("SELECT value FROM _statestore_meta WHERE key='format'").fetchone()
-        if fmt is None or fmt[0] != str(FORMAT):
-            raise CorruptStoreError(self.location, f"unknown store format {fmt and fmt[0]!r}")
-        row = con.execute(
-            "SELECT version, description FROM _statestore_schemas WHERE name=?", (self.schema.name,)
-        ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
+        if "_statestore_schemas" in tables:
+            return True
+        if tables or self.mode == "read":
+            raise CorruptStoreError(self.location, "not a statestore database (no _statestore_schemas table)")
+        return False
 
-    def _sync_tables(self, con: sqlite3.Connection) -> None:
-        """Create tables, generated columns and indexes so they match the declarations."""
-        for coll in self.schema.collections:
+    def _read_schemas(self) -> StoredSchemas:
+        con = self._con()
+        with self._translate():
+            self._internal_tables(con)
+            fmt = con.execute("SELECT value FROM _statestore_meta WHERE key='format'").fetchone()
+            if fmt is None or fmt[0] != str(FORMAT):
+                raise CorruptStoreError(self.location, f"unknown store format {fmt and fmt[0]!r}")
+            rows = con.execute("SELECT name, version, description FROM _statestore_schemas").fetchall()
+        out: StoredSchemas = {}
+        for name, version, description in rows:
+            try:
+                desc = json.loads(description)
+            except ValueError:
+                raise CorruptStoreError(self.location, f"schema {name!r} has a description that is not JSON") from None
+            out[str(name)] = (int(version), desc)
+        return out
+
+    def _set_schema(self, name: str, version: int, description: dict[str, Any]) -> None:
+        self._execute(
+            "INSERT INTO _statestore_schemas(name, version, description) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET version=excluded.version, description=excluded.description",
+            (name, version, dumps(description)),
+        )
+
+    def _sync_structure(self, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool) -> None:
+        con = self._con()
+        with self._translate():
+            self._sync_tables(con, collections, logs, full=full)
+            self._load_columns(con)
+
+    def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
+        self._execute(f"DROP TABLE IF EXISTS {_q(decl.name)}")
+        self._columns.pop(decl.name, None)
+
+    def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
+        con = self._con()
+        with self._translate():
+            con.executemany(
+                f"UPDATE {_q(log.name)} SET data=? WHERE seq=?",
+                [(dumps(data), seq) for seq, _s, _v, _at, data in entries],
+            )
+
+    def _migration_lock(self) -> contextlib.AbstractContextManager[None]:
+        return migration_lock(self.path.with_name(self.path.name + ".lock"), self.location, self.busy_timeout)
+
+    def _backup(self, label: str) -> Path | None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest = self.path.with_name(f"{self.path.stem}.backup-{label}-{stamp}{self.path.suffix or '.db'}")
+        try:
+            os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            target = sqlite3.connect(dest)
+            try:
+                with self._translate():
+                    self._con().backup(target)
+            finally:
+                target.close()
+        except OSError as exc:
+            raise BackendError(self.location, f"cannot write the backup {dest}: {exc.strerror or exc}") from None
+        return dest
+
+    def _after_migration(self) -> None:
+        with self._translate():
+            self._columns.clear()
+            self._load_columns(self._con())
+
+    def _sync_tables(
+        self, con: sqlite3.Connection, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool
+    ) -> None:
+        """Create tables and (with ``full``) generated columns and indexes so they match the declarations."""
+        for coll in collections:
             key_type = "INTEGER" if not coll.composite and coll.field_types[coll.key_fields[0]] is int else "TEXT"
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS {_q(coll.name)} "
                 f"(key {key_type} PRIMARY KEY NOT NULL, revision INTEGER NOT NULL, data TEXT NOT NULL)"
             )
-            self._sync_indexes(con, coll)
-        for log in self.schema.logs:
+            if full:
+                self._sync_indexes(con, coll)
+        for log in logs:
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS {_q(log.name)} (seq INTEGER PRIMARY KEY, "
                 "stream TEXT NOT NULL, version INTEGER NOT NULL, at TEXT NOT NULL, data TEXT NOT NULL, "
@@ -375,11 +408,9 @@ class SQLiteStore(Store):
                 ) from None
 
     def _load_columns(self, con: sqlite3.Connection) -> None:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        names = [c.name for c in self.schema.collections] + [lg.name for lg in self.schema.logs]
-        for name in names:
-            if name in tables:
-                self._columns[name] = {r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(name)})")}
+        """Learn the columns of every table (collections the code no longer declares too: migrations read them)."""
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        self._columns = {name: {r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(name)})")} for name in tables}
 
     # ------------------------------------------------------------ transactions
 

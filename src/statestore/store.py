@@ -19,10 +19,11 @@ import contextlib
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
@@ -32,6 +33,7 @@ from statestore.errors import (
     ConflictError,
     NotFoundError,
     ReadOnlyError,
+    SchemaError,
     StoreClosedError,
     StreamConflictError,
     UniqueViolationError,
@@ -39,6 +41,9 @@ from statestore.errors import (
     ValidationError,
 )
 from statestore.schema import Collection, KeyValue, Log, Schema
+
+if TYPE_CHECKING:
+    from statestore.migrations import HistoryRow
 
 T = TypeVar("T")
 Mode = Literal["read", "write"]
@@ -48,6 +53,42 @@ Durability = Literal["normal", "full"]
 RawRecord = tuple[KeyValue, int, dict[str, Any]]
 #: A raw log entry as a backend returns it: (seq, stream, version, at, JSON dict).
 RawEntry = tuple[int, str, int, str, dict[str, Any]]
+#: What a store holds about each schema: name -> (version, description).
+StoredSchemas = dict[str, tuple[int, dict[str, Any]]]
+
+#: statestore's own log of every migration step, one stream per schema.
+HISTORY = Log.internal("_statestore_history")
+#: Internal logs every store has, whatever its schemas.
+INTERNAL_LOGS: tuple[Log[Any], ...] = (HISTORY,)
+
+
+def _decls(schema: Schema) -> list[Collection[Any] | Log[Any]]:
+    return [*schema.collections, *schema.logs]
+
+
+def schemas_of(schema: Schema | Sequence[Schema]) -> tuple[Schema, ...]:
+    """One schema or several as a tuple; SchemaError if they are not schemas or share a name."""
+    schemas: tuple[Schema, ...] = (schema,) if isinstance(schema, Schema) else tuple(schema)
+    if not schemas:
+        raise SchemaError("a store needs at least one schema")
+    names: dict[str, str] = {}
+    for sch in schemas:
+        if not isinstance(sch, Schema):
+            raise TypeError(f"schema must be a statestore.Schema, not {type(sch).__name__}")
+        if sch.name in names:
+            raise SchemaError(f"schema {sch.name!r} is given twice")
+        names[sch.name] = ""
+    seen: dict[str, str] = {}
+    for sch in schemas:
+        for decl in _decls(sch):
+            if decl.name in seen:
+                raise SchemaError(
+                    f"{decl.name!r} is declared by schemas {seen[decl.name]!r} and {sch.name!r}: "
+                    "names are unique across a store"
+                )
+            seen[decl.name] = sch.name
+    return schemas
+
 
 _SCALARS = (str, int, float, bool, type(None))
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -109,9 +150,13 @@ class Store(ABC):
     #: enclosing transaction: there would be nothing for it to undo.
     _atomic_writes = False
 
-    def __init__(self, location: str, schema: Schema, *, mode: Mode, codec: Codec) -> None:
+    def __init__(self, location: str, schema: Schema | Sequence[Schema], *, mode: Mode, codec: Codec) -> None:
         self.location = location
-        self.schema = schema
+        #: The schemas the store was opened with (an app made of parts may bring several).
+        self.schemas = schemas_of(schema)
+        #: The first (usually the only) schema.
+        self.schema = self.schemas[0]
+        self._owner: dict[str, Schema] = {d.name: sch for sch in self.schemas for d in _decls(sch)}
         self.mode: Mode = mode
         self.codec = codec
         self._closed = False
@@ -130,17 +175,52 @@ class Store(ABC):
     def __getitem__(self, decl: Collection[T] | Log[T]) -> CollectionView[T] | LogView[T]:
         view = self._views.get(decl.name)
         if view is None or view.decl is not decl:
-            own = self.schema.collection(decl.name) or self.schema.log(decl.name)
+            owner = self._owner.get(decl.name)
+            own = owner and (owner.collection(decl.name) or owner.log(decl.name))
             # The schema's own declaration, or one identical to it: a look-alike
             # with another key or other indexes would write records the store
             # does not index or key that way.
+            names = ", ".join(s.name for s in self.schemas)
             if own is None or type(own) is not type(decl) or own.type is not decl.type:
-                raise UnknownNameError(decl.name, self.schema.name)
+                raise UnknownNameError(decl.name, names)
             if own is not decl and own.describe() != decl.describe():
-                raise UnknownNameError(decl.name, self.schema.name)
+                raise UnknownNameError(decl.name, names)
             view = CollectionView(self, decl) if isinstance(decl, Collection) else LogView(self, decl)
             self._views[decl.name] = view
         return view
+
+    @property
+    def collections(self) -> tuple[Collection[Any], ...]:
+        """Every collection the store's schemas declare."""
+        return tuple(c for sch in self.schemas for c in sch.collections)
+
+    @property
+    def logs(self) -> tuple[Log[Any], ...]:
+        """Every log the store's schemas declare."""
+        return tuple(lg for sch in self.schemas for lg in sch.logs)
+
+    def migrate(self, to: int, *, schema: str | None = None, backup: bool = True) -> list[HistoryRow]:
+        """Bring the store's copy of a schema to version ``to``, up or down; return the steps run.
+
+        Going down runs each migration's ``down`` from the stored version to
+        ``to + 1``; a migration without ``down`` refuses (MigrationError)
+        before anything runs. Going up runs ``up`` steps, at most to the
+        code's version. ``schema`` names the schema when the store was opened
+        with several. A backup is taken first (``backup=False`` skips it).
+        After a downgrade the store holds an older version than this code:
+        close it and run the older application; reopening it with this code
+        would migrate it up again.
+        """
+        from statestore.migrations import migrate
+
+        return migrate(self, to, schema=schema, backup=backup)
+
+    def history(self, schema: str | None = None) -> list[HistoryRow]:
+        """The migration history of a schema (default: the first), oldest first."""
+        from statestore.migrations import read_history
+
+        self._reading()
+        return read_history(self, schema or self.schema.name)
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Run the block atomically across collections and logs.
@@ -208,7 +288,57 @@ class Store(ABC):
         self._check_open()
         self._state()
 
+    def _open_schemas(self, *, check_history: bool = True, backup: bool = True) -> None:
+        """Check the stored schemas against the code's; in write mode create, migrate and sync.
+
+        Called by each backend's constructor once the store's container exists.
+        """
+        from statestore.migrations import open_schemas
+
+        open_schemas(self, check_history=check_history, backup=backup)
+
     # ------------------------------------------------------------ backend interface
+
+    def _read_schemas(self) -> StoredSchemas:
+        """The schemas the store holds (inside a transaction: as that transaction sees them)."""
+        raise NotImplementedError
+
+    def _set_schema(self, name: str, version: int, description: dict[str, Any]) -> None:
+        """Record a schema's version and description, inside the current write transaction."""
+        raise NotImplementedError
+
+    def _sync_structure(self, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool) -> None:
+        """Make tables/folders for these declarations inside the write transaction.
+
+        With ``full`` also the indexes, generated columns and unique
+        constraints the declarations ask for (and none they do not).
+        """
+        raise NotImplementedError
+
+    def _structure_ok(self) -> bool:
+        """False when opening must take the write path even though the schemas are current."""
+        return True
+
+    def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
+        """Remove an (emptied) collection's or a log's storage inside the write transaction."""
+        raise NotImplementedError
+
+    def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
+        """Replace every entry of ``log`` (same seqs, new data) inside the write transaction."""
+        raise NotImplementedError
+
+    def _migration_lock(self) -> contextlib.AbstractContextManager[None]:
+        """A lock held across the whole migration of a store, so racing openers migrate once."""
+        return contextlib.nullcontext()
+
+    def _backup(self, label: str) -> Path | None:
+        """Copy the store consistently next to itself (name holding ``label``); None if it cannot be kept."""
+        return None
+
+    def _after_migration(self) -> None:  # noqa: B027 - optional hook
+        """Forget whatever the process cached about the store's shape or logs."""
+
+    # ------------------------------------------------------------ backend interface (data)
 
     def _after_fork(self) -> None:  # noqa: B027 - optional hook
         """Drop per-process resources (connections, locks) inherited through fork()."""

@@ -1,0 +1,534 @@
+"""Schema migrations: record-level steps that run the same on every backend.
+
+A :class:`~statestore.schema.Migration` changes stored JSON through a
+:class:`MigrationContext` (``map_records``, ``rename_collection``,
+``drop_collection``, ``map_entries``, raw reads and writes), which is built
+from the backend's record primitives, so the same migration gives the same
+store on SQLite and on files. Physical structure (tables, generated columns,
+indexes, folders) is not a migration: it follows the declarations on open.
+
+Each step runs in one write transaction together with its history row (an
+entry of the internal ``_statestore_history`` log, one stream per schema) and
+the new version. Openers that race each other serialize on the store's
+migration lock, so each step runs once; a backup is taken before the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+from statestore.codec import dumps
+from statestore.errors import (
+    MigrationError,
+    MigrationHistoryError,
+    MigrationRequiredError,
+    ReadOnlyError,
+    SchemaMismatchError,
+    SchemaTooNewError,
+    StateStoreError,
+    ValidationError,
+)
+from statestore.schema import Collection, KeyValue, Log, Migration, Schema, migration_checksum
+from statestore.store import HISTORY, INTERNAL_LOGS, CollectionView, RawEntry, Store, StoredSchemas
+
+__all__ = ["HistoryRow", "MigrationContext", "migrate", "open_schemas", "read_history"]
+
+JsonDict = dict[str, Any]
+
+
+@attrs.frozen
+class HistoryRow:
+    """One step in a schema's history, as kept in the store.
+
+    ``direction`` is ``"create"`` (the store was created at ``version``),
+    ``"up"`` or ``"down"`` (migration ``version`` was applied or undone).
+    ``checksum`` is :meth:`Migration.checksum` of the declaration that ran.
+    """
+
+    schema: str
+    version: int
+    name: str
+    checksum: str
+    direction: str
+    applied_at: datetime
+
+
+def read_history(store: Store, schema: str) -> list[HistoryRow]:
+    """Every history row of ``schema``, oldest first."""
+    rows = store._entries(HISTORY, stream=schema, prefix=None, after=0, limit=None)
+    return [
+        HistoryRow(
+            schema,
+            int(data.get("version", 0)),
+            str(data.get("name", "")),
+            str(data.get("checksum", "")),
+            str(data.get("direction", "")),
+            datetime.fromisoformat(at),
+        )
+        for _seq, _stream, _version, at, data in rows
+    ]
+
+
+def append_history(store: Store, schema: str, version: int, name: str, direction: str) -> None:
+    """Add a history row inside the current write transaction."""
+    data = {
+        "version": version,
+        "name": name,
+        "checksum": migration_checksum(version, name),
+        "direction": direction,
+    }
+    at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    current = store._stream_version(HISTORY, schema)
+    store._add_entry(HISTORY, schema, current + 1, at, data, dumps(data))
+
+
+class _Run:
+    """What the steps of one migration run share: the shapes the store held, and what they dropped."""
+
+    def __init__(self, stored: StoredSchemas) -> None:
+        self.collections: dict[str, JsonDict] = {}
+        self.logs: dict[str, JsonDict] = {}
+        for _version, desc in stored.values():
+            for c in desc.get("collections", ()):
+                self.collections[c["name"]] = c
+            for lg in desc.get("logs", ()):
+                self.logs[lg["name"]] = lg
+        self.dropped: set[str] = set()
+        self.extra: dict[str, Collection[Any]] = {}
+
+
+class MigrationContext:
+    """What a migration's ``up`` or ``down`` function gets: record-level access to the store.
+
+    Records are plain JSON dicts (the stored form), whatever the
+    application's classes look like now. A collection or log is named by
+    string; it may be one the code declares, or one only the store still
+    holds (renamed or dropped by this code). Every change joins the step's
+    transaction: if the function raises, nothing it did is kept.
+    """
+
+    def __init__(self, store: Store, run: _Run, schema: Schema, version: int, name: str, direction: str) -> None:
+        self.store = store
+        self.schema = schema
+        #: The migration's version, and whether it is being applied ("up") or undone ("down").
+        self.version = version
+        self.name = name
+        self.direction = direction
+        self._run = run
+        self._views: dict[str, CollectionView[Any]] = {}
+        #: (collection, key) being processed, for error messages.
+        self.at: tuple[str, KeyValue | None] = ("", None)
+
+    # ------------------------------------------------------------ declarations
+
+    def _fail(self, reason: str, collection: str = "", key: KeyValue | None = None) -> MigrationError:
+        return MigrationError(
+            self.store.location, self.schema.name, self.version, self.name, self.direction, reason, collection, key
+        )
+
+    def _collection(self, name: str) -> Collection[Any]:
+        if name not in self._run.dropped:
+            owner = self.store._owner.get(name)
+            decl = owner.collection(name) if owner is not None else None
+            if decl is not None:
+                return decl
+            if name in self._run.extra:
+                return self._run.extra[name]
+            if name in self._run.collections:
+                return Collection.described(self._run.collections[name])
+        raise self._fail(f"no collection {name!r} in the store or the code", name)
+
+    def _log(self, name: str) -> Log[Any]:
+        if name not in self._run.dropped:
+            owner = self.store._owner.get(name)
+            decl = owner.log(name) if owner is not None else None
+            if decl is not None:
+                return decl
+            if name in self._run.logs:
+                return Log.described(self._run.logs[name])
+        raise self._fail(f"no log {name!r} in the store or the code", name)
+
+    def _key(self, decl: Collection[Any], data: object) -> KeyValue:
+        if not isinstance(data, dict):
+            raise self._fail(f"a record must be a dict, not {type(data).__name__}", decl.name, self.at[1])
+        view = self._views.get(decl.name)
+        if view is None or view.decl is not decl:
+            view = self._views[decl.name] = CollectionView(self.store, decl)
+        missing = [f for f in decl.key_fields if f not in data]
+        if missing:
+            raise self._fail(f"record has no key field {missing[0]!r}", decl.name, self.at[1])
+        try:
+            return view._key(decl.key_of(data))
+        except ValidationError as exc:
+            raise self._fail(exc.reason, decl.name, self.at[1]) from None
+
+    def _text(self, decl_name: str, key: KeyValue | None, data: JsonDict) -> str:
+        try:
+            return dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise self._fail(f"record is not JSON: {exc}", decl_name, key) from None
+
+    # ------------------------------------------------------------ reading
+
+    def records(self, collection: str) -> list[JsonDict]:
+        """Every record of ``collection`` as a dict (yours to change), in key order."""
+        decl = self._collection(collection)
+        return [data for _key, _rev, data in self.store._scan(decl, {})]
+
+    def get(self, collection: str, key: KeyValue) -> JsonDict | None:
+        """The record stored under ``key``, or None."""
+        got = self.store._get(self._collection(collection), key)
+        return None if got is None else got[1]
+
+    def entries(self, log: str) -> list[JsonDict]:
+        """Every entry of ``log`` as ``{"seq", "stream", "version", "at", "record"}``, by seq."""
+        rows = self.store._entries(self._log(log), stream=None, prefix=None, after=0, limit=None)
+        return [{"seq": s, "stream": st, "version": v, "at": at, "record": d} for s, st, v, at, d in rows]
+
+    # ------------------------------------------------------------ writing
+
+    def put(self, collection: str, record: JsonDict) -> None:
+        """Store ``record`` (a dict holding its key fields) in ``collection``, replacing any."""
+        decl = self._collection(collection)
+        key = self._key(decl, record)
+        text = self._text(decl.name, key, record)
+        current = self.store._revision(decl, key)
+        self.store._write(decl, key, (current or 0) + 1, record, text)
+
+    def delete(self, collection: str, key: KeyValue) -> bool:
+        """Delete the record under ``key``; True if it existed."""
+        return self.store._remove(self._collection(collection), key)
+
+    def map_records(self, collection: str, fn: Callable[[JsonDict], JsonDict | None]) -> int:
+        """Pass every record of ``collection`` through ``fn``; return how many changed.
+
+        ``fn`` gets the stored dict and returns the new one (it may change the
+        one it got), or None to delete the record. A record whose key fields
+        change moves to its new key; if that key is taken, the migration
+        fails. A record ``fn`` returns unchanged is not rewritten.
+        """
+        decl = self._collection(collection)
+        store = self.store
+        changed = 0
+        for key, revision, data in store._scan(decl, {}):
+            self.at = (decl.name, key)
+            before = self._text(decl.name, key, data)
+            new = fn(data)
+            if new is None:
+                store._remove(decl, key)
+                changed += 1
+                continue
+            new_key = self._key(decl, new)
+            text = self._text(decl.name, key, new)
+            if new_key == key and text == before:
+                continue
+            if new_key != key:
+                if store._revision(decl, new_key) is not None:
+                    raise self._fail(f"the new key {new_key!r} is taken", decl.name, key)
+                store._remove(decl, key)
+                store._write(decl, new_key, 1, new, text)
+            else:
+                store._write(decl, key, revision + 1, new, text)
+            changed += 1
+        self.at = ("", None)
+        return changed
+
+    def rename_collection(self, old: str, new: str) -> None:
+        """Move every record of ``old`` to ``new`` (keeping revisions) and remove ``old``.
+
+        ``new`` may be a collection the code declares (then its key fields
+        apply) or a name of the migration's choosing; it must hold no records.
+        """
+        src = self._collection(old)
+        owner = self.store._owner.get(new)
+        dst = owner.collection(new) if owner is not None else None
+        if dst is None:
+            desc = {**src.describe(), "name": new}
+            try:
+                dst = Collection.described(desc)
+            except StateStoreError as exc:
+                raise self._fail(str(exc), new) from None
+            self._run.extra[new] = dst
+        self._run.dropped.discard(new)
+        self.store._sync_structure([dst], [], full=False)
+        if self.store._count(dst):
+            raise self._fail(f"cannot rename {old!r} to {new!r}: {new!r} already holds records", new)
+        for key, revision, data in self.store._scan(src, {}):
+            self.at = (old, key)
+            new_key = self._key(dst, data)
+            self.store._write(dst, new_key, revision, data, self._text(new, new_key, data))
+        self.at = ("", None)
+        self.store._drop(src)
+        self._run.dropped.add(old)
+
+    def drop_collection(self, name: str) -> None:
+        """Delete ``name`` and every record in it."""
+        self.store._drop(self._collection(name))
+        self._run.dropped.add(name)
+
+    def map_entries(self, log: str, fn: Callable[[JsonDict], JsonDict]) -> int:
+        """Pass the record of every entry of ``log`` through ``fn``; return how many changed.
+
+        Entries keep their seq, stream, version and timestamp: a log is
+        history, so a migration may reshape entries but not remove them.
+        """
+        decl = self._log(log)
+        rows = self.store._entries(decl, stream=None, prefix=None, after=0, limit=None)
+        out: list[RawEntry] = []
+        changed = 0
+        for seq, stream, version, at, data in rows:
+            self.at = (decl.name, seq)
+            before = self._text(decl.name, seq, data)
+            new = fn(data)
+            if not isinstance(new, dict):
+                raise self._fail(f"fn must return a dict, not {type(new).__name__}", decl.name, seq)
+            if self._text(decl.name, seq, new) != before:
+                changed += 1
+            out.append((seq, stream, version, at, new))
+        self.at = ("", None)
+        if changed:
+            self.store._replace_entries(decl, out)
+        return changed
+
+
+# ---------------------------------------------------------------- opening
+
+
+def _refuse_newer(store: Store, stored: StoredSchemas) -> None:
+    for sch in store.schemas:
+        got = stored.get(sch.name)
+        if got is not None and got[0] > sch.version:
+            raise SchemaTooNewError(store.location, sch.name, got[0], sch.version)
+
+
+def _check_names(store: Store, stored: StoredSchemas) -> None:
+    """A name another schema in the store already uses cannot be declared again."""
+    for other, (_version, desc) in stored.items():
+        if other in {s.name for s in store.schemas}:
+            continue
+        for item in (*desc.get("collections", ()), *desc.get("logs", ())):
+            owner = store._owner.get(item.get("name"))
+            if owner is not None:
+                raise SchemaMismatchError(
+                    store.location,
+                    f"{item['name']!r} of schema {owner.name!r} is already used by schema {other!r} in this store",
+                )
+
+
+def verify_history(store: Store, schema: Schema, stored_version: int) -> None:
+    """Raise MigrationHistoryError if the applied history disagrees with the declared migrations."""
+    applied: dict[int, HistoryRow] = {}
+    base = 0
+    rows = read_history(store, schema.name)
+    if not rows:
+        return
+    for row in rows:
+        if row.direction == "create":
+            applied, base = {}, row.version
+        elif row.direction == "up":
+            applied[row.version] = row
+        elif row.direction == "down":
+            applied.pop(row.version, None)
+    for v in range(base + 1, stored_version + 1):
+        declared = schema.migration(v)
+        got = applied.get(v)
+        name = declared.name if declared is not None else ""
+        if got is None:
+            if declared is not None:
+                raise MigrationHistoryError(
+                    store.location,
+                    schema.name,
+                    v,
+                    f"the store never applied {name!r}, yet it is at version {stored_version}",
+                )
+            continue
+        if got.checksum != migration_checksum(v, name):
+            what = f"declares {name!r}" if declared is not None else "declares no migration"
+            raise MigrationHistoryError(
+                store.location,
+                schema.name,
+                v,
+                f"the store applied {got.name or '(no migration)'!r} but the code {what}",
+            )
+
+
+def _verify_unique(store: Store, coll: Collection[Any]) -> None:
+    """Stored records must already satisfy the declared unique fields (same check on every backend)."""
+    for group in coll.unique:
+        seen: dict[tuple[Any, ...], KeyValue] = {}
+        for key, _rev, data in store._scan(coll, {}, copy=False):
+            values = tuple(data.get(f) for f in group)
+            if any(v is None for v in values):
+                continue
+            marker = tuple(dumps(v) for v in values)
+            if marker in seen:
+                raise SchemaMismatchError(
+                    store.location,
+                    f"collection {coll.name!r}: records {seen[marker]!r} and {key!r} share unique "
+                    f"{', '.join(group)} = {', '.join(map(repr, values))}",
+                )
+            seen[marker] = key
+
+
+def _current(store: Store, stored: StoredSchemas) -> bool:
+    return all(stored.get(s.name) == (s.version, s.describe()) for s in store.schemas)
+
+
+def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
+    """Check, and in write mode create, migrate and sync, the store's schemas (see ``Store._open_schemas``)."""
+    stored = store._read_schemas()
+    _refuse_newer(store, stored)
+    if store.mode == "read":
+        for sch in store.schemas:
+            got = stored.get(sch.name)
+            if got is None:
+                raise SchemaMismatchError(store.location, f"the store holds no schema {sch.name!r}")
+            if got[0] < sch.version:
+                raise MigrationRequiredError(store.location, sch.name, got[0], sch.version)
+            if check_history and not sch.is_described:
+                verify_history(store, sch, got[0])
+        return
+    if _current(store, stored) and store._structure_ok():
+        if check_history:
+            for sch in store.schemas:
+                if not sch.is_described:
+                    verify_history(store, sch, stored[sch.name][0])
+        return
+    with store._migration_lock():
+        stored = store._read_schemas()
+        _refuse_newer(store, stored)
+        _check_names(store, stored)
+        pending = [
+            (sch, stored[sch.name][0])
+            for sch in store.schemas
+            if sch.name in stored and stored[sch.name][0] < sch.version
+        ]
+        for sch, version in [(s, stored[s.name][0]) for s in store.schemas if s.name in stored]:
+            if check_history and not sch.is_described:
+                verify_history(store, sch, version)
+        for sch, version in pending:
+            _check_steps(store, sch, version, sch.version)
+        if pending and backup:
+            store._backup("-".join(f"{s.name}-v{v}" for s, v in pending))
+        run = _Run(stored)
+        for sch, version in pending:
+            _run(store, run, sch, version, sch.version)
+        with store.transaction():
+            stored = store._read_schemas()
+            for coll in store.collections:
+                known = stored.get(store._owner[coll.name].name)
+                old = {c["name"]: c for c in known[1].get("collections", ())} if known else {}
+                if coll.name in old and old[coll.name].get("unique") != coll.describe()["unique"]:
+                    _verify_unique(store, coll)
+            store._sync_structure(store.collections, [*store.logs, *INTERNAL_LOGS], full=True)
+            for sch in store.schemas:
+                got = stored.get(sch.name)
+                if got is None:
+                    store._set_schema(sch.name, sch.version, sch.describe())
+                    append_history(store, sch.name, sch.version, "", "create")
+                elif got != (sch.version, sch.describe()):
+                    store._set_schema(sch.name, sch.version, sch.describe())
+        store._after_migration()
+
+
+# ---------------------------------------------------------------- running steps
+
+
+def _step_error(store: Store, sch: Schema, version: int, direction: str, reason: str) -> MigrationError:
+    m = sch.migration(version)
+    return MigrationError(store.location, sch.name, version, m.name if m else "", direction, reason)
+
+
+def _check_steps(store: Store, sch: Schema, start: int, end: int) -> None:
+    """Refuse before anything runs when a step from ``start`` to ``end`` cannot run."""
+    if end < start:
+        for v in range(start, end, -1):
+            m = sch.migration(v)
+            if m is not None and m.down is None:
+                raise _step_error(store, sch, v, "down", "this migration has no down step; it cannot be undone")
+
+
+def _run(store: Store, run: _Run, sch: Schema, start: int, end: int) -> list[HistoryRow]:
+    steps = range(start + 1, end + 1) if end > start else range(start, end, -1)
+    direction = "up" if end > start else "down"
+    done: list[HistoryRow] = []
+    for v in steps:
+        _step(store, run, sch, v, direction)
+        done.append(read_history(store, sch.name)[-1])
+    return done
+
+
+def _step(store: Store, run: _Run, sch: Schema, version: int, direction: str) -> None:
+    m: Migration | None = sch.migration(version)
+    name = m.name if m is not None else ""
+    fn = None if m is None else (m.up if direction == "up" else m.down)
+    try:
+        with store.transaction():
+            stored = store._read_schemas()
+            current, desc = stored[sch.name]
+            expected = version - 1 if direction == "up" else version
+            if current != expected:
+                raise _step_error(store, sch, version, direction, f"the store is at version {current}, not {expected}")
+            store._sync_structure(store.collections, [*store.logs, *INTERNAL_LOGS], full=False)
+            ctx = MigrationContext(store, run, sch, version, name, direction)
+            if fn is not None:
+                try:
+                    fn(ctx)
+                except MigrationError:
+                    raise
+                except Exception as exc:
+                    collection, key = ctx.at
+                    raise MigrationError(
+                        store.location,
+                        sch.name,
+                        version,
+                        name,
+                        direction,
+                        f"{type(exc).__name__}: {exc}",
+                        collection,
+                        key,
+                    ) from exc
+            if direction == "up" and version == sch.version:
+                for coll in sch.collections:
+                    try:
+                        _verify_unique(store, coll)
+                    except SchemaMismatchError as exc:
+                        raise _step_error(store, sch, version, direction, exc.reason) from None
+                store._sync_structure(sch.collections, [*sch.logs, *INTERNAL_LOGS], full=True)
+                desc = sch.describe()
+            store._set_schema(sch.name, version if direction == "up" else version - 1, desc)
+            append_history(store, sch.name, version, name, direction)
+    finally:
+        store._after_migration()
+
+
+def migrate(store: Store, to: int, *, schema: str | None, backup: bool) -> list[HistoryRow]:
+    """``Store.migrate``: run the steps from the stored version of a schema to ``to``."""
+    store._check_open()
+    if store.mode != "write":
+        raise ReadOnlyError(store.location, "migrate")
+    if schema is None:
+        if len(store.schemas) > 1:
+            raise ValueError(f"the store holds several schemas; say which: schema={store.schemas[0].name!r}, ...")
+        sch = store.schema
+    else:
+        found = next((s for s in store.schemas if s.name == schema), None)
+        if found is None:
+            raise ValueError(f"no schema {schema!r} in this store ({', '.join(s.name for s in store.schemas)})")
+        sch = found
+    if isinstance(to, bool) or not isinstance(to, int) or not 1 <= to <= sch.version:
+        raise ValueError(f"to must be a version from 1 to {sch.version} (the code's), not {to!r}")
+    with store._migration_lock():
+        stored = store._read_schemas()
+        _refuse_newer(store, stored)
+        current = stored[sch.name][0]
+        if to == current:
+            return []
+        _check_steps(store, sch, current, to)
+        if backup:
+            store._backup(f"{sch.name}-v{current}")
+        return _run(store, _Run(stored), sch, current, to)
