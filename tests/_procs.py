@@ -186,3 +186,25 @@ def hold_write_lock(location: str, ready: Any, release: Any) -> str:
             if not release.wait(timeout=60):
                 raise TimeoutError("never released")
         return "committed"
+
+
+def _slow_bump(m: Any) -> None:
+    import time
+
+    time.sleep(0.3)  # long enough that every opener arrives while it runs
+    m.map_records("counters", lambda d: {**d, "n": d["n"] + 100})
+
+
+SCHEMA_V2 = ss.Schema(
+    "concurrency",
+    version=2,
+    collections=[COUNTERS, ITEMS],
+    logs=[EVENTS],
+    migrations=[ss.Migration(2, "add 100 to every counter", up=_slow_bump)],
+)
+
+
+def open_migrating(location: str) -> list[int]:
+    """Open an old store with the schema that migrates it; return the counters seen."""
+    with ss.open_store(location, SCHEMA_V2, busy_timeout=60) as store:
+        return [c.n for c in store[COUNTERS].all()]

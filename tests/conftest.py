@@ -31,8 +31,10 @@ def make_factory(backend: str, tmp_path: Path) -> StoreFactory:
     """A factory opening one store location of ``backend`` under ``tmp_path``."""
     location, path = _location(backend, tmp_path)
     if backend == "memory":
-        return StoreFactory(lambda schema, mode: ss.open_store(location, schema, mode=mode))
-    return StoreFactory(lambda schema, mode: ss.open_store(location, schema, mode=mode, busy_timeout=10), path)
+        return StoreFactory(lambda schema, mode, **options: ss.open_store(location, schema, mode=mode, **options))
+    return StoreFactory(
+        lambda schema, mode, **options: ss.open_store(location, schema, mode=mode, busy_timeout=10, **options), path
+    )
 
 
 ALL_BACKENDS = ["sqlite", "files", "memory"]

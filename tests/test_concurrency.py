@@ -437,3 +437,20 @@ def test_child_forked_inside_a_transaction_can_write_after_the_parent_commits(lo
         assert items.get("k") == Item("k", owner="parent-txn")
         assert code == 0
         assert items.get("from-child") == Item("from-child", owner="child")
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def test_racing_openers_migrate_an_old_store_exactly_once(location: str) -> None:
+    with ss.open_store(location, SCHEMA) as old:
+        old[COUNTERS].put(Counter("a", 1))
+        old[COUNTERS].put(Counter("b", 2))
+    procs = 6
+    seen = run_processes(_procs.open_migrating, [(location,)] * procs)
+    assert seen == [[101, 102]] * procs  # every opener saw the migrated store, migrated once
+    with ss.open_store(location, _procs.SCHEMA_V2, mode="read") as store:
+        assert [(r.version, r.direction) for r in store.history()] == [(1, "create"), (2, "up")]
+        assert [c.n for c in store[COUNTERS].all()] == [101, 102]
+    backups = [p for p in Path(location.split(":", 1)[1]).parent.iterdir() if ".backup-" in p.name]
+    assert len(backups) == 1  # taken once, before the first pending migration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from statestore.testing import PersistenceContract, StoreContract, StoreFactory
+from statestore.testing import MigrationContract, PersistenceContract, StoreContract, StoreFactory
 
 
 class TestStore(StoreContract):
@@ -13,6 +13,14 @@ class TestStore(StoreContract):
 
 class TestPersistence(PersistenceContract):
     """Reopen, read mode and schema versions, on the backends that persist."""
+
+    @pytest.fixture
+    def store_factory(self, persistent_factory: StoreFactory) -> StoreFactory:
+        return persistent_factory
+
+
+class TestMigrations(MigrationContract):
+    """Migrations, history, backups and several schemas, on the backends that persist."""
 
     @pytest.fixture
     def store_factory(self, persistent_factory: StoreFactory) -> StoreFactory:

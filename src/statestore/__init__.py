@@ -13,6 +13,8 @@ from statestore.errors import (
     BackendError,
     ConflictError,
     CorruptStoreError,
+    MigrationError,
+    MigrationHistoryError,
     MigrationRequiredError,
     NotFoundError,
     ReadOnlyError,
@@ -30,7 +32,8 @@ from statestore.errors import (
 )
 from statestore.files import FileStore
 from statestore.memory import MemoryStore
-from statestore.schema import Collection, Log, Schema
+from statestore.migrations import HistoryRow, MigrationContext
+from statestore.schema import Collection, Log, Migration, Schema
 from statestore.sqlite import SQLiteStore
 from statestore.store import CollectionView, Entry, LogView, Store, Versioned
 
@@ -49,10 +52,15 @@ __all__ = [
     "CorruptStoreError",
     "Entry",
     "FileStore",
+    "HistoryRow",
     "Location",
     "Log",
     "LogView",
     "MemoryStore",
+    "Migration",
+    "MigrationContext",
+    "MigrationError",
+    "MigrationHistoryError",
     "MigrationRequiredError",
     "NotFoundError",
     "ReadOnlyError",

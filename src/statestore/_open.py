@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,7 @@ from statestore.files import FileStore
 from statestore.memory import MemoryStore
 from statestore.schema import Schema
 from statestore.sqlite import SQLiteStore
-from statestore.store import Durability, Mode, Store
+from statestore.store import Durability, Mode, Store, schemas_of
 
 Backend = Literal["sqlite", "files", "memory"]
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
@@ -61,39 +62,55 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
 
 def open_store(
     location: str | os.PathLike[str],
-    schema: Schema,
+    schema: Schema | Sequence[Schema],
     *,
     mode: Mode = "write",
     durability: Durability = "normal",
     busy_timeout: float = 30.0,
     converter: cattrs.Converter | None = None,
+    backup: bool = True,
+    check_history: bool = True,
 ) -> Store:
-    """Open (in write mode: create if absent) the store at ``location`` for ``schema``.
+    """Open (in write mode: create if absent, then migrate) the store at ``location`` for ``schema``.
 
-    ``mode="write"`` creates the store and its directory if absent (owner-only
-    permissions) and brings its tables up to the declared schema. Many
-    processes may have one store open for writing at once. ``mode="read"``
-    never creates or changes a store: a missing one raises StoreNotFoundError
-    and every write raises ReadOnlyError. A store whose schema version is
-    newer than ``schema.version`` raises SchemaTooNewError in both modes; an
-    older one raises MigrationRequiredError in read mode.
-    ``durability="normal"`` survives a killed process, ``"full"`` also a power
-    loss. ``converter`` is the application's cattrs converter, if it has one.
+    ``schema`` may be several schemas (an app made of parts), each with its
+    own name, version and migration history; names of collections and logs
+    are unique across them. ``mode="write"`` creates the store and its
+    directory if absent (owner-only permissions), runs pending migrations
+    (taking a backup next to the store first, unless ``backup=False``) and
+    brings tables and folders up to the declarations. Many processes may
+    have one store open for writing at once; openers racing to migrate it
+    migrate it once. ``mode="read"`` never creates or changes a store: a
+    missing one raises StoreNotFoundError and every write raises
+    ReadOnlyError. A store whose schema version is newer than the code's
+    raises SchemaTooNewError in both modes; an older one raises
+    MigrationRequiredError in read mode. A migration history that disagrees
+    with the declared migrations raises MigrationHistoryError unless
+    ``check_history=False``. ``durability="normal"`` survives a killed
+    process, ``"full"`` also a power loss. ``converter`` is the
+    application's cattrs converter, if it has one.
     """
     if mode not in ("read", "write"):
         raise ValueError(f"mode must be 'read' or 'write', not {mode!r}")
     if durability not in ("normal", "full"):
         raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
-    if not isinstance(schema, Schema):
-        raise TypeError(f"schema must be a statestore.Schema, not {type(schema).__name__}")
+    schemas = schemas_of(schema)
     loc = parse_location(location)
     codec = Codec(converter)
     if loc.backend == "memory":
-        return MemoryStore(schema, mode=mode, codec=codec)
+        return MemoryStore(schemas, mode=mode, codec=codec)
     assert loc.path is not None
-    if loc.backend == "sqlite":
-        return SQLiteStore(loc.path, schema, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
-    return FileStore(loc.path, schema, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
+    backend = SQLiteStore if loc.backend == "sqlite" else FileStore
+    return backend(
+        loc.path,
+        schemas,
+        mode=mode,
+        durability=durability,
+        busy_timeout=busy_timeout,
+        codec=codec,
+        backup=backup,
+        check_history=check_history,
+    )
 
 
 def state_path(app: str) -> Path:

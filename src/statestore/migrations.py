@@ -87,18 +87,57 @@ def append_history(store: Store, schema: str, version: int, name: str, direction
 
 
 class _Run:
-    """What the steps of one migration run share: the shapes the store held, and what they dropped."""
+    """What the steps of one migration run share: the shape of the store as the steps change it.
+
+    A stored description lists the collections and logs the store holds,
+    including ``retired`` ones (kept in the store, no longer declared by the
+    code). Renames and drops change it step by step, so after a downgrade the
+    description names what the older code will find.
+    """
 
     def __init__(self, stored: StoredSchemas) -> None:
-        self.collections: dict[str, JsonDict] = {}
-        self.logs: dict[str, JsonDict] = {}
-        for _version, desc in stored.values():
-            for c in desc.get("collections", ()):
-                self.collections[c["name"]] = c
-            for lg in desc.get("logs", ()):
-                self.logs[lg["name"]] = lg
+        self.collections: dict[str, dict[str, JsonDict]] = {}
+        self.logs: dict[str, dict[str, JsonDict]] = {}
+        for name, (_version, desc) in stored.items():
+            items = [*desc.get("collections", ()), *desc.get("retired", ())]
+            self.collections[name] = {c["name"]: c for c in items}
+            self.logs[name] = {lg["name"]: lg for lg in desc.get("logs", ())}
         self.dropped: set[str] = set()
         self.extra: dict[str, Collection[Any]] = {}
+
+    def collection(self, name: str) -> JsonDict | None:
+        return next((c[name] for c in self.collections.values() if name in c), None)
+
+    def log(self, name: str) -> JsonDict | None:
+        return next((lg[name] for lg in self.logs.values() if name in lg), None)
+
+    def renamed(self, schema: str, old: str, new: Collection[Any]) -> None:
+        for colls in self.collections.values():
+            colls.pop(old, None)
+        self.collections.setdefault(schema, {})[new.name] = new.describe()
+        self.dropped.add(old)
+        self.dropped.discard(new.name)
+
+    def dropped_collection(self, name: str) -> None:
+        for colls in self.collections.values():
+            colls.pop(name, None)
+        self.dropped.add(name)
+
+    def description(self, schema: str, base: JsonDict) -> JsonDict:
+        """``base`` with the collections and logs the store holds now."""
+        desc = {k: v for k, v in base.items() if k != "retired"}
+        desc["collections"] = list(self.collections.get(schema, {}).values())
+        desc["logs"] = list(self.logs.get(schema, {}).values())
+        return desc
+
+    def final(self, schema: Schema) -> JsonDict:
+        """The code's description, plus the collections the store keeps that the code no longer declares."""
+        desc = schema.describe()
+        declared = {c.name for c in schema.collections}
+        retired = [c for n, c in self.collections.get(schema.name, {}).items() if n not in declared]
+        if retired:
+            desc["retired"] = retired
+        return desc
 
 
 class MigrationContext:
@@ -138,8 +177,9 @@ class MigrationContext:
                 return decl
             if name in self._run.extra:
                 return self._run.extra[name]
-            if name in self._run.collections:
-                return Collection.described(self._run.collections[name])
+            desc = self._run.collection(name)
+            if desc is not None:
+                return Collection.described(desc)
         raise self._fail(f"no collection {name!r} in the store or the code", name)
 
     def _log(self, name: str) -> Log[Any]:
@@ -148,8 +188,9 @@ class MigrationContext:
             decl = owner.log(name) if owner is not None else None
             if decl is not None:
                 return decl
-            if name in self._run.logs:
-                return Log.described(self._run.logs[name])
+            desc = self._run.log(name)
+            if desc is not None:
+                return Log.described(desc)
         raise self._fail(f"no log {name!r} in the store or the code", name)
 
     def _key(self, decl: Collection[Any], data: object) -> KeyValue:
@@ -263,12 +304,12 @@ class MigrationContext:
             self.store._write(dst, new_key, revision, data, self._text(new, new_key, data))
         self.at = ("", None)
         self.store._drop(src)
-        self._run.dropped.add(old)
+        self._run.renamed(self.schema.name, old, dst)
 
     def drop_collection(self, name: str) -> None:
         """Delete ``name`` and every record in it."""
         self.store._drop(self._collection(name))
-        self._run.dropped.add(name)
+        self._run.dropped_collection(name)
 
     def map_entries(self, log: str, fn: Callable[[JsonDict], JsonDict]) -> int:
         """Pass the record of every entry of ``log`` through ``fn``; return how many changed.
@@ -375,7 +416,14 @@ def _verify_unique(store: Store, coll: Collection[Any]) -> None:
 
 
 def _current(store: Store, stored: StoredSchemas) -> bool:
-    return all(stored.get(s.name) == (s.version, s.describe()) for s in store.schemas)
+    """Whether every schema is stored at the code's version with the code's description."""
+    for sch in store.schemas:
+        got = stored.get(sch.name)
+        if got is None or got[0] != sch.version:
+            return False
+        if {k: v for k, v in got[1].items() if k != "retired"} != sch.describe():
+            return False
+    return True
 
 
 def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
@@ -419,6 +467,7 @@ def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
             _run(store, run, sch, version, sch.version)
         with store.transaction():
             stored = store._read_schemas()
+            run = _Run(stored)
             for coll in store.collections:
                 known = stored.get(store._owner[coll.name].name)
                 old = {c["name"]: c for c in known[1].get("collections", ())} if known else {}
@@ -430,8 +479,8 @@ def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
                 if got is None:
                     store._set_schema(sch.name, sch.version, sch.describe())
                     append_history(store, sch.name, sch.version, "", "create")
-                elif got != (sch.version, sch.describe()):
-                    store._set_schema(sch.name, sch.version, sch.describe())
+                elif got != (sch.version, run.final(sch)):
+                    store._set_schema(sch.name, sch.version, run.final(sch))
         store._after_migration()
 
 
@@ -499,7 +548,9 @@ def _step(store: Store, run: _Run, sch: Schema, version: int, direction: str) ->
                     except SchemaMismatchError as exc:
                         raise _step_error(store, sch, version, direction, exc.reason) from None
                 store._sync_structure(sch.collections, [*sch.logs, *INTERNAL_LOGS], full=True)
-                desc = sch.describe()
+                desc = run.final(sch)
+            else:
+                desc = run.description(sch.name, desc)
             store._set_schema(sch.name, version if direction == "up" else version - 1, desc)
             append_history(store, sch.name, version, name, direction)
     finally:

@@ -137,6 +137,8 @@ class SQLiteStore(Store):
         try:
             if mode == "write":
                 self._initialize()
+            with self._translate():
+                self._load_columns(self._con())  # the history is read while opening
             self._open_schemas(check_history=check_history, backup=backup)
             with self._translate():
                 self._load_columns(self._con())
@@ -333,6 +335,8 @@ class SQLiteStore(Store):
             try:
                 with self._translate():
                     self._con().backup(target)
+                    # One self-contained file, whatever opens it later.
+                    target.execute("PRAGMA journal_mode=DELETE")
             finally:
                 target.close()
         except OSError as exc:

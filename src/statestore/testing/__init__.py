@@ -8,14 +8,16 @@ installed) supplies the ``store`` fixture from it. See the README.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from statestore.schema import Schema
 from statestore.store import Mode, Store
 from statestore.testing.contract import (
     CollectionContract,
     LogContract,
+    MigrationContract,
     PersistenceContract,
     StoreContract,
     TransactionContract,
@@ -26,6 +28,7 @@ __all__ = [
     "SCHEMA",
     "CollectionContract",
     "LogContract",
+    "MigrationContract",
     "PersistenceContract",
     "StoreContract",
     "StoreFactory",
@@ -42,7 +45,7 @@ class StoreFactory:
     before the first open).
     """
 
-    def __init__(self, opener: Callable[[Schema, Mode], Store], path: Path | None = None) -> None:
+    def __init__(self, opener: Callable[..., Store], path: Path | None = None) -> None:
         self._opener = opener
         self._path = path
         self.opened: list[Store] = []
@@ -54,8 +57,9 @@ class StoreFactory:
             raise ValueError("this store factory has no path (in-memory backend)")
         return self._path
 
-    def __call__(self, schema: Schema = SCHEMA, *, mode: Mode = "write") -> Store:
-        store = self._opener(schema, mode)
+    def __call__(self, schema: Schema | Sequence[Schema] = SCHEMA, *, mode: Mode = "write", **options: Any) -> Store:
+        """Open the store; ``options`` (``backup``, ``check_history``) go to the opener as keywords."""
+        store = self._opener(schema, mode, **options) if options else self._opener(schema, mode)
         self.opened.append(store)
         return store
 

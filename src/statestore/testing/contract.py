@@ -6,7 +6,7 @@ Each test takes the ``store`` fixture (a fresh, empty store of
 the *same* location). Subclass the classes in a test module of your own and
 provide ``store_factory``; see the README's "Testing your own backend".
 The contracts live one per module: ``_collections``, ``_logs``,
-``_transactions`` and ``_persistence``.
+``_transactions``, ``_persistence`` and ``_migrations``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from statestore.testing._collections import CollectionContract
 from statestore.testing._common import AWKWARD_KEYS
 from statestore.testing._common import task as _task
 from statestore.testing._logs import LogContract
+from statestore.testing._migrations import MigrationContract
 from statestore.testing._persistence import PersistenceContract
 from statestore.testing._transactions import TransactionContract
 from statestore.testing.models import (
@@ -32,6 +33,7 @@ __all__ = [
     "AWKWARD_KEYS",
     "CollectionContract",
     "LogContract",
+    "MigrationContract",
     "PersistenceContract",
     "StoreContract",
     "TransactionContract",
@@ -73,6 +75,8 @@ class StoreContract(CollectionContract, LogContract, TransactionContract):
             ss.MigrationRequiredError("x", "s", 1, 2),
             ss.ValidationError("tasks", "t1", "$.due", "bad"),
             ss.SchemaError("bad name", "collection 'X'"),
+            ss.MigrationError("x", "s", 3, "rename", "up", "boom", "users", "k"),
+            ss.MigrationHistoryError("x", "s", 3, "renamed"),
         ],
     )
     def test_errors_pickle_and_name_their_subject(self, error: ss.StateStoreError) -> None:

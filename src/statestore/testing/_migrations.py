@@ -1,0 +1,428 @@
+"""The migration contract: the same migrations give the same stores on every persistent backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+import statestore as ss
+from statestore.migrations import MigrationContext
+
+__all__ = ["MigrationContract"]
+
+
+# A small app through four versions:
+#   v1  people {id, name}, notes {text}
+#   v2  people {id, first, last}            (split the name; down joins it)
+#   v3  users  {id, first, last}            (people renamed to users)
+#   v4  notes  {text, level}                (every note gets a level; down removes it)
+
+
+@attrs.define
+class Person1:
+    id: str
+    name: str
+
+
+@attrs.define
+class Person2:
+    id: str
+    first: str
+    last: str = ""
+
+
+@attrs.define
+class Note1:
+    text: str
+
+
+@attrs.define
+class Note4:
+    text: str
+    level: str = "info"
+
+
+def _split(d: dict[str, Any]) -> dict[str, Any]:
+    first, _, last = d.pop("name").partition(" ")
+    return {**d, "first": first, "last": last}
+
+
+def _join(d: dict[str, Any]) -> dict[str, Any]:
+    first, last = d.pop("first"), d.pop("last")
+    return {**d, "name": f"{first} {last}".strip()}
+
+
+def _up2(m: MigrationContext) -> None:
+    m.map_records("people", _split)
+
+
+def _down2(m: MigrationContext) -> None:
+    m.map_records("people", _join)
+
+
+def _up3(m: MigrationContext) -> None:
+    m.rename_collection("people", "users")
+
+
+def _down3(m: MigrationContext) -> None:
+    m.rename_collection("users", "people")
+
+
+def _up4(m: MigrationContext) -> None:
+    m.map_entries("notes", lambda e: {**e, "level": "warn" if "!" in e["text"] else "info"})
+
+
+def _down4(m: MigrationContext) -> None:
+    m.map_entries("notes", lambda e: {k: v for k, v in e.items() if k != "level"})
+
+
+M2 = ss.Migration(2, "split person names", up=_up2, down=_down2)
+M3 = ss.Migration(3, "rename people to users", up=_up3, down=_down3)
+M4 = ss.Migration(4, "notes get a level", up=_up4, down=_down4)
+
+PEOPLE1 = ss.Collection("people", Person1, key="id")
+PEOPLE2 = ss.Collection("people", Person2, key="id", indexes=["last"])
+USERS = ss.Collection("users", Person2, key="id", indexes=["last"])
+NOTES1 = ss.Log("notes", Note1)
+NOTES4 = ss.Log("notes", Note4)
+
+V1 = ss.Schema("app", version=1, collections=[PEOPLE1], logs=[NOTES1])
+V2 = ss.Schema("app", version=2, collections=[PEOPLE2], logs=[NOTES1], migrations=[M2])
+V3 = ss.Schema("app", version=3, collections=[USERS], logs=[NOTES1], migrations=[M2, M3])
+V4 = ss.Schema("app", version=4, collections=[USERS], logs=[NOTES4], migrations=[M2, M3, M4])
+
+
+def _seed(store: ss.Store) -> None:
+    store[PEOPLE1].put(Person1("ada", "Ada Lovelace"))
+    store[PEOPLE1].put(Person1("alan", "Alan Turing"))
+    store[PEOPLE1].put(Person1("alan", "Alan M Turing"))  # revision 2
+    store[PEOPLE1].put(Person1("plato", "Plato"))
+    store[NOTES1].append(Note1("hello"), stream="a")
+    store[NOTES1].append(Note1("careful!"), stream="b")
+
+
+def _check_v1(store: ss.Store) -> None:
+    assert store[PEOPLE1].all() == [
+        Person1("ada", "Ada Lovelace"),
+        Person1("alan", "Alan M Turing"),
+        Person1("plato", "Plato"),
+    ]
+    assert [(e.seq, e.stream, e.version, e.record) for e in store[NOTES1].read()] == [
+        (1, "a", 1, Note1("hello")),
+        (2, "b", 1, Note1("careful!")),
+    ]
+
+
+def _people2() -> list[Person2]:
+    return [Person2("ada", "Ada", "Lovelace"), Person2("alan", "Alan", "M Turing"), Person2("plato", "Plato", "")]
+
+
+def _check_v4(store: ss.Store) -> None:
+    assert store[USERS].all() == _people2()
+    assert store[USERS].find(last="Lovelace") == [Person2("ada", "Ada", "Lovelace")]
+    assert [(e.seq, e.stream, e.record) for e in store[NOTES4].read()] == [
+        (1, "a", Note4("hello", "info")),
+        (2, "b", Note4("careful!", "warn")),
+    ]
+
+
+class MigrationContract:
+    """Migrations, history, backups, refusals and several schemas per store.
+
+    ``store_factory(schema, mode=..., **options)`` passes ``options``
+    (``backup``, ``check_history``) on to ``open_store``; its ``path`` is the
+    store's file or folder.
+    """
+
+    def test_chain_up_down_and_up_again(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4, backup=False) as store:
+            _check_v4(store)
+            assert store[USERS].get_versioned("alan") == ss.Versioned(Person2("alan", "Alan", "M Turing"), 3)
+            rows = [(r.version, r.direction, r.name) for r in store.history()]
+            assert rows == [(1, "create", ""), (2, "up", M2.name), (3, "up", M3.name), (4, "up", M4.name)]
+            # Down one step at a time, checking the data with the code of each version.
+            steps = store.migrate(to=3, backup=False)
+            assert [(r.version, r.direction) for r in steps] == [(4, "down")]
+        with store_factory(V3) as store:
+            assert store[USERS].all() == _people2()
+            assert [e.record for e in store[NOTES1].read()] == [Note1("hello"), Note1("careful!")]
+            store.migrate(to=2, backup=False)
+        with store_factory(V2) as store:
+            assert store[PEOPLE2].all() == _people2()
+            store.migrate(to=1, backup=False)
+        with store_factory(V1, mode="read") as store:
+            _check_v1(store)
+        with store_factory(V4, backup=False) as store:
+            _check_v4(store)
+            directions = [r.direction for r in store.history()]
+            assert directions == ["create", "up", "up", "up", "down", "down", "down", "up", "up", "up"]
+
+    def test_migrate_down_in_one_call_then_reopen_migrates_up(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4, backup=False) as store:
+            steps = store.migrate(to=1, backup=False)
+            assert [r.version for r in steps] == [4, 3, 2]
+        with store_factory(V1, mode="read") as store:
+            _check_v1(store)
+        with pytest.raises(ss.MigrationRequiredError):
+            store_factory(V4, mode="read")
+        with store_factory(V4, backup=False) as store:
+            _check_v4(store)
+
+    def test_a_store_created_at_the_latest_version_runs_no_migration(self, store_factory: Any) -> None:
+        with store_factory(V4) as store:
+            store[USERS].put(Person2("x", "X"))
+            assert [(r.version, r.direction) for r in store.history()] == [(4, "create")]
+        with store_factory(V4, mode="read") as store:
+            assert store[USERS].keys() == ["x"]
+
+    def test_failing_migration_rolls_back_and_names_the_record(self, store_factory: Any) -> None:
+        def explode(m: MigrationContext) -> None:
+            def fn(d: dict[str, Any]) -> dict[str, Any]:
+                if d["id"] == "alan":
+                    raise ValueError("no middle names")
+                return {**d, "touched": True}
+
+            m.map_records("users", fn)
+
+        bad = ss.Migration(4, "explodes on alan", up=explode)
+        v4bad = ss.Schema("app", version=4, collections=[USERS], logs=[NOTES1], migrations=[M2, M3, bad])
+        with store_factory(V1) as store:
+            _seed(store)
+        with pytest.raises(ss.MigrationError) as info:
+            store_factory(v4bad, backup=False)
+        err = info.value
+        assert (err.version, err.name, err.direction, err.collection, err.key) == (4, bad.name, "up", "users", "alan")
+        assert "no middle names" in str(err)
+        assert isinstance(err.__cause__, ValueError)
+        # Steps 2 and 3 committed; step 4 left nothing behind.
+        with store_factory(V3, mode="read") as store:
+            assert store[USERS].all() == _people2()
+            assert [(r.version, r.direction) for r in store.history()] == [(1, "create"), (2, "up"), (3, "up")]
+
+    def test_migration_error_pickles(self) -> None:
+        import pickle
+
+        err = ss.MigrationError("x", "app", 3, "n", "up", "bad", "users", "k")
+        assert str(pickle.loads(pickle.dumps(err))) == str(err)
+
+    def test_map_records_deletes_rekeys_and_rejects_bad_records(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+
+        def rekey(m: MigrationContext) -> None:
+            m.map_records("people", lambda d: None if d["id"] == "plato" else {**d, "id": d["id"].upper()})
+
+        v2 = ss.Schema(
+            "app", version=2, collections=[PEOPLE1], logs=[NOTES1], migrations=[ss.Migration(2, "rekey", up=rekey)]
+        )
+        with store_factory(v2) as store:
+            assert store[PEOPLE1].keys() == ["ADA", "ALAN"]
+            assert store[PEOPLE1]["ALAN"] == Person1("ALAN", "Alan M Turing")
+
+        def keyless(m: MigrationContext) -> None:
+            m.map_records("people", lambda d: {"name": d["name"]})
+
+        v3 = ss.Schema(
+            "app",
+            version=3,
+            collections=[PEOPLE1],
+            logs=[NOTES1],
+            migrations=[ss.Migration(2, "rekey", up=rekey), ss.Migration(3, "keyless", up=keyless)],
+        )
+        with pytest.raises(ss.MigrationError, match="no key field 'id'") as info:
+            store_factory(v3, backup=False)
+        assert (info.value.collection, info.value.key) == ("people", "ADA")
+
+    def test_context_reads_and_writes_raw_dicts(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        seen: dict[str, Any] = {}
+
+        def look(m: MigrationContext) -> None:
+            seen["records"] = m.records("people")
+            seen["one"] = m.get("people", "ada")
+            seen["missing"] = m.get("people", "nobody")
+            seen["entries"] = [(e["seq"], e["stream"], e["record"]) for e in m.entries("notes")]
+            m.put("people", {"id": "zeno", "name": "Zeno"})
+            seen["deleted"] = m.delete("people", "plato")
+
+        v2 = ss.Schema(
+            "app", version=2, collections=[PEOPLE1], logs=[NOTES1], migrations=[ss.Migration(2, "look", up=look)]
+        )
+        with store_factory(v2) as store:
+            assert store[PEOPLE1].keys() == ["ada", "alan", "zeno"]
+        assert seen["records"][0] == {"id": "ada", "name": "Ada Lovelace"}
+        assert seen["one"] == {"id": "ada", "name": "Ada Lovelace"}
+        assert seen["missing"] is None
+        assert seen["entries"] == [(1, "a", {"text": "hello"}), (2, "b", {"text": "careful!"})]
+        assert seen["deleted"] is True
+
+    def test_drop_collection_and_a_collection_the_code_no_longer_declares(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        only_notes = ss.Schema("app", version=2, collections=[], logs=[NOTES1])
+        with store_factory(only_notes) as store:  # undeclared: kept, untouched
+            assert store[NOTES1].last_seq() == 2
+        dropping = ss.Schema(
+            "app",
+            version=3,
+            collections=[PEOPLE1],
+            logs=[NOTES1],
+            migrations=[ss.Migration(3, "drop people", up=lambda m: m.drop_collection("people"))],
+        )
+        with store_factory(dropping, backup=False):  # a retired collection is still reachable
+            pass
+        with store_factory(
+            ss.Schema("app", version=3, collections=[PEOPLE1], logs=[NOTES1], migrations=dropping.migrations)
+        ) as store:
+            assert store[PEOPLE1].keys() == []
+
+    def test_drop_collection(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        dropping = ss.Schema(
+            "app",
+            version=2,
+            collections=[],
+            logs=[NOTES1],
+            migrations=[ss.Migration(2, "drop people", up=lambda m: m.drop_collection("people"))],
+        )
+        with store_factory(dropping):
+            pass
+        again = ss.Schema("app", version=2, collections=[PEOPLE1], logs=[NOTES1], migrations=dropping.migrations)
+        with store_factory(again) as store:
+            assert store[PEOPLE1].keys() == []
+
+    def test_rename_onto_a_collection_with_records_fails(self, store_factory: Any) -> None:
+        with store_factory(ss.Schema("app", version=1, collections=[PEOPLE1, USERS], logs=[NOTES1])) as store:
+            _seed(store)
+            store[USERS].put(Person2("u", "U"))
+        v2 = ss.Schema("app", version=2, collections=[USERS], logs=[NOTES1], migrations=[ss.Migration(2, "r", _up3)])
+        with pytest.raises(ss.MigrationError, match="already holds records"):
+            store_factory(v2, backup=False)
+
+    def test_unique_clash_after_migration_fails_the_last_step(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            store[PEOPLE1].put(Person1("a", "Same Name"))
+            store[PEOPLE1].put(Person1("b", "Same Name"))
+        unique = ss.Collection("people", Person2, key="id", unique=["last"])
+        v2 = ss.Schema("app", version=2, collections=[unique], logs=[NOTES1], migrations=[M2])
+        with pytest.raises(ss.MigrationError, match="share unique last"):
+            store_factory(v2, backup=False)
+        with store_factory(V1, mode="read") as store:
+            assert [p.name for p in store[PEOPLE1].all()] == ["Same Name", "Same Name"]
+
+    def test_downgrade_without_down_refuses_before_running(self, store_factory: Any) -> None:
+        one_way = ss.Migration(3, "one way", up=_up3)
+        v3 = ss.Schema("app", version=3, collections=[USERS], logs=[NOTES1], migrations=[M2, one_way])
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(v3, backup=False) as store:
+            with pytest.raises(ss.MigrationError, match="no down step") as info:
+                store.migrate(to=1, backup=False)
+            assert info.value.version == 3
+            assert store[USERS].all() == _people2()  # nothing ran: still at 3
+            with pytest.raises(ValueError, match="to must be a version from 1 to 3"):
+                store.migrate(to=4)
+            assert store.migrate(to=3) == []
+
+    def test_newer_store_is_refused_in_both_modes_untouched(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4, backup=False):
+            pass
+        for mode in ("read", "write"):
+            with pytest.raises(ss.SchemaTooNewError):
+                store_factory(V2, mode=mode)
+        with store_factory(V4, mode="read") as store:
+            assert len(store.history()) == 4
+
+    def test_history_that_disagrees_is_refused_unless_allowed(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V3, backup=False):
+            pass
+        renamed = ss.Migration(3, "rename people to members", up=_up3, down=_down3)
+        v3 = ss.Schema("app", version=3, collections=[USERS], logs=[NOTES1], migrations=[M2, renamed])
+        for mode in ("read", "write"):
+            with pytest.raises(ss.MigrationHistoryError, match="rename people to members") as info:
+                store_factory(v3, mode=mode)
+            assert info.value.version == 3
+        missing = ss.Schema("app", version=4, collections=[USERS], logs=[NOTES4], migrations=[M3, M4])
+        with pytest.raises(ss.MigrationHistoryError, match="declares no migration"):
+            store_factory(missing)
+        with store_factory(v3, check_history=False) as store:
+            assert store[USERS].keys() == ["ada", "alan", "plato"]
+
+    def test_backup_is_taken_before_the_first_pending_migration(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        before = set(store_factory.path.parent.iterdir())
+        with store_factory(V4) as store:
+            _check_v4(store)
+        backups = sorted(set(store_factory.path.parent.iterdir()) - before)
+        backups = [p for p in backups if "backup" in p.name]
+        assert len(backups) == 1
+        assert "app-v1" in backups[0].name
+        # A backup is a store at the old version: open it as one (or move it back in place).
+        location = f"{'sqlite' if store_factory.path.suffix == '.db' else 'files'}:{backups[0]}"
+        with ss.open_store(location, V1, mode="read") as old:
+            _check_v1(old)
+        with store_factory(V4) as store:  # nothing pending: no new backup
+            pass
+        assert len([p for p in store_factory.path.parent.iterdir() if "backup" in p.name]) == 1
+
+    def test_no_backup_when_asked(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4, backup=False):
+            pass
+        assert not [p for p in store_factory.path.parent.iterdir() if "backup" in p.name]
+
+    def test_several_schemas_in_one_store(self, store_factory: Any) -> None:
+        @attrs.define
+        class Job:
+            id: str
+            state: str = "queued"
+
+        @attrs.define
+        class Audit:
+            what: str
+
+        jobs = ss.Collection("jobs", Job, key="id")
+        audit = ss.Log("audit", Audit)
+        queue1 = ss.Schema("queue", version=1, collections=[jobs])
+        audit1 = ss.Schema("audit", version=1, collections=[], logs=[audit])
+
+        def shout(m: MigrationContext) -> None:
+            m.map_entries("audit", lambda e: {"what": e["what"].upper()})
+
+        audit2 = ss.Schema(
+            "audit", version=2, collections=[], logs=[audit], migrations=[ss.Migration(2, "shout", shout)]
+        )
+        with store_factory([queue1, audit1]) as store:
+            store[jobs].put(Job("j1"))
+            store[audit].append(Audit("queued j1"))
+        with store_factory([queue1, audit2], backup=False) as store:
+            assert store[jobs].all() == [Job("j1")]
+            assert [e.record for e in store[audit].read()] == [Audit("QUEUED J1")]
+            assert [r.version for r in store.history("queue")] == [1]
+            assert [r.version for r in store.history("audit")] == [1, 2]
+            with pytest.raises(ValueError, match="say which"):
+                store.migrate(to=1)
+            with pytest.raises(ss.MigrationError, match="no down step"):
+                store.migrate(to=1, schema="audit", backup=False)
+        # One part alone opens the shared store; a part may not reuse another part's names.
+        with store_factory(queue1, mode="read") as store:
+            assert store[jobs].keys() == ["j1"]
+        clash = ss.Schema("other", version=1, collections=[ss.Collection("jobs", Job, key="id")])
+        with pytest.raises(ss.SchemaMismatchError, match="already used by schema 'queue'"):
+            store_factory(clash)
+        with pytest.raises(ss.SchemaError, match="names are unique across a store"):
+            store_factory([queue1, clash])
