@@ -12,8 +12,9 @@ import cattrs
 import platformdirs
 
 from statestore.codec import Codec
-from statestore.errors import ValidationError
+from statestore.errors import StoreNotFoundError, ValidationError
 from statestore.files import FileStore
+from statestore.legacy import Legacy, import_legacy, legacy_present, store_exists
 from statestore.memory import MemoryStore
 from statestore.schema import Schema
 from statestore.sqlite import SQLiteStore
@@ -70,6 +71,7 @@ def open_store(
     converter: cattrs.Converter | None = None,
     backup: bool = True,
     check_history: bool = True,
+    legacy: Legacy | None = None,
 ) -> Store:
     """Open (in write mode: create if absent, then migrate) the store at ``location`` for ``schema``.
 
@@ -96,6 +98,14 @@ def open_store(
         raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
     schemas = schemas_of(schema)
     loc = parse_location(location)
+    if legacy is not None and loc.backend != "memory":
+        target = _legacy_schema(schemas, legacy)
+        if not store_exists(os.fspath(location)) and legacy_present(legacy):
+            if mode == "read":
+                raise StoreNotFoundError(str(loc), legacy=str(legacy.root))
+            import_legacy(
+                os.fspath(location), target, legacy, busy_timeout=max(busy_timeout, 300.0), converter=converter
+            )
     codec = Codec(converter)
     if loc.backend == "memory":
         return MemoryStore(schemas, mode=mode, codec=codec)
@@ -111,6 +121,15 @@ def open_store(
         backup=backup,
         check_history=check_history,
     )
+
+
+def _legacy_schema(schemas: Sequence[Schema], legacy: Legacy) -> Schema:
+    """The schema that declares what the legacy layout imports into."""
+    names = {src.into.name for src in legacy.layout.sources}
+    for sch in schemas:
+        if names <= {c.name for c in sch.collections} | {lg.name for lg in sch.logs}:
+            return sch
+    raise ValueError(f"no one schema declares every collection and log the legacy layout imports into: {sorted(names)}")
 
 
 def state_path(app: str) -> Path:

@@ -299,3 +299,24 @@ class MigrationHistoryError(StateStoreError, RuntimeError):
             f"{self.location}: schema {self.schema!r}, migration {self.version}: {self.reason} "
             "(open with check_history=False to proceed anyway)"
         )
+
+
+@attrs.define(auto_exc=True, slots=False)
+class LegacyImportError(StateStoreError, ValueError):
+    """A legacy import found records it could not read and ``on_error="abort"``: no store was created.
+
+    ``problems`` lists every :class:`~statestore.legacy.Reject` (path,
+    line, column, JSON pointer, reason, raw text).
+    """
+
+    location: str
+    root: str
+    problems: tuple[Any, ...]
+
+    def message(self) -> str:
+        shown = "; ".join(str(p) for p in self.problems[:3])
+        more = f"; and {len(self.problems) - 3} more" if len(self.problems) > 3 else ""
+        return (
+            f"{self.location}: legacy import from {self.root} rejected {len(self.problems)} record(s), "
+            f"so no store was created: {shown}{more}"
+        )

@@ -43,6 +43,7 @@ from statestore.errors import (
 from statestore.schema import Collection, KeyValue, Log, Schema
 
 if TYPE_CHECKING:
+    from statestore.legacy import ImportRecord, Reject
     from statestore.migrations import HistoryRow
 
 T = TypeVar("T")
@@ -58,8 +59,12 @@ StoredSchemas = dict[str, tuple[int, dict[str, Any]]]
 
 #: statestore's own log of every migration step, one stream per schema.
 HISTORY = Log.internal("_statestore_history")
+#: Provenance of a legacy import: one entry per source file read (statestore.legacy).
+IMPORTS = Log.internal("_statestore_imports")
+#: Records a legacy import quarantined (on_error="quarantine"), verbatim, with why.
+REJECTS = Log.internal("_statestore_rejects")
 #: Internal logs every store has, whatever its schemas.
-INTERNAL_LOGS: tuple[Log[Any], ...] = (HISTORY,)
+INTERNAL_LOGS: tuple[Log[Any], ...] = (HISTORY, IMPORTS, REJECTS)
 
 
 def _decls(schema: Schema) -> list[Collection[Any] | Log[Any]]:
@@ -221,6 +226,36 @@ class Store(ABC):
 
         self._reading()
         return read_history(self, schema or self.schema.name)
+
+    def imports(self) -> list[ImportRecord]:
+        """The legacy files this store was imported from (path, size, mtime, sha256, counts, when)."""
+        from statestore.legacy import ImportRecord
+
+        self._reading()
+        rows = self._entries(IMPORTS, stream=None, prefix=None, after=0, limit=None)
+        return [
+            ImportRecord(
+                d["path"],
+                d["into"],
+                d["size"],
+                d["mtime"],
+                d["sha256"],
+                d["imported"],
+                d["rejected"],
+                datetime.fromisoformat(at),
+                d["root"],
+                d["version"],
+            )
+            for _seq, _stream, _v, at, d in rows
+        ]
+
+    def rejects(self) -> list[Reject]:
+        """Records a legacy import quarantined, with where they were and why."""
+        from statestore.legacy import Reject
+
+        self._reading()
+        rows = self._entries(REJECTS, stream=None, prefix=None, after=0, limit=None)
+        return [Reject(**d) for _seq, _stream, _v, _at, d in rows]
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Run the block atomically across collections and logs.
