@@ -208,3 +208,12 @@ def open_migrating(location: str) -> list[int]:
     """Open an old store with the schema that migrates it; return the counters seen."""
     with ss.open_store(location, SCHEMA_V2, busy_timeout=60) as store:
         return [c.n for c in store[COUNTERS].all()]
+
+
+def open_with_legacy(location: str, root: str) -> int:
+    """Open a store that may need importing from ``root``; return how many tasks it holds."""
+    from statestore.examples.tracker import LAYOUT, TASKS
+    from statestore.examples.tracker import SCHEMA as TRACKER
+
+    with ss.open_store(location, TRACKER, legacy=ss.Legacy(root, LAYOUT), busy_timeout=60) as store:
+        return len(store[TASKS])

@@ -454,3 +454,19 @@ def test_racing_openers_migrate_an_old_store_exactly_once(location: str) -> None
         assert [c.n for c in store[COUNTERS].all()] == [101, 102]
     backups = [p for p in Path(location.split(":", 1)[1]).parent.iterdir() if ".backup-" in p.name]
     assert len(backups) == 1  # taken once, before the first pending migration
+
+
+# --------------------------------------------------------------------------- legacy import
+
+
+def test_eight_processes_starting_together_import_exactly_once(location: str, tmp_path: Path) -> None:
+    import shutil
+
+    from statestore.examples.tracker import SCHEMA as TRACKER
+
+    root = shutil.copytree(Path(__file__).parent.parent / "fixtures" / "legacy" / "tracker", tmp_path / "old")
+    seen = run_processes(_procs.open_with_legacy, [(location, str(root))] * 8)
+    assert seen == [300] * 8
+    with ss.open_store(location, TRACKER, mode="read") as store:
+        assert len(store.imports()) == 503  # one provenance row per file: imported once, not eight times
+        assert [h.direction for h in store.history()] == ["create"]

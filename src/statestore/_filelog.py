@@ -298,11 +298,12 @@ class LogFiles:
         return idx.seqs[count - 1] if count else 0
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
-        seq = self._last_seq(log) + 1
         txn = self._txn()
         assert txn is not None, "appends happen inside a transaction"
         assert txn.write, "appends happen inside a write transaction"
         lines = txn.lines.setdefault(log.name, [])
+        # After our own first append, the next seq is ours to count (no copy of the staged lines).
+        seq = lines[-1][0] + 1 if lines else self._last_seq(log) + 1
         txn.undo.append(("log", log.name, "", len(lines)))
         lines.append((seq, stream, version, at, json.loads(text), entry_line(seq, stream, version, at, text)))
         return seq

@@ -299,17 +299,24 @@ class _Dups(dict[str, Any]):
     duplicates: dict[str, list[Any]]
 
 
+#: How many objects with a repeated member the decoder has built (only ever grows): a
+#: document whose parse left it unchanged has none, and is not searched for them.
+_dup_objects = [0]
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    dups: dict[str, list[Any]] = {}
-    for k, v in pairs:
-        if k in out:
-            dups.setdefault(k, [out[k]]).append(v)
-        out[k] = v
-    if not dups:
+    out = dict(pairs)
+    if len(out) == len(pairs):
         return out
+    dups: dict[str, list[Any]] = {}
+    seen: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in seen:
+            dups.setdefault(k, [seen[k]]).append(v)
+        seen[k] = v
     marked = _Dups(out)
     marked.duplicates = dups
+    _dup_objects[0] += 1
     return marked
 
 
@@ -322,19 +329,28 @@ def _pointer(*parts: object) -> str:
 
 def _find_dups(value: Any, at: str) -> str | None:
     """The pointer of a member repeated somewhere inside ``value``, or None."""
-    if isinstance(value, _Dups):
-        return _pointer_join(at, next(iter(value.duplicates)))
-    if isinstance(value, dict):
-        for k, v in value.items():
-            found = _find_dups(v, _pointer_join(at, k))
-            if found:
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            found = _find_dups(v, _pointer_join(at, i))
-            if found:
-                return found
-    return None
+    path: list[object] = []
+
+    def walk(v: Any) -> bool:
+        if isinstance(v, _Dups):
+            path.append(next(iter(v.duplicates)))
+            return True
+        children: Iterable[tuple[object, Any]]
+        if isinstance(v, dict):
+            children = v.items()
+        elif isinstance(v, list):
+            children = enumerate(v)
+        else:
+            return False
+        for k, child in children:
+            if isinstance(child, (dict, list)):
+                path.append(k)
+                if walk(child):
+                    return True
+                path.pop()
+        return False
+
+    return at + _pointer(*path) if walk(value) else None
 
 
 def _pointer_join(base: str, part: object) -> str:
@@ -377,6 +393,7 @@ class _Item:
     stream: str = ""
     at: str = ""
     reject: Reject | None = None
+    dups: bool = False  # its document had a repeated member somewhere: look for one in it
 
 
 class _Reader:
@@ -390,6 +407,8 @@ class _Reader:
         self.now = now
         self.done = 0
         self.total = 0
+        self.reported = 0
+        self.doc_dups = False
         self.files: list[tuple[Source, Path]] = []
         for src in legacy.layout.sources:
             for f in src.files(self.root):
@@ -405,7 +424,9 @@ class _Reader:
 
     def _advance(self, size: int) -> None:
         self.done += size
-        if self.progress is not None:
+        # Reported every 256 KiB and at the end, not for every line of a large log.
+        if self.progress is not None and (self.done - self.reported >= 1 << 18 or self.done >= self.total):
+            self.reported = self.done
             self.progress(self.done, self.total)
 
     def reject(self, into: str, rel: str, reason: str, **kw: Any) -> _Item:
@@ -431,7 +452,10 @@ class _Reader:
 
     def parse(self, into: str, rel: str, text: str) -> tuple[Any, _Item | None]:
         try:
-            return _DECODER.decode(text), None
+            before = _dup_objects[0]
+            doc = _DECODER.decode(text)
+            self.doc_dups = _dup_objects[0] != before
+            return doc, None
         except json.JSONDecodeError as exc:
             # A document that ends mid-way, without the newline editors and json.dump(...)+"\n" leave.
             truncated = exc.pos >= len(text.rstrip()) or not text.endswith("\n")
@@ -503,7 +527,7 @@ class _Reader:
                         into, rel, f"record(): {type(exc).__name__}: {exc}", pointer=pointer, raw=_json(value)
                     )
                     continue
-            yield _Item(into, rel, value, pointer=pointer, raw=None)
+            yield _Item(into, rel, value, pointer=pointer, raw=None, dups=self.doc_dups)
 
     def _json_files(self, src: JsonFiles, path: Path) -> Iterator[_Item]:
         into, rel = src.into.name, self.rel(path)
@@ -522,7 +546,7 @@ class _Reader:
             except Exception as exc:
                 yield self.reject(into, rel, f"record(): {type(exc).__name__}: {exc}", pointer="", raw=text)
                 return
-        yield _Item(into, rel, value, pointer="", raw=text)
+        yield _Item(into, rel, value, pointer="", raw=text, dups=self.doc_dups)
 
     def _json_lines(self, src: JsonLines, path: Path) -> Iterator[_Item]:
         into, rel = src.into.name, self.rel(path)
@@ -545,6 +569,7 @@ class _Reader:
                     yield self.reject(into, rel, "not valid UTF-8", line=number, column=exc.start + 1, raw_base64=b64)
                     continue
                 try:
+                    before = _dup_objects[0]
                     raw = _DECODER.decode(text)
                 except json.JSONDecodeError as exc:
                     what = "truncated last line" if not complete else "invalid JSON"
@@ -575,7 +600,8 @@ class _Reader:
                 if not isinstance(stream, str):
                     yield self.reject(into, rel, f"stream must be text, got {_kind(stream)}", line=number, raw=text)
                     continue
-                yield _Item(into, rel, record, line=number, pointer="", raw=text, stream=stream, at=at)
+                dups = _dup_objects[0] != before
+                yield _Item(into, rel, record, line=number, pointer="", raw=text, stream=stream, at=at, dups=dups)
 
     def _function(self, src: Function, path: Path | None) -> Iterator[_Item]:
         into, rel = src.into.name, src.name
@@ -592,9 +618,9 @@ class _Reader:
                     except (TypeError, ValueError) as exc:
                         yield self.reject(into, rel, str(exc), pointer=_pointer(n), raw=_json(value.record))
                         continue
-                    yield _Item(into, rel, value.record, pointer=_pointer(n), stream=value.stream, at=at)
+                    yield _Item(into, rel, value.record, pointer=_pointer(n), stream=value.stream, at=at, dups=True)
                 else:
-                    yield _Item(into, rel, value, pointer=_pointer(n))
+                    yield _Item(into, rel, value, pointer=_pointer(n), dups=True)
         except Exception as exc:
             yield self.reject(into, rel, f"read(): {type(exc).__name__}: {exc}")
 
@@ -618,8 +644,9 @@ def _timestamp(value: str | datetime) -> str:
         value = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     if not isinstance(value, datetime):
         raise TypeError(f"timestamp must be ISO 8601 text or a datetime, got {type(value).__name__}")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+    offset = value.utcoffset()
+    if offset is None or not offset:
+        return value.replace(tzinfo=timezone.utc).isoformat(timespec="microseconds")
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
@@ -637,17 +664,18 @@ class _Checker:
     def check(self, item: _Item, decl: Collection[Any] | Log[Any]) -> tuple[Any, str] | Reject:
         """(stored dict, its text), or the Reject saying why not."""
         data = item.data
-        raw = item.raw if item.raw is not None else _json(data)
 
         def bad(reason: str, pointer: str | None = None) -> Reject:
             at = item.pointer if pointer is None else (item.pointer or "") + pointer
+            raw = item.raw if item.raw is not None else _json(data)
             return Reject(item.rel, item.line, None, at, reason, raw, into=decl.name)
 
         if not isinstance(data, dict):
             return bad(f"expected an object, got {_kind(data)}")
-        dup = _find_dups(data, "")
-        if dup is not None:
-            return bad("a member appears twice", dup)
+        if item.dups:
+            dup = _find_dups(data, "")
+            if dup is not None:
+                return bad("a member appears twice", dup)
         if isinstance(decl, Collection):
             for f in decl.key_fields:
                 if f not in data:
@@ -657,15 +685,28 @@ class _Checker:
                 return data, dumps(data)
             except (TypeError, ValueError) as exc:
                 return bad(f"not JSON: {exc}")
+        fast = _convert(self.codec, decl.type, data)
+        if fast is not None:
+            return fast
         try:
             record = self.codec.decode(decl.name, decl.type, data)
-        except ValidationError as exc:
-            return bad(_reason(exc.reason), _path_to_pointer(exc.path))
-        try:
             encoded, text = self.codec.encode(decl.name, decl.type, record)
         except ValidationError as exc:
-            return bad(exc.reason, _path_to_pointer(exc.path))
+            return bad(_reason(exc.reason), _path_to_pointer(exc.path))
         return encoded, text
+
+
+def _convert(codec: Codec, tp: type[Any], data: dict[str, Any]) -> tuple[Any, str] | None:
+    """(stored dict, text) through the converter itself (once per legacy record, so no wrappers); None if bad.
+
+    A record this refuses goes through Codec.decode, whose error names the field and the reason.
+    """
+    converter = codec.converter
+    try:
+        encoded = converter.unstructure(converter.structure(data, tp), tp)
+        return encoded, dumps(encoded)
+    except Exception:
+        return None
 
 
 def _reason(reason: str) -> str:
@@ -728,9 +769,10 @@ def import_legacy(
     at ``location`` is left alone (the report says ``imported_store=False``)
     unless ``replace=True``, which imports anew and keeps the old store
     beside it as ``<name>.replaced-<time>``. ``dry_run`` reads and validates
-    everything and writes nothing. Raises LegacyImportError (with every
-    reject in ``problems``) when ``on_error="abort"`` and anything was
-    rejected: no store is created. ``progress(done, total)`` is called with
+    everything, writes nothing and returns the report with every reject
+    (it never raises for them). Otherwise, with ``on_error="abort"`` and
+    anything rejected, raises LegacyImportError (every reject in
+    ``problems``) and creates no store. ``progress(done, total)`` is called with
     bytes read. Concurrent calls serialize on ``<store>.import.lock``.
     """
     location = os.fspath(location)
@@ -811,6 +853,7 @@ def _build(
     records: dict[str, dict[KeyValue, list[tuple[_Item, Any, str]]]] = {}
     entries: dict[str, list[tuple[_Item, Any, str]]] = {}
     per_file: dict[str, list[int]] = {}
+    key_checkers: dict[str, Callable[[Any], KeyValue]] = {}
     for item in reader.items():
         decl = decls[item.into]
         file_counts = per_file.setdefault(item.rel, [0, 0])
@@ -826,8 +869,11 @@ def _build(
         data, text = checked
         if isinstance(decl, Collection):
             key = decl.key_of(data)
+            valid = key_checkers.get(decl.name)
+            if valid is None:
+                valid = key_checkers[decl.name] = _key_checker(decl)
             try:
-                key = _valid_key(decl, key)
+                key = valid(key)
             except ValidationError as exc:
                 rejects.append(
                     Reject(item.rel, item.line, None, item.pointer, exc.reason, item.raw or text, into=decl.name)
@@ -870,7 +916,7 @@ def _build(
             sources.append(SourceReport(src.path, src.into.name, read, imported, rejected))
     rejects.sort(key=lambda r: (r.path, r.line or 0, r.pointer or ""))
     report = ImportReport(location, str(legacy.root), layout.version, tuple(sources), tuple(rejects), dry_run=dry_run)
-    if rejects and on_error == "abort":
+    if rejects and on_error == "abort" and not dry_run:
         raise LegacyImportError(location, str(legacy.root), tuple(rejects))
     if dry_run:
         return report
@@ -883,6 +929,8 @@ def _build(
         _write(store, records, entries, decls, rejects, per_file, reader, legacy, now)
     _verify(aside, old, records, entries)
     _move_into_place(aside_path, path)
+    # The built store's own lock file (SQLite keeps it beside the database); we hold the import lock.
+    aside_path.with_name(aside_path.name + ".lock").unlink(missing_ok=True)
     if after == "rename":
         for _src, f in reader.files:
             with contextlib.suppress(OSError):
@@ -898,13 +946,22 @@ def _place(item: _Item) -> str:
     )
 
 
-def _valid_key(decl: Collection[Any], key: Any) -> KeyValue:
+def _key_checker(decl: Collection[Any]) -> Callable[[Any], KeyValue]:
+    """The shared layer's key validation for ``decl`` (str/int parts, 64-bit ints, no lone surrogates)."""
     from statestore.store import CollectionView
 
-    view = CollectionView.__new__(CollectionView)
+    view: CollectionView[Any] = CollectionView.__new__(CollectionView)
     view.decl = decl
     view._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
-    return view._key(key)
+    return view._key
+
+
+def _numbered(rows: list[tuple[_Item, Any, str]]) -> Iterator[tuple[str, int, str, Any, str]]:
+    """(stream, version, at, data, text) with versions 1, 2, 3... per stream, in order."""
+    versions: dict[str, int] = {}
+    for item, data, text in rows:
+        version = versions[item.stream] = versions.get(item.stream, 0) + 1
+        yield item.stream, version, item.at, data, text
 
 
 def _write(
@@ -923,19 +980,14 @@ def _write(
         for name, by_key in records.items():
             decl = decls[name]
             assert isinstance(decl, Collection)
-            for key, copies in by_key.items():
-                if len(copies) == 1:
-                    _item, data, text = copies[0]
-                    store._write(decl, key, 1, data, text)
+            store._write_many(
+                decl, ((key, 1, copies[0][1], copies[0][2]) for key, copies in by_key.items() if len(copies) == 1)
+            )
         for name, rows in entries.items():
             decl = decls[name]
             assert isinstance(decl, Log)
-            versions: dict[str, int] = {}
-            for item, data, text in rows:
-                version = versions[item.stream] = (
-                    versions.get(item.stream, store._stream_version(decl, item.stream)) + 1
-                )
-                store._add_entry(decl, item.stream, version, item.at, data, text)
+            # The store is new: every stream starts at version 1.
+            store._add_entries(decl, _numbered(rows))
         stream = store.schema.name
         version = 0
         for src, f in reader.files:

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -508,6 +508,21 @@ class SQLiteStore(Store):
             "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
             (self._key_param(coll, key), revision, text),
         )
+
+    def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
+        with self._translate():
+            self._con().executemany(
+                f"INSERT INTO {_q(coll.name)}(key, revision, data) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
+                ((self._key_param(coll, key), revision, text) for key, revision, _data, text in rows),
+            )
+
+    def _add_entries(self, log: Log[Any], rows: Iterable[tuple[str, int, str, dict[str, Any], str]]) -> None:
+        with self._translate():
+            self._con().executemany(
+                f"INSERT INTO {_q(log.name)}(stream, version, at, data) VALUES (?, ?, ?, ?)",
+                ((stream, version, at, text) for stream, version, at, _data, text in rows),
+            )
 
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
         cur = self._execute(f"DELETE FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))

@@ -373,6 +373,16 @@ class Store(ABC):
     def _after_migration(self) -> None:  # noqa: B027 - optional hook
         """Forget whatever the process cached about the store's shape or logs."""
 
+    def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
+        """``_write`` for each (key, revision, data, text): bulk loads (imports, copies) may do it faster."""
+        for key, revision, data, text in rows:
+            self._write(coll, key, revision, data, text)
+
+    def _add_entries(self, log: Log[Any], rows: Iterable[tuple[str, int, str, dict[str, Any], str]]) -> None:
+        """``_add_entry`` for each (stream, version, at, data, text), in order: for bulk loads."""
+        for stream, version, at, data, text in rows:
+            self._add_entry(log, stream, version, at, data, text)
+
     # ------------------------------------------------------------ backend interface (data)
 
     def _after_fork(self) -> None:  # noqa: B027 - optional hook

@@ -1,0 +1,327 @@
+"""The one-time legacy bootstrap import, on both persistent backends."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import statestore as ss
+from statestore.examples.tracker import APPROVALS, EPICS, EVENTS, LAYOUT, SCHEMA, STATES, TASKS
+from statestore.legacy import store_exists
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "legacy"
+TRACKER = FIXTURES / "tracker"
+DAMAGED = FIXTURES / "tracker-damaged"
+
+
+@pytest.fixture(params=["sqlite", "files"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:{tmp_path}/new/state.db" if request.param == "sqlite" else f"files:{tmp_path}/new/state"
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Path:
+    """A private copy of the bundled install (tests may rename or change its files)."""
+    return Path(shutil.copytree(TRACKER, tmp_path / "old"))
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(DAMAGED, tmp_path / "damaged"))
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+# ------------------------------------------------------------------ the happy path
+
+
+def test_import_equals_the_legacy_data_record_for_record(location: str, tracker: Path) -> None:
+    with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        epics = json.loads((tracker / "epics.json").read_text())["epics"]
+        assert {e.id: (e.title, e.owner, e.created) for e in store[EPICS].all()} == {
+            k: (v["title"], v["owner"], _utc(v["created"])) for k, v in epics.items()
+        }
+        task_files = sorted((tracker / "tasks").glob("fn-*.json"))
+        assert len(task_files) == 300
+        for path in task_files:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            task = store[TASKS][path.name.removesuffix(".json")]
+            assert attrs.asdict(task) == {"id": path.stem, **doc}
+        state_files = sorted((tracker / "state").glob("*.state.json"))
+        assert len(store[STATES]) == len(state_files) == 200
+        for path in state_files:
+            doc = json.loads(path.read_text())
+            state = store[STATES][path.name.removesuffix(".state.json")]
+            assert state.assignee == doc["assignee"]
+            assert state.attempts == doc["attempts"]
+            assert state.started_at == (doc["started_at"] and _utc(doc["started_at"]))
+        approvals = json.loads((tracker / "approvals.json").read_text())
+        assert len(store[APPROVALS]) == len(approvals) == 150
+        for i, a in enumerate(approvals):
+            got = store[APPROVALS][f"{a['task']}#{i}"]
+            assert (got.task, got.by, got.at, got.verdict, got.note) == (
+                a["task"],
+                a["by"],
+                _utc(a["at"]),
+                a["verdict"],
+                a["note"],
+            )
+        lines = [json.loads(line) for line in (tracker / "events.jsonl").read_text().splitlines()]
+        entries = store[EVENTS].read()
+        assert [(e.seq, e.stream, e.at, e.record.type, e.record.actor, e.record.data) for e in entries] == [
+            (n, raw["stream_id"], _utc(raw["ts"]), raw["type"], raw["actor"], raw["data"])
+            for n, raw in enumerate(lines, 1)
+        ]
+        # Stream versions count 1, 2, 3... per stream, in file order.
+        versions: dict[str, int] = {}
+        for e in entries:
+            versions[e.stream] = versions.get(e.stream, 0) + 1
+            assert e.version == versions[e.stream]
+        assert store.rejects() == []
+
+
+def test_import_records_provenance(location: str, tracker: Path) -> None:
+    report = ss.import_legacy(location, SCHEMA, ss.Legacy(tracker, LAYOUT))
+    assert report.imported_store
+    assert report.imported == 20 + 300 + 200 + 150 + 1500
+    assert [(s.path, s.read, s.imported, s.rejected) for s in report.sources] == [
+        ("epics.json", 20, 20, 0),
+        ("tasks/*.json", 300, 300, 0),
+        ("state/*.state.json", 200, 200, 0),
+        ("approvals.json", 150, 150, 0),
+        ("events.jsonl", 1500, 1500, 0),
+    ]
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        rows = {r.path: r for r in store.imports()}
+    assert len(rows) == 1 + 300 + 200 + 1 + 1  # one row per file read; stray *.lock, .tmp, README ignored
+    row = rows["epics.json"]
+    data = (tracker / "epics.json").read_bytes()
+    assert (row.size, row.sha256, row.imported, row.rejected) == (len(data), hashlib.sha256(data).hexdigest(), 20, 0)
+    assert row.mtime == (tracker / "epics.json").stat().st_mtime
+    assert (row.into, row.version, row.root) == ("epics", 1, str(tracker))
+    assert not any("lock" in p or p.endswith(".tmp") or "README" in p for p in rows)
+
+
+def test_a_second_start_does_not_import_again(location: str, tracker: Path) -> None:
+    legacy = ss.Legacy(tracker, LAYOUT)
+    with ss.open_store(location, SCHEMA, legacy=legacy) as store:
+        store[TASKS].delete("fn-1.1")
+    (tracker / "tasks" / "fn-99.1.json").write_text('{"title": "new"}\n')
+    with ss.open_store(location, SCHEMA, legacy=legacy) as store:
+        assert "fn-1.1" not in store[TASKS]
+        assert "fn-99.1" not in store[TASKS]
+        assert len(store.imports()) == 503
+    report = ss.import_legacy(location, SCHEMA, legacy)
+    assert not report.imported_store
+
+
+def test_replace_imports_anew_and_keeps_the_old_store(location: str, tracker: Path, tmp_path: Path) -> None:
+    legacy = ss.Legacy(tracker, LAYOUT)
+    with ss.open_store(location, SCHEMA, legacy=legacy) as store:
+        store[TASKS].delete("fn-1.1")
+    report = ss.import_legacy(location, SCHEMA, legacy, replace=True)
+    assert report.imported_store
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        assert "fn-1.1" in store[TASKS]
+    kept = [p for p in (tmp_path / "new").iterdir() if ".replaced-" in p.name and not p.name.endswith(("-wal", "-shm"))]
+    assert len(kept) == 1
+
+
+def test_no_legacy_state_means_a_plain_new_store(location: str, tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    with ss.open_store(location, SCHEMA, legacy=ss.Legacy(empty, LAYOUT)) as store:
+        assert len(store[TASKS]) == 0
+        assert store.imports() == []
+
+
+def test_read_mode_never_imports_and_names_the_legacy_state(location: str, tracker: Path) -> None:
+    with pytest.raises(ss.StoreNotFoundError) as info:
+        ss.open_store(location, SCHEMA, mode="read", legacy=ss.Legacy(tracker, LAYOUT))
+    assert info.value.legacy == str(tracker)
+    assert "import-legacy" in str(info.value)
+    assert not store_exists(location)
+
+
+def test_dry_run_reports_and_writes_nothing(location: str, damaged: Path, tmp_path: Path) -> None:
+    before = _digest(damaged)
+    report = ss.import_legacy(location, SCHEMA, ss.Legacy(damaged, LAYOUT), dry_run=True, on_error="abort")
+    assert report.dry_run
+    assert report.rejected == 12
+    assert not (tmp_path / "new").exists()
+    assert _digest(damaged) == before
+
+
+def test_progress_reaches_the_total(location: str, tracker: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    ss.import_legacy(location, SCHEMA, ss.Legacy(tracker, LAYOUT), progress=lambda d, t: calls.append((d, t)))
+    assert calls
+    assert calls[-1][0] == calls[-1][1] > 0
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_after_rename_marks_the_legacy_files_imported(location: str, tracker: Path) -> None:
+    with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT, after="rename")):
+        pass
+    assert (tracker / "epics.json.imported").is_file()
+    assert not (tracker / "epics.json").exists()
+    assert (tracker / "tasks" / "fn-1.1.json.imported").is_file()
+    assert (tracker / "tasks" / "README.txt").is_file()  # not a source file: untouched
+
+
+# ------------------------------------------------------------------ damage
+
+
+EXPECTED = json.loads((DAMAGED / "EXPECTED.json").read_text())
+
+
+def _located(rejects: list[ss.Reject]) -> set[tuple[str, int | None]]:
+    return {(r.path, r.line) for r in rejects}
+
+
+def test_abort_lists_every_problem_and_creates_no_store(location: str, damaged: Path, tmp_path: Path) -> None:
+    before = _digest(damaged)
+    with pytest.raises(ss.LegacyImportError) as info:
+        ss.open_store(location, SCHEMA, legacy=ss.Legacy(damaged, LAYOUT))
+    problems = list(info.value.problems)
+    paths = {p.path for p in problems}
+    for expected in EXPECTED:
+        assert expected["path"] in paths, expected
+    # Every problem the fixture plants, where it is: path:line for lines and unparsable files.
+    lines = {(p.path, p.line) for p in problems if p.line is not None}
+    for expected in EXPECTED:
+        if expected["kind"] in ("invalid-json", "invalid-utf8", "truncated", "invalid-json-line", "missing-field-line"):
+            assert (expected["path"], expected["line"]) in lines, expected
+        if expected["pointer"]:
+            assert any(p.path == expected["path"] and p.pointer == expected["pointer"] for p in problems), expected
+    assert ("events.jsonl", 40) in lines  # the truncated last line
+    assert not store_exists(location)
+    assert (
+        not [p for p in (tmp_path / "new").iterdir() if ".import-" in p.name] if (tmp_path / "new").exists() else True
+    )
+    assert _digest(damaged) == before
+    assert f"rejected {len(problems)} record(s)" in str(info.value)
+
+
+def test_reasons_say_what_is_wrong(location: str, damaged: Path) -> None:
+    report = ss.import_legacy(location, SCHEMA, ss.Legacy(damaged, LAYOUT), on_error="quarantine")
+    by_path: dict[str, list[str]] = {}
+    for r in report.rejects:
+        by_path.setdefault(r.path, []).append(r.reason)
+    assert "UTF-8" in by_path["tasks/fn-1.4.json"][0]
+    assert "truncated" in by_path["tasks/fn-2.1.json"][0]
+    assert "int" in by_path["tasks/fn-2.2.json"][0]
+    assert "missing" in by_path["tasks/fn-2.3.json"][0]
+    assert all("duplicate" in r for r in by_path["epics.json"])
+    assert "an array" in by_path["state/fn-1.1.state.json"][0]
+    assert "a string" in by_path["approvals.json"][0]
+    assert any("truncated last line" in r for r in by_path["events.jsonl"])
+
+
+def test_quarantine_imports_the_rest_and_keeps_every_reject_verbatim(location: str, damaged: Path) -> None:
+    report = ss.import_legacy(location, SCHEMA, ss.Legacy(damaged, LAYOUT), on_error="quarantine")
+    assert report.rejected == 12
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        kept = store.rejects()
+        assert kept == list(report.rejects)
+        assert len(store[TASKS]) == 15
+        assert "fn-2.2" not in store[TASKS]
+        assert "E-2" not in store[EPICS]
+        assert len(store[EPICS]) == 4
+        assert store[EVENTS].last_seq() == 37
+        assert sum(r.rejected for r in store.imports()) == 12
+    by_path = {r.path: r for r in kept}
+    assert by_path["tasks/fn-1.3.json"].raw == (damaged / "tasks" / "fn-1.3.json").read_text()
+    assert (
+        base64.b64decode(by_path["tasks/fn-1.4.json"].raw_base64 or "")
+        == (damaged / "tasks" / "fn-1.4.json").read_bytes()
+    )
+    lines = (damaged / "events.jsonl").read_text().split("\n")
+    events = {r.line: r.raw for r in kept if r.path == "events.jsonl"}
+    assert events == {7: lines[6], 12: lines[11], 40: lines[39]}
+
+
+def test_duplicate_keys_across_records_reject_every_copy(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "dups"
+    (root / "tasks").mkdir(parents=True)
+    (root / "epics.json").write_text(json.dumps([{"id": "E-1", "title": "a"}, {"id": "E-1", "title": "b"}]))
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonFile("epics.json", into=EPICS)])
+    with pytest.raises(ss.LegacyImportError) as info:
+        ss.import_legacy(location, SCHEMA, ss.Legacy(root, layout))
+    assert [(p.pointer, "duplicate key 'E-1'" in p.reason) for p in info.value.problems] == [("/0", True), ("/1", True)]
+
+
+def test_function_source_and_an_older_layout_version_migrate_after_import(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "fn"
+    root.mkdir()
+    (root / "list.txt").write_text("a Alpha\nb Beta\n")
+
+    def read(r: Path) -> list[dict[str, Any]]:
+        return [
+            {"id": i, "name": n} for i, n in (line.split(" ", 1) for line in (r / "list.txt").read_text().splitlines())
+        ]
+
+    @attrs.define
+    class Thing:
+        id: str
+        title: str
+
+    things = ss.Collection("things", Thing, key="id")
+    v2 = ss.Schema(
+        "things",
+        version=2,
+        collections=[things],
+        migrations=[
+            ss.Migration(
+                2, "name is title", lambda m: m.map_records("things", lambda d: {"id": d["id"], "title": d.pop("name")})
+            )
+        ],
+    )
+    layout = ss.LegacyLayout(version=1, sources=[ss.Function("list.txt", into=things, read=read, paths=["list.txt"])])
+    with ss.open_store(location, v2, legacy=ss.Legacy(root, layout)) as store:
+        assert store[things].all() == [Thing("a", "Alpha"), Thing("b", "Beta")]
+        assert [(h.version, h.direction) for h in store.history()] == [(1, "create"), (2, "up")]
+
+
+def test_memory_cannot_be_imported_into(tracker: Path) -> None:
+    with pytest.raises(ValueError, match="needs a store on disk"):
+        ss.import_legacy("memory:", SCHEMA, ss.Legacy(tracker, LAYOUT))
+
+
+def test_reject_and_error_pickle() -> None:
+    import pickle
+
+    r = ss.Reject("a.json", 3, 4, "/x", "bad", "{")
+    err = ss.LegacyImportError("sqlite:x.db", "/old", (r,))
+    copy = pickle.loads(pickle.dumps(err))
+    assert copy.problems == (r,)
+    assert str(copy) == str(err)
+    assert r.where() == "a.json:3:4 at /x"
+
+
+def test_aside_leftovers_of_a_crashed_import_are_swept(location: str, tracker: Path, tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    name = Path(location.split(":", 1)[1]).name
+    leftover = tmp_path / "new" / f".{name}.import-deadbeef"
+    leftover.write_text("half")
+    ss.import_legacy(location, SCHEMA, ss.Legacy(tracker, LAYOUT))
+    assert not leftover.exists()
+    assert os.path.exists(location.split(":", 1)[1])
