@@ -25,14 +25,21 @@ def test_every_command_has_help() -> None:
         assert "Usage:" in result.output
 
 
-def test_demo_creates_a_store(tmp_path: Path) -> None:
+def test_demo_imports_the_bundled_legacy_install(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    assert "fn-1.3" in result.output
-    for location in (f"sqlite:{tmp_path}/demo/tracker.db", f"files:{tmp_path}/demo/tracker-files"):
-        with ss.open_store(location, SCHEMA, mode="read") as store:
-            assert [t.id for t in store[TASKS].find(status="doing")] == ["fn-1.2", "fn-1.3"]
-    assert '"status": "doing"' in (tmp_path / "demo" / "tracker-files" / "tasks" / "fn-1.3.json").read_text()
+    assert "Traceback" not in result.output
+    assert "events.jsonl" in result.output
+    assert "tasks/fn-1.3.json:3:10" in result.output  # the damaged install's rejects, located
+    with ss.open_store(f"sqlite:{tmp_path}/demo/tracker.db", SCHEMA, mode="read") as store:
+        assert len(store[TASKS]) == 300
+        assert len(store.imports()) == 503
+    with ss.open_store(f"sqlite:{tmp_path}/demo/tracker-damaged.db", SCHEMA, mode="read") as store:
+        assert len(store.rejects()) == 12
+    # A second run finds the stores and does not import again.
+    again = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo")])
+    assert again.exit_code == 0, again.output
+    assert "never imported twice" in again.output
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
@@ -41,8 +48,9 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "demo")])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    assert result.output.startswith("Error: sqlite:")
-    assert "corrupt store" in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: sqlite:")
+    assert "corrupt store" in last
     assert isinstance(result.exception, SystemExit)
 
 
@@ -68,5 +76,6 @@ def test_os_errors_are_one_line_too(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path / "afile" / "sub")])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    assert result.output.startswith("Error: ")
-    assert "afile" in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ")
+    assert "afile" in last

@@ -37,7 +37,8 @@ def test_layout_is_queryable_with_plain_sql(path: Path) -> None:
     assert con.execute("select json_extract(?, '$.status')", (data,)).fetchone()[0] == "todo"
     assert con.execute("select seq, stream, version from events").fetchall() == [(1, "task:t1", 1)]
     tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
-    internal = {"_statestore_meta", "_statestore_schemas", "_statestore_history"}
+    internal = {"_statestore_meta", "_statestore_schemas", "_statestore_history", "_statestore_imports"}
+    internal |= {"_statestore_rejects"}
     assert tables == {"tasks", "tickets", "settings", "accounts", "events", *internal}
     name, version, description = con.execute("select * from _statestore_schemas").fetchone()
     assert (name, version) == ("contract", 1)
