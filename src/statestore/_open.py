@@ -10,6 +10,7 @@ import attrs
 import cattrs
 import platformdirs
 
+from statestore._stored import described_schemas, stored_schemas
 from statestore.codec import Codec
 from statestore.errors import ValidationError
 from statestore.files import FileStore
@@ -61,7 +62,7 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
 
 def open_store(
     location: str | os.PathLike[str],
-    schema: Schema,
+    schema: Schema | None = None,
     *,
     mode: Mode = "write",
     durability: Durability = "normal",
@@ -79,21 +80,34 @@ def open_store(
     older one raises MigrationRequiredError in read mode.
     ``durability="normal"`` survives a killed process, ``"full"`` also a power
     loss. ``converter`` is the application's cattrs converter, if it has one.
+
+    Without ``schema`` (read mode only; write mode raises ValueError) the
+    store is opened as every schema it holds, rebuilt from the descriptions
+    stored in it: records and entries read back as plain JSON dicts, and the
+    declarations are found in ``store.collections`` and ``store.logs``. This
+    is how tools read a store without the application's code.
     """
     if mode not in ("read", "write"):
         raise ValueError(f"mode must be 'read' or 'write', not {mode!r}")
     if durability not in ("normal", "full"):
         raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
-    if not isinstance(schema, Schema):
-        raise TypeError(f"schema must be a statestore.Schema, not {type(schema).__name__}")
     loc = parse_location(location)
+    schemas: Schema | tuple[Schema, ...]
+    if schema is None:
+        if mode != "read":
+            raise ValueError("open_store without a schema opens the store as it describes itself: pass mode='read'")
+        schemas = described_schemas(stored_schemas(loc.backend, loc.path, str(loc)), str(loc))
+    elif isinstance(schema, Schema):
+        schemas = schema
+    else:
+        raise TypeError(f"schema must be a statestore.Schema, not {type(schema).__name__}")
     codec = Codec(converter)
     if loc.backend == "memory":
-        return MemoryStore(schema, mode=mode, codec=codec)
+        return MemoryStore(schemas, mode=mode, codec=codec)
     assert loc.path is not None
     if loc.backend == "sqlite":
-        return SQLiteStore(loc.path, schema, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
-    return FileStore(loc.path, schema, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
+        return SQLiteStore(loc.path, schemas, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
+    return FileStore(loc.path, schemas, mode=mode, durability=durability, busy_timeout=busy_timeout, codec=codec)
 
 
 def state_path(app: str) -> Path:
