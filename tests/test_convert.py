@@ -115,6 +115,14 @@ def test_copy_refuses_an_existing_destination(pair: tuple[str, str]) -> None:
     assert sorted(p.name for p in parent.parent.iterdir() if p.name.startswith(".")) == []
 
 
+def test_copy_into_an_empty_folder(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
+        fill(store)
+    (tmp_path / "empty").mkdir()
+    ss.copy_store(tmp_path / "a.db", f"files:{tmp_path}/empty")
+    assert ss.diff_stores(tmp_path / "a.db", f"files:{tmp_path}/empty").equal
+
+
 def test_overwrite_never_replaces_what_is_not_a_store(tmp_path: Path) -> None:
     with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
         fill(store)

@@ -102,6 +102,10 @@ def _companions(path: Path) -> list[Path]:
     return [p for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))) if p.exists()]
 
 
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -138,7 +142,7 @@ def copy_store(
         own = getattr(source, "path", None)
         if isinstance(own, Path) and own.absolute() == target:
             raise StoreExistsError(str(loc), "is the source store itself")
-        if os.path.lexists(target):
+        if os.path.lexists(target) and not _empty_dir(target):  # an empty folder is replaced by the rename
             if not overwrite:
                 raise StoreExistsError(str(loc))
             stored_schemas(loc.backend, target, str(loc))  # refuses what is not a store

@@ -165,7 +165,7 @@ class StoreExistsError(StateStoreError, FileExistsError):
     """``copy_store`` found its destination taken and was not told to overwrite it (or may not)."""
 
     location: str
-    reason: str = "a store already exists here (overwrite to replace it)"
+    reason: str = "already exists (overwrite to replace a store)"
 
     def message(self) -> str:
         return f"{self.location}: {self.reason}"
