@@ -13,6 +13,7 @@ processes really contend) and reports either ``("ok", index, result)`` or
 from __future__ import annotations
 
 import random
+import time
 import traceback
 from collections import Counter as Tally
 from collections.abc import Callable
@@ -175,6 +176,16 @@ def mixed_load(location: str, proc: int, ops: int, seed: int) -> dict[str, Any]:
         "rolled_back": rolled_back,
         "inserted": inserted,
     }
+
+
+def append_spaced(location: str, proc: int, count: int, gap: float) -> list[int]:
+    """Append ``count`` entries to stream ``follow``, ``gap`` seconds apart; return their seqs."""
+    seqs = []
+    with open_store(location) as store:
+        for i in range(count):
+            time.sleep(gap)
+            seqs.append(store[EVENTS].append(Event(proc, i, "followed"), stream="follow").seq)
+    return seqs
 
 
 def hold_write_lock(location: str, ready: Any, release: Any) -> str:

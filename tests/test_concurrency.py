@@ -21,6 +21,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,28 @@ class _Holder:
             self.process.join()
         self.results.close()
         self.results.join_thread()
+
+
+def test_follow_sees_entries_of_other_processes_within_half_a_second(store: ss.Store, location: str) -> None:
+    procs, count = 2, 5
+    seen: list[tuple[ss.Entry[Event], datetime]] = []
+
+    def follower() -> None:
+        for entry in store[EVENTS].follow(stream="follow", timeout=TIMEOUT, poll=0.02):
+            seen.append((entry, datetime.now(timezone.utc)))
+            if len(seen) == procs * count:
+                return
+
+    thread = threading.Thread(target=follower)
+    thread.start()
+    try:
+        results = run_processes(_procs.append_spaced, [(location, p, count, 0.1) for p in range(procs)])
+    finally:
+        thread.join(timeout=TIMEOUT)
+    assert sorted(e.seq for e, _ in seen) == sorted(seq for r in results for seq in r)
+    assert [e.seq for e, _ in seen] == sorted(e.seq for e, _ in seen)
+    # ``at`` is stamped just before the child commits: this is commit-to-delivery latency.
+    assert max(got - e.at for e, got in seen) < timedelta(seconds=0.5)
 
 
 def test_busy_store_raises_store_busy_error_and_changes_nothing(location: str) -> None:

@@ -11,6 +11,7 @@ import attrs
 import cattrs
 import platformdirs
 
+from statestore._stored import described_schemas, stored_schemas
 from statestore.codec import Codec
 from statestore.errors import StoreNotFoundError, ValidationError
 from statestore.files import FileStore
@@ -63,7 +64,7 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
 
 def open_store(
     location: str | os.PathLike[str],
-    schema: Schema | Sequence[Schema],
+    schema: Schema | Sequence[Schema] | None = None,
     *,
     mode: Mode = "write",
     durability: Durability = "normal",
@@ -91,13 +92,25 @@ def open_store(
     ``check_history=False``. ``durability="normal"`` survives a killed
     process, ``"full"`` also a power loss. ``converter`` is the
     application's cattrs converter, if it has one.
+
+    Without ``schema`` (read mode only; write mode raises ValueError) the
+    store is opened as every schema it holds, rebuilt from the descriptions
+    stored in it: records and entries read back as plain JSON dicts, and the
+    declarations are found in ``store.collections`` and ``store.logs``. This
+    is how tools read a store without the application's code.
     """
     if mode not in ("read", "write"):
         raise ValueError(f"mode must be 'read' or 'write', not {mode!r}")
     if durability not in ("normal", "full"):
         raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
-    schemas = schemas_of(schema)
     loc = parse_location(location)
+    schemas: tuple[Schema, ...]
+    if schema is None:
+        if mode != "read":
+            raise ValueError("open_store without a schema opens the store as it describes itself: pass mode='read'")
+        schemas = schemas_of(described_schemas(stored_schemas(loc.backend, loc.path, str(loc)), str(loc)))
+    else:
+        schemas = schemas_of(schema)
     if legacy is not None and loc.backend != "memory":
         target = _legacy_schema(schemas, legacy)
         if not store_exists(os.fspath(location)) and legacy_present(legacy):

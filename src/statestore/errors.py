@@ -161,6 +161,28 @@ class StoreNotFoundError(StateStoreError, FileNotFoundError):
 
 
 @attrs.define(auto_exc=True, slots=False)
+class StoreExistsError(StateStoreError, FileExistsError):
+    """``copy_store`` found its destination taken and was not told to overwrite it (or may not)."""
+
+    location: str
+    reason: str = "already exists (overwrite to replace a store)"
+
+    def message(self) -> str:
+        return f"{self.location}: {self.reason}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class CopyError(StateStoreError, RuntimeError):
+    """``copy_store`` could not reproduce the source exactly; no destination was created."""
+
+    location: str
+    reason: str
+
+    def message(self) -> str:
+        return f"{self.location}: cannot copy: {self.reason}"
+
+
+@attrs.define(auto_exc=True, slots=False)
 class CorruptStoreError(StateStoreError, ValueError):
     """The store's files are not what statestore wrote (bad header, unreadable data)."""
 

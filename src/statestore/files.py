@@ -81,7 +81,7 @@ from statestore.errors import (
     ValidationError,
 )
 from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
+from statestore.store import INTERNAL_LOGS, Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
 __all__ = ["FileStore", "record_text"]
 
@@ -544,7 +544,7 @@ class FileStore(Commits, LogFiles, Store):
                     snap.put(name, rec)
                 colls[coll.name] = snap
             logs = {}
-            for log in self.logs:
+            for log in (*self.logs, *INTERNAL_LOGS):  # internal ones too: history() inside a read transaction
                 idx = self._catch_up_log(log, journal)
                 logs[log.name] = (idx, len(idx.seqs), self._log_overlay(log, journal))
             return colls, logs

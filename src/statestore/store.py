@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -809,6 +810,57 @@ class LogView(Generic[T]):
         """The seq of the newest entry; 0 for an empty log."""
         self.store._reading()
         return self.store._last_seq(self.decl)
+
+    def follow(
+        self,
+        after: int = 0,
+        *,
+        stream: str | None = None,
+        stream_prefix: str | None = None,
+        timeout: float | None = None,
+        poll: float = 0.05,
+    ) -> Generator[Entry[T], None, None]:
+        """Yield entries with ``seq > after`` as any process appends them, in seq order.
+
+        Entries already in the log come first, then new ones as they commit
+        (never one of an uncommitted or rolled-back transaction). ``stream``
+        and ``stream_prefix`` filter as in :meth:`read`. Every ``poll``
+        seconds it asks only for the log's last seq, and reads entries only
+        when that moved. ``timeout`` is how many seconds without a new entry
+        end the iteration (None: follow forever); the time the caller spends
+        on an entry does not count. Closing the store ends it with
+        StoreClosedError. Bad arguments raise ValidationError at the call.
+        """
+        name = self.decl.name
+        self.read(stream=stream, stream_prefix=stream_prefix, after=after, limit=0)  # checks the arguments
+        for value, what in ((timeout, "timeout"), (poll, "poll")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValidationError(name, None, what, f"{what} must be a number of seconds >= 0, not {value!r}")
+        return self._follow(after, stream, stream_prefix, timeout, max(float(poll), 0.001))
+
+    def _follow(
+        self, after: int, stream: str | None, prefix: str | None, timeout: float | None, poll: float
+    ) -> Generator[Entry[T], None, None]:
+        store, decl = self.store, self.decl
+        codec, tp = store.codec, decl.type
+        batch = 1000
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            store._reading()
+            last = store._last_seq(decl)
+            if last > after:
+                rows = store._entries(decl, stream=stream, prefix=prefix or None, after=after, limit=batch)
+                # Filtered out entries up to ``last`` are done with; a full batch may have more after it.
+                after = rows[-1][0] if len(rows) == batch else max(last, rows[-1][0] if rows else 0)
+                for seq, s, v, at, data in rows:
+                    yield Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(decl.name, tp, data, s))
+                    if timeout is not None:
+                        deadline = time.monotonic() + timeout
+                if len(rows) == batch:
+                    continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
 
     def __repr__(self) -> str:
         return f"<LogView {self.decl.name} of {self.store.location}>"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,7 +19,7 @@ __all__ = ["LogContract"]
 
 
 class LogContract:
-    """append, read by stream and prefix, after, limit, expect_version, last_seq."""
+    """append, read by stream and prefix, after, limit, expect_version, last_seq, follow."""
 
     def test_append_returns_entry(self, store: ss.Store) -> None:
         before = datetime.now(timezone.utc)
@@ -127,3 +129,66 @@ class LogContract:
             events.append(Event(stream), stream=stream)
         assert [e.stream for e in events.read(stream_prefix="日本:")] == ["日本:1", "日本:2"]
         assert [e.stream for e in events.read(stream="a b/c\\d")] == ["a b/c\\d"]
+
+    def test_follow_yields_existing_then_new_entries(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        first = events.append(Event("a"), stream="s")
+        followed = events.follow(timeout=5, poll=0.01)
+        assert next(followed) == first
+        second = events.append(Event("b"), stream="s")
+        assert next(followed) == second
+        followed.close()
+
+    def test_follow_after_and_filters(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        for i, stream in enumerate(["task:1", "other", "task:2", "task:1", "tasks"]):
+            events.append(Event("e", n=i), stream=stream)
+        assert [e.seq for e in events.follow(after=1, timeout=0)] == [2, 3, 4, 5]
+        assert [e.seq for e in events.follow(stream="task:1", timeout=0)] == [1, 4]
+        assert [e.seq for e in events.follow(stream_prefix="task:", after=1, timeout=0)] == [3, 4]
+        assert list(events.follow(after=5, timeout=0)) == []
+
+    def test_follow_sees_appends_from_another_thread(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        stop = threading.Event()
+
+        def writer() -> None:
+            for i in range(3):
+                if stop.wait(0.02):
+                    return
+                events.append(Event("w", n=i), stream="w" if i != 1 else "x")
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            got = [e.record.n for e in events.follow(stream="w", timeout=1, poll=0.005)]
+        finally:
+            stop.set()
+            thread.join()
+        assert got == [0, 2]
+
+    def test_follow_never_yields_a_rolled_back_entry(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        with pytest.raises(RuntimeError), store.transaction():
+            events.append(Event("gone"))
+            raise RuntimeError
+        kept = events.append(Event("kept"))
+        assert list(events.follow(timeout=0)) == [kept]
+
+    def test_follow_timeout_counts_from_the_last_entry(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        started = time.monotonic()
+        assert list(events.follow(timeout=0.05, poll=0.01)) == []
+        assert 0.04 <= time.monotonic() - started < 5
+
+    def test_follow_checks_arguments_at_the_call(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        for kwargs in ({"after": -1}, {"timeout": -1}, {"poll": "x"}, {"stream": "a", "stream_prefix": "a"}):
+            with pytest.raises(ss.ValidationError):
+                events.follow(**kwargs)
+
+    def test_follow_stops_when_the_store_closes(self, store: ss.Store) -> None:
+        followed = store[EVENTS].follow(poll=0.01)
+        store.close()
+        with pytest.raises(ss.StoreClosedError):
+            next(followed)

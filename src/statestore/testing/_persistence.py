@@ -107,6 +107,11 @@ class PersistenceContract:
                 assert reader[TASKS].keys() == ["b"]
                 assert reader[EVENTS].last_seq() == 2
 
+    def test_history_inside_a_read_transaction(self, store_factory: Any) -> None:
+        store_factory().close()
+        with store_factory(mode="read") as reader, reader.transaction():
+            assert [row.direction for row in reader.history()] == ["create"]
+
     def test_two_store_objects_see_each_others_writes(self, store_factory: Any) -> None:
         with store_factory() as one, store_factory() as two:
             one[TASKS].put(_task("a", status="todo"))

@@ -1,0 +1,118 @@
+"""What a store says about itself, read without the application's code.
+
+Every store keeps each schema's name, version and JSON description (SQLite:
+table ``_statestore_schemas``; files: ``statestore.json``). Reading them
+before a store object exists is what lets ``open_store(location)`` and the
+``statestore`` command open any store as described schemas (records are
+plain dicts). Nothing here creates or changes a file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from statestore.errors import CorruptStoreError, SchemaError, StoreNotFoundError
+from statestore.schema import Schema
+from statestore.store import StoredSchemas
+
+__all__ = ["described_schemas", "stored_schemas"]
+
+_MANIFEST = "statestore.json"
+
+
+def stored_schemas(backend: str, path: Path | None, location: str) -> StoredSchemas:
+    """``{name: (version, description)}`` as the store at ``path`` holds them.
+
+    A missing store (or ``memory:``, which never exists beforehand) raises
+    StoreNotFoundError; a file or folder that is not a statestore store
+    raises CorruptStoreError.
+    """
+    if backend == "memory" or path is None:
+        raise StoreNotFoundError(location)
+    if backend == "sqlite":
+        return _sqlite_schemas(path, location)
+    return _files_schemas(path, location)
+
+
+def _sqlite_schemas(path: Path, location: str) -> StoredSchemas:
+    if not path.exists():
+        raise StoreNotFoundError(location)
+    if not path.is_file():
+        raise CorruptStoreError(location, "not a file, so not an SQLite store")
+    try:
+        # mode=ro: a read must never create the file or turn it into a database.
+        con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise CorruptStoreError(location, f"cannot open as SQLite: {exc}") from None
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "_statestore_schemas" not in tables:
+            raise CorruptStoreError(location, "not a statestore database (no _statestore_schemas table)")
+        rows = con.execute("SELECT name, version, description FROM _statestore_schemas").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise CorruptStoreError(location, str(exc)) from None
+    finally:
+        con.close()
+    out: StoredSchemas = {}
+    for name, version, description in rows:
+        try:
+            desc = json.loads(description)
+        except (TypeError, ValueError):
+            desc = None
+        if not isinstance(desc, dict) or not isinstance(version, int):
+            raise CorruptStoreError(location, f"schema {name!r} has no valid version and description")
+        out[str(name)] = (version, desc)
+    return out
+
+
+def _files_schemas(path: Path, location: str) -> StoredSchemas:
+    if not path.exists():
+        raise StoreNotFoundError(location)
+    if not path.is_dir():
+        raise CorruptStoreError(location, "not a directory, so not a file-backend store")
+    manifest = path / _MANIFEST
+    try:
+        raw = manifest.read_bytes()
+    except FileNotFoundError:
+        if any(not p.name.startswith(".") for p in path.iterdir()):
+            raise CorruptStoreError(location, f"directory has no {_MANIFEST}: not a statestore store") from None
+        raise StoreNotFoundError(location) from None
+    except IsADirectoryError:
+        raise CorruptStoreError(str(manifest), "is a directory") from None
+    try:
+        doc: Any = json.loads(raw)
+    except ValueError as exc:
+        raise CorruptStoreError(str(manifest), f"not valid JSON: {exc}") from None
+    schemas = doc.get("schemas") if isinstance(doc, dict) else None
+    if not isinstance(schemas, dict):
+        raise CorruptStoreError(str(manifest), "not a statestore manifest (no schemas)")
+    out: StoredSchemas = {}
+    for name, entry in schemas.items():
+        version = entry.get("version") if isinstance(entry, dict) else None
+        desc = entry.get("description") if isinstance(entry, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool) or not isinstance(desc, dict):
+            raise CorruptStoreError(str(manifest), f"schema {name!r} has no valid version and description")
+        out[str(name)] = (version, desc)
+    return out
+
+
+def described_schemas(stored: StoredSchemas, location: str) -> tuple[Schema, ...]:
+    """The schemas a store holds, rebuilt from their descriptions (records are plain dicts).
+
+    Each is given the version the store records, which after a downgrade may
+    be older than the one its description was written by. A store holding no
+    schema, or a description that is not one, raises CorruptStoreError.
+    """
+    if not stored:
+        raise CorruptStoreError(location, "the store holds no schema")
+    out = []
+    for name in sorted(stored):
+        version, desc = stored[name]
+        try:
+            out.append(Schema.described({**desc, "name": name, "version": version}))
+        except SchemaError as exc:
+            raise CorruptStoreError(location, f"schema {name!r}: {exc}") from None
+    return tuple(out)

@@ -1,0 +1,341 @@
+"""The store commands (info, ls, get, log, check, copy, diff, dump, migrate) through click's CliRunner."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import statestore as ss
+from statestore.cli import main
+from statestore.testing.models import EVENTS, SCHEMA, SETTINGS, TASKS, TICKETS, Event, Setting, Task, Ticket
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def ok(*args: str | Path) -> str:
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def one_line_error(result: Result, code: int = 1) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("Error: ")
+    assert result.output.count("\n") == 1, result.output
+    return result.output
+
+
+@pytest.fixture(params=["sqlite", "files"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    loc = f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
+    with ss.open_store(loc, SCHEMA) as store:
+        store[TASKS].put(Task("t1", "one", status="doing", points=3))
+        store[TASKS].put(Task("t2", "two"))
+        store[TASKS].update("t1", lambda t: setattr(t, "title", "first"))
+        store[TICKETS].put(Ticket(2, "two"))
+        store[TICKETS].put(Ticket(10, "ten"))
+        store[SETTINGS].put(Setting("user", "/p", "theme", "dark"))
+        for i in range(4):
+            store[EVENTS].append(Event("e", n=i), stream=f"task:t{i % 2}")
+    return loc
+
+
+# ---------------------------------------------------------------- info
+
+
+def test_info(location: str) -> None:
+    out = ok("info", location)
+    assert "schema contract version 1" in out
+    assert "tasks" in out
+    assert "events" in out
+    assert "create" in out
+
+
+def test_info_json(location: str) -> None:
+    data = json.loads(ok("info", location, "--json"))
+    assert data["location"] == location
+    [schema] = data["schemas"]
+    counts = {c["name"]: c["records"] for c in schema["collections"]}
+    assert counts == {"tasks": 2, "tickets": 2, "settings": 1, "accounts": 0}
+    assert schema["logs"] == [{"name": "events", "entries": 4, "last_seq": 4}]
+    assert [h["direction"] for h in schema["history"]] == ["create"]
+
+
+# ---------------------------------------------------------------- ls and get
+
+
+def test_ls(location: str) -> None:
+    out = ok("ls", location, "tasks")
+    assert "t1" in out
+    assert "first" in out
+    assert "2 records" in out
+
+
+def test_ls_where_and_limit_json(location: str) -> None:
+    rows = [json.loads(line) for line in ok("ls", location, "tasks", "--json").splitlines()]
+    assert [(r["key"], r["revision"]) for r in rows] == [("t1", 2), ("t2", 1)]
+    rows = [json.loads(line) for line in ok("ls", location, "tasks", "--where", "status=doing", "--json").splitlines()]
+    assert [r["key"] for r in rows] == ["t1"]
+    rows = [json.loads(line) for line in ok("ls", location, "tasks", "--where", "points=0", "--json").splitlines()]
+    assert [r["key"] for r in rows] == ["t2"]
+    assert ok("ls", location, "tasks", "--where", "status=doing", "--where", "points=0", "--json") == ""
+    assert len(ok("ls", location, "tickets", "--limit", "1", "--json").splitlines()) == 1
+    rows = [json.loads(line) for line in ok("ls", location, "settings", "--json").splitlines()]
+    assert rows[0]["key"] == ["user", "/p", "theme"]
+
+
+def test_ls_errors(location: str) -> None:
+    assert "'nope' is not declared" in one_line_error(run("ls", location, "nope"))
+    assert "no field 'colour'" in one_line_error(run("ls", location, "tasks", "--where", "colour=red"))
+    assert run("ls", location, "tasks", "--where", "status").exit_code == 2
+
+
+def test_get(location: str) -> None:
+    out = ok("get", location, "tasks", "t1")
+    assert "revision 2" in out
+    assert '"title": "first"' in out
+    data = json.loads(ok("get", location, "tickets", "10", "--json"))
+    assert data == {"key": 10, "revision": 1, "record": {"number": 10, "title": "ten"}}
+    data = json.loads(ok("get", location, "settings", '["user", "/p", "theme"]', "--json"))
+    assert data["record"]["value"] == "dark"
+
+
+def test_get_errors(location: str) -> None:
+    assert "no record with key 'nope'" in one_line_error(run("get", location, "tasks", "nope"))
+    assert "no record with key 3" in one_line_error(run("get", location, "tickets", "3"))
+    assert run("get", location, "tickets", "ten").exit_code == 2
+    result = run("get", location, "settings", "user")
+    assert result.exit_code == 2
+    assert "JSON array" in result.output
+
+
+# ---------------------------------------------------------------- log
+
+
+def test_log(location: str) -> None:
+    out = ok("log", location, "events")
+    assert "task:t0" in out
+    assert "4 entries" in out
+
+
+def test_log_filters_json(location: str) -> None:
+    def seqs(*args: str) -> list[int]:
+        return [json.loads(line)["seq"] for line in ok("log", location, "events", "--json", *args).splitlines()]
+
+    assert seqs() == [1, 2, 3, 4]
+    assert seqs("--stream", "task:t1") == [2, 4]
+    assert seqs("--prefix", "task:", "--after", "1", "--limit", "2") == [2, 3]
+    entry = json.loads(ok("log", location, "events", "--json", "--limit", "1"))
+    assert entry["record"] == {"actor": "", "n": 0, "type": "e"}
+    assert {"seq", "stream", "version", "at", "record"} == entry.keys()
+    history = json.loads(ok("log", location, "_statestore_history", "--json"))
+    assert history["record"]["direction"] == "create"
+
+
+def test_log_follow_prints_then_stops_after_the_timeout(location: str) -> None:
+    out = ok("log", location, "events", "--follow", "--timeout", "0.1", "--stream", "task:t0")
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["1", "3"]
+    out = ok("log", location, "events", "-f", "--limit", "2", "--json")
+    assert [json.loads(line)["seq"] for line in out.splitlines()] == [1, 2]
+
+
+def test_log_errors(location: str) -> None:
+    assert "'nope' is not declared" in one_line_error(run("log", location, "nope"))
+    assert run("log", location, "events", "--stream", "a", "--prefix", "b").exit_code == 2
+
+
+# ---------------------------------------------------------------- check
+
+
+def test_check_a_sound_store(location: str) -> None:
+    out = ok("check", location)
+    assert out.endswith(f"{location}: ok (5 records, 5 log entries)\n")
+    data = json.loads(ok("check", location, "--json"))
+    assert (data["ok"], data["problems"], data["records"]) == (True, [], 5)
+
+
+def test_check_finds_damaged_records(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "s.db", SCHEMA) as store:
+        store[TASKS].put(Task("t1"))
+        store[TASKS].put(Task("t2"))
+    con = sqlite3.connect(tmp_path / "s.db")
+    con.execute("""update tasks set data = json_set(data, '$.id', 'other') where key = 't2'""")
+    con.commit()
+    con.close()
+    result = run("check", tmp_path / "s.db")
+    assert result.exit_code == 1
+    assert "problem: collection tasks: record filed under 't2' holds key 'other'" in result.output
+    with ss.open_store(tmp_path / "s.db", SCHEMA) as store:
+        store[TICKETS].put(Ticket(1))
+    con = sqlite3.connect(tmp_path / "s.db")
+    con.execute("update tickets set data = '{not json' where key = 1")  # no index: SQLite lets it in
+    con.commit()
+    con.close()
+    data = json.loads(run("check", tmp_path / "s.db", "--json").output)
+    assert data["ok"] is False
+    assert [p.split(":")[0] for p in data["problems"]] == ["collection tasks", "collection tickets"]
+
+
+def test_check_warns_about_leftovers_in_a_file_store(tmp_path: Path) -> None:
+    with ss.open_store(f"files:{tmp_path}/s", SCHEMA) as store:
+        store[TASKS].put(Task("t1"))
+    (tmp_path / "s" / "tasks" / ".tmp-0123").write_text("half")
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    out = ok("check", f"files:{tmp_path}/s")
+    assert "warning: " in out
+    assert ".tmp-0123: temporary file of a killed writer" in out
+    assert "notes.txt: not part of the store" in out
+
+
+# ---------------------------------------------------------------- copy, diff, dump
+
+
+def test_copy_diff_dump(location: str, tmp_path: Path) -> None:
+    other = f"files:{tmp_path}/copy" if location.startswith("sqlite") else f"sqlite:{tmp_path}/copy.db"
+    assert ok("copy", location, other) == f"copied {location} -> {other}\n"
+    assert "hold the same state" in ok("diff", location, other)
+    assert json.loads(ok("diff", location, other, "--json"))["equal"] is True
+    assert ok("dump", location) == ok("dump", other)
+    out = io.StringIO()
+    ss.dump_store(location, out)
+    assert ok("dump", location) == out.getvalue()
+    ok("dump", location, "-o", tmp_path / "dump.jsonl")
+    assert (tmp_path / "dump.jsonl").read_text() == out.getvalue()
+
+    assert "overwrite" in one_line_error(run("copy", location, other))
+    with ss.open_store(other, SCHEMA) as store:
+        store[TASKS].delete("t2")
+    result = run("diff", location, other)
+    assert result.exit_code == 1, result.output
+    assert "collection tasks: +0 -1 ~0" in result.output
+    data = json.loads(run("diff", location, other, "--json").output)
+    assert data["equal"] is False
+    assert data["collections"][0]["removed"] == ["t2"]
+    ok("copy", location, other, "--overwrite")
+    assert run("diff", location, other).exit_code == 0
+
+
+def test_diff_trouble_exits_2(location: str, tmp_path: Path) -> None:
+    result = run("diff", location, tmp_path / "missing.db")
+    one_line_error(result, code=2)
+    assert "no store here" in result.output
+
+
+# ---------------------------------------------------------------- migrate
+
+APP = """
+import attrs
+import statestore as ss
+from statestore.schema import Migration
+
+@attrs.define
+class Task:
+    id: str
+    title: str = ""
+    owner: str = ""
+
+def add_owner(m):
+    m.map_records("tasks", lambda d: {**d, "owner": "nobody"})
+
+def drop_owner(m):
+    m.map_records("tasks", lambda d: {k: v for k, v in d.items() if k != "owner"})
+
+TASKS = ss.Collection("tasks", Task, key="id")
+V1 = ss.Schema("app", version=1, collections=[ss.Collection("tasks", Task, key="id")])
+V2 = ss.Schema("app", version=2, collections=[TASKS],
+               migrations=[Migration(2, "add owner", up=add_owner, down=drop_owner)])
+NOT_A_SCHEMA = 3
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "cli_app_mod.py").write_text(textwrap.dedent(APP))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "cli_app_mod"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "files"])
+def test_migrate_up_and_down(tmp_path: Path, app: str, backend: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(app)
+    loc = f"sqlite:{tmp_path}/a.db" if backend == "sqlite" else f"files:{tmp_path}/a"
+    with ss.open_store(loc, mod.V1) as store:
+        store[mod.V1.collections[0]].put(mod.Task("t1", "one"))
+    data = json.loads(ok("migrate", loc, "--app", f"{app}:V2", "--json"))
+    assert (data["from"], data["to"]) == (1, 2)
+    assert [(s["direction"], s["version"], s["name"]) for s in data["steps"]] == [("up", 2, "add owner")]
+    assert json.loads(ok("get", loc, "tasks", "t1", "--json"))["record"]["owner"] == "nobody"
+    assert "already at version 2" in ok("migrate", loc, "--app", f"{app}:V2")
+    out = ok("migrate", loc, "--app", f"{app}:V2", "--to", "1", "--no-backup")
+    assert "down 2 add owner" in out
+    assert "app: version 2 -> 1" in out
+    assert "owner" not in json.loads(ok("get", loc, "tasks", "t1", "--json"))["record"]
+
+
+def test_migrate_errors(tmp_path: Path, app: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(app)
+    with ss.open_store(tmp_path / "a.db", mod.V1):
+        pass
+    assert run("migrate", tmp_path / "a.db", "--app", "no_such_module_here:V2").exit_code == 2
+    assert run("migrate", tmp_path / "a.db", "--app", f"{app}:NOT_A_SCHEMA").exit_code == 2
+    assert run("migrate", tmp_path / "a.db", "--app", app).exit_code == 2
+    assert run("migrate", tmp_path / "a.db", "--app", f"{app}:V2", "--to", "3").exit_code == 2
+    assert "no store here" in one_line_error(run("migrate", tmp_path / "b.db", "--app", f"{app}:V2"))
+    assert "no schema 'contract'" in one_line_error(
+        run("migrate", tmp_path / "a.db", "--app", "statestore.testing:SCHEMA")
+    )
+    assert "--app" in ok("migrate", "--help")
+
+
+# ---------------------------------------------------------------- errors common to every command
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info"],
+        ["ls", "tasks"],
+        ["get", "tasks", "t1"],
+        ["log", "events"],
+        ["check"],
+        ["dump"],
+        ["copy", "{tmp}/elsewhere.db"],
+    ],
+)
+def test_missing_wrong_and_damaged_stores(tmp_path: Path, args: list[str]) -> None:
+    command, rest = args[0], [a.format(tmp=tmp_path) for a in args[1:]]
+    assert "no store here" in one_line_error(run(command, tmp_path / "missing.db", *rest))
+    assert "no store here" in one_line_error(run(command, f"files:{tmp_path}/missing", *rest))
+    one_line_error(run(command, "memory:x", *rest))
+    (tmp_path / "text.db").write_text("not a database\n" * 50)
+    assert "corrupt store" in one_line_error(run(command, tmp_path / "text.db", *rest))
+    (tmp_path / "dir").mkdir(exist_ok=True)
+    (tmp_path / "dir" / "statestore.json").write_text("{")
+    assert "corrupt store" in one_line_error(run(command, f"files:{tmp_path}/dir", *rest))
+    assert not (tmp_path / "missing.db").exists()
+    assert not (tmp_path / "missing").exists()
+    assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_python_dash_m_runs_the_store_commands(location: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "statestore", "info", location, "--json"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["location"] == location

@@ -1,0 +1,310 @@
+"""copy_store, diff_stores and dump_store across backends."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import statestore as ss
+from statestore.testing import strategies as sst
+from statestore.testing.models import (
+    ACCOUNTS,
+    EVENTS,
+    SCHEMA,
+    SETTINGS,
+    TASKS,
+    TICKETS,
+    Account,
+    Event,
+    Setting,
+    Task,
+    Ticket,
+)
+
+OTHER = ss.Schema("other", version=2, collections=[])
+
+
+def dump(store: str | Path | ss.Store) -> str:
+    out = io.StringIO()
+    ss.dump_store(store, out)
+    return out.getvalue()
+
+
+def fill(store: ss.Store) -> None:
+    tasks = store[TASKS]
+    tasks.put(Task("t1", "one", status="doing", tags=["a"]))
+    tasks.put(Task("t2", "two"))
+    tasks.update("t1", lambda t: setattr(t, "points", 3))
+    store[TICKETS].put(Ticket(2, "two"))
+    store[TICKETS].put(Ticket(10, "ten"))
+    store[SETTINGS].put(Setting("user", "/p", "theme", "dark"))
+    store[ACCOUNTS].put(Account("a", email="a@x"))
+    for i in range(3):
+        store[EVENTS].append(Event("e", n=i), stream=f"task:t{i % 2}")
+
+
+@pytest.fixture(params=[("sqlite", "files"), ("files", "sqlite"), ("sqlite", "sqlite"), ("files", "files")])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    a, b = request.param
+    return f"{a}:{tmp_path}/a{'.db' if a == 'sqlite' else ''}", f"{b}:{tmp_path}/b{'.db' if b == 'sqlite' else ''}"
+
+
+def test_copy_keeps_everything(pair: tuple[str, str]) -> None:
+    src, dst = pair
+    with ss.open_store(src, SCHEMA) as store:
+        fill(store)
+    assert str(ss.copy_store(src, dst)) == dst
+    assert ss.diff_stores(src, dst).equal
+    assert dump(src) == dump(dst)
+    with ss.open_store(dst, SCHEMA, mode="read") as copy:
+        got = copy[TASKS].get_versioned("t1")
+        assert got is not None
+        assert (got.record.points, got.revision) == (3, 2)
+        assert copy[TICKETS].keys() == [2, 10]
+        assert [(e.seq, e.stream, e.version) for e in copy[EVENTS].read()] == [
+            (1, "task:t0", 1),
+            (2, "task:t1", 1),
+            (3, "task:t0", 2),
+        ]
+        assert [h.direction for h in copy.history()] == ["create"]
+    # The copy is a working store: the app opens it for writing and carries on.
+    with ss.open_store(dst, SCHEMA) as copy:
+        assert copy[EVENTS].append(Event("more"), stream="task:t0").seq == 4
+        assert copy[TASKS].put(Task("t1", "again")) == 3
+
+
+def test_copy_keeps_several_schemas_and_internal_logs(tmp_path: Path) -> None:
+    ss.SQLiteStore(tmp_path / "a.db", [SCHEMA, OTHER]).close()
+    ss.copy_store(tmp_path / "a.db", f"files:{tmp_path}/b")
+    with ss.open_store(f"files:{tmp_path}/b", mode="read") as copy:
+        assert sorted((s.name, s.version) for s in copy.schemas) == [("contract", 1), ("other", 2)]
+        assert [h.direction for h in copy.history("other")] == ["create"]
+    assert ss.diff_stores(tmp_path / "a.db", f"files:{tmp_path}/b").equal
+
+
+def test_copy_from_an_open_store(tmp_path: Path) -> None:
+    with ss.open_store("memory:", SCHEMA) as store:
+        fill(store)
+        ss.copy_store(store, tmp_path / "m.db")
+        assert ss.diff_stores(store, tmp_path / "m.db").equal
+        assert dump(store) == dump(tmp_path / "m.db")
+        assert not store.closed
+
+
+def test_copy_refuses_an_existing_destination(pair: tuple[str, str]) -> None:
+    src, dst = pair
+    with ss.open_store(src, SCHEMA) as store:
+        fill(store)
+    with ss.open_store(dst, OTHER):
+        pass
+    before = dump(dst)
+    with pytest.raises(ss.StoreExistsError, match="overwrite"):
+        ss.copy_store(src, dst)
+    assert dump(dst) == before
+    ss.copy_store(src, dst, overwrite=True)
+    assert ss.diff_stores(src, dst).equal
+    parent = ss.parse_location(dst).path
+    assert parent is not None
+    assert sorted(p.name for p in parent.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_copy_into_an_empty_folder(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
+        fill(store)
+    (tmp_path / "empty").mkdir()
+    ss.copy_store(tmp_path / "a.db", f"files:{tmp_path}/empty")
+    assert ss.diff_stores(tmp_path / "a.db", f"files:{tmp_path}/empty").equal
+
+
+def test_overwrite_never_replaces_what_is_not_a_store(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
+        fill(store)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ss.CorruptStoreError):
+        ss.copy_store(tmp_path / "a.db", f"files:{tmp_path}/mine", overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_copy_refuses_itself_and_memory(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "a.db", SCHEMA):
+        pass
+    with pytest.raises(ss.StoreExistsError, match="source"), ss.open_store(tmp_path / "a.db", mode="read") as store:
+        ss.copy_store(store, tmp_path / "a.db", overwrite=True)
+    with pytest.raises(ValueError, match="memory"):
+        ss.copy_store(tmp_path / "a.db", "memory:")
+    with pytest.raises(ss.StoreNotFoundError):
+        ss.copy_store(tmp_path / "missing.db", tmp_path / "b.db")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".", "b"))] == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "files"])
+def test_a_failed_copy_leaves_no_destination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    from statestore import convert
+
+    with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
+        fill(store)
+
+    def boom(*args: object) -> int:
+        raise OSError("disk on fire")
+
+    cls = convert._NewSQLiteStore if backend == "sqlite" else convert._NewFileStore
+    monkeypatch.setattr(cls, "_add_entry", boom)
+    with pytest.raises(OSError, match="disk on fire"):
+        ss.copy_store(tmp_path / "a.db", f"{backend}:{tmp_path}/out")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".", "out"))] == []
+
+
+def test_a_log_with_a_seq_gap_cannot_be_copied(tmp_path: Path) -> None:
+    with ss.open_store(f"files:{tmp_path}/a", SCHEMA) as store:
+        for i in range(3):
+            store[EVENTS].append(Event("e", n=i))
+    log = tmp_path / "a" / "events.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + lines[2])  # seqs 1, 3
+    with pytest.raises(ss.CopyError, match="entry 3 would become entry 2"):
+        ss.copy_store(f"files:{tmp_path}/a", tmp_path / "b.db")
+    assert not (tmp_path / "b.db").exists()
+
+
+# ---------------------------------------------------------------- diff
+
+
+def test_diff_names_every_difference(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", f"files:{tmp_path}/b"
+    with ss.open_store(a, SCHEMA) as store:
+        fill(store)
+    ss.copy_store(a, b)
+    with ss.open_store(b, SCHEMA) as store:
+        store[TASKS].put(Task("t3", "new"))
+        store[TASKS].delete("t2")
+        store[TASKS].update("t1", lambda t: setattr(t, "title", "changed"))
+        store[TICKETS].put(Ticket(2, "two"))  # same data, new revision
+        store[EVENTS].append(Event("extra"))
+    diff = ss.diff_stores(a, b)
+    assert not diff.equal
+    assert diff.schemas == ()
+    by_name = {c.name: c for c in diff.collections}
+    assert sorted(by_name) == ["tasks", "tickets"]
+    assert by_name["tasks"].added == ("t3",)
+    assert by_name["tasks"].removed == ("t2",)
+    assert by_name["tasks"].changed == (ss.RecordChange("t1", ("title",), 2, 3),)
+    assert by_name["tickets"].changed == (ss.RecordChange(2, (), 1, 2),)
+    assert diff.logs == (ss.LogDiff("events", (4,), 3, 4),)
+    text = diff.summary()
+    assert "collection tasks: +1 -1 ~1" in text
+    assert "'t1': title (revision 2 -> 3)" in text
+    assert "log events: 3 -> 4 entries, 1 differ" in text
+
+
+def test_diff_schemas_and_bounded_summary(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
+        store[TICKETS].replace_all(Ticket(n) for n in range(50))
+    with ss.open_store(tmp_path / "b.db", OTHER):
+        pass
+    diff = ss.diff_stores(tmp_path / "a.db", tmp_path / "b.db")
+    assert [(s.name, s.a is None, s.b is None) for s in diff.schemas] == [
+        ("contract", False, True),
+        ("other", True, False),
+    ]
+    [tickets] = [c for c in diff.collections if c.name == "tickets"]
+    assert len(tickets.removed) == 50
+    text = diff.summary(limit=5)
+    assert "... and 45 more" in text
+    assert len(text.splitlines()) < 30
+
+
+def test_diff_compares_json_not_python_equality(tmp_path: Path) -> None:
+    import sqlite3
+
+    with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
+        store[TASKS].put(Task("t1", ratio=1.0))
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    con = sqlite3.connect(tmp_path / "b.db")
+    con.execute("""update tasks set data = json_set(data, '$.ratio', 1)""")
+    con.commit()
+    con.close()
+    diff = ss.diff_stores(tmp_path / "a.db", tmp_path / "b.db")
+    assert [(c.name, c.changed) for c in diff.collections] == [("tasks", (ss.RecordChange("t1", ("ratio",), 1, 1),))]
+
+
+# ---------------------------------------------------------------- dump
+
+
+def test_dump_lines(tmp_path: Path) -> None:
+    with ss.open_store(tmp_path / "a.db", SCHEMA) as store:
+        fill(store)
+    out = io.StringIO()
+    count = ss.dump_store(tmp_path / "a.db", out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == count
+    assert lines[0]["schema"] == "contract"
+    setting = next(line for line in lines if line.get("collection") == "settings")
+    assert (setting["key"], setting["revision"]) == (["user", "/p", "theme"], 1)
+    tickets = [line["key"] for line in lines if line.get("collection") == "tickets"]
+    assert tickets == [2, 10]
+    entries = [(line["log"], line["seq"]) for line in lines if "log" in line]
+    assert entries == [("_statestore_history", 1), ("events", 1), ("events", 2), ("events", 3)]
+    for text in out.getvalue().splitlines():
+        assert text == ss.codec.dumps(json.loads(text))
+
+
+# ---------------------------------------------------------------- round trips from generated state
+
+
+@st.composite
+def states(draw: st.DrawFn) -> list[tuple[str, object]]:
+    ops: list[tuple[str, object]] = []
+    ops += [("task", t) for t in draw(st.lists(sst.tasks(), max_size=8))]
+    ops += [("account", a) for a in draw(st.lists(sst.accounts(), max_size=4))]
+    ops += [("ticket", n) for n in draw(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3))]
+    ops += [("event", (e, s)) for e, s in draw(st.lists(st.tuples(sst.events(), sst.streams), max_size=8))]
+    ops += [("delete", k) for k in draw(st.lists(sst.keys, max_size=2))]
+    return draw(st.permutations(ops))
+
+
+def apply(store: ss.Store, ops: list[tuple[str, object]]) -> None:
+    for kind, value in ops:
+        if kind == "task":
+            assert isinstance(value, Task)
+            store[TASKS].put(value)
+        elif kind == "account":
+            assert isinstance(value, Account)
+            with contextlib.suppress(ss.UniqueViolationError):
+                store[ACCOUNTS].put(value)
+        elif kind == "ticket":
+            assert isinstance(value, int)
+            store[TICKETS].put(Ticket(value))
+        elif kind == "event":
+            assert isinstance(value, tuple)
+            store[EVENTS].append(value[0], stream=value[1])
+        else:
+            assert isinstance(value, str)
+            store[TASKS].delete(value)
+
+
+@pytest.mark.parametrize("first", ["sqlite", "files"])
+@given(ops=states())
+def test_round_trip_through_the_other_backend(
+    tmp_path_factory: pytest.TempPathFactory, first: str, ops: list[tuple[str, object]]
+) -> None:
+    tmp = tmp_path_factory.mktemp("rt")
+    other = "files" if first == "sqlite" else "sqlite"
+    a, b, c = f"{first}:{tmp}/a", f"{other}:{tmp}/b", f"{first}:{tmp}/c"
+    with ss.open_store(a, SCHEMA) as store:
+        apply(store, ops)
+    ss.copy_store(a, b)
+    ss.copy_store(b, c)
+    assert ss.diff_stores(a, b).equal
+    assert ss.diff_stores(a, c).equal
+    assert dump(a) == dump(b) == dump(c)
+    with ss.open_store(a, SCHEMA, mode="read") as sa, ss.open_store(c, SCHEMA, mode="read") as sc:
+        assert sa[TASKS].all() == sc[TASKS].all()
+        assert sa[EVENTS].read() == sc[EVENTS].read()
