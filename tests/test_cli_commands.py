@@ -339,3 +339,68 @@ def test_python_dash_m_runs_the_store_commands(location: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["location"] == location
+
+
+# ------------------------------------------------------------------ import-legacy
+
+LEGACY = Path(__file__).resolve().parent.parent / "fixtures" / "legacy"
+APP = "statestore.examples.tracker:SCHEMA"
+
+
+@pytest.fixture(params=["sqlite", "files"])
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A location where no store exists yet."""
+    return f"sqlite:{tmp_path}/new.db" if request.param == "sqlite" else f"files:{tmp_path}/new"
+
+
+def test_import_legacy_imports_once_and_reports(fresh: str) -> None:
+    out = ok("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker")
+    assert "events.jsonl" in out
+    assert "1500" in out
+    again = ok("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker")
+    assert "never imported twice" in again
+    info = json.loads(ok("info", fresh, "--json"))
+    assert info["imports"][0]["files"] == 503
+    assert info["imports"][0]["imported"] == 2170
+
+
+def test_import_legacy_abort_lists_rejects_and_creates_nothing(fresh: str) -> None:
+    result = run("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker-damaged")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "tasks/fn-1.3.json:3:10" in result.output  # the rejects table, before the one-line error
+    assert result.output.strip().splitlines()[-1].startswith("Error: ")
+    assert ss.legacy.store_exists(fresh) is False
+
+
+def test_import_legacy_dry_run_json_and_quarantine(fresh: str) -> None:
+    dry = json.loads(
+        ok("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker-damaged", "--dry-run", "--json")
+    )
+    assert dry["dry_run"] is True
+    assert dry["imported_store"] is False
+    assert len(dry["rejects"]) == 12
+    assert {"path", "line", "column", "pointer", "reason"} <= set(dry["rejects"][0])
+    assert not ss.legacy.store_exists(fresh)
+    done = json.loads(
+        ok(
+            "import-legacy",
+            fresh,
+            "--app",
+            APP,
+            "--legacy",
+            LEGACY / "tracker-damaged",
+            "--on-error",
+            "quarantine",
+            "--json",
+        )
+    )
+    assert done["imported_store"] is True
+    assert json.loads(ok("info", fresh, "--json"))["quarantined"] == 12
+
+
+def test_import_legacy_bad_app_or_layout_is_one_line() -> None:
+    for args in (["--app", "nope.module:SCHEMA"], ["--app", APP, "--layout", "statestore.examples.tracker:SCHEMA"]):
+        result = run("import-legacy", "sqlite:/tmp/never-made.db", *args, "--legacy", LEGACY / "tracker")
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output

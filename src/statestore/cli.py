@@ -123,12 +123,16 @@ def _print_report(console: Console, report: Any) -> None:
         table.add_row(src.path, src.into, str(src.read), str(src.imported), str(src.rejected))
     console.print(table)
     if report.rejects:
-        rejects = Table(title="rejected records (nothing is dropped silently)")
-        rejects.add_column("where")
-        rejects.add_column("reason")
-        for r in report.rejects:
-            rejects.add_row(r.where(), r.reason)
-        console.print(rejects)
+        _print_rejects(console, report.rejects)
+
+
+def _print_rejects(console: Console, rejects: Any) -> None:
+    table = Table(title="rejected records (nothing is dropped silently)")
+    table.add_column("where")
+    table.add_column("reason")
+    for r in rejects:
+        table.add_row(r.where(), r.reason)
+    console.print(table)
 
 
 # ---------------------------------------------------------------- helpers of the store commands
@@ -221,7 +225,7 @@ def info(store: str, as_json: bool) -> None:
         _echo_json(data)
         return
     console = Console()
-    console.print(f"[bold]{data['location']}[/bold]")
+    console.print(f"[bold]{data['location']}[/bold]  ({data['backend']}, {data['size']:,} bytes)")
     for sch in data["schemas"]:
         console.print(f"schema [bold]{sch['name']}[/bold] version {sch['version']}")
         table = Table(box=box.SIMPLE)
@@ -238,6 +242,13 @@ def info(store: str, as_json: bool) -> None:
         for row in sch["history"]:
             name = f" {row['name']}" if row["name"] else ""
             console.print(f"  {row['applied_at']}  {row['direction']:<6} v{row['version']}{name}")
+    for imp in data["imports"]:
+        console.print(
+            f"imported {imp['imported_at']} from {imp['root']} (layout v{imp['version']}): "
+            f"{imp['files']} files, {imp['imported']} records imported, {imp['rejected']} rejected"
+        )
+    if data["quarantined"]:
+        console.print(f"{data['quarantined']} rejected legacy records are quarantined in the store")
 
 
 def _info(store: Store) -> dict[str, Any]:
@@ -264,8 +275,36 @@ def _info(store: Store) -> dict[str, Any]:
             schemas.append(
                 {"name": sch.name, "version": sch.version, "collections": collections, "logs": logs, "history": history}
             )
+        imports: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in store.imports():
+            got = imports.setdefault(
+                (row.root, row.imported_at.isoformat()),
+                {"root": row.root, "imported_at": row.imported_at.isoformat(), "version": row.version, "files": 0},
+            )
+            got["files"] += 1
+            got["imported"] = got.get("imported", 0) + row.imported
+            got["rejected"] = got.get("rejected", 0) + row.rejected
+        quarantined = len(store.rejects())
     loc = parse_location(store.location)
-    return {"location": store.location, "backend": loc.backend, "path": str(loc.path), "schemas": schemas}
+    return {
+        "location": store.location,
+        "backend": loc.backend,
+        "path": str(loc.path),
+        "size": _size(loc.path),
+        "schemas": schemas,
+        "imports": list(imports.values()),
+        "quarantined": quarantined,
+    }
+
+
+def _size(path: Path | None) -> int:
+    """Bytes the store takes on disk (an SQLite file with its -wal, or every file of a folder)."""
+    if path is None:
+        return 0
+    if path.is_file():
+        side = [path.with_name(path.name + s) for s in ("-wal", "-shm")]
+        return path.stat().st_size + sum(p.stat().st_size for p in side if p.is_file())
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 @main.command(name="ls")
@@ -582,6 +621,105 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
     for row in rows:
         click.echo(f"{row['direction']:<4} {row['version']} {row['name']}")
     click.echo(f"{sch.name}: version {current} -> {target}" if rows else f"{sch.name}: already at version {current}")
+
+
+@main.command(name="import-legacy")
+@_STORE
+@click.option(
+    "--app", "app", required=True, metavar="MODULE:NAME", help="The application's Schema, e.g. myapp.state:SCHEMA."
+)
+@click.option(
+    "--layout",
+    "layout_spec",
+    metavar="MODULE:NAME",
+    help="The application's LegacyLayout (default: LAYOUT in the --app module).",
+)
+@click.option(
+    "--legacy",
+    "root",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder of the old install.",
+)
+@click.option(
+    "--on-error",
+    type=click.Choice(["abort", "quarantine"]),
+    default="abort",
+    show_default=True,
+    help="abort: create no store if any record is bad; quarantine: import the rest, keep the bad ones in the store.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and check everything, report, write nothing.")
+@click.option("--replace", is_flag=True, help="Import even if the store exists (the old one is kept beside it).")
+@click.option("--rename-imported", is_flag=True, help="Rename each legacy file read to <name>.imported afterwards.")
+@_JSON
+@_friendly
+def import_legacy_command(
+    store: str,
+    app: str,
+    layout_spec: str | None,
+    root: Path,
+    on_error: str,
+    dry_run: bool,
+    replace: bool,
+    rename_imported: bool,
+    as_json: bool,
+) -> None:
+    """Import an old install's JSON state into STORE, once (the layout is the application's code).
+
+    Shows a progress bar, then what each source gave and every rejected record
+    with its file, line and reason. Exits 1, creating no store, if any record
+    is bad and --on-error is abort.
+    """
+    from statestore.errors import LegacyImportError
+    from statestore.legacy import Legacy, LegacyLayout
+
+    schemas = _import_schemas(app)
+    layout = _import_object(layout_spec or f"{app.partition(':')[0]}:LAYOUT", "--layout")
+    if not isinstance(layout, LegacyLayout):
+        raise click.BadParameter(f"{layout_spec or 'LAYOUT'} is not a statestore LegacyLayout", param_hint="--layout")
+    names = {src.into.name for src in layout.sources}
+    schema = next((s for s in schemas if names <= {c.name for c in s.collections} | {lg.name for lg in s.logs}), None)
+    if schema is None:
+        raise click.BadParameter("no schema of --app declares what the layout imports into", param_hint="--app")
+    legacy = Legacy(root, layout, after="rename" if rename_imported else "keep")
+    console = Console(stderr=as_json)
+    options: dict[str, Any] = {"on_error": on_error, "dry_run": dry_run, "replace": replace}
+    try:
+        report = _import_with_progress(console, store, schema, legacy, **options)
+    except LegacyImportError as exc:
+        if not as_json:
+            _print_rejects(Console(stderr=True), exc.problems)
+        raise
+    if as_json:
+        _echo_json(
+            {
+                "location": report.location,
+                "imported_store": report.imported_store,
+                "dry_run": report.dry_run,
+                "sources": [attrs.asdict(s) for s in report.sources],
+                "rejects": [attrs.asdict(r) for r in report.rejects],
+            }
+        )
+        return
+    if not report.imported_store:
+        console.print(f"{store}: the store exists; it is never imported twice (use --replace to import anew)")
+        return
+    _print_report(console, report)
+
+
+def _import_object(spec: str, option: str) -> Any:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f"{spec!r} is not MODULE:NAME", param_hint=option)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise click.BadParameter(f"cannot import {spec}: {exc}", param_hint=option) from None
+    return obj
 
 
 def _import_schemas(spec: str) -> tuple[Schema, ...]:

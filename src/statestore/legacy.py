@@ -120,7 +120,11 @@ class SourceReport:
 
 @attrs.frozen
 class ImportReport:
-    """The result of :func:`import_legacy` (also of a dry run)."""
+    """The result of :func:`import_legacy` (also of a dry run).
+
+    ``imported_store`` is True when this call built the store; False when a
+    store was there already (nothing was read) or for a dry run.
+    """
 
     location: str
     root: str
@@ -915,7 +919,9 @@ def _build(
         if files or isinstance(src, Function):
             sources.append(SourceReport(src.path, src.into.name, read, imported, rejected))
     rejects.sort(key=lambda r: (r.path, r.line or 0, r.pointer or ""))
-    report = ImportReport(location, str(legacy.root), layout.version, tuple(sources), tuple(rejects), dry_run=dry_run)
+    report = ImportReport(
+        location, str(legacy.root), layout.version, tuple(sources), tuple(rejects), dry_run, imported_store=not dry_run
+    )
     if rejects and on_error == "abort" and not dry_run:
         raise LegacyImportError(location, str(legacy.root), tuple(rejects))
     if dry_run:
