@@ -344,7 +344,7 @@ def test_python_dash_m_runs_the_store_commands(location: str) -> None:
 # ------------------------------------------------------------------ import-legacy
 
 LEGACY = Path(__file__).resolve().parent.parent / "fixtures" / "legacy"
-APP = "statestore.examples.tracker:SCHEMA"
+TRACKER_APP = "statestore.examples.tracker:SCHEMA"
 
 
 @pytest.fixture(params=["sqlite", "files"])
@@ -354,10 +354,10 @@ def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_import_legacy_imports_once_and_reports(fresh: str) -> None:
-    out = ok("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker")
+    out = ok("import-legacy", fresh, "--app", TRACKER_APP, "--legacy", LEGACY / "tracker")
     assert "events.jsonl" in out
     assert "1500" in out
-    again = ok("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker")
+    again = ok("import-legacy", fresh, "--app", TRACKER_APP, "--legacy", LEGACY / "tracker")
     assert "never imported twice" in again
     info = json.loads(ok("info", fresh, "--json"))
     assert info["imports"][0]["files"] == 503
@@ -365,7 +365,7 @@ def test_import_legacy_imports_once_and_reports(fresh: str) -> None:
 
 
 def test_import_legacy_abort_lists_rejects_and_creates_nothing(fresh: str) -> None:
-    result = run("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker-damaged")
+    result = run("import-legacy", fresh, "--app", TRACKER_APP, "--legacy", LEGACY / "tracker-damaged")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "tasks/fn-1.3.json:3:10" in result.output  # the rejects table, before the one-line error
@@ -375,7 +375,7 @@ def test_import_legacy_abort_lists_rejects_and_creates_nothing(fresh: str) -> No
 
 def test_import_legacy_dry_run_json_and_quarantine(fresh: str) -> None:
     dry = json.loads(
-        ok("import-legacy", fresh, "--app", APP, "--legacy", LEGACY / "tracker-damaged", "--dry-run", "--json")
+        ok("import-legacy", fresh, "--app", TRACKER_APP, "--legacy", LEGACY / "tracker-damaged", "--dry-run", "--json")
     )
     assert dry["dry_run"] is True
     assert dry["imported_store"] is False
@@ -387,7 +387,7 @@ def test_import_legacy_dry_run_json_and_quarantine(fresh: str) -> None:
             "import-legacy",
             fresh,
             "--app",
-            APP,
+            TRACKER_APP,
             "--legacy",
             LEGACY / "tracker-damaged",
             "--on-error",
@@ -400,7 +400,10 @@ def test_import_legacy_dry_run_json_and_quarantine(fresh: str) -> None:
 
 
 def test_import_legacy_bad_app_or_layout_is_one_line() -> None:
-    for args in (["--app", "nope.module:SCHEMA"], ["--app", APP, "--layout", "statestore.examples.tracker:SCHEMA"]):
+    for args in (
+        ["--app", "nope.module:SCHEMA"],
+        ["--app", TRACKER_APP, "--layout", "statestore.examples.tracker:SCHEMA"],
+    ):
         result = run("import-legacy", "sqlite:/tmp/never-made.db", *args, "--legacy", LEGACY / "tracker")
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
