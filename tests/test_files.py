@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -810,3 +811,24 @@ def test_reapplying_log_lines_found_in_place_still_makes_them_durable(
     with open_files(root, durability="full") as store:  # recovery re-applies the journal
         assert [e.record.type for e in store[EVENTS].read()] == ["first", "charged"]
     assert str(root / "events.jsonl") in synced
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": [1, 2.5, None, True, {"b": "c"}]},
+        {"t": (1, 2)},  # a tuple: JSON makes it a list
+        {"m": {1: "x"}},  # an int key: JSON makes it text
+        {"n": {"deep": [[{"k": ["v"]}]]}},
+    ],
+)
+def test_owned_json_equals_reading_the_canonical_text(data: dict[str, Any]) -> None:
+    from statestore._filecache import owned_json
+    from statestore.codec import dumps
+
+    text = dumps(data)
+    got = owned_json(data, text)
+    assert got == json.loads(text)
+    assert json.dumps(got, sort_keys=True) == json.dumps(json.loads(text), sort_keys=True)
+    if isinstance(data.get("a"), list):
+        assert got["a"] is not data["a"]  # a copy: the caller's record cannot change the cache

@@ -93,8 +93,9 @@ class Commits:
         # ~50 ms was torn by a crash, and only a writer can repair it.
         for attempt in range(10):
             with translate(self._head_path):
-                raw = os.pread(fd, 1 << 16, 0)
-                while len(raw) % (1 << 16) == 0 and raw:
+                # A head with no journal in it is ~2 KB: read 8 KB, and more only if it is all used.
+                raw = os.pread(fd, 1 << 13, 0)
+                while len(raw) % (1 << 13) == 0 and raw:
                     more = os.pread(fd, 1 << 16, len(raw))
                     if not more:
                         break

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statestore._filecache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, is_int
+from statestore._filecache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore._fsio import Dir, translate
 from statestore._journal import Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError
@@ -305,7 +305,8 @@ class LogFiles:
         # After our own first append, the next seq is ours to count (no copy of the staged lines).
         seq = lines[-1][0] + 1 if lines else self._last_seq(log) + 1
         txn.undo.append(("log", log.name, "", len(lines)))
-        lines.append((seq, stream, version, at, json.loads(text), entry_line(seq, stream, version, at, text)))
+        # The record is parsed again only if this transaction reads its own append.
+        lines.append((seq, stream, version, at, None, entry_line(seq, stream, version, at, text)))
         return seq
 
     def _entries(
@@ -327,12 +328,12 @@ class LogFiles:
                 for p in positions:
                     raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
                     out.append(self._parse_line(raw, path, p + 1))
-        for seq, s, version, at, data, _line_text in extra:
+        for seq, s, version, at, data, line in extra:
             if limit is not None and len(out) >= limit:
                 break
             if seq <= after or (stream is not None and s != stream):
                 continue
             if prefix is not None and not s.startswith(prefix):
                 continue
-            out.append((seq, s, version, at, json.loads(json.dumps(data))))
+            out.append((seq, s, version, at, json.loads(line)["record"] if data is None else copy_json(data)))
         return out

@@ -65,6 +65,7 @@ from statestore._filecache import (
     copy_json,
     is_int,
     matches,
+    owned_json,
     record_text,
 )
 from statestore._filecommit import Commits
@@ -648,7 +649,7 @@ class FileStore(Commits, LogFiles, Store):
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         if META in data:
             raise ValidationError(coll.name, key, f"$.{META}", "this field name is reserved by the file backend")
-        self._stage(coll, _keyname.encode(key), (key, revision, json.loads(text)))
+        self._stage(coll, _keyname.encode(key), (key, revision, owned_json(data, text)))
 
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
         if self._point(coll, key) is None:
