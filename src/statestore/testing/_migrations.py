@@ -426,3 +426,51 @@ class MigrationContract:
             store_factory(clash)
         with pytest.raises(ss.SchemaError, match="names are unique across a store"):
             store_factory([queue1, clash])
+
+    def test_refusals_of_the_context_name_what_went_wrong(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+
+        def collide(m: MigrationContext) -> None:
+            m.map_records("people", lambda d: {**d, "id": "ada"})
+
+        def not_a_dict(m: MigrationContext) -> None:
+            m.map_entries("notes", lambda e: "text")  # type: ignore[arg-type,return-value]
+
+        def unknown(m: MigrationContext) -> None:
+            m.records("nobody")
+
+        for fn, match, collection in [
+            (collide, "the new key 'ada' is taken", "people"),
+            (not_a_dict, "must return a dict", "notes"),
+            (unknown, "no collection 'nobody'", "nobody"),
+        ]:
+            bad = ss.Schema(
+                "app", version=2, collections=[PEOPLE1], logs=[NOTES1], migrations=[ss.Migration(2, "x", fn)]
+            )
+            with pytest.raises(ss.MigrationError, match=match) as info:
+                store_factory(bad, backup=False)
+            assert info.value.collection == collection
+        with store_factory(V1, mode="read") as store:
+            _check_v1(store)  # every failed step left the store as it was
+
+    def test_rename_to_a_name_the_code_does_not_declare(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        aside = ss.Migration(2, "people aside", up=lambda m: m.rename_collection("people", "people_v1"))
+        v2 = ss.Schema("app", version=2, collections=[], logs=[NOTES1], migrations=[aside])
+        with store_factory(v2, backup=False):
+            pass
+        kept = ss.Collection("people_v1", Person1, key="id")
+        v3 = ss.Schema("app", version=3, collections=[kept], logs=[NOTES1], migrations=[aside])
+        with store_factory(v3, backup=False) as store:
+            assert [p.id for p in store[kept].all()] == ["ada", "alan", "plato"]
+            assert store[kept].get_versioned("alan") == ss.Versioned(Person1("alan", "Alan M Turing"), 2)
+
+    def test_migrate_needs_write_mode_and_a_known_schema(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+            with pytest.raises(ValueError, match="no schema 'other'"):
+                store.migrate(to=1, schema="other")
+        with store_factory(V1, mode="read") as store, pytest.raises(ss.ReadOnlyError):
+            store.migrate(to=1)
