@@ -325,3 +325,38 @@ def test_aside_leftovers_of_a_crashed_import_are_swept(location: str, tracker: P
     ss.import_legacy(location, SCHEMA, ss.Legacy(tracker, LAYOUT))
     assert not leftover.exists()
     assert os.path.exists(location.split(":", 1)[1])
+
+
+def test_app_functions_that_fail_become_rejects(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "odd"
+    (root / "tasks").mkdir(parents=True)
+    (root / "epics.json").write_text('{"epics": 3}\n')
+    (root / "tasks" / "a.json").write_text('{"title": "A"}\n')
+    (root / "events.jsonl").write_text('{"ts": "2025-01-01T10:00:00", "type": "x"}\n[1]\n')
+
+    def boom(doc: Any, path: Path) -> Any:
+        raise RuntimeError("cannot")
+
+    def fails(r: Path) -> list[Any]:
+        raise OSError("gone")
+
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFile("epics.json", into=EPICS, records=lambda doc: doc["epics"]),
+            ss.JsonFiles("tasks/*.json", into=TASKS, record=boom),
+            ss.JsonLines("events.jsonl", into=EVENTS, stream=lambda r: "s", at=lambda r: r["ts"]),
+            ss.Function("approvals", into=APPROVALS, read=fails),
+        ],
+    )
+    report = ss.import_legacy(location, SCHEMA, ss.Legacy(root, layout), on_error="quarantine")
+    reasons = {(r.path, r.reason) for r in report.rejects}
+    assert ("epics.json", "expected a list or an object of records, got a number") in reasons
+    assert ("tasks/a.json", "record(): RuntimeError: cannot") in reasons
+    assert ("events.jsonl", "expected an object, got an array") in reasons
+    assert ("approvals", "read(): OSError: gone") in reasons
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        (entry,) = store[EVENTS].read()
+        # A timestamp without a zone is taken as UTC.
+        assert entry.at == datetime(2025, 1, 1, 10, 0, tzinfo=timezone.utc)
+        assert entry.record.type == "x"
