@@ -308,3 +308,41 @@ def test_round_trip_through_the_other_backend(
     with ss.open_store(a, SCHEMA, mode="read") as sa, ss.open_store(c, SCHEMA, mode="read") as sc:
         assert sa[TASKS].all() == sc[TASKS].all()
         assert sa[EVENTS].read() == sc[EVENTS].read()
+
+
+def test_retired_collections_and_logs_are_kept_copied_and_dumped(pair: tuple[str, str]) -> None:
+    import attrs
+
+    @attrs.define
+    class Thing:
+        id: str
+        n: int = 0
+
+    @attrs.define
+    class Said:
+        text: str
+
+    things, notes, audit = (
+        ss.Collection("things", Thing, key="id"),
+        ss.Collection("notes", Thing, key="id"),
+        ss.Log("audit", Said),
+    )
+    src, dst = pair
+    with ss.open_store(src, ss.Schema("app", version=1, collections=[things, notes], logs=[audit])) as store:
+        store[things].put(Thing("a", 1))
+        store[notes].put(Thing("n", 2))
+        store[audit].append(Said("hi"), stream="s")
+    # v2 stops declaring notes and audit: their data stays, listed as retired.
+    with ss.open_store(src, ss.Schema("app", version=2, collections=[things])):
+        pass
+    with ss.open_store(src, mode="read") as described:
+        assert sorted(c.name for c in described.collections) == ["notes", "things"]
+        assert [lg.name for lg in described.logs] == ["audit"]
+    ss.copy_store(src, dst, overwrite=True)
+    assert ss.diff_stores(src, dst).equal
+    assert dump(src) == dump(dst)
+    assert '"text":"hi"' in dump(dst)
+    # Another part may not take over a retired name.
+    other = ss.Schema("other", version=1, collections=[ss.Collection("notes", Thing, key="id")])
+    with pytest.raises(ss.SchemaMismatchError, match="already used by schema 'app'"):
+        ss.open_store(dst, [ss.Schema("app", version=2, collections=[things]), other])

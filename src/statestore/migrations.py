@@ -38,6 +38,8 @@ from statestore.store import HISTORY, INTERNAL_LOGS, CollectionView, RawEntry, S
 __all__ = ["HistoryRow", "MigrationContext", "migrate", "open_schemas", "read_history"]
 
 JsonDict = dict[str, Any]
+#: Keys of a stored description listing what the store keeps that the code no longer declares.
+_RETIRED = ("retired", "retired_logs")
 
 
 @attrs.frozen
@@ -101,7 +103,7 @@ class _Run:
         for name, (_version, desc) in stored.items():
             items = [*desc.get("collections", ()), *desc.get("retired", ())]
             self.collections[name] = {c["name"]: c for c in items}
-            self.logs[name] = {lg["name"]: lg for lg in desc.get("logs", ())}
+            self.logs[name] = {lg["name"]: lg for lg in (*desc.get("logs", ()), *desc.get("retired_logs", ()))}
         self.dropped: set[str] = set()
         self.extra: dict[str, Collection[Any]] = {}
 
@@ -125,7 +127,7 @@ class _Run:
 
     def description(self, schema: str, base: JsonDict) -> JsonDict:
         """``base`` with the collections and logs the store holds now."""
-        desc = {k: v for k, v in base.items() if k != "retired"}
+        desc = {k: v for k, v in base.items() if k not in _RETIRED}
         desc["collections"] = list(self.collections.get(schema, {}).values())
         desc["logs"] = list(self.logs.get(schema, {}).values())
         return desc
@@ -137,6 +139,10 @@ class _Run:
         retired = [c for n, c in self.collections.get(schema.name, {}).items() if n not in declared]
         if retired:
             desc["retired"] = retired
+        logs = {lg.name for lg in schema.logs}
+        retired_logs = [lg for n, lg in self.logs.get(schema.name, {}).items() if n not in logs]
+        if retired_logs:
+            desc["retired_logs"] = retired_logs
         return desc
 
 
@@ -347,17 +353,16 @@ def _refuse_newer(store: Store, stored: StoredSchemas) -> None:
 
 
 def _check_names(store: Store, stored: StoredSchemas) -> None:
-    """A name another schema in the store already uses cannot be declared again."""
+    """A name one schema in the store uses (or keeps, retired) cannot be declared by another."""
     for other, (_version, desc) in stored.items():
-        if other in {s.name for s in store.schemas}:
-            continue
-        for item in (*desc.get("collections", ()), *desc.get("logs", ())):
-            owner = store._owner.get(item.get("name"))
-            if owner is not None:
-                raise SchemaMismatchError(
-                    store.location,
-                    f"{item['name']!r} of schema {owner.name!r} is already used by schema {other!r} in this store",
-                )
+        for key in ("collections", "logs", *_RETIRED):
+            for item in desc.get(key, ()):
+                owner = store._owner.get(item.get("name"))
+                if owner is not None and owner.name != other:
+                    raise SchemaMismatchError(
+                        store.location,
+                        f"{item['name']!r} of schema {owner.name!r} is already used by schema {other!r} in this store",
+                    )
 
 
 def verify_history(store: Store, schema: Schema, stored_version: int) -> None:
@@ -421,7 +426,7 @@ def _current(store: Store, stored: StoredSchemas) -> bool:
         got = stored.get(sch.name)
         if got is None or got[0] != sch.version:
             return False
-        if {k: v for k, v in got[1].items() if k != "retired"} != sch.describe():
+        if {k: v for k, v in got[1].items() if k not in _RETIRED} != sch.describe():
             return False
     return True
 

@@ -331,11 +331,16 @@ class Schema:
 
     @classmethod
     def described(cls, desc: Mapping[str, Any]) -> Schema:
-        """The schema a stored description declares, with collections and logs of plain dicts."""
+        """The schema a stored description declares, with collections and logs of plain dicts.
+
+        Collections and logs the description lists as retired (kept in the
+        store, no longer declared by the application) are included.
+        """
         try:
             name, version = desc["name"], desc["version"]
-            collections = [Collection.described(c) for c in desc.get("collections", ())]
-            logs = [Log.described(lg) for lg in desc.get("logs", ())]
+            # Retired ones too: the store still holds them, though the code no longer declares them.
+            collections = [Collection.described(c) for c in (*desc.get("collections", ()), *desc.get("retired", ()))]
+            logs = [Log.described(lg) for lg in (*desc.get("logs", ()), *desc.get("retired_logs", ()))]
         except (KeyError, TypeError, AttributeError) as exc:
             raise SchemaError(f"not a schema description ({type(exc).__name__}: {exc})", "stored description") from None
         schema = cls(name, version=version, collections=collections, logs=logs)
