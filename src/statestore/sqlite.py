@@ -360,6 +360,16 @@ class SQLiteStore(Store):
             )
             if full:
                 self._sync_indexes(con, coll)
+            else:
+                # Mid-migration: records may pass through states the declared
+                # unique fields forbid (two swap values; the next version drops
+                # the constraint). The last step checks them on every backend
+                # alike and then recreates these indexes.
+                for (name,) in con.execute(
+                    "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name=? AND name LIKE ? ESCAPE '\\'",
+                    (coll.name, "\\_statestore\\_uq\\_\\_%"),
+                ).fetchall():
+                    con.execute(f"DROP INDEX {_q(name)}")
         for log in logs:
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS {_q(log.name)} (seq INTEGER PRIMARY KEY, "

@@ -474,3 +474,33 @@ class MigrationContract:
                 store.migrate(to=1, schema="other")
         with store_factory(V1, mode="read") as store, pytest.raises(ss.ReadOnlyError):
             store.migrate(to=1)
+
+    def test_steps_may_pass_through_states_unique_fields_forbid(self, store_factory: Any) -> None:
+        @attrs.define
+        class Account:
+            id: str
+            email: str
+
+        unique = ss.Collection("accounts", Account, key="id", unique=["email"])
+        plain = ss.Collection("accounts", Account, key="id")
+        with store_factory(ss.Schema("acc", version=1, collections=[unique])) as store:
+            store[unique].put(Account("a", "a@x"))
+            store[unique].put(Account("b", "b@x"))
+
+        def swap(m: MigrationContext) -> None:
+            m.map_records("accounts", lambda d: {**d, "email": "b@x" if d["email"] == "a@x" else "a@x"})
+
+        v2 = ss.Schema("acc", version=2, collections=[unique], migrations=[ss.Migration(2, "swap", swap)])
+        with store_factory(v2, backup=False) as store:
+            assert [(a.id, a.email) for a in store[unique].all()] == [("a", "b@x"), ("b", "a@x")]
+            with pytest.raises(ss.UniqueViolationError):
+                store[unique].put(Account("c", "a@x"))  # the constraint is back after the last step
+
+        def share(m: MigrationContext) -> None:
+            m.map_records("accounts", lambda d: {**d, "email": "team@x"})
+
+        v3 = ss.Schema(
+            "acc", version=3, collections=[plain], migrations=[v2.migrations[0], ss.Migration(3, "s", share)]
+        )
+        with store_factory(v3, backup=False) as store:
+            assert [a.email for a in store[plain].all()] == ["team@x", "team@x"]
