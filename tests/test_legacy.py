@@ -360,3 +360,119 @@ def test_app_functions_that_fail_become_rejects(location: str, tmp_path: Path) -
         # A timestamp without a zone is taken as UTC.
         assert entry.at == datetime(2025, 1, 1, 10, 0, tzinfo=timezone.utc)
         assert entry.record.type == "x"
+
+
+def test_a_target_that_is_not_a_store_is_never_imported_over(location: str, tracker: Path, tmp_path: Path) -> None:
+    target = Path(location.split(":", 1)[1])
+    target.parent.mkdir(parents=True)
+    if location.startswith("files:"):
+        target.mkdir()
+        (target / "notes.txt").write_text("mine\n")
+    else:
+        target.write_text("not a database\n")
+    before = _digest(target.parent)
+    with pytest.raises(ss.CorruptStoreError):  # files: not a statestore store; sqlite: not a database
+        ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT))
+    assert {k: v for k, v in _digest(target.parent).items() if not k.endswith(".lock")} == before
+    assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == [target.name]
+    with pytest.raises(ValueError, match="inside one another"):
+        ss.import_legacy(f"files:{tracker}/store", SCHEMA, ss.Legacy(tracker, LAYOUT))
+
+
+def test_an_older_layout_is_migrated_before_the_store_appears(location: str, tmp_path: Path) -> None:
+    @attrs.define
+    class Person:
+        id: str
+        name: str
+
+    @attrs.define
+    class User:
+        id: str
+        first: str
+        last: str = ""
+
+    people = ss.Collection("people", Person, key="id")  # as version 1 declared it
+    users = ss.Collection("users", User, key="id")
+
+    def split(m: ss.MigrationContext) -> None:
+        m.map_records("people", lambda d: {"id": d["id"], **dict(zip(("first", "last"), d["name"].split(" ", 1)))})
+
+    steps = [
+        ss.Migration(2, "split names", up=split),
+        ss.Migration(3, "people are users", up=lambda m: m.rename_collection("people", "users")),
+    ]
+    v3 = ss.Schema("app", version=3, collections=[users], migrations=steps)
+    root = tmp_path / "old-app"
+    root.mkdir()
+    (root / "people.json").write_text(json.dumps([{"id": "ada", "name": "Ada Lovelace"}, {"id": "x"}]))
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonFile("people.json", into=people)])
+    with pytest.raises(ss.LegacyImportError) as info:  # checked against version 1's types
+        ss.open_store(location, v3, legacy=ss.Legacy(root, layout))
+    assert [p.pointer for p in info.value.problems] == ["/1/name"]
+    (root / "people.json").write_text(json.dumps([{"id": "ada", "name": "Ada Lovelace"}]))
+    with ss.open_store(location, v3, legacy=ss.Legacy(root, layout)) as store:
+        assert store[users].all() == [User("ada", "Ada", "Lovelace")]
+        assert [(h.version, h.direction) for h in store.history()] == [(1, "create"), (2, "up"), (3, "up")]
+    # A migration that fails leaves no store behind: the next start imports again.
+    broken = ss.Schema("app", version=3, collections=[users], migrations=[steps[0], ss.Migration(3, "x", up=split)])
+    elsewhere = location.replace("/new/", "/other/")
+    with pytest.raises(ss.MigrationError):
+        ss.open_store(elsewhere, broken, legacy=ss.Legacy(root, layout))
+    assert not store_exists(elsewhere)
+    assert [p.name for p in Path(elsewhere.split(":", 1)[1]).parent.iterdir() if ".import-" in p.name] == []
+
+
+def test_counts_per_source_even_when_sources_share_a_file(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "shared"
+    root.mkdir()
+    (root / "doc.json").write_text(
+        json.dumps({"epics": [{"id": "E-1", "title": "a"}], "tasks": [{"id": "t", "title": "b"}, 5]})
+    )
+    (root / "kv.txt").write_text("a=1\nb=2\n")
+
+    def kv(r: Path) -> list[Any]:
+        return [{"id": k, "title": v} for k, v in (line.split("=") for line in (r / "kv.txt").read_text().split())] + [
+            7
+        ]
+
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFile("doc.json", into=EPICS, records=lambda d: d["epics"]),
+            ss.JsonFile("doc.json", into=TASKS, records=lambda d: d["tasks"]),
+            ss.Function("kv", into=TASKS, read=kv, paths=["kv.txt"]),
+        ],
+    )
+    report = ss.import_legacy(location, SCHEMA, ss.Legacy(root, layout), on_error="quarantine")
+    assert [(s.path, s.into, s.read, s.imported, s.rejected) for s in report.sources] == [
+        ("doc.json", "epics", 1, 1, 0),
+        ("doc.json", "tasks", 2, 1, 1),
+        ("kv", "tasks", 3, 2, 1),
+    ]
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        rows = sorted((r.path, r.into, r.imported, r.rejected) for r in store.imports())
+        assert rows == [("doc.json", "epics", 1, 0), ("doc.json", "tasks", 1, 1), ("kv", "tasks", 2, 1)]
+        kv_row = next(r for r in store.imports() if r.path == "kv")
+        assert kv_row.size == len((root / "kv.txt").read_bytes())
+
+
+def test_a_full_durability_import(tmp_path: Path, tracker: Path) -> None:
+    location = f"files:{tmp_path}/full/state"
+    with ss.open_store(location, SCHEMA, durability="full", legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        assert len(store[TASKS]) == 300
+
+
+def test_the_finished_store_never_replaces_one_that_appeared(tmp_path: Path) -> None:
+    from statestore._legacy_import import _move_into_place
+
+    for kind in ("sqlite", "files"):
+        aside, path = tmp_path / f".{kind}.import-1", tmp_path / kind
+        if kind == "sqlite":
+            ss.open_store(f"sqlite:{aside}", SCHEMA).close()
+            ss.open_store(f"sqlite:{path}", SCHEMA).close()
+        else:
+            ss.open_store(f"files:{aside}", SCHEMA).close()
+            ss.open_store(f"files:{path}", SCHEMA).close()
+        with pytest.raises(ss.CorruptStoreError, match="another store was created here"):
+            _move_into_place(aside, path, replace=False)
+        assert store_exists(f"{kind}:{path}")

@@ -116,8 +116,9 @@ def open_store(
         if not store_exists(os.fspath(location)) and legacy_present(legacy):
             if mode == "read":
                 raise StoreNotFoundError(str(loc), legacy=str(legacy.root))
+            wait = max(busy_timeout, 300.0)  # another process may be importing a large install
             import_legacy(
-                os.fspath(location), target, legacy, busy_timeout=max(busy_timeout, 300.0), converter=converter
+                os.fspath(location), target, legacy, busy_timeout=wait, converter=converter, durability=durability
             )
     codec = Codec(converter)
     if loc.backend == "memory":
@@ -137,12 +138,19 @@ def open_store(
 
 
 def _legacy_schema(schemas: Sequence[Schema], legacy: Legacy) -> Schema:
-    """The schema that declares what the legacy layout imports into."""
+    """The schema the legacy layout imports into: the one declaring what its sources go into.
+
+    A layout older than the code may name collections the code no longer
+    declares (its sources carry their old declarations), so with one schema
+    that schema is it; with several, the one declaring most of the names.
+    """
+    if len(schemas) == 1:
+        return schemas[0]
     names = {src.into.name for src in legacy.layout.sources}
-    for sch in schemas:
-        if names <= {c.name for c in sch.collections} | {lg.name for lg in sch.logs}:
-            return sch
-    raise ValueError(f"no one schema declares every collection and log the legacy layout imports into: {sorted(names)}")
+    best = max(schemas, key=lambda s: len(names & ({c.name for c in s.collections} | {lg.name for lg in s.logs})))
+    if not names & ({c.name for c in best.collections} | {lg.name for lg in best.logs}):
+        raise ValueError(f"no schema declares what the legacy layout imports into: {sorted(names)}")
+    return best
 
 
 def state_path(app: str) -> Path:

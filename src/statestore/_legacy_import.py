@@ -1,0 +1,415 @@
+"""Running a legacy import: read, check, build aside, verify, migrate, move into place (statestore.legacy).
+
+The new store is built beside its final place (``.<name>.import-<random>``),
+in one transaction, at the layout's schema version; its record and entry
+counts are checked against what was read; pending migrations run on it; and
+only then is it moved into place, without ever replacing a store another
+process created meanwhile. A crash at any step leaves at most a hidden
+leftover that the next import removes. Imports serialize on
+``<name>.import.lock`` beside the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import filelock
+
+from statestore._fs import make_private_dirs
+from statestore._legacy_read import Checker, Item, Reader
+from statestore.codec import Codec, dumps
+from statestore.errors import CorruptStoreError, LegacyImportError, StoreBusyError, ValidationError
+from statestore.legacy import After, Function, ImportReport, Legacy, OnError, Progress, Reject, SourceReport
+from statestore.schema import Collection, KeyValue, Log, Schema
+from statestore.store import IMPORTS, REJECTS, CollectionView, Durability, Store
+
+__all__ = ["run_import", "store_exists"]
+
+#: What was read for one collection: key -> every (item, stored dict, text) with that key.
+Records = dict[str, dict[KeyValue, list[tuple[Item, Any, str]]]]
+Entries = dict[str, list[tuple[Item, Any, str]]]
+
+
+def _target(location: str) -> tuple[str, Path]:
+    from statestore._open import parse_location
+
+    loc = parse_location(location)
+    return loc.backend, loc.path if loc.path is not None else Path()
+
+
+def store_exists(location: str) -> bool:
+    """True if a store (not just an empty file or folder) is at ``location``."""
+    backend, path = _target(location)
+    if backend == "memory":
+        return False
+    if backend == "sqlite":
+        return path.is_file() and path.stat().st_size > 0
+    return (path / "statestore.json").is_file()
+
+
+def _vacant(path: Path) -> bool:
+    """Nothing at ``path`` but, at most, an empty file or an empty folder."""
+    if not path.exists() and not path.is_symlink():
+        return True
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return not any(path.iterdir())
+    return path.stat().st_size == 0
+
+
+def run_import(
+    location: str,
+    schema: Schema,
+    legacy: Legacy,
+    *,
+    on_error: OnError,
+    after: After,
+    dry_run: bool,
+    replace: bool,
+    progress: Progress | None,
+    busy_timeout: float,
+    converter: Any,
+    durability: Durability,
+) -> ImportReport:
+    """``statestore.legacy.import_legacy``, its arguments checked."""
+    backend, path = _target(location)
+    if backend == "memory" and not dry_run:
+        raise ValueError("a legacy import needs a store on disk (sqlite: or files:), not memory:")
+    if backend != "memory":
+        root = legacy.root.resolve()
+        where = path.resolve()
+        if where == root or where in root.parents or root in where.parents:
+            raise ValueError(f"the store {path} and the legacy install {legacy.root} must not be inside one another")
+    build = _Build(location, schema, legacy, on_error, progress, converter, durability)
+    if dry_run:
+        return build.read(dry_run=True)
+    make_private_dirs(path.parent)
+    lock = filelock.FileLock(
+        str(path.with_name(path.name + ".import.lock")), timeout=max(busy_timeout, 0.0), mode=0o600
+    )
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise StoreBusyError(location, busy_timeout) from None
+    try:
+        _sweep_asides(path)
+        exists = store_exists(location)
+        if exists and not replace:
+            return ImportReport(location, str(legacy.root), legacy.layout.version, (), (), imported_store=False)
+        if not exists and not _vacant(path):
+            raise CorruptStoreError(location, "something that is not a statestore store is here; not importing over it")
+        report = build.read(dry_run=False)
+        build.write(path, replace=exists)
+    finally:
+        lock.release()
+    if after == "rename":
+        for _index, _src, f in build.reader.files:
+            with contextlib.suppress(OSError):
+                f.rename(f.with_name(f.name + ".imported"))
+    return report
+
+
+def _aside_prefix(path: Path) -> str:
+    return f".{path.name}.import-"
+
+
+def _sweep_asides(path: Path) -> None:
+    """Remove stores half-built by imports that crashed (we hold the import lock)."""
+    prefix = _aside_prefix(path)
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            if entry.name.startswith(prefix):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+
+class _Build:
+    """One import: what was read, and the store built from it."""
+
+    def __init__(
+        self,
+        location: str,
+        schema: Schema,
+        legacy: Legacy,
+        on_error: OnError,
+        progress: Progress | None,
+        converter: Any,
+        durability: Durability,
+    ) -> None:
+        layout = legacy.layout
+        if layout.version > schema.version:
+            raise ValueError(
+                f"the legacy layout is for version {layout.version}, newer than the schema's {schema.version}"
+            )
+        self.location, self.schema, self.legacy, self.on_error = location, schema, legacy, on_error
+        self.converter, self.durability = converter, durability
+        self.now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self.reader = Reader(legacy, progress, self.now)
+        # Each source's declaration: the schema's own, or (a layout older than the code) the
+        # application's declaration of that version, under its name then.
+        self.decls: dict[str, Collection[Any] | Log[Any]] = {}
+        typed: dict[str, bool] = {}
+        for src in layout.sources:
+            own = schema.collection(src.into.name) or schema.log(src.into.name)
+            decl = src.into
+            if own is not None and (own is decl or own.describe() == decl.describe()):
+                # The code's declaration: its types describe records at the code's version only.
+                typed[decl.name] = layout.version == schema.version
+            elif own is not None and layout.version == schema.version:
+                raise ValueError(f"legacy source {src.path!r}: {decl.name!r} is declared differently by the schema")
+            else:
+                typed[decl.name] = True
+            other = self.decls.get(decl.name)
+            if other is not None and other.describe() != decl.describe():
+                raise ValueError(f"legacy sources declare {decl.name!r} in two different ways")
+            self.decls[decl.name] = decl
+        self.checker = Checker(Codec(converter), typed)
+        self.records: Records = {}
+        self.entries: Entries = {}
+        self.rejects: list[Reject] = []
+        # (source index, file or Function name) -> [imported, rejected]
+        self.counts: dict[tuple[int, str], list[int]] = {}
+
+    # ------------------------------------------------------------ reading
+
+    def read(self, *, dry_run: bool) -> ImportReport:
+        """Read and check everything; raise LegacyImportError if anything is bad and on_error is abort."""
+        key_checkers: dict[str, Callable[[Any], KeyValue]] = {}
+        for item in self.reader.items():
+            decl = self.decls[item.into]
+            counts = self.counts.setdefault((item.source, item.rel), [0, 0])
+            if item.reject is not None:
+                self.rejects.append(item.reject)
+                counts[1] += 1
+                continue
+            checked = self.checker.check(item, decl)
+            if isinstance(checked, Reject):
+                self.rejects.append(checked)
+                counts[1] += 1
+                continue
+            data, text = checked
+            if isinstance(decl, Collection):
+                valid = key_checkers.get(decl.name)
+                if valid is None:
+                    valid = key_checkers[decl.name] = _key_checker(decl)
+                try:
+                    key = valid(decl.key_of(data))
+                except ValidationError as exc:
+                    raw = item.raw or text
+                    self.rejects.append(
+                        Reject(item.rel, item.line, None, item.pointer, exc.reason, raw, into=decl.name)
+                    )
+                    counts[1] += 1
+                    continue
+                self.records.setdefault(decl.name, {}).setdefault(key, []).append((item, data, text))
+            else:
+                self.entries.setdefault(decl.name, []).append((item, data, text))
+            counts[0] += 1
+        self._reject_shared_keys()
+        self.rejects.sort(key=lambda r: (r.path, r.line or 0, r.pointer or ""))
+        report = ImportReport(
+            self.location,
+            str(self.legacy.root),
+            self.legacy.layout.version,
+            tuple(self._source_reports()),
+            tuple(self.rejects),
+            dry_run,
+            imported_store=not dry_run,
+        )
+        if self.rejects and self.on_error == "abort" and not dry_run:
+            raise LegacyImportError(self.location, str(self.legacy.root), tuple(self.rejects))
+        return report
+
+    def _reject_shared_keys(self) -> None:
+        """A key two records share: neither is imported (which one is right is not ours to guess)."""
+        for name, by_key in self.records.items():
+            for key, copies in by_key.items():
+                if len(copies) > 1:
+                    places = ", ".join(_place(i) for i, _, _ in copies)
+                    for item, _data, text in copies:
+                        reason = f"duplicate key {key!r} ({places})"
+                        self.rejects.append(
+                            Reject(item.rel, item.line, None, item.pointer, reason, item.raw or text, into=name)
+                        )
+                        counts = self.counts[item.source, item.rel]
+                        counts[0] -= 1
+                        counts[1] += 1
+
+    def _source_reports(self) -> Iterator[SourceReport]:
+        for index, src in enumerate(self.legacy.layout.sources):
+            keys = [k for k in self.counts if k[0] == index]
+            if not keys and not isinstance(src, Function) and not src.files(self.legacy.root):
+                continue  # nothing of it is there
+            imported = sum(self.counts[k][0] for k in keys)
+            rejected = sum(self.counts[k][1] for k in keys)
+            yield SourceReport(src.path, src.into.name, imported + rejected, imported, rejected)
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, path: Path, *, replace: bool) -> None:
+        """Build the store aside, verify it, migrate it, and move it into place."""
+        from statestore._open import open_store
+
+        backend = _target(self.location)[0]
+        aside_path = path.with_name(f"{_aside_prefix(path)}{secrets.token_hex(4)}{path.suffix}")
+        aside = f"{backend}:{aside_path}"
+        schema, layout = self.schema, self.legacy.layout
+        decls = list(self.decls.values())
+        old = Schema(
+            schema.name,
+            version=layout.version,
+            collections=[d for d in decls if isinstance(d, Collection)],
+            logs=[d for d in decls if isinstance(d, Log)],
+        )
+        options: dict[str, Any] = {"durability": self.durability, "converter": self.converter}
+        try:
+            with open_store(aside, old, backup=False, check_history=False, **options) as store:
+                self._fill(store)
+            self._verify(aside, old)
+            if layout.version < schema.version:
+                # Migrations run here, on the store no one else sees yet: one that fails leaves no store.
+                with open_store(aside, schema, backup=False, **options):
+                    pass
+            _move_into_place(aside_path, path, replace=replace)
+        except BaseException:
+            _remove(aside_path)
+            raise
+        finally:
+            aside_path.with_name(aside_path.name + ".lock").unlink(missing_ok=True)  # SQLite's migration lock
+
+    def _fill(self, store: Store) -> None:
+        """Everything, in one transaction: records, entries, provenance and quarantine."""
+        with store.transaction():
+            for name, by_key in self.records.items():
+                decl = self.decls[name]
+                assert isinstance(decl, Collection)
+                rows = ((key, 1, copies[0][1], copies[0][2]) for key, copies in by_key.items() if len(copies) == 1)
+                store._write_many(decl, rows)
+            for name, entries in self.entries.items():
+                decl = self.decls[name]
+                assert isinstance(decl, Log)
+                store._add_entries(decl, _numbered(entries))  # a new store: every stream starts at 1
+            stream, legacy = store.schema.name, self.legacy
+            for n, ((index, rel), info) in enumerate(self.reader.seen.items(), 1):
+                good, bad = self.counts.get((index, rel), [0, 0])
+                row = {
+                    "path": rel,
+                    "into": legacy.layout.sources[index].into.name,
+                    "size": info.size,
+                    "mtime": info.mtime,
+                    "sha256": info.sha256,
+                    "imported": good,
+                    "rejected": bad,
+                    "root": str(legacy.root),
+                    "version": legacy.layout.version,
+                }
+                store._add_entry(IMPORTS, stream, n, self.now, row, dumps(row))
+            for n, reject in enumerate(self.rejects, 1):
+                row = attrs.asdict(reject)
+                store._add_entry(REJECTS, stream, n, self.now, row, dumps(row))
+
+    def _verify(self, aside: str, schema: Schema) -> None:
+        """Reopen the built store and check it holds exactly what was read."""
+        from statestore._open import open_store
+
+        with open_store(aside, schema, mode="read", check_history=False) as store:
+            for coll in schema.collections:
+                want = sum(1 for copies in self.records.get(coll.name, {}).values() if len(copies) == 1)
+                got = store._count(coll)
+                if got != want:
+                    reason = f"collection {coll.name!r} holds {got} records after the import, not {want}"
+                    raise CorruptStoreError(aside, reason)
+            for log in schema.logs:
+                want = len(self.entries.get(log.name, ()))
+                got = store._last_seq(log)
+                if got != want:
+                    raise CorruptStoreError(aside, f"log {log.name!r} holds {got} entries after the import, not {want}")
+
+
+def _place(item: Item) -> str:
+    if item.line is not None:
+        return f"{item.rel}:{item.line}"
+    return f"{item.rel} at {item.pointer}" if item.pointer else item.rel
+
+
+def _key_checker(decl: Collection[Any]) -> Callable[[Any], KeyValue]:
+    """The shared layer's key validation for ``decl`` (str/int parts, 64-bit ints, no lone surrogates)."""
+    view: CollectionView[Any] = CollectionView.__new__(CollectionView)
+    view.decl = decl
+    view._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
+    return view._key
+
+
+def _numbered(rows: Sequence[tuple[Item, Any, str]]) -> Iterator[tuple[str, int, str, Any, str]]:
+    """(stream, version, at, data, text) with versions 1, 2, 3... per stream, in order."""
+    versions: dict[str, int] = {}
+    for item, data, text in rows:
+        version = versions[item.stream] = versions.get(item.stream, 0) + 1
+        yield item.stream, version, item.at, data, text
+
+
+def _move_into_place(aside: Path, path: Path, *, replace: bool) -> None:
+    """Move the finished store to ``path``, never over a store that appeared meanwhile.
+
+    With ``replace`` the store at ``path`` is first renamed ``<name>.replaced-<time>``.
+    """
+    if aside.is_file():
+        # One self-contained file (no -wal beside it) before it is linked into place.
+        con = sqlite3.connect(aside)
+        try:
+            con.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            con.close()
+        _fsync(aside)
+    if replace:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+        kept = path.with_name(f"{path.name}.replaced-{stamp}")
+        path.rename(kept)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(kept.with_name(kept.name + suffix))
+    elif path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+    elif path.is_file() and path.stat().st_size == 0:
+        path.unlink()
+    try:
+        if aside.is_file():
+            os.link(aside, path)  # unlike rename, fails if a store appeared at path meanwhile
+            os.unlink(aside)
+        else:
+            os.rename(aside, path)  # fails if a non-empty folder appeared at path meanwhile
+    except (FileExistsError, OSError) as exc:
+        if isinstance(exc, FileExistsError) or path.exists():
+            raise CorruptStoreError(str(path), "another store was created here during the import") from None
+        raise
+    _fsync(path.parent)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
