@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,3 +53,8 @@ def migration_lock(path: Path, location: str, timeout: float) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def backup_label(label: str) -> str:
+    """``<label>-<UTC time>-<4 hex>``: a backup name part that two backups never share."""
+    return f"{label}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(2)}"

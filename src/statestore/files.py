@@ -70,7 +70,7 @@ from statestore._filecache import (
 )
 from statestore._filecommit import Commits
 from statestore._filelog import LogFiles, entry_line
-from statestore._fs import migration_lock
+from statestore._fs import backup_label, migration_lock
 from statestore._fsio import Dir
 from statestore._journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.codec import Codec, dumps
@@ -360,8 +360,7 @@ class FileStore(Commits, LogFiles, Store):
         return migration_lock(self.path / INTERNAL / MIGRATE_LOCK, self.location, self.busy_timeout)
 
     def _backup(self, label: str) -> Path | None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        dest = self.path.with_name(f"{self.path.name}.backup-{label}-{stamp}")
+        dest = self.path.with_name(f"{self.path.name}.backup-{backup_label(label)}")
         skip = {LOCK, MIGRATE_LOCK}
         # Under the write lock: no transaction can commit while we copy.
         with self.transaction():
@@ -372,8 +371,11 @@ class FileStore(Commits, LogFiles, Store):
                     symlinks=True,
                     ignore=lambda _folder, names: [n for n in names if n in skip],
                 )
-            except OSError as exc:
-                raise BackendError(self.location, f"cannot write the backup {dest}: {exc}") from None
+            except BaseException as exc:
+                shutil.rmtree(dest, ignore_errors=True)  # no half a backup left behind
+                if isinstance(exc, OSError):
+                    raise BackendError(self.location, f"cannot write the backup {dest}: {exc}") from None
+                raise
         return dest
 
     def _after_migration(self) -> None:

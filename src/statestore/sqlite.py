@@ -16,14 +16,13 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from statestore._fs import make_private_dirs, migration_lock
+from statestore._fs import backup_label, make_private_dirs, migration_lock
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,
@@ -327,8 +326,7 @@ class SQLiteStore(Store):
         return migration_lock(self.path.with_name(self.path.name + ".lock"), self.location, self.busy_timeout)
 
     def _backup(self, label: str) -> Path | None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        dest = self.path.with_name(f"{self.path.stem}.backup-{label}-{stamp}{self.path.suffix or '.db'}")
+        dest = self.path.with_name(f"{self.path.stem}.backup-{backup_label(label)}{self.path.suffix or '.db'}")
         try:
             os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
             target = sqlite3.connect(dest)
@@ -339,8 +337,12 @@ class SQLiteStore(Store):
                     target.execute("PRAGMA journal_mode=DELETE")
             finally:
                 target.close()
-        except OSError as exc:
-            raise BackendError(self.location, f"cannot write the backup {dest}: {exc.strerror or exc}") from None
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                dest.unlink()  # no half a backup left behind
+            if isinstance(exc, OSError):
+                raise BackendError(self.location, f"cannot write the backup {dest}: {exc.strerror or exc}") from None
+            raise
         return dest
 
     def _after_migration(self) -> None:

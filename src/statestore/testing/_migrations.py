@@ -369,7 +369,7 @@ class MigrationContract:
         backups = sorted(set(store_factory.path.parent.iterdir()) - before)
         backups = [p for p in backups if "backup" in p.name]
         assert len(backups) == 1
-        assert "app-v1" in backups[0].name
+        assert ".backup-app-v1-" in backups[0].name
         # A backup is a store at the old version: open it as one (or move it back in place).
         location = f"{'sqlite' if store_factory.path.suffix == '.db' else 'files'}:{backups[0]}"
         with ss.open_store(location, V1, mode="read") as old:
@@ -504,3 +504,13 @@ class MigrationContract:
         )
         with store_factory(v3, backup=False) as store:
             assert [a.email for a in store[plain].all()] == ["team@x", "team@x"]
+
+    def test_backups_taken_in_one_second_do_not_collide(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4, backup=False) as store:
+            store.migrate(to=1)
+            store.migrate(to=4)
+            store.migrate(to=1)
+        backups = [p for p in store_factory.path.parent.iterdir() if ".backup-" in p.name]
+        assert len(backups) == 3
