@@ -276,6 +276,8 @@ class Txn:
         # Whole files of the root replaced (text) or deleted (None): the manifest, rewritten logs.
         self.files: dict[str, str | None] = {}
         self.rmdirs: set[str] = set()  # collection folders to remove once the transaction commits
+        # Logs whose file this transaction rewrites (migrations): their entries, as the new file holds them.
+        self.rewritten: dict[str, list[tuple[int, str, int, str, dict[str, Any]]]] = {}
 
 
 MISSING = object()

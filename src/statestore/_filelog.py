@@ -284,7 +284,17 @@ class LogFiles:
             extra = [*extra, *txn.lines[log.name]]
         return idx, count, extra
 
+    def _rewritten(self, log: Log[Any]) -> list[RawEntry] | None:
+        """The log's entries as this write transaction rewrote them (a migration), or None."""
+        txn = self._txn()
+        if txn is None or not txn.write:
+            return None
+        return txn.rewritten.get(log.name)
+
     def _stream_version(self, log: Log[Any], stream: str) -> int:
+        rewritten = self._rewritten(log)
+        if rewritten is not None:
+            return max((v for _seq, s, v, _at, _d in rewritten if s == stream), default=0)
         idx, _count, extra = self._all_lines(log)
         for entry in reversed(extra):
             if entry[1] == stream:
@@ -292,6 +302,9 @@ class LogFiles:
         return idx.versions.get(stream, 0)
 
     def _last_seq(self, log: Log[Any]) -> int:
+        rewritten = self._rewritten(log)
+        if rewritten is not None:
+            return rewritten[-1][0] if rewritten else 0
         idx, count, extra = self._all_lines(log)
         if extra:
             return extra[-1][0]
@@ -301,6 +314,15 @@ class LogFiles:
         txn = self._txn()
         assert txn is not None, "appends happen inside a transaction"
         assert txn.write, "appends happen inside a write transaction"
+        rewritten = txn.rewritten.get(log.name)
+        if rewritten is not None:
+            # The whole file is being rewritten in this transaction: the entry joins its new text.
+            seq = (rewritten[-1][0] if rewritten else 0) + 1
+            rewritten.append((seq, stream, version, at, json.loads(text)))
+            txn.files[f"{log.name}.jsonl"] = (txn.files.get(f"{log.name}.jsonl") or "") + entry_line(
+                seq, stream, version, at, text
+            )
+            return seq
         lines = txn.lines.setdefault(log.name, [])
         # After our own first append, the next seq is ours to count (no copy of the staged lines).
         seq = lines[-1][0] + 1 if lines else self._last_seq(log) + 1
@@ -312,6 +334,14 @@ class LogFiles:
     def _entries(
         self, log: Log[Any], *, stream: str | None, prefix: str | None, after: int, limit: int | None
     ) -> list[RawEntry]:
+        rewritten = self._rewritten(log)
+        if rewritten is not None:
+            picked = [
+                (seq, s, v, at, copy_json(d))
+                for seq, s, v, at, d in rewritten
+                if seq > after and (stream is None or s == stream) and (prefix is None or s.startswith(prefix))
+            ]
+            return picked[:limit] if limit is not None else picked
         idx, count, extra = self._all_lines(log)
         out: list[RawEntry] = []
         positions = idx.positions(stream=stream, prefix=prefix, after=after, count=count)

@@ -343,17 +343,20 @@ class FileStore(Commits, LogFiles, Store):
             txn.rmdirs.add(decl.name)
         else:
             txn.lines.pop(decl.name, None)
+            txn.rewritten[decl.name] = []
             txn.files[f"{decl.name}.jsonl"] = None
 
     def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
         txn = self._txn()
         assert txn is not None, "logs are rewritten inside a write transaction"
         assert txn.write
-        if txn.lines.get(log.name):
-            reason = f"log {log.name!r}: cannot rewrite entries appended in this transaction"
-            raise BackendError(self.location, reason)
+        # ``entries`` is the whole log, this transaction's appends included: they become part of the
+        # rewritten file, and later reads and appends in the transaction go through it.
+        txn.lines.pop(log.name, None)
+        texts = [dumps(data) for _seq, _s, _v, _at, data in entries]
+        txn.rewritten[log.name] = [(e[0], e[1], e[2], e[3], owned_json(e[4], t)) for e, t in zip(entries, texts)]
         txn.files[f"{log.name}.jsonl"] = "".join(
-            entry_line(seq, stream, version, at, dumps(data)) for seq, stream, version, at, data in entries
+            entry_line(seq, stream, version, at, text) for (seq, stream, version, at, _d), text in zip(entries, texts)
         )
 
     def _migration_lock(self) -> contextlib.AbstractContextManager[None]:

@@ -514,3 +514,26 @@ class MigrationContract:
             store.migrate(to=1)
         backups = [p for p in store_factory.path.parent.iterdir() if ".backup-" in p.name]
         assert len(backups) == 3
+
+    def test_a_step_sees_its_own_rewrites_and_appends(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        seen: list[Any] = []
+
+        def twice(m: MigrationContext) -> None:
+            m.map_entries("notes", lambda e: {**e, "text": e["text"] + "+1"})
+            m.map_entries("notes", lambda e: {**e, "text": e["text"] + "+2"})
+            seen.append([e["record"]["text"] for e in m.entries("notes")])
+            m.store[NOTES1].append(Note1("added"), stream="a")
+            seen.append([(e["seq"], e["version"], e["record"]["text"]) for e in m.entries("notes")])
+
+        v2 = ss.Schema("app", version=2, collections=[PEOPLE1], logs=[NOTES1], migrations=[ss.Migration(2, "t", twice)])
+        with store_factory(v2, backup=False) as store:
+            assert [(e.seq, e.stream, e.version, e.record.text) for e in store[NOTES1].read()] == [
+                (1, "a", 1, "hello+1+2"),
+                (2, "b", 1, "careful!+1+2"),
+                (3, "a", 2, "added"),
+            ]
+            store[NOTES1].append(Note1("after"), stream="b")
+            assert store[NOTES1].last_seq() == 4
+        assert seen == [["hello+1+2", "careful!+1+2"], [(1, 1, "hello+1+2"), (2, 1, "careful!+1+2"), (3, 2, "added")]]
