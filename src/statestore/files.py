@@ -56,6 +56,7 @@ from statestore._filecache import (
     MANIFEST,
     META,
     MISSING,
+    ROOT,
     Lazy,
     LogIndex,
     Rec,
@@ -133,6 +134,7 @@ class FileStore(Commits, LogFiles, Store):
         self._lock_fd: int | None = None
         # Kept across fork(): pwrite/pread at explicit offsets share no file position.
         self._local_head_fd: int | None = None
+        self._schema_gen = -1  # the change head's generation when the schemas were last checked
         self._reset_process_state()
         root = Dir.open_root(self.path, create=mode == "write")
         if root is None:
@@ -146,6 +148,8 @@ class FileStore(Commits, LogFiles, Store):
                 self._sys = root.subdir(INTERNAL, create=False)
                 if self._read_manifest() is None:
                     raise StoreNotFoundError(self.location)
+            # Taken before the schemas are checked: a migration after it is seen by the first write.
+            self._schema_gen = self._read_head().gen
             self._open_schemas(check_history=check_history, backup=backup)
         except BaseException:
             self.close()
@@ -382,6 +386,7 @@ class FileStore(Commits, LogFiles, Store):
         return dest
 
     def _after_migration(self) -> None:
+        self._schema_gen = -1  # the next write checks the versions again (a downgrade stops writes)
         with self._cache_lock:
             for fd, _ino in self._log_fds.values():
                 os.close(fd)
@@ -531,6 +536,7 @@ class FileStore(Commits, LogFiles, Store):
             self._local.txn = txn  # before recovering, so the head it reads is kept for the transaction
             try:
                 self._recover()
+                self._check_schema_gen()
             except BaseException:
                 self._local.txn = None
                 self._unlock()
@@ -538,6 +544,21 @@ class FileStore(Commits, LogFiles, Store):
         else:
             txn.colls, txn.logs = self._snapshot()
             self._local.txn = txn
+
+    def _check_schema_gen(self) -> None:
+        """In a write transaction: refuse to write if another process migrated the store since we checked.
+
+        The change head names the root files each generation changed, so a
+        manifest rewrite (a schema's version moving) since the generation we
+        last checked sends us to ``Store._check_schemas_current``.
+        """
+        head = self._read_head()
+        if self._migrating or head.gen == self._schema_gen:
+            return
+        changed = head.changed(ROOT, self._schema_gen)
+        if changed is None or MANIFEST in changed:
+            self._check_schemas_current()
+        self._schema_gen = head.gen
 
     def _snapshot(self) -> tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]:
         """Copies of every collection and log as of one generation: a read transaction's view."""
@@ -569,7 +590,10 @@ class FileStore(Commits, LogFiles, Store):
             # Still this thread's transaction while publishing, so the head and
             # log descriptors it checked under the lock are not checked again.
             if any(txn.records.values()) or any(txn.lines.values()) or txn.files:
+                checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
                 self._publish(txn)
+                if checked and MANIFEST not in txn.files and txn.head is not None:
+                    self._schema_gen = txn.head.gen  # our own commit moved no schema
                 for name in txn.rmdirs:
                     d = self._dirs.pop(name, None)
                     if d is not None:

@@ -15,7 +15,8 @@ migration lock, so each step runs once; a backup is taken before the first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -451,7 +452,7 @@ def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
                 if not sch.is_described:
                     verify_history(store, sch, stored[sch.name][0])
         return
-    with store._migration_lock():
+    with store._migration_lock(), _migrating(store):
         stored = store._read_schemas()
         _refuse_newer(store, stored)
         _check_names(store, stored)
@@ -490,6 +491,17 @@ def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
 
 
 # ---------------------------------------------------------------- running steps
+
+
+@contextlib.contextmanager
+def _migrating(store: Store) -> Iterator[None]:
+    """While this object migrates, its own writes skip the "schemas moved" check."""
+    store._migrating = True
+    try:
+        yield
+    finally:
+        store._migrating = False
+        store._after_migration()
 
 
 def _step_error(store: Store, sch: Schema, version: int, direction: str, reason: str) -> MigrationError:
@@ -578,7 +590,7 @@ def migrate(store: Store, to: int, *, schema: str | None, backup: bool) -> list[
         sch = found
     if isinstance(to, bool) or not isinstance(to, int) or not 1 <= to <= sch.version:
         raise ValueError(f"to must be a version from 1 to {sch.version} (the code's), not {to!r}")
-    with store._migration_lock():
+    with store._migration_lock(), _migrating(store):
         stored = store._read_schemas()
         _refuse_newer(store, stored)
         current = stored[sch.name][0]

@@ -129,6 +129,7 @@ class SQLiteStore(Store):
         self._lock = threading.Lock()
         self._columns: dict[str, set[str]] = {}
         self._sql: dict[tuple[str, str], str] = {}
+        self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
         if mode == "write":
             self._create()
         elif not self.path.is_file():
@@ -138,6 +139,8 @@ class SQLiteStore(Store):
                 self._initialize()
             with self._translate():
                 self._load_columns(self._con())  # the history is read while opening
+                # Taken before the schemas are checked: a migration after it is seen by the first write.
+                self._schema_mark = self._con().execute("PRAGMA user_version").fetchone()[0]
             self._open_schemas(check_history=check_history, backup=backup)
             with self._translate():
                 self._load_columns(self._con())
@@ -298,6 +301,8 @@ class SQLiteStore(Store):
         return out
 
     def _set_schema(self, name: str, version: int, description: dict[str, Any]) -> None:
+        mark = self._execute("PRAGMA user_version").fetchone()[0]
+        self._execute(f"PRAGMA user_version = {int(mark) + 1}")  # rolled back with the transaction
         self._execute(
             "INSERT INTO _statestore_schemas(name, version, description) VALUES (?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET version=excluded.version, description=excluded.description",
@@ -349,6 +354,7 @@ class SQLiteStore(Store):
         with self._translate():
             self._columns.clear()
             self._load_columns(self._con())
+            self._schema_mark = -1  # the next write checks the versions again (a downgrade stops writes)
 
     def _sync_tables(
         self, con: sqlite3.Connection, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool
@@ -432,6 +438,17 @@ class SQLiteStore(Store):
 
     def _begin(self, *, write: bool) -> None:
         self._execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write and not self._migrating:
+            # user_version counts schema changes (_set_schema): one moved by another process's
+            # migration means this code's records no longer fit; check before any write.
+            mark = self._execute("PRAGMA user_version").fetchone()[0]
+            if mark != self._schema_mark:
+                try:
+                    self._check_schemas_current()
+                except BaseException:
+                    self._execute("ROLLBACK")
+                    raise
+                self._schema_mark = mark
 
     def _commit(self) -> None:
         self._execute("COMMIT")

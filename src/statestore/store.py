@@ -32,9 +32,11 @@ from statestore.codec import Codec
 from statestore.errors import (
     AlreadyExistsError,
     ConflictError,
+    MigrationRequiredError,
     NotFoundError,
     ReadOnlyError,
     SchemaError,
+    SchemaTooNewError,
     StoreClosedError,
     StreamConflictError,
     UniqueViolationError,
@@ -169,6 +171,7 @@ class Store(ABC):
         self._thread = _ThreadState()
         self._pid = os.getpid()
         self._views: dict[str, CollectionView[Any] | LogView[Any]] = {}
+        self._migrating = False  # set while this object migrates the store
 
     # ------------------------------------------------------------ public API
 
@@ -332,6 +335,26 @@ class Store(ABC):
         from statestore.migrations import open_schemas
 
         open_schemas(self, check_history=check_history, backup=backup)
+
+    def _check_schemas_current(self) -> None:
+        """Refuse to write once the store's schemas moved since this object checked them.
+
+        Backends call this at the start of a write transaction when their
+        cheap marker says the stored schemas changed: another process
+        migrated the store (or this one went down a version). Writing records
+        shaped for the old version would corrupt the new one, so that raises
+        MigrationRequiredError (the store is older than this code) or
+        SchemaTooNewError (newer); reopen with matching code.
+        """
+        if self._migrating:
+            return
+        stored = self._read_schemas()
+        for sch in self.schemas:
+            got = stored.get(sch.name)
+            if got is not None and got[0] > sch.version:
+                raise SchemaTooNewError(self.location, sch.name, got[0], sch.version)
+            if got is not None and got[0] < sch.version:
+                raise MigrationRequiredError(self.location, sch.name, got[0], sch.version)
 
     # ------------------------------------------------------------ backend interface
 

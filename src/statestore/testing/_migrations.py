@@ -537,3 +537,24 @@ class MigrationContract:
             store[NOTES1].append(Note1("after"), stream="b")
             assert store[NOTES1].last_seq() == 4
         assert seen == [["hello+1+2", "careful!+1+2"], [(1, 1, "hello+1+2"), (2, 1, "careful!+1+2"), (3, 2, "added")]]
+
+    def test_a_store_opened_before_a_migration_refuses_to_write_after_it(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        old = store_factory(V1)  # an older build of the app, still running
+        old[PEOPLE1].put(Person1("zed", "Zed Zero"))  # fine: nothing moved yet
+        with store_factory(V2, backup=False) as new:
+            assert new[PEOPLE2]["zed"] == Person2("zed", "Zed", "Zero")
+        # The store is now newer than the old build: it must not write v1-shaped records into it.
+        with pytest.raises(ss.SchemaTooNewError):
+            old[PEOPLE1].put(Person1("late", "Late Comer"))
+        with pytest.raises(ss.SchemaTooNewError):
+            old[NOTES1].append(Note1("late"))
+        old.close()
+        with store_factory(V2, mode="read") as new:
+            assert "late" not in new[PEOPLE2]
+        # And a store that went down a version itself stops writing too.
+        with store_factory(V2, backup=False) as new:
+            new.migrate(to=1, backup=False)
+            with pytest.raises(ss.MigrationRequiredError):
+                new[PEOPLE2].put(Person2("x", "X"))
