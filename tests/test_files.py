@@ -832,3 +832,35 @@ def test_owned_json_equals_reading_the_canonical_text(data: dict[str, Any]) -> N
     assert json.dumps(got, sort_keys=True) == json.dumps(json.loads(text), sort_keys=True)
     if isinstance(data.get("a"), list):
         assert got["a"] is not data["a"]  # a copy: the caller's record cannot change the cache
+
+
+def test_a_migration_committed_but_not_applied_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from statestore.testing import _migrations as m
+
+    location = f"files:{tmp_path}/state"
+    with ss.open_store(location, m.V1) as store:
+        m._seed(store)
+    real_apply = FileStore._apply
+
+    class Killed(BaseException):
+        """The process dies between the commit and the apply (nothing after it runs)."""
+
+    def cut_short(self: FileStore, records: Any, logs: Any, prepared: Any = None) -> list[int]:
+        if any(c == "." and t and '"version": 4' in t for c, _n, t in records):
+            raise Killed
+        return real_apply(self, records, logs, prepared)
+
+    monkeypatch.setattr(FileStore, "_apply", cut_short)
+    v4 = ss.Schema("app", version=4, collections=[m.USERS], logs=[m.NOTES4], migrations=[m.M2, m.M3, m.M4])
+    with pytest.raises(Killed):
+        ss.open_store(location, v4, backup=False)
+    monkeypatch.setattr(FileStore, "_apply", real_apply)
+    assert json.loads((tmp_path / "state" / "statestore.json").read_text())["schemas"]["app"]["version"] == 3
+    # Readers take the manifest and the rewritten log from the committed journal.
+    with ss.open_store(location, v4, mode="read") as store:
+        m._check_v4(store)
+    with ss.open_store(location, mode="read") as described:
+        assert described.schemas[0].version == 4
+    with ss.open_store(location, v4) as store:  # a writer finishes applying it
+        m._check_v4(store)
+    assert json.loads((tmp_path / "state" / "statestore.json").read_text())["schemas"]["app"]["version"] == 4

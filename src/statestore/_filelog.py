@@ -73,6 +73,10 @@ class LogFiles:
             out: list[TxnEntry] | None = memo.get(memo_key)
             if out is None:
                 out = []
+                found, rewritten = journal.root_file(f"{log.name}.jsonl")
+                if found:
+                    for i, line in enumerate((rewritten or "").split("\n")[:-1]):
+                        out.append((*self._parse_line(line, self._journal_path, i + 1), line + "\n"))
                 for name, _off, text in journal.logs:
                     if name == log.name:
                         # Split on "\n" only: str.splitlines also splits on U+2028,
@@ -133,6 +137,9 @@ class LogFiles:
             return txn.caught_up[log.name]
 
         def fresh(head: Head, journal: Journal | None) -> tuple[LogIndex, int, list[TxnEntry]]:
+            if journal is not None and journal.root_file(f"{log.name}.jsonl")[0]:
+                # A migration rewrote the whole file and is being applied: the journal holds it all.
+                return LogIndex(None), 0, self._log_overlay(log, journal)
             idx = self._catch_up_log(log, journal)
             return idx, len(idx.seqs), self._log_overlay(log, journal)
 

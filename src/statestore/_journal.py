@@ -34,11 +34,12 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from pathlib import Path
 from typing import Any
 
 import attrs
 
-__all__ = ["CHANGES", "JOURNAL", "LOCK", "Head", "Journal"]
+__all__ = ["CHANGES", "JOURNAL", "LOCK", "Head", "Journal", "committed_root_file"]
 
 JOURNAL = "journal.json"
 CHANGES = "changes"
@@ -105,6 +106,17 @@ class Journal:
     def names(self, collection: str) -> set[str]:
         """The record files of ``collection`` this journal writes or deletes."""
         return {n for c, n, _ in self.records if c == collection}
+
+    def root_file(self, name: str) -> tuple[bool, str | None]:
+        """(True, new text or None if deleted) when this journal replaces the root file ``name``.
+
+        Root files are the manifest and whole log files a migration rewrote;
+        readers take them from a committed journal until it is applied.
+        """
+        for c, n, t in self.records:
+            if c == "." and n == name:
+                return True, t
+        return False, None
 
     def changes(self) -> dict[str, list[str]]:
         """File names per collection, as the change head records them."""
@@ -213,3 +225,27 @@ class Head:
     def settled(self) -> Head:
         """The same head with its journal applied and dropped."""
         return Head(self.gen, self.base, self.history)
+
+
+def committed_root_file(internal: Path, name: str) -> tuple[bool, str | None]:
+    """``Journal.root_file`` of the committed journal in the ``.statestore`` folder ``internal``, if any.
+
+    For readers that have no store object (``open_store`` without a schema):
+    the change head's own journal, or ``journal.json`` when the head announces one.
+    """
+    try:
+        head = Head.decode((internal / CHANGES).read_bytes())
+    except OSError:
+        return False, None
+    if head is None:
+        return False, None
+    journal = head.journal
+    if journal is None and head.journal_file:
+        try:
+            journal = Journal.decode((internal / JOURNAL).read_bytes())
+        except OSError:
+            journal = None
+    # As FileStore._journal: an announced journal file older than the head is one a power cut brought back.
+    if journal is None or (head.journal is None and journal.gen < head.gen):
+        return False, None
+    return journal.root_file(name)

@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from statestore._journal import committed_root_file
 from statestore.errors import CorruptStoreError, SchemaError, StoreNotFoundError
 from statestore.schema import Schema
 from statestore.store import StoredSchemas
@@ -74,8 +75,9 @@ def _files_schemas(path: Path, location: str) -> StoredSchemas:
     if not path.is_dir():
         raise CorruptStoreError(location, "not a directory, so not a file-backend store")
     manifest = path / _MANIFEST
+    found, text = committed_root_file(path / ".statestore", _MANIFEST)  # a migration not yet applied
     try:
-        raw = manifest.read_bytes()
+        raw = text.encode("utf-8") if found and text is not None else manifest.read_bytes()
     except FileNotFoundError:
         if any(not p.name.startswith(".") for p in path.iterdir()):
             raise CorruptStoreError(location, f"directory has no {_MANIFEST}: not a statestore store") from None

@@ -278,6 +278,11 @@ class FileStore(Commits, LogFiles, Store):
     def _read_manifest(self) -> dict[str, Any] | None:
         txn = self._txn()
         staged = txn.files.get(MANIFEST) if txn is not None else None
+        if staged is None:
+            # A migration committed but not yet applied (or cut short by a crash): its manifest counts.
+            journal = self._journal(self._read_head()) if self._head_fd() is not None else None
+            found, text = journal.root_file(MANIFEST) if journal is not None else (False, None)
+            staged = text if found else None
         path = self.path / MANIFEST
         raw = staged.encode("utf-8") if staged is not None else self._root.read(MANIFEST)
         if raw is None:
