@@ -495,12 +495,17 @@ def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
 
 @contextlib.contextmanager
 def _migrating(store: Store) -> Iterator[None]:
-    """While this object migrates, its own writes skip the "schemas moved" check."""
-    store._migrating = True
+    """While this thread migrates the store, its own writes skip the "schemas moved" check.
+
+    Per thread: another thread sharing the store object is checked as usual,
+    so it cannot write old-shaped records between two steps.
+    """
+    state = store._state()
+    state.migrating = True
     try:
         yield
     finally:
-        store._migrating = False
+        state.migrating = False
         store._after_migration()
 
 
@@ -567,7 +572,7 @@ def _step(store: Store, run: _Run, sch: Schema, version: int, direction: str) ->
                 store._sync_structure(sch.collections, [*sch.logs, *INTERNAL_LOGS], full=True)
                 desc = run.final(sch)
             else:
-                desc = run.description(sch.name, desc)
+                desc = {**run.description(sch.name, desc), "version": version if direction == "up" else version - 1}
             store._set_schema(sch.name, version if direction == "up" else version - 1, desc)
             append_history(store, sch.name, version, name, direction)
     finally:

@@ -140,6 +140,7 @@ def _same(stored: Any, wanted: Any) -> bool:
 
 class _ThreadState(threading.local):
     depth = 0
+    migrating = False  # this thread is migrating the store: its writes skip the "schemas moved" check
 
 
 class Store(ABC):
@@ -171,7 +172,6 @@ class Store(ABC):
         self._thread = _ThreadState()
         self._pid = os.getpid()
         self._views: dict[str, CollectionView[Any] | LogView[Any]] = {}
-        self._migrating = False  # set while this object migrates the store
 
     # ------------------------------------------------------------ public API
 
@@ -335,6 +335,11 @@ class Store(ABC):
         from statestore.migrations import open_schemas
 
         open_schemas(self, check_history=check_history, backup=backup)
+
+    @property
+    def _migrating(self) -> bool:
+        """True in the thread that is migrating the store (not in the others sharing the object)."""
+        return self._state().migrating
 
     def _check_schemas_current(self) -> None:
         """Refuse to write once the store's schemas moved since this object checked them.

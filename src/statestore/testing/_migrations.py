@@ -558,3 +558,37 @@ class MigrationContract:
             new.migrate(to=1, backup=False)
             with pytest.raises(ss.MigrationRequiredError):
                 new[PEOPLE2].put(Person2("x", "X"))
+
+    def test_another_thread_cannot_write_while_one_migrates(self, store_factory: Any) -> None:
+        import threading
+        import time
+
+        with store_factory(V1) as store:
+            _seed(store)
+        outcome: list[str] = []
+
+        def slow_down3(m: MigrationContext) -> None:
+            started.set()
+            time.sleep(0.3)
+            _down3(m)
+
+        started = threading.Event()
+        m3 = ss.Migration(3, M3.name, up=_up3, down=slow_down3)
+        v3 = ss.Schema("app", version=3, collections=[USERS], logs=[NOTES1], migrations=[M2, m3])
+        with store_factory(v3, backup=False) as store:
+
+            def writer() -> None:
+                started.wait(5)
+                try:
+                    store[USERS].put(Person2("late", "Late"))
+                    outcome.append("written")
+                except ss.StateStoreError as exc:
+                    outcome.append(type(exc).__name__)
+
+            t = threading.Thread(target=writer)
+            t.start()
+            store.migrate(to=1, backup=False)
+            t.join()
+        assert outcome == ["MigrationRequiredError"]
+        with store_factory(V1, mode="read") as store:
+            _check_v1(store)
