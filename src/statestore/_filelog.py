@@ -325,6 +325,7 @@ class LogFiles:
         if rewritten is not None:
             # The whole file is being rewritten in this transaction: the entry joins its new text.
             seq = (rewritten[-1][0] if rewritten else 0) + 1
+            txn.undo.append(("logtrim", log.name, "", (len(rewritten), len(txn.files.get(f"{log.name}.jsonl") or ""))))
             rewritten.append((seq, stream, version, at, json.loads(text)))
             txn.files[f"{log.name}.jsonl"] = (txn.files.get(f"{log.name}.jsonl") or "") + entry_line(
                 seq, stream, version, at, text

@@ -351,6 +351,7 @@ class FileStore(Commits, LogFiles, Store):
                 self._remove(decl, key)
             txn.rmdirs.add(decl.name)
         else:
+            self._save_log_state(txn, decl.name)
             txn.lines.pop(decl.name, None)
             txn.rewritten[decl.name] = []
             txn.files[f"{decl.name}.jsonl"] = None
@@ -361,6 +362,7 @@ class FileStore(Commits, LogFiles, Store):
         assert txn.write
         # ``entries`` is the whole log, this transaction's appends included: they become part of the
         # rewritten file, and later reads and appends in the transaction go through it.
+        self._save_log_state(txn, log.name)
         txn.lines.pop(log.name, None)
         texts = [dumps(data) for _seq, _s, _v, _at, data in entries]
         txn.rewritten[log.name] = [(e[0], e[1], e[2], e[3], owned_json(e[4], t)) for e, t in zip(entries, texts)]
@@ -633,11 +635,32 @@ class FileStore(Commits, LogFiles, Store):
         while len(txn.undo) > mark:
             kind, owner, name_, before = txn.undo.pop()
             if kind == "log":
-                del txn.lines[owner][before:]
+                if owner in txn.lines:  # (a rewrite since may have taken the lines in)
+                    del txn.lines[owner][before:]
+            elif kind == "logtrim":
+                count, length = before
+                del txn.rewritten[owner][count:]
+                file = f"{owner}.jsonl"
+                txn.files[file] = (txn.files.get(file) or "")[:length]
+            elif kind == "logstate":
+                text, rewritten, lines = before
+                _restore(txn.files, f"{owner}.jsonl", text)
+                _restore(txn.rewritten, owner, rewritten)
+                _restore(txn.lines, owner, lines)
             elif before is MISSING:
                 txn.records[owner].pop(name_, None)
             else:
                 txn.records[owner][name_] = before
+
+    def _save_log_state(self, txn: Txn, log_name: str) -> None:
+        """Remember a log's staged state (file text, rewritten entries, appended lines) for a savepoint."""
+        file = f"{log_name}.jsonl"
+        before = (
+            txn.files.get(file, MISSING),
+            list(txn.rewritten[log_name]) if log_name in txn.rewritten else MISSING,
+            list(txn.lines[log_name]) if log_name in txn.lines else MISSING,
+        )
+        txn.undo.append(("logstate", log_name, "", before))
 
     def _stage(self, coll: Collection[Any], name: str, rec: Rec | None) -> None:
         txn = self._txn()
@@ -728,3 +751,11 @@ class FileStore(Commits, LogFiles, Store):
         return len(self._rows(coll, {}))
 
     # ------------------------------------------------------------ logs
+
+
+def _restore(staged: dict[str, Any], key: str, value: Any) -> None:
+    """Put back what a savepoint saw under ``key`` (MISSING: nothing)."""
+    if value is MISSING:
+        staged.pop(key, None)
+    else:
+        staged[key] = value

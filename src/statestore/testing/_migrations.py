@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import attrs
@@ -592,3 +593,25 @@ class MigrationContract:
         assert outcome == ["MigrationRequiredError"]
         with store_factory(V1, mode="read") as store:
             _check_v1(store)
+
+    def test_a_rolled_back_savepoint_inside_a_step_undoes_its_log_changes(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+
+        def nested(m: MigrationContext) -> None:
+            with contextlib.suppress(RuntimeError), m.store.transaction():
+                m.store[NOTES1].append(Note1("kept?"), stream="a")
+                m.map_entries("notes", lambda e: {**e, "text": "rolled back"})
+                m.store[NOTES1].append(Note1("also rolled back"), stream="a")
+                raise RuntimeError
+            with contextlib.suppress(RuntimeError), m.store.transaction():
+                m.map_entries("notes", lambda e: {**e, "text": "rolled back too"})
+                raise RuntimeError
+            m.map_entries("notes", lambda e: {**e, "text": e["text"].upper()})
+
+        v2 = ss.Schema(
+            "app", version=2, collections=[PEOPLE1], logs=[NOTES1], migrations=[ss.Migration(2, "n", nested)]
+        )
+        with store_factory(v2, backup=False) as store:
+            assert [(e.seq, e.record.text) for e in store[NOTES1].read()] == [(1, "HELLO"), (2, "CAREFUL!")]
+            assert store[NOTES1].append(Note1("next")).seq == 3
