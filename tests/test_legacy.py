@@ -476,3 +476,62 @@ def test_the_finished_store_never_replaces_one_that_appeared(tmp_path: Path) -> 
         with pytest.raises(ss.CorruptStoreError, match="another store was created here"):
             _move_into_place(aside, path, replace=False)
         assert store_exists(f"{kind}:{path}")
+
+
+def test_an_older_layout_may_bring_its_whole_schema(location: str, tmp_path: Path) -> None:
+    @attrs.define
+    class Item:
+        id: str
+        text: str = ""
+
+    items, notes_old, notes = (ss.Collection(n, Item, key="id") for n in ("items", "notes_old", "notes"))
+    rename = ss.Migration(2, "notes_old is notes", up=lambda m: m.rename_collection("notes_old", "notes"))
+    v2 = ss.Schema("app", version=2, collections=[items, notes], migrations=[rename])
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "items.json").write_text('[{"id": "a", "text": "x"}]')
+    bare = ss.LegacyLayout(version=1, sources=[ss.JsonFile("items.json", into=items)])
+    with pytest.raises(ss.MigrationError, match="no collection 'notes_old'") as info:
+        ss.import_legacy(location, v2, ss.Legacy(root, bare))
+    assert info.value.location == location  # the store's name, not the hidden one it was built under
+    assert not store_exists(location)
+    whole = ss.LegacyLayout(
+        version=1,
+        sources=[ss.JsonFile("items.json", into=items)],
+        schema=ss.Schema("app", version=1, collections=[items, notes_old]),
+    )
+    with ss.open_store(location, v2, legacy=ss.Legacy(root, whole)) as store:
+        assert store[items].all() == [Item("a", "x")]
+        assert store[notes].all() == []
+
+
+def test_replace_puts_the_old_store_back_if_the_new_one_cannot_be_placed(
+    location: str, tracker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statestore import _legacy_import
+
+    with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        store[TASKS].delete("fn-1.1")
+
+    def fails(aside: Path, path: Path) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_legacy_import, "_place_without_replacing", fails)
+    with pytest.raises(OSError, match="disk full"):
+        ss.import_legacy(location, SCHEMA, ss.Legacy(tracker, LAYOUT), replace=True)
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        assert "fn-1.1" not in store[TASKS]  # the old store, back in place
+    parent = Path(location.split(":", 1)[1]).parent
+    assert not [p for p in parent.iterdir() if ".replaced-" in p.name or ".import-" in p.name]
+
+
+def test_without_hard_links_the_store_still_arrives(
+    tmp_path: Path, tracker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: Any, dst: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    location = f"sqlite:{tmp_path}/vfat/state.db"
+    with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        assert len(store[TASKS]) == 300

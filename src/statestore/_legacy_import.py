@@ -27,7 +27,7 @@ import filelock
 from statestore._fs import make_private_dirs
 from statestore._legacy_read import Checker, Item, Reader
 from statestore.codec import Codec, dumps
-from statestore.errors import CorruptStoreError, LegacyImportError, StoreBusyError, ValidationError
+from statestore.errors import CorruptStoreError, LegacyImportError, MigrationError, StoreBusyError, ValidationError
 from statestore.legacy import After, Function, ImportReport, Legacy, OnError, Progress, Reject, SourceReport
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import IMPORTS, REJECTS, CollectionView, Durability, Store
@@ -267,11 +267,16 @@ class _Build:
         aside = f"{backend}:{aside_path}"
         schema, layout = self.schema, self.legacy.layout
         decls = list(self.decls.values())
+        collections = {d.name: d for d in decls if isinstance(d, Collection)}
+        logs = {d.name: d for d in decls if isinstance(d, Log)}
+        if layout.schema is not None and layout.version < schema.version:
+            # The application's schema of that version: every collection its migrations expect.
+            for c in layout.schema.collections:
+                collections.setdefault(c.name, c)
+            for lg in layout.schema.logs:
+                logs.setdefault(lg.name, lg)
         old = Schema(
-            schema.name,
-            version=layout.version,
-            collections=[d for d in decls if isinstance(d, Collection)],
-            logs=[d for d in decls if isinstance(d, Log)],
+            schema.name, version=layout.version, collections=list(collections.values()), logs=list(logs.values())
         )
         options: dict[str, Any] = {"durability": self.durability, "converter": self.converter}
         try:
@@ -280,8 +285,11 @@ class _Build:
             self._verify(aside, old)
             if layout.version < schema.version:
                 # Migrations run here, on the store no one else sees yet: one that fails leaves no store.
-                with open_store(aside, schema, backup=False, **options):
-                    pass
+                try:
+                    with open_store(aside, schema, backup=False, **options):
+                        pass
+                except MigrationError as exc:
+                    raise attrs.evolve(exc, location=self.location) from exc.__cause__
             _move_into_place(aside_path, path, replace=replace)
         except BaseException:
             _remove(aside_path)
@@ -363,39 +371,63 @@ def _numbered(rows: Sequence[tuple[Item, Any, str]]) -> Iterator[tuple[str, int,
 def _move_into_place(aside: Path, path: Path, *, replace: bool) -> None:
     """Move the finished store to ``path``, never over a store that appeared meanwhile.
 
-    With ``replace`` the store at ``path`` is first renamed ``<name>.replaced-<time>``.
+    With ``replace`` the store at ``path`` is first renamed ``<name>.replaced-<time>``
+    (and renamed back if the move then fails).
     """
     if aside.is_file():
-        # One self-contained file (no -wal beside it) before it is linked into place.
+        # One self-contained file (no -wal beside it) before it is moved into place.
         con = sqlite3.connect(aside)
         try:
             con.execute("PRAGMA journal_mode=DELETE")
         finally:
             con.close()
         _fsync(aside)
+    kept: list[tuple[Path, Path]] = []
     if replace:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
-        kept = path.with_name(f"{path.name}.replaced-{stamp}")
-        path.rename(kept)
-        for suffix in ("-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():
-                side.rename(kept.with_name(kept.name + suffix))
+                moved = path.with_name(f"{path.name}.replaced-{stamp}{suffix}")
+                side.rename(moved)
+                kept.append((moved, side))
     elif path.is_dir() and not any(path.iterdir()):
         path.rmdir()
     elif path.is_file() and path.stat().st_size == 0:
         path.unlink()
     try:
-        if aside.is_file():
-            os.link(aside, path)  # unlike rename, fails if a store appeared at path meanwhile
-            os.unlink(aside)
-        else:
-            os.rename(aside, path)  # fails if a non-empty folder appeared at path meanwhile
-    except (FileExistsError, OSError) as exc:
-        if isinstance(exc, FileExistsError) or path.exists():
-            raise CorruptStoreError(str(path), "another store was created here during the import") from None
+        _place_without_replacing(aside, path)
+    except BaseException:
+        for moved, side in kept:
+            with contextlib.suppress(OSError):
+                moved.rename(side)
         raise
     _fsync(path.parent)
+
+
+def _place_without_replacing(aside: Path, path: Path) -> None:
+    if aside.is_dir():
+        try:
+            os.rename(aside, path)  # fails if a non-empty folder appeared at path meanwhile
+        except OSError:
+            if path.exists():
+                raise CorruptStoreError(str(path), "another store was created here during the import") from None
+            raise
+        return
+    try:
+        os.link(aside, path)  # unlike rename, fails if a store appeared at path meanwhile
+    except FileExistsError:
+        raise CorruptStoreError(str(path), "another store was created here during the import") from None
+    except OSError:
+        # No hard links here (vfat, some network file systems): claim the name exclusively, then
+        # rename over our own empty claim (we hold the import lock, so no other import races it).
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise CorruptStoreError(str(path), "another store was created here during the import") from None
+        os.replace(aside, path)
+        return
+    os.unlink(aside)
 
 
 def _remove(path: Path) -> None:

@@ -270,10 +270,15 @@ class LegacyLayout:
 
     ``version`` is the schema version the legacy records conform to; after
     the import, pending migrations bring the store to the current version.
+    ``schema``, for a layout older than the code, is the application's
+    schema as it was at ``version``: the store is built with all of its
+    collections and logs, so later migrations find the ones no source fills
+    (without it, only the sources' ``into`` declarations exist).
     """
 
     version: int
     sources: tuple[Source, ...] = attrs.field(converter=_sources)
+    schema: Schema | None = None
 
 
 @attrs.frozen
