@@ -377,6 +377,16 @@ def test_a_target_that_is_not_a_store_is_never_imported_over(location: str, trac
     assert sorted(p.name for p in target.parent.iterdir() if not p.name.endswith(".lock")) == [target.name]
     with pytest.raises(ValueError, match="inside one another"):
         ss.import_legacy(f"files:{tracker}/store", SCHEMA, ss.Legacy(tracker, LAYOUT))
+    with pytest.raises(ValueError, match="one of the legacy install's source files"):
+        ss.import_legacy(f"sqlite:{tracker}/epics.json", SCHEMA, ss.Legacy(tracker, LAYOUT))
+
+
+def test_an_sqlite_store_may_live_in_the_old_install_folder(tracker: Path) -> None:
+    # ~/.tracker/state.db beside the old JSON files: the usual upgrade in place.
+    with ss.open_store(f"sqlite:{tracker}/state.db", SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        assert len(store[TASKS]) == 300
+    with ss.open_store(f"sqlite:{tracker}/state.db", SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        assert len(store.imports()) == 503  # found, not imported again
 
 
 def test_an_older_layout_is_migrated_before_the_store_appears(location: str, tmp_path: Path) -> None:

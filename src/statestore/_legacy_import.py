@@ -86,10 +86,7 @@ def run_import(
     if backend == "memory" and not dry_run:
         raise ValueError("a legacy import needs a store on disk (sqlite: or files:), not memory:")
     if backend != "memory":
-        root = legacy.root.resolve()
-        where = path.resolve()
-        if where == root or where in root.parents or root in where.parents:
-            raise ValueError(f"the store {path} and the legacy install {legacy.root} must not be inside one another")
+        _check_apart(backend, path, legacy)
     build = _Build(location, schema, legacy, on_error, progress, converter, durability)
     if dry_run:
         return build.read(dry_run=True)
@@ -117,6 +114,25 @@ def run_import(
             with contextlib.suppress(OSError):
                 f.rename(f.with_name(f.name + ".imported"))
     return report
+
+
+def _check_apart(backend: str, path: Path, legacy: Legacy) -> None:
+    """Refuse a store that the legacy install's sources would read, or that would hold them.
+
+    An SQLite file may sit in the old install's folder (``~/.tracker/state.db``
+    beside the old JSON files) unless a source names it; a store folder may
+    not contain the install nor lie inside it, where globs could read it.
+    """
+    root, where = legacy.root.resolve(), path.resolve()
+    if backend == "sqlite":
+        names = {where, where.with_name(where.name + "-wal"), where.with_name(where.name + "-shm")}
+        if any(f.resolve() in names for src in legacy.layout.sources for f in src.files(legacy.root)):
+            raise ValueError(f"the store {path} is one of the legacy install's source files")
+        if where == root or where in root.parents:
+            raise ValueError(f"the legacy install {legacy.root} is inside the store's place {path}")
+        return
+    if where == root or where in root.parents or root in where.parents:
+        raise ValueError(f"the store folder {path} and the legacy install {legacy.root} must not be inside one another")
 
 
 def _aside_prefix(path: Path) -> str:

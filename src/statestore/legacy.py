@@ -323,8 +323,9 @@ def import_legacy(
     at ``location`` is left alone (the report says ``imported_store=False``)
     unless ``replace=True``, which imports anew and keeps the old store
     beside it as ``<name>.replaced-<time>``. Anything else at ``location``
-    (a file, a folder with files) is refused with CorruptStoreError, as are a
-    store and a legacy install inside one another. ``dry_run`` reads and
+    (a file, a folder with files) is refused with CorruptStoreError; a store
+    a source would read, or a store folder holding the install or inside it,
+    with ValueError (an SQLite file beside the old JSON files is fine). ``dry_run`` reads and
     validates everything, writes nothing and returns the report with every
     reject (it never raises for them). Otherwise, with ``on_error="abort"``
     and anything rejected, raises LegacyImportError (every reject in
