@@ -249,13 +249,17 @@ class Reader:
 
     # -- one source kind each
 
-    def _json_file(self, index: int, src: JsonFile, path: Path) -> Iterator[Item]:
-        into, rel = src.into.name, self.rel(path)
+    def _document(self, index: int, into: str, path: Path) -> tuple[str, Any, Item | None]:
+        """(text, parsed document, None) of a JSON file, or ("", None, the reject saying why not)."""
         text, bad = self.read_file(index, into, path)
         if text is None:
-            yield bad or self.reject(index, into, rel, "unreadable")
-            return
-        doc, bad = self.parse(index, into, rel, text)
+            return "", None, bad or self.reject(index, into, self.rel(path), "unreadable")
+        doc, bad = self.parse(index, into, self.rel(path), text)
+        return text, doc, bad
+
+    def _json_file(self, index: int, src: JsonFile, path: Path) -> Iterator[Item]:
+        into, rel = src.into.name, self.rel(path)
+        text, doc, bad = self._document(index, into, path)
         if bad is not None:
             yield bad
             return
@@ -295,11 +299,7 @@ class Reader:
 
     def _json_files(self, index: int, src: JsonFiles, path: Path) -> Iterator[Item]:
         into, rel = src.into.name, self.rel(path)
-        text, bad = self.read_file(index, into, path)
-        if text is None:
-            yield bad or self.reject(index, into, rel, "unreadable")
-            return
-        doc, bad = self.parse(index, into, rel, text)
+        text, doc, bad = self._document(index, into, path)
         if bad is not None:
             yield bad
             return
