@@ -545,3 +545,23 @@ def test_without_hard_links_the_store_still_arrives(
     location = f"sqlite:{tmp_path}/vfat/state.db"
     with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
         assert len(store[TASKS]) == 300
+
+
+def test_an_unreadable_file_is_a_reject_with_its_provenance(
+    location: str, tracker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad_file = tracker / "tasks" / "fn-1.1.json"
+    real_open = Path.open
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == bad_file:  # chmod 0 does not stop root, who may run these tests
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    report = ss.import_legacy(location, SCHEMA, ss.Legacy(tracker, LAYOUT), on_error="quarantine")
+    (bad,) = [r for r in report.rejects if r.path == "tasks/fn-1.1.json"]
+    assert bad.reason.startswith("cannot read: ")
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        (row,) = [r for r in store.imports() if r.path == "tasks/fn-1.1.json"]
+        assert (row.imported, row.rejected, row.sha256) == (0, 1, "")

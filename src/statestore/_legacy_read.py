@@ -187,6 +187,14 @@ class Reader:
         except ValueError:
             return str(path)
 
+    def _unreadable(self, index: int, path: Path, rel: str) -> None:
+        """A provenance entry for a file that could not be read: its size if known, no digest."""
+        try:
+            st = path.stat()
+            self.seen[index, rel] = FileInfo(st.st_size, st.st_mtime, "")
+        except OSError:
+            self.seen[index, rel] = FileInfo(-1, 0.0, "")
+
     def _advance(self, size: int) -> None:
         self.done += size
         # Reported every 256 KiB and at the end, not for every line of a large log.
@@ -207,6 +215,7 @@ class Reader:
                 mtime = os.fstat(f.fileno()).st_mtime
                 raw = f.read()
         except OSError as exc:
+            self._unreadable(index, path, rel)
             return None, self.reject(index, into, rel, f"cannot read: {exc.strerror or exc}")
         self.seen[index, rel] = FileInfo(len(raw), mtime, hashlib.sha256(raw).hexdigest())
         self._advance(len(raw))
@@ -317,6 +326,7 @@ class Reader:
         try:
             handle = path.open("rb")
         except OSError as exc:
+            self._unreadable(index, path, rel)
             yield self.reject(index, into, rel, f"cannot read: {exc.strerror or exc}")
             return
         digest, size = hashlib.sha256(), 0
