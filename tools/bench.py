@@ -877,7 +877,7 @@ def print_rows(rows: list[Row], title: str, plain: bool) -> None:
             _fmt(r.raw_ops),
             _fmt(r.store_ops) if r.subject else "n/a",
             "-" if r.ratio is None else f"{r.ratio:.2f}x",
-            "-" if r.target is None else f">= {r.target:.1f}x",
+            "-" if r.target is None else f">= {r.target:.2g}x",
             {True: "PASS", False: "FAIL", None: ""}[r.passed],
         ]
         for r in rows
