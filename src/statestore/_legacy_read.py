@@ -89,14 +89,7 @@ def _find_dups(value: Any, at: str) -> str | None:
         if isinstance(v, _Dups):
             path.append(next(iter(v.duplicates)))
             return True
-        children: Iterable[tuple[object, Any]]
-        if isinstance(v, dict):
-            children = v.items()
-        elif isinstance(v, list):
-            children = enumerate(v)
-        else:
-            return False
-        for k, child in children:
+        for k, child in _children(v):
             if isinstance(child, (dict, list)):
                 path.append(k)
                 if walk(child):
@@ -105,6 +98,15 @@ def _find_dups(value: Any, at: str) -> str | None:
         return False
 
     return at + _pointer(*path) if walk(value) else None
+
+
+def _children(value: Any) -> Iterable[tuple[object, Any]]:
+    """(member or index, value) of a JSON object or array; nothing for a scalar."""
+    if isinstance(value, dict):
+        return value.items()
+    if isinstance(value, list):
+        return enumerate(value)
+    return ()
 
 
 def _pointer_join(base: str, part: object) -> str:
@@ -118,14 +120,7 @@ def _locate(container: Any, doc: Any) -> str:
     stack: list[tuple[Any, str]] = [(doc, "")]
     while stack:
         value, at = stack.pop()
-        items: Iterable[tuple[object, Any]]
-        if isinstance(value, dict):
-            items = value.items()
-        elif isinstance(value, list):
-            items = enumerate(value)
-        else:
-            continue
-        for k, v in items:
+        for k, v in _children(value):
             if v is container:
                 return _pointer_join(at, k)
             if isinstance(v, (dict, list)):
