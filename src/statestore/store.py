@@ -217,8 +217,9 @@ class Store(ABC):
         code's version. ``schema`` names the schema when the store was opened
         with several. A backup is taken first (``backup=False`` skips it).
         After a downgrade the store holds an older version than this code:
-        close it and run the older application; reopening it with this code
-        would migrate it up again.
+        this object's writes then raise MigrationRequiredError (reads still
+        work); close it and run the older application. Reopening it with
+        this code would migrate it up again.
         """
         from statestore.migrations import migrate
 
