@@ -62,7 +62,8 @@ from statestore.memory import MemoryStore
 from statestore.migrations import HistoryRow, MigrationContext
 from statestore.schema import Collection, Log, Migration, Schema
 from statestore.sqlite import SQLiteStore
-from statestore.store import CollectionView, Entry, LogView, Store, Versioned
+from statestore.store import Store
+from statestore.views import CollectionView, Entry, LogView, Versioned
 
 try:
     __version__ = version("statestore")

@@ -30,7 +30,8 @@ from statestore.codec import Codec, dumps
 from statestore.errors import CorruptStoreError, LegacyImportError, MigrationError, StoreBusyError, ValidationError
 from statestore.legacy import After, Function, ImportReport, Legacy, OnError, Progress, Reject, SourceReport
 from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import IMPORTS, REJECTS, CollectionView, Durability, Store
+from statestore.store import IMPORTS, REJECTS, Durability, Store
+from statestore.views import CollectionView
 
 __all__ = ["run_import", "store_exists"]
 

@@ -36,7 +36,8 @@ from statestore.errors import NotFoundError, SchemaMismatchError, StateStoreErro
 from statestore.files import FileStore
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.sqlite import SQLiteStore
-from statestore.store import INTERNAL_LOGS, Entry, LogView, Store
+from statestore.store import INTERNAL_LOGS, Store
+from statestore.views import Entry, LogView
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -34,7 +34,8 @@ from statestore.errors import (
     ValidationError,
 )
 from statestore.schema import Collection, KeyValue, Log, Migration, Schema, migration_checksum
-from statestore.store import HISTORY, INTERNAL_LOGS, CollectionView, RawEntry, Store, StoredSchemas
+from statestore.store import HISTORY, INTERNAL_LOGS, RawEntry, Store, StoredSchemas
+from statestore.views import CollectionView
 
 __all__ = ["HistoryRow", "MigrationContext", "migrate", "open_schemas", "read_history"]
 

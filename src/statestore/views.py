@@ -1,0 +1,426 @@
+"""Typed access to a store: :class:`CollectionView` (``store[COLLECTION]``) and :class:`LogView` (``store[LOG]``).
+
+The views are the shared layer's public face: they validate keys and
+streams, convert records with the store's codec, enforce compare-and-swap,
+unique fields and stream versions, and build ``update``, ``replace_all``,
+``find`` on any field and ``follow`` from the backend primitives of
+:class:`~statestore.store.Store`, once for every backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+
+from statestore.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    NotFoundError,
+    StreamConflictError,
+    UniqueViolationError,
+    ValidationError,
+)
+from statestore.schema import Collection, KeyValue, Log
+
+if TYPE_CHECKING:
+    from statestore.store import RawRecord, Store
+
+__all__ = ["CollectionView", "Entry", "LogView", "Versioned"]
+
+T = TypeVar("T")
+
+_SCALARS = (str, int, float, bool, type(None))
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+@attrs.frozen
+class Versioned(Generic[T]):
+    """A record together with its revision (1 for a new key, +1 per write)."""
+
+    record: T
+    revision: int
+
+
+@attrs.frozen
+class Entry(Generic[T]):
+    """One log entry.
+
+    ``seq`` increases across the whole log, ``version`` is 1, 2, 3... within its
+    stream, ``at`` is the UTC time of the append.
+    """
+
+    seq: int
+    stream: str
+    version: int
+    at: datetime
+    record: T
+
+
+def _check_text(value: str, what: str, key: Any, path: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(what, key, path, "text is not valid Unicode (lone surrogate)") from None
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    """Equality as ``find`` means it: JSON values, null only equal to null."""
+    return stored == wanted and (stored is None) == (wanted is None)
+
+
+class CollectionView(Generic[T]):
+    """Typed access to one collection of a store (``store[COLLECTION]``)."""
+
+    def __init__(self, store: Store, decl: Collection[T]) -> None:
+        self.store = store
+        self.decl = decl
+        self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
+        # Decoding builds every mutable part anew: a backend's cached JSON need not be copied first.
+        self._fresh = store.codec.fresh(decl.type)
+
+    # -------------------------------------------------------------- keys
+
+    def _key(self, key: object) -> KeyValue:
+        """Validate a key given by the caller; raise ValidationError if it cannot be one."""
+        decl = self.decl
+        parts = key if decl.composite else (key,)
+        if not isinstance(parts, tuple) or len(parts) != len(self._key_types):
+            want = f"a tuple of {len(self._key_types)} values" if decl.composite else "a single value"
+            raise ValidationError(decl.name, key, "", f"key must be {want} ({', '.join(decl.key_fields)})")
+        for name, tp, part in zip(decl.key_fields, self._key_types, parts):
+            if type(part) is not tp and not (isinstance(part, tp) and not isinstance(part, bool)):
+                raise ValidationError(
+                    decl.name, key, f"$.{name}", f"key field must be {tp.__name__}, got {type(part).__name__}"
+                )
+            if tp is str:
+                _check_text(part, decl.name, key, f"$.{name}")
+            elif not _INT64_MIN <= part <= _INT64_MAX:
+                # SQLite integers are 64-bit: refuse what not every backend can store.
+                raise ValidationError(decl.name, key, f"$.{name}", "int key must fit in 64 bits")
+        return key  # type: ignore[return-value]  # checked part by part above
+
+    def _encode(self, record: T) -> tuple[KeyValue, dict[str, Any], str]:
+        decl = self.decl
+        if not isinstance(record, decl.type):
+            raise ValidationError(decl.name, None, "", f"expected a {decl.type.__name__}, got {type(record).__name__}")
+        key = self._key(decl.key_of(record))
+        data, text = self.store.codec.encode(decl.name, decl.type, record, key)
+        return key, data, text
+
+    def _decode(self, key: KeyValue, data: dict[str, Any]) -> T:
+        result: T = self.store.codec.decode(self.decl.name, self.decl.type, data, key)
+        return result
+
+    # -------------------------------------------------------------- writes
+
+    def _store(self, key: KeyValue, data: dict[str, Any], text: str, current: int | None) -> int:
+        """Write inside an open transaction after checking unique constraints."""
+        for group in self.decl.unique:
+            values = tuple(data.get(f) for f in group)
+            if any(v is None for v in values):
+                continue
+            for other, _rev, _data in self._match(dict(zip(group, values)), copy=False):
+                if other != key:
+                    raise UniqueViolationError(
+                        self.decl.name,
+                        key,
+                        0,
+                        0,
+                        fields=group,
+                        value=values if len(values) > 1 else values[0],
+                        existing_key=other,
+                    )
+        revision = (current or 0) + 1
+        self.store._write(self.decl, key, revision, data, text)
+        return revision
+
+    def insert(self, record: T) -> int:
+        """Add a new record and return its revision (1).
+
+        Raises AlreadyExistsError if its key is stored, UniqueViolationError if
+        it clashes on a unique field.
+        """
+        key, data, text = self._encode(record)
+        with self.store._writing("insert", single=True):
+            current = self.store._revision(self.decl, key)
+            if current is not None:
+                raise AlreadyExistsError(self.decl.name, key, 0, current)
+            return self._store(key, data, text, None)
+
+    def put(self, record: T, *, expect_revision: int | None = None) -> int:
+        """Insert or replace a record; return its new revision.
+
+        With ``expect_revision=N`` the write happens only if the stored revision
+        is N (``0`` means "only if absent"); otherwise ConflictError, and
+        nothing is written. Revisions restart at 1 after a delete.
+        """
+        key, data, text = self._encode(record)
+        with self.store._writing("put", single=True):
+            current = self.store._revision(self.decl, key)
+            if expect_revision is not None and (current or 0) != expect_revision:
+                raise ConflictError(self.decl.name, key, expect_revision, current or 0)
+            return self._store(key, data, text, current)
+
+    def update(self, key: KeyValue, fn: Callable[[T], T | None]) -> T:
+        """Atomically read, change and write one record; return the new record.
+
+        ``fn`` gets the stored record and returns the new one (or returns None
+        after changing it in place). It runs once, inside a write transaction,
+        so no other process can write in between. NotFoundError if the key is
+        absent; ValidationError if ``fn`` changes the key. An exception from
+        ``fn`` propagates and nothing is written.
+        """
+        key = self._key(key)
+        with self.store._writing("update"):
+            got = self.store._get(self.decl, key, copy=not self._fresh)
+            if got is None:
+                raise NotFoundError(self.decl.name, key)
+            revision, data = got
+            record = self._decode(key, data)
+            result = fn(record)
+            new = record if result is None else result
+            new_key, new_data, text = self._encode(new)
+            if new_key != key:
+                raise ValidationError(self.decl.name, key, "", f"update cannot change the key (to {new_key!r})")
+            self._store(key, new_data, text, revision)
+            return new
+
+    def delete(self, key: KeyValue) -> bool:
+        """Delete a record; True if it existed, False if there was nothing to delete."""
+        key = self._key(key)
+        with self.store._writing("delete", single=True):
+            return self.store._remove(self.decl, key)
+
+    def replace_all(self, records: Iterable[T]) -> None:
+        """Make the collection hold exactly ``records``, atomically.
+
+        Records that are kept get their revision raised by one, new ones start
+        at 1, the rest are deleted. Two records with the same key raise
+        ValidationError and nothing changes.
+        """
+        encoded: dict[KeyValue, tuple[dict[str, Any], str]] = {}
+        for record in records:
+            key, data, text = self._encode(record)
+            if key in encoded:
+                raise ValidationError(self.decl.name, key, "", "replace_all got two records with this key")
+            encoded[key] = (data, text)
+        with self.store._writing("replace_all"):
+            old = {key: rev for key, rev, _ in self.store._scan(self.decl, {}, copy=False)}
+            # Remove everything first: records may swap unique values between them.
+            for key in old:
+                self.store._remove(self.decl, key)
+            for key, (data, text) in encoded.items():
+                self._store(key, data, text, old.get(key))
+
+    # -------------------------------------------------------------- reads
+
+    def get(self, key: KeyValue) -> T | None:
+        """The record with this key, or None."""
+        got = self.get_versioned(key)
+        return None if got is None else got.record
+
+    def __getitem__(self, key: KeyValue) -> T:
+        """The record with this key; NotFoundError (a KeyError) if absent."""
+        got = self.get_versioned(key)
+        if got is None:
+            raise NotFoundError(self.decl.name, key)
+        return got.record
+
+    def get_versioned(self, key: KeyValue) -> Versioned[T] | None:
+        """The record and its revision, or None."""
+        key = self._key(key)
+        self.store._reading()
+        got = self.store._get(self.decl, key, copy=not self._fresh)
+        if got is None:
+            return None
+        return Versioned(self._decode(key, got[1]), got[0])
+
+    def _match(self, where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
+        """Raw records whose JSON fields equal ``where``, using indexes where declared."""
+        lookup = self.decl.lookup_fields
+        indexed = {f: v for f, v in where.items() if f in lookup and isinstance(v, _SCALARS)}
+        rest = {f: v for f, v in where.items() if f not in indexed}
+        rows = self.store._scan(self.decl, indexed, copy=copy)
+        if rest:
+            # A field missing from a stored record compares as null, as the indexes do.
+            rows = [r for r in rows if all(_same(r[2].get(f), v) for f, v in rest.items())]
+        return rows
+
+    def find(self, **where: Any) -> list[T]:
+        """Records whose fields equal the given values, in key order.
+
+        Indexed fields are looked up through the index; any other field scans
+        the collection. Values compare in their stored JSON form (a datetime
+        matches the same instant written the same way); a field missing from
+        a stored record (one written before the field was added) compares as
+        null, not as the field's default. An unknown field raises
+        ValidationError. No conditions returns every record.
+        """
+        decl = self.decl
+        wanted: dict[str, Any] = {}
+        for name, value in where.items():
+            if name not in decl.field_types:
+                raise ValidationError(decl.name, None, f"$.{name}", f"{decl.type.__name__} has no field {name!r}")
+            wanted[name] = self.store.codec.value(decl.name, name, decl.field_types[name], value)
+        self.store._reading()
+        return [self._decode(k, d) for k, _r, d in self._match(wanted, copy=not self._fresh)]
+
+    def all(self) -> list[T]:
+        """Every record, in key order."""
+        return self.find()
+
+    def keys(self) -> list[KeyValue]:
+        """Every key, in key order (tuples for composite keys)."""
+        self.store._reading()
+        return self.store._keys(self.decl)
+
+    def __len__(self) -> int:
+        self.store._reading()
+        return self.store._count(self.decl)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            checked = self._key(key)
+        except ValidationError:
+            return False
+        self.store._reading()
+        return self.store._revision(self.decl, checked) is not None
+
+    def __iter__(self) -> Iterator[KeyValue]:
+        """Iterate over the keys (a snapshot, in key order), as ``in`` and ``len`` treat them."""
+        return iter(self.keys())
+
+    def __repr__(self) -> str:
+        return f"<CollectionView {self.decl.name} of {self.store.location}>"
+
+
+class LogView(Generic[T]):
+    """Typed access to one log of a store (``store[LOG]``)."""
+
+    def __init__(self, store: Store, decl: Log[T]) -> None:
+        self.store = store
+        self.decl = decl
+
+    def append(self, record: T, *, stream: str = "", expect_version: int | None = None) -> Entry[T]:
+        """Append ``record`` to ``stream`` and return the new entry.
+
+        With ``expect_version=N`` the append happens only if the stream's last
+        version is N (``0`` for a new stream); otherwise StreamConflictError
+        and nothing is written. Concurrent appends never share a version.
+        """
+        decl = self.decl
+        self._check_stream(stream)
+        data, text = self.store.codec.encode(decl.name, decl.type, record, stream)
+        with self.store._writing("append", single=True):
+            # Stamped under the write lock, so `at` never goes backwards as `seq` grows.
+            stamp = datetime.now(timezone.utc)
+            at = stamp.isoformat(timespec="microseconds")
+            current = self.store._stream_version(decl, stream)
+            if expect_version is not None and current != expect_version:
+                raise StreamConflictError(decl.name, stream, expect_version, current)
+            seq = self.store._add_entry(decl, stream, current + 1, at, data, text)
+        return Entry(seq, stream, current + 1, stamp, record)
+
+    def _check_stream(self, stream: object) -> None:
+        if not isinstance(stream, str):
+            raise ValidationError(self.decl.name, stream, "stream", "stream must be a str")
+        _check_text(stream, self.decl.name, stream, "stream")
+
+    def read(
+        self,
+        *,
+        stream: str | None = None,
+        stream_prefix: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[Entry[T]]:
+        """Entries in seq order: all of them, one ``stream`` or every stream under ``stream_prefix``.
+
+        ``stream`` matches exactly (``fn-1`` never returns ``fn-10``);
+        ``stream_prefix`` matches by prefix through the index. ``after`` skips
+        entries with ``seq <= after``; ``limit`` caps the number returned.
+        Giving both ``stream`` and ``stream_prefix`` raises ValidationError.
+        """
+        name = self.decl.name
+        if stream is not None and stream_prefix is not None:
+            raise ValidationError(name, stream, "", "give stream or stream_prefix, not both")
+        for s in (stream, stream_prefix):
+            if s is not None:
+                self._check_stream(s)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValidationError(name, None, "after", f"after must be an int >= 0, not {after!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValidationError(name, None, "limit", f"limit must be an int >= 0, not {limit!r}")
+        self.store._reading()
+        if limit == 0:
+            return []
+        rows = self.store._entries(self.decl, stream=stream, prefix=stream_prefix or None, after=after, limit=limit)
+        codec, tp = self.store.codec, self.decl.type
+        return [
+            Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(name, tp, data, s))
+            for seq, s, v, at, data in rows
+        ]
+
+    def last_seq(self) -> int:
+        """The seq of the newest entry; 0 for an empty log."""
+        self.store._reading()
+        return self.store._last_seq(self.decl)
+
+    def follow(
+        self,
+        after: int = 0,
+        *,
+        stream: str | None = None,
+        stream_prefix: str | None = None,
+        timeout: float | None = None,
+        poll: float = 0.05,
+    ) -> Generator[Entry[T], None, None]:
+        """Yield entries with ``seq > after`` as any process appends them, in seq order.
+
+        Entries already in the log come first, then new ones as they commit
+        (never one of an uncommitted or rolled-back transaction). ``stream``
+        and ``stream_prefix`` filter as in :meth:`read`. Every ``poll``
+        seconds it asks only for the log's last seq, and reads entries only
+        when that moved. ``timeout`` is how many seconds without a new entry
+        end the iteration (None: follow forever); the time the caller spends
+        on an entry does not count. Closing the store ends it with
+        StoreClosedError. Bad arguments raise ValidationError at the call.
+        """
+        name = self.decl.name
+        self.read(stream=stream, stream_prefix=stream_prefix, after=after, limit=0)  # checks the arguments
+        for value, what in ((timeout, "timeout"), (poll, "poll")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValidationError(name, None, what, f"{what} must be a number of seconds >= 0, not {value!r}")
+        return self._follow(after, stream, stream_prefix, timeout, max(float(poll), 0.001))
+
+    def _follow(
+        self, after: int, stream: str | None, prefix: str | None, timeout: float | None, poll: float
+    ) -> Generator[Entry[T], None, None]:
+        store, decl = self.store, self.decl
+        codec, tp = store.codec, decl.type
+        batch = 1000
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            store._reading()
+            last = store._last_seq(decl)
+            if last > after:
+                rows = store._entries(decl, stream=stream, prefix=prefix or None, after=after, limit=batch)
+                # Filtered out entries up to ``last`` are done with; a full batch may have more after it.
+                after = rows[-1][0] if len(rows) == batch else max(last, rows[-1][0] if rows else 0)
+                for seq, s, v, at, data in rows:
+                    yield Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(decl.name, tp, data, s))
+                    if timeout is not None:
+                        deadline = time.monotonic() + timeout
+                if len(rows) == batch:
+                    continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+
+    def __repr__(self) -> str:
+        return f"<LogView {self.decl.name} of {self.store.location}>"
