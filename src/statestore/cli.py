@@ -15,7 +15,6 @@ import importlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from statestore import __version__
+from statestore._cli_legacy import import_with_progress, print_rejects, print_report, run_demo
 from statestore._open import open_store, parse_location
 from statestore._stored import stored_schemas
 from statestore.codec import dumps, pretty
@@ -83,57 +83,6 @@ def _quiet_stdout() -> None:
 @click.version_option(__version__, prog_name="statestore")
 def main() -> None:
     """Inspect, convert and migrate statestore stores."""
-
-
-def _bundled_legacy(name: str) -> Path | None:
-    """A legacy install bundled in the source tree (``fixtures/legacy/<name>``), if this is one."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "fixtures" / "legacy" / name
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-def _import_with_progress(console: Console, location: str, schema: Any, legacy: Any, **options: Any) -> Any:
-    """``import_legacy`` with a rich progress bar (bytes of legacy files read)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-    from statestore.legacy import import_legacy
-
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("reading legacy files", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return import_legacy(location, schema, legacy, progress=progress, **options)
-
-
-def _print_report(console: Console, report: Any) -> None:
-    table = Table(title=f"legacy import from {report.root}" + (" (dry run)" if report.dry_run else ""))
-    for column in ("source", "into", "read", "imported", "rejected"):
-        table.add_column(column, justify="right" if column in ("read", "imported", "rejected") else "left")
-    for src in report.sources:
-        table.add_row(src.path, src.into, str(src.read), str(src.imported), str(src.rejected))
-    console.print(table)
-    if report.rejects:
-        _print_rejects(console, report.rejects)
-
-
-def _print_rejects(console: Console, rejects: Any) -> None:
-    table = Table(title="rejected records (nothing is dropped silently)")
-    table.add_column("where")
-    table.add_column("reason")
-    for r in rejects:
-        table.add_row(r.where(), r.reason)
-    console.print(table)
 
 
 # ---------------------------------------------------------------- helpers of the store commands
@@ -686,10 +635,10 @@ def import_legacy_command(
     console = Console(stderr=as_json)
     options: dict[str, Any] = {"on_error": on_error, "dry_run": dry_run, "replace": replace}
     try:
-        report = _import_with_progress(console, store, schema, legacy, **options)
+        report = import_with_progress(console, store, schema, legacy, **options)
     except LegacyImportError as exc:
         if not as_json:
-            _print_rejects(Console(stderr=True), exc.problems)
+            print_rejects(Console(stderr=True), exc.problems)
         raise
     if as_json:
         _echo_json(
@@ -705,15 +654,16 @@ def import_legacy_command(
     if not report.imported_store:
         console.print(f"{store}: the store exists; it is never imported twice (use --replace to import anew)")
         return
-    _print_report(console, report)
+    print_report(console, report)
 
 
 def _import_object(spec: str, option: str) -> Any:
+    """The object ``MODULE:NAME`` names (the application's Schema or LegacyLayout); BadParameter if none."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise click.BadParameter(f"{spec!r} is not MODULE:NAME", param_hint=option)
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, os.getcwd())  # the app's own modules, as `python -m` would find them
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -724,17 +674,7 @@ def _import_object(spec: str, option: str) -> Any:
 
 
 def _import_schemas(spec: str) -> tuple[Schema, ...]:
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise click.BadParameter(f"{spec!r} is not MODULE:NAME", param_hint="--app")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # the app's own modules, as `python -m` would find them
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise click.BadParameter(f"cannot import {spec}: {exc}", param_hint="--app") from None
+    obj = _import_object(spec, "--app")
     schemas = (obj,) if isinstance(obj, Schema) else tuple(obj) if isinstance(obj, (list, tuple)) else ()
     if not schemas or not all(isinstance(s, Schema) for s in schemas):
         raise click.BadParameter(f"{spec} is not a statestore Schema (or a list of them)", param_hint="--app")
@@ -757,44 +697,4 @@ def _import_schemas(spec: str) -> tuple[Schema, ...]:
 @_friendly
 def demo(directory: Path | None, legacy_root: Path | None) -> None:
     """Import the bundled legacy tracker install into a new SQLite store and show what is in it."""
-    from statestore.examples.tracker import APPROVALS, EPICS, EVENTS, LAYOUT, SCHEMA, STATES, TASKS
-    from statestore.legacy import Legacy
-
-    console = Console()
-    legacy_root = legacy_root or _bundled_legacy("tracker")
-    if legacy_root is None:
-        raise click.ClickException("the bundled legacy install (fixtures/legacy/tracker) is not here; pass --legacy")
-    directory = directory or Path(tempfile.mkdtemp(prefix="statestore-demo-"))
-    db = directory / "tracker.db"
-    location = f"sqlite:{db}"
-    console.print(f"Importing the old tracker install at [bold]{legacy_root}[/bold] into [bold]{location}[/bold]")
-    report = _import_with_progress(console, location, SCHEMA, Legacy(legacy_root, LAYOUT))
-    if report.imported_store:
-        _print_report(console, report)
-    else:
-        console.print("[dim]The store exists already: it is never imported twice.[/dim]")
-    with open_store(location, SCHEMA, mode="read") as store:
-        counts = ", ".join(f"{len(store[c])} {c.name}" for c in (EPICS, TASKS, STATES, APPROVALS))
-        console.print(f"\nThe store holds {counts} and {store[EVENTS].last_seq()} events.")
-        blocked = [t.id for t in store[TASKS].find(status="blocked")]
-        console.print(f"tasks.find(status='blocked') -> {len(blocked)} tasks, e.g. {blocked[:5]}  (indexed)")
-        stream = store[EVENTS].read(stream="task:fn-1.1")
-        console.print(
-            f"events in stream 'task:fn-1.1' (exact, never 'task:fn-1.10'): {[e.record.type for e in stream]}"
-        )
-        console.print(f"provenance: {len(store.imports())} legacy files recorded with size, mtime and sha256")
-    damaged = _bundled_legacy("tracker-damaged") if legacy_root == _bundled_legacy("tracker") else None
-    if damaged is not None:
-        quarantine = f"sqlite:{directory / 'tracker-damaged.db'}"
-        console.print(f"\nThe damaged install at [bold]{damaged}[/bold], with on_error='quarantine':")
-        report = _import_with_progress(console, quarantine, SCHEMA, Legacy(damaged, LAYOUT), on_error="quarantine")
-        if report.imported_store:
-            _print_report(console, report)
-    console.print("\nTry next:")
-    console.print(f"  statestore info {location}")
-    console.print(f"  statestore ls {location} tasks --where status=blocked")
-    console.print(f"  statestore log {location} events --stream task:fn-1.1")
-    console.print(f"  statestore copy {location} files:{directory / 'tracker-files'}")
-    console.print(f'  grep -rl \'"status": "blocked"\' {directory / "tracker-files"}/tasks/')
-    console.print(f"  statestore diff {location} files:{directory / 'tracker-files'}")
-    console.print(f"  sqlite3 {db} \"select key, status from tasks where status='todo' limit 5\"")
+    run_demo(Console(), directory, legacy_root)
