@@ -15,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import statestore as ss
-from statestore import _keyname
-from statestore._fsio import Dir, translate
-from statestore._journal import Head, Journal
-from statestore.files import FileStore
+from statestore.backends.files import FileStore
+from statestore.backends.files import names as keynames
+from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.journal import Head, Journal
 from statestore.testing.models import EVENTS, SCHEMA, SETTINGS, TASKS, TICKETS, Event, Setting, Task, Ticket
 
 WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{n}" for d in ("com", "lpt") for n in range(10)}
@@ -64,7 +64,7 @@ _JSON = st.recursive(
 @given(st.dictionaries(st.text(max_size=6), _JSON, max_size=6), st.integers(min_value=1))
 def test_record_text_is_pretty_sorted_json(data: dict[str, object], revision: int) -> None:
     # pretty() hands containers of scalars to json's C encoder: the bytes must not change.
-    from statestore.files import record_text
+    from statestore.backends.files.store import record_text
 
     doc = {**data, "_statestore": {"key": "k", "revision": revision}}
     assert record_text("k", revision, data) == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -72,36 +72,36 @@ def test_record_text_is_pretty_sorted_json(data: dict[str, object], revision: in
 
 @given(st.text(alphabet="abconulz09._-A~%^é/", max_size=12))
 def test_plain_key_fast_path_matches_the_general_encoding(key: str) -> None:
-    expected = "~".join([_keyname._encode_part(key)])
-    if expected.split(".", 1)[0] in _keyname._RESERVED:
-        expected = _keyname._escape(expected[0]) + expected[1:]
-    assert _keyname.encode(key) == expected + ".json"
+    expected = "~".join([keynames._encode_part(key)])
+    if expected.split(".", 1)[0] in keynames._RESERVED:
+        expected = keynames._escape(expected[0]) + expected[1:]
+    assert keynames.encode(key) == expected + ".json"
 
 
 @pytest.mark.parametrize(("key", "name"), EXAMPLES.items())
 def test_key_names_are_readable_and_safe(key: str, name: str) -> None:
-    assert _keyname.encode(key) == name
-    assert _keyname.decode(name, (str,)) == key
+    assert keynames.encode(key) == name
+    assert keynames.decode(name, (str,)) == key
 
 
 def test_int_and_composite_key_names() -> None:
-    assert _keyname.encode(10) == "10.json"
-    assert _keyname.decode("-3.json", (int,)) == -3
-    assert _keyname.encode(("a", "", 7)) == "a~%~7.json"
-    assert _keyname.decode("a~%~7.json", (str, str, int)) == ("a", "", 7)
+    assert keynames.encode(10) == "10.json"
+    assert keynames.decode("-3.json", (int,)) == -3
+    assert keynames.encode(("a", "", 7)) == "a~%~7.json"
+    assert keynames.decode("a~%~7.json", (str, str, int)) == ("a", "", 7)
     with pytest.raises(ValueError, match="canonical"):
-        _keyname.decode("007.json", (int,))
+        keynames.decode("007.json", (int,))
     with pytest.raises(ValueError, match="record file"):
-        _keyname.decode(".tmp-123", (str,))
+        keynames.decode(".tmp-123", (str,))
 
 
 def test_long_keys_get_a_readable_prefix_and_a_digest() -> None:
-    name = _keyname.encode("x" * 1000)
+    name = keynames.encode("x" * 1000)
     assert name.startswith("x" * 100)
     assert "+" in name
     assert len(name.encode()) <= 255
-    assert _keyname.decode(name, (str,)) is None  # the key is read from inside the file
-    assert _keyname.encode("x" * 1000) != _keyname.encode("x" * 999)
+    assert keynames.decode(name, (str,)) is None  # the key is read from inside the file
+    assert keynames.encode("x" * 1000) != keynames.encode("x" * 999)
 
 
 def check_safe(name: str) -> None:
@@ -119,27 +119,27 @@ key_parts = st.one_of(st.text(max_size=300), st.integers())
 
 @given(st.lists(st.text(max_size=300), min_size=2, max_size=6, unique=True))
 def test_str_key_names_are_injective_reversible_and_safe(keys: list[str]) -> None:
-    names = [_keyname.encode(k) for k in keys]
+    names = [keynames.encode(k) for k in keys]
     for key, name in zip(keys, names):
         check_safe(name)
-        decoded = _keyname.decode(name, (str,))
+        decoded = keynames.decode(name, (str,))
         assert decoded == key or (decoded is None and "+" in name)  # digest names only for long keys
     assert len({n.casefold() for n in names}) == len(keys)
 
 
 @given(st.lists(st.tuples(st.text(max_size=80), st.integers(), st.text(max_size=80)), min_size=2, unique=True))
 def test_composite_key_names_are_injective_and_reversible(keys: list[tuple[str, int, str]]) -> None:
-    names = [_keyname.encode(k) for k in keys]
+    names = [keynames.encode(k) for k in keys]
     for key, name in zip(keys, names):
         check_safe(name)
-        assert _keyname.decode(name, (str, int, str)) in (key, None)
+        assert keynames.decode(name, (str, int, str)) in (key, None)
     assert len({n.casefold() for n in names}) == len(keys)
 
 
 @given(st.text(alphabet=st.sampled_from("aAbB.-_~%^ "), max_size=12))
 def test_case_variants_never_share_a_file(key: str) -> None:
     variants = {key, key.upper(), key.lower(), key.swapcase()}
-    names = {_keyname.encode(v).casefold() for v in variants}
+    names = {keynames.encode(v).casefold() for v in variants}
     assert len(names) == len(variants)
 
 
@@ -470,7 +470,7 @@ def test_failed_commit_before_the_journal_changes_nothing(root: Path, monkeypatc
             with translate(self.path / name):
                 raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr("statestore._fsio.Dir.write_temp", full_disk)
+        monkeypatch.setattr("statestore.backends.files.fileio.Dir.write_temp", full_disk)
         with pytest.raises(ss.BackendError, match="No space"):
             store[TASKS].put(Task("t2"))
         monkeypatch.undo()
@@ -823,7 +823,7 @@ def test_reapplying_log_lines_found_in_place_still_makes_them_durable(
     ],
 )
 def test_owned_json_equals_reading_the_canonical_text(data: dict[str, Any]) -> None:
-    from statestore._filecache import owned_json
+    from statestore.backends.files.cache import owned_json
     from statestore.codec import dumps
 
     text = dumps(data)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import statestore as ss
-from statestore._journal import Head
+from statestore.backends.files.journal import Head
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _files_crash_child import ITEMS, MOVES, SCHEMA, TOTAL

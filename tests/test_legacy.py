@@ -473,7 +473,7 @@ def test_a_full_durability_import(tmp_path: Path, tracker: Path) -> None:
 
 
 def test_the_finished_store_never_replaces_one_that_appeared(tmp_path: Path) -> None:
-    from statestore._legacy_import import _move_into_place
+    from statestore.legacy.building import _move_into_place
 
     for kind in ("sqlite", "files"):
         aside, path = tmp_path / f".{kind}.import-1", tmp_path / kind
@@ -518,7 +518,7 @@ def test_an_older_layout_may_bring_its_whole_schema(location: str, tmp_path: Pat
 def test_replace_puts_the_old_store_back_if_the_new_one_cannot_be_placed(
     location: str, tracker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from statestore import _legacy_import
+    from statestore.legacy import building as _legacy_import
 
     with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
         store[TASKS].delete("fn-1.1")

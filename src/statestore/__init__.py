@@ -6,7 +6,9 @@ backends: SQLite and plain JSON/JSONL files.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from statestore._open import Location, open_store, parse_location, state_path
+from statestore.backends.files import FileStore
+from statestore.backends.memory import MemoryStore
+from statestore.backends.sqlite import SQLiteStore
 from statestore.codec import Codec
 from statestore.convert import (
     CollectionDiff,
@@ -43,7 +45,6 @@ from statestore.errors import (
     UnknownNameError,
     ValidationError,
 )
-from statestore.files import FileStore
 from statestore.legacy import (
     Function,
     ImportRecord,
@@ -58,10 +59,9 @@ from statestore.legacy import (
     SourceReport,
     import_legacy,
 )
-from statestore.memory import MemoryStore
 from statestore.migrations import HistoryRow, MigrationContext
+from statestore.open import Location, open_store, parse_location, state_path
 from statestore.schema import Collection, Log, Migration, Schema
-from statestore.sqlite import SQLiteStore
 from statestore.store import Store
 from statestore.views import CollectionView, Entry, LogView, Versioned
 

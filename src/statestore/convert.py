@@ -20,14 +20,14 @@ from typing import Any, TextIO
 
 import attrs
 
-from statestore._fs import make_private_dirs
-from statestore._open import Location, open_store, parse_location
-from statestore._stored import described_schemas, stored_schemas
+from statestore.backends.files import FileStore
+from statestore.backends.fs import make_private_dirs
+from statestore.backends.sqlite import SQLiteStore
+from statestore.backends.stored import described_schemas, stored_schemas
 from statestore.codec import dumps
 from statestore.errors import CopyError, StoreExistsError
-from statestore.files import FileStore
+from statestore.open import Location, open_store, parse_location
 from statestore.schema import Collection, KeyValue, Log
-from statestore.sqlite import SQLiteStore
 from statestore.store import INTERNAL_LOGS, RawEntry, Store, StoredSchemas
 
 __all__ = [

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -33,9 +33,22 @@ from statestore.errors import (
     StateStoreError,
     ValidationError,
 )
-from statestore.schema import Collection, KeyValue, Log, Migration, Schema, migration_checksum
-from statestore.store import HISTORY, INTERNAL_LOGS, RawEntry, Store, StoredSchemas
+from statestore.schema import (
+    HISTORY,
+    INTERNAL_LOGS,
+    Collection,
+    KeyValue,
+    Log,
+    Migration,
+    RawEntry,
+    Schema,
+    StoredSchemas,
+    migration_checksum,
+)
 from statestore.views import CollectionView
+
+if TYPE_CHECKING:
+    from statestore.store import Store
 
 __all__ = ["HistoryRow", "MigrationContext", "migrate", "open_schemas", "read_history"]
 

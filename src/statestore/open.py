@@ -5,61 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
-import attrs
 import cattrs
 import platformdirs
 
-from statestore._stored import described_schemas, stored_schemas
-from statestore.codec import Codec
-from statestore.errors import StoreNotFoundError, ValidationError
-from statestore.files import FileStore
-from statestore.legacy import Legacy, import_legacy, legacy_present, store_exists
-from statestore.memory import MemoryStore
+from statestore.backends.locations import Location, connect, parse_location, store_exists
+from statestore.backends.stored import described_schemas, stored_schemas
+from statestore.errors import StoreNotFoundError
+from statestore.legacy import Legacy, import_legacy, legacy_present
 from statestore.schema import Schema
-from statestore.sqlite import SQLiteStore
 from statestore.store import Durability, Mode, Store, schemas_of
 
-Backend = Literal["sqlite", "files", "memory"]
-_SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
-
-
-@attrs.frozen
-class Location:
-    """A parsed store location: which backend, and where (None for ``memory:``)."""
-
-    backend: Backend
-    path: Path | None
-
-    def __str__(self) -> str:
-        return f"{self.backend}:{self.path if self.path is not None else ''}"
-
-
-def parse_location(location: str | os.PathLike[str]) -> Location:
-    """Parse a location.
-
-    ``sqlite:PATH`` and ``files:PATH`` name the backend; ``memory:`` is an
-    in-memory store; a plain path ending in ``.db``, ``.sqlite`` or
-    ``.sqlite3`` is SQLite and any other plain path is the file backend. ``~``
-    is expanded. An empty path raises ValidationError.
-    """
-    if isinstance(location, os.PathLike):
-        location = os.fspath(location)
-    if not isinstance(location, str):
-        raise ValidationError("location", location, "", "a location is a string or a path")
-    if location == "memory:":
-        return Location("memory", None)
-    for prefix in ("sqlite", "files"):
-        if location.startswith(prefix + ":"):
-            rest = location[len(prefix) + 1 :]
-            if not rest:
-                raise ValidationError("location", location, "", f"{prefix}: needs a path, e.g. {prefix}:./state")
-            return Location(prefix, Path(rest).expanduser())
-    if not location or location.startswith("memory:"):
-        raise ValidationError("location", location, "", "expected sqlite:PATH, files:PATH, memory: or a path")
-    path = Path(location).expanduser()
-    return Location("sqlite" if path.suffix.lower() in _SQLITE_SUFFIXES else "files", path)
+__all__ = ["Location", "open_store", "parse_location", "state_path"]
 
 
 def open_store(
@@ -120,18 +77,13 @@ def open_store(
             import_legacy(
                 os.fspath(location), target, legacy, busy_timeout=wait, converter=converter, durability=durability
             )
-    codec = Codec(converter)
-    if loc.backend == "memory":
-        return MemoryStore(schemas, mode=mode, codec=codec)
-    assert loc.path is not None
-    backend = SQLiteStore if loc.backend == "sqlite" else FileStore
-    return backend(
-        loc.path,
+    return connect(
+        loc,
         schemas,
         mode=mode,
         durability=durability,
         busy_timeout=busy_timeout,
-        codec=codec,
+        converter=converter,
         backup=backup,
         check_history=check_history,
     )

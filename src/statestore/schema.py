@@ -370,3 +370,20 @@ class Schema:
 
     def __repr__(self) -> str:
         return f"Schema({self.name!r}, version={self.version})"
+
+
+# ---------------------------------------------------------------- what every store keeps
+
+#: A raw log entry as a backend returns it: (seq, stream, version, at, JSON dict).
+RawEntry: TypeAlias = "tuple[int, str, int, str, dict[str, Any]]"
+#: What a store holds about each schema: name -> (version, description).
+StoredSchemas: TypeAlias = "dict[str, tuple[int, dict[str, Any]]]"
+
+#: statestore's own log of every migration step, one stream per schema.
+HISTORY = Log.internal("_statestore_history")
+#: Provenance of a legacy import: one entry per source file read (statestore.legacy).
+IMPORTS = Log.internal("_statestore_imports")
+#: Records a legacy import quarantined (on_error="quarantine"), verbatim, with why.
+REJECTS = Log.internal("_statestore_rejects")
+#: Internal logs every store has, whatever its schemas.
+INTERNAL_LOGS: tuple[Log[Any], ...] = (HISTORY, IMPORTS, REJECTS)

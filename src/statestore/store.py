@@ -1,19 +1,44 @@
 """The storage protocol: :class:`Store`, the shared layer every backend builds on.
 
 The typed views over it (``store[COLLECTION]``, ``store[LOG]``) live in
-:mod:`statestore.views`.
+:mod:`statestore.views`; schema checks and migrations in
+:mod:`statestore.migrations`.
 
 :class:`Store` is the shared layer. It validates keys, converts records with
 the :class:`~statestore.codec.Codec`, enforces compare-and-swap, unique
 constraints and stream versions, and builds the convenience operations
-(``update``, ``replace_all``, ``find`` on any field) once for every backend.
+(``update``, ``replace_all``, ``find`` on any field) and migrations once for
+every backend.
 
-A backend subclasses :class:`Store` and implements only the primitives in the
-"backend interface" section below: transactions, raw get/write/remove/scan of
-JSON records, and raw append/read of log entries. Its primitives are only ever
-called with validated keys, inside a transaction for every write, and it keeps
-results in key order (``str`` keys by code point, ``int`` keys numerically,
-composite keys as tuples).
+Adding a backend
+----------------
+
+A backend is a subclass of :class:`Store` in ``statestore/backends/`` that
+implements the primitives of the "backend interface" sections below, and
+nothing else; ``docs/backends.md`` walks through it. In short:
+
+* **Data** (abstract, required): ``_begin``/``_commit``/``_rollback``,
+  ``_savepoint``/``_release``/``_rollback_to``, ``_close``; records through
+  ``_get``, ``_revision``, ``_write``, ``_remove``, ``_scan``, ``_keys``,
+  ``_count``; log entries through ``_stream_version``, ``_add_entry``,
+  ``_entries``, ``_last_seq``.
+* **Schemas** (required for a persistent store): ``_read_schemas``,
+  ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
+* **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
+  ``_after_fork``, ``_structure_ok``, and the bulk ``_write_many`` and
+  ``_add_entries``; ``_atomic_writes = True`` when each write primitive is
+  all-or-nothing on its own.
+
+The constructor opens or creates the store's container and then calls
+``self._open_schemas(...)``, which checks, creates, migrates and syncs the
+schemas through the primitives. Primitives are only ever called with
+validated keys, inside a transaction for every write; they keep results in
+key order (``str`` keys by code point, ``int`` keys numerically, composite
+keys as tuples) and store JSON exactly as given. The location scheme that
+names the backend is added in :mod:`statestore.backends.locations`; the
+contract suite in :mod:`statestore.testing` proves the result behaves like
+the others. A backend never imports the importer, the command or another
+backend.
 """
 
 from __future__ import annotations
@@ -26,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from statestore.codec import Codec
 from statestore.errors import (
@@ -37,12 +62,34 @@ from statestore.errors import (
     StoreClosedError,
     UnknownNameError,
 )
-from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.views import CollectionView, LogView
+from statestore.migrations import HistoryRow, migrate, open_schemas, read_history
+from statestore.schema import (
+    HISTORY,
+    IMPORTS,
+    INTERNAL_LOGS,
+    REJECTS,
+    Collection,
+    KeyValue,
+    Log,
+    RawEntry,
+    Schema,
+    StoredSchemas,
+)
+from statestore.views import CollectionView, ImportRecord, LogView, Reject
 
-if TYPE_CHECKING:
-    from statestore.legacy import ImportRecord, Reject
-    from statestore.migrations import HistoryRow
+__all__ = [
+    "HISTORY",
+    "IMPORTS",
+    "INTERNAL_LOGS",
+    "REJECTS",
+    "Durability",
+    "Mode",
+    "RawEntry",
+    "RawRecord",
+    "Store",
+    "StoredSchemas",
+    "schemas_of",
+]
 
 T = TypeVar("T")
 Mode = Literal["read", "write"]
@@ -50,19 +97,6 @@ Durability = Literal["normal", "full"]
 
 #: A raw record as a backend returns it: (key, revision, JSON dict).
 RawRecord = tuple[KeyValue, int, dict[str, Any]]
-#: A raw log entry as a backend returns it: (seq, stream, version, at, JSON dict).
-RawEntry = tuple[int, str, int, str, dict[str, Any]]
-#: What a store holds about each schema: name -> (version, description).
-StoredSchemas = dict[str, tuple[int, dict[str, Any]]]
-
-#: statestore's own log of every migration step, one stream per schema.
-HISTORY = Log.internal("_statestore_history")
-#: Provenance of a legacy import: one entry per source file read (statestore.legacy).
-IMPORTS = Log.internal("_statestore_imports")
-#: Records a legacy import quarantined (on_error="quarantine"), verbatim, with why.
-REJECTS = Log.internal("_statestore_rejects")
-#: Internal logs every store has, whatever its schemas.
-INTERNAL_LOGS: tuple[Log[Any], ...] = (HISTORY, IMPORTS, REJECTS)
 
 
 def _decls(schema: Schema) -> list[Collection[Any] | Log[Any]]:
@@ -176,21 +210,15 @@ class Store(ABC):
         work); close it and run the older application. Reopening it with
         this code would migrate it up again.
         """
-        from statestore.migrations import migrate
-
         return migrate(self, to, schema=schema, backup=backup)
 
     def history(self, schema: str | None = None) -> list[HistoryRow]:
         """The migration history of a schema (default: the first), oldest first."""
-        from statestore.migrations import read_history
-
         self._reading()
         return read_history(self, schema or self.schema.name)
 
     def imports(self) -> list[ImportRecord]:
         """The legacy files this store was imported from (path, size, mtime, sha256, counts, when)."""
-        from statestore.legacy import ImportRecord
-
         self._reading()
         rows = self._entries(IMPORTS, stream=None, prefix=None, after=0, limit=None)
         return [
@@ -211,8 +239,6 @@ class Store(ABC):
 
     def rejects(self) -> list[Reject]:
         """Records a legacy import quarantined, with where they were and why."""
-        from statestore.legacy import Reject
-
         self._reading()
         rows = self._entries(REJECTS, stream=None, prefix=None, after=0, limit=None)
         return [Reject(**d) for _seq, _stream, _v, _at, d in rows]
@@ -288,8 +314,6 @@ class Store(ABC):
 
         Called by each backend's constructor once the store's container exists.
         """
-        from statestore.migrations import open_schemas
-
         open_schemas(self, check_history=check_history, backup=backup)
 
     @property

@@ -29,7 +29,7 @@ from statestore.schema import Collection, KeyValue, Log
 if TYPE_CHECKING:
     from statestore.store import RawRecord, Store
 
-__all__ = ["CollectionView", "Entry", "LogView", "Versioned"]
+__all__ = ["CollectionView", "Entry", "ImportRecord", "LogView", "Reject", "Versioned"]
 
 T = TypeVar("T")
 
@@ -424,3 +424,57 @@ class LogView(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<LogView {self.decl.name} of {self.store.location}>"
+
+
+# ---------------------------------------------------------------- what a legacy import left
+
+
+@attrs.frozen
+class Reject:
+    """A legacy record that could not be imported, and why.
+
+    ``path`` is relative to the legacy root; ``line``/``column`` (1-based)
+    locate it in the file when known; ``pointer`` is the JSON pointer of the
+    record (or of the bad field) inside its document; ``raw`` is the
+    record's text (the whole file when the file itself is unreadable;
+    ``raw_base64`` instead when it is not UTF-8).
+    """
+
+    path: str
+    line: int | None
+    column: int | None
+    pointer: str | None
+    reason: str
+    raw: str | None = None
+    raw_base64: str | None = None
+    into: str = ""
+
+    def where(self) -> str:
+        """``path:line:column`` or ``path#pointer``: what a person would open."""
+        out = self.path
+        if self.line is not None:
+            out += f":{self.line}"
+            if self.column is not None:
+                out += f":{self.column}"
+        if self.pointer:
+            out += f" at {self.pointer}"
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.where()}: {self.reason}"
+
+
+@attrs.frozen
+class ImportRecord:
+    """A source file an import read, as recorded in the store (``store.imports()``)."""
+
+    path: str
+    into: str
+    size: int
+    mtime: float
+    sha256: str
+    imported: int
+    rejected: int
+    imported_at: datetime
+    root: str
+    version: int

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from statestore._fs import backup_label, make_private_dirs, migration_lock
+from statestore.backends.fs import backup_label, make_private_dirs, migration_lock
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,

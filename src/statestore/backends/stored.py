@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from statestore._journal import committed_root_file
+from statestore.backends.files.journal import committed_root_file
 from statestore.errors import CorruptStoreError, SchemaError, StoreNotFoundError
 from statestore.schema import Schema
 from statestore.store import StoredSchemas

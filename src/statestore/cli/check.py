@@ -15,10 +15,10 @@ from typing import Any
 
 import attrs
 
+from statestore.backends.files import FileStore
+from statestore.backends.sqlite import SQLiteStore
 from statestore.errors import StateStoreError
-from statestore.files import FileStore
 from statestore.schema import Collection, Log
-from statestore.sqlite import SQLiteStore
 from statestore.store import INTERNAL_LOGS, Store
 
 __all__ = ["CheckReport", "check_store"]
@@ -116,9 +116,9 @@ def _sqlite_integrity(store: SQLiteStore) -> list[str]:
 
 
 def _files_layout(store: FileStore) -> list[str]:
-    from statestore._filecache import INTERNAL, MANIFEST
-    from statestore._fsio import TMP_PREFIX
-    from statestore._journal import JOURNAL
+    from statestore.backends.files.cache import INTERNAL, MANIFEST
+    from statestore.backends.files.fileio import TMP_PREFIX
+    from statestore.backends.files.journal import JOURNAL
 
     out = []
     if store._journal(store._read_head()) is not None or (store.path / INTERNAL / JOURNAL).exists():

@@ -27,15 +27,15 @@ from rich.console import Console
 from rich.table import Table
 
 from statestore import __version__
-from statestore._cli_legacy import import_with_progress, print_rejects, print_report, run_demo
-from statestore._open import open_store, parse_location
-from statestore._stored import stored_schemas
+from statestore.backends.files import FileStore
+from statestore.backends.sqlite import SQLiteStore
+from statestore.backends.stored import stored_schemas
+from statestore.cli.legacy import import_with_progress, print_rejects, print_report, run_demo
 from statestore.codec import dumps, pretty
 from statestore.convert import copy_store, diff_stores, dump_store
 from statestore.errors import NotFoundError, SchemaMismatchError, StateStoreError, UnknownNameError
-from statestore.files import FileStore
+from statestore.open import open_store, parse_location
 from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.sqlite import SQLiteStore
 from statestore.store import INTERNAL_LOGS, Store
 from statestore.views import Entry, LogView
 
@@ -425,7 +425,7 @@ def check(store: str, as_json: bool) -> None:
     entry decodes, sits under its own key, and seqs and stream versions are
     in order. Files: no journal left half-applied, no stray files (warnings).
     """
-    from statestore._check import check_store
+    from statestore.cli.check import check_store
 
     with _open(store) as opened:
         report = check_store(opened)

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from statestore._open import open_store
+from statestore.open import open_store
 
 __all__ = ["bundled_legacy", "import_with_progress", "print_rejects", "print_report", "run_demo"]
 

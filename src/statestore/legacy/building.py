@@ -24,16 +24,26 @@ from typing import Any
 import attrs
 import filelock
 
-from statestore._fs import make_private_dirs
-from statestore._legacy_read import Checker, Item, Reader
+from statestore.backends.fs import make_private_dirs
+from statestore.backends.locations import connect, parse_location, store_exists
 from statestore.codec import Codec, dumps
 from statestore.errors import CorruptStoreError, LegacyImportError, MigrationError, StoreBusyError, ValidationError
-from statestore.legacy import After, Function, ImportReport, Legacy, OnError, Progress, Reject, SourceReport
-from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import IMPORTS, REJECTS, Durability, Store
+from statestore.legacy.declarations import (
+    After,
+    Function,
+    ImportReport,
+    Legacy,
+    OnError,
+    Progress,
+    Reject,
+    SourceReport,
+)
+from statestore.legacy.reading import Checker, Item, Reader
+from statestore.schema import IMPORTS, REJECTS, Collection, KeyValue, Log, Schema
+from statestore.store import Durability, Store
 from statestore.views import CollectionView
 
-__all__ = ["run_import", "store_exists"]
+__all__ = ["import_legacy", "legacy_present", "run_import"]
 
 #: What was read for one collection: key -> every (item, stored dict, text) with that key.
 Records = dict[str, dict[KeyValue, list[tuple[Item, Any, str]]]]
@@ -41,20 +51,66 @@ Entries = dict[str, list[tuple[Item, Any, str]]]
 
 
 def _target(location: str) -> tuple[str, Path]:
-    from statestore._open import parse_location
-
     loc = parse_location(location)
     return loc.backend, loc.path if loc.path is not None else Path()
 
 
-def store_exists(location: str) -> bool:
-    """True if a store (not just an empty file or folder) is at ``location``."""
-    backend, path = _target(location)
-    if backend == "memory":
-        return False
-    if backend == "sqlite":
-        return path.is_file() and path.stat().st_size > 0
-    return (path / "statestore.json").is_file()
+def legacy_present(legacy: Legacy) -> bool:
+    """True if at least one source of the layout has a file under the root."""
+    return any(src.files(legacy.root) for src in legacy.layout.sources)
+
+
+def import_legacy(
+    location: str | os.PathLike[str],
+    schema: Schema,
+    legacy: Legacy,
+    *,
+    on_error: OnError | None = None,
+    after: After | None = None,
+    dry_run: bool = False,
+    replace: bool = False,
+    progress: Progress | None = None,
+    busy_timeout: float = 300.0,
+    converter: Any = None,
+    durability: Durability = "normal",
+) -> ImportReport:
+    """Import ``legacy`` into a new store at ``location``; return the report.
+
+    ``on_error`` and ``after`` default to the ``Legacy``'s. A store already
+    at ``location`` is left alone (the report says ``imported_store=False``)
+    unless ``replace=True``, which imports anew and keeps the old store
+    beside it as ``<name>.replaced-<time>``. Anything else at ``location``
+    (a file, a folder with files) is refused with CorruptStoreError; a store
+    a source would read, or a store folder holding the install or inside it,
+    with ValueError (an SQLite file beside the old JSON files is fine). ``dry_run`` reads and
+    validates everything, writes nothing and returns the report with every
+    reject (it never raises for them). Otherwise, with ``on_error="abort"``
+    and anything rejected, raises LegacyImportError (every reject in
+    ``problems``) and creates no store. When the layout's version is older
+    than the schema's, the pending migrations run on the new store before it
+    is moved into place, so one that fails leaves no store either.
+    ``progress(done, total)`` is called with bytes read. Concurrent calls
+    serialize on ``<store>.import.lock``; ``durability`` is the new store's.
+    """
+    on_error = on_error or legacy.on_error
+    after = after or legacy.after
+    if on_error not in ("abort", "quarantine"):
+        raise ValueError(f"on_error must be 'abort' or 'quarantine', not {on_error!r}")
+    if after not in ("keep", "rename"):
+        raise ValueError(f"after must be 'keep' or 'rename', not {after!r}")
+    return run_import(
+        os.fspath(location),
+        schema,
+        legacy,
+        on_error=on_error,
+        after=after,
+        dry_run=dry_run,
+        replace=replace,
+        progress=progress,
+        busy_timeout=busy_timeout,
+        converter=converter,
+        durability=durability,
+    )
 
 
 def _vacant(path: Path) -> bool:
@@ -277,8 +333,6 @@ class _Build:
 
     def write(self, path: Path, *, replace: bool) -> None:
         """Build the store aside, verify it, migrate it, and move it into place."""
-        from statestore._open import open_store
-
         backend = _target(self.location)[0]
         aside_path = path.with_name(f"{_aside_prefix(path)}{secrets.token_hex(4)}{path.suffix}")
         aside = f"{backend}:{aside_path}"
@@ -297,13 +351,13 @@ class _Build:
         )
         options: dict[str, Any] = {"durability": self.durability, "converter": self.converter}
         try:
-            with open_store(aside, old, backup=False, check_history=False, **options) as store:
+            with connect(parse_location(aside), [old], backup=False, check_history=False, **options) as store:
                 self._fill(store)
             self._verify(aside, old)
             if layout.version < schema.version:
                 # Migrations run here, on the store no one else sees yet: one that fails leaves no store.
                 try:
-                    with open_store(aside, schema, backup=False, **options):
+                    with connect(parse_location(aside), [schema], backup=False, **options):
                         pass
                 except MigrationError as exc:
                     raise attrs.evolve(exc, location=self.location) from exc.__cause__
@@ -347,9 +401,7 @@ class _Build:
 
     def _verify(self, aside: str, schema: Schema) -> None:
         """Reopen the built store and check it holds exactly what was read."""
-        from statestore._open import open_store
-
-        with open_store(aside, schema, mode="read", check_history=False) as store:
+        with connect(parse_location(aside), [schema], mode="read", check_history=False) as store:
             for coll in schema.collections:
                 want = sum(1 for copies in self.records.get(coll.name, {}).values() if len(copies) == 1)
                 got = store._count(coll)

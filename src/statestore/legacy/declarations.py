@@ -25,8 +25,8 @@ source does, the store is imported before it opens:
   imported) and counts are kept in the store (``store.imports()``); a
   :class:`Function` source is one row named after it, over its ``paths``.
 
-Reading and checking live in :mod:`statestore._legacy_read`, the import's
-steps in :mod:`statestore._legacy_import`.
+Reading and checking live in :mod:`statestore.legacy.reading`, the import's
+steps in :mod:`statestore.legacy.building`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any, Literal
 import attrs
 
 from statestore.schema import Collection, Log, Schema
-from statestore.store import Durability
+from statestore.views import ImportRecord, Reject
 
 __all__ = [
     "Function",
@@ -55,9 +55,6 @@ __all__ = [
     "LegacyLayout",
     "Reject",
     "SourceReport",
-    "import_legacy",
-    "legacy_present",
-    "store_exists",
 ]
 
 OnError = Literal["abort", "quarantine"]
@@ -67,41 +64,6 @@ Progress = Callable[[int, int], None]
 
 
 # ---------------------------------------------------------------- reports
-
-
-@attrs.frozen
-class Reject:
-    """A legacy record that could not be imported, and why.
-
-    ``path`` is relative to the legacy root; ``line``/``column`` (1-based)
-    locate it in the file when known; ``pointer`` is the JSON pointer of the
-    record (or of the bad field) inside its document; ``raw`` is the
-    record's text (the whole file when the file itself is unreadable;
-    ``raw_base64`` instead when it is not UTF-8).
-    """
-
-    path: str
-    line: int | None
-    column: int | None
-    pointer: str | None
-    reason: str
-    raw: str | None = None
-    raw_base64: str | None = None
-    into: str = ""
-
-    def where(self) -> str:
-        """``path:line:column`` or ``path#pointer``: what a person would open."""
-        out = self.path
-        if self.line is not None:
-            out += f":{self.line}"
-            if self.column is not None:
-                out += f":{self.column}"
-        if self.pointer:
-            out += f" at {self.pointer}"
-        return out
-
-    def __str__(self) -> str:
-        return f"{self.where()}: {self.reason}"
 
 
 @attrs.frozen
@@ -138,22 +100,6 @@ class ImportReport:
     @property
     def rejected(self) -> int:
         return len(self.rejects)
-
-
-@attrs.frozen
-class ImportRecord:
-    """A source file an import read, as recorded in the store (``store.imports()``)."""
-
-    path: str
-    into: str
-    size: int
-    mtime: float
-    sha256: str
-    imported: int
-    rejected: int
-    imported_at: datetime
-    root: str
-    version: int
 
 
 # ---------------------------------------------------------------- sources
@@ -289,70 +235,3 @@ class Legacy:
     layout: LegacyLayout
     on_error: OnError = "abort"
     after: After = "keep"
-
-
-def legacy_present(legacy: Legacy) -> bool:
-    """True if at least one source of the layout has a file under the root."""
-    return any(src.files(legacy.root) for src in legacy.layout.sources)
-
-
-def store_exists(location: str | os.PathLike[str]) -> bool:
-    """True if a store (not just an empty file or folder) is at ``location``."""
-    from statestore._legacy_import import store_exists as exists
-
-    return exists(os.fspath(location))
-
-
-def import_legacy(
-    location: str | os.PathLike[str],
-    schema: Schema,
-    legacy: Legacy,
-    *,
-    on_error: OnError | None = None,
-    after: After | None = None,
-    dry_run: bool = False,
-    replace: bool = False,
-    progress: Progress | None = None,
-    busy_timeout: float = 300.0,
-    converter: Any = None,
-    durability: Durability = "normal",
-) -> ImportReport:
-    """Import ``legacy`` into a new store at ``location``; return the report.
-
-    ``on_error`` and ``after`` default to the ``Legacy``'s. A store already
-    at ``location`` is left alone (the report says ``imported_store=False``)
-    unless ``replace=True``, which imports anew and keeps the old store
-    beside it as ``<name>.replaced-<time>``. Anything else at ``location``
-    (a file, a folder with files) is refused with CorruptStoreError; a store
-    a source would read, or a store folder holding the install or inside it,
-    with ValueError (an SQLite file beside the old JSON files is fine). ``dry_run`` reads and
-    validates everything, writes nothing and returns the report with every
-    reject (it never raises for them). Otherwise, with ``on_error="abort"``
-    and anything rejected, raises LegacyImportError (every reject in
-    ``problems``) and creates no store. When the layout's version is older
-    than the schema's, the pending migrations run on the new store before it
-    is moved into place, so one that fails leaves no store either.
-    ``progress(done, total)`` is called with bytes read. Concurrent calls
-    serialize on ``<store>.import.lock``; ``durability`` is the new store's.
-    """
-    from statestore._legacy_import import run_import
-
-    on_error = on_error or legacy.on_error
-    after = after or legacy.after
-    if on_error not in ("abort", "quarantine"):
-        raise ValueError(f"on_error must be 'abort' or 'quarantine', not {on_error!r}")
-    if after not in ("keep", "rename"):
-        raise ValueError(f"after must be 'keep' or 'rename', not {after!r}")
-    return run_import(
-        os.fspath(location),
-        schema,
-        legacy,
-        on_error=on_error,
-        after=after,
-        dry_run=dry_run,
-        replace=replace,
-        progress=progress,
-        busy_timeout=busy_timeout,
-        converter=converter,
-        durability=durability,
-    )

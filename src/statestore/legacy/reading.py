@@ -22,7 +22,7 @@ import attrs
 
 from statestore.codec import Codec, dumps
 from statestore.errors import ValidationError
-from statestore.legacy import (
+from statestore.legacy.declarations import (
     Function,
     JsonFile,
     JsonFiles,

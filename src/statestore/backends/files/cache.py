@@ -1,7 +1,7 @@
 """The file backend's shared pieces: record file text, transactions, and the in-memory
 views of a store (a collection's records and a log's offset index).
 
-Both belong to one :class:`~statestore.files.FileStore`, are guarded by its
+Both belong to one :class:`~statestore.backends.files.store.FileStore`, are guarded by its
 cache lock and are kept current by it (see ``_journal`` for the change head
 that says which files to re-read).
 """
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from statestore._journal import Head
+from statestore.backends.files.journal import Head
 from statestore.codec import pretty
 from statestore.schema import KeyValue
 from statestore.store import INTERNAL_LOGS

@@ -1,6 +1,6 @@
 """The file backend's commit and recovery, through the change head and journals (a FileStore mixin).
 
-See :mod:`statestore._journal` for the protocol: small transactions commit by
+See :mod:`statestore.backends.files.journal` for the protocol: small transactions commit by
 one in-place write of the change head carrying their journal, large ones by
 the rename of ``journal.json``, a lone record write by its own rename and a
 lone log line by its own append; a crash is rolled forward (or discarded, if
@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from statestore._filecache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
-from statestore._fsio import Dir, translate
-from statestore._journal import CHANGES, JOURNAL, Head, Journal
+from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
+from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import check_name
 from statestore.store import Mode
@@ -37,7 +37,7 @@ def _valid_log(name: str) -> bool:
 
 
 class Commits:
-    """Change head, journals, commit and recovery for :class:`~statestore.files.FileStore`."""
+    """Change head, journals, commit and recovery for :class:`~statestore.backends.files.store.FileStore`."""
 
     # Set by FileStore.
     path: Path

@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 from types import TracebackType
 
-from statestore._fs import make_private_dirs
+from statestore.backends.fs import make_private_dirs
 from statestore.errors import BackendError, CorruptStoreError
 
 __all__ = ["TMP_PREFIX", "Dir"]

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statestore._filecache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
-from statestore._fsio import Dir, translate
-from statestore._journal import Head, Journal
+from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
+from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.journal import Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError
 from statestore.schema import Log, check_name
 from statestore.store import Mode, RawEntry
@@ -39,7 +39,7 @@ def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
 
 
 class LogFiles:
-    """Log reading and appending for :class:`~statestore.files.FileStore`."""
+    """Log reading and appending for :class:`~statestore.backends.files.store.FileStore`."""
 
     # Set by FileStore.
     path: Path

@@ -11,16 +11,16 @@ Layout (DESIGN §6)::
                                      migration history) and statestore's other internal logs
 
 so ``grep -r '"status": "todo"' state/tasks/`` and ``jq`` work on a live
-store. File names come from :mod:`statestore._keyname`; every file is 0600 and
+store. File names come from :mod:`statestore.backends.files.names`; every file is 0600 and
 every directory 0700; a symbolic link inside the store is refused, never
-followed (:mod:`statestore._fsio`).
+followed (:mod:`statestore.backends.files.fileio`).
 
 Writers serialise on ``.statestore/write.lock`` (``filelock.FileLock``, held
 from ``_begin`` to ``_commit``/``_rollback``; a thread lock in front of it
 serialises threads), so read-check-write sequences of the shared layer
 (``update``, CAS, unique constraints, stream versions) are atomic across
 processes. A transaction is staged in memory, per thread, and committed
-through the journal (:mod:`statestore._journal`). Readers take no lock: they
+through the journal (:mod:`statestore.backends.files.journal`). Readers take no lock: they
 read the change head before and after (a seqlock), and read a committed
 journal in place of the files it is applying, so they never see half a
 transaction. Collections are cached in memory and brought up to date from the
@@ -28,11 +28,11 @@ change head, re-reading only the files that changed; logs keep a byte-offset
 index, extended by reading only the bytes appended since.
 
 Where things are: this module opens stores, locks, caches, transactions and
-records; :mod:`statestore._filecommit` commits and recovers;
-:mod:`statestore._journal` defines the journal and change head formats;
-:mod:`statestore._filelog` reads and appends logs; :mod:`statestore._keyname`
-maps keys to file names; :mod:`statestore._fsio` does link-safe atomic file
-I/O; :mod:`statestore._filecache` holds record texts, transactions and caches.
+records; :mod:`statestore.backends.files.commit` commits and recovers;
+:mod:`statestore.backends.files.journal` defines the journal and change head formats;
+:mod:`statestore.backends.files.log` reads and appends logs; :mod:`statestore.backends.files.names`
+maps keys to file names; :mod:`statestore.backends.files.fileio` does link-safe atomic file
+I/O; :mod:`statestore.backends.files.cache` holds record texts, transactions and caches.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from statestore import _keyname
-from statestore._filecache import (
+from statestore.backends.files import names as keynames
+from statestore.backends.files.cache import (
     INTERNAL,
     MANIFEST,
     META,
@@ -69,11 +69,11 @@ from statestore._filecache import (
     owned_json,
     record_text,
 )
-from statestore._filecommit import Commits
-from statestore._filelog import LogFiles, entry_line
-from statestore._fs import backup_label, migration_lock
-from statestore._fsio import Dir
-from statestore._journal import CHANGES, JOURNAL, LOCK, Head, Journal
+from statestore.backends.files.commit import Commits
+from statestore.backends.files.fileio import Dir
+from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
+from statestore.backends.files.log import LogFiles, entry_line
+from statestore.backends.fs import backup_label, migration_lock
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,
@@ -429,7 +429,7 @@ class FileStore(Commits, LogFiles, Store):
         ):
             raise CorruptStoreError(str(path), f"key {stored!r} does not fit the key of {coll.name!r}")
         key: KeyValue = tuple(parts) if coll.composite else stored
-        if _keyname.encode(key) != name:
+        if keynames.encode(key) != name:
             raise CorruptStoreError(str(path), f"file name does not match the key {key!r} inside")
         return key, int(meta["revision"]), doc
 
@@ -500,7 +500,7 @@ class FileStore(Commits, LogFiles, Store):
             fresh = Records()
             d = self._dir(coll.name)
             for name in d.names() if d is not None else ():
-                if not name.startswith(".") and name.endswith(_keyname.SUFFIX):
+                if not name.startswith(".") and name.endswith(keynames.SUFFIX):
                     rec = self._read_rec(coll, name)
                     if rec is not None:
                         fresh.put(name, rec)
@@ -675,7 +675,7 @@ class FileStore(Commits, LogFiles, Store):
     # ------------------------------------------------------------ records
 
     def _point(self, coll: Collection[Any], key: KeyValue) -> Rec | None:
-        name = _keyname.encode(key)
+        name = keynames.encode(key)
         txn = self._txn()
         if txn is not None and txn.write and name in txn.records.get(coll.name, {}):
             rec = txn.records[coll.name][name]
@@ -706,12 +706,12 @@ class FileStore(Commits, LogFiles, Store):
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         if META in data:
             raise ValidationError(coll.name, key, f"$.{META}", "this field name is reserved by the file backend")
-        self._stage(coll, _keyname.encode(key), (key, revision, owned_json(data, text)))
+        self._stage(coll, keynames.encode(key), (key, revision, owned_json(data, text)))
 
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
         if self._point(coll, key) is None:
             return False
-        self._stage(coll, _keyname.encode(key), None)
+        self._stage(coll, keynames.encode(key), None)
         return True
 
     def _rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec]:

@@ -1,0 +1,110 @@
+"""Store locations and the backend each one names.
+
+A location is ``sqlite:PATH``, ``files:PATH``, ``memory:`` or a plain path
+(``.db``/``.sqlite``/``.sqlite3`` is SQLite, anything else the file backend).
+:func:`connect` opens the backend a location names; ``open_store`` (which also
+runs the legacy import) is built on it. Backends are imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+import cattrs
+
+from statestore.codec import Codec
+from statestore.errors import ValidationError
+from statestore.schema import Schema
+
+if TYPE_CHECKING:
+    from statestore.store import Durability, Mode, Store
+
+__all__ = ["Backend", "Location", "connect", "parse_location", "store_exists"]
+
+Backend = Literal["sqlite", "files", "memory"]
+_SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
+
+
+@attrs.frozen
+class Location:
+    """A parsed store location: which backend, and where (None for ``memory:``)."""
+
+    backend: Backend
+    path: Path | None
+
+    def __str__(self) -> str:
+        return f"{self.backend}:{self.path if self.path is not None else ''}"
+
+
+def parse_location(location: str | os.PathLike[str]) -> Location:
+    """Parse a location.
+
+    ``sqlite:PATH`` and ``files:PATH`` name the backend; ``memory:`` is an
+    in-memory store; a plain path ending in ``.db``, ``.sqlite`` or
+    ``.sqlite3`` is SQLite and any other plain path is the file backend. ``~``
+    is expanded. An empty path raises ValidationError.
+    """
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if not isinstance(location, str):
+        raise ValidationError("location", location, "", "a location is a string or a path")
+    if location == "memory:":
+        return Location("memory", None)
+    for prefix in ("sqlite", "files"):
+        if location.startswith(prefix + ":"):
+            rest = location[len(prefix) + 1 :]
+            if not rest:
+                raise ValidationError("location", location, "", f"{prefix}: needs a path, e.g. {prefix}:./state")
+            return Location(prefix, Path(rest).expanduser())
+    if not location or location.startswith("memory:"):
+        raise ValidationError("location", location, "", "expected sqlite:PATH, files:PATH, memory: or a path")
+    path = Path(location).expanduser()
+    return Location("sqlite" if path.suffix.lower() in _SQLITE_SUFFIXES else "files", path)
+
+
+def store_exists(location: str | os.PathLike[str]) -> bool:
+    """True if a store (not just an empty file or folder) is at ``location``."""
+    loc = parse_location(location)
+    if loc.backend == "memory" or loc.path is None:
+        return False
+    if loc.backend == "sqlite":
+        return loc.path.is_file() and loc.path.stat().st_size > 0
+    return (loc.path / "statestore.json").is_file()
+
+
+def connect(
+    loc: Location,
+    schemas: Sequence[Schema],
+    *,
+    mode: Mode = "write",
+    durability: Durability = "normal",
+    busy_timeout: float = 30.0,
+    converter: cattrs.Converter | None = None,
+    backup: bool = True,
+    check_history: bool = True,
+) -> Store:
+    """Open the backend ``loc`` names (see ``open_store``, which adds the legacy import)."""
+    codec = Codec(converter)
+    if loc.backend == "memory":
+        from statestore.backends.memory import MemoryStore
+
+        return MemoryStore(schemas, mode=mode, codec=codec)
+    assert loc.path is not None
+    if loc.backend == "sqlite":
+        from statestore.backends.sqlite import SQLiteStore as backend
+    else:
+        from statestore.backends.files import FileStore as backend  # type: ignore[assignment]
+    return backend(
+        loc.path,
+        schemas,
+        mode=mode,
+        durability=durability,
+        busy_timeout=busy_timeout,
+        codec=codec,
+        backup=backup,
+        check_history=check_history,
+    )
