@@ -332,7 +332,7 @@ def test_app_functions_that_fail_become_rejects(location: str, tmp_path: Path) -
     (root / "tasks").mkdir(parents=True)
     (root / "epics.json").write_text('{"epics": 3}\n')
     (root / "tasks" / "a.json").write_text('{"title": "A"}\n')
-    (root / "events.jsonl").write_text('{"ts": "2025-01-01T10:00:00", "type": "x"}\n[1]\n')
+    (root / "events.jsonl").write_text('{"type": "x"}\n[1]\n{"type": "y", "ts": "2025-01-01T10:00:00"}\n')
 
     def boom(doc: Any, path: Path) -> Any:
         raise RuntimeError("cannot")
@@ -345,7 +345,7 @@ def test_app_functions_that_fail_become_rejects(location: str, tmp_path: Path) -
         sources=[
             ss.JsonFile("epics.json", into=EPICS, records=lambda doc: doc["epics"]),
             ss.JsonFiles("tasks/*.json", into=TASKS, record=boom),
-            ss.JsonLines("events.jsonl", into=EVENTS, stream=lambda r: "s", at=lambda r: r["ts"]),
+            ss.JsonLines("events.jsonl", into=EVENTS, stream=lambda r: "s", at=lambda r: "2025-01-01T10:00:00"),
             ss.Function("approvals", into=APPROVALS, read=fails),
         ],
     )
@@ -355,6 +355,9 @@ def test_app_functions_that_fail_become_rejects(location: str, tmp_path: Path) -
     assert ("tasks/a.json", "record(): RuntimeError: cannot") in reasons
     assert ("events.jsonl", "expected an object, got an array") in reasons
     assert ("approvals", "read(): OSError: gone") in reasons
+    # A field the record's class does not declare is never dropped in silence.
+    (undeclared,) = [r for r in report.rejects if r.path == "events.jsonl" and r.line == 3]
+    assert "ts" in undeclared.reason
     with ss.open_store(location, SCHEMA, mode="read") as store:
         (entry,) = store[EVENTS].read()
         # A timestamp without a zone is taken as UTC.

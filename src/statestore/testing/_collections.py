@@ -279,9 +279,15 @@ class CollectionContract:
     def test_find_does_not_confuse_types(self, store: ss.Store) -> None:
         tasks = store[TASKS]
         tasks.put(_task("a", status="1", points=1))
-        assert tasks.find(status=1) == []
         assert [t.id for t in tasks.find(status="1")] == ["a"]
-        assert tasks.find(points="1") == []
+        assert [t.id for t in tasks.find(points=1)] == ["a"]
+        # A value of another type than the field's is an error, never a silent empty list.
+        with pytest.raises(ss.ValidationError, match="expected str"):
+            tasks.find(status=1)
+        with pytest.raises(ss.ValidationError, match="expected int"):
+            tasks.find(points="1")
+        with pytest.raises(ss.ValidationError, match="expected int"):
+            tasks.find(points=True)
 
     def test_find_unknown_field_raises(self, store: ss.Store) -> None:
         with pytest.raises(ss.ValidationError) as info:
