@@ -41,6 +41,29 @@ class SchemaError(StateStoreError, ValueError):
 
 
 @attrs.define(auto_exc=True, slots=False)
+class SchemaDriftError(SchemaError):
+    """The declarations changed incompatibly while the schema's version stayed the same.
+
+    ``changes`` lists every incompatible change (a field removed, renamed or
+    retyped, a new field without a default, a changed key). Reading or writing
+    on would lose or misread stored data: raise the schema's version and add a
+    ``Migration`` that turns the stored records into the new shape.
+    """
+
+    location: str = ""
+    schema: str = ""
+    version: int = 0
+    changes: tuple[str, ...] = ()
+
+    def message(self) -> str:
+        return (
+            f"{self.location}: schema {self.schema!r} changed at version {self.version} without a migration: "
+            f"{'; '.join(self.changes)}. Raise the version to {self.version + 1} and add "
+            f"ss.Migration({self.version + 1}, ...) that moves the stored records to the new shape"
+        )
+
+
+@attrs.define(auto_exc=True, slots=False)
 class ValidationError(StateStoreError, ValueError):
     """A record, key or stream cannot be stored or read back as its declared type.
 

@@ -28,6 +28,7 @@ from statestore.errors import (
     MigrationHistoryError,
     MigrationRequiredError,
     ReadOnlyError,
+    SchemaDriftError,
     SchemaMismatchError,
     SchemaTooNewError,
     StateStoreError,
@@ -435,6 +436,24 @@ def _verify_unique(store: Store, coll: Collection[Any]) -> None:
             seen[marker] = key
 
 
+def _verify_records(store: Store, sch: Schema, version: int) -> None:
+    """After the last step every record and entry must read back as the code declares it (else the step fails)."""
+    if sch.is_described:
+        return
+    for coll in sch.collections:
+        for key, _rev, data in store._scan(coll, {}, copy=False):
+            try:
+                store.codec.decode(coll.name, coll.type, data, key)
+            except ValidationError as exc:
+                raise _step_error(store, sch, version, "up", f"after the migration {exc}") from None
+    for log in sch.logs:
+        for _seq, stream, _v, _at, data in store._entries(log, stream=None, prefix=None, after=0, limit=None):
+            try:
+                store.codec.decode(log.name, log.type, data, stream)
+            except ValidationError as exc:
+                raise _step_error(store, sch, version, "up", f"after the migration {exc}") from None
+
+
 def _current(store: Store, stored: StoredSchemas) -> bool:
     """Whether every schema is stored at the code's version with the code's description."""
     for sch in store.schemas:
@@ -446,10 +465,64 @@ def _current(store: Store, stored: StoredSchemas) -> bool:
     return True
 
 
+def drift(schema: Schema, description: JsonDict) -> list[str]:
+    """Every incompatible difference between ``schema``'s declarations and a stored description of the same version.
+
+    Compatible (and so not listed): a new field with a default, indexes and
+    unique fields added or removed, new collections and logs, a collection
+    or log no longer declared (the store keeps it, retired).
+    """
+    out: list[str] = []
+    stored = {d.get("name"): d for d in description.get("collections", ()) if isinstance(d, dict)}
+    stored_logs = {d.get("name"): d for d in description.get("logs", ()) if isinstance(d, dict)}
+    decls: list[tuple[str, Collection[Any] | Log[Any], Any]] = [
+        *(("collection", c, stored.get(c.name)) for c in schema.collections),
+        *(("log", lg, stored_logs.get(lg.name)) for lg in schema.logs),
+    ]
+    for what, decl, old in decls:
+        if old is None:
+            continue
+        name = f"{what} {decl.name!r}"
+        if isinstance(decl, Collection) and list(old.get("key", ())) != list(decl.key_fields):
+            out.append(f"{name}: key changed from {list(old.get('key', ()))} to {list(decl.key_fields)}")
+        was = dict(old.get("fields", {}))
+        now = decl.describe()["fields"]
+        defaults = {f.name for f in attrs.fields(decl.type) if f.default is not attrs.NOTHING}
+        for field in was:
+            if field not in now:
+                out.append(f"{name}: field {field!r} removed or renamed")
+            elif was[field] != now[field]:
+                out.append(f"{name}: field {field!r} changed type from {was[field]} to {now[field]}")
+        for field in now:
+            if field not in was and field not in defaults:
+                out.append(f"{name}: field {field!r} added without a default")
+    return out
+
+
+def _refuse_drift(store: Store, stored: StoredSchemas) -> None:
+    for sch in store.schemas:
+        got = stored.get(sch.name)
+        if got is None or got[0] != sch.version or sch.is_described:
+            continue
+        if got[1].get("shapes_of", sch.version) != sch.version:
+            continue  # left by a step down (or one of several up): not the shapes of this version
+        changes = drift(sch, got[1])
+        if changes:
+            raise SchemaDriftError(
+                "declarations changed without a new version",
+                sch.name,
+                store.location,
+                sch.name,
+                sch.version,
+                tuple(changes),
+            )
+
+
 def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
     """Check, and in write mode create, migrate and sync, the store's schemas (see ``Store._open_schemas``)."""
     stored = store._read_schemas()
     _refuse_newer(store, stored)
+    _refuse_drift(store, stored)
     if store.mode == "read":
         for sch in store.schemas:
             got = stored.get(sch.name)
@@ -469,6 +542,7 @@ def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
     with store._migration_lock(), _migrating(store):
         stored = store._read_schemas()
         _refuse_newer(store, stored)
+        _refuse_drift(store, stored)
         _check_names(store, stored)
         pending = [
             (sch, stored[sch.name][0])
@@ -583,10 +657,14 @@ def _step(store: Store, run: _Run, sch: Schema, version: int, direction: str) ->
                         _verify_unique(store, coll)
                     except SchemaMismatchError as exc:
                         raise _step_error(store, sch, version, direction, exc.reason) from None
+                _verify_records(store, sch, version)
                 store._sync_structure(sch.collections, [*sch.logs, *INTERNAL_LOGS], full=True)
                 desc = run.final(sch)
             else:
-                desc = {**run.description(sch.name, desc), "version": version if direction == "up" else version - 1}
+                # Between steps the stored shapes are neither this code's nor that version's own:
+                # "shapes_of" keeps the drift check (which compares shapes) from misreading them.
+                at = version if direction == "up" else version - 1
+                desc = {**run.description(sch.name, desc), "version": at, "shapes_of": sch.version}
             store._set_schema(sch.name, version if direction == "up" else version - 1, desc)
             append_history(store, sch.name, version, name, direction)
     finally:

@@ -157,6 +157,10 @@ class Store(ABC):
         self._owner: dict[str, Schema] = {d.name: sch for sch in self.schemas for d in _decls(sch)}
         self.mode: Mode = mode
         self.codec = codec
+        for sch in self.schemas:
+            for decl in _decls(sch):
+                for field, tp in decl.field_types.items():
+                    codec.check_type(f"{sch.name}.{decl.name}", field, tp)
         self._closed = False
         self._thread = _ThreadState()
         self._pid = os.getpid()
