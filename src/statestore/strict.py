@@ -50,7 +50,7 @@ from typing import Any, NoReturn
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn
 
 __all__ = [
     "INT64_MAX",
@@ -328,6 +328,7 @@ class _Strict:
 
     def __init__(self, conv: cattrs.Converter) -> None:
         self.conv = conv
+        self._building: set[Any] = set()  # attrs classes whose hooks are being made (recursive types)
 
     def register(self) -> None:
         c = self.conv
@@ -357,9 +358,27 @@ class _Strict:
             c.register_unstructure_hook_factory(_is(kind), uf)
 
     def _s(self, tp: Any) -> Callable[[Any, Any], Any]:
+        if tp in self._building:  # a recursive type: look its hook up when first used
+            found: list[Callable[[Any, Any], Any]] = []
+
+            def lazy(v: Any, t: Any) -> Any:
+                if not found:
+                    found.append(self.conv.get_structure_hook(tp))
+                return found[0](v, t)
+
+            return lazy
         return self.conv.get_structure_hook(tp)
 
     def _u(self, tp: Any) -> Callable[[Any], Any]:
+        if tp in self._building:
+            found: list[Callable[[Any], Any]] = []
+
+            def lazy(v: Any) -> Any:
+                if not found:
+                    found.append(self.conv.get_unstructure_hook(tp))
+                return found[0](v)
+
+            return lazy
         return self.conv.get_unstructure_hook(tp)
 
     # ---------------------------------------------------- enums and literals
@@ -586,6 +605,9 @@ class _Strict:
     def _u_union(self, tp: Any) -> Callable[[Any], Any]:
         members = typing.get_args(tp)
         name = type_name(tp)
+        if len(members) == 2 and _NONE in members:
+            other = self._u(members[0] if members[1] is _NONE else members[1])
+            return lambda v: None if v is None else other(v)  # the member's own error says more
         hooks = [self._u(m) for m in members]
 
         def unstructure(v: Any) -> Any:
@@ -603,26 +625,40 @@ class _Strict:
     # ---------------------------------------------------- attrs classes
 
     def _s_attrs(self, tp: Any) -> Callable[[Any, Any], Any]:
-        slow = make_dict_structure_fn(tp, self.conv)
-        name = tp.__name__
+        self._building.add(tp)
+        try:
+            slow = make_dict_structure_fn(tp, self.conv)
+            name = tp.__name__
 
-        def structure(v: Any, t: Any) -> Any:
-            if type(v) is not dict:
-                _fail(f"{name} (a JSON object)", v)
-            return slow(v, t)
+            def structure(v: Any, t: Any) -> Any:
+                if type(v) is not dict:
+                    _fail(f"{name} (a JSON object)", v)
+                return slow(v, t)
 
-        return _fast_structure(tp, self, structure) or structure
+            return _fast_structure(tp, self, structure) or structure
+        finally:
+            self._building.discard(tp)
 
     def _u_attrs(self, tp: Any) -> Callable[[Any], Any]:
-        inner = make_dict_unstructure_fn(tp, self.conv)
-        name = tp.__name__
+        self._building.add(tp)
+        try:
+            hooks = [(f.name, self._u(f.type)) for f in attrs.fields(attrs.resolve_types(tp))]
+            name = tp.__name__
 
-        def unstructure(v: Any) -> Any:
-            if not isinstance(v, tp):
-                _fail(f"a {name}", v)
-            return inner(v)
+            def unstructure(v: Any) -> Any:
+                if not isinstance(v, tp):
+                    _fail(f"a {name}", v)
+                out = {}
+                for field, hook in hooks:
+                    try:
+                        out[field] = hook(getattr(v, field))
+                    except Mismatch as exc:
+                        raise exc.inside(f".{field}") from None
+                return out
 
-        return _fast_unstructure(tp, self, unstructure) or unstructure
+            return _fast_unstructure(tp, self, unstructure) or unstructure
+        finally:
+            self._building.discard(tp)
 
 
 # ---------------------------------------------------------------- generated fast paths

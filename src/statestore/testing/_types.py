@@ -1,0 +1,203 @@
+"""Records are exactly what was declared: nothing converted, nothing dropped, on every backend."""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+
+import statestore as ss
+from statestore.codec import dumps
+from statestore.testing._common import task as _task
+from statestore.testing.models import EVENTS, TASKS, Event, Meta, Priority, Task
+
+# (field, value of the wrong type, what the error says is expected)
+WRONG_WRITES: list[tuple[str, Any, str]] = [
+    ("title", 123, "expected str"),
+    ("tags", "notalist", "expected list[str]"),
+    ("tags", ["a", 1], "expected str"),
+    ("tags", ("a", "b"), "expected list[str]"),
+    ("points", True, "expected int"),
+    ("points", 3.9, "expected int"),
+    ("points", "42", "expected int"),
+    ("points", 2**63, "from -2**63 to 2**63-1"),
+    ("points", -(2**63) - 1, "from -2**63 to 2**63-1"),
+    ("ratio", float("nan"), "finite"),
+    ("ratio", float("inf"), "finite"),
+    ("ratio", "1.5", "expected float"),
+    ("done", "false", "expected bool"),
+    ("done", 1, "expected bool"),
+    ("due", datetime(2024, 5, 17, 12, 0), "timezone"),
+    ("due", "2024-05-17T12:00:00Z", "expected a datetime"),
+    ("priority", "low", "Priority member"),
+    ("meta", {"owner": "x"}, "a Meta"),
+]
+
+# A stored document (hand-edited, or written by another tool) and what reading it says.
+WRONG_STORED: list[tuple[dict[str, Any], str, str]] = [
+    ({"done": "false"}, "$.done", "expected bool"),
+    ({"done": "true"}, "$.done", "expected bool"),
+    ({"points": 3.9}, "$.points", "expected int"),
+    ({"points": True}, "$.points", "expected int"),
+    ({"points": "42"}, "$.points", "expected int"),
+    ({"title": ["a", "b"]}, "$.title", "expected str"),
+    ({"tags": "abc"}, "$.tags", "expected list[str]"),
+    ({"tags": ["a", None]}, "$.tags[1]", "expected str"),
+    ({"priority": "medium"}, "$.priority", "expected Priority"),
+    ({"meta": {"owner": 3}}, "$.meta.owner", "expected str"),
+    ({"meta": {"labels": {"a": 1}}}, "$.meta.labels.a", "expected str"),
+    ({"due": "2024-05-17T12:34:56"}, "$.due", "ISO 8601 timestamp with Z or an offset"),
+    ({"due": "2024-05-17"}, "$.due", "ISO 8601 timestamp with Z or an offset"),
+    ({"due": "2024-05-17T12:34:56.123456789Z"}, "$.due", "at most microseconds"),
+    ({"colour": "red"}, "$", "colour"),
+    ({"meta": {"owner": "", "extra": 1}}, "$.meta", "extra"),
+]
+
+# Timestamps other tools write, and the instant each one is.
+TIMESTAMPS: list[tuple[str, datetime]] = [
+    ("2024-05-17T12:34:56Z", datetime(2024, 5, 17, 12, 34, 56, tzinfo=timezone.utc)),
+    ("2024-05-17T12:34:56.1Z", datetime(2024, 5, 17, 12, 34, 56, 100000, tzinfo=timezone.utc)),
+    ("2024-05-17T12:34:56.123Z", datetime(2024, 5, 17, 12, 34, 56, 123000, tzinfo=timezone.utc)),
+    ("2024-05-17T12:34:56.12345+00:00", datetime(2024, 5, 17, 12, 34, 56, 123450, tzinfo=timezone.utc)),
+    (
+        "2024-05-17T12:34:56.123456000+02:00",
+        datetime(2024, 5, 17, 12, 34, 56, 123456, tzinfo=timezone(timedelta(hours=2))),
+    ),
+    ("2024-05-17T12:34:56-07:30", datetime(2024, 5, 17, 12, 34, 56, tzinfo=timezone(-timedelta(hours=7, minutes=30)))),
+    ("2024-05-17 12:34:56+0100", datetime(2024, 5, 17, 12, 34, 56, tzinfo=timezone(timedelta(hours=1)))),
+]
+
+
+@attrs.define
+class Loose:
+    id: str
+    extra: dict[str, object] = attrs.Factory(dict)
+
+
+@attrs.define
+class IntKeys:
+    id: str
+    counts: dict[int, str] = attrs.Factory(dict)
+
+
+class Odd(enum.Enum):
+    A = (1, 2)
+
+
+@attrs.define
+class WithOdd:
+    id: str
+    odd: Odd = Odd.A
+
+
+def _plant(store: ss.Store, key: str, fields: dict[str, Any]) -> None:
+    """Store a document as another tool (or a hand edit) would: through the backend, past the codec."""
+    data = {"id": key, **fields}
+    with store.transaction():
+        store._write(TASKS, key, 1, data, dumps(data))
+
+
+class TypesContract:
+    """Every rule of the strict codec, on every backend."""
+
+    @pytest.mark.parametrize(("field", "value", "expected"), WRONG_WRITES)
+    def test_writes_refuse_values_of_another_type(self, store: ss.Store, field: str, value: Any, expected: str) -> None:
+        tasks = store[TASKS]
+        with pytest.raises(ss.ValidationError, match=re.escape(expected)) as info:
+            tasks.put(_task("a", **{field: value}))
+        assert (info.value.what, info.value.key) == ("tasks", "a")
+        assert info.value.path.startswith(f"$.{field}")
+        assert "a" not in tasks
+
+    @pytest.mark.parametrize("value", ["3", 3.0, True, 2**64, None])
+    def test_log_entries_follow_the_same_rules(self, store: ss.Store, value: Any) -> None:
+        events = store[EVENTS]
+        with pytest.raises(ss.ValidationError, match="int") as info:
+            events.append(Event("x", n=value), stream="s")
+        assert (info.value.what, info.value.key, info.value.path) == ("events", "s", "$.n")
+        assert events.read() == []
+
+    @pytest.mark.parametrize(("fields", "path", "expected"), WRONG_STORED)
+    def test_stored_data_of_another_type_is_refused_on_read(
+        self, store: ss.Store, fields: dict[str, Any], path: str, expected: str
+    ) -> None:
+        _plant(store, "a", fields)
+        tasks = store[TASKS]
+        with pytest.raises(ss.ValidationError, match=re.escape(expected)) as info:
+            tasks.get("a")
+        assert (info.value.what, info.value.key, info.value.path) == ("tasks", "a", path)
+        with pytest.raises(ss.ValidationError):
+            tasks.all()
+        assert tasks.keys() == ["a"]  # refused, not lost: still there to migrate or repair
+
+    def test_an_undeclared_field_is_never_dropped_by_an_update(self, store: ss.Store) -> None:
+        _plant(store, "a", {"colour": "red"})
+        with pytest.raises(ss.ValidationError, match="colour"):
+            store[TASKS].update("a", lambda t: t)
+        assert store._get(TASKS, "a") == (1, {"id": "a", "colour": "red"})
+
+    def test_get_and_find_agree(self, store: ss.Store) -> None:
+        _plant(store, "a", {"done": "true", "status": "x"})
+        tasks = store[TASKS]
+        assert tasks.find(done=True) == []
+        with pytest.raises(ss.ValidationError):
+            tasks.get("a")
+        with pytest.raises(ss.ValidationError):
+            tasks.find(status="x")  # found, and refused like get, never read as done=True
+
+    @pytest.mark.parametrize(("text", "instant"), TIMESTAMPS)
+    def test_timestamps_other_tools_write(self, store: ss.Store, text: str, instant: datetime) -> None:
+        _plant(store, "a", {"due": text})
+        due = store[TASKS]["a"].due
+        assert due == instant
+        assert due is not None
+        assert due.utcoffset() == instant.utcoffset()
+
+    def test_values_keep_their_exact_type_and_precision(self, store: ss.Store) -> None:
+        tasks = store[TASKS]
+        due = datetime(2024, 5, 17, 12, 34, 56, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+        tasks.put(_task("a", ratio=3, points=2**63 - 1, due=due, priority=Priority.HIGH))  # type: ignore[arg-type]
+        tasks.put(_task("b", ratio=0.1, points=-(2**63)))
+        got = tasks["a"]
+        assert type(got.ratio) is int
+        assert got.ratio == 3
+        assert got.points == 2**63 - 1
+        assert got.due == due
+        assert got.due is not None
+        assert got.due.utcoffset() == timedelta(hours=5, minutes=30)
+        assert tasks["b"].points == -(2**63)
+        assert tasks["b"].ratio == 0.1
+        assert [t.id for t in tasks.find(points=2**63 - 1)] == ["a"]
+
+    def test_nul_and_unicode_in_text_round_trip(self, store: ss.Store) -> None:
+        tasks = store[TASKS]
+        tasks.put(_task("a", title="x\0y", tags=["\0", "é", "\U0001f600"]))
+        assert tasks["a"].title == "x\0y"
+        assert tasks["a"].tags == ["\0", "é", "\U0001f600"]
+
+    def test_find_arguments_follow_the_same_rules(self, store: ss.Store) -> None:
+        tasks = store[TASKS]
+        tasks.put(_task("a", status="1", points=1, priority=Priority.HIGH))
+        for kwargs in ({"status": 1}, {"points": "1"}, {"points": 1.5}, {"points": True}, {"priority": "high"}):
+            with pytest.raises(ss.ValidationError) as info:
+                tasks.find(**kwargs)
+            assert info.value.path == f"$.{next(iter(kwargs))}"
+        assert [t.id for t in tasks.find(priority=Priority.HIGH)] == ["a"]
+
+    def test_declarations_that_cannot_round_trip_are_refused(self) -> None:
+        for cls, field in ((Loose, "extra"), (IntKeys, "counts"), (WithOdd, "odd")):
+            with pytest.raises(ss.SchemaError, match=f"field {field!r} cannot be stored"):
+                ss.Collection("things", cls, key="id")
+            with pytest.raises(ss.SchemaError, match=f"field {field!r} cannot be stored"):
+                ss.Log("things", cls)
+
+    def test_meta_round_trips_unchanged(self, store: ss.Store) -> None:
+        tasks = store[TASKS]
+        tasks.put(_task("a", meta=Meta("me", {"k": "v"})))
+        assert tasks["a"].meta == Meta("me", {"k": "v"})
+        assert store._get(TASKS, "a") is not None
+        assert isinstance(tasks["a"], Task)
