@@ -160,7 +160,7 @@ class TypesContract:
     def test_values_keep_their_exact_type_and_precision(self, store: ss.Store) -> None:
         tasks = store[TASKS]
         due = datetime(2024, 5, 17, 12, 34, 56, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30)))
-        tasks.put(_task("a", ratio=3, points=2**63 - 1, due=due, priority=Priority.HIGH))  # type: ignore[arg-type]
+        tasks.put(_task("a", ratio=3, points=2**63 - 1, due=due, priority=Priority.HIGH))
         tasks.put(_task("b", ratio=0.1, points=-(2**63)))
         got = tasks["a"]
         assert type(got.ratio) is int
