@@ -16,23 +16,27 @@ from statestore.schema import Schema
 from statestore.store import Mode, Store
 from statestore.testing.contract import (
     CollectionContract,
+    DriftContract,
     LogContract,
     MigrationContract,
     PersistenceContract,
     StoreContract,
     TransactionContract,
+    TypesContract,
 )
 from statestore.testing.models import SCHEMA
 
 __all__ = [
     "SCHEMA",
     "CollectionContract",
+    "DriftContract",
     "LogContract",
     "MigrationContract",
     "PersistenceContract",
     "StoreContract",
     "StoreFactory",
     "TransactionContract",
+    "TypesContract",
 ]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import statestore as ss
 from statestore.testing._common import task as _task
+from statestore.testing._drift import DriftContract
 from statestore.testing.models import (
     ACCOUNTS,
     EVENTS,
@@ -27,7 +28,7 @@ from statestore.testing.models import (
 __all__ = ["PersistenceContract"]
 
 
-class PersistenceContract:
+class PersistenceContract(DriftContract):
     """Reopening, read mode and schema versions: for backends that keep data.
 
     ``store_factory`` must also have a ``path`` attribute: the file or folder

@@ -20,6 +20,7 @@ import statestore as ss
 from statestore.testing._collections import CollectionContract
 from statestore.testing._common import AWKWARD_KEYS
 from statestore.testing._common import task as _task
+from statestore.testing._drift import DriftContract
 from statestore.testing._logs import LogContract
 from statestore.testing._migrations import MigrationContract
 from statestore.testing._persistence import PersistenceContract
@@ -33,6 +34,7 @@ from statestore.testing.models import (
 __all__ = [
     "AWKWARD_KEYS",
     "CollectionContract",
+    "DriftContract",
     "LogContract",
     "MigrationContract",
     "PersistenceContract",

@@ -1,0 +1,173 @@
+"""Schema drift: a declaration that changed incompatibly at the same version is refused (backends that keep data)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+import statestore as ss
+
+__all__ = ["DriftContract"]
+
+
+@attrs.define
+class Item:
+    id: str
+    desc: str = ""
+    count: int = 0
+
+
+@attrs.define
+class Renamed:
+    id: str
+    description: str = ""
+    count: int = 0
+
+
+@attrs.define
+class Retyped:
+    id: str
+    desc: str = ""
+    count: str = ""
+
+
+@attrs.define
+class NewRequired:
+    id: str
+    owner: str
+    desc: str = ""
+    count: int = 0
+
+
+@attrs.define
+class NewWithDefault:
+    id: str
+    desc: str = ""
+    count: int = 0
+    owner: str = "nobody"
+
+
+@attrs.define
+class Both:
+    id: str
+    description: str
+    count: str = ""
+
+
+@attrs.define
+class Note:
+    text: str
+    level: int = 0
+
+
+@attrs.define
+class NoteRenamed:
+    body: str
+    level: int = 0
+
+
+def _schema(tp: type, *, key: str = "id", version: int = 1, **options: Any) -> ss.Schema:
+    return ss.Schema(
+        "drift", version=version, collections=[ss.Collection("items", tp, key=key, **options)], logs=[_NOTES]
+    )
+
+
+_NOTES = ss.Log("notes", Note)
+
+
+class DriftContract:
+    """What a store does when the code's declarations change without a new schema version."""
+
+    @pytest.fixture
+    def seeded(self, store_factory: Any) -> Any:
+        with store_factory(_schema(Item)) as store:
+            store[store.schema.collections[0]].put(Item("a", "hello", 3))
+            store[_NOTES].append(Note("n"), stream="s")
+        return store_factory
+
+    @pytest.mark.parametrize("mode", ["write", "read"])
+    @pytest.mark.parametrize(
+        ("schema", "change"),
+        [
+            (_schema(Renamed), "field 'desc' removed or renamed"),
+            (_schema(Retyped), "field 'count' changed type from int to str"),
+            (_schema(NewRequired), "field 'owner' added without a default"),
+            (_schema(Item, key="desc"), "key changed from ['id'] to ['desc']"),
+            (
+                ss.Schema(
+                    "drift",
+                    version=1,
+                    collections=[ss.Collection("items", Item, key="id")],
+                    logs=[ss.Log("notes", NoteRenamed)],
+                ),
+                "log 'notes': field 'text' removed or renamed",
+            ),
+        ],
+    )
+    def test_incompatible_change_at_the_same_version_is_refused(
+        self, seeded: Any, schema: ss.Schema, change: str, mode: str
+    ) -> None:
+        with pytest.raises(ss.SchemaDriftError) as info:
+            seeded(schema, mode=mode)
+        assert isinstance(info.value, ss.SchemaError)
+        assert any(change in c for c in info.value.changes), info.value.changes
+        assert "Raise the version to 2" in str(info.value)
+        with seeded(_schema(Item), mode="read") as store:  # nothing was touched
+            assert store[store.schema.collections[0]]["a"] == Item("a", "hello", 3)
+
+    def test_every_change_is_listed(self, seeded: Any) -> None:
+        with pytest.raises(ss.SchemaDriftError) as info:
+            seeded(_schema(Both))
+        assert sorted(info.value.changes) == [
+            "collection 'items': field 'count' changed type from int to str",
+            "collection 'items': field 'desc' removed or renamed",
+            "collection 'items': field 'description' added without a default",
+        ]
+
+    @pytest.mark.parametrize("mode", ["write", "read"])
+    @pytest.mark.parametrize(
+        "schema",
+        [
+            _schema(NewWithDefault),
+            _schema(Item, indexes=["count"]),
+            _schema(Item, unique=["desc"]),
+        ],
+    )
+    def test_compatible_changes_need_no_migration(self, seeded: Any, schema: ss.Schema, mode: str) -> None:
+        with seeded(schema, mode=mode) as store:
+            got = store[schema.collections[0]]["a"]
+            assert (got.id, got.desc, got.count) == ("a", "hello", 3)
+
+    def test_new_collections_and_logs_need_no_migration(self, seeded: Any) -> None:
+        more = ss.Collection("more", Item, key="id")
+        schema = ss.Schema(
+            "drift",
+            version=1,
+            collections=[ss.Collection("items", Item, key="id"), more],
+            logs=[_NOTES, ss.Log("more_notes", Note)],
+        )
+        with seeded(schema) as store:
+            store[more].put(Item("b"))
+            assert store[schema.collections[0]]["a"] == Item("a", "hello", 3)
+        with seeded(schema, mode="read") as store:
+            assert store[more].keys() == ["b"]
+
+    def test_a_new_version_with_a_migration_is_the_way(self, seeded: Any) -> None:
+        def rename(m: ss.MigrationContext) -> None:
+            def move(d: dict[str, Any]) -> dict[str, Any]:
+                d["description"] = d.pop("desc")
+                return d
+
+            m.map_records("items", move)
+
+        schema = ss.Schema(
+            "drift",
+            version=2,
+            collections=[ss.Collection("items", Renamed, key="id")],
+            logs=[_NOTES],
+            migrations=[ss.Migration(2, "desc becomes description", up=rename)],
+        )
+        with seeded(schema) as store:
+            assert store[schema.collections[0]]["a"] == Renamed("a", "hello", 3)
