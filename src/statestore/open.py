@@ -9,7 +9,7 @@ from pathlib import Path
 import cattrs
 import platformdirs
 
-from statestore.backends.locations import Location, connect, parse_location, store_exists
+from statestore.backends.locations import Location, check_not_a_file, connect, parse_location, store_exists
 from statestore.backends.stored import described_schemas, stored_schemas
 from statestore.errors import StoreNotFoundError
 from statestore.legacy import Legacy, import_legacy, legacy_present
@@ -61,6 +61,7 @@ def open_store(
     if durability not in ("normal", "full"):
         raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
     loc = parse_location(location)
+    check_not_a_file(loc)
     schemas: tuple[Schema, ...]
     if schema is None:
         if mode != "read":
