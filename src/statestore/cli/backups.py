@@ -49,14 +49,15 @@ def find_backups(backend: str, path: Path) -> list[Backup]:
     parent = path.parent
     if not parent.is_dir():
         return []
-    found = []
+    found: list[tuple[datetime, int, Backup]] = []
     for entry in parent.iterdir():
         match = pattern.match(entry.name)
         if match is None or entry.is_symlink() or entry.is_dir() != want_dir:
             continue
         taken = datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-        found.append(Backup(entry, match["before"], taken.isoformat(), _size(entry)))
-    return sorted(found, key=lambda b: (b.taken, b.path.name))
+        found.append((taken, entry.stat().st_mtime_ns, Backup(entry, match["before"], taken.isoformat(), _size(entry))))
+    # The name says the second; the modification time orders backups taken within one.
+    return [b for _, _, b in sorted(found, key=lambda t: (t[0], t[1], t[2].path.name))]
 
 
 def _size(path: Path) -> int:
