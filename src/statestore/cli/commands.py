@@ -108,9 +108,12 @@ class _Group(click.Group):
 def main(verbose: int) -> None:
     """Inspect, convert and migrate statestore stores."""
     if verbose:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger = logging.getLogger("statestore")
+        for old in [h for h in logger.handlers if getattr(h, "statestore_cli", False)]:
+            logger.removeHandler(old)  # main() called again in one process (tests)
+        handler = logging.StreamHandler()  # stderr: stdout stays the command's output
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler.statestore_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
     if sys.stdout is None:  # `statestore … >&-`
