@@ -27,7 +27,7 @@ from statestore.schema import Schema
 if TYPE_CHECKING:
     from statestore.store import Durability, Mode, Store
 
-__all__ = ["Backend", "Location", "check_not_a_file", "connect", "parse_location", "store_exists"]
+__all__ = ["Backend", "Location", "check_not_a_file", "connect", "parse_location", "require_backend", "store_exists"]
 
 Backend = Literal["sqlite", "files", "memory"]
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
@@ -105,6 +105,27 @@ def check_not_a_file(loc: Location) -> None:
     raise BackendError(str(loc), f"is a file, not a store (a files: store is a folder){hint}")
 
 
+def require_backend(loc: Location) -> None:
+    """Raise BackendError if this platform cannot run the backend ``loc`` names.
+
+    The files backend locks with ``fcntl`` (POSIX); where it does not exist
+    (Windows) a files location is one clear error, while SQLite and memory
+    stores work.
+    """
+    if loc.backend != "files":
+        return
+    try:
+        import statestore.backends.files  # noqa: F401 - imported to see whether it can be
+    except ImportError as exc:
+        if exc.name != "fcntl":
+            raise
+        raise BackendError(
+            str(loc),
+            "the files backend needs POSIX file locks (fcntl), which this platform does not have; "
+            "use sqlite:PATH or memory: here",
+        ) from None
+
+
 def store_exists(location: str | os.PathLike[str]) -> bool:
     """True if a store (not just an empty file or folder) is at ``location``."""
     loc = parse_location(location)
@@ -128,6 +149,7 @@ def connect(
 ) -> Store:
     """Open the backend ``loc`` names (see ``open_store``, which adds the legacy import)."""
     check_not_a_file(loc)
+    require_backend(loc)
     codec = Codec(converter)
     if loc.backend == "memory":
         from statestore.backends.memory import MemoryStore

@@ -13,11 +13,9 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,6 +27,8 @@ from statestore.cli.output import OutputError, Table, echo
 from statestore.errors import NotFoundError, SchemaMismatchError, StateStoreError, StoreExistsError, UnknownNameError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from statestore.schema import Collection, KeyValue, Log, Schema
     from statestore.store import Store
     from statestore.views import Entry
@@ -108,6 +108,8 @@ class _Group(click.Group):
 def main(verbose: int) -> None:
     """Inspect, convert and migrate statestore stores."""
     if verbose:
+        import logging
+
         logger = logging.getLogger("statestore")
         for old in [h for h in logger.handlers if getattr(h, "statestore_cli", False)]:
             logger.removeHandler(old)  # main() called again in one process (tests)
