@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 import statestore as ss
+from statestore.testing._common import StoreFixture
 from statestore.testing._common import task as _task
 from statestore.testing.models import (
     ACCOUNTS,
@@ -27,7 +28,7 @@ from statestore.testing.models import (
 __all__ = ["PersistenceContract"]
 
 
-class PersistenceContract:
+class PersistenceContract(StoreFixture):
     """Reopening, read mode and schema versions: for backends that keep data.
 
     ``store_factory`` must also have a ``path`` attribute: the file or folder
