@@ -131,7 +131,8 @@ def _demo(directory: Path, legacy_root: Path | None, *, keep: bool) -> None:
         if report.imported_store:
             print_report(report)
     if not keep:
-        echo(f"\nThe demo ran in {directory}, now deleted; run `statestore demo --dir DIR` to keep the stores.")
+        again = f"{follow_up_prefix()} demo --dir DIR"
+        echo(f"\nThe demo ran in {directory}, now deleted; run `{again}` to keep the stores.")
         return
     cmd = follow_up_prefix()
     loc = shlex.quote(location)
