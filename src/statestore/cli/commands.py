@@ -2,10 +2,14 @@
 
 Every statestore error becomes one clear line on stderr and exit status 1
 (2 for ``diff``, whose 1 means "different"); no traceback reaches a command
-user. Commands that only look open the store read-only and without the
-application's code, as the schemas stored in it describe it; ``--json``
+user, not even for a full disk or a closed stdout. Commands that only look
+open the store read-only and without the application's code, as the schemas
+stored in it describe it. What they print follows :mod:`.output`: data
+verbatim, one record a line when piped, cut cells in a terminal; ``--json``
 gives scripts one JSON document (``info``, ``get``, ``check``, ``diff``,
-``migrate``) or JSON lines (``ls``, ``log``).
+``migrate``, ``backups``, ``import-legacy``) or JSON lines (``ls``, ``log``).
+Modules beyond click are imported inside the commands that use them, so
+``statestore --help`` starts fast.
 """
 
 from __future__ import annotations
