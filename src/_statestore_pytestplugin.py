@@ -1,8 +1,12 @@
-"""pytest plugin (entry point ``pytest11``) for running the statestore contract suite.
+"""pytest plugin (entry point ``pytest11``): one opt-in fixture, ``statestore_store``.
 
-It supplies the ``store`` fixture the contract classes use: a fresh store from
-the ``store_factory`` fixture that the test module provides, closed after the
-test together with every other store the factory opened.
+Installing statestore must not change anyone else's tests, so the plugin
+defines no plain names (no ``store``, no ``store_factory``): only
+``statestore_store``, a fresh store from the ``store_factory`` fixture that
+your test module or conftest provides (a :class:`statestore.testing.StoreFactory`),
+closed after the test with every other store the factory opened. The
+contract classes of :mod:`statestore.testing` need no plugin: they carry
+their own ``store`` fixture.
 
 This is a top-level module that imports statestore only inside the fixture
 (as Hypothesis does with its plugin), so that coverage measurement, which
@@ -22,8 +26,8 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def store(store_factory: StoreFactory) -> Iterator[Store]:
-    """A new, empty store of the contract schema, opened for writing."""
+def statestore_store(store_factory: StoreFactory) -> Iterator[Store]:
+    """A new, empty store from your ``store_factory`` fixture, opened for writing; closed after the test."""
     opened = store_factory()
     try:
         yield opened

@@ -140,7 +140,9 @@ def test_open_without_schema_not_a_store(tmp_path: Path) -> None:
     (tmp_path / "dir" / "notes.txt").write_text("hello")
     (tmp_path / "manifest").mkdir()
     (tmp_path / "manifest" / "statestore.json").write_text("{")
-    for location in ["text.db", "other.db", "files:dir", "files:manifest", "files:text.db", "sqlite:dir"]:
+    with pytest.raises(ss.BackendError, match="is a file, not a store"):  # not "corrupt": it is no store at all
+        ss.open_store(f"files:{tmp_path}/text.db", mode="read")
+    for location in ["text.db", "other.db", "files:dir", "files:manifest", "sqlite:dir"]:
         path = location.partition(":")[2] if ":" in location else location
         prefix = location.partition(":")[0] + ":" if ":" in location else ""
         with pytest.raises(ss.CorruptStoreError):

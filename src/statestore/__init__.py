@@ -1,75 +1,149 @@
 """statestore: typed local state for command-line tools, agents and developer tools.
 
 One storage protocol (attrs records, cattrs conversion) over interchangeable
-backends: SQLite and plain JSON/JSONL files.
+backends: SQLite, plain JSON/JSONL files, and memory.
+
+Importing the package is cheap: each public name is imported from its module
+on first use (``ss.open_store``, ``ss.SQLiteStore``...), so a command that
+only prints its help, or an app that only declares its schema, does not pay
+for the backends, the legacy importer or cattrs. ``import statestore`` also
+works where ``fcntl`` does not exist (Windows): only the files backend needs it.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from statestore.backends.files import FileStore
-from statestore.backends.memory import MemoryStore
-from statestore.backends.sqlite import SQLiteStore
-from statestore.codec import Codec
-from statestore.convert import (
-    CollectionDiff,
-    LogDiff,
-    RecordChange,
-    SchemaDiff,
-    StoreDiff,
-    copy_store,
-    diff_stores,
-    dump_store,
-)
-from statestore.errors import (
-    AlreadyExistsError,
-    BackendError,
-    ConflictError,
-    CopyError,
-    CorruptStoreError,
-    LegacyImportError,
-    MigrationError,
-    MigrationHistoryError,
-    MigrationRequiredError,
-    NotFoundError,
-    ReadOnlyError,
-    SchemaDriftError,
-    SchemaError,
-    SchemaMismatchError,
-    SchemaTooNewError,
-    StateStoreError,
-    StoreBusyError,
-    StoreClosedError,
-    StoreExistsError,
-    StoreNotFoundError,
-    StreamConflictError,
-    UniqueViolationError,
-    UnknownNameError,
-    ValidationError,
-)
-from statestore.legacy import (
-    Function,
-    ImportRecord,
-    ImportReport,
-    JsonFile,
-    JsonFiles,
-    JsonLines,
-    Legacy,
-    LegacyEntry,
-    LegacyLayout,
-    Reject,
-    SourceReport,
-    import_legacy,
-)
-from statestore.migrations import HistoryRow, MigrationContext
-from statestore.open import Location, open_store, parse_location, state_path
-from statestore.schema import Collection, Log, Migration, Schema
-from statestore.store import Store
-from statestore.views import CollectionView, Entry, LogView, Versioned
+import importlib
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("statestore")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
-    __version__ = "0.0.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
+
+if TYPE_CHECKING:
+    from statestore.backends.files import FileStore
+    from statestore.backends.memory import MemoryStore
+    from statestore.backends.sqlite import SQLiteStore
+    from statestore.codec import Codec
+    from statestore.convert import (
+        CollectionDiff,
+        LogDiff,
+        RecordChange,
+        SchemaDiff,
+        StoreDiff,
+        copy_store,
+        diff_stores,
+        dump_store,
+    )
+    from statestore.errors import (
+        AlreadyExistsError,
+        BackendError,
+        ConflictError,
+        CopyError,
+        CorruptStoreError,
+        LegacyImportError,
+        MigrationError,
+        MigrationHistoryError,
+        MigrationRequiredError,
+        NotFoundError,
+        ReadOnlyError,
+        SchemaDriftError,
+        SchemaError,
+        SchemaMismatchError,
+        SchemaTooNewError,
+        StateStoreError,
+        StoreBusyError,
+        StoreClosedError,
+        StoreExistsError,
+        StoreNotFoundError,
+        StreamConflictError,
+        UniqueViolationError,
+        UnknownNameError,
+        ValidationError,
+    )
+    from statestore.legacy import (
+        Function,
+        ImportRecord,
+        ImportReport,
+        JsonFile,
+        JsonFiles,
+        JsonLines,
+        Legacy,
+        LegacyEntry,
+        LegacyLayout,
+        Reject,
+        SourceReport,
+        import_legacy,
+    )
+    from statestore.migrations import HistoryRow, MigrationContext
+    from statestore.open import Location, open_store, parse_location, state_path
+    from statestore.schema import Collection, Log, Migration, Schema
+    from statestore.store import Store
+    from statestore.views import CollectionView, Entry, LogView, Versioned
+
+# Public name -> the module that defines it, imported on first use.
+_WHERE = {
+    "AlreadyExistsError": "statestore.errors",
+    "BackendError": "statestore.errors",
+    "Codec": "statestore.codec",
+    "Collection": "statestore.schema",
+    "CollectionDiff": "statestore.convert",
+    "CollectionView": "statestore.views",
+    "ConflictError": "statestore.errors",
+    "CopyError": "statestore.errors",
+    "CorruptStoreError": "statestore.errors",
+    "Entry": "statestore.views",
+    "FileStore": "statestore.backends.files",
+    "Function": "statestore.legacy",
+    "HistoryRow": "statestore.migrations",
+    "ImportRecord": "statestore.legacy",
+    "ImportReport": "statestore.legacy",
+    "JsonFile": "statestore.legacy",
+    "JsonFiles": "statestore.legacy",
+    "JsonLines": "statestore.legacy",
+    "Legacy": "statestore.legacy",
+    "LegacyEntry": "statestore.legacy",
+    "LegacyImportError": "statestore.errors",
+    "LegacyLayout": "statestore.legacy",
+    "Location": "statestore.open",
+    "Log": "statestore.schema",
+    "LogDiff": "statestore.convert",
+    "LogView": "statestore.views",
+    "MemoryStore": "statestore.backends.memory",
+    "Migration": "statestore.schema",
+    "MigrationContext": "statestore.migrations",
+    "MigrationError": "statestore.errors",
+    "MigrationHistoryError": "statestore.errors",
+    "MigrationRequiredError": "statestore.errors",
+    "NotFoundError": "statestore.errors",
+    "ReadOnlyError": "statestore.errors",
+    "RecordChange": "statestore.convert",
+    "Reject": "statestore.legacy",
+    "SQLiteStore": "statestore.backends.sqlite",
+    "Schema": "statestore.schema",
+    "SchemaDiff": "statestore.convert",
+    "SchemaDriftError": "statestore.errors",
+    "SchemaError": "statestore.errors",
+    "SchemaMismatchError": "statestore.errors",
+    "SchemaTooNewError": "statestore.errors",
+    "SourceReport": "statestore.legacy",
+    "StateStoreError": "statestore.errors",
+    "Store": "statestore.store",
+    "StoreBusyError": "statestore.errors",
+    "StoreClosedError": "statestore.errors",
+    "StoreDiff": "statestore.convert",
+    "StoreExistsError": "statestore.errors",
+    "StoreNotFoundError": "statestore.errors",
+    "StreamConflictError": "statestore.errors",
+    "UniqueViolationError": "statestore.errors",
+    "UnknownNameError": "statestore.errors",
+    "ValidationError": "statestore.errors",
+    "Versioned": "statestore.views",
+    "copy_store": "statestore.convert",
+    "diff_stores": "statestore.convert",
+    "dump_store": "statestore.convert",
+    "import_legacy": "statestore.legacy",
+    "open_store": "statestore.open",
+    "parse_location": "statestore.open",
+    "state_path": "statestore.open",
+}
 
 __all__ = [
     "AlreadyExistsError",
@@ -136,3 +210,39 @@ __all__ = [
     "parse_location",
     "state_path",
 ]
+
+
+# Submodules reachable as attributes (``ss.legacy.store_exists``), as they were when imported eagerly.
+_SUBMODULES = frozenset(
+    {
+        "backends",
+        "cli",
+        "codec",
+        "convert",
+        "errors",
+        "examples",
+        "legacy",
+        "migrations",
+        "open",
+        "schema",
+        "store",
+        "testing",
+        "views",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562) and keep the name here."""
+    module = _WHERE.get(name)
+    if module is None:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"statestore.{name}")
+        raise AttributeError(f"module 'statestore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

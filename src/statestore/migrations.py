@@ -16,6 +16,7 @@ migration lock, so each step runs once; a backup is taken before the first.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ from statestore.views import CollectionView
 if TYPE_CHECKING:
     from statestore.store import Store
 
+_log = logging.getLogger("statestore")
 __all__ = ["HistoryRow", "MigrationContext", "migrate", "open_schemas", "read_history"]
 
 JsonDict = dict[str, Any]
@@ -555,7 +557,8 @@ def open_schemas(store: Store, *, check_history: bool, backup: bool) -> None:
         for sch, version in pending:
             _check_steps(store, sch, version, sch.version)
         if pending and backup:
-            store._backup("-".join(f"{s.name}-v{v}" for s, v in pending))
+            taken = store._backup("-".join(f"{s.name}-v{v}" for s, v in pending))
+            _log.info("%s: backed up to %s before migrating", store.location, taken)
         run = _Run(stored)
         for sch, version in pending:
             _run(store, run, sch, version, sch.version)
@@ -667,6 +670,9 @@ def _step(store: Store, run: _Run, sch: Schema, version: int, direction: str) ->
                 desc = {**run.description(sch.name, desc), "version": at, "shapes_of": sch.version}
             store._set_schema(sch.name, version if direction == "up" else version - 1, desc)
             append_history(store, sch.name, version, name, direction)
+            _log.info(
+                "%s: schema %s migrated %s through version %d (%s)", store.location, sch.name, direction, version, name
+            )
     finally:
         store._after_migration()
 
@@ -695,5 +701,6 @@ def migrate(store: Store, to: int, *, schema: str | None, backup: bool) -> list[
             return []
         _check_steps(store, sch, current, to)
         if backup:
-            store._backup(f"{sch.name}-v{current}")
+            taken = store._backup(f"{sch.name}-v{current}")
+            _log.info("%s: backed up to %s before migrating", store.location, taken)
         return _run(store, _Run(stored), sch, current, to)

@@ -5,16 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cattrs
-import platformdirs
-
-from statestore.backends.locations import Location, connect, parse_location, store_exists
-from statestore.backends.stored import described_schemas, stored_schemas
+from statestore.backends.locations import (
+    Location,
+    check_not_a_file,
+    connect,
+    parse_location,
+    require_backend,
+    store_exists,
+)
 from statestore.errors import StoreNotFoundError
-from statestore.legacy import Legacy, import_legacy, legacy_present
 from statestore.schema import Schema
 from statestore.store import Durability, Mode, Store, schemas_of
+
+if TYPE_CHECKING:
+    import cattrs
+
+    from statestore.legacy import Legacy
 
 __all__ = ["Location", "open_store", "parse_location", "state_path"]
 
@@ -61,14 +69,20 @@ def open_store(
     if durability not in ("normal", "full"):
         raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
     loc = parse_location(location)
+    check_not_a_file(loc)
+    require_backend(loc)
     schemas: tuple[Schema, ...]
     if schema is None:
         if mode != "read":
             raise ValueError("open_store without a schema opens the store as it describes itself: pass mode='read'")
+        from statestore.backends.stored import described_schemas, stored_schemas
+
         schemas = schemas_of(described_schemas(stored_schemas(loc.backend, loc.path, str(loc)), str(loc)))
     else:
         schemas = schemas_of(schema)
     if legacy is not None and loc.backend != "memory":
+        from statestore.legacy import import_legacy, legacy_present
+
         target = _legacy_schema(schemas, legacy)
         if not store_exists(os.fspath(location)) and legacy_present(legacy):
             if mode == "read":
@@ -107,4 +121,6 @@ def _legacy_schema(schemas: Sequence[Schema], legacy: Legacy) -> Schema:
 
 def state_path(app: str) -> Path:
     """The conventional per-user state directory for ``app`` (platformdirs); not created."""
+    import platformdirs
+
     return Path(platformdirs.user_state_dir(app))

@@ -49,8 +49,9 @@ from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn
+
+if typing.TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "INT64_MAX",
@@ -318,6 +319,8 @@ def parse_datetime(text: str) -> dt.datetime:
 
 def make_strict_converter() -> cattrs.Converter:
     """A cattrs converter that converts nothing: see the table in this module's docstring."""
+    import cattrs  # here, not at the top: declaring a schema (which checks types) needs no converter
+
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     _Strict(conv).register()
     return conv
@@ -591,12 +594,13 @@ class _Strict:
 
             return optional
         hooks = [(self._s(m), m) for m in members]
+        from cattrs import BaseValidationError
 
         def structure(v: Any, _: Any) -> Any:
             for h, m in hooks:
                 try:
                     return h(v, m)
-                except (Mismatch, cattrs.BaseValidationError, KeyError):
+                except (Mismatch, BaseValidationError, KeyError):
                     continue
             _fail(name, v)
 
@@ -625,6 +629,8 @@ class _Strict:
     # ---------------------------------------------------- attrs classes
 
     def _s_attrs(self, tp: Any) -> Callable[[Any, Any], Any]:
+        from cattrs.gen import make_dict_structure_fn
+
         self._building.add(tp)
         try:
             slow = make_dict_structure_fn(tp, self.conv)

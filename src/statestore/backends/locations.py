@@ -2,13 +2,17 @@
 
 A location is ``sqlite:PATH``, ``files:PATH``, ``memory:`` or a plain path
 (``.db``/``.sqlite``/``.sqlite3`` is SQLite, anything else the file backend).
+Any other ``word:`` prefix is an unknown scheme and an error naming the known
+ones, never a folder named after it.
 :func:`connect` opens the backend a location names; ``open_store`` (which also
 runs the legacy import) is built on it. Backends are imported on first use.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -17,16 +21,20 @@ import attrs
 import cattrs
 
 from statestore.codec import Codec
-from statestore.errors import ValidationError
+from statestore.errors import BackendError, ValidationError
 from statestore.schema import Schema
 
 if TYPE_CHECKING:
     from statestore.store import Durability, Mode, Store
 
-__all__ = ["Backend", "Location", "connect", "parse_location", "store_exists"]
+__all__ = ["Backend", "Location", "check_not_a_file", "connect", "parse_location", "require_backend", "store_exists"]
 
 Backend = Literal["sqlite", "files", "memory"]
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
+# Two letters at least: "C:\\state" is a Windows drive, not a scheme.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+_KNOWN = "sqlite:PATH, files:PATH, memory:, or a plain path"
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @attrs.frozen
@@ -62,8 +70,60 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
             return Location(prefix, Path(rest).expanduser())
     if not location or location.startswith("memory:"):
         raise ValidationError("location", location, "", "expected sqlite:PATH, files:PATH, memory: or a path")
+    scheme = _SCHEME.match(location)
+    if scheme is not None:
+        raise ValidationError("location", location, "", _unknown_scheme(scheme.group(1)))
     path = Path(location).expanduser()
     return Location("sqlite" if path.suffix.lower() in _SQLITE_SUFFIXES else "files", path)
+
+
+def _unknown_scheme(scheme: str) -> str:
+    word = scheme.lower()
+    if word in ("postgres", "postgresql", "pg"):
+        hint = "the PostgreSQL backend is not available yet"
+    else:
+        close = difflib.get_close_matches(word, ["sqlite", "files", "memory"], n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}:?" if close else "a plain path never starts with word:"
+    return f"unknown scheme {scheme + ':'!r}: {hint} (known: {_KNOWN})"
+
+
+def check_not_a_file(loc: Location) -> None:
+    """Refuse a files-backend location that is a regular file: a files store is a folder.
+
+    The error says so, and names ``sqlite:PATH`` when the file is an SQLite
+    database whose name does not say it (``state.bin``), instead of calling
+    someone's JSON file a corrupt store. Nothing is read past the first 16 bytes.
+    """
+    if loc.backend != "files" or loc.path is None or not loc.path.is_file():
+        return
+    try:
+        with loc.path.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError:
+        head = b""
+    hint = f"; it is an SQLite database: open it as sqlite:{loc.path}" if head == _SQLITE_HEADER else ""
+    raise BackendError(str(loc), f"is a file, not a store (a files: store is a folder){hint}")
+
+
+def require_backend(loc: Location) -> None:
+    """Raise BackendError if this platform cannot run the backend ``loc`` names.
+
+    The files backend locks with ``fcntl`` (POSIX); where it does not exist
+    (Windows) a files location is one clear error, while SQLite and memory
+    stores work.
+    """
+    if loc.backend != "files":
+        return
+    try:
+        import statestore.backends.files  # noqa: F401 - imported to see whether it can be
+    except ImportError as exc:
+        if exc.name != "fcntl":
+            raise
+        raise BackendError(
+            str(loc),
+            "the files backend needs POSIX file locks (fcntl), which this platform does not have; "
+            "use sqlite:PATH or memory: here",
+        ) from None
 
 
 def store_exists(location: str | os.PathLike[str]) -> bool:
@@ -88,6 +148,8 @@ def connect(
     check_history: bool = True,
 ) -> Store:
     """Open the backend ``loc`` names (see ``open_store``, which adds the legacy import)."""
+    check_not_a_file(loc)
+    require_backend(loc)
     codec = Codec(converter)
     if loc.backend == "memory":
         from statestore.backends.memory import MemoryStore

@@ -14,7 +14,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from statestore.backends.files.journal import committed_root_file
 from statestore.errors import CorruptStoreError, SchemaError, StoreNotFoundError
 from statestore.schema import Schema
 from statestore.store import StoredSchemas
@@ -74,6 +73,8 @@ def _files_schemas(path: Path, location: str) -> StoredSchemas:
         raise StoreNotFoundError(location)
     if not path.is_dir():
         raise CorruptStoreError(location, "not a directory, so not a file-backend store")
+    from statestore.backends.files.journal import committed_root_file  # files only: it needs fcntl (POSIX)
+
     manifest = path / _MANIFEST
     found, text = committed_root_file(path / ".statestore", _MANIFEST)  # a migration not yet applied
     try:

@@ -2,10 +2,14 @@
 
 Every statestore error becomes one clear line on stderr and exit status 1
 (2 for ``diff``, whose 1 means "different"); no traceback reaches a command
-user. Commands that only look open the store read-only and without the
-application's code, as the schemas stored in it describe it; ``--json``
+user, not even for a full disk or a closed stdout. Commands that only look
+open the store read-only and without the application's code, as the schemas
+stored in it describe it. What they print follows :mod:`.output`: data
+verbatim, one record a line when piped, cut cells in a terminal; ``--json``
 gives scripts one JSON document (``info``, ``get``, ``check``, ``diff``,
-``migrate``) or JSON lines (``ls``, ``log``).
+``migrate``, ``backups``, ``import-legacy``) or JSON lines (``ls``, ``log``).
+Modules beyond click are imported inside the commands that use them, so
+``statestore --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -16,28 +20,22 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import click
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from statestore import __version__
-from statestore.backends.files import FileStore
-from statestore.backends.sqlite import SQLiteStore
-from statestore.backends.stored import stored_schemas
-from statestore.cli.legacy import import_with_progress, print_rejects, print_report, run_demo
-from statestore.codec import dumps, pretty
-from statestore.convert import copy_store, diff_stores, dump_store
-from statestore.errors import NotFoundError, SchemaMismatchError, StateStoreError, UnknownNameError
-from statestore.open import open_store, parse_location
-from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import INTERNAL_LOGS, Store
-from statestore.views import Entry, LogView
+from statestore.cli import output
+from statestore.cli.output import OutputError, Table, echo
+from statestore.errors import NotFoundError, SchemaMismatchError, StateStoreError, StoreExistsError, UnknownNameError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from statestore.schema import Collection, KeyValue, Log, Schema
+    from statestore.store import Store
+    from statestore.views import Entry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,8 +50,7 @@ def _friendly(fn: F) -> F:
         except StateStoreError as exc:
             raise click.ClickException(str(exc)) from None
         except BrokenPipeError:
-            _quiet_stdout()  # `statestore dump STORE | head`: the reader has seen enough
-            raise SystemExit(1) from None
+            raise
         except OSError as exc:  # a path the user gave that the OS refuses
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None
@@ -70,19 +67,63 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null, so exiting does not fail again flushing into a closed pipe."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test runner's buffer)
-        pass
+# Commands whose exit status 1 means something other than an error (diff: "different").
+_ERROR_STATUS = {"diff": 2}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Trouble(click.ClickException):
+    """An error in a command whose exit status 1 means something else (diff: "different")."""
+
+    exit_code = 2
+
+
+class _Group(click.Group):
+    """The command group: output failures and a closed pipe are handled once, for every command.
+
+    A full disk or a closed stdout is one line on stderr and the command's
+    error status (2 for ``diff``), never a traceback; stdout is flushed before
+    the command returns so the failure is seen here, not at interpreter exit.
+    A reader that stops early (``statestore dump STORE | head``) ends the
+    command quietly with status 1.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            result = super().invoke(ctx)
+            output.flush_stdout()
+            return result
+        except click.ClickException as exc:
+            if ctx.invoked_subcommand in _ERROR_STATUS and exc.exit_code == 1:
+                raise _Trouble(exc.message) from None
+            raise
+        except BrokenPipeError:
+            output.quiet_stdout()  # the reader has seen enough
+            raise SystemExit(1) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="statestore")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log what statestore does on stderr: migration steps, backups, imports (-vv: more).",
+)
+def main(verbose: int) -> None:
     """Inspect, convert and migrate statestore stores."""
+    if verbose:
+        import logging
+
+        logger = logging.getLogger("statestore")
+        for old in [h for h in logger.handlers if getattr(h, "statestore_cli", False)]:
+            logger.removeHandler(old)  # main() called again in one process (tests)
+        handler = logging.StreamHandler()  # stderr: stdout stays the command's output
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler.statestore_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    if sys.stdout is None:  # `statestore … >&-`
+        raise OutputError("standard output is closed: redirect it to a file or /dev/null instead")
 
 
 # ---------------------------------------------------------------- helpers of the store commands
@@ -93,6 +134,8 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scr
 
 def _open(location: str) -> Store:
     """Open ``location`` read-only, as the schemas stored in it describe it."""
+    from statestore.open import open_store
+
     return open_store(location, mode="read")
 
 
@@ -104,26 +147,31 @@ def _collection(store: Store, name: str) -> Collection[Any]:
     for coll in store.collections:
         if coll.name == name:
             return coll
+    if any(lg.name == name for lg in store.logs):
+        raise click.ClickException(f"{name!r} is a log, not a collection: statestore log {store.location} {name}")
     raise UnknownNameError(name, _names(store))
 
 
 def _log(store: Store, name: str) -> Log[Any]:
+    from statestore.store import INTERNAL_LOGS
+
     for log in (*store.logs, *INTERNAL_LOGS):
         if log.name == name:
             return log
+    if any(c.name == name for c in store.collections):
+        raise click.ClickException(f"{name!r} is a collection, not a log: statestore ls {store.location} {name}")
     raise UnknownNameError(name, _names(store))
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+    echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 _MAX_COLUMNS = 6
 
 
-def _cell(value: Any, width: int = 48) -> str:
-    text = value if isinstance(value, str) else dumps(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _parse_key(coll: Collection[Any], text: str) -> KeyValue:
@@ -174,34 +222,31 @@ def info(store: str, as_json: bool) -> None:
     if as_json:
         _echo_json(data)
         return
-    console = Console()
-    console.print(f"[bold]{data['location']}[/bold]  ({data['backend']}, {data['size']:,} bytes)")
+    echo(f"{data['location']}  ({data['backend']}, {data['size']:,} bytes)")
     for sch in data["schemas"]:
-        console.print(f"schema [bold]{sch['name']}[/bold] version {sch['version']}")
-        table = Table(box=box.SIMPLE)
-        for column in ("kind", "name", "key", "indexes", "unique", "count"):
-            table.add_column(column, justify="right" if column == "count" else "left")
+        echo(f"schema {sch['name']} version {sch['version']}")
+        table = Table(("kind", "name", "key", "indexes", "unique", "count"), right=("count",))
         for c in sch["collections"]:
             unique = "; ".join(",".join(u) for u in c["unique"])
-            table.add_row(
-                "collection", c["name"], ",".join(c["key"]), ",".join(c["indexes"]), unique, str(c["records"])
-            )
+            table.add_row("collection", c["name"], ",".join(c["key"]), ",".join(c["indexes"]), unique, c["records"])
         for lg in sch["logs"]:
-            table.add_row("log", lg["name"], "", "", "", str(lg["entries"]))
-        console.print(table)
+            table.add_row("log", lg["name"], "", "", "", lg["entries"])
+        table.print()
         for row in sch["history"]:
             name = f" {row['name']}" if row["name"] else ""
-            console.print(f"  {row['applied_at']}  {row['direction']:<6} v{row['version']}{name}")
+            echo(f"  {row['applied_at']}  {row['direction']:<6} v{row['version']}{name}")
     for imp in data["imports"]:
-        console.print(
+        echo(
             f"imported {imp['imported_at']} from {imp['root']} (layout v{imp['version']}): "
             f"{imp['files']} files, {imp['imported']} records imported, {imp['rejected']} rejected"
         )
     if data["quarantined"]:
-        console.print(f"{data['quarantined']} rejected legacy records are quarantined in the store")
+        echo(f"{data['quarantined']} rejected legacy records are quarantined in the store")
 
 
 def _info(store: Store) -> dict[str, Any]:
+    from statestore.open import parse_location
+
     schemas = []
     with store.transaction():
         for sch in store.schemas:
@@ -271,7 +316,14 @@ def _size(path: Path | None) -> int:
 @_JSON
 @_friendly
 def ls_command(store: str, collection: str, where: tuple[str, ...], limit: int | None, as_json: bool) -> None:
-    """List the records of COLLECTION in key order (--json: one JSON object per line)."""
+    """List the records of COLLECTION in key order.
+
+    In a terminal, a table whose long cells are cut with …; piped, the column
+    names and then one record per line (tab-separated, every cell whole);
+    --json: one JSON object per line.
+    """
+    from statestore.codec import dumps
+
     with _open(store) as opened:
         coll = _collection(opened, collection)
         conditions: dict[str, Any] = {}
@@ -279,32 +331,26 @@ def ls_command(store: str, collection: str, where: tuple[str, ...], limit: int |
             field, sep, text = item.partition("=")
             if not sep:
                 raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--where")
+            if field not in coll.field_types:
+                known = ", ".join(coll.field_types)
+                raise click.ClickException(f"{coll.name} has no field {field!r} (its fields: {known})")
             conditions[field] = _where_value(coll, field, text)
-        opened[coll].find(**conditions)  # checks the field names and values
+        opened[coll].find(**conditions)  # checks the values
         wanted = {f: opened.codec.value(coll.name, f, coll.field_types[f], v) for f, v in conditions.items()}
         rows = opened[coll]._match(wanted)[:limit]
     if as_json:
         for key, revision, data in rows:
-            click.echo(dumps({"key": key, "revision": revision, "record": data}))
+            echo(dumps({"key": key, "revision": revision, "record": data}))
         return
     fields = [f for f in coll.field_types if f not in coll.key_fields]
-    table = Table(box=box.SIMPLE)
-    table.add_column("key", no_wrap=True)
-    table.add_column("rev", no_wrap=True)
-    if len(fields) <= _MAX_COLUMNS:
-        for f in fields:
-            table.add_column(f, overflow="fold")
-    else:  # too many to read as columns: the rest of the record as one compact JSON cell
-        table.add_column("record", overflow="fold")
+    wide = len(fields) > _MAX_COLUMNS  # too many to read as columns: the rest of the record as one JSON cell
+    table = Table(("key", "rev", *(["record"] if wide else fields)), right=("rev",))
     for key, revision, data in rows:
-        if len(fields) <= _MAX_COLUMNS:
-            cells = [_cell(data[f]) if f in data else "" for f in fields]
-        else:
-            cells = [_cell({f: v for f, v in data.items() if f not in coll.key_fields}, 400)]
-        table.add_row(_cell(key), str(revision), *cells)
-    console = Console()
-    console.print(table)
-    console.print(f"{len(rows)} record{'s' if len(rows) != 1 else ''}", style="dim")
+        cells: list[Any] = [data.get(f, "") for f in fields]
+        if wide:
+            cells = [{f: v for f, v in data.items() if f not in coll.key_fields}]
+        table.add_row(key, revision, *cells)
+    table.print(footer=_plural(len(rows), "record", "records"))
 
 
 @main.command()
@@ -315,6 +361,8 @@ def ls_command(store: str, collection: str, where: tuple[str, ...], limit: int |
 @_friendly
 def get(store: str, collection: str, key: str, as_json: bool) -> None:
     """Print one record of COLLECTION as JSON (KEY: text, an int for int keys, a JSON array for composite keys)."""
+    from statestore.codec import pretty
+
     with _open(store) as opened:
         coll = _collection(opened, collection)
         value = _parse_key(coll, key)
@@ -324,8 +372,8 @@ def get(store: str, collection: str, key: str, as_json: bool) -> None:
     if as_json:
         _echo_json({"key": value, "revision": got.revision, "record": got.record})
         return
-    click.echo(f"# {coll.name} {value!r}, revision {got.revision}")
-    click.echo(pretty(got.record))
+    echo(f"# {coll.name} {value!r}, revision {got.revision}")
+    echo(pretty(got.record))
 
 
 @main.command()
@@ -356,8 +404,13 @@ def log(
 ) -> None:
     """Show the entries of LOG in seq order (statestore's own logs too: _statestore_history...).
 
-    --json prints one JSON object per line: seq, stream, version, at, record.
+    In a terminal, a table whose long records are cut with …; piped (and
+    with --follow), one entry per line: seq, at, stream, version and the
+    record as JSON, tab-separated. --json prints one JSON object per line:
+    seq, stream, version, at, record.
     """
+    from statestore.views import LogView
+
     if stream is not None and prefix is not None:
         raise click.UsageError("give --stream or --prefix, not both")
     with _open(store) as opened:
@@ -367,7 +420,8 @@ def log(
             entries = view.follow(after, stream=stream, stream_prefix=prefix, timeout=timeout)
             try:
                 for n, entry in enumerate(entries, 1):
-                    click.echo(_entry_json(entry) if as_json else _entry_line(entry))
+                    echo(_entry_json(entry) if as_json else _entry_line(entry))
+                    output.flush_stdout()
                     if limit is not None and n >= limit:
                         break
             except KeyboardInterrupt:
@@ -378,17 +432,12 @@ def log(
         got = view.read(stream=stream, stream_prefix=prefix, after=after, limit=limit)
     if as_json:
         for entry in got:
-            click.echo(_entry_json(entry))
+            echo(_entry_json(entry))
         return
-    table = Table(box=box.SIMPLE)
-    for column in ("seq", "at", "stream", "v"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("record", overflow="fold")
+    table = Table(("seq", "at", "stream", "v", "record"), right=("seq", "v"))
     for entry in got:
-        table.add_row(str(entry.seq), _at(entry.at), entry.stream, str(entry.version), _cell(entry.record, 80))
-    console = Console()
-    console.print(table)
-    console.print(f"{len(got)} entr{'ies' if len(got) != 1 else 'y'}", style="dim")
+        table.add_row(entry.seq, _at(entry.at), entry.stream, entry.version, entry.record)
+    table.print(footer=_plural(len(got), "entry", "entries"), cell_width=80)
 
 
 def _at(at: datetime) -> str:
@@ -396,6 +445,8 @@ def _at(at: datetime) -> str:
 
 
 def _entry_json(entry: Entry[Any]) -> str:
+    from statestore.codec import dumps
+
     return dumps(
         {
             "seq": entry.seq,
@@ -408,7 +459,8 @@ def _entry_json(entry: Entry[Any]) -> str:
 
 
 def _entry_line(entry: Entry[Any]) -> str:
-    return f"{entry.seq}\t{_at(entry.at)}\t{entry.stream}\t{entry.version}\t{dumps(entry.record)}"
+    cells = (entry.seq, _at(entry.at), entry.stream, entry.version, entry.record)
+    return "\t".join(output.plain_cell(c) for c in cells)
 
 
 # ---------------------------------------------------------------- check, copy, diff, dump
@@ -425,6 +477,8 @@ def check(store: str, as_json: bool) -> None:
     entry decodes, sits under its own key, and seqs and stream versions are
     in order. Files: no journal left half-applied, no stray files (warnings).
     """
+    import attrs
+
     from statestore.cli.check import check_store
 
     with _open(store) as opened:
@@ -433,12 +487,13 @@ def check(store: str, as_json: bool) -> None:
         _echo_json({**attrs.asdict(report), "ok": report.ok})
     else:
         for line in report.problems:
-            click.echo(f"problem: {line}")
+            echo(f"problem: {line}")
         for line in report.warnings:
-            click.echo(f"warning: {line}")
+            echo(f"warning: {line}")
         verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"{report.location}: {verdict} ({report.records} records, {report.entries} log entries)")
+        echo(f"{report.location}: {verdict} ({report.records} records, {report.entries} log entries)")
     if not report.ok:
+        output.flush_stdout()
         raise SystemExit(1)
 
 
@@ -455,14 +510,20 @@ def copy(src: str, dst: str, overwrite: bool) -> None:
     into place only when complete; an existing DST is refused without
     --overwrite.
     """
-    done = copy_store(src, dst, overwrite=overwrite)
-    click.echo(f"copied {src} -> {done}")
+    from statestore.convert import copy_store
+    from statestore.open import parse_location
 
-
-class _Trouble(click.ClickException):
-    """An error in a command whose exit status 1 means something else (diff: "different")."""
-
-    exit_code = 2
+    if parse_location(dst).backend == "memory":
+        raise click.ClickException(
+            f"{dst}: a copy needs a destination on disk (sqlite:PATH or files:PATH), not memory:"
+        )
+    try:
+        done = copy_store(src, dst, overwrite=overwrite)
+    except StoreExistsError as exc:
+        if exc.reason == StoreExistsError(exc.location).reason:  # the default: "overwrite" means the option
+            raise click.ClickException(f"{exc.location}: already exists (--overwrite replaces a store)") from None
+        raise
+    echo(f"copied {src} -> {done}")
 
 
 @main.command()
@@ -470,21 +531,24 @@ class _Trouble(click.ClickException):
 @click.argument("b", metavar="B")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Detail lines per section.")
 @_JSON
+@_friendly
 def diff(a: str, b: str, limit: int, as_json: bool) -> None:
     """Compare two stores of any backends: exit 0 if they hold the same state, 1 if not, 2 on error.
 
     Records compare by key, JSON and revision; log entries by seq, stream,
     version, time and JSON; statestore's own logs (migration history) too.
     """
-    try:
-        result = _friendly(diff_stores)(a, b)
-    except click.ClickException as exc:
-        raise _Trouble(exc.message) from None
+    import attrs
+
+    from statestore.convert import diff_stores
+
+    result = diff_stores(a, b)
     if as_json:
         _echo_json({**attrs.asdict(result), "equal": result.equal})
     else:
-        click.echo(result.summary(limit))
+        echo(result.summary(limit))
     if not result.equal:
+        output.flush_stdout()
         raise SystemExit(1)
 
 
@@ -500,14 +564,17 @@ def dump(store: str, output: Path | None) -> None:
     Stores holding the same state give the same bytes whatever their
     backend, so dumps can be diffed, hashed or kept under version control.
     """
+    from statestore.cli.output import stdout
+    from statestore.convert import dump_store
+
     if output is None:
-        dump_store(store, sys.stdout)
+        dump_store(store, stdout)
         return
     with output.open("w", encoding="utf-8") as out:
         dump_store(store, out)
 
 
-# ---------------------------------------------------------------- migrate
+# ---------------------------------------------------------------- migrate, backups
 
 
 @main.command()
@@ -530,8 +597,13 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
     Migrations are code: they come from the application, named by --app
     (imported from the current directory or the installed packages). Going
     up stops only at the app's version; to go down, the store must be at
-    the app's version. The store is backed up first unless --no-backup.
+    the app's version. A store already at the target is left alone (no
+    step, no backup). The store is backed up first unless --no-backup.
     """
+    from statestore.backends.locations import connect
+    from statestore.backends.stored import stored_schemas
+    from statestore.open import open_store, parse_location
+
     schemas = _import_schemas(app)
     if schema_name is None and len(schemas) > 1:
         raise click.UsageError(
@@ -546,31 +618,86 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
     if sch.name not in stored:
         raise SchemaMismatchError(str(loc), f"the store holds no schema {sch.name!r}")
     current = stored[sch.name][0]
-    if current < target < sch.version or target > sch.version:
-        raise click.UsageError(f"going up stops at the app's version {sch.version}, not {target}")
-    if target < current < sch.version:
-        raise click.UsageError(
-            f"the store is at version {current}, the app at {sch.version}: run the app's version {current} to go down"
-        )
-    assert loc.path is not None
-    cls = SQLiteStore if loc.backend == "sqlite" else FileStore
-    with open_store(store, mode="read") as before:
-        done = len(before.history(sch.name))
-    # Opening with the app's schemas runs the pending (up) steps, backup first.
-    with cls(loc.path, schemas, mode="write", backup=not no_backup) as opened:
-        if target < opened._read_schemas()[sch.name][0]:
-            opened.migrate(target, schema=sch.name, backup=not no_backup)
-        steps = opened.history(sch.name)[done:]
-    rows = [
-        {"version": h.version, "name": h.name, "direction": h.direction, "applied_at": h.applied_at.isoformat()}
-        for h in steps
-    ]
+    rows: list[dict[str, Any]] = []
+    if target != current:
+        if current < target < sch.version or target > sch.version:
+            raise click.UsageError(f"going up stops at the app's version {sch.version}, not {target}")
+        if target < current < sch.version:
+            raise click.UsageError(
+                f"the store is at version {current}, the app at {sch.version}: "
+                f"run the app's version {current} to go down"
+            )
+        with open_store(store, mode="read") as before:
+            done = len(before.history(sch.name))
+        # Opening with the app's schemas runs the pending (up) steps, backup first.
+        with connect(loc, schemas, mode="write", backup=not no_backup) as opened:
+            if target < opened._read_schemas()[sch.name][0]:
+                opened.migrate(target, schema=sch.name, backup=not no_backup)
+            steps = opened.history(sch.name)[done:]
+        rows = [
+            {"version": h.version, "name": h.name, "direction": h.direction, "applied_at": h.applied_at.isoformat()}
+            for h in steps
+        ]
     if as_json:
         _echo_json({"schema": sch.name, "from": current, "to": target, "steps": rows})
         return
     for row in rows:
-        click.echo(f"{row['direction']:<4} {row['version']} {row['name']}")
-    click.echo(f"{sch.name}: version {current} -> {target}" if rows else f"{sch.name}: already at version {current}")
+        echo(f"{row['direction']:<4} {row['version']} {row['name']}")
+    echo(f"{sch.name}: version {current} -> {target}" if rows else f"{sch.name}: already at version {current}")
+
+
+@main.command()
+@_STORE
+@click.option("--prune", is_flag=True, help="Delete the older backups, keeping the newest --keep.")
+@click.option("--keep", type=click.IntRange(min=0), help="With --prune: how many of the newest backups to keep.")
+@_JSON
+@_friendly
+def backups(store: str, prune: bool, keep: int | None, as_json: bool) -> None:
+    """List the backups taken of STORE before migrations, oldest first; --prune --keep N deletes older ones.
+
+    A backup is a store at the version it was taken from, beside the store
+    (``state.backup-<schema>-v<N>-<time>-<id>.db``, or a folder
+    ``state.backup-…`` for a files store): open it read-only, or move it back
+    in place of the store to undo a migration.
+    """
+    from statestore.cli.backups import find_backups, remove_backup
+    from statestore.open import parse_location
+
+    if prune != (keep is not None):
+        raise click.UsageError("--prune and --keep N go together")
+    loc = parse_location(store)
+    if loc.path is None:
+        raise click.ClickException(f"{store}: an in-memory store has no backups")
+    found = find_backups(loc.backend, loc.path)
+    removed = []
+    if prune:
+        assert keep is not None
+        doomed = found[: max(len(found) - keep, 0)]
+        for backup in doomed:
+            remove_backup(backup.path)
+            removed.append(backup)
+        found = found[len(doomed) :]
+    if as_json:
+        _echo_json(
+            {
+                "store": str(loc),
+                "backups": [b.as_dict() for b in found],
+                "removed": [b.as_dict() for b in removed],
+            }
+        )
+        return
+    for backup in removed:
+        echo(f"removed {backup.path}")
+    table = Table(("taken", "before", "bytes", "path"), right=("bytes",))
+    for backup in found:
+        table.add_row(backup.taken, backup.before, backup.size, str(backup.path))
+    if found:
+        table.print(footer=_plural(len(found), "backup", "backups"))
+    else:
+        echo(f"{loc}: no backups")
+
+
+# ---------------------------------------------------------------- import-legacy, demo
 
 
 @main.command(name="import-legacy")
@@ -616,10 +743,14 @@ def import_legacy_command(
 ) -> None:
     """Import an old install's JSON state into STORE, once (the layout is the application's code).
 
-    Shows a progress bar, then what each source gave and every rejected record
-    with its file, line and reason. Exits 1, creating no store, if any record
-    is bad and --on-error is abort.
+    Shows a progress bar (on a terminal), then what each source gave and
+    every rejected record with its file, line and reason. Exits 1, creating
+    no store, if any record is bad and --on-error is abort. --dry-run reads,
+    checks and reports the same way, and writes nothing.
     """
+    import attrs
+
+    from statestore.cli.legacy import import_with_progress, print_rejects, print_report
     from statestore.errors import LegacyImportError
     from statestore.legacy import Legacy, LegacyLayout
 
@@ -632,14 +763,14 @@ def import_legacy_command(
     if schema is None:
         raise click.BadParameter("no schema of --app declares what the layout imports into", param_hint="--app")
     legacy = Legacy(root, layout, after="rename" if rename_imported else "keep")
-    console = Console(stderr=as_json)
     options: dict[str, Any] = {"on_error": on_error, "dry_run": dry_run, "replace": replace}
     try:
-        report = import_with_progress(console, store, schema, legacy, **options)
+        report = import_with_progress(store, schema, legacy, **options)
     except LegacyImportError as exc:
         if not as_json:
-            print_rejects(Console(stderr=True), exc.problems)
-        raise
+            print_rejects(exc.problems, err=True)
+        remedy = "fix those files, or pass --on-error quarantine to import the rest and keep the bad records aside"
+        raise click.ClickException(f"{exc} — {remedy}") from None
     if as_json:
         _echo_json(
             {
@@ -651,10 +782,10 @@ def import_legacy_command(
             }
         )
         return
-    if not report.imported_store:
-        console.print(f"{store}: the store exists; it is never imported twice (use --replace to import anew)")
+    if not report.imported_store and not report.dry_run:
+        echo(f"{store}: the store exists; it is never imported twice (use --replace to import anew)")
         return
-    print_report(console, report)
+    print_report(report)
 
 
 def _import_object(spec: str, option: str) -> Any:
@@ -674,6 +805,8 @@ def _import_object(spec: str, option: str) -> Any:
 
 
 def _import_schemas(spec: str) -> tuple[Schema, ...]:
+    from statestore.schema import Schema
+
     obj = _import_object(spec, "--app")
     schemas = (obj,) if isinstance(obj, Schema) else tuple(obj) if isinstance(obj, (list, tuple)) else ()
     if not schemas or not all(isinstance(s, Schema) for s in schemas):
@@ -686,15 +819,22 @@ def _import_schemas(spec: str) -> tuple[Schema, ...]:
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to create the demo stores (default: a new temporary directory).",
+    help="Where to create the demo stores, kept afterwards (default: a temporary folder, deleted at the end).",
 )
 @click.option(
     "--legacy",
     "legacy_root",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="The old tracker install to import (default: the one bundled in fixtures/legacy/tracker).",
+    help="The old tracker install to import (default: one generated in the demo folder).",
 )
 @_friendly
 def demo(directory: Path | None, legacy_root: Path | None) -> None:
-    """Import the bundled legacy tracker install into a new SQLite store and show what is in it."""
-    run_demo(Console(), directory, legacy_root)
+    """Import an old tracker install into a new SQLite store and show what is in it.
+
+    Without --dir everything happens in a temporary folder that is deleted
+    at the end; with --dir the stores stay, and the follow-up commands it
+    prints run as printed.
+    """
+    from statestore.cli.legacy import run_demo
+
+    run_demo(directory, legacy_root)

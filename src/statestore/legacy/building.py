@@ -12,6 +12,7 @@ leftover that the next import removes. Imports serialize on
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -44,6 +45,8 @@ from statestore.store import Durability, Store
 from statestore.views import CollectionView
 
 __all__ = ["import_legacy", "legacy_present", "run_import"]
+
+_log = logging.getLogger("statestore")
 
 #: What was read for one collection: key -> every (item, stored dict, text) with that key.
 Records = dict[str, dict[KeyValue, list[tuple[Item, Any, str]]]]
@@ -164,6 +167,17 @@ def run_import(
             raise CorruptStoreError(location, "something that is not a statestore store is here; not importing over it")
         report = build.read(dry_run=False)
         build.write(path, replace=exists)
+        parts = ", ".join(f"{s.imported} {s.into} from {s.path}" for s in report.sources)
+        _log.info(
+            "%s: imported %d records from %s (%s), %d rejected",
+            location,
+            report.imported,
+            legacy.root,
+            parts,
+            report.rejected,
+        )
+        if report.rejects and on_error == "quarantine":
+            _log.info("%s: %d rejected legacy records quarantined in the store", location, report.rejected)
     finally:
         lock.release()
     if after == "rename":

@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 import statestore as ss
-from statestore.testing._common import AWKWARD_KEYS
+from statestore.testing._common import AWKWARD_KEYS, StoreFixture
 from statestore.testing._common import task as _task
 from statestore.testing.models import (
     ACCOUNTS,
@@ -26,7 +26,7 @@ from statestore.testing.models import (
 __all__ = ["CollectionContract"]
 
 
-class CollectionContract:
+class CollectionContract(StoreFixture):
     """insert, put, get, update, delete, find, all, keys, len, in, replace_all, unique."""
 
     # ------------------------------------------------------------ insert / put

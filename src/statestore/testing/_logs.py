@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import statestore as ss
+from statestore.testing._common import StoreFixture
 from statestore.testing.models import (
     EVENTS,
     Event,
@@ -18,7 +19,7 @@ from statestore.testing.models import (
 __all__ = ["LogContract"]
 
 
-class LogContract:
+class LogContract(StoreFixture):
     """append, read by stream and prefix, after, limit, expect_version, last_seq, follow."""
 
     def test_append_returns_entry(self, store: ss.Store) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 import statestore as ss
 from statestore.migrations import MigrationContext
+from statestore.testing._common import StoreFixture
 
 __all__ = ["MigrationContract"]
 
@@ -129,7 +130,7 @@ def _check_v4(store: ss.Store) -> None:
     ]
 
 
-class MigrationContract:
+class MigrationContract(StoreFixture):
     """Migrations, history, backups, refusals and several schemas per store.
 
     ``store_factory(schema, mode=..., **options)`` passes ``options``
@@ -372,8 +373,7 @@ class MigrationContract:
         assert len(backups) == 1
         assert ".backup-app-v1-" in backups[0].name
         # A backup is a store at the old version: open it as one (or move it back in place).
-        location = f"{'sqlite' if store_factory.path.suffix == '.db' else 'files'}:{backups[0]}"
-        with ss.open_store(location, V1, mode="read") as old:
+        with store_factory.open_at(backups[0], V1, mode="read") as old:  # the factory knows its backend
             _check_v1(old)
         with store_factory(V4) as store:  # nothing pending: no new backup
             pass

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 import statestore as ss
+from statestore.testing._common import StoreFixture
 from statestore.testing._common import task as _task
 from statestore.testing._drift import DriftContract
 from statestore.testing.models import (
@@ -28,7 +29,7 @@ from statestore.testing.models import (
 __all__ = ["PersistenceContract"]
 
 
-class PersistenceContract(DriftContract):
+class PersistenceContract(StoreFixture, DriftContract):
     """Reopening, read mode and schema versions: for backends that keep data.
 
     ``store_factory`` must also have a ``path`` attribute: the file or folder

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import statestore as ss
+from statestore.testing._common import StoreFixture
 from statestore.testing._common import task as _task
 from statestore.testing.models import (
     ACCOUNTS,
@@ -19,7 +20,7 @@ from statestore.testing.models import (
 __all__ = ["TransactionContract"]
 
 
-class TransactionContract:
+class TransactionContract(StoreFixture):
     """store.transaction(): atomic across collections and logs, rollback, nesting."""
 
     def test_commit_across_collections_and_logs(self, store: ss.Store) -> None:

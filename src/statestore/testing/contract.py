@@ -4,7 +4,7 @@ Each test takes the ``store`` fixture (a fresh, empty store of
 :data:`~statestore.testing.models.SCHEMA`) or the ``store_factory`` fixture
 (``store_factory(schema=SCHEMA, *, mode="write") -> Store``, every call opening
 the *same* location). Subclass the classes in a test module of your own and
-provide ``store_factory``; see the README's "Testing your own backend".
+provide ``store_factory``; see docs/testing.md.
 The contracts live one per module: ``_collections``, ``_logs``,
 ``_transactions``, ``_types``, ``_persistence`` and ``_migrations``.
 """
