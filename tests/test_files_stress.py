@@ -102,10 +102,9 @@ def test_readers_never_see_half_a_large_transaction(tmp_path: Path) -> None:
 def test_a_reader_overlapping_a_large_commit_sees_it_whole(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic: the reader looks for the journal just before the writer commits one over the inline
     limit, then reads the record files while the writer is half-way through applying it."""
-    with open_files(root) as writer:
-        with writer.transaction():
-            for i in range(6):
-                writer[TASKS].put(Task(f"t{i}", title="old", points=0))
+    with open_files(root) as writer, writer.transaction():
+        for i in range(6):
+            writer[TASKS].put(Task(f"t{i}", title="old", points=0))
     writer = open_files(root)
     reader = open_files(root, mode="read")
     assert {t.points for t in reader[TASKS].all()} == {0}
@@ -229,7 +228,9 @@ def test_a_garbage_line_names_the_file_and_line_and_says_how_to_repair(root: Pat
             assert info.value.location == str(path)
             assert info.value.line == 4
             message = str(info.value)
-            assert f"{path}:4" in message and "repair" in message and "delete" in message
+            assert f"{path}:4" in message
+            assert "repair" in message
+            assert "delete" in message
             if mode == "write":
                 with pytest.raises(ss.CorruptStoreError) as again:
                     store[EVENTS].append(Event("c"))
@@ -319,10 +320,12 @@ def test_deleted_and_overwritten_records_leave_no_trace_in_the_store(root: Path,
         with store.transaction():
             store[TASKS].delete("t1")
             store[TASKS].put(Task("t2", title="fresh"))
-        assert _holding(root, gone) == [] and _holding(root, replaced) == []
+        assert _holding(root, gone) == []
+        assert _holding(root, replaced) == []
         for i in range(5):
             store[TASKS].put(Task(f"n{i}"))
-        assert _holding(root, gone) == [] and _holding(root, replaced) == []
+        assert _holding(root, gone) == []
+        assert _holding(root, replaced) == []
     newer = ss.Schema(
         "contract",
         version=2,
@@ -334,7 +337,8 @@ def test_deleted_and_overwritten_records_leave_no_trace_in_the_store(root: Path,
         pass
     backups = [p for p in root.parent.iterdir() if ".backup-" in p.name]
     assert len(backups) == 1
-    assert _holding(backups[0], gone) == [] and _holding(backups[0], replaced) == []
+    assert _holding(backups[0], gone) == []
+    assert _holding(backups[0], replaced) == []
 
 
 # ---------------------------------------------------------------- 6. a descriptor limit of 64
