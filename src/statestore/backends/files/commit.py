@@ -2,7 +2,8 @@
 
 See :mod:`statestore.backends.files.journal` for the protocol: small transactions commit by
 one in-place write of the change head carrying their journal, large ones by
-the rename of ``journal.json``, a lone record write by its own rename and a
+the write of the head announcing ``journal.json`` (renamed into place just
+before), a lone record write by its own rename and a
 lone log line by its own append; a crash is rolled forward (or discarded, if
 never committed) by the next writer.
 """
@@ -137,9 +138,12 @@ class Commits:
         if not head.journal_file:
             return None
         journal = self._read_journal()
-        # An announced journal carries the head's generation; an older file is
-        # one a power cut brought back after it was applied and unlinked.
-        return journal if journal is not None and journal.gen >= head.gen else None
+        # The announced journal carries the head's generation. Any other file
+        # is not it: an older one is one a power cut brought back after it was
+        # applied and unlinked; a newer one is the next writer's, not committed
+        # until a head announces it. If the announced one is gone, it was
+        # applied whole before it was unlinked: the files hold it.
+        return journal if journal is not None and journal.gen == head.gen else None
 
     def _read_journal(self) -> Journal | None:
         """The committed journal file, if one is being (or was left half) applied."""
@@ -170,8 +174,13 @@ class Commits:
         """Commit the staged transaction through the journal (we hold the write lock).
 
         A journal of up to ``EMBED_LIMIT`` bytes travels inside the change head,
-        whose in-place rewrite is the commit point; a larger one is its own
-        file, whose atomic rename is.
+        whose in-place rewrite is the commit point. A larger one is first
+        renamed into place as ``journal.json``, and then the head that
+        announces it (and moves the generation) is the commit point: a reader
+        that sees the announcement finds the journal, and a reader that read
+        the head before it sees the generation move when it checks again. (The
+        other order left a gap in which a reader was told of a journal it could
+        not find and read files being applied without noticing.)
         """
         assert self._sys is not None
         # The head this transaction read under the lock (no writer can have
@@ -205,18 +214,22 @@ class Commits:
                 # commit: after a power cut no process has a cache to warn.
                 self._write_head(committed, sync=self._sync and not journal.direct)
             else:
-                # Announce the file first (readers and recovery look for it only
-                # then), and bump before applying: a reader whose read overlaps
-                # the apply must see the head move. The rename is the commit.
-                committed = head.bump(gen, journal.changes(), None, journal_file=True)
-                self._write_head(committed, sync=self._sync)
+                # The journal first, whole (readers and recovery ignore it until
+                # a head announces it), then the announcing head: the commit.
+                # It also moves the generation before anything is applied, so a
+                # reader whose read overlaps the apply sees the head move.
                 self._sys.write(JOURNAL, encoded, sync=self._sync)
                 if self._sync:
                     self._sys.sync()
+                committed = head.bump(gen, journal.changes(), None, journal_file=True)
+                self._write_head(committed, sync=self._sync)
         except BaseException:
             for d, tmp in prepared.values():
                 with contextlib.suppress(OSError, StateStoreError):
                     d.remove(tmp)
+            if len(encoded) > EMBED_LIMIT:
+                with contextlib.suppress(OSError, StateStoreError):
+                    self._sys.remove(JOURNAL)  # never announced: not committed
             raise
         try:
             inodes = self._apply(tuple(records), tuple(logs), prepared)
@@ -313,9 +326,9 @@ class Commits:
     def _recover(self, *, probe: bool = False) -> None:
         """Finish a transaction a killed writer committed, or drop one it never committed.
 
-        ``journal.json`` is looked for only when the head announces it, or
-        with ``probe`` (a write-mode open, or a head torn by a crash): a power
-        loss may keep the file but not the announcement.
+        ``journal.json`` counts only when the head announces it with the
+        journal's generation; with ``probe`` (a write-mode open, or a head torn
+        by a crash) a file no head announces is deleted: it was never committed.
         """
         assert self._sys is not None
         head = self._read_head()
@@ -328,20 +341,16 @@ class Commits:
         if journal is None and (head.journal_file or probe):
             raw = self._sys.read(JOURNAL)
             if raw is not None:
-                journal = Journal.decode(raw)
-                if journal is None:
-                    self._sys.remove(JOURNAL)  # not complete, so never committed
-                elif head.gen < journal.gen:
-                    # Committed, but a power cut lost its announcement.
-                    head = head.bump(journal.gen, journal.changes(), None, journal_file=True)
-                    self._write_head(head, sync=False)
-                elif journal.gen < head.gen:
-                    # Applied and settled long ago; its unlink did not survive a
-                    # power cut. Applying it again would undo later transactions.
-                    # (A journal being committed always carries the head's gen.)
+                found = Journal.decode(raw)
+                if found is not None and head.journal_file and found.gen == head.gen:
+                    journal = found  # committed: the head announces it
+                else:
+                    # Torn, or never announced (a writer killed between the
+                    # rename and the head write: never committed), or applied
+                    # long ago and brought back by a power cut (applying it
+                    # again would undo later transactions).
                     self._sys.remove(JOURNAL)
                     self._sync_internal()
-                    journal = None
         if journal is not None:
             if not journal.direct:
                 self._apply(journal.records, journal.logs)

@@ -514,10 +514,8 @@ class FileStore(Commits, LogFiles, Store):
                 cache.put(name, self._read_rec(coll, name))
             cache.suspects = journal.names(coll.name) if journal is not None else set()
             cache.journal = jid
-        # A large journal announced in the head but not yet renamed into place:
-        # its files still hold the old records. Stay one generation behind, so
-        # the next catch-up re-reads the files this generation changes.
-        cache.gen = head.gen - 1 if head.journal_file and journal is None else head.gen
+        # (A head announcing a journal file that is gone: it was applied whole before its unlink.)
+        cache.gen = head.gen
         return cache
 
     def _coll_view(self, coll: Collection[Any]) -> tuple[Records, Mapping[str, Rec | None]]:
