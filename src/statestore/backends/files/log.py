@@ -2,9 +2,11 @@
 
 Each process keeps, per log, the offset of every complete line with its seq,
 stream and version, extended from where it last ended; reading a stream
-``after=`` a seq reads only the lines it returns. A last line without its
-newline (a killed writer) is ignored by readers and cut off by the next
-writer. Descriptors of log files are kept open and re-checked by inode.
+``after=`` a seq reads only the lines it returns. Lines may be of any size. A
+last line without its newline (a killed writer) is ignored by readers and cut
+off by the next writer; a blank line is skipped; a complete line that is not an
+entry is damage (:func:`damaged`): reads and appends of that log fail, naming
+the file and line, until someone repairs it. Descriptors of log files are kept open and re-checked by inode.
 """
 
 from __future__ import annotations
@@ -36,6 +38,57 @@ _string = json.encoder.encode_basestring
 def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
     # Keys in sorted order, compact; ``text`` is the codec's canonical record JSON.
     return f'{{"at":{_ascii_string(at)},"record":{text},"seq":{seq},"stream":{_string(stream)},"version":{version}}}\n'
+
+
+#: What JSON allows around a value: a line of only these holds nothing.
+_BLANK = b" \t\r\n"
+#: Log bytes read at once; a longer line is read on until its newline.
+_CHUNK = 8 << 20
+
+
+def damaged(path: Path, line: int | None, what: str) -> CorruptStoreError:
+    """The error for a damaged log line: it names the file and line and says how to repair it.
+
+    statestore never rewrites a damaged log on its own (that would drop what
+    the line held in silence): reads and appends of that log fail until the
+    line is fixed or deleted; the rest of the store keeps working.
+    """
+    at = f"line {line}" if line is not None else "a line"
+    return CorruptStoreError(
+        str(path),
+        f"{at} is damaged: {what}; this log can be neither read nor appended to until it is repaired: "
+        f"fix or delete that line with a text editor (blank lines are ignored), or restore the file from a backup",
+        line,
+    )
+
+
+def _read_lines(fd: int, offset: int, limit: int) -> tuple[bytes, int]:
+    """Bytes from ``offset`` holding at least one complete line if there is one before ``limit``,
+    and the length of the complete lines in them (0: only a torn last line)."""
+    chunks = [os.pread(fd, min(limit - offset, _CHUNK), offset)]
+    size = len(chunks[0])
+    cut = chunks[0].rfind(b"\n") + 1
+    while not cut and chunks[-1] and offset + size < limit:
+        # A line longer than everything read so far: read on, in growing chunks.
+        more = os.pread(fd, min(limit - offset - size, max(size, _CHUNK)), offset + size)
+        nl = more.rfind(b"\n")
+        if nl >= 0:
+            cut = size + nl + 1
+        chunks.append(more)
+        size += len(more)
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), cut
+
+
+def _line_at(fd: int, offset: int) -> int:
+    """The number of the line starting at byte ``offset`` of the file (for error messages)."""
+    count, pos = 1, 0
+    while pos < offset:
+        chunk = os.pread(fd, min(offset - pos, _CHUNK), pos)
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        pos += len(chunk)
+    return count
 
 
 class LogFiles:
@@ -76,17 +129,19 @@ class LogFiles:
                 found, rewritten = journal.root_file(f"{log.name}.jsonl")
                 if found:
                     for i, line in enumerate((rewritten or "").split("\n")[:-1]):
-                        out.append((*self._parse_line(line, self._journal_path, i + 1), line + "\n"))
+                        out.append((*self._parse_line(line, self._journal_path, i + 1, log_file=False), line + "\n"))
                 for name, _off, text in journal.logs:
                     if name == log.name:
                         # Split on "\n" only: str.splitlines also splits on U+2028,
                         # U+0085... which JSON leaves unescaped inside strings.
                         for i, line in enumerate(text.split("\n")[:-1]):
-                            out.append((*self._parse_line(line, self._journal_path, i + 1), line + "\n"))
+                            entry = self._parse_line(line, self._journal_path, i + 1, log_file=False)
+                            out.append((*entry, line + "\n"))
                 memo[memo_key] = out
         return out
 
-    def _parse_line(self, line: str | bytes, path: Path, lineno: int | None) -> RawEntry:
+    def _parse_line(self, line: str | bytes, path: Path, lineno: int | None, *, log_file: bool = True) -> RawEntry:
+        """The entry on one line; CorruptStoreError (with how to repair, for a log file) if it is not one."""
         try:
             doc = json.loads(line)
             seq, stream, version, at, record = (doc[k] for k in ("seq", "stream", "version", "at", "record"))
@@ -95,11 +150,20 @@ class LogFiles:
             if not isinstance(record, dict):
                 raise TypeError("record is not an object")
         except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptStoreError(str(path), f"bad log entry: {exc}", lineno) from None
+            if not log_file:
+                raise CorruptStoreError(str(path), f"bad log entry: {exc}", lineno) from None
+            raise damaged(path, lineno, f"not a log entry ({exc})") from None
         return seq, stream, version, at, record
 
     def _catch_up_log(self, log: Log[Any], journal: Journal | None) -> LogIndex:
-        """Extend the offset index of ``log`` with the complete lines appended since."""
+        """Extend the offset index of ``log`` with the complete lines appended since.
+
+        A line longer than the read chunk is read on to its newline: entries
+        have no size limit. Only bytes after the last newline are a torn line.
+        Blank lines hold nothing and are skipped; any other line that is not an
+        entry raises CorruptStoreError naming the file and line (see
+        :func:`damaged`).
+        """
         path = self._log_path(log.name)
         idx = self._logs.get(log.name)
         fd = self._log_fd(log.name)
@@ -115,17 +179,23 @@ class LogFiles:
             if idx is None or idx.ino != st.st_ino or limit < idx.end:
                 idx = LogIndex(st.st_ino)
             while idx.end < limit:
-                data = os.pread(fd, min(limit - idx.end, 8 << 20), idx.end)
-                cut = data.rfind(b"\n") + 1
-                if not data or not cut:
+                data, cut = _read_lines(fd, idx.end, limit)
+                if not cut:
                     break  # a torn last line (a killed writer): ignored until repaired
-                pos = idx.end
-                for raw in data[:cut].splitlines(keepends=True):
-                    seq, stream, version, _at, _rec = self._parse_line(raw, path, len(idx.seqs) + 1)
-                    if idx.seqs and seq <= idx.seqs[-1]:
-                        raise CorruptStoreError(str(path), f"seq {seq} does not increase", len(idx.seqs) + 1)
-                    idx.add(seq, stream, version, pos, pos + len(raw))
-                    pos += len(raw)
+                start = 0
+                while start < cut:
+                    nl = data.index(b"\n", start) + 1
+                    raw = data[start:nl]
+                    begin, end = idx.end, idx.end + nl - start
+                    idx.lines += 1
+                    if raw.strip(_BLANK):
+                        seq, stream, version, _at, _rec = self._parse_line(raw, path, idx.lines)
+                        if idx.seqs and seq <= idx.seqs[-1]:
+                            raise damaged(path, idx.lines, f"seq {seq} does not increase")
+                        idx.add(seq, stream, version, begin, end)
+                    else:
+                        idx.end = end  # a blank line: nothing in it to index
+                    start = nl
         self._logs[log.name] = idx
         return idx
 
@@ -218,6 +288,7 @@ class LogFiles:
                 for seq, stream, version, _at, _data, line in txn.lines[log_name]:
                     size = len(line.encode("utf-8"))
                     idx.add(seq, stream, version, offset, offset + size)
+                    idx.lines += 1
                     offset += size
 
     def _append(self, log_name: str, offset: int, data: bytes) -> int:
@@ -365,7 +436,12 @@ class LogFiles:
                     raise CorruptStoreError(str(path), "log file replaced while reading")
                 for p in positions:
                     raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
-                    out.append(self._parse_line(raw, path, p + 1))
+                    try:
+                        out.append(self._parse_line(raw, path, None))
+                    except CorruptStoreError:
+                        # Indexed whole, changed since (by hand): name its line.
+                        line = _line_at(fd, idx.starts[p])
+                        raise damaged(path, line, "not a log entry (changed while open)") from None
         for seq, s, version, at, data, line in extra:
             if limit is not None and len(out) >= limit:
                 break
