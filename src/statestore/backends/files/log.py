@@ -440,8 +440,8 @@ class LogFiles:
                         out.append(self._parse_line(raw, path, None))
                     except CorruptStoreError:
                         # Indexed whole, changed since (by hand): name its line.
-                        at = _line_at(fd, idx.starts[p])
-                        raise damaged(path, at, "not a log entry (changed while open)") from None
+                        lineno = _line_at(fd, idx.starts[p])
+                        raise damaged(path, lineno, "not a log entry (changed while open)") from None
         for seq, s, version, at, data, line in extra:
             if limit is not None and len(out) >= limit:
                 break
