@@ -286,7 +286,7 @@ def test_a_torn_head_does_not_slow_readers_and_the_next_writer_repairs_it(
             assert len(reader[TASKS].all()) == 5
             assert [e.record.type for e in reader[EVENTS].read()] == ["e"]
             with reader.transaction():
-                assert reader[TASKS].count() == 5
+                assert len(reader[TASKS]) == 5
             ops += 4
         monkeypatch.setattr(time, "sleep", _real_sleep)
         assert reads[0] <= 2 * ops, f"{reads[0]} head reads for {ops} reads"

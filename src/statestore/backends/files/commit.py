@@ -28,6 +28,9 @@ from statestore.store import Mode
 
 __all__ = ["Commits"]
 
+#: Reads of a torn change head, one right after the other, before it counts as torn by a crash.
+_HEAD_READS = 3
+
 
 def _valid_log(name: str) -> bool:
     try:
@@ -77,12 +80,17 @@ class Commits:
         return fd
 
     def _read_head(self) -> Head:
-        """The change head (read once per write transaction); a head caught mid-rewrite is read again.
+        """The change head (read once per write transaction).
 
-        A head that stays torn (a crash in the middle of rewriting it) is
-        generation -1: every cache reloads until the next writer resets it.
-        It can never hide a committed transaction: the commit write is the one
-        that completes before anything is applied.
+        A head caught mid-rewrite is read again at once, a bounded number of
+        times, never after a sleep. One still torn (a crash or a full disk in
+        the middle of rewriting it) is :meth:`Head.torn`: a generation of its
+        own that no writer ever uses, the same for as long as the same torn
+        bytes stay, so readers' caches and seqlock checks work as usual and
+        reads keep their normal speed until the next writer repairs it. That
+        is safe: every apply follows a head write, so files cannot change while
+        the same torn bytes are there, and a torn head never hides a committed
+        journal (the head write that commits is the one that was torn).
         """
         txn = self._txn()
         if txn is not None and txn.head is not None:
@@ -90,14 +98,13 @@ class Commits:
         fd = self._head_fd()
         if fd is None:
             return Head()
-        # A rewrite in progress takes microseconds; a head still torn after
-        # ~50 ms was torn by a crash, and only a writer can repair it.
-        for attempt in range(10):
+        for _attempt in range(_HEAD_READS):
             with translate(self._head_path):
-                # A head with no journal in it is ~2 KB: read 8 KB, and more only if it is all used.
+                # A head with no journal in it is ~2 KB: read 8 KB, then exactly what its first line says it holds.
                 raw = os.pread(fd, 1 << 13, 0)
-                while len(raw) % (1 << 13) == 0 and raw:
-                    more = os.pread(fd, 1 << 16, len(raw))
+                need = Head.length(raw)
+                while need is not None and len(raw) < need:
+                    more = os.pread(fd, need - len(raw), len(raw))
                     if not more:
                         break
                     raw += more
@@ -106,8 +113,7 @@ class Commits:
                 if txn is not None and txn.write:
                     txn.head = head
                 return head
-            time.sleep(0.001 * attempt)
-        return Head(-1, -1)
+        return Head.torn(raw)
 
     def _write_head(self, head: Head, *, sync: bool) -> None:
         fd = self._head_fd(create=True)

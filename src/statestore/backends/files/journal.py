@@ -177,6 +177,27 @@ class Head:
                 return None
         return head
 
+    @staticmethod
+    def length(raw: bytes) -> int | None:
+        """How many bytes the head starting ``raw`` occupies, from its first line; None if unreadable."""
+        first, nl, _rest = raw.partition(b"\n")
+        try:
+            fields = first.split()
+            return len(first) + len(nl) + int(fields[2]) + int(fields[3]) if nl and len(fields) == 6 else None
+        except ValueError:
+            return None
+
+    @classmethod
+    def torn(cls, raw: bytes) -> Head:
+        """The stand-in for a head that stays torn: a negative generation derived from its bytes.
+
+        No writer uses a negative generation (the next one replaces the head),
+        and ``changed`` knows nothing since any other generation, so a cache
+        reloads once, then stays current while the same torn bytes stay.
+        """
+        gen = -2 - int.from_bytes(hashlib.blake2b(raw, digest_size=7).digest(), "big")
+        return cls(gen, gen)
+
     def encode(self) -> bytes:
         """The head file's bytes."""
         journal = self.journal.encode() if self.journal is not None else b""

@@ -445,16 +445,14 @@ class FileStore(Commits, LogFiles, Store):
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.0005
         txn = self._txn()
-        torn_until = time.monotonic() + 1.0
         for attempt in range(1_000_000):
             head = self._read_head()
             result = fn(head, self._journal(head))
             if txn is not None and txn.write:
                 return result  # a writer holding the lock needs no second look
-            # A torn head (gen -1) twice is not a match while a writer may be
-            # mid-rewrite; after a second it is one a crash left, and the data
-            # files are whole (a torn head never hides a committed journal).
-            if self._read_head().gen == head.gen and (head.gen >= 0 or time.monotonic() > torn_until):
+            # (A head torn by a crash has a generation of its own bytes: the same
+            # torn head twice is a match, and nothing was applied in between.)
+            if self._read_head().gen == head.gen:
                 return result
             if time.monotonic() > deadline:
                 break
