@@ -120,12 +120,17 @@ class Commits:
         assert fd is not None
         data = head.encode()
         with translate(self._head_path):
+            # No truncation (a metadata write per commit): the first line gives
+            # the exact lengths the crc covers, so a longer tail is ignored. But
+            # the tail is zeroed in the same write: an earlier head's embedded
+            # journal must not keep the text of records since deleted or
+            # overwritten (nor carry it into backups).
+            size = os.fstat(fd).st_size
+            if size > len(data):
+                data += bytes(size - len(data))
             view, offset = memoryview(data), 0
             while offset < len(data):
                 offset += os.pwrite(fd, view[offset:], offset)
-            # No truncation: the first line gives the exact lengths the crc
-            # covers, so a longer stale tail is ignored (and ftruncate is a
-            # metadata write per commit).
             if sync:
                 os.fsync(fd)
         txn = self._txn()
