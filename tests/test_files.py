@@ -814,10 +814,10 @@ def test_reapplying_log_lines_found_in_place_still_makes_them_durable(
         store[EVENTS].append(Event("first"))
 
         def killed_before_fsync(self: FileStore, log_name: str, offset: int, data: bytes) -> int:
-            fd = self._log_fd(log_name, create=True)
-            assert fd is not None
-            os.ftruncate(fd, offset)
-            os.pwrite(fd, data, offset)
+            handle = self._log_fd(log_name, create=True)
+            assert handle is not None
+            os.ftruncate(handle.fd, offset)
+            os.pwrite(handle.fd, data, offset)
             raise KeyboardInterrupt("killed before fsync")
 
         monkeypatch.setattr(FileStore, "_append", killed_before_fsync)

@@ -21,7 +21,7 @@ import pytest
 
 import statestore as ss
 from statestore.backends.files import FileStore
-from statestore.backends.files.fileio import Dir
+from statestore.backends.files.fileio import Dir, descriptor_budget
 from statestore.backends.files.journal import Head
 from statestore.testing.models import EVENTS, SCHEMA, TASKS, Event, Task
 
@@ -365,4 +365,6 @@ def test_a_store_object_keeps_a_bounded_number_of_descriptors(tmp_path: Path) ->
         for log in child.FD_LOGS:
             store[log].append(child.Note("n"))
         held = len(os.listdir("/proc/self/fd")) - before
-    assert held < 40, f"{held} descriptors held by one store of 80 collections and 6 logs"
+    # Folders and log files kept open are bounded (an eighth of the limit each); head, lock, root and .statestore.
+    assert held <= 2 * descriptor_budget() + 4, held
+    assert held < 80, f"{held} descriptors held by one store of 80 collections and 6 logs"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
-from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.fileio import Dir, Kept, translate
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import check_name
@@ -55,7 +55,7 @@ class Commits:
     _journal_memo: tuple[tuple[int, int, int], Journal | None] | None
     _cache_lock: threading.RLock
     _colls: dict[str, Records]
-    _dirs: dict[str, Dir]
+    _dirs: Kept[Dir]
 
     if TYPE_CHECKING:
 
@@ -235,9 +235,7 @@ class Commits:
                 committed = head.bump(gen, journal.changes(), None, journal_file=True)
                 self._write_head(committed, sync=self._sync)
         except BaseException:
-            for d, tmp in prepared.values():
-                with contextlib.suppress(OSError, StateStoreError):
-                    d.remove(tmp)
+            self._unprepare(prepared)
             if len(encoded) > EMBED_LIMIT:
                 with contextlib.suppress(OSError, StateStoreError):
                     self._sys.remove(JOURNAL)  # never announced: not committed
@@ -267,30 +265,36 @@ class Commits:
                         cache.put(file, rec)
                     cache.gen = gen
 
-    def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], tuple[Dir, str]]:
+    def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], str]:
         """Write each new record file to a temporary file beside it, before the commit point.
 
         So a full disk fails the transaction cleanly; applying is then only
-        renames, deletions and log appends.
+        renames, deletions and log appends. Returns the temporary file names
+        (not the folders: a transaction over more collections than the
+        descriptors kept open reopens each folder when it applies).
         """
-        prepared: dict[tuple[str, str], tuple[Dir, str]] = {}
+        prepared: dict[tuple[str, str], str] = {}
         try:
             for coll_name, name, text in records:
                 if text is not None:
                     d = self._journal_dir(coll_name, name)
-                    prepared[coll_name, name] = (d, d.write_temp(name, text.encode("utf-8"), sync=self._sync))
+                    prepared[coll_name, name] = d.write_temp(name, text.encode("utf-8"), sync=self._sync)
         except BaseException:
-            for d, tmp in prepared.values():
-                with contextlib.suppress(OSError, StateStoreError):
-                    d.remove(tmp)
+            self._unprepare(prepared)
             raise
         return prepared
+
+    def _unprepare(self, prepared: Mapping[tuple[str, str], str]) -> None:
+        """Delete the temporary files of a transaction that did not commit."""
+        for (coll_name, name), tmp in prepared.items():
+            with contextlib.suppress(OSError, StateStoreError):
+                self._journal_dir(coll_name, name).remove(tmp)
 
     def _apply(
         self,
         records: tuple[tuple[str, str, str | None], ...],
         logs: tuple[tuple[str, int, str], ...],
-        prepared: Mapping[tuple[str, str], tuple[Dir, str]] | None = None,
+        prepared: Mapping[tuple[str, str], str] | None = None,
     ) -> list[int]:
         """Write a journal's files (``prepared`` ones by rename); return the inode of each log written.
 
@@ -302,14 +306,16 @@ class Commits:
             if text is None:
                 d.remove(name)
             elif prepared is not None and (coll_name, name) in prepared:
-                d.rename(prepared[coll_name, name][1], name)
+                d.rename(prepared[coll_name, name], name)
             else:
                 d.write(name, text.encode("utf-8"), sync=self._sync)
             touched.add(coll_name)
         inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in logs]
         if self._sync:
             for coll_name in touched:
-                (self._root if coll_name == ROOT else self._dirs[coll_name]).sync()
+                folder = self._root if coll_name == ROOT else self._dir(coll_name)
+                if folder is not None:
+                    folder.sync()
             if any(offset == 0 for _, offset, _ in logs):
                 self._root.sync()  # a log file may have just been created in it
                 if self._sys is not None:

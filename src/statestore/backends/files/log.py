@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
-from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError
 from statestore.schema import Log, check_name
@@ -103,7 +103,7 @@ class LogFiles:
     _journal_path: Path
     _cache_lock: threading.RLock
     _logs: dict[str, LogIndex]
-    _log_fds: dict[str, tuple[int, int]]
+    _log_fds: Kept[FileHandle]
     _log_paths: dict[str, Path]
     _overlays: dict[str, Any]
 
@@ -166,10 +166,11 @@ class LogFiles:
         """
         path = self._log_path(log.name)
         idx = self._logs.get(log.name)
-        fd = self._log_fd(log.name)
-        if fd is None:
+        handle = self._log_fd(log.name)
+        if handle is None:
             idx = self._logs[log.name] = LogIndex(None)
             return idx
+        fd = handle.fd
         with translate(path):
             st = os.fstat(fd)
             limit = st.st_size
@@ -224,8 +225,12 @@ class LogFiles:
             return self._sys, log_name[len(INTERNAL_PREFIX) :] + ".jsonl"
         return self._root, f"{log_name}.jsonl"
 
-    def _log_fd(self, log_name: str, *, create: bool = False) -> int | None:
-        """A kept descriptor of the log's file (reopened if the file was replaced); None if absent."""
+    def _log_fd(self, log_name: str, *, create: bool = False) -> FileHandle | None:
+        """A kept descriptor of the log's file (reopened if the file was replaced); None if absent.
+
+        Only a few are kept (see ``Kept``): hold on to the handle while using
+        its descriptor, and it stays open even if it is dropped meanwhile.
+        """
         folder, file = self._log_place(log_name)
         if folder is None:
             return None
@@ -234,24 +239,24 @@ class LogFiles:
             got = self._log_fds.get(log_name)
             if got is not None and txn is not None and txn.write and log_name in txn.logs_checked:
                 # Checked once under the write lock: no writer can replace the file meanwhile.
-                return got[0]
-            new: int | None = None
+                return got
+            new: FileHandle | None = None
             if got is not None:
-                fd, ino = got
                 with translate(self._log_path(log_name)):
                     try:
-                        same = os.stat(file, dir_fd=folder.fd, follow_symlinks=False).st_ino == ino
+                        same = os.stat(file, dir_fd=folder.fd, follow_symlinks=False).st_ino == got.ino
                     except FileNotFoundError:
                         same = False
                 if same:
-                    new = fd
+                    new = got
                 else:
-                    os.close(fd)
-                    del self._log_fds[log_name]
+                    self._log_fds.pop(log_name)  # closed once no thread uses it
             if new is None:
-                new = folder.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
-                if new is not None:
-                    self._log_fds[log_name] = (new, os.fstat(new).st_ino)
+                fd = folder.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
+                if fd is not None:
+                    with translate(self._log_path(log_name)):
+                        new = FileHandle(fd)
+                    self._log_fds.put(log_name, new)
         if new is not None and txn is not None and txn.write:
             txn.logs_checked.add(log_name)
         return new
@@ -304,8 +309,9 @@ class LogFiles:
                 check_name(log_name, "log")
             except SchemaError:
                 raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
-        fd = self._log_fd(log_name, create=True)
-        assert fd is not None
+        handle = self._log_fd(log_name, create=True)
+        assert handle is not None
+        fd = handle.fd
         with translate(self._log_path(log_name)):
             st = os.fstat(fd)
             if st.st_size < offset:
@@ -328,9 +334,10 @@ class LogFiles:
 
     def _repair_tail(self, log_name: str) -> int:
         """The end of the last complete line of the log, cutting off a torn last line a crash left."""
-        fd = self._log_fd(log_name)
-        if fd is None:
+        handle = self._log_fd(log_name)
+        if handle is None:
             return 0
+        fd = handle.fd
         idx = self._logs.get(log_name)
         with translate(self._log_path(log_name)):
             st = os.fstat(fd)
@@ -427,10 +434,11 @@ class LogFiles:
         if limit is not None:
             positions = positions[:limit]
         if positions:
-            fd = self._log_fd(log.name)
+            handle = self._log_fd(log.name)
             path = self._log_path(log.name)
-            if fd is None:
+            if handle is None:
                 raise CorruptStoreError(str(path), "log file vanished while reading")
+            fd = handle.fd
             with translate(path):
                 if os.fstat(fd).st_ino != idx.ino:
                     raise CorruptStoreError(str(path), "log file replaced while reading")

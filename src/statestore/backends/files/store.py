@@ -70,7 +70,7 @@ from statestore.backends.files.cache import (
     record_text,
 )
 from statestore.backends.files.commit import Commits
-from statestore.backends.files.fileio import Dir
+from statestore.backends.files.fileio import Dir, FileHandle, Kept, descriptor_budget
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
 from statestore.backends.fs import backup_label, migration_lock
@@ -128,8 +128,10 @@ class FileStore(Commits, LogFiles, Store):
         self._head_path = self.path / INTERNAL / CHANGES
         self._journal_path = self.path / INTERNAL / JOURNAL
         self._log_paths: dict[str, Path] = {}
-        self._log_fds: dict[str, tuple[int, int]] = {}
-        self._dirs: dict[str, Dir] = {}
+        # At most a few folders and log files are kept open, whatever their number (a limit of 64 descriptors).
+        budget = descriptor_budget()
+        self._log_fds: Kept[FileHandle] = Kept(budget)
+        self._dirs: Kept[Dir] = Kept(budget)
         self._sys: Dir | None = None
         self._lock_fd: int | None = None
         # Kept across fork(): pwrite/pread at explicit offsets share no file position.
@@ -177,15 +179,15 @@ class FileStore(Commits, LogFiles, Store):
             self._lock_fd = None
 
     def _close(self) -> None:
-        for fd in (self._local_head_fd, self._lock_fd, *(fd for fd, _ in self._log_fds.values())):
+        for fd in (self._local_head_fd, self._lock_fd):
             if fd is not None:
                 os.close(fd)
-        self._log_fds.clear()
+        self._log_fds.close_all()
         self._local_head_fd = self._lock_fd = None
-        for d in [*self._dirs.values(), self._sys, self._root]:
+        self._dirs.close_all()
+        for d in (self._sys, self._root):
             if d is not None:
                 d.close()
-        self._dirs.clear()
         self._colls, self._logs = {}, {}
 
     # ------------------------------------------------------------ locking
@@ -395,9 +397,7 @@ class FileStore(Commits, LogFiles, Store):
     def _after_migration(self) -> None:
         self._schema_gen = -1  # the next write checks the versions again (a downgrade stops writes)
         with self._cache_lock:
-            for fd, _ino in self._log_fds.values():
-                os.close(fd)
-            self._log_fds.clear()
+            self._log_fds.clear()  # each closes once no thread uses it
             self._log_paths.clear()
             self._colls, self._logs = {}, {}
             self._overlays, self._overlays_of, self._journal_memo = {}, None, None
@@ -407,7 +407,7 @@ class FileStore(Commits, LogFiles, Store):
         if d is None:
             d = self._root.subdir(name, create=create)
             if d is not None:
-                self._dirs[name] = d
+                self._dirs.put(name, d)
         return d
 
     # ------------------------------------------------------------ files
@@ -598,9 +598,7 @@ class FileStore(Commits, LogFiles, Store):
                 if checked and MANIFEST not in txn.files and txn.head is not None:
                     self._schema_gen = txn.head.gen  # our own commit moved no schema
                 for name in txn.rmdirs:
-                    d = self._dirs.pop(name, None)
-                    if d is not None:
-                        d.close()
+                    self._dirs.pop(name)  # closed once no thread uses it
                     # Emptied by the transaction; a file someone put there keeps it.
                     with contextlib.suppress(OSError):
                         os.rmdir(name, dir_fd=self._root.fd)
