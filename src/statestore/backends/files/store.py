@@ -70,13 +70,12 @@ from statestore.backends.files.cache import (
     record_text,
 )
 from statestore.backends.files.commit import Commits
-from statestore.backends.files.fileio import Dir, FileHandle, Kept, descriptor_budget
+from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, descriptor_budget
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
-from statestore.backends.fs import backup_label, migration_lock
+from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
-    BackendError,
     CorruptStoreError,
     StoreBusyError,
     StoreNotFoundError,
@@ -376,23 +375,27 @@ class FileStore(Commits, LogFiles, Store):
         return migration_lock(self.path / INTERNAL / MIGRATE_LOCK, self.location, self.busy_timeout)
 
     def _backup(self, label: str) -> Path | None:
+        """Copy the store to ``<store>.backup-<label>-<time>-<hex>``, complete or not at all (``place_backup``).
+
+        Under the write lock: no transaction commits while we copy, and a
+        committed journal was applied first. Locks, temporary files and a
+        ``journal.json`` no head announces (never committed) are not copied.
+        """
         dest = self.path.with_name(f"{self.path.name}.backup-{backup_label(label)}")
-        skip = {LOCK, MIGRATE_LOCK}
-        # Under the write lock: no transaction can commit while we copy.
+        skip = {LOCK, MIGRATE_LOCK, JOURNAL}
+
+        def build(tmp: Path) -> None:
+            os.mkdir(tmp, 0o700)  # private from the start: the copy may hold tokens
+            shutil.copytree(
+                self.path,
+                tmp,
+                symlinks=True,
+                dirs_exist_ok=True,
+                ignore=lambda _folder, names: [n for n in names if n in skip or n.startswith(TMP_PREFIX)],
+            )
+
         with self.transaction():
-            try:
-                shutil.copytree(
-                    self.path,
-                    dest,
-                    symlinks=True,
-                    ignore=lambda _folder, names: [n for n in names if n in skip],
-                )
-            except BaseException as exc:
-                shutil.rmtree(dest, ignore_errors=True)  # no half a backup left behind
-                if isinstance(exc, OSError):
-                    raise BackendError(self.location, f"cannot write the backup {dest}: {exc}") from None
-                raise
-        return dest
+            return place_backup(self.path, dest, build, self.location)
 
     def _after_migration(self) -> None:
         self._schema_gen = -1  # the next write checks the versions again (a downgrade stops writes)
