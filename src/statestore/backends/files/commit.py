@@ -100,15 +100,17 @@ class Commits:
             return Head()
         for _attempt in range(_HEAD_READS):
             with translate(self._head_path):
-                # A head with no journal in it is ~2 KB: read 8 KB, then exactly what its first line says it holds.
+                # A head with no journal in it is ~2 KB: read 8 KB, and more only if its first line says so.
                 raw = os.pread(fd, 1 << 13, 0)
-                need = Head.length(raw)
-                while need is not None and len(raw) < need:
-                    more = os.pread(fd, need - len(raw), len(raw))
-                    if not more:
-                        break
-                    raw += more
-            head = Head.decode(raw)
+                head = Head.decode(raw)
+                need = Head.length(raw) if head is None else None
+                if need is not None and need > len(raw):
+                    while len(raw) < need:
+                        more = os.pread(fd, need - len(raw), len(raw))
+                        if not more:
+                            break
+                        raw += more
+                    head = Head.decode(raw)
             if head is not None:
                 if txn is not None and txn.write:
                     txn.head = head
