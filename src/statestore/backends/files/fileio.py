@@ -125,6 +125,10 @@ class Kept(Generic[_T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (another thread may have held the old one at fork())."""
+        self._lock = threading.Lock()
+
     def close_all(self) -> None:
         """Close every kept one now (the store is closing) and forget them."""
         with self._lock:
@@ -160,7 +164,8 @@ class FileHandle:
             self.fd = -1
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):  # never an unraisable error at interpreter exit
+            self.close()
 
 
 class Dir:
@@ -174,7 +179,8 @@ class Dir:
         self.path = path
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):  # never an unraisable error at interpreter exit
+            self.close()
 
     @classmethod
     def open_root(cls, path: Path, *, create: bool) -> Dir | None:

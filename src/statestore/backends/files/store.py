@@ -173,6 +173,8 @@ class FileStore(Commits, LogFiles, Store):
         # An inherited lock descriptor shares its flock with the parent's
         # (same open file description): the child must open its own.
         self._reset_process_state()
+        self._dirs.after_fork()
+        self._log_fds.after_fork()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
