@@ -90,7 +90,9 @@ def test_readers_never_see_half_a_large_transaction(tmp_path: Path) -> None:
         writer.kill()
         writer.communicate()
     total = {k: sum(r[k] for r in results) for k in ("checks", "all", "transactions", "dumps", "copies", "torn")}
-    print(f"torn-read stress: {total}")
+    with ss.open_store(f"files:{root}", child.SCHEMA, mode="read") as store:
+        commits = store[child.RECS]["r000"].counter
+    print(f"torn-read stress: {total}, against {commits} writer commits")
     examples = [e for r in results for e in r["examples"]]
     assert total["torn"] == 0, f"{total['torn']} torn views in {total['checks']} checks: {examples}"
     assert total["checks"] >= READERS * CHECKS_PER_READER, total
@@ -98,6 +100,7 @@ def test_readers_never_see_half_a_large_transaction(tmp_path: Path) -> None:
     assert total["copies"] > 0, total
     with ss.open_store(f"files:{root}", child.SCHEMA, mode="read") as store:
         assert not child.torn([(r.counter, r.size) for r in store[child.RECS].all()])
+    assert commits > 1
 
 
 def test_a_reader_overlapping_a_large_commit_sees_it_whole(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
