@@ -441,6 +441,11 @@ def test_roll_forward_is_idempotent_over_a_partial_apply(root: Path) -> None:
     text = json.dumps({"id": "t9", "title": "", "_statestore": {"key": "t9", "revision": 1}})
     journal = Journal("tx", 5, (("tasks", "t9.json", text), ("tasks", "t1.json", None)), (("events", size, line),))
     (root / ".statestore" / "journal.json").write_bytes(journal.encode())
+    head = Head.decode((root / ".statestore" / "changes").read_bytes())
+    assert head is not None
+    # The head announcing it is the commit point: the killed writer got past it.
+    announced = head.bump(5, journal.changes(), None, journal_file=True).encode()
+    (root / ".statestore" / "changes").write_bytes(announced)
     with open(root / "events.jsonl", "a") as f:
         f.write(line[:30])  # the killed writer got this far with the append
     with open_files(root) as store:
@@ -744,40 +749,60 @@ def test_a_resurrected_old_journal_file_is_not_applied_again(root: Path) -> None
     assert not (root / ".statestore" / "journal.json").exists()
 
 
-def test_a_stale_journal_file_is_ignored_even_while_a_newer_one_is_announced(
-    root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A power cut brings back an applied journal.json while the head announces a newer large
-    transaction whose own rename never landed: the old file must be neither read nor applied."""
+def test_a_stale_journal_file_is_ignored_even_while_a_newer_one_is_announced(root: Path) -> None:
+    """A power cut brings back an applied journal.json while the head still announces a newer large
+    transaction (applied, its journal unlinked, but its settle lost): the old file must be neither
+    read nor applied, and the announced one, gone, was applied whole."""
     with open_files(root, durability="full") as store:
         with store.transaction():  # T1: large, through journal.json
             store[TASKS].put(Task("a", title="old" + "x" * 20_000))
             store[TASKS].put(Task("c", title="t1"))
         t1 = Journal("t1", 1, (("tasks", "a.json", (root / "tasks" / "a.json").read_text()),), ())
         store[TASKS].put(Task("a", title="newer"))  # acknowledged
-        original = Dir.write
-
-        def cut(self: Dir, name: str, data: bytes, *, sync: bool) -> None:
-            if name == "journal.json":
-                raise KeyboardInterrupt("power cut before the rename")
-            original(self, name, data, sync=sync)
-
-        monkeypatch.setattr(Dir, "write", cut)
-        with pytest.raises(KeyboardInterrupt), store.transaction():  # T2: announced, never renamed
+        with store.transaction():  # T2: large, applied
             store[TASKS].put(Task("b", title="y" * 20_000))
             store[TASKS].put(Task("d", title="t2"))
-        monkeypatch.undo()
     head = Head.decode((root / ".statestore" / "changes").read_bytes())
     assert head is not None
-    assert head.journal_file
+    assert not head.journal_file
+    unsettled = Head(head.gen, head.base, head.history, None, journal_file=True)
+    (root / ".statestore" / "changes").write_bytes(unsettled.encode())  # the settle did not survive
     assert t1.gen < head.gen
     (root / ".statestore" / "journal.json").write_bytes(t1.encode())  # the unlink did not survive
     with open_files(root, mode="read") as reader:
         assert reader[TASKS]["a"].title == "newer"
+        assert reader[TASKS]["d"].title == "t2"
     with open_files(root) as store:
         assert store[TASKS].get_versioned("a") == ss.Versioned(Task("a", title="newer"), 2)
+        assert store[TASKS]["b"].title == "y" * 20_000
+        assert store[TASKS]["d"].title == "t2"
+    assert not (root / ".statestore" / "journal.json").exists()
+    head = Head.decode((root / ".statestore" / "changes").read_bytes())
+    assert head is not None
+    assert not head.journal_file
+
+
+def test_a_journal_file_no_head_announces_was_never_committed(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer killed between renaming journal.json into place and writing the head that announces
+    it: the transaction never committed; readers ignore the file and the next writer deletes it."""
+    with open_files(root) as store, open_files(root, mode="read") as reader:
+        store[TASKS].put(Task("a", title="old"))
+
+        def killed(self: FileStore, head: Head, *, sync: bool) -> None:
+            raise KeyboardInterrupt("killed before the announcing head write")
+
+        monkeypatch.setattr(FileStore, "_write_head", killed)
+        monkeypatch.setattr(Dir, "remove", lambda self, name: False)  # killed: nothing cleans up
+        with pytest.raises(KeyboardInterrupt), store.transaction():
+            store[TASKS].put(Task("a", title="new" + "x" * 20_000))
+            store[TASKS].put(Task("b", title="new"))
+        monkeypatch.undo()
+        assert (root / ".statestore" / "journal.json").exists()
+        assert reader[TASKS]["a"].title == "old"
+        assert reader[TASKS].get("b") is None
+    with open_files(root) as store:  # a write-mode open probes for it
+        assert store[TASKS]["a"].title == "old"
         assert store[TASKS].get("b") is None
-        assert store[TASKS].get("d") is None
     assert not (root / ".statestore" / "journal.json").exists()
 
 
@@ -789,10 +814,10 @@ def test_reapplying_log_lines_found_in_place_still_makes_them_durable(
         store[EVENTS].append(Event("first"))
 
         def killed_before_fsync(self: FileStore, log_name: str, offset: int, data: bytes) -> int:
-            fd = self._log_fd(log_name, create=True)
-            assert fd is not None
-            os.ftruncate(fd, offset)
-            os.pwrite(fd, data, offset)
+            handle = self._log_fd(log_name, create=True)
+            assert handle is not None
+            os.ftruncate(handle.fd, offset)
+            os.pwrite(handle.fd, data, offset)
             raise KeyboardInterrupt("killed before fsync")
 
         monkeypatch.setattr(FileStore, "_append", killed_before_fsync)

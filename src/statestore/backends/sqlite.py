@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from statestore.backends.fs import backup_label, make_private_dirs, migration_lock
+from statestore.backends.fs import backup_label, make_private_dirs, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,
@@ -331,10 +331,18 @@ class SQLiteStore(Store):
         return migration_lock(self.path.with_name(self.path.name + ".lock"), self.location, self.busy_timeout)
 
     def _backup(self, label: str) -> Path | None:
+        """Copy the database to ``<stem>.backup-<label>-<time>-<hex><suffix>``, complete or not at all.
+
+        Built aside under a hidden name with SQLite's backup API, turned into
+        one self-contained file (rollback-journal mode, no ``-wal``), closed,
+        flushed, then renamed into place (``place_backup``): a kill at any
+        moment leaves no backup, or a whole one with no hot journal beside it.
+        """
         dest = self.path.with_name(f"{self.path.stem}.backup-{backup_label(label)}{self.path.suffix or '.db'}")
-        try:
-            os.close(os.open(dest, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            target = sqlite3.connect(dest)
+
+        def build(tmp: Path) -> None:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            target = sqlite3.connect(tmp)
             try:
                 with self._translate():
                     self._con().backup(target)
@@ -342,13 +350,8 @@ class SQLiteStore(Store):
                     target.execute("PRAGMA journal_mode=DELETE")
             finally:
                 target.close()
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                dest.unlink()  # no half a backup left behind
-            if isinstance(exc, OSError):
-                raise BackendError(self.location, f"cannot write the backup {dest}: {exc.strerror or exc}") from None
-            raise
-        return dest
+
+        return place_backup(self.path, dest, build, self.location)
 
     def _after_migration(self) -> None:
         with self._translate():

@@ -144,6 +144,7 @@ class LogIndex:
     def __init__(self, ino: int | None) -> None:
         self.ino = ino
         self.end = 0
+        self.lines = 0  # lines read, blank ones included: line numbers for errors
         self.seqs: list[int] = []
         self.starts: list[int] = []
         self.ends: list[int] = []

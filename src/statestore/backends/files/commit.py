@@ -2,7 +2,8 @@
 
 See :mod:`statestore.backends.files.journal` for the protocol: small transactions commit by
 one in-place write of the change head carrying their journal, large ones by
-the rename of ``journal.json``, a lone record write by its own rename and a
+the write of the head announcing ``journal.json`` (renamed into place just
+before), a lone record write by its own rename and a
 lone log line by its own append; a crash is rolled forward (or discarded, if
 never committed) by the next writer.
 """
@@ -19,13 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
-from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.fileio import Dir, Kept, translate
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import check_name
 from statestore.store import Mode
 
 __all__ = ["Commits"]
+
+#: Reads of a torn change head, one right after the other, before it counts as torn by a crash.
+_HEAD_READS = 3
 
 
 def _valid_log(name: str) -> bool:
@@ -51,7 +55,7 @@ class Commits:
     _journal_memo: tuple[tuple[int, int, int], Journal | None] | None
     _cache_lock: threading.RLock
     _colls: dict[str, Records]
-    _dirs: dict[str, Dir]
+    _dirs: Kept[Dir]
 
     if TYPE_CHECKING:
 
@@ -76,12 +80,17 @@ class Commits:
         return fd
 
     def _read_head(self) -> Head:
-        """The change head (read once per write transaction); a head caught mid-rewrite is read again.
+        """The change head (read once per write transaction).
 
-        A head that stays torn (a crash in the middle of rewriting it) is
-        generation -1: every cache reloads until the next writer resets it.
-        It can never hide a committed transaction: the commit write is the one
-        that completes before anything is applied.
+        A head caught mid-rewrite is read again at once, a bounded number of
+        times, never after a sleep. One still torn (a crash or a full disk in
+        the middle of rewriting it) is :meth:`Head.torn`: a generation of its
+        own that no writer ever uses, the same for as long as the same torn
+        bytes stay, so readers' caches and seqlock checks work as usual and
+        reads keep their normal speed until the next writer repairs it. That
+        is safe: every apply follows a head write, so files cannot change while
+        the same torn bytes are there, and a torn head never hides a committed
+        journal (the head write that commits is the one that was torn).
         """
         txn = self._txn()
         if txn is not None and txn.head is not None:
@@ -89,36 +98,41 @@ class Commits:
         fd = self._head_fd()
         if fd is None:
             return Head()
-        # A rewrite in progress takes microseconds; a head still torn after
-        # ~50 ms was torn by a crash, and only a writer can repair it.
-        for attempt in range(10):
+        for _attempt in range(_HEAD_READS):
             with translate(self._head_path):
-                # A head with no journal in it is ~2 KB: read 8 KB, and more only if it is all used.
+                # A head with no journal in it is ~2 KB: read 8 KB, and more only if its first line says so.
                 raw = os.pread(fd, 1 << 13, 0)
-                while len(raw) % (1 << 13) == 0 and raw:
-                    more = os.pread(fd, 1 << 16, len(raw))
-                    if not more:
-                        break
-                    raw += more
-            head = Head.decode(raw)
+                head = Head.decode(raw)
+                need = Head.length(raw) if head is None else None
+                if need is not None and need > len(raw):
+                    while len(raw) < need:
+                        more = os.pread(fd, need - len(raw), len(raw))
+                        if not more:
+                            break
+                        raw += more
+                    head = Head.decode(raw)
             if head is not None:
                 if txn is not None and txn.write:
                     txn.head = head
                 return head
-            time.sleep(0.001 * attempt)
-        return Head(-1, -1)
+        return Head.torn(raw)
 
     def _write_head(self, head: Head, *, sync: bool) -> None:
         fd = self._head_fd(create=True)
         assert fd is not None
         data = head.encode()
         with translate(self._head_path):
+            # No truncation (a metadata write per commit): the first line gives
+            # the exact lengths the crc covers, so a longer tail is ignored. But
+            # the tail is zeroed in the same write: an earlier head's embedded
+            # journal must not keep the text of records since deleted or
+            # overwritten (nor carry it into backups).
+            size = os.fstat(fd).st_size
+            if size > len(data):
+                data += bytes(size - len(data))
             view, offset = memoryview(data), 0
             while offset < len(data):
                 offset += os.pwrite(fd, view[offset:], offset)
-            # No truncation: the first line gives the exact lengths the crc
-            # covers, so a longer stale tail is ignored (and ftruncate is a
-            # metadata write per commit).
             if sync:
                 os.fsync(fd)
         txn = self._txn()
@@ -137,9 +151,12 @@ class Commits:
         if not head.journal_file:
             return None
         journal = self._read_journal()
-        # An announced journal carries the head's generation; an older file is
-        # one a power cut brought back after it was applied and unlinked.
-        return journal if journal is not None and journal.gen >= head.gen else None
+        # The announced journal carries the head's generation. Any other file
+        # is not it: an older one is one a power cut brought back after it was
+        # applied and unlinked; a newer one is the next writer's, not committed
+        # until a head announces it. If the announced one is gone, it was
+        # applied whole before it was unlinked: the files hold it.
+        return journal if journal is not None and journal.gen == head.gen else None
 
     def _read_journal(self) -> Journal | None:
         """The committed journal file, if one is being (or was left half) applied."""
@@ -170,8 +187,13 @@ class Commits:
         """Commit the staged transaction through the journal (we hold the write lock).
 
         A journal of up to ``EMBED_LIMIT`` bytes travels inside the change head,
-        whose in-place rewrite is the commit point; a larger one is its own
-        file, whose atomic rename is.
+        whose in-place rewrite is the commit point. A larger one is first
+        renamed into place as ``journal.json``, and then the head that
+        announces it (and moves the generation) is the commit point: a reader
+        that sees the announcement finds the journal, and a reader that read
+        the head before it sees the generation move when it checks again. (The
+        other order left a gap in which a reader was told of a journal it could
+        not find and read files being applied without noticing.)
         """
         assert self._sys is not None
         # The head this transaction read under the lock (no writer can have
@@ -205,18 +227,20 @@ class Commits:
                 # commit: after a power cut no process has a cache to warn.
                 self._write_head(committed, sync=self._sync and not journal.direct)
             else:
-                # Announce the file first (readers and recovery look for it only
-                # then), and bump before applying: a reader whose read overlaps
-                # the apply must see the head move. The rename is the commit.
-                committed = head.bump(gen, journal.changes(), None, journal_file=True)
-                self._write_head(committed, sync=self._sync)
+                # The journal first, whole (readers and recovery ignore it until
+                # a head announces it), then the announcing head: the commit.
+                # It also moves the generation before anything is applied, so a
+                # reader whose read overlaps the apply sees the head move.
                 self._sys.write(JOURNAL, encoded, sync=self._sync)
                 if self._sync:
                     self._sys.sync()
+                committed = head.bump(gen, journal.changes(), None, journal_file=True)
+                self._write_head(committed, sync=self._sync)
         except BaseException:
-            for d, tmp in prepared.values():
+            self._unprepare(prepared)
+            if len(encoded) > EMBED_LIMIT:
                 with contextlib.suppress(OSError, StateStoreError):
-                    d.remove(tmp)
+                    self._sys.remove(JOURNAL)  # never announced: not committed
             raise
         try:
             inodes = self._apply(tuple(records), tuple(logs), prepared)
@@ -243,30 +267,36 @@ class Commits:
                         cache.put(file, rec)
                     cache.gen = gen
 
-    def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], tuple[Dir, str]]:
+    def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], str]:
         """Write each new record file to a temporary file beside it, before the commit point.
 
         So a full disk fails the transaction cleanly; applying is then only
-        renames, deletions and log appends.
+        renames, deletions and log appends. Returns the temporary file names
+        (not the folders: a transaction over more collections than the
+        descriptors kept open reopens each folder when it applies).
         """
-        prepared: dict[tuple[str, str], tuple[Dir, str]] = {}
+        prepared: dict[tuple[str, str], str] = {}
         try:
             for coll_name, name, text in records:
                 if text is not None:
                     d = self._journal_dir(coll_name, name)
-                    prepared[coll_name, name] = (d, d.write_temp(name, text.encode("utf-8"), sync=self._sync))
+                    prepared[coll_name, name] = d.write_temp(name, text.encode("utf-8"), sync=self._sync)
         except BaseException:
-            for d, tmp in prepared.values():
-                with contextlib.suppress(OSError, StateStoreError):
-                    d.remove(tmp)
+            self._unprepare(prepared)
             raise
         return prepared
+
+    def _unprepare(self, prepared: Mapping[tuple[str, str], str]) -> None:
+        """Delete the temporary files of a transaction that did not commit."""
+        for (coll_name, name), tmp in prepared.items():
+            with contextlib.suppress(OSError, StateStoreError):
+                self._journal_dir(coll_name, name).remove(tmp)
 
     def _apply(
         self,
         records: tuple[tuple[str, str, str | None], ...],
         logs: tuple[tuple[str, int, str], ...],
-        prepared: Mapping[tuple[str, str], tuple[Dir, str]] | None = None,
+        prepared: Mapping[tuple[str, str], str] | None = None,
     ) -> list[int]:
         """Write a journal's files (``prepared`` ones by rename); return the inode of each log written.
 
@@ -278,14 +308,16 @@ class Commits:
             if text is None:
                 d.remove(name)
             elif prepared is not None and (coll_name, name) in prepared:
-                d.rename(prepared[coll_name, name][1], name)
+                d.rename(prepared[coll_name, name], name)
             else:
                 d.write(name, text.encode("utf-8"), sync=self._sync)
             touched.add(coll_name)
         inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in logs]
         if self._sync:
             for coll_name in touched:
-                (self._root if coll_name == ROOT else self._dirs[coll_name]).sync()
+                folder = self._root if coll_name == ROOT else self._dir(coll_name)
+                if folder is not None:
+                    folder.sync()
             if any(offset == 0 for _, offset, _ in logs):
                 self._root.sync()  # a log file may have just been created in it
                 if self._sys is not None:
@@ -313,9 +345,9 @@ class Commits:
     def _recover(self, *, probe: bool = False) -> None:
         """Finish a transaction a killed writer committed, or drop one it never committed.
 
-        ``journal.json`` is looked for only when the head announces it, or
-        with ``probe`` (a write-mode open, or a head torn by a crash): a power
-        loss may keep the file but not the announcement.
+        ``journal.json`` counts only when the head announces it with the
+        journal's generation; with ``probe`` (a write-mode open, or a head torn
+        by a crash) a file no head announces is deleted: it was never committed.
         """
         assert self._sys is not None
         head = self._read_head()
@@ -328,20 +360,16 @@ class Commits:
         if journal is None and (head.journal_file or probe):
             raw = self._sys.read(JOURNAL)
             if raw is not None:
-                journal = Journal.decode(raw)
-                if journal is None:
-                    self._sys.remove(JOURNAL)  # not complete, so never committed
-                elif head.gen < journal.gen:
-                    # Committed, but a power cut lost its announcement.
-                    head = head.bump(journal.gen, journal.changes(), None, journal_file=True)
-                    self._write_head(head, sync=False)
-                elif journal.gen < head.gen:
-                    # Applied and settled long ago; its unlink did not survive a
-                    # power cut. Applying it again would undo later transactions.
-                    # (A journal being committed always carries the head's gen.)
+                found = Journal.decode(raw)
+                if found is not None and head.journal_file and found.gen == head.gen:
+                    journal = found  # committed: the head announces it
+                else:
+                    # Torn, or never announced (a writer killed between the
+                    # rename and the head write: never committed), or applied
+                    # long ago and brought back by a power cut (applying it
+                    # again would undo later transactions).
                     self._sys.remove(JOURNAL)
                     self._sync_internal()
-                    journal = None
         if journal is not None:
             if not journal.direct:
                 self._apply(journal.records, journal.logs)

@@ -16,13 +16,16 @@ import errno
 import os
 import secrets
 import stat
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
+from typing import Generic, Protocol, TypeVar
 
 from statestore.backends.fs import make_private_dirs
 from statestore.errors import BackendError, CorruptStoreError
 
-__all__ = ["TMP_PREFIX", "Dir"]
+__all__ = ["TMP_PREFIX", "Dir", "FileHandle", "Kept", "descriptor_budget"]
 
 #: Temporary files start with a dot, which no record or log file name does.
 TMP_PREFIX = ".tmp-"
@@ -63,12 +66,121 @@ class translate:  # lower case: used like the function it replaced, ``with trans
         raise BackendError(str(where), f"{exc.strerror or exc}") from exc
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_T = TypeVar("_T", bound=_Closable)
+
+
+def descriptor_budget() -> int:
+    """How many descriptors of one kind (folders, logs) a store keeps open: an eighth of the limit.
+
+    So a store of any number of collections and logs works under a limit of
+    64 descriptors (8 of each kind), and uses up to 64 of each where the
+    limit is generous; the rest are opened when needed and closed after.
+    """
+    try:
+        import resource  # POSIX only, as is the whole backend (dir_fd, flock)
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 8
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 64
+    return max(2, min(64, soft // 8))
+
+
+class Kept(Generic[_T]):
+    """Open things (folders, log files) by name, at most ``limit`` of them, least recently used dropped first.
+
+    A dropped one is not closed here: it closes itself when the last
+    reference goes (``__del__``), so a thread still using it is never left
+    with a closed, or worse reused, descriptor. Thread-safe.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._items: OrderedDict[str, _T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> _T | None:
+        with self._lock:
+            item = self._items.get(name)
+            if item is not None:
+                self._items.move_to_end(name)
+            return item
+
+    def put(self, name: str, item: _T) -> None:
+        with self._lock:
+            self._items[name] = item
+            self._items.move_to_end(name)
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+
+    def pop(self, name: str) -> _T | None:
+        with self._lock:
+            return self._items.pop(name, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (another thread may have held the old one at fork())."""
+        self._lock = threading.Lock()
+
+    def close_all(self) -> None:
+        """Close every kept one now (the store is closing) and forget them."""
+        with self._lock:
+            items, self._items = list(self._items.values()), OrderedDict()
+        for item in items:
+            item.close()
+
+    def clear(self) -> None:
+        """Forget every kept one; each closes when no one uses it any more."""
+        with self._lock:
+            self._items = OrderedDict()
+
+
+class FileHandle:
+    """A kept file descriptor and the inode it was opened on; closed by :meth:`close` or when dropped."""
+
+    __slots__ = ("fd", "ino")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        try:
+            self.ino = os.fstat(fd).st_ino
+        except BaseException:
+            self.fd = -1
+            os.close(fd)
+            raise
+
+    def close(self) -> None:
+        """Close the descriptor; closing twice does nothing."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # never an unraisable error at interpreter exit
+            self.close()
+
+
 class Dir:
-    """An open directory; names passed to its methods are single path components."""
+    """An open directory; names passed to its methods are single path components.
+
+    Closed by :meth:`close`, or when the last reference to it goes.
+    """
 
     def __init__(self, fd: int, path: Path) -> None:
         self.fd = fd
         self.path = path
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # never an unraisable error at interpreter exit
+            self.close()
 
     @classmethod
     def open_root(cls, path: Path, *, create: bool) -> Dir | None:

@@ -3,15 +3,19 @@
 A write transaction is staged in memory. To commit, the writer (holding the
 store's write lock) writes the whole transaction -- every record file's new
 text, every deletion, every log's lines and the byte offset they go at -- to
-``journal.json`` by atomic rename: that rename is the commit point. It then
-bumps the change head, applies the journal to the data files, and deletes the
-journal. A writer killed after the rename leaves a committed journal that the
-next writer (or the next write-mode open) applies again -- applying is
+``journal.json`` by atomic rename, then rewrites the change head to announce
+it (flag ``F``, the journal's generation): that head write is the commit
+point. It then applies the journal to the data files, deletes the journal and
+settles the head. A ``journal.json`` that no head announces with its own
+generation was never committed (or was applied long ago) and is deleted, never
+applied. A writer killed after the announcement leaves a committed journal
+that the next writer (or the next write-mode open) applies again -- applying is
 idempotent: record files are rewritten whole and log files are cut back to the
-recorded offset before the lines are appended. A writer killed before the
-rename leaves nothing but a temporary file. Readers treat a journal as part of
-the store: for the records and log lines it names, they read the journal, not
-the (possibly half-applied) data files.
+recorded offset before the lines are appended. A writer killed before it
+leaves nothing but temporary files. Readers treat a journal as part of the
+store: for the records and log lines it names, they read the journal, not the
+(possibly half-applied) data files; an announced journal that is gone was
+applied whole before it was unlinked.
 
 A small transaction's journal is not a file of its own: it travels inside
 the change head (below), whose in-place rewrite is then the commit point, so
@@ -173,6 +177,27 @@ class Head:
                 return None
         return head
 
+    @staticmethod
+    def length(raw: bytes) -> int | None:
+        """How many bytes the head starting ``raw`` occupies, from its first line; None if unreadable."""
+        first, nl, _rest = raw.partition(b"\n")
+        try:
+            fields = first.split()
+            return len(first) + len(nl) + int(fields[2]) + int(fields[3]) if nl and len(fields) == 6 else None
+        except ValueError:
+            return None
+
+    @classmethod
+    def torn(cls, raw: bytes) -> Head:
+        """The stand-in for a head that stays torn: a negative generation derived from its bytes.
+
+        No writer uses a negative generation (the next one replaces the head),
+        and ``changed`` knows nothing since any other generation, so a cache
+        reloads once, then stays current while the same torn bytes stay.
+        """
+        gen = -2 - int.from_bytes(hashlib.blake2b(raw, digest_size=7).digest(), "big")
+        return cls(gen, gen)
+
     def encode(self) -> bytes:
         """The head file's bytes."""
         journal = self.journal.encode() if self.journal is not None else b""
@@ -245,7 +270,7 @@ def committed_root_file(internal: Path, name: str) -> tuple[bool, str | None]:
             journal = Journal.decode((internal / JOURNAL).read_bytes())
         except OSError:
             journal = None
-    # As FileStore._journal: an announced journal file older than the head is one a power cut brought back.
-    if journal is None or (head.journal is None and journal.gen < head.gen):
+    # As FileStore._journal: only the journal file of the head's own generation is the announced one.
+    if journal is None or (head.journal is None and journal.gen != head.gen):
         return False, None
     return journal.root_file(name)

@@ -2,9 +2,11 @@
 
 Each process keeps, per log, the offset of every complete line with its seq,
 stream and version, extended from where it last ended; reading a stream
-``after=`` a seq reads only the lines it returns. A last line without its
-newline (a killed writer) is ignored by readers and cut off by the next
-writer. Descriptors of log files are kept open and re-checked by inode.
+``after=`` a seq reads only the lines it returns. Lines may be of any size. A
+last line without its newline (a killed writer) is ignored by readers and cut
+off by the next writer; a blank line is skipped; a complete line that is not an
+entry is damage (:func:`damaged`): reads and appends of that log fail, naming
+the file and line, until someone repairs it. Descriptors of log files are kept open and re-checked by inode.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
-from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError
 from statestore.schema import Log, check_name
@@ -38,6 +40,57 @@ def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
     return f'{{"at":{_ascii_string(at)},"record":{text},"seq":{seq},"stream":{_string(stream)},"version":{version}}}\n'
 
 
+#: What JSON allows around a value: a line of only these holds nothing.
+_BLANK = b" \t\r\n"
+#: Log bytes read at once; a longer line is read on until its newline.
+_CHUNK = 8 << 20
+
+
+def damaged(path: Path, line: int | None, what: str) -> CorruptStoreError:
+    """The error for a damaged log line: it names the file and line and says how to repair it.
+
+    statestore never rewrites a damaged log on its own (that would drop what
+    the line held in silence): reads and appends of that log fail until the
+    line is fixed or deleted; the rest of the store keeps working.
+    """
+    at = f"line {line}" if line is not None else "a line"
+    return CorruptStoreError(
+        str(path),
+        f"{at} is damaged: {what}; this log can be neither read nor appended to until it is repaired: "
+        f"fix or delete that line with a text editor (blank lines are ignored), or restore the file from a backup",
+        line,
+    )
+
+
+def _read_lines(fd: int, offset: int, limit: int) -> tuple[bytes, int]:
+    """Bytes from ``offset`` holding at least one complete line if there is one before ``limit``,
+    and the length of the complete lines in them (0: only a torn last line)."""
+    chunks = [os.pread(fd, min(limit - offset, _CHUNK), offset)]
+    size = len(chunks[0])
+    cut = chunks[0].rfind(b"\n") + 1
+    while not cut and chunks[-1] and offset + size < limit:
+        # A line longer than everything read so far: read on, in growing chunks.
+        more = os.pread(fd, min(limit - offset - size, max(size, _CHUNK)), offset + size)
+        nl = more.rfind(b"\n")
+        if nl >= 0:
+            cut = size + nl + 1
+        chunks.append(more)
+        size += len(more)
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), cut
+
+
+def _line_at(fd: int, offset: int) -> int:
+    """The number of the line starting at byte ``offset`` of the file (for error messages)."""
+    count, pos = 1, 0
+    while pos < offset:
+        chunk = os.pread(fd, min(offset - pos, _CHUNK), pos)
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        pos += len(chunk)
+    return count
+
+
 class LogFiles:
     """Log reading and appending for :class:`~statestore.backends.files.store.FileStore`."""
 
@@ -50,7 +103,7 @@ class LogFiles:
     _journal_path: Path
     _cache_lock: threading.RLock
     _logs: dict[str, LogIndex]
-    _log_fds: dict[str, tuple[int, int]]
+    _log_fds: Kept[FileHandle]
     _log_paths: dict[str, Path]
     _overlays: dict[str, Any]
 
@@ -76,17 +129,19 @@ class LogFiles:
                 found, rewritten = journal.root_file(f"{log.name}.jsonl")
                 if found:
                     for i, line in enumerate((rewritten or "").split("\n")[:-1]):
-                        out.append((*self._parse_line(line, self._journal_path, i + 1), line + "\n"))
+                        out.append((*self._parse_line(line, self._journal_path, i + 1, log_file=False), line + "\n"))
                 for name, _off, text in journal.logs:
                     if name == log.name:
                         # Split on "\n" only: str.splitlines also splits on U+2028,
                         # U+0085... which JSON leaves unescaped inside strings.
                         for i, line in enumerate(text.split("\n")[:-1]):
-                            out.append((*self._parse_line(line, self._journal_path, i + 1), line + "\n"))
+                            entry = self._parse_line(line, self._journal_path, i + 1, log_file=False)
+                            out.append((*entry, line + "\n"))
                 memo[memo_key] = out
         return out
 
-    def _parse_line(self, line: str | bytes, path: Path, lineno: int | None) -> RawEntry:
+    def _parse_line(self, line: str | bytes, path: Path, lineno: int | None, *, log_file: bool = True) -> RawEntry:
+        """The entry on one line; CorruptStoreError (with how to repair, for a log file) if it is not one."""
         try:
             doc = json.loads(line)
             seq, stream, version, at, record = (doc[k] for k in ("seq", "stream", "version", "at", "record"))
@@ -95,17 +150,27 @@ class LogFiles:
             if not isinstance(record, dict):
                 raise TypeError("record is not an object")
         except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptStoreError(str(path), f"bad log entry: {exc}", lineno) from None
+            if not log_file:
+                raise CorruptStoreError(str(path), f"bad log entry: {exc}", lineno) from None
+            raise damaged(path, lineno, f"not a log entry ({exc})") from None
         return seq, stream, version, at, record
 
     def _catch_up_log(self, log: Log[Any], journal: Journal | None) -> LogIndex:
-        """Extend the offset index of ``log`` with the complete lines appended since."""
+        """Extend the offset index of ``log`` with the complete lines appended since.
+
+        A line longer than the read chunk is read on to its newline: entries
+        have no size limit. Only bytes after the last newline are a torn line.
+        Blank lines hold nothing and are skipped; any other line that is not an
+        entry raises CorruptStoreError naming the file and line (see
+        :func:`damaged`).
+        """
         path = self._log_path(log.name)
         idx = self._logs.get(log.name)
-        fd = self._log_fd(log.name)
-        if fd is None:
+        handle = self._log_fd(log.name)
+        if handle is None:
             idx = self._logs[log.name] = LogIndex(None)
             return idx
+        fd = handle.fd
         with translate(path):
             st = os.fstat(fd)
             limit = st.st_size
@@ -115,17 +180,23 @@ class LogFiles:
             if idx is None or idx.ino != st.st_ino or limit < idx.end:
                 idx = LogIndex(st.st_ino)
             while idx.end < limit:
-                data = os.pread(fd, min(limit - idx.end, 8 << 20), idx.end)
-                cut = data.rfind(b"\n") + 1
-                if not data or not cut:
+                data, cut = _read_lines(fd, idx.end, limit)
+                if not cut:
                     break  # a torn last line (a killed writer): ignored until repaired
-                pos = idx.end
-                for raw in data[:cut].splitlines(keepends=True):
-                    seq, stream, version, _at, _rec = self._parse_line(raw, path, len(idx.seqs) + 1)
-                    if idx.seqs and seq <= idx.seqs[-1]:
-                        raise CorruptStoreError(str(path), f"seq {seq} does not increase", len(idx.seqs) + 1)
-                    idx.add(seq, stream, version, pos, pos + len(raw))
-                    pos += len(raw)
+                start = 0
+                while start < cut:
+                    nl = data.index(b"\n", start) + 1
+                    raw = data[start:nl]
+                    begin, end = idx.end, idx.end + nl - start
+                    idx.lines += 1
+                    if raw.strip(_BLANK):
+                        seq, stream, version, _at, _rec = self._parse_line(raw, path, idx.lines)
+                        if idx.seqs and seq <= idx.seqs[-1]:
+                            raise damaged(path, idx.lines, f"seq {seq} does not increase")
+                        idx.add(seq, stream, version, begin, end)
+                    else:
+                        idx.end = end  # a blank line: nothing in it to index
+                    start = nl
         self._logs[log.name] = idx
         return idx
 
@@ -154,8 +225,12 @@ class LogFiles:
             return self._sys, log_name[len(INTERNAL_PREFIX) :] + ".jsonl"
         return self._root, f"{log_name}.jsonl"
 
-    def _log_fd(self, log_name: str, *, create: bool = False) -> int | None:
-        """A kept descriptor of the log's file (reopened if the file was replaced); None if absent."""
+    def _log_fd(self, log_name: str, *, create: bool = False) -> FileHandle | None:
+        """A kept descriptor of the log's file (reopened if the file was replaced); None if absent.
+
+        Only a few are kept (see ``Kept``): hold on to the handle while using
+        its descriptor, and it stays open even if it is dropped meanwhile.
+        """
         folder, file = self._log_place(log_name)
         if folder is None:
             return None
@@ -164,24 +239,24 @@ class LogFiles:
             got = self._log_fds.get(log_name)
             if got is not None and txn is not None and txn.write and log_name in txn.logs_checked:
                 # Checked once under the write lock: no writer can replace the file meanwhile.
-                return got[0]
-            new: int | None = None
+                return got
+            new: FileHandle | None = None
             if got is not None:
-                fd, ino = got
                 with translate(self._log_path(log_name)):
                     try:
-                        same = os.stat(file, dir_fd=folder.fd, follow_symlinks=False).st_ino == ino
+                        same = os.stat(file, dir_fd=folder.fd, follow_symlinks=False).st_ino == got.ino
                     except FileNotFoundError:
                         same = False
                 if same:
-                    new = fd
+                    new = got
                 else:
-                    os.close(fd)
-                    del self._log_fds[log_name]
+                    self._log_fds.pop(log_name)  # closed once no thread uses it
             if new is None:
-                new = folder.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
-                if new is not None:
-                    self._log_fds[log_name] = (new, os.fstat(new).st_ino)
+                fd = folder.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
+                if fd is not None:
+                    with translate(self._log_path(log_name)):
+                        new = FileHandle(fd)
+                    self._log_fds.put(log_name, new)
         if new is not None and txn is not None and txn.write:
             txn.logs_checked.add(log_name)
         return new
@@ -218,6 +293,7 @@ class LogFiles:
                 for seq, stream, version, _at, _data, line in txn.lines[log_name]:
                     size = len(line.encode("utf-8"))
                     idx.add(seq, stream, version, offset, offset + size)
+                    idx.lines += 1
                     offset += size
 
     def _append(self, log_name: str, offset: int, data: bytes) -> int:
@@ -233,8 +309,9 @@ class LogFiles:
                 check_name(log_name, "log")
             except SchemaError:
                 raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
-        fd = self._log_fd(log_name, create=True)
-        assert fd is not None
+        handle = self._log_fd(log_name, create=True)
+        assert handle is not None
+        fd = handle.fd
         with translate(self._log_path(log_name)):
             st = os.fstat(fd)
             if st.st_size < offset:
@@ -257,9 +334,10 @@ class LogFiles:
 
     def _repair_tail(self, log_name: str) -> int:
         """The end of the last complete line of the log, cutting off a torn last line a crash left."""
-        fd = self._log_fd(log_name)
-        if fd is None:
+        handle = self._log_fd(log_name)
+        if handle is None:
             return 0
+        fd = handle.fd
         idx = self._logs.get(log_name)
         with translate(self._log_path(log_name)):
             st = os.fstat(fd)
@@ -356,16 +434,22 @@ class LogFiles:
         if limit is not None:
             positions = positions[:limit]
         if positions:
-            fd = self._log_fd(log.name)
+            handle = self._log_fd(log.name)
             path = self._log_path(log.name)
-            if fd is None:
+            if handle is None:
                 raise CorruptStoreError(str(path), "log file vanished while reading")
+            fd = handle.fd
             with translate(path):
                 if os.fstat(fd).st_ino != idx.ino:
                     raise CorruptStoreError(str(path), "log file replaced while reading")
                 for p in positions:
                     raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
-                    out.append(self._parse_line(raw, path, p + 1))
+                    try:
+                        out.append(self._parse_line(raw, path, None))
+                    except CorruptStoreError:
+                        # Indexed whole, changed since (by hand): name its line.
+                        lineno = _line_at(fd, idx.starts[p])
+                        raise damaged(path, lineno, "not a log entry (changed while open)") from None
         for seq, s, version, at, data, line in extra:
             if limit is not None and len(out) >= limit:
                 break

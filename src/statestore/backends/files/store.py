@@ -70,13 +70,12 @@ from statestore.backends.files.cache import (
     record_text,
 )
 from statestore.backends.files.commit import Commits
-from statestore.backends.files.fileio import Dir
+from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, descriptor_budget
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
-from statestore.backends.fs import backup_label, migration_lock
+from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
-    BackendError,
     CorruptStoreError,
     StoreBusyError,
     StoreNotFoundError,
@@ -128,8 +127,10 @@ class FileStore(Commits, LogFiles, Store):
         self._head_path = self.path / INTERNAL / CHANGES
         self._journal_path = self.path / INTERNAL / JOURNAL
         self._log_paths: dict[str, Path] = {}
-        self._log_fds: dict[str, tuple[int, int]] = {}
-        self._dirs: dict[str, Dir] = {}
+        # At most a few folders and log files are kept open, whatever their number (a limit of 64 descriptors).
+        budget = descriptor_budget()
+        self._log_fds: Kept[FileHandle] = Kept(budget)
+        self._dirs: Kept[Dir] = Kept(budget)
         self._sys: Dir | None = None
         self._lock_fd: int | None = None
         # Kept across fork(): pwrite/pread at explicit offsets share no file position.
@@ -172,20 +173,22 @@ class FileStore(Commits, LogFiles, Store):
         # An inherited lock descriptor shares its flock with the parent's
         # (same open file description): the child must open its own.
         self._reset_process_state()
+        self._dirs.after_fork()
+        self._log_fds.after_fork()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
 
     def _close(self) -> None:
-        for fd in (self._local_head_fd, self._lock_fd, *(fd for fd, _ in self._log_fds.values())):
+        for fd in (self._local_head_fd, self._lock_fd):
             if fd is not None:
                 os.close(fd)
-        self._log_fds.clear()
+        self._log_fds.close_all()
         self._local_head_fd = self._lock_fd = None
-        for d in [*self._dirs.values(), self._sys, self._root]:
+        self._dirs.close_all()
+        for d in (self._sys, self._root):
             if d is not None:
                 d.close()
-        self._dirs.clear()
         self._colls, self._logs = {}, {}
 
     # ------------------------------------------------------------ locking
@@ -374,30 +377,32 @@ class FileStore(Commits, LogFiles, Store):
         return migration_lock(self.path / INTERNAL / MIGRATE_LOCK, self.location, self.busy_timeout)
 
     def _backup(self, label: str) -> Path | None:
+        """Copy the store to ``<store>.backup-<label>-<time>-<hex>``, complete or not at all (``place_backup``).
+
+        Under the write lock: no transaction commits while we copy, and a
+        committed journal was applied first. Locks, temporary files and a
+        ``journal.json`` no head announces (never committed) are not copied.
+        """
         dest = self.path.with_name(f"{self.path.name}.backup-{backup_label(label)}")
-        skip = {LOCK, MIGRATE_LOCK}
-        # Under the write lock: no transaction can commit while we copy.
+        skip = {LOCK, MIGRATE_LOCK, JOURNAL}
+
+        def build(tmp: Path) -> None:
+            os.mkdir(tmp, 0o700)  # private from the start: the copy may hold tokens
+            shutil.copytree(
+                self.path,
+                tmp,
+                symlinks=True,
+                dirs_exist_ok=True,
+                ignore=lambda _folder, names: [n for n in names if n in skip or n.startswith(TMP_PREFIX)],
+            )
+
         with self.transaction():
-            try:
-                shutil.copytree(
-                    self.path,
-                    dest,
-                    symlinks=True,
-                    ignore=lambda _folder, names: [n for n in names if n in skip],
-                )
-            except BaseException as exc:
-                shutil.rmtree(dest, ignore_errors=True)  # no half a backup left behind
-                if isinstance(exc, OSError):
-                    raise BackendError(self.location, f"cannot write the backup {dest}: {exc}") from None
-                raise
-        return dest
+            return place_backup(self.path, dest, build, self.location)
 
     def _after_migration(self) -> None:
         self._schema_gen = -1  # the next write checks the versions again (a downgrade stops writes)
         with self._cache_lock:
-            for fd, _ino in self._log_fds.values():
-                os.close(fd)
-            self._log_fds.clear()
+            self._log_fds.clear()  # each closes once no thread uses it
             self._log_paths.clear()
             self._colls, self._logs = {}, {}
             self._overlays, self._overlays_of, self._journal_memo = {}, None, None
@@ -407,7 +412,7 @@ class FileStore(Commits, LogFiles, Store):
         if d is None:
             d = self._root.subdir(name, create=create)
             if d is not None:
-                self._dirs[name] = d
+                self._dirs.put(name, d)
         return d
 
     # ------------------------------------------------------------ files
@@ -445,16 +450,14 @@ class FileStore(Commits, LogFiles, Store):
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.0005
         txn = self._txn()
-        torn_until = time.monotonic() + 1.0
         for attempt in range(1_000_000):
             head = self._read_head()
             result = fn(head, self._journal(head))
             if txn is not None and txn.write:
                 return result  # a writer holding the lock needs no second look
-            # A torn head (gen -1) twice is not a match while a writer may be
-            # mid-rewrite; after a second it is one a crash left, and the data
-            # files are whole (a torn head never hides a committed journal).
-            if self._read_head().gen == head.gen and (head.gen >= 0 or time.monotonic() > torn_until):
+            # (A head torn by a crash has a generation of its own bytes: the same
+            # torn head twice is a match, and nothing was applied in between.)
+            if self._read_head().gen == head.gen:
                 return result
             if time.monotonic() > deadline:
                 break
@@ -514,10 +517,8 @@ class FileStore(Commits, LogFiles, Store):
                 cache.put(name, self._read_rec(coll, name))
             cache.suspects = journal.names(coll.name) if journal is not None else set()
             cache.journal = jid
-        # A large journal announced in the head but not yet renamed into place:
-        # its files still hold the old records. Stay one generation behind, so
-        # the next catch-up re-reads the files this generation changes.
-        cache.gen = head.gen - 1 if head.journal_file and journal is None else head.gen
+        # (A head announcing a journal file that is gone: it was applied whole before its unlink.)
+        cache.gen = head.gen
         return cache
 
     def _coll_view(self, coll: Collection[Any]) -> tuple[Records, Mapping[str, Rec | None]]:
@@ -602,9 +603,7 @@ class FileStore(Commits, LogFiles, Store):
                 if checked and MANIFEST not in txn.files and txn.head is not None:
                     self._schema_gen = txn.head.gen  # our own commit moved no schema
                 for name in txn.rmdirs:
-                    d = self._dirs.pop(name, None)
-                    if d is not None:
-                        d.close()
+                    self._dirs.pop(name)  # closed once no thread uses it
                     # Emptied by the transaction; a file someone put there keeps it.
                     with contextlib.suppress(OSError):
                         os.rmdir(name, dir_fd=self._root.fd)
