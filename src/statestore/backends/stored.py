@@ -9,11 +9,11 @@ plain dicts). Nothing here creates or changes a file.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from statestore.backends import rawjson
 from statestore.backends.files.journal import committed_root_file
 from statestore.errors import CorruptStoreError, SchemaError, StoreNotFoundError
 from statestore.schema import Schema
@@ -55,12 +55,14 @@ def _sqlite_schemas(path: Path, location: str) -> StoredSchemas:
         rows = con.execute("SELECT name, version, description FROM _statestore_schemas").fetchall()
     except sqlite3.DatabaseError as exc:
         raise CorruptStoreError(location, str(exc)) from None
+    except UnicodeDecodeError as exc:  # a name or description whose bytes are not UTF-8: a damaged page
+        raise CorruptStoreError(location, f"stored text is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     finally:
         con.close()
     out: StoredSchemas = {}
     for name, version, description in rows:
         try:
-            desc = json.loads(description)
+            desc = rawjson.load(description)
         except (TypeError, ValueError):
             desc = None
         if not isinstance(desc, dict) or not isinstance(version, int):
@@ -85,9 +87,9 @@ def _files_schemas(path: Path, location: str) -> StoredSchemas:
     except IsADirectoryError:
         raise CorruptStoreError(str(manifest), "is a directory") from None
     try:
-        doc: Any = json.loads(raw)
+        doc: Any = rawjson.load(raw)
     except ValueError as exc:
-        raise CorruptStoreError(str(manifest), f"not valid JSON: {exc}") from None
+        raise CorruptStoreError(str(manifest), str(exc)) from None
     schemas = doc.get("schemas") if isinstance(doc, dict) else None
     if not isinstance(schemas, dict):
         raise CorruptStoreError(str(manifest), "not a statestore manifest (no schemas)")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from statestore.backends import rawjson
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore.backends.files.fileio import Dir, translate
 from statestore.backends.files.journal import Head, Journal
@@ -88,7 +89,7 @@ class LogFiles:
 
     def _parse_line(self, line: str | bytes, path: Path, lineno: int | None) -> RawEntry:
         try:
-            doc = json.loads(line)
+            doc = rawjson.load(line)  # NaN and deep nesting are damage too (a ValueError)
             seq, stream, version, at, record = (doc[k] for k in ("seq", "stream", "version", "at", "record"))
             if not (is_int(seq) and isinstance(stream, str) and is_int(version) and isinstance(at, str)):
                 raise TypeError("seq, stream, version or at has the wrong type")

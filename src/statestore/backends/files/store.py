@@ -50,6 +50,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
+from statestore.backends import rawjson
 from statestore.backends.files import names as keynames
 from statestore.backends.files.cache import (
     INTERNAL,
@@ -78,6 +79,7 @@ from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,
     CorruptStoreError,
+    SchemaError,
     StoreBusyError,
     StoreNotFoundError,
     ValidationError,
@@ -288,9 +290,9 @@ class FileStore(Commits, LogFiles, Store):
         if raw is None:
             return None
         try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptStoreError(str(path), f"not valid JSON: {exc}", getattr(exc, "lineno", None)) from None
+            doc = rawjson.load(raw)
+        except rawjson.StoredJSONError as exc:
+            raise CorruptStoreError(str(path), str(exc), exc.lineno) from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("schemas"), dict):
             fmt = doc.get("format") if isinstance(doc, dict) else None
             raise CorruptStoreError(str(path), f"unknown store format {fmt!r}")
@@ -311,6 +313,11 @@ class FileStore(Commits, LogFiles, Store):
                     str(self.path / MANIFEST), f"schema {name!r} has no valid version and description"
                 )
             assert isinstance(version, int)
+            try:
+                # Names read from the store pass the checks declared names pass.
+                Schema.described({**description, "name": name, "version": version})
+            except SchemaError as exc:
+                raise CorruptStoreError(str(self.path / MANIFEST), f"schema {name!r}: {exc}") from None
             out[str(name)] = (version, description)
         return out
 
@@ -415,9 +422,9 @@ class FileStore(Commits, LogFiles, Store):
     def _parse(self, coll: Collection[Any], name: str, raw: bytes | str, path: Path | Lazy) -> Rec:
         """The cached form of record file ``name`` read from ``path``; CorruptStoreError names it on any defect."""
         try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptStoreError(str(path), f"not valid JSON: {exc}", getattr(exc, "lineno", None)) from None
+            doc = rawjson.load(raw)
+        except rawjson.StoredJSONError as exc:  # not JSON, NaN, nested too deeply: rawjson says which
+            raise CorruptStoreError(str(path), f"collection {coll.name!r}, file {name}: {exc}", exc.lineno) from None
         meta = doc.pop(META, None) if isinstance(doc, dict) else None
         if not isinstance(meta, dict) or not is_int(meta.get("revision")) or "key" not in meta:
             raise CorruptStoreError(str(path), f'not a statestore record (no valid "{META}" member)')
