@@ -75,6 +75,34 @@ def column_of(field: str) -> str:
     return f"field:{field}" if field in _RESERVED else field
 
 
+def unreadable_reason(path: Path) -> str | None:
+    """Why a read-only open of the WAL database ``path`` fails for this user, and what to do; None if not that.
+
+    SQLite reads a WAL database through its WAL index, the ``-shm`` file
+    beside it. Since SQLite 3.22 a reader without write access manages when
+    the ``-wal`` and ``-shm`` files exist (a writer has the store open), but
+    when they do not, the reader must create them, which needs write access
+    to the folder. Reading the database file alone (``immutable=1``) is no
+    way out: it can return torn data while a writer is active.
+    """
+    folder = path.parent
+    shm = path.with_name(path.name + "-shm")
+    if path.exists() and not os.access(path, os.R_OK):
+        return f"cannot read: this user cannot read {path}"
+    if not shm.exists() and not os.access(folder, os.W_OK):
+        return (
+            f"cannot read: SQLite must create {shm} (the index of its write-ahead log) to read the store, "
+            f"and this user cannot write to {folder}; give this user write access to that folder, "
+            "or read a copy made by a user who can (statestore copy)"
+        )
+    if shm.exists() and not os.access(shm, os.R_OK):
+        return (
+            f"cannot read: this user cannot read {shm} (the index of SQLite's write-ahead log, made by "
+            "a process running as another user); read as that user, or give this user read access to it"
+        )
+    return None
+
+
 def _prefix_end(prefix: str) -> str | None:
     """The smallest string greater than every string starting with ``prefix``."""
     chars = list(prefix)
@@ -228,6 +256,10 @@ class SQLiteStore(Store):
             # Python decodes TEXT values as UTF-8: a damaged page can hold any bytes.
             return CorruptStoreError(self.location, f"stored text is not UTF-8 ({exc.reason} at byte {exc.start})")
         text = str(exc)
+        if self.mode == "read" and ("readonly" in text or "unable to open" in text):
+            reason = unreadable_reason(self.path)
+            if reason is not None:
+                return BackendError(self.location, reason)
         if "locked" in text or "busy" in text:
             return StoreBusyError(self.location, self.busy_timeout)
         if "readonly" in text or "read-only" in text:

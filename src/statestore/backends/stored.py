@@ -15,7 +15,8 @@ from typing import Any
 
 from statestore.backends import rawjson
 from statestore.backends.files.journal import committed_root_file
-from statestore.errors import CorruptStoreError, SchemaError, StoreNotFoundError
+from statestore.backends.sqlite import unreadable_reason
+from statestore.errors import BackendError, CorruptStoreError, SchemaError, StoreNotFoundError
 from statestore.schema import Schema
 from statestore.store import StoredSchemas
 
@@ -54,6 +55,10 @@ def _sqlite_schemas(path: Path, location: str) -> StoredSchemas:
             raise CorruptStoreError(location, "not a statestore database (no _statestore_schemas table)")
         rows = con.execute("SELECT name, version, description FROM _statestore_schemas").fetchall()
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            reason = unreadable_reason(path)
+            if reason is not None:
+                raise BackendError(location, reason) from None
         raise CorruptStoreError(location, str(exc)) from None
     except UnicodeDecodeError as exc:  # a name or description whose bytes are not UTF-8: a damaged page
         raise CorruptStoreError(location, f"stored text is not UTF-8 ({exc.reason} at byte {exc.start})") from None
