@@ -546,14 +546,14 @@ class SQLiteStore(Store):
                 con.execute("ROLLBACK")
 
     def _savepoint(self, name: str) -> None:
-        self._execute(f"SAVEPOINT {name}")
+        self._execute(f"SAVEPOINT {_q(name)}")
 
     def _release(self, name: str) -> None:
-        self._execute(f"RELEASE {name}")
+        self._execute(f"RELEASE {_q(name)}")
 
     def _rollback_to(self, name: str) -> None:
-        self._execute(f"ROLLBACK TO {name}")
-        self._execute(f"RELEASE {name}")
+        self._execute(f"ROLLBACK TO {_q(name)}")
+        self._execute(f"RELEASE {_q(name)}")
 
     # ------------------------------------------------------------ records
 
