@@ -40,9 +40,12 @@ def load(text: str | bytes) -> Any:
 
     ``bytes`` are decoded as ``json.loads`` does (UTF-8, -16 or -32, a BOM
     allowed); bytes that are not text in that encoding are a StoredJSONError.
+    Anything else (an int, None) is a TypeError.
     """
     try:
-        if isinstance(text, (bytes, bytearray)):
+        if type(text) is not str:
+            if not isinstance(text, (bytes, bytearray)):
+                raise TypeError(f"JSON text must be str or bytes, not {type(text).__name__}")
             text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")
         return _DECODER.decode(text)
     except StoredJSONError:

@@ -283,36 +283,47 @@ class SQLiteStore(Store):
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._error(exc) from None
 
+    # _one and _all are on every read's path: a plain try costs nothing, a contextmanager a microsecond.
     def _one(self, sql: str, params: Any = ()) -> Any:
         """The first row of ``sql`` (None if none); errors while fetching are translated too."""
-        with self._translate():
+        try:
             return self._con().execute(sql, params).fetchone()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
 
     def _all(self, sql: str, params: Any = ()) -> list[Any]:
         """Every row of ``sql``; errors while fetching (text that is not UTF-8) are translated too."""
-        with self._translate():
+        try:
             return self._con().execute(sql, params).fetchall()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
 
     def _load(self, text: Any, where: str) -> Any:
         """Stored JSON text decoded strictly (``rawjson.load``); CorruptStoreError naming ``where`` otherwise."""
-        if not isinstance(text, (str, bytes)):
-            raise CorruptStoreError(self.location, f"{where}: holds {type(text).__name__}, not JSON text")
         try:
             return rawjson.load(text)
         except rawjson.StoredJSONError as exc:
             raise CorruptStoreError(self.location, f"{where}: {exc}") from None
+        except TypeError:  # an INTEGER, REAL or NULL where JSON text belongs
+            raise CorruptStoreError(self.location, f"{where}: holds {type(text).__name__}, not JSON text") from None
 
     def _record(self, coll: Collection[Any], key: Any, text: Any) -> dict[str, Any]:
         """A record's stored data, decoded; CorruptStoreError naming the table and key if it is not an object."""
-        data = self._load(text, f"table {coll.name!r}, key {key!r}")
-        if not isinstance(data, dict):
+        try:
+            data = rawjson.load(text)
+        except (rawjson.StoredJSONError, TypeError):
+            data = self._load(text, f"table {coll.name!r}, key {key!r}")  # raises, saying what and where
+        if type(data) is not dict:
             raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: data is not a JSON object")
         return data
 
     def _entry(self, log: Log[Any], seq: Any, text: Any) -> dict[str, Any]:
         """A log entry's stored data, decoded; CorruptStoreError naming the table and seq otherwise."""
-        data = self._load(text, f"log table {log.name!r}, seq {seq!r}")
-        if not isinstance(data, dict):
+        try:
+            data = rawjson.load(text)
+        except (rawjson.StoredJSONError, TypeError):
+            data = self._load(text, f"log table {log.name!r}, seq {seq!r}")  # raises, saying what and where
+        if type(data) is not dict:
             raise CorruptStoreError(self.location, f"log table {log.name!r}, seq {seq!r}: data is not a JSON object")
         return data
 
