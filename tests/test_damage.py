@@ -153,6 +153,24 @@ def test_a_record_that_does_not_decode_is_a_corrupt_store_error(backend: str, tm
     assert "tickets" in problems[0]
 
 
+def test_a_deep_record_that_python_can_read_reads_back(backend: str, tmp_path: Path) -> None:
+    """700 levels: within what the JSON decoder reads, beyond what a copy with two frames per level survives."""
+    loc = make(backend, tmp_path)
+    deep: Any = []
+    for _ in range(700):
+        deep = [deep]
+    record = {"number": 2, "title": "x", "extra": deep}
+    set_record_text(loc, "tickets", 2, json.dumps(record))
+    with ss.open_store(loc, mode="read") as store:
+        tickets = coll(store, "tickets")
+        assert tickets.get(2) == record
+        assert tickets.all()[1] == record
+    assert run("ls", loc, "tickets").exit_code == 0
+    assert run("dump", loc, "-o", tmp_path / "dump.jsonl").exit_code == 0
+    assert run("check", loc).exit_code == 0
+    assert run("copy", loc, f"sqlite:{tmp_path}/copy.db").exit_code == 0
+
+
 ENTRY_DAMAGE = {
     "deep": (DEEP, "nested"),
     "not-json": ("{not json", "JSON"),

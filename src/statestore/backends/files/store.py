@@ -704,7 +704,7 @@ class FileStore(Commits, LogFiles, Store):
         rec = self._point(coll, key)
         if rec is None:
             return None
-        return rec[1], copy_json(rec[2]) if copy else rec[2]
+        return rec[1], _copy_json(rec[2]) if copy else rec[2]
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         rec = self._point(coll, key)
@@ -745,7 +745,7 @@ class FileStore(Commits, LogFiles, Store):
     def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         if not copy:
             return list(self._rows(coll, where))
-        return [(key, rev, copy_json(data)) for key, rev, data in self._rows(coll, where)]
+        return [(key, rev, _copy_json(data)) for key, rev, data in self._rows(coll, where)]
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         return [r[0] for r in self._rows(coll, {})]
@@ -758,6 +758,20 @@ class FileStore(Commits, LogFiles, Store):
         return len(self._rows(coll, {}))
 
     # ------------------------------------------------------------ logs
+
+
+def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
+    """``copy_json``, also for data nested deeper than its two Python frames per level allow.
+
+    Whatever the JSON decoder read (up to ~1,000 levels: deeper is a
+    CorruptStoreError when read) copies through the C encoder and decoder,
+    which need one level of the recursion limit per level of nesting.
+    """
+    try:
+        return copy_json(data)
+    except RecursionError:
+        copied: dict[str, Any] = json.loads(json.dumps(data, ensure_ascii=False))
+        return copied
 
 
 def _restore(staged: dict[str, Any], key: str, value: Any) -> None:
