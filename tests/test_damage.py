@@ -197,6 +197,56 @@ def test_an_entry_that_does_not_decode_is_a_corrupt_store_error(backend: str, tm
     assert "events" in problems[0]
 
 
+COLUMN_DAMAGE = {
+    "at": ("UPDATE events SET at='garbage' WHERE seq=2", "events", "garbage"),
+    "version": ("UPDATE events SET version='abc' WHERE seq=2", "events", "abc"),
+    "stream": ("UPDATE events SET stream=x'00ff' WHERE seq=2", "events", "stream"),  # a BLOB
+    "revision": ("UPDATE tickets SET revision='x' WHERE key=2", "tickets", "revision"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(COLUMN_DAMAGE))
+def test_an_sqlite_column_of_the_wrong_type_is_a_corrupt_store_error(tmp_path: Path, damage: str) -> None:
+    loc = make("sqlite", tmp_path)
+    sql, name, words = COLUMN_DAMAGE[damage]
+    con = sqlite3.connect(_path(loc), isolation_level=None)
+    con.execute(sql)
+    con.close()
+    for schema in (SCHEMA, None):
+        with ss.open_store(loc, schema, mode="read") as store:
+            view = coll(store, name)
+            with pytest.raises(ss.CorruptStoreError, match=words):
+                view.read() if name == "events" else view.all()
+            if name == "tickets":
+                with pytest.raises(ss.CorruptStoreError, match=words):
+                    view.get(2)
+    args = ("log", loc, "events") if name == "events" else ("ls", loc, "tickets")
+    assert words in one_line_error(run(*args))
+    assert words in one_line_error(run("dump", loc, "-o", tmp_path / "dump.jsonl"))
+    problems = check_problems(loc)
+    assert len(problems) == 1, problems
+    assert words in problems[0]
+    if damage == "version":
+        with ss.open_store(loc, SCHEMA) as store, pytest.raises(ss.CorruptStoreError):
+            store[EVENTS].append(Event("more"), stream="s")  # the stream's version is unreadable
+
+
+def test_a_log_line_with_a_bad_timestamp_is_a_corrupt_store_error(tmp_path: Path) -> None:
+    loc = make("files", tmp_path)
+    file = _path(loc) / "events.jsonl"
+    lines = file.read_text().splitlines(keepends=True)
+    doc = json.loads(lines[1])
+    doc["at"] = "garbage"
+    lines[1] = json.dumps(doc) + "\n"
+    file.write_text("".join(lines))
+    with ss.open_store(loc, SCHEMA, mode="read") as store, pytest.raises(ss.CorruptStoreError, match="garbage"):
+        store[EVENTS].read()
+    assert "garbage" in one_line_error(run("log", loc, "events"))
+    problems = check_problems(loc)
+    assert len(problems) == 1, problems
+    assert "garbage" in problems[0]
+
+
 def test_check_reports_every_damaged_record_and_entry(backend: str, tmp_path: Path) -> None:
     loc = make(backend, tmp_path)
     set_record_text(loc, "tickets", 1, DEEP)

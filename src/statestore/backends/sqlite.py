@@ -19,6 +19,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,30 @@ class SQLiteStore(Store):
         if type(data) is not dict:
             raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: data is not a JSON object")
         return data
+
+    def _revision_of(self, coll: Collection[Any], key: Any, revision: Any) -> int:
+        """A stored revision; CorruptStoreError unless it is an integer of at least 1."""
+        if type(revision) is not int or revision < 1:
+            raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: revision {revision!r}")
+        return revision
+
+    def _entry_row(self, log: Log[Any], seq: Any, stream: Any, version: Any, at: Any, text: Any) -> RawEntry:
+        """A stored log row, checked (an int version, a str stream and ISO timestamp) and decoded.
+
+        A column that SQLite's loose typing let a hand edit fill with another
+        type is a CorruptStoreError naming the log and seq, as a reader
+        (which parses ``at``) would otherwise fail with a bare ValueError.
+        """
+        where = f"log table {log.name!r}, seq {seq!r}"
+        if type(stream) is not str:
+            raise CorruptStoreError(self.location, f"{where}: stream {stream!r} is not text")
+        if type(version) is not int or version < 1:
+            raise CorruptStoreError(self.location, f"{where}: version {version!r} is not a positive integer")
+        try:
+            datetime.fromisoformat(at)
+        except (TypeError, ValueError):
+            raise CorruptStoreError(self.location, f"{where}: time {at!r} is not an ISO timestamp") from None
+        return seq, stream, version, at, self._entry(log, seq, text)
 
     def _entry(self, log: Log[Any], seq: Any, text: Any) -> dict[str, Any]:
         """A log entry's stored data, decoded; CorruptStoreError naming the table and seq otherwise."""
@@ -620,13 +645,15 @@ class SQLiteStore(Store):
         if not self._has(coll.name):
             return None
         row = self._one(f"SELECT revision, data FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
-        return None if row is None else (row[0], self._record(coll, key, row[1]))
+        if row is None:
+            return None
+        return self._revision_of(coll, key, row[0]), self._record(coll, key, row[1])
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         if not self._has(coll.name):
             return None
         row = self._one(f"SELECT revision FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
-        return None if row is None else int(row[0])
+        return None if row is None else self._revision_of(coll, key, row[0])
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         self._execute(
@@ -668,7 +695,7 @@ class SQLiteStore(Store):
         out: list[RawRecord] = []
         for k, rev, data in self._select(coll, build):
             key = self._key_value(coll, k)
-            out.append((key, rev, self._record(coll, key, data)))
+            out.append((key, self._revision_of(coll, key, rev), self._record(coll, key, data)))
         return out
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
@@ -686,7 +713,10 @@ class SQLiteStore(Store):
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
         row = self._one(f"SELECT max(version) FROM {_q(log.name)} WHERE stream=?", (stream,))
-        return int(row[0] or 0)
+        version = row[0] or 0
+        if type(version) is not int:  # SQLite orders text after every number: max() finds it
+            raise CorruptStoreError(self.location, f"log table {log.name!r}, stream {stream!r}: version {version!r}")
+        return version
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
         cur = self._execute(
@@ -723,7 +753,7 @@ class SQLiteStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [(seq, s, v, at, self._entry(log, seq, data)) for seq, s, v, at, data in self._all(sql, params)]
+        return [self._entry_row(log, *row) for row in self._all(sql, params)]
 
     def _last_seq(self, log: Log[Any]) -> int:
         if not self._has(log.name):

@@ -99,7 +99,8 @@ def _records_one_by_one(store: Store, coll: Collection[Any]) -> tuple[int, list[
         for key, revision, data in raw:
             count += 1
             try:
-                rows.append((store._key_value(coll, key), revision, store._record(coll, key, data)))
+                value = store._key_value(coll, key)
+                rows.append((value, store._revision_of(coll, value, revision), store._record(coll, value, data)))
             except StateStoreError as exc:
                 bad.append(f"collection {coll.name}: {exc}")
     elif isinstance(store, FileStore):
@@ -136,10 +137,13 @@ def _entries_one_by_one(store: Store, log: Log[Any]) -> tuple[int, list[Any], li
         for seq, stream, version, at, data in raw:
             count += 1
             try:
-                got.append((seq, stream, version, at, store._entry(log, seq, data)))
+                got.append(store._entry_row(log, seq, stream, version, at, data))
             except StateStoreError as exc:
                 bad.append(f"log {log.name}: {exc}")
-                got.append((seq, stream, version, at, _UNREAD))  # its seq and version are still checked
+                if isinstance(stream, str) and type(version) is int:
+                    got.append((seq, stream, version, at, _UNREAD))  # its seq and version are still checked
+                else:
+                    got.append((None, None, None, None, _UNREAD))
     elif isinstance(store, FileStore):
         path: Path = store._log_path(log.name)
         try:

@@ -13,6 +13,7 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -93,6 +94,7 @@ class LogFiles:
             seq, stream, version, at, record = (doc[k] for k in ("seq", "stream", "version", "at", "record"))
             if not (is_int(seq) and isinstance(stream, str) and is_int(version) and isinstance(at, str)):
                 raise TypeError("seq, stream, version or at has the wrong type")
+            datetime.fromisoformat(at)  # a reader parses it: a bad one is damage (ValueError), named here
             if not isinstance(record, dict):
                 raise TypeError("record is not an object")
         except (ValueError, KeyError, TypeError) as exc:
