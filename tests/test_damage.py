@@ -409,6 +409,25 @@ def test_a_garbage_description_is_a_corrupt_store_error(backend: str, tmp_path: 
         assert "corrupt store" in one_line_error(run(*args))
 
 
+def test_two_stored_schemas_describing_one_collection_is_a_corrupt_store_error(backend: str, tmp_path: Path) -> None:
+    loc = make(backend, tmp_path)
+    desc = described(loc)
+    other = {"name": "other", "version": 1, "collections": [c for c in desc["collections"] if c["name"] == "tasks"]}
+    path = _path(loc)
+    if backend == "sqlite":
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("INSERT INTO _statestore_schemas VALUES ('other', 1, ?)", (json.dumps(other),))
+        con.close()
+    else:
+        manifest = json.loads((path / "statestore.json").read_text())
+        manifest["schemas"]["other"] = {"version": 1, "description": other}
+        (path / "statestore.json").write_text(json.dumps(manifest))
+    with pytest.raises(ss.CorruptStoreError, match="both describe 'tasks'"):
+        ss.open_store(loc, mode="read").close()
+    for args in (("info", loc), ("ls", loc, "tasks"), ("check", loc), ("copy", loc, f"{tmp_path}/copy.db")):
+        assert "both describe 'tasks'" in one_line_error(run(*args))
+
+
 # ---------------------------------------------------------------- hostile names in a description
 
 HOSTILE = "x\"') IS NULL OR ('a"

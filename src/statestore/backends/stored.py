@@ -113,15 +113,22 @@ def described_schemas(stored: StoredSchemas, location: str) -> tuple[Schema, ...
 
     Each is given the version the store records, which after a downgrade may
     be older than the one its description was written by. A store holding no
-    schema, or a description that is not one, raises CorruptStoreError.
+    schema, a description that is not one, or two schemas describing the
+    same collection or log, raises CorruptStoreError.
     """
     if not stored:
         raise CorruptStoreError(location, "the store holds no schema")
     out = []
+    owners: dict[str, str] = {}
     for name in sorted(stored):
         version, desc = stored[name]
         try:
-            out.append(Schema.described({**desc, "name": name, "version": version}))
+            schema = Schema.described({**desc, "name": name, "version": version})
         except SchemaError as exc:
             raise CorruptStoreError(location, f"schema {name!r}: {exc}") from None
+        for part in [c.name for c in schema.collections] + [lg.name for lg in schema.logs]:
+            other = owners.setdefault(part, name)
+            if other != name:  # one table or folder cannot be two schemas' (stored descriptions are untrusted)
+                raise CorruptStoreError(location, f"schemas {other!r} and {name!r} both describe {part!r}")
+        out.append(schema)
     return tuple(out)
