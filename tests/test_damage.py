@@ -338,6 +338,11 @@ def test_single_byte_flips_in_the_first_8_kib_of_an_sqlite_file(tmp_path: Path) 
         except ss.StateStoreError as exc:
             outcome = type(exc).__name__
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        result = run("check", f"sqlite:{path}")  # the command: a report or one line, never a traceback
+        # Damage a reader fails on is always reported; an index page check alone finds is reported too.
+        assert result.exit_code in ((0, 1) if outcome == "same" else (1,)), result.output
+        assert "Traceback" not in result.output, result.output
+        assert "internal error" not in result.output, result.output
         writable = path.with_name(f"w{n}.db")
         writable.write_bytes(bytes(damaged))
         try:  # a write-mode open (which syncs tables and indexes) and writes: the same promise
