@@ -274,8 +274,8 @@ def _set_versions(loc: str, rows: list[tuple[int, int]]) -> None:
         con.execute("DELETE FROM events")
         for seq, version in rows:
             con.execute(
-                "INSERT INTO events(seq, stream, version, at, data) VALUES (?, 's', ?, '2024-01-01T00:00:00.000000+00:00', ?)",
-                (seq, version, json.dumps({"type": "e", "actor": "", "n": seq})),
+                "INSERT INTO events(seq, stream, version, at, data) VALUES (?, 's', ?, ?, ?)",
+                (seq, version, "2024-01-01T00:00:00.000000+00:00", json.dumps({"type": "e", "actor": "", "n": seq})),
             )
         con.close()
         return
