@@ -346,3 +346,65 @@ def test_retired_collections_and_logs_are_kept_copied_and_dumped(pair: tuple[str
     other = ss.Schema("other", version=1, collections=[ss.Collection("notes", Thing, key="id")])
     with pytest.raises(ss.SchemaMismatchError, match="already used by schema 'app'"):
         ss.open_store(dst, [ss.Schema("app", version=2, collections=[things]), other])
+
+
+# ---------------------------------------------------------------- a copy never lands inside its source (issue 11)
+
+
+def _store(backend: str, path: Path) -> str:
+    loc = f"{backend}:{path}"
+    with ss.open_store(loc, SCHEMA) as store:
+        fill(store)
+    return loc
+
+
+@pytest.mark.parametrize("src_backend", ["sqlite", "files"])
+@pytest.mark.parametrize("dst_backend", ["sqlite", "files"])
+def test_copy_refuses_a_destination_inside_the_source(tmp_path: Path, src_backend: str, dst_backend: str) -> None:
+    src = _store(src_backend, tmp_path / ("S.db" if src_backend == "sqlite" else "S"))
+    before = dump(src)
+    inside = [tmp_path / "S" / "tasks" / "x.json", tmp_path / "S" / "recs" / "x.json", tmp_path / "S" / "new"]
+    if src_backend == "sqlite":
+        inside = [tmp_path / "S.db" / "x.db", tmp_path / "S.db-wal", tmp_path / "S.db-shm", tmp_path / "S.db.lock"]
+    for target in inside:
+        with pytest.raises(ss.CopyError, match=r"(inside|beside) the source"):
+            ss.copy_store(src, f"{dst_backend}:{target}")
+        with pytest.raises(ss.CopyError), ss.open_store(src, mode="read") as opened:
+            ss.copy_store(opened, f"{dst_backend}:{target}", overwrite=True)
+        # Reached through a symbolic link to the source's folder, too.
+        link = tmp_path / "link"
+        link.symlink_to(tmp_path)
+        with pytest.raises(ss.CopyError):
+            ss.copy_store(src, f"{dst_backend}:{link / target.relative_to(tmp_path)}")
+        link.unlink()
+    assert dump(src) == before
+    left = {p.name for p in tmp_path.iterdir()} - {"S.db-wal", "S.db-shm", "S.db.lock"}  # SQLite's own
+    assert left == {"S.db" if src_backend == "sqlite" else "S"}
+
+
+@pytest.mark.parametrize("src_backend", ["sqlite", "files"])
+def test_copy_refuses_a_source_inside_the_destination(tmp_path: Path, src_backend: str) -> None:
+    outer = _store("files", tmp_path / "D")
+    src = _store(src_backend, tmp_path / "D" / ("inner.db" if src_backend == "sqlite" else "inner"))
+    before = dump(src)
+    for dst in (outer, f"sqlite:{tmp_path / 'D'}"):
+        with pytest.raises(ss.CopyError, match="inside the destination"):
+            ss.copy_store(src, dst, overwrite=True)
+    assert dump(src) == before
+    assert dump(outer)
+
+
+def test_copy_command_refuses_a_destination_inside_the_source(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    src = _store("files", tmp_path / "S")
+    before = dump(src)
+    result = CliRunner().invoke(main, ["copy", str(tmp_path / "S"), str(tmp_path / "S" / "recs" / "x.json")])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ")
+    assert result.output.count("\n") == 1, result.output
+    assert "inside the source" in result.output
+    assert dump(src) == before
+    assert not (tmp_path / "S" / "recs").exists()

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import gc
+import os
+import pwd
+import shutil
 import sqlite3
 import stat
+import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
 import statestore as ss
-from statestore.testing.models import ACCOUNTS, EVENTS, SCHEMA, SETTINGS, TASKS, Account, Event, Setting, Task
+from statestore.testing.models import (
+    ACCOUNTS,
+    EVENTS,
+    SCHEMA,
+    SETTINGS,
+    TASKS,
+    TICKETS,
+    Account,
+    Event,
+    Setting,
+    Task,
+    Ticket,
+)
 
 
 @pytest.fixture
@@ -281,3 +298,99 @@ def test_fields_named_like_the_reserved_columns_do_not_collide(tmp_path: Path) -
     with ss.open_store(f"sqlite:{tmp_path}/b.db", ss.Schema("b", version=1, collections=[both])) as store:
         store[both].put(Both("a", "k", "kf"))
         assert [b.id for b in store[both].find(key="k", key_field="kf")] == ["a"]
+
+
+# ---------------------------------------------------------------- read mode for a user who cannot write the folder
+
+
+def _as_nobody(fn: Callable[[], str]) -> str:
+    """Run ``fn`` in a forked child whose uid and gid are ``nobody``'s; its result, or the error it raised."""
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user called nobody to drop privileges to")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            out = fn()
+        except BaseException as exc:
+            out = f"{type(exc).__name__}: {exc}"
+        os.write(write_end, out.encode())
+        os._exit(0)
+    os.close(write_end)
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return data.decode()
+
+
+@pytest.fixture
+def unwritable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A store in a folder (0500) that nobody owns and so cannot write; the folder's parents let nobody in."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the store to another user")
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user called nobody to drop privileges to")
+    base = Path(tempfile.mkdtemp(prefix="statestore-ro-"))
+    try:
+        base.chmod(0o755)
+        folder = base / "store"
+        with ss.open_store(f"sqlite:{folder}/state.db", SCHEMA) as store:
+            store[TICKETS].put(Ticket(1, "one"))
+        for p in (folder, *folder.iterdir()):
+            os.chown(p, user.pw_uid, user.pw_gid)
+        folder.chmod(0o500)
+        yield folder / "state.db"
+    finally:
+        shutil.rmtree(base)
+
+
+def test_read_mode_in_a_folder_the_user_cannot_write_says_why(unwritable: Path) -> None:
+    """No -shm beside the database and no right to create one: one line that says why and what to do."""
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    def library() -> str:
+        with ss.open_store(f"sqlite:{unwritable}", SCHEMA, mode="read") as store:
+            return repr(store[TICKETS].all())
+
+    def command() -> str:
+        result = CliRunner().invoke(main, ["ls", str(unwritable), "tickets"])
+        return f"{result.exit_code} {result.output}"
+
+    got = _as_nobody(library)
+    assert got.startswith("BackendError: "), got
+    assert f"{unwritable}-shm" in got
+    assert str(unwritable.parent) in got
+    assert "write access" in got
+    got = _as_nobody(command)
+    assert got.startswith("1 Error: "), got
+    assert got.count("\n") == 1, got
+    assert f"{unwritable}-shm" in got
+    assert "corrupt" not in got
+    assert sorted(p.name for p in unwritable.parent.iterdir()) == ["state.db", "state.db.lock"]
+
+
+def test_read_mode_in_a_folder_the_user_cannot_write_works_while_a_writer_has_it_open(unwritable: Path) -> None:
+    """With the -wal and -shm a writer keeps (the user's own), SQLite needs to create nothing."""
+    with ss.open_store(f"sqlite:{unwritable}", SCHEMA) as writer:
+        writer[TICKETS].put(Ticket(2, "two"))
+        nobody = pwd.getpwnam("nobody")
+        for p in unwritable.parent.iterdir():
+            os.chown(p, nobody.pw_uid, nobody.pw_gid)  # as if the user's own writer had made them
+
+        def library() -> str:
+            with ss.open_store(f"sqlite:{unwritable}", SCHEMA, mode="read") as store:
+                return repr(store[TICKETS].all())
+
+        assert _as_nobody(library) == repr([Ticket(1, "one"), Ticket(2, "two")])

@@ -132,7 +132,11 @@ def copy_store(
     even then it must be a statestore store (never a stranger's folder). The
     store being overwritten must not be in use. A log whose seqs the
     destination cannot reproduce (a gap) raises CopyError. ``dst`` may not
-    be ``memory:`` (ValueError) nor the source itself (StoreExistsError).
+    be ``memory:`` (ValueError) nor the source itself (StoreExistsError),
+    nor inside the source, nor one of the files SQLite keeps beside it, nor
+    a folder the source is inside (CopyError, whatever the backends; paths
+    are compared with symbolic links resolved): writing there would damage
+    the source.
     """
     loc = parse_location(dst)
     if loc.path is None:
@@ -142,6 +146,8 @@ def copy_store(
         own = getattr(source, "path", None)
         if isinstance(own, Path) and own.absolute() == target:
             raise StoreExistsError(str(loc), "is the source store itself")
+        if isinstance(own, Path):
+            _refuse_overlap(own, target, str(loc))
         if os.path.lexists(target) and not _empty_dir(target):  # an empty folder is replaced by the rename
             if not overwrite:
                 raise StoreExistsError(str(loc))
@@ -155,6 +161,19 @@ def copy_store(
             _remove(tmp)
             raise
     return Location(loc.backend, loc.path)
+
+
+def _refuse_overlap(source: Path, target: Path, location: str) -> None:
+    """CopyError if ``target`` is inside ``source`` (or beside it, as SQLite's companions are) or contains it."""
+    src, dst = Path(os.path.realpath(source)), Path(os.path.realpath(target))
+    if src == dst:
+        raise StoreExistsError(location, "is the source store itself")
+    if src in dst.parents:
+        raise CopyError(location, f"the destination is inside the source store {source}: copy it elsewhere")
+    if dst in src.parents:
+        raise CopyError(location, f"the source store {source} is inside the destination: copy it elsewhere")
+    if dst.parent == src.parent and any(dst.name == src.name + s for s in ("-wal", "-shm", "-journal", ".lock")):
+        raise CopyError(location, f"the destination is a file SQLite keeps beside the source store {source}")
 
 
 def _build(source: Store, loc: Location, tmp: Path) -> None:

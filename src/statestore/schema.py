@@ -8,6 +8,7 @@ time of the application, never an SQL or path problem at run time.
 from __future__ import annotations
 
 import hashlib
+import keyword
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,6 +43,37 @@ def check_name(name: object, what: str) -> str:
     if name.startswith("sqlite_"):
         raise SchemaError(f"invalid {what} name {name!r}: names starting with sqlite_ are reserved by SQLite")
     return name
+
+
+def check_field_name(name: object, what: str, where: str = "") -> str:
+    """Return ``name`` if it can name an attrs field (a Python identifier, not a keyword), else SchemaError.
+
+    Declared fields pass by construction; this is the same check for names
+    read from a store's description, which whoever crafted the store chose.
+    """
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise SchemaError(f"invalid {what} name {name!r}: a field name is a Python identifier", where)
+    return name
+
+
+def _names(value: object, what: str, where: str) -> list[str]:
+    """A stored list of field names, each checked like a declared one (SchemaError otherwise)."""
+    if not isinstance(value, (list, tuple)):
+        raise SchemaError(f"{what} must be a list of field names, not {type(value).__name__}", where)
+    return [check_field_name(f, what, where) for f in value]
+
+
+def _described_fields(value: object, where: str) -> dict[str, Any]:
+    """The ``fields`` of a stored description: field name -> type, names checked like declared ones."""
+    if not isinstance(value, Mapping):
+        raise SchemaError(f"fields must be an object of field names and types, not {type(value).__name__}", where)
+    out = {}
+    for name, tp in value.items():
+        check_field_name(name, "field", where)
+        if not isinstance(tp, str):
+            raise SchemaError(f"field {name!r} has type {tp!r}, not a type name", where)
+        out[name] = _DESCRIBED.get(tp, Any)
+    return out
 
 
 def _fields_of(cls: object, where: str) -> dict[str, Any]:
@@ -163,17 +195,20 @@ class Collection(Generic[T]):
         application's classes: records read back as the JSON dicts they are
         stored as. A description that is not one raises SchemaError.
         """
-        where = f"stored description of collection {desc.get('name')!r}" if isinstance(desc, Mapping) else ""
+        if not isinstance(desc, Mapping):
+            raise SchemaError(f"not a collection description: {type(desc).__name__}", "stored description")
+        where = f"stored description of collection {desc.get('name')!r}"
         try:
-            fields = dict(desc["fields"])
-            key = [str(f) for f in desc["key"]]
             coll: Collection[dict[str, Any]] = object.__new__(Collection)
             coll.name = check_name(desc["name"], "collection")
             coll.type = dict
-            coll.field_types = {str(n): _DESCRIBED.get(str(t), Any) for n, t in fields.items()}
-            coll.key_fields = _field_tuple(key, where, "key")
-            coll.indexes = tuple(str(f) for f in desc.get("indexes", ()))
-            coll.unique = tuple(_field_tuple([str(f) for f in u], where, "unique") for u in desc.get("unique", ()))
+            coll.field_types = _described_fields(desc["fields"], where)
+            coll.key_fields = _field_tuple(_names(desc["key"], "key", where), where, "key")
+            coll.indexes = tuple(_names(desc.get("indexes", []), "index", where))
+            unique = desc.get("unique", [])
+            if not isinstance(unique, list):
+                raise SchemaError(f"unique must be a list, not {type(unique).__name__}", where)
+            coll.unique = tuple(_field_tuple(_names(u, "unique", where), where, "unique") for u in unique)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, SchemaError):
                 raise
@@ -216,11 +251,13 @@ class Log(Generic[T]):
     @classmethod
     def described(cls, desc: Mapping[str, Any]) -> Log[dict[str, Any]]:
         """The log a stored description declares, holding plain dicts (see ``Collection.described``)."""
+        if not isinstance(desc, Mapping):
+            raise SchemaError(f"not a log description: {type(desc).__name__}", "stored description")
         try:
             log: Log[dict[str, Any]] = object.__new__(Log)
             log.name = check_name(desc["name"], "log")
             log.type = dict
-            log.field_types = {str(n): _DESCRIBED.get(str(t), Any) for n, t in dict(desc.get("fields", {})).items()}
+            log.field_types = _described_fields(desc.get("fields", {}), f"stored description of log {log.name!r}")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, SchemaError):
                 raise
@@ -345,11 +382,17 @@ class Schema:
         Collections and logs the description lists as retired (kept in the
         store, no longer declared by the application) are included.
         """
+        if not isinstance(desc, Mapping):
+            raise SchemaError(f"not a schema description: {type(desc).__name__}", "stored description")
         try:
             name, version = desc["name"], desc["version"]
+            parts = {part: desc.get(part, []) for part in ("collections", "retired", "logs", "retired_logs")}
+            for part, value in parts.items():
+                if not isinstance(value, list):
+                    raise SchemaError(f"{part} must be a list, not {type(value).__name__}", "stored description")
             # Retired ones too: the store still holds them, though the code no longer declares them.
-            collections = [Collection.described(c) for c in (*desc.get("collections", ()), *desc.get("retired", ()))]
-            logs = [Log.described(lg) for lg in (*desc.get("logs", ()), *desc.get("retired_logs", ()))]
+            collections = [Collection.described(c) for c in (*parts["collections"], *parts["retired"])]
+            logs = [Log.described(lg) for lg in (*parts["logs"], *parts["retired_logs"])]
         except (KeyError, TypeError, AttributeError) as exc:
             raise SchemaError(f"not a schema description ({type(exc).__name__}: {exc})", "stored description") from None
         schema = cls(name, version=version, collections=collections, logs=logs)

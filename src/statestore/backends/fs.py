@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import filelock
 
-from statestore.errors import BackendError, StoreBusyError
+from statestore.errors import BackendError, CorruptStoreError, StoreBusyError
 
 
 def make_private_dirs(path: Path) -> None:
@@ -43,13 +44,21 @@ def migration_lock(path: Path, location: str, timeout: float) -> Iterator[None]:
     Openers that find a store needing creation or migration take it, so
     exactly one of them does the work while the others wait and then see it
     done. Waiting longer than ``timeout`` seconds raises StoreBusyError. The
-    lock is released if the holder dies, so a crash never wedges a store.
+    lock is released if the holder dies, so a crash never wedges a store. A
+    symbolic link planted at ``path`` is never followed: CorruptStoreError
+    naming it; any other refusal of the OS is a BackendError naming the file.
     """
     lock = filelock.FileLock(str(path), timeout=max(timeout, 0.0), mode=0o600)
     try:
         lock.acquire()
     except filelock.Timeout:
         raise StoreBusyError(location, timeout) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise CorruptStoreError(
+                str(path), "the migration lock is a symbolic link, which statestore never follows: remove it"
+            ) from None
+        raise BackendError(location, f"cannot take the migration lock {path}: {exc.strerror or exc}") from None
     try:
         yield
     finally:

@@ -19,20 +19,23 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from statestore.backends import rawjson
 from statestore.backends.fs import backup_label, make_private_dirs, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     BackendError,
     CorruptStoreError,
     ReadOnlyError,
+    SchemaError,
     SchemaMismatchError,
     StoreBusyError,
     StoreNotFoundError,
 )
-from statestore.schema import Collection, KeyValue, Log, Schema
+from statestore.schema import Collection, KeyValue, Log, Schema, check_field_name
 from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
 FORMAT = 1
@@ -48,8 +51,20 @@ _RESERVED = {"key", "revision", "data"}
 
 
 def _q(name: str) -> str:
-    """Quote an identifier (names are validated at declaration time)."""
+    """Quote an identifier (names are validated at declaration time, and when read from a store)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def json_path(field: str) -> str:
+    """The SQL string literal of the JSON path to top-level ``field``: ``'$."field"'``.
+
+    SQLite's JSON path has no escape inside a quoted label, so a name that is
+    not an identifier (one read from a crafted store, say) cannot be written
+    safely: SchemaError, never SQL built from it. The literal's quotes are
+    doubled all the same.
+    """
+    check_field_name(field, "field")
+    return "'" + f'$."{field}"'.replace("'", "''") + "'"
 
 
 def column_of(field: str) -> str:
@@ -59,6 +74,34 @@ def column_of(field: str) -> str:
     field's name: a colon is never part of a Python identifier.
     """
     return f"field:{field}" if field in _RESERVED else field
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why a read-only open of the WAL database ``path`` fails for this user, and what to do; None if not that.
+
+    SQLite reads a WAL database through its WAL index, the ``-shm`` file
+    beside it. Since SQLite 3.22 a reader without write access manages when
+    the ``-wal`` and ``-shm`` files exist (a writer has the store open), but
+    when they do not, the reader must create them, which needs write access
+    to the folder. Reading the database file alone (``immutable=1``) is no
+    way out: it can return torn data while a writer is active.
+    """
+    folder = path.parent
+    shm = path.with_name(path.name + "-shm")
+    if path.exists() and not os.access(path, os.R_OK):
+        return f"cannot read: this user cannot read {path}"
+    if not shm.exists() and not os.access(folder, os.W_OK):
+        return (
+            f"cannot read: SQLite must create {shm} (the index of its write-ahead log) to read the store, "
+            f"and this user cannot write to {folder}; give this user write access to that folder, "
+            "or read a copy made by a user who can (statestore copy)"
+        )
+    if shm.exists() and not os.access(shm, os.R_OK):
+        return (
+            f"cannot read: this user cannot read {shm} (the index of SQLite's write-ahead log, made by "
+            "a process running as another user); read as that user, or give this user read access to it"
+        )
+    return None
 
 
 def _prefix_end(prefix: str) -> str | None:
@@ -209,14 +252,21 @@ class SQLiteStore(Store):
             connections.clear()
         self._local = threading.local()
 
-    def _error(self, exc: sqlite3.Error) -> Exception:
+    def _error(self, exc: sqlite3.Error | UnicodeDecodeError) -> Exception:
+        if isinstance(exc, UnicodeDecodeError):
+            # Python decodes TEXT values as UTF-8: a damaged page can hold any bytes.
+            return CorruptStoreError(self.location, f"stored text is not UTF-8 ({exc.reason} at byte {exc.start})")
         text = str(exc)
+        if self.mode == "read" and ("readonly" in text or "unable to open" in text):
+            reason = unreadable_reason(self.path)
+            if reason is not None:
+                return BackendError(self.location, reason)
         if "locked" in text or "busy" in text:
             return StoreBusyError(self.location, self.busy_timeout)
         if "readonly" in text or "read-only" in text:
             return ReadOnlyError(self.location, f"write ({text})")
         if isinstance(exc, sqlite3.DatabaseError) and (
-            "not a database" in text or "malformed" in text or "no such table" in text
+            "not a database" in text or "malformed" in text or "no such table" in text or "decode to UTF-8" in text
         ):
             return CorruptStoreError(self.location, text)
         return BackendError(self.location, text)
@@ -225,14 +275,82 @@ class SQLiteStore(Store):
     def _translate(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._error(exc) from None
 
     def _execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         try:
             return self._con().execute(sql, params)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._error(exc) from None
+
+    # _one and _all are on every read's path: a plain try costs nothing, a contextmanager a microsecond.
+    def _one(self, sql: str, params: Any = ()) -> Any:
+        """The first row of ``sql`` (None if none); errors while fetching are translated too."""
+        try:
+            return self._con().execute(sql, params).fetchone()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
+
+    def _all(self, sql: str, params: Any = ()) -> list[Any]:
+        """Every row of ``sql``; errors while fetching (text that is not UTF-8) are translated too."""
+        try:
+            return self._con().execute(sql, params).fetchall()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
+
+    def _load(self, text: Any, where: str) -> Any:
+        """Stored JSON text decoded strictly (``rawjson.load``); CorruptStoreError naming ``where`` otherwise."""
+        try:
+            return rawjson.load(text)
+        except rawjson.StoredJSONError as exc:
+            raise CorruptStoreError(self.location, f"{where}: {exc}") from None
+        except TypeError:  # an INTEGER, REAL or NULL where JSON text belongs
+            raise CorruptStoreError(self.location, f"{where}: holds {type(text).__name__}, not JSON text") from None
+
+    def _record(self, coll: Collection[Any], key: Any, text: Any) -> dict[str, Any]:
+        """A record's stored data, decoded; CorruptStoreError naming the table and key if it is not an object."""
+        try:
+            data = rawjson.load(text)
+        except (rawjson.StoredJSONError, TypeError):
+            data = self._load(text, f"table {coll.name!r}, key {key!r}")  # raises, saying what and where
+        if type(data) is not dict:
+            raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: data is not a JSON object")
+        return data
+
+    def _revision_of(self, coll: Collection[Any], key: Any, revision: Any) -> int:
+        """A stored revision; CorruptStoreError unless it is an integer of at least 1."""
+        if type(revision) is not int or revision < 1:
+            raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: revision {revision!r}")
+        return revision
+
+    def _entry_row(self, log: Log[Any], seq: Any, stream: Any, version: Any, at: Any, text: Any) -> RawEntry:
+        """A stored log row, checked (an int version, a str stream and ISO timestamp) and decoded.
+
+        A column that SQLite's loose typing let a hand edit fill with another
+        type is a CorruptStoreError naming the log and seq, as a reader
+        (which parses ``at``) would otherwise fail with a bare ValueError.
+        """
+        where = f"log table {log.name!r}, seq {seq!r}"
+        if type(stream) is not str:
+            raise CorruptStoreError(self.location, f"{where}: stream {stream!r} is not text")
+        if type(version) is not int or version < 1:
+            raise CorruptStoreError(self.location, f"{where}: version {version!r} is not a positive integer")
+        try:
+            datetime.fromisoformat(at)
+        except (TypeError, ValueError):
+            raise CorruptStoreError(self.location, f"{where}: time {at!r} is not an ISO timestamp") from None
+        return seq, stream, version, at, self._entry(log, seq, text)
+
+    def _entry(self, log: Log[Any], seq: Any, text: Any) -> dict[str, Any]:
+        """A log entry's stored data, decoded; CorruptStoreError naming the table and seq otherwise."""
+        try:
+            data = rawjson.load(text)
+        except (rawjson.StoredJSONError, TypeError):
+            data = self._load(text, f"log table {log.name!r}, seq {seq!r}")  # raises, saying what and where
+        if type(data) is not dict:
+            raise CorruptStoreError(self.location, f"log table {log.name!r}, seq {seq!r}: data is not a JSON object")
+        return data
 
     # ------------------------------------------------------------ creation
 
@@ -293,11 +411,15 @@ class SQLiteStore(Store):
             rows = con.execute("SELECT name, version, description FROM _statestore_schemas").fetchall()
         out: StoredSchemas = {}
         for name, version, description in rows:
+            desc = self._load(description, f"schema {name!r}: description")
+            if not isinstance(desc, dict) or not isinstance(version, int) or not isinstance(name, str):
+                raise CorruptStoreError(self.location, f"schema {name!r} has no valid version and description")
             try:
-                desc = json.loads(description)
-            except ValueError:
-                raise CorruptStoreError(self.location, f"schema {name!r} has a description that is not JSON") from None
-            out[str(name)] = (int(version), desc)
+                # Names read from the store pass the checks declared names pass before any reaches SQL.
+                Schema.described({**desc, "name": name, "version": version})
+            except SchemaError as exc:
+                raise CorruptStoreError(self.location, f"schema {name!r}: {exc}") from None
+            out[name] = (version, desc)
         return out
 
     def _set_schema(self, name: str, version: int, description: dict[str, Any]) -> None:
@@ -413,7 +535,7 @@ class SQLiteStore(Store):
             if column_of(field) not in columns:
                 con.execute(
                     f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column_of(field))} "
-                    f"GENERATED ALWAYS AS (json_extract(data, '$.\"{field}\"')) VIRTUAL"
+                    f"GENERATED ALWAYS AS (json_extract(data, {json_path(field)})) VIRTUAL"
                 )
         generated = {
             r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(table)})") if r[1] not in _RESERVED and r[6] == 2
@@ -463,14 +585,14 @@ class SQLiteStore(Store):
                 con.execute("ROLLBACK")
 
     def _savepoint(self, name: str) -> None:
-        self._execute(f"SAVEPOINT {name}")
+        self._execute(f"SAVEPOINT {_q(name)}")
 
     def _release(self, name: str) -> None:
-        self._execute(f"RELEASE {name}")
+        self._execute(f"RELEASE {_q(name)}")
 
     def _rollback_to(self, name: str) -> None:
-        self._execute(f"ROLLBACK TO {name}")
-        self._execute(f"RELEASE {name}")
+        self._execute(f"ROLLBACK TO {_q(name)}")
+        self._execute(f"RELEASE {_q(name)}")
 
     # ------------------------------------------------------------ records
 
@@ -482,9 +604,13 @@ class SQLiteStore(Store):
     def _key_param(coll: Collection[Any], key: KeyValue) -> Any:
         return json.dumps(list(key), ensure_ascii=False, separators=(",", ":")) if isinstance(key, tuple) else key
 
-    @staticmethod
-    def _key_value(coll: Collection[Any], stored: Any) -> KeyValue:
-        return tuple(json.loads(stored)) if coll.composite else stored
+    def _key_value(self, coll: Collection[Any], stored: Any) -> KeyValue:
+        if not coll.composite:
+            return stored  # type: ignore[no-any-return]
+        parts = self._load(stored, f"table {coll.name!r}, key {stored!r}")
+        if not isinstance(parts, list):
+            raise CorruptStoreError(self.location, f"table {coll.name!r}: key {stored!r} is not a JSON array")
+        return tuple(parts)
 
     def _column(self, coll: Collection[Any], field: str) -> str:
         """SQL for a field's value: its generated column if the table has it, else json_extract.
@@ -496,7 +622,7 @@ class SQLiteStore(Store):
         col = column_of(field)
         if col in self._columns[coll.name]:
             return f"{_q(coll.name)}.{_q(col)}"
-        return f"json_extract({_q(coll.name)}.data, '$.\"{field}\"')"
+        return f"json_extract({_q(coll.name)}.data, {json_path(field)})"
 
     def _order(self, coll: Collection[Any]) -> str:
         if coll.composite:
@@ -509,30 +635,28 @@ class SQLiteStore(Store):
             sql, params = build()
             try:
                 return self._con().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if attempt or "no such column" not in str(exc):
+            except UnicodeDecodeError as exc:
+                raise self._error(exc) from None
+            except sqlite3.Error as exc:
+                if attempt or not isinstance(exc, sqlite3.OperationalError) or "no such column" not in str(exc):
                     raise self._error(exc) from None
                 # Another process opened the store with a schema that dropped it.
-                self._columns[coll.name] = {
-                    r[1] for r in self._execute(f"PRAGMA table_xinfo({_q(coll.name)})").fetchall()
-                }
+                self._columns[coll.name] = {r[1] for r in self._all(f"PRAGMA table_xinfo({_q(coll.name)})")}
         raise AssertionError("unreachable")
 
     def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
         if not self._has(coll.name):
             return None
-        row = self._execute(
-            f"SELECT revision, data FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),)
-        ).fetchone()
-        return None if row is None else (row[0], json.loads(row[1]))
+        row = self._one(f"SELECT revision, data FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
+        if row is None:
+            return None
+        return self._revision_of(coll, key, row[0]), self._record(coll, key, row[1])
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         if not self._has(coll.name):
             return None
-        row = self._execute(
-            f"SELECT revision FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),)
-        ).fetchone()
-        return None if row is None else int(row[0])
+        row = self._one(f"SELECT revision FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
+        return None if row is None else self._revision_of(coll, key, row[0])
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         self._execute(
@@ -571,11 +695,11 @@ class SQLiteStore(Store):
                 sql += " WHERE " + " AND ".join(clauses)
             return sql + f" ORDER BY {self._order(coll)}", list(where.values())
 
-        composite = coll.composite
-        return [
-            (tuple(json.loads(k)) if composite else k, rev, json.loads(data))
-            for k, rev, data in self._select(coll, build)
-        ]
+        out: list[RawRecord] = []
+        for k, rev, data in self._select(coll, build):
+            key = self._key_value(coll, k)
+            out.append((key, self._revision_of(coll, key, rev), self._record(coll, key, data)))
+        return out
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         if not self._has(coll.name):
@@ -586,13 +710,16 @@ class SQLiteStore(Store):
     def _count(self, coll: Collection[Any]) -> int:
         if not self._has(coll.name):
             return 0
-        return int(self._execute(f"SELECT count(*) FROM {_q(coll.name)}").fetchone()[0])
+        return int(self._one(f"SELECT count(*) FROM {_q(coll.name)}")[0])
 
     # ------------------------------------------------------------ logs
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        row = self._execute(f"SELECT max(version) FROM {_q(log.name)} WHERE stream=?", (stream,)).fetchone()
-        return int(row[0] or 0)
+        row = self._one(f"SELECT max(version) FROM {_q(log.name)} WHERE stream=?", (stream,))
+        version = row[0] or 0
+        if type(version) is not int:  # SQLite orders text after every number: max() finds it
+            raise CorruptStoreError(self.location, f"log table {log.name!r}, stream {stream!r}: version {version!r}")
+        return version
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
         cur = self._execute(
@@ -629,10 +756,10 @@ class SQLiteStore(Store):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [(seq, s, v, at, json.loads(data)) for seq, s, v, at, data in self._execute(sql, params)]
+        return [self._entry_row(log, *row) for row in self._all(sql, params)]
 
     def _last_seq(self, log: Log[Any]) -> int:
         if not self._has(log.name):
             return 0
-        row = self._execute(f"SELECT max(seq) FROM {_q(log.name)}").fetchone()
+        row = self._one(f"SELECT max(seq) FROM {_q(log.name)}")
         return int(row[0] or 0)

@@ -9,12 +9,13 @@ plain dicts). Nothing here creates or changes a file.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from statestore.errors import CorruptStoreError, SchemaError, StoreNotFoundError
+from statestore.backends import rawjson
+from statestore.backends.sqlite import unreadable_reason
+from statestore.errors import BackendError, CorruptStoreError, SchemaError, StoreNotFoundError
 from statestore.schema import Schema
 from statestore.store import StoredSchemas
 
@@ -53,13 +54,19 @@ def _sqlite_schemas(path: Path, location: str) -> StoredSchemas:
             raise CorruptStoreError(location, "not a statestore database (no _statestore_schemas table)")
         rows = con.execute("SELECT name, version, description FROM _statestore_schemas").fetchall()
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            reason = unreadable_reason(path)
+            if reason is not None:
+                raise BackendError(location, reason) from None
         raise CorruptStoreError(location, str(exc)) from None
+    except UnicodeDecodeError as exc:  # a name or description whose bytes are not UTF-8: a damaged page
+        raise CorruptStoreError(location, f"stored text is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     finally:
         con.close()
     out: StoredSchemas = {}
     for name, version, description in rows:
         try:
-            desc = json.loads(description)
+            desc = rawjson.load(description)
         except (TypeError, ValueError):
             desc = None
         if not isinstance(desc, dict) or not isinstance(version, int):
@@ -86,9 +93,9 @@ def _files_schemas(path: Path, location: str) -> StoredSchemas:
     except IsADirectoryError:
         raise CorruptStoreError(str(manifest), "is a directory") from None
     try:
-        doc: Any = json.loads(raw)
+        doc: Any = rawjson.load(raw)
     except ValueError as exc:
-        raise CorruptStoreError(str(manifest), f"not valid JSON: {exc}") from None
+        raise CorruptStoreError(str(manifest), str(exc)) from None
     schemas = doc.get("schemas") if isinstance(doc, dict) else None
     if not isinstance(schemas, dict):
         raise CorruptStoreError(str(manifest), "not a statestore manifest (no schemas)")
@@ -107,15 +114,22 @@ def described_schemas(stored: StoredSchemas, location: str) -> tuple[Schema, ...
 
     Each is given the version the store records, which after a downgrade may
     be older than the one its description was written by. A store holding no
-    schema, or a description that is not one, raises CorruptStoreError.
+    schema, a description that is not one, or two schemas describing the
+    same collection or log, raises CorruptStoreError.
     """
     if not stored:
         raise CorruptStoreError(location, "the store holds no schema")
     out = []
+    owners: dict[str, str] = {}
     for name in sorted(stored):
         version, desc = stored[name]
         try:
-            out.append(Schema.described({**desc, "name": name, "version": version}))
+            schema = Schema.described({**desc, "name": name, "version": version})
         except SchemaError as exc:
             raise CorruptStoreError(location, f"schema {name!r}: {exc}") from None
+        for part in [c.name for c in schema.collections] + [lg.name for lg in schema.logs]:
+            other = owners.setdefault(part, name)
+            if other != name:  # one table or folder cannot be two schemas' (stored descriptions are untrusted)
+                raise CorruptStoreError(location, f"schemas {other!r} and {name!r} both describe {part!r}")
+        out.append(schema)
     return tuple(out)

@@ -2,7 +2,10 @@
 
 Problems are what make the store wrong (a page SQLite reports damaged, a
 record that does not decode or is filed under another key, a log whose seqs
-or stream versions are out of order). Warnings are leftovers that are
+or stream versions are out of order). Each record, entry and log line a
+reader would fail on is one problem of its own: when a collection or log
+cannot be read whole, it is read again one record (SQLite row, record file,
+log line) at a time. Warnings are leftovers that are
 harmless and that the next write-mode open cleans up (a killed writer's
 temporary files, a journal still being applied) or that statestore did not
 write (an unexpected file in a store folder).
@@ -10,20 +13,31 @@ write (an unexpected file in a store folder).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from typing import TYPE_CHECKING, Any, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import attrs
 
-from statestore.backends.sqlite import SQLiteStore
+from statestore.backends.sqlite import SQLiteStore, _q
 from statestore.errors import StateStoreError
 from statestore.schema import Collection, Log
-from statestore.store import INTERNAL_LOGS, Store
+from statestore.store import INTERNAL_LOGS, RawRecord, Store
 
 if TYPE_CHECKING:
     from statestore.backends.files import FileStore
 
 __all__ = ["CheckReport", "check_store"]
+
+
+def _is_files(store: Store) -> TypeGuard[FileStore]:
+    """A file-backend store (told by its location: the backend is imported only where it runs, POSIX)."""
+    return store.location.startswith("files:")
+
+
+#: The data of an entry whose seq, stream and version were read but whose record was not (already a problem).
+_UNREAD: Any = {}
 
 
 @attrs.frozen
@@ -47,27 +61,113 @@ def check_store(store: Store) -> CheckReport:
     warnings: list[str] = []
     if isinstance(store, SQLiteStore):
         problems += _sqlite_integrity(store)
-    elif store.location.startswith("files:"):  # the files backend is imported only where it runs (POSIX)
-        warnings += _files_layout(cast("FileStore", store))
+    elif _is_files(store):
+        warnings += _files_layout(store)
     records = entries = 0
-    with store.transaction():
+    with contextlib.ExitStack() as stack:
+        # The file backend reads every collection when a read transaction begins: one damaged
+        # record fails that, and each collection is then read (and reported) on its own.
+        with contextlib.suppress(StateStoreError):
+            stack.enter_context(store.transaction())
         for coll in store.collections:
             try:
                 rows = store._scan(coll, {})
             except (StateStoreError, ValueError) as exc:
-                problems.append(f"collection {coll.name}: {exc}")
-                continue
+                count, rows, bad = _records_one_by_one(store, coll)
+                problems += bad or [f"collection {coll.name}: {exc}"]
+                records += count - len(rows)  # the readable ones are counted below
             records += len(rows)
             problems += _check_keys(coll, rows)
         for log in (*store.logs, *INTERNAL_LOGS):
             try:
                 got = store._entries(log, stream=None, prefix=None, after=0, limit=None)
             except (StateStoreError, ValueError) as exc:
-                problems.append(f"log {log.name}: {exc}")
-                continue
+                count, got, bad = _entries_one_by_one(store, log)
+                problems += bad or [f"log {log.name}: {exc}"]
+                entries += count - len(got)
             entries += len(got)
             problems += _check_entries(log, got)
     return CheckReport(store.location, tuple(problems), tuple(warnings), records, entries)
+
+
+def _records_one_by_one(store: Store, coll: Collection[Any]) -> tuple[int, list[RawRecord], list[str]]:
+    """``(records seen, those that decode, one problem per record that does not)``, in key order.
+
+    Nothing is read this way for a backend other than SQLite and files (no
+    problems: the caller reports the collection's error).
+    """
+    rows: list[RawRecord] = []
+    bad: list[str] = []
+    count = 0
+    if isinstance(store, SQLiteStore):
+        try:
+            raw = store._all(f"SELECT key, revision, CAST(data AS BLOB) FROM {_q(coll.name)} ORDER BY key")
+        except StateStoreError:
+            return 0, [], []
+        for key, revision, data in raw:
+            count += 1
+            try:
+                value = store._key_value(coll, key)
+                rows.append((value, store._revision_of(coll, value, revision), store._record(coll, value, data)))
+            except StateStoreError as exc:
+                bad.append(f"collection {coll.name}: {exc}")
+    elif _is_files(store):
+        folder = store._dir(coll.name)
+        for name in sorted(folder.names()) if folder is not None else ():
+            if name.startswith(".") or not name.endswith(".json"):
+                continue
+            count += 1
+            try:
+                rec = store._read_rec(coll, name)
+            except StateStoreError as exc:
+                bad.append(f"collection {coll.name}: {exc}")
+                continue
+            if rec is not None:
+                rows.append(rec)
+        rows.sort(key=lambda r: r[0])
+    return count, rows, bad
+
+
+def _entries_one_by_one(store: Store, log: Log[Any]) -> tuple[int, list[Any], list[str]]:
+    """``(entries seen, their rows, one problem per entry or log line that does not decode)``, by position.
+
+    A row whose record did not decode keeps its seq, stream and version; a
+    file-backend line that did not parse is a row of Nones.
+    """
+    got: list[Any] = []
+    bad: list[str] = []
+    count = 0
+    if isinstance(store, SQLiteStore):
+        try:
+            raw = store._all(f"SELECT seq, stream, version, at, CAST(data AS BLOB) FROM {_q(log.name)} ORDER BY seq")
+        except StateStoreError:
+            return 0, [], []
+        for seq, stream, version, at, data in raw:
+            count += 1
+            try:
+                got.append(store._entry_row(log, seq, stream, version, at, data))
+            except StateStoreError as exc:
+                bad.append(f"log {log.name}: {exc}")
+                if isinstance(stream, str) and type(version) is int:
+                    got.append((seq, stream, version, at, _UNREAD))  # its seq and version are still checked
+                else:
+                    got.append((None, None, None, None, _UNREAD))
+    elif _is_files(store):
+        path: Path = store._log_path(log.name)
+        try:
+            lines = path.read_bytes().splitlines(keepends=True)
+        except OSError:
+            return 0, [], []
+        for lineno, line in enumerate(lines, 1):
+            if not line.endswith(b"\n"):
+                break  # a torn last line: a killed writer's, repaired by the next write
+            count += 1
+            try:
+                got.append(store._parse_line(line, path, lineno))
+            except StateStoreError as exc:
+                bad.append(f"log {log.name}: {exc}")
+                got.append((None, None, None, None, _UNREAD))  # see _check_entries
+    return count, got, bad
 
 
 def _check_keys(coll: Collection[Any], rows: list[Any]) -> list[str]:
@@ -89,18 +189,32 @@ def _check_keys(coll: Collection[Any], rows: list[Any]) -> list[str]:
 
 
 def _check_entries(log: Log[Any], rows: list[Any]) -> list[str]:
+    """Seqs that do not increase, stream versions that repeat or skip, data that is not an object.
+
+    A row of Nones stands for a log line that could not be read at all
+    (already a problem): the next entry of each stream may then skip a
+    version (the unreadable line may have held it), but never repeat one.
+    """
     out = []
     last = 0
     versions: dict[str, int] = {}
+    strict: set[str] | None = None  # after an unreadable line: the streams seen since
     for seq, stream, version, _at, data in rows:
+        if seq is None:
+            strict = set()
+            continue
         if seq <= last:
             out.append(f"log {log.name}: seq {seq} follows seq {last}")
-        last = seq
+        last = max(last, seq)
         expected = versions.get(stream, 0) + 1
-        if version != expected:
+        if strict is not None and stream not in strict:
+            strict.add(stream)
+            if version < expected:
+                out.append(f"log {log.name}: seq {seq} is version {version} of stream {stream!r}, after {expected - 1}")
+        elif version != expected:
             out.append(f"log {log.name}: seq {seq} is version {version} of stream {stream!r}, expected {expected}")
         versions[stream] = version
-        if not isinstance(data, dict):
+        if data is not _UNREAD and not isinstance(data, dict):
             out.append(f"log {log.name}: seq {seq} is not a JSON object")
     return out
 
@@ -112,7 +226,7 @@ def _sqlite_integrity(store: SQLiteStore) -> list[str]:
             rows = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
         finally:
             con.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, UnicodeDecodeError) as exc:  # its report can quote damaged, non-UTF-8 names
         return [f"integrity_check failed: {exc}"]
     return [] if rows == ["ok"] else [f"integrity_check: {r}" for r in rows]
 

@@ -638,6 +638,11 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
             {"version": h.version, "name": h.name, "direction": h.direction, "applied_at": h.applied_at.isoformat()}
             for h in steps
         ]
+    elif target == sch.version:
+        # No step to run, but the store still follows the app's declarations (new collections,
+        # indexes), and a declaration that changed without a new version is refused here too.
+        with connect(loc, schemas, mode="write", backup=not no_backup):
+            pass
     if as_json:
         _echo_json({"schema": sch.name, "from": current, "to": target, "steps": rows})
         return

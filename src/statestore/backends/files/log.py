@@ -15,9 +15,11 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from statestore.backends import rawjson
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
@@ -143,10 +145,11 @@ class LogFiles:
     def _parse_line(self, line: str | bytes, path: Path, lineno: int | None, *, log_file: bool = True) -> RawEntry:
         """The entry on one line; CorruptStoreError (with how to repair, for a log file) if it is not one."""
         try:
-            doc = json.loads(line)
+            doc = rawjson.load(line)  # NaN and deep nesting are damage too (a ValueError)
             seq, stream, version, at, record = (doc[k] for k in ("seq", "stream", "version", "at", "record"))
             if not (is_int(seq) and isinstance(stream, str) and is_int(version) and isinstance(at, str)):
                 raise TypeError("seq, stream, version or at has the wrong type")
+            datetime.fromisoformat(at)  # a reader parses it: a bad one is damage (ValueError), named here
             if not isinstance(record, dict):
                 raise TypeError("record is not an object")
         except (ValueError, KeyError, TypeError) as exc:

@@ -50,6 +50,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
+from statestore.backends import rawjson
 from statestore.backends.files import names as keynames
 from statestore.backends.files.cache import (
     INTERNAL,
@@ -77,6 +78,7 @@ from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     CorruptStoreError,
+    SchemaError,
     StoreBusyError,
     StoreNotFoundError,
     ValidationError,
@@ -291,9 +293,9 @@ class FileStore(Commits, LogFiles, Store):
         if raw is None:
             return None
         try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptStoreError(str(path), f"not valid JSON: {exc}", getattr(exc, "lineno", None)) from None
+            doc = rawjson.load(raw)
+        except rawjson.StoredJSONError as exc:
+            raise CorruptStoreError(str(path), str(exc), exc.lineno) from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("schemas"), dict):
             fmt = doc.get("format") if isinstance(doc, dict) else None
             raise CorruptStoreError(str(path), f"unknown store format {fmt!r}")
@@ -314,6 +316,11 @@ class FileStore(Commits, LogFiles, Store):
                     str(self.path / MANIFEST), f"schema {name!r} has no valid version and description"
                 )
             assert isinstance(version, int)
+            try:
+                # Names read from the store pass the checks declared names pass.
+                Schema.described({**description, "name": name, "version": version})
+            except SchemaError as exc:
+                raise CorruptStoreError(str(self.path / MANIFEST), f"schema {name!r}: {exc}") from None
             out[str(name)] = (version, description)
         return out
 
@@ -420,9 +427,9 @@ class FileStore(Commits, LogFiles, Store):
     def _parse(self, coll: Collection[Any], name: str, raw: bytes | str, path: Path | Lazy) -> Rec:
         """The cached form of record file ``name`` read from ``path``; CorruptStoreError names it on any defect."""
         try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptStoreError(str(path), f"not valid JSON: {exc}", getattr(exc, "lineno", None)) from None
+            doc = rawjson.load(raw)
+        except rawjson.StoredJSONError as exc:  # not JSON, NaN, nested too deeply: rawjson says which
+            raise CorruptStoreError(str(path), f"collection {coll.name!r}, file {name}: {exc}", exc.lineno) from None
         meta = doc.pop(META, None) if isinstance(doc, dict) else None
         if not isinstance(meta, dict) or not is_int(meta.get("revision")) or "key" not in meta:
             raise CorruptStoreError(str(path), f'not a statestore record (no valid "{META}" member)')
@@ -696,7 +703,7 @@ class FileStore(Commits, LogFiles, Store):
         rec = self._point(coll, key)
         if rec is None:
             return None
-        return rec[1], copy_json(rec[2]) if copy else rec[2]
+        return rec[1], _copy_json(rec[2]) if copy else rec[2]
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         rec = self._point(coll, key)
@@ -737,7 +744,7 @@ class FileStore(Commits, LogFiles, Store):
     def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         if not copy:
             return list(self._rows(coll, where))
-        return [(key, rev, copy_json(data)) for key, rev, data in self._rows(coll, where)]
+        return [(key, rev, _copy_json(data)) for key, rev, data in self._rows(coll, where)]
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         return [r[0] for r in self._rows(coll, {})]
@@ -750,6 +757,20 @@ class FileStore(Commits, LogFiles, Store):
         return len(self._rows(coll, {}))
 
     # ------------------------------------------------------------ logs
+
+
+def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
+    """``copy_json``, also for data nested deeper than its two Python frames per level allow.
+
+    Whatever the JSON decoder read (up to ~1,000 levels: deeper is a
+    CorruptStoreError when read) copies through the C encoder and decoder,
+    which need one level of the recursion limit per level of nesting.
+    """
+    try:
+        return copy_json(data)
+    except RecursionError:
+        copied: dict[str, Any] = json.loads(json.dumps(data, ensure_ascii=False))
+        return copied
 
 
 def _restore(staged: dict[str, Any], key: str, value: Any) -> None:

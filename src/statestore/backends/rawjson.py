@@ -1,0 +1,58 @@
+"""Decoding the JSON a store holds, strictly: what statestore never writes is damage.
+
+Python's ``json`` accepts ``NaN``, ``Infinity`` and ``-Infinity`` (which are
+not JSON, and which statestore's encoder refuses to write) and raises
+``RecursionError`` on deeply nested arrays. Backends decode stored text with
+:func:`load`, which turns all of these into one :class:`StoredJSONError`
+(a ``ValueError``) whose message says what is wrong; each backend wraps it
+into a ``CorruptStoreError`` naming the file, table, key or line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+__all__ = ["StoredJSONError", "load"]
+
+
+class StoredJSONError(ValueError):
+    """Stored text that statestore cannot have written: not JSON, NaN/Infinity, or nested too deeply.
+
+    ``lineno`` is the line of a JSON syntax error (1-based), None otherwise.
+    """
+
+    def __init__(self, message: str, lineno: int | None = None) -> None:
+        super().__init__(message)
+        self.lineno = lineno
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise StoredJSONError(f"holds {name}, which is not JSON (statestore never writes it)")
+
+
+# One decoder, built once: json.loads(text, parse_constant=...) would build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def load(text: str | bytes) -> Any:
+    """The value ``text`` holds; StoredJSONError if it is not strict JSON or is nested too deeply to read.
+
+    ``bytes`` are decoded as ``json.loads`` does (UTF-8, -16 or -32, a BOM
+    allowed); bytes that are not text in that encoding are a StoredJSONError.
+    Anything else (an int, None) is a TypeError.
+    """
+    try:
+        if type(text) is not str:
+            if not isinstance(text, (bytes, bytearray)):
+                raise TypeError(f"JSON text must be str or bytes, not {type(text).__name__}")
+            text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")
+        return _DECODER.decode(text)
+    except StoredJSONError:
+        raise
+    except RecursionError:
+        raise StoredJSONError("nested too deeply to read (is it damaged?)") from None
+    except UnicodeDecodeError as exc:
+        raise StoredJSONError(f"not valid UTF-8 text: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise StoredJSONError(f"not valid JSON: {exc}", exc.lineno) from None
