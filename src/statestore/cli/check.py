@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 import attrs
 
 from statestore.backends.sqlite import SQLiteStore, _q
+from statestore.codec import Codec
 from statestore.errors import StateStoreError
 from statestore.schema import Collection, Log
 from statestore.store import INTERNAL_LOGS, RawRecord, Store
+from statestore.strict import Mismatch, check_json
 
 if TYPE_CHECKING:
     from statestore.backends.files import FileStore
@@ -185,6 +187,39 @@ def _check_keys(coll: Collection[Any], rows: list[Any]) -> list[str]:
             out.append(f"collection {coll.name}: record filed under {key!r} holds key {inner!r}")
         if not isinstance(revision, int) or revision < 1:
             out.append(f"collection {coll.name}: {key!r} has revision {revision!r}")
+        out += [f"collection {coll.name}: {key!r} {problem}" for problem in _fields_problems(coll, data)]
+    return out
+
+
+def _fields_problems(decl: Collection[Any] | Log[Any], data: dict[str, Any]) -> list[str]:
+    """What a reader with the declared classes would refuse in ``data``, as far as the stored description tells.
+
+    Fields the description does not declare (a reader refuses the record, and
+    an update never drops them in silence), values the stored field types do
+    not accept (``str``, ``int``, ``float``, ``bool``; others are described as
+    any JSON), and values that are not JSON statestore stores (NaN, integers
+    past 64 bits).
+    """
+    if not decl.field_types:  # statestore's own logs: any object
+        return []
+    out = []
+    undeclared = sorted(set(data) - set(decl.field_types))
+    if undeclared:
+        out.append(f"has field(s) its declaration does not have: {', '.join(undeclared)}")
+    converter = Codec().converter
+    for field, tp in decl.field_types.items():
+        if tp is Any or field not in data:
+            continue
+        try:
+            converter.get_structure_hook(tp)(data[field], tp)
+        except Mismatch as exc:
+            out.append(f"at $.{field}{exc.path}: {exc.message}")
+    for field, value in data.items():
+        if decl.field_types.get(field, Any) is Any:
+            try:
+                check_json(value)
+            except Mismatch as exc:
+                out.append(f"at $.{field}{exc.path}: {exc.message}")
     return out
 
 
@@ -216,6 +251,8 @@ def _check_entries(log: Log[Any], rows: list[Any]) -> list[str]:
         versions[stream] = version
         if data is not _UNREAD and not isinstance(data, dict):
             out.append(f"log {log.name}: seq {seq} is not a JSON object")
+        elif data is not _UNREAD:
+            out += [f"log {log.name}: seq {seq} {problem}" for problem in _fields_problems(log, data)]
     return out
 
 
