@@ -1,0 +1,526 @@
+"""The legacy importer on the shapes and damage real installs have (issue 12), on both persistent backends."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import statestore as ss
+from statestore.legacy import store_exists
+
+
+@pytest.fixture(params=["sqlite", "files"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:{tmp_path}/new/state.db" if request.param == "sqlite" else f"files:{tmp_path}/new/state"
+
+
+@attrs.define
+class Server:
+    name: str
+    port: int
+    host: str = "localhost"
+
+
+SERVERS = ss.Collection("servers", Server, key="name", unique=["port"])
+APP = ss.Schema("app", version=1, collections=[SERVERS])
+
+
+def _registry(root: Path) -> ss.LegacyLayout:
+    """A registry map in one file and one more server per file: a port shared across the two sources."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "registry.json").write_text(
+        '{\n  "api": {"port": 8080},\n  "web": {"port": 3000},\n  "docs": {"port": 4000}\n}\n'
+    )
+    (root / "extra").mkdir(exist_ok=True)
+    (root / "extra" / "admin.json").write_text('{"port": 8080}\n')
+    (root / "extra" / "metrics.json").write_text('{"port": 9090}\n')
+    return ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFile("registry.json", into=SERVERS),
+            ss.JsonFiles("extra/*.json", into=SERVERS, record=lambda d, p: {**d, "name": p.stem}),
+        ],
+    )
+
+
+# ------------------------------------------------------------------ 1. unique clashes
+
+
+@pytest.mark.parametrize("mode", ["dry_run", "abort", "quarantine"])
+def test_a_unique_clash_rejects_every_record_of_it_naming_the_other_place(
+    location: str, tmp_path: Path, mode: str
+) -> None:
+    layout = _registry(tmp_path / "old")
+    legacy = ss.Legacy(tmp_path / "old", layout)
+    if mode == "abort":
+        with pytest.raises(ss.LegacyImportError) as info:
+            ss.import_legacy(location, APP, legacy)
+        rejects = list(info.value.problems)
+        assert not store_exists(location)
+    else:
+        report = ss.import_legacy(location, APP, legacy, dry_run=mode == "dry_run", on_error="quarantine")
+        rejects = list(report.rejects)
+        assert [(s.read, s.imported, s.rejected) for s in report.sources] == [(3, 2, 1), (2, 1, 1)]
+    by_path = {r.path: r for r in rejects}
+    assert sorted(by_path) == ["extra/admin.json", "registry.json"]
+    assert by_path["registry.json"].pointer == "/api"
+    assert (by_path["registry.json"].line, by_path["registry.json"].column) == (2, 10)
+    assert "8080" in by_path["registry.json"].reason
+    assert "extra/admin.json" in by_path["registry.json"].reason
+    assert "registry.json:2:10 at /api" in by_path["extra/admin.json"].reason
+    assert by_path["registry.json"].raw == '{"port": 8080}'
+    if mode == "quarantine":
+        with ss.open_store(location, APP, mode="read") as store:
+            assert sorted(store[SERVERS].keys()) == ["docs", "metrics", "web"]
+            assert store.rejects() == rejects
+
+
+def test_a_unique_clash_with_a_migration_in_the_layout_blames_the_records(location: str, tmp_path: Path) -> None:
+    layout = _registry(tmp_path / "old")
+    v2 = ss.Schema(
+        "app",
+        version=2,
+        collections=[SERVERS],
+        migrations=[ss.Migration(2, "hosts", up=lambda m: m.map_records("servers", lambda d: {**d, "host": "h"}))],
+    )
+    with pytest.raises(ss.LegacyImportError) as info:
+        ss.import_legacy(location, v2, ss.Legacy(tmp_path / "old", layout))
+    assert sorted(p.path for p in info.value.problems) == ["extra/admin.json", "registry.json"]
+
+
+# ------------------------------------------------------------------ 2. read back after migrations
+
+
+@attrs.define
+class Note:
+    id: str
+    title: str
+    body: str = ""
+
+
+NOTES = ss.Collection("notes", Note, key="id")
+NOTES_V2 = ss.Schema(
+    "notes",
+    version=2,
+    collections=[NOTES],
+    migrations=[ss.Migration(2, "bodies", up=lambda m: m.map_records("notes", lambda d: {**d, "body": "b"}))],
+)
+
+
+def test_records_the_current_declarations_cannot_read_after_migrations_are_rejects(
+    location: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "old"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "a.json").write_text('{"title": "A"}\n')
+    (root / "notes" / "b.json").write_text('{"body": "no title"}\n')  # title is required
+    # An older layout that uses the current declaration: its records are read back after migrating.
+    layout = ss.LegacyLayout(
+        version=1, sources=[ss.JsonFiles("notes/*.json", into=NOTES, record=lambda d, p: {**d, "id": p.stem})]
+    )
+    with pytest.raises(ss.LegacyImportError) as info:
+        ss.open_store(location, NOTES_V2, legacy=ss.Legacy(root, layout))
+    (bad,) = info.value.problems
+    assert bad.path == "notes/b.json"
+    assert "title" in bad.reason
+    assert not store_exists(location)
+    report = ss.import_legacy(location, NOTES_V2, ss.Legacy(root, layout), on_error="quarantine")
+    assert [(s.read, s.imported, s.rejected) for s in report.sources] == [(2, 1, 1)]
+    with ss.open_store(location, NOTES_V2) as store:
+        assert store[NOTES].all() == [Note("a", "A", "b")]
+        (kept,) = store.rejects()
+        assert kept.raw == '{"body": "no title"}\n'
+        assert sum(r.imported for r in store.imports()) == 1
+
+
+# ------------------------------------------------------------------ 3. undeclared fields
+
+
+def test_undeclared_fields_are_a_reject_naming_them_unless_dropped_and_counted(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "notes.json").write_text(
+        '[{"id": "a", "title": "A", "diffClusters": [1], "boundingBox": {}},\n {"id": "b", "title": "B"}]\n'
+    )
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonFile("notes.json", into=NOTES)])
+    with pytest.raises(ss.LegacyImportError) as info:
+        ss.import_legacy(location, ss.Schema("n", version=1, collections=[NOTES]), ss.Legacy(root, layout))
+    (bad,) = info.value.problems
+    assert "'diffClusters'" in bad.reason
+    assert "'boundingBox'" in bad.reason
+    assert (bad.line, bad.pointer) == (1, "/0/diffClusters")
+    dropping = ss.LegacyLayout(version=1, sources=[ss.JsonFile("notes.json", into=NOTES, extra="drop")])
+    report = ss.import_legacy(location, ss.Schema("n", version=1, collections=[NOTES]), ss.Legacy(root, dropping))
+    (source,) = report.sources
+    assert (source.read, source.imported, source.rejected) == (2, 2, 0)
+    assert source.dropped == (("boundingBox", 1), ("diffClusters", 1))
+
+
+# ------------------------------------------------------------------ 4. counts add up
+
+
+def test_a_function_that_fails_part_way_rejects_the_whole_source(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "notes.txt").write_text("".join(f'{{"id": "n{i}", "title": "t"}}\n' for i in range(80)))
+    lines = (root / "notes.txt").read_text().splitlines()
+    lines[39] = '{"id": "n39", '
+    (root / "notes.txt").write_text("\n".join(lines) + "\n")
+
+    def read(r: Path) -> Iterator[dict[str, Any]]:
+        for line in (r / "notes.txt").read_text().splitlines():
+            yield json.loads(line)
+
+    layout = ss.LegacyLayout(version=1, sources=[ss.Function("notes", into=NOTES, read=read, paths=["notes.txt"])])
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), on_error="quarantine")
+    (source,) = report.sources
+    assert (source.read, source.imported, source.rejected) == (40, 0, 40)
+    assert source.read == source.imported + source.rejected
+    failure = [r for r in report.rejects if r.reason.startswith("read():")]
+    assert len(failure) == 1
+    assert failure[0].pointer == "/39"
+    assert "after 39 record(s)" in failure[0].reason
+    with ss.open_store(location, schema, mode="read") as store:
+        assert len(store[NOTES]) == 0
+
+
+def test_every_source_kind_counts_add_up(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    (root / "many").mkdir(parents=True)
+    (root / "one.json").write_text('[{"id": "a", "title": "A"}, {"id": "b"}, 3]')
+    (root / "many" / "c.json").write_text('{"title": "C"}')
+    (root / "many" / "d.json").write_text('{"title": ')
+    (root / "lines.jsonl").write_text('{"id": "e", "title": "E"}\n{"id": "f"}\nnot json\n')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFile("one.json", into=NOTES),
+            ss.JsonFiles("many/*.json", into=NOTES, record=lambda d, p: {**d, "id": p.stem}),
+            ss.JsonLines("lines.jsonl", into=NOTES),
+            ss.Function("gen", into=NOTES, read=lambda r: [{"id": "g", "title": "G"}, {"id": "h", "title": 1}]),
+        ],
+    )
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), dry_run=True)
+    assert [(s.read, s.imported, s.rejected) for s in report.sources][:3] == [(3, 1, 2), (2, 1, 1), (3, 1, 2)]
+    for s in report.sources:
+        assert s.read == s.imported + s.rejected
+    assert report.rejected == sum(s.rejected for s in report.sources)
+
+
+# ------------------------------------------------------------------ 5. verbatim rejects
+
+
+def test_rejects_keep_the_exact_bytes_of_the_record(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    text = '{"notes": {\n  "a": {"title": "A"},\n  "b":   {"body" :  "x\\u00e9",   "tags": null}\n}}'
+    (root / "notes.json").write_text(text)
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFile("notes.json", into=NOTES, records=lambda d: d["notes"], record=lambda r, k: {**r, "id": k})
+        ],
+    )
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), on_error="quarantine")
+    (bad,) = report.rejects
+    assert bad.raw == '{"body" :  "x\\u00e9",   "tags": null}'  # not re-encoded, no id or defaults added
+    assert (bad.line, bad.column, bad.pointer) == (3, 42, "/notes/b/tags")  # the undeclared member's value
+
+
+def test_a_record_that_is_not_utf8_keeps_its_bytes_in_raw_base64(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "lines.jsonl").write_bytes(b'{"id": "a", "title": "A"}\n{"id": "b", "title": "\xff"}\n')
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonLines("lines.jsonl", into=NOTES)])
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(f"sqlite:{tmp_path}/s.db", schema, ss.Legacy(root, layout), on_error="quarantine")
+    (bad,) = report.rejects
+    assert base64.b64decode(bad.raw_base64 or "") == b'{"id": "b", "title": "\xff"}'
+    assert bad.line == 2
+
+
+# ------------------------------------------------------------------ 6. repeated members, truncation
+
+
+@attrs.define
+class Endpoint:
+    name: str
+    url: str
+
+
+ENDPOINTS = ss.Collection("endpoints", Endpoint, key="name")
+
+
+def test_a_repeated_member_in_a_map_of_strings_is_a_reject_whatever_records_does(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "urls.json").write_text('{\n  "a": "http://a",\n  "b": "http://b1",\n  "b": "http://b2"\n}\n')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFile("urls.json", into=ENDPOINTS, records=lambda d: [{"name": k, "url": v} for k, v in d.items()])
+        ],
+    )
+    schema = ss.Schema("e", version=1, collections=[ENDPOINTS])
+    with pytest.raises(ss.LegacyImportError) as info:
+        ss.import_legacy(location, schema, ss.Legacy(root, layout))
+    (bad,) = info.value.problems
+    assert "'b'" in bad.reason
+    assert "twice" in bad.reason
+    assert bad.line == 4
+
+
+def test_a_repeated_member_inside_a_reshaped_line_is_a_reject(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "lines.jsonl").write_text('{"id": "a", "title": "A", "title": "B"}\n')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[ss.JsonLines("lines.jsonl", into=NOTES, record=lambda r: {"id": r["id"], "title": r["title"]})],
+    )
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(f"sqlite:{tmp_path}/s.db", schema, ss.Legacy(root, layout), dry_run=True)
+    (bad,) = report.rejects
+    assert "'title'" in bad.reason
+    assert (bad.line, bad.column) == (1, 36)
+
+
+def test_truncated_only_when_the_input_ends_inside_a_value(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "extra-brace.json").write_text('{"title": "A"}\n}')  # no trailing newline, like Go and JS
+    (root / "notes" / "cut.json").write_text('{"title": "A", "bo')
+    (root / "notes" / "open.json").write_text('{"title": "A",')
+    (root / "lines.jsonl").write_text('{"id": "x", "title": "X"}\n{"id": "y"}}')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFiles("notes/*.json", into=NOTES, record=lambda d, p: {**d, "id": p.stem}),
+            ss.JsonLines("lines.jsonl", into=NOTES),
+        ],
+    )
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(f"sqlite:{tmp_path}/s.db", schema, ss.Legacy(root, layout), dry_run=True)
+    reasons = {r.path: r.reason for r in report.rejects}
+    assert reasons["notes/extra-brace.json"].startswith("invalid JSON: Extra data")
+    assert reasons["notes/cut.json"].startswith("truncated")
+    assert reasons["notes/open.json"].startswith("truncated")
+    assert reasons["lines.jsonl"].startswith("invalid JSON: Extra data")
+
+
+# ------------------------------------------------------------------ 7. symlinks
+
+
+def test_links_that_leave_the_root_are_rejects_and_links_inside_are_followed(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    (root / "notes").mkdir(parents=True)
+    (root / "keep").mkdir()
+    (root / "keep" / "a.json").write_text('{"title": "A"}\n')
+    os.symlink(root / "keep" / "a.json", root / "notes" / "a.json")  # inside: followed
+    secret = tmp_path / "private.json"
+    secret.write_text('{"title": "secret"}\n')
+    os.symlink(secret, root / "notes" / "b.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "c.json").write_text('{"title": "C"}\n')
+    os.symlink(elsewhere, root / "notes" / "sub")
+    os.symlink("/etc/passwd", root / "passwd.json")
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFiles("notes/*.json", into=NOTES, record=lambda d, p: {**d, "id": p.stem}),
+            ss.JsonFiles("notes/*/*.json", into=NOTES, record=lambda d, p: {**d, "id": p.stem}),
+            ss.JsonFile("passwd.json", into=NOTES),
+        ],
+    )
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), on_error="quarantine")
+    reasons = {r.path: r.reason for r in report.rejects}
+    assert set(reasons) == {"notes/b.json", "notes/sub/c.json", "passwd.json"}
+    assert all(r.startswith("symlink leaves the legacy root") for r in reasons.values())
+    assert all(r.raw is None and r.raw_base64 is None for r in report.rejects)
+    with ss.open_store(location, schema, mode="read") as store:
+        assert store[NOTES].keys() == ["a"]
+        assert all(r.raw is None for r in store.rejects())
+
+
+# ------------------------------------------------------------------ 8. new declarative sources
+
+
+@attrs.define
+class Memory:
+    id: str
+    text: str
+    at: datetime
+
+
+MEMORIES = ss.Collection("memories", Memory, key="id")
+
+
+def test_json_lines_into_a_collection_one_record_per_line(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "index.jsonl").write_text(
+        '{"id": "m1", "text": "a", "at": "2025-03-01T10:00:00.123456789+02:00"}\n'
+        "\n"
+        '{"id": "m2", "text": "b", "at": "2025-03-01T10:00:00Z"}\n'
+        '{"id": "m3", "at": "2025-03-01T10:00:00Z"}\n'
+    )
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonLines("index.jsonl", into=MEMORIES)])
+    schema = ss.Schema("m", version=1, collections=[MEMORIES])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), on_error="quarantine")
+    (bad,) = report.rejects
+    assert (bad.path, bad.line, bad.column, bad.pointer) == ("index.jsonl", 4, 1, "/text")
+    with ss.open_store(location, schema, mode="read") as store:
+        assert [m.id for m in store[MEMORIES].all()] == ["m1", "m2"]
+
+
+def test_go_timestamps_with_nanoseconds_and_offsets(tmp_path: Path) -> None:
+    @attrs.define
+    class Ev:
+        kind: str
+
+    events = ss.Log("events", Ev)
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "ev.jsonl").write_text(
+        '{"kind": "a", "ts": "2025-03-01T10:00:00.123456789+02:00"}\n'
+        '{"kind": "b", "ts": "2025-03-01T10:00:00.5Z"}\n'
+        '{"kind": "c", "ts": "2025-03-01T10:00:00-07:00"}\n'
+    )
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[ss.JsonLines("ev.jsonl", into=events, at=lambda r: r["ts"], record=lambda r: {"kind": r["kind"]})],
+    )
+    schema = ss.Schema("e", version=1, collections=[], logs=[events])
+    with ss.open_store(f"sqlite:{tmp_path}/s.db", schema, legacy=ss.Legacy(root, layout)) as store:
+        assert [e.at for e in store[events].read()] == [
+            datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=timezone.utc),
+            datetime(2025, 3, 1, 10, 0, 0, 500000, tzinfo=timezone.utc),
+            datetime(2025, 3, 1, 17, 0, 0, tzinfo=timezone.utc),
+        ]
+
+
+@attrs.define
+class Gap:
+    epic: str
+    n: int
+    text: str
+
+
+GAPS = ss.Collection("gaps", Gap, key=("epic", "n"))
+
+
+def test_json_files_with_many_records_per_file(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    (root / "gaps").mkdir(parents=True)
+    (root / "gaps" / "E-1.json").write_text('{"gaps": [{"n": 1, "text": "a"}, {"n": 2, "text": "b"}]}\n')
+    (root / "gaps" / "E-2.json").write_text('{"gaps": [\n  {"n": 1, "text": "c"},\n  {"n": 2}\n]}\n')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFiles(
+                "gaps/*.json",
+                into=GAPS,
+                records=lambda d, p: d["gaps"],
+                record=lambda r, p: {**r, "epic": p.stem},
+            )
+        ],
+    )
+    schema = ss.Schema("g", version=1, collections=[GAPS])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), on_error="quarantine")
+    (bad,) = report.rejects
+    assert (bad.path, bad.line, bad.pointer, bad.raw) == ("gaps/E-2.json", 3, "/gaps/1/text", '{"n": 2}')
+    assert [(s.read, s.imported, s.rejected) for s in report.sources] == [(4, 3, 1)]
+    with ss.open_store(location, schema, mode="read") as store:
+        assert sorted(store[GAPS].keys()) == [("E-1", 1), ("E-1", 2), ("E-2", 1)]
+
+
+def test_an_install_under_two_roots(location: str, tmp_path: Path) -> None:
+    config, state = tmp_path / "config" / "app", tmp_path / "state" / "app"
+    (state / "status").mkdir(parents=True)
+    config.mkdir(parents=True)
+    (config / "servers.json").write_text('{"api": {"port": 1}}')
+    (state / "status" / "web.json").write_text('{"port": 2}')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFile("servers.json", into=SERVERS, root="config"),
+            ss.JsonFiles("status/*.json", into=SERVERS, record=lambda d, p: {**d, "name": p.stem}, root="state"),
+        ],
+    )
+    legacy = ss.Legacy(roots={"config": config, "state": state}, layout=layout)
+    with ss.open_store(location, APP, legacy=legacy) as store:
+        assert sorted(store[SERVERS].keys()) == ["api", "web"]
+        rows = {r.path: r.root for r in store.imports()}
+    assert rows == {"servers.json": str(config), "status/web.json": str(state)}
+    with pytest.raises(ValueError, match="names the root 'cache'"):
+        ss.Legacy(roots={"config": config}, layout=ss.LegacyLayout(1, [ss.JsonFile("x", into=SERVERS, root="cache")]))
+
+
+# ------------------------------------------------------------------ 11. no folders left by an abort
+
+
+def test_an_aborted_import_leaves_no_folders_it_created(tmp_path: Path) -> None:
+    layout = _registry(tmp_path / "old")
+    for location in (f"sqlite:{tmp_path}/a/b/state.db", f"files:{tmp_path}/c/d/state"):
+        with pytest.raises(ss.LegacyImportError):
+            ss.import_legacy(location, APP, ss.Legacy(tmp_path / "old", layout))
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+# ------------------------------------------------------------------ wrong types (the strict codec)
+
+
+class Status(Enum):
+    RUNNING = "running"
+    DONE = "done"
+
+
+@attrs.define
+class Workload:
+    name: str
+    status: Status
+    restarts: int = 0
+    paused: bool = False
+
+
+WORKLOADS = ss.Collection("workloads", Workload, key="name")
+
+
+def test_a_wrong_type_is_a_located_reject_showing_the_value(location: str, tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    (root / "status").mkdir(parents=True)
+    (root / "status" / "a.json").write_text('{\n  "status": "runing"\n}\n')
+    (root / "status" / "b.json").write_text('{\n  "status": "done",\n  "restarts": "7"\n}\n')
+    (root / "status" / "c.json").write_text('{"status": "done", "paused": "false"}\n')
+    (root / "status" / "d.json").write_text('{"status": "done", "restarts": 2}\n')
+    layout = ss.LegacyLayout(
+        version=1, sources=[ss.JsonFiles("status/*.json", into=WORKLOADS, record=lambda d, p: {**d, "name": p.stem})]
+    )
+    schema = ss.Schema("w", version=1, collections=[WORKLOADS])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), on_error="quarantine")
+    got = {r.path: r for r in report.rejects}
+    assert sorted(got) == ["status/a.json", "status/b.json", "status/c.json"]
+    assert (got["status/a.json"].line, got["status/a.json"].column) == (2, 13)
+    assert '"runing"' in got["status/a.json"].reason
+    assert (got["status/b.json"].line, got["status/b.json"].column, got["status/b.json"].pointer) == (
+        3,
+        15,
+        "/restarts",
+    )
+    assert '"7"' in got["status/b.json"].reason
+    assert '"false"' in got["status/c.json"].reason
+    assert got["status/b.json"].raw == (root / "status" / "b.json").read_text()
