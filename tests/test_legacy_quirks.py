@@ -13,8 +13,11 @@ from typing import Any
 
 import attrs
 import pytest
+from click.testing import CliRunner
 
 import statestore as ss
+from statestore.cli import main
+from statestore.examples.tracker import LAYOUT, SCHEMA, TASKS
 from statestore.legacy import store_exists
 
 
@@ -524,3 +527,22 @@ def test_a_wrong_type_is_a_located_reject_showing_the_value(location: str, tmp_p
     assert '"7"' in got["status/b.json"].reason
     assert '"false"' in got["status/c.json"].reason
     assert got["status/b.json"].raw == (root / "status" / "b.json").read_text()
+
+
+# ------------------------------------------------------------------ 9. comparing two imports
+
+
+def test_two_imports_of_one_install_differ_only_in_statestore_s_own_logs(tmp_path: Path) -> None:
+    tracker = Path(__file__).resolve().parent.parent / "fixtures" / "legacy" / "tracker"
+    a, b = f"sqlite:{tmp_path}/a.db", f"files:{tmp_path}/b"
+    ss.import_legacy(a, SCHEMA, ss.Legacy(tracker, LAYOUT))
+    ss.import_legacy(b, SCHEMA, ss.Legacy(tracker, LAYOUT))
+    assert not ss.diff_stores(a, b).equal  # import times and the history differ
+    assert ss.diff_stores(a, b, internal=False).equal
+    result = CliRunner().invoke(main, ["diff", "--data", a, b])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(main, ["diff", a, b]).exit_code == 1
+    with ss.open_store(b, SCHEMA) as store:
+        store[TASKS].delete("fn-1.1")
+    assert not ss.diff_stores(a, b, internal=False).equal
+    assert CliRunner().invoke(main, ["diff", "--data", a, b]).exit_code == 1
