@@ -408,7 +408,9 @@ def test_go_timestamps_with_nanoseconds_and_offsets(tmp_path: Path) -> None:
         sources=[ss.JsonLines("ev.jsonl", into=events, at=lambda r: r["ts"], record=lambda r: {"kind": r["kind"]})],
     )
     schema = ss.Schema("e", version=1, collections=[], logs=[events])
-    with ss.open_store(f"sqlite:{tmp_path}/s.db", schema, legacy=ss.Legacy(root, layout)) as store:
+    report = ss.import_legacy(f"sqlite:{tmp_path}/s.db", schema, ss.Legacy(root, layout))
+    assert report.sources[0].cut_timestamps == 1  # the nanoseconds, counted where the user sees them
+    with ss.open_store(f"sqlite:{tmp_path}/s.db", schema) as store:
         assert [e.at for e in store[events].read()] == [
             datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=timezone.utc),
             datetime(2025, 3, 1, 10, 0, 0, 500000, tzinfo=timezone.utc),

@@ -400,7 +400,8 @@ class _Build:
             imported = sum(self.counts[k][0] for k in keys)
             rejected = sum(self.counts[k][1] for k in keys)
             dropped = tuple(sorted((f, n) for (i, f), n in self.checker.dropped.items() if i == index))
-            yield SourceReport(src.path, src.into.name, imported + rejected, imported, rejected, dropped)
+            cut = self.reader.cut.get(index, 0)
+            yield SourceReport(src.path, src.into.name, imported + rejected, imported, rejected, dropped, cut)
 
     # ------------------------------------------------------------ writing
 

@@ -80,6 +80,8 @@ class SourceReport:
     rejected: int
     #: (member, how many records lost it) for a source with ``extra="drop"``, sorted by member.
     dropped: tuple[tuple[str, int], ...] = ()
+    #: Timestamps (``at``) cut to microseconds: digits past them (Go writes nanoseconds) were not zero.
+    cut_timestamps: int = 0
 
 
 @attrs.frozen

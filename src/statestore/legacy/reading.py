@@ -265,6 +265,8 @@ class Reader:
         self.reported = 0
         self.doc_dups = False
         self.seen: dict[tuple[int, str], FileInfo] = {}
+        #: source index -> timestamps whose digits past microseconds were cut (Go's nanoseconds)
+        self.cut: dict[int, int] = {}
         self.files: list[tuple[int, Source, Path]] = []
         self.outside: set[Path] = set()
         self._real: dict[Path, Path] = {}
@@ -546,7 +548,7 @@ class Reader:
         is_log = isinstance(src.into, Log)
         try:
             stream = src.stream(raw) if src.stream is not None and is_log else ""
-            at = _timestamp(src.at(raw)) if src.at is not None and is_log else self.now
+            at = self._timestamp(index, src.at(raw)) if src.at is not None and is_log else self.now
             record = src.record(raw) if src.record is not None else raw
         except KeyError as exc:
             field = exc.args[0]
@@ -557,6 +559,14 @@ class Reader:
         if not isinstance(stream, str):
             return self.reject(index, into, rel, f"stream must be text, got {_kind(stream)}", line=number, raw=text)
         return Item(index, into, rel, record, line=number, pointer="", raw=text, stream=stream, at=at)
+
+    def _timestamp(self, index: int, value: str | datetime) -> str:
+        """``_timestamp(value)``, counting in ``cut`` the timestamps that lose digits past microseconds."""
+        if isinstance(value, str):
+            m = _FRACTION.search(value)
+            if m is not None and m.group(1)[6:].strip("0"):
+                self.cut[index] = self.cut.get(index, 0) + 1
+        return _timestamp(value)
 
     def _function(self, index: int, src: Function) -> Iterator[Item]:
         into, rel, root = src.into.name, src.name, self.root(index)
@@ -586,7 +596,7 @@ class Reader:
                 ptr = _pointer(len(got))
                 if isinstance(value, LegacyEntry):
                     try:
-                        at = _timestamp(value.at) if value.at is not None else self.now
+                        at = self._timestamp(index, value.at) if value.at is not None else self.now
                     except (TypeError, ValueError) as exc:
                         got.append(self.reject(index, into, rel, str(exc), pointer=ptr, raw=_json(value.record)))
                         continue
@@ -624,7 +634,11 @@ def _json(value: Any) -> str:
         return repr(value)
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def _six_digits(m: re.Match[str]) -> str:
+    return "." + (m.group(1) + "00000")[:6]
 
 
 def _timestamp(value: str | datetime) -> str:
@@ -634,7 +648,8 @@ def _timestamp(value: str | datetime) -> str:
     """
     if isinstance(value, str):
         text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-        value = datetime.fromisoformat(_FRACTION.sub(r"\1", text, count=1))
+        # Six fraction digits: Go writes up to nine, and Python 3.10 takes only three or six.
+        value = datetime.fromisoformat(_FRACTION.sub(_six_digits, text, count=1))
     if not isinstance(value, datetime):
         raise TypeError(f"timestamp must be ISO 8601 text or a datetime, got {type(value).__name__}")
     offset = value.utcoffset()
