@@ -12,6 +12,7 @@ leftover that the next import removes. Imports serialize on
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import secrets
 import shutil
@@ -146,7 +147,11 @@ def run_import(
         _check_apart(backend, path, legacy)
     build = _Build(location, schema, legacy, on_error, progress, converter, durability)
     if dry_run:
-        return build.read(dry_run=True)
+        with _collector_paused():
+            try:
+                return build.read(dry_run=True)
+            finally:
+                build.release()
     created = _missing_parents(path.parent)
     make_private_dirs(path.parent)
     lock_path = path.with_name(path.name + ".import.lock")
@@ -164,8 +169,12 @@ def run_import(
             return ImportReport(location, legacy.describe(), legacy.layout.version, (), (), imported_store=False)
         if not exists and not _vacant(path):
             raise CorruptStoreError(location, "something that is not a statestore store is here; not importing over it")
-        build.read(dry_run=False)
-        report = build.write(path, replace=exists)
+        with _collector_paused():
+            try:
+                build.read(dry_run=False)
+                report = build.write(path, replace=exists)
+            finally:
+                build.release()
         placed = True
     finally:
         if not placed and created:
@@ -183,6 +192,26 @@ def run_import(
                 with contextlib.suppress(OSError):
                     f.rename(f.with_name(f.name + ".imported"))
     return report
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while an import builds its many objects, then as it was.
+
+    An import allocates millions of objects it keeps (every record read is
+    kept until the store is built), so each collection pass scans them all
+    again for nothing: about 30 % of an import's time. Reference counting
+    still frees everything else as usual.
+    """
+    # What it kept is released (by reference counting) before the collector is back on, or
+    # its first pass would scan all of it, once, for nothing: a quarter of a second per 100,000.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _missing_parents(folder: Path) -> list[Path]:
@@ -282,37 +311,53 @@ class _Build:
         # log -> seq given in the last build -> index in self.entries[log]
         self._seqs: dict[str, dict[int, int]] = {}
 
+    def release(self) -> None:
+        """Drop what was read (the report keeps the rejects): the import's objects go now, not at a GC pass."""
+        self.records.clear()
+        self.entries.clear()
+
     # ------------------------------------------------------------ reading
 
     def read(self, *, dry_run: bool) -> ImportReport:
         """Read and check everything; raise LegacyImportError if anything is bad and on_error is abort."""
-        key_checkers: dict[str, Callable[[Any], KeyValue]] = {}
-        for item in self.reader.items():
-            decl = self.decls[item.into]
-            counts = self.counts.setdefault((item.source, item.rel), [0, 0])
-            if item.reject is not None:
-                self.rejects.append(item.reject)
-                counts[1] += 1
-                continue
-            checked = self.checker.check(item, decl)
-            if isinstance(checked, Reject):
-                self.rejects.append(checked)
-                counts[1] += 1
-                continue
-            data, text = checked
+        # Per declaration: where its records go and how its keys are checked (looked up once, not per record).
+        plans: dict[str, tuple[Collection[Any] | Log[Any], Any, Callable[[Any], KeyValue] | None]] = {}
+        for name, decl in self.decls.items():
             if isinstance(decl, Collection):
-                valid = key_checkers.get(decl.name)
-                if valid is None:
-                    valid = key_checkers[decl.name] = _key_checker(decl)
+                plans[name] = (decl, self.records.setdefault(name, {}), _key_checker(decl))
+            else:
+                plans[name] = (decl, self.entries.setdefault(name, []), None)
+        check, reject, rejects = self.checker.check, self.checker.reject, self.rejects
+        last_source, last_rel, counts = -1, "", [0, 0]
+        for item in self.reader.items():
+            if item.source != last_source or item.rel != last_rel:  # items come file by file
+                last_source, last_rel = item.source, item.rel
+                counts = self.counts.setdefault((last_source, last_rel), [0, 0])
+            if item.reject is not None:
+                rejects.append(item.reject)
+                counts[1] += 1
+                continue
+            decl, target, valid = plans[item.into]
+            checked = check(item, decl)
+            if type(checked) is Reject:
+                rejects.append(checked)
+                counts[1] += 1
+                continue
+            data, text = checked  # type: ignore[misc]
+            if valid is not None:
                 try:
-                    key = valid(decl.key_of(data))
+                    key = valid(decl.key_of(data))  # type: ignore[union-attr]
                 except ValidationError as exc:
-                    self.rejects.append(self.checker.reject(item, decl.name, exc.reason))
+                    rejects.append(reject(item, decl.name, exc.reason))
                     counts[1] += 1
                     continue
-                self.records.setdefault(decl.name, {}).setdefault(key, []).append((item, data, text))
+                copies = target.get(key)
+                if copies is None:
+                    target[key] = [(item, data, text)]
+                else:
+                    copies.append((item, data, text))
             else:
-                self.entries.setdefault(decl.name, []).append((item, data, text))
+                target.append((item, data, text))
             counts[0] += 1
         self._reject_shared_keys()
         self._reject_unique_clashes()

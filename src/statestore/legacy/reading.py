@@ -83,6 +83,7 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
 #: For skipping over values while locating a record in its document's text.
 _PLAIN = json.JSONDecoder()
 _SCAN: Any = getattr(_PLAIN, "scan_once")  # noqa: B009 (not in the stubs)
+_HOOKED_SCAN: Any = getattr(_DECODER, "scan_once")  # noqa: B009
 _WS = re.compile(r"[ \t\n\r]*")
 _scanstring: Any = getattr(json.decoder, "scanstring")  # noqa: B009 (not in the stubs)
 
@@ -469,8 +470,8 @@ class Reader:
             return
         for where, value in entries:
             parts = (*base, str(where)) if base is not None else None
-            pointer = _pointer(*parts) if parts is not None else None
-            if where in dups:
+            if dups and where in dups:
+                pointer = _pointer(*parts) if parts is not None else None
                 reason = f"duplicate key {where!r} in the document: none of its copies is imported"
                 spans = whole.spans(parts) if parts is not None else []
                 for n, copy_ in enumerate(dups[where]):
@@ -482,7 +483,7 @@ class Reader:
                     yield self.reject(index, into, rel, reason, line=line, column=column, pointer=pointer, raw=raw)
                 continue
             original = value
-            if str(where) in bad_entries and parts is not None:
+            if bad_entries and str(where) in bad_entries and parts is not None:
                 raw = _slice(whole, parts) or _json(original)
                 yield self._dup_reject(index, into, rel, whole, parts, bad_entries[str(where)], raw)
                 continue
@@ -494,10 +495,12 @@ class Reader:
                 except Exception as exc:
                     reason = f"record(): {type(exc).__name__}: {exc}"
                     raw = (_slice(whole, parts) if parts is not None else None) or _json(original)
+                    pointer = _pointer(*parts) if parts is not None else None
                     yield self.reject(index, into, rel, reason, pointer=pointer, raw=raw)
                     continue
+            # The pointer is made from ``parts`` if the record is rejected (most are not).
             raw_text = None if parts is not None else _json(original)
-            yield Item(index, into, rel, value, pointer=pointer, raw=raw_text, doc=whole, parts=parts)
+            yield Item(index, into, rel, value, raw=raw_text, doc=whole, parts=parts)
 
     def _json_lines(self, index: int, src: JsonLines, path: Path, rel: str) -> Iterator[Item]:
         into = src.into.name
@@ -532,7 +535,7 @@ class Reader:
             return self.reject(index, into, rel, "not valid UTF-8", line=number, column=exc.start + 1, raw_base64=b64)
         try:
             before = _dup_objects[0]
-            raw = _DECODER.decode(text)
+            raw = _decode_line(text)
         except json.JSONDecodeError as exc:
             what = "truncated last line" if not complete and _truncated(text, exc) else "invalid JSON"
             return self.reject(index, into, rel, f"{what}: {exc.msg}", line=number, column=exc.colno, raw=text)
@@ -562,7 +565,7 @@ class Reader:
 
     def _timestamp(self, index: int, value: str | datetime) -> str:
         """``_timestamp(value)``, counting in ``cut`` the timestamps that lose digits past microseconds."""
-        if isinstance(value, str):
+        if isinstance(value, str) and "." in value:
             m = _FRACTION.search(value)
             if m is not None and m.group(1)[6:].strip("0"):
                 self.cut[index] = self.cut.get(index, 0) + 1
@@ -609,11 +612,23 @@ class Reader:
             for item in got:
                 if item.reject is None:
                     why = "not imported: read() failed after it"
-                    item = self.reject(index, into, rel, why, pointer=item.pointer, raw=_json(item.data))
+                    ptr = item.pointer if item.pointer is not None else _pointer(*(item.parts or ()))
+                    item = self.reject(index, into, rel, why, pointer=ptr, raw=_json(item.data))
                 yield item
             yield self.reject(index, into, rel, reason, pointer=_pointer(n))
             return
         yield from got
+
+
+def _decode_line(text: str) -> Any:
+    """``_DECODER.decode(text)``, without its per-call overhead when the line is one plain value."""
+    try:
+        value, end = _HOOKED_SCAN(text, 0)
+    except (StopIteration, ValueError):
+        return _DECODER.decode(text)  # the error, as decode() words it (or leading white space)
+    if end != len(text) and text[end:].strip():
+        return _DECODER.decode(text)
+    return value
 
 
 def _slice(doc: _Doc, parts: Parts) -> str | None:
@@ -647,9 +662,16 @@ def _timestamp(value: str | datetime) -> str:
     Digits past microseconds (Go writes nanoseconds) are cut: a datetime holds no more.
     """
     if isinstance(value, str):
+        if value[-1:] in ("Z", "z") and "." not in value and len(value) == 20:
+            # The usual "2025-01-01T10:00:00Z", without building an aware datetime to convert.
+            naive = datetime.fromisoformat(value[:-1])
+            if naive.tzinfo is None:
+                return naive.isoformat(timespec="microseconds") + "+00:00"
         text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-        # Six fraction digits: Go writes up to nine, and Python 3.10 takes only three or six.
-        value = datetime.fromisoformat(_FRACTION.sub(_six_digits, text, count=1))
+        if "." in text:
+            # Six fraction digits: Go writes up to nine, and Python 3.10 takes only three or six.
+            text = _FRACTION.sub(_six_digits, text, count=1)
+        value = datetime.fromisoformat(text)
     if not isinstance(value, datetime):
         raise TypeError(f"timestamp must be ISO 8601 text or a datetime, got {type(value).__name__}")
     offset = value.utcoffset()
@@ -684,7 +706,10 @@ class Checker:
         With ``value``, a reason that does not show the field's text as the file has it gets it appended.
         """
         line, column, raw = item.line, None, item.raw
-        pointer = (item.pointer or "") + _pointer(*rel_parts) if (item.pointer is not None or rel_parts) else None
+        base = item.pointer
+        if base is None and item.parts is not None:
+            base = _pointer(*item.parts)
+        pointer = (base or "") + _pointer(*rel_parts) if (base is not None or rel_parts) else None
         doc, parts = item.doc, item.parts
         if doc is None and item.line is not None and item.raw is not None:
             doc, parts = _Doc(item.raw), ()  # a JSON Lines record: columns inside its line
