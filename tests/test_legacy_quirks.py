@@ -548,3 +548,92 @@ def test_two_imports_of_one_install_differ_only_in_statestore_s_own_logs(tmp_pat
         store[TASKS].delete("fn-1.1")
     assert not ss.diff_stores(a, b, internal=False).equal
     assert CliRunner().invoke(main, ["diff", "--data", a, b]).exit_code == 1
+
+
+# ------------------------------------------------------------------ 10. the bundled quirks install
+
+QUIRKS = Path(__file__).resolve().parent.parent / "fixtures" / "legacy" / "quirks"
+
+
+@attrs.define
+class Workload2:
+    name: str
+    phase: str
+    restarts: int
+    updated: datetime
+
+
+@attrs.define
+class Alias:
+    name: str
+    url: str
+
+
+@attrs.define
+class GoEvent:
+    workload: str
+    msg: str
+
+
+Q_SERVERS = ss.Collection("servers", Server, key="name", unique=["port"])
+Q_ALIASES = ss.Collection("aliases", Alias, key="name")
+Q_WORKLOADS = ss.Collection("workloads", Workload2, key="name")
+Q_MEMORIES = ss.Collection("memories", Memory, key="id")
+Q_EVENTS = ss.Log("events", GoEvent)
+Q_SCHEMA = ss.Schema("quirks", version=1, collections=[Q_SERVERS, Q_ALIASES, Q_WORKLOADS, Q_MEMORIES], logs=[Q_EVENTS])
+Q_LAYOUT = ss.LegacyLayout(
+    version=1,
+    sources=[
+        ss.JsonFile("servers.json", into=Q_SERVERS, root="config"),
+        ss.JsonFile(
+            "aliases.json",
+            into=Q_ALIASES,
+            root="config",
+            records=lambda d: [{"name": k, "url": v} for k, v in d.items()],
+        ),
+        ss.JsonFiles("status/*.json", into=Q_WORKLOADS, record=lambda d, p: {**d, "name": p.stem}, root="state"),
+        ss.JsonLines("memory.jsonl", into=Q_MEMORIES, root="state"),
+        ss.JsonLines(
+            "events.jsonl",
+            into=Q_EVENTS,
+            root="state",
+            stream=lambda r: r["workload"],
+            at=lambda r: r["time"],
+            record=lambda r: {"workload": r["workload"], "msg": r["msg"]},
+        ),
+    ],
+)
+
+
+def test_the_quirks_install_imports_with_every_reject_where_expected(location: str, tmp_path: Path) -> None:
+    import shutil
+
+    root = Path(shutil.copytree(QUIRKS, tmp_path / "quirks"))
+    config, state = root / "config" / "app", root / "state" / "app"
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"phase": "Running", "restarts": 0, "updated": "2025-01-06T00:00:00Z"}')
+    os.symlink(secret, state / "status" / "stolen.json")  # a link out of the root, as found in the wild
+    legacy = ss.Legacy(roots={"config": config, "state": state}, layout=Q_LAYOUT)
+    report = ss.import_legacy(location, Q_SCHEMA, legacy, on_error="quarantine")
+    expected = json.loads((QUIRKS / "EXPECTED.json").read_text())
+    got = {(r.path, r.line) for r in report.rejects}
+    for e in expected:
+        assert (e["path"], e["line"]) in got, e
+        if e["pointer"]:
+            assert any(r.path == e["path"] and r.pointer == e["pointer"] for r in report.rejects), e
+    leaving = [r for r in report.rejects if r.path == "status/stolen.json"]
+    assert [r.reason.startswith("symlink leaves the legacy root") for r in leaving] == [True]
+    assert len(report.rejects) == len(expected) + 1
+    for s in report.sources:
+        assert s.read == s.imported + s.rejected
+    by_path = {s.path: s for s in report.sources}
+    assert by_path["events.jsonl"].cut_timestamps == 5
+    with ss.open_store(location, Q_SCHEMA, mode="read") as store:
+        assert sorted(store[Q_SERVERS].keys()) == ["docs", "metrics", "web"]
+        assert store[Q_ALIASES].all() == []  # the whole map: which "home" is meant cannot be told
+        assert sorted(store[Q_WORKLOADS].keys()) == [f"workload-{i}" for i in range(5)]  # stray files ignored
+        assert store[Q_WORKLOADS]["workload-1"].updated == datetime(2025, 1, 5, 23, 0, 0, 1, tzinfo=timezone.utc)
+        assert len(store[Q_MEMORIES]) == 5
+        first = store[Q_EVENTS].read()[0]
+        assert first.at == datetime(2025, 1, 6, 4, 30, 0, 0, tzinfo=timezone.utc)
+        assert {r.root for r in store.imports()} == {str(config), str(state)}
