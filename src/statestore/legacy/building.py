@@ -618,7 +618,17 @@ def _key_checker(decl: Collection[Any]) -> Callable[[Any], KeyValue]:
     view: CollectionView[Any] = CollectionView.__new__(CollectionView)
     view.decl = decl
     view._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
-    return view._key
+    full = view._key
+    if decl.composite or view._key_types[0] is not str:
+        return full
+
+    def key(value: Any) -> KeyValue:
+        # The usual key, ASCII text, has nothing more to check (no lone surrogate in ASCII).
+        if type(value) is str and value.isascii():
+            return value
+        return full(value)
+
+    return key
 
 
 def _numbered(rows: Sequence[tuple[Item, Any, str]]) -> Iterator[tuple[str, int, str, Any, str]]:

@@ -510,35 +510,47 @@ class Reader:
             self._unreadable(index, path, rel)
             yield self.reject(index, into, rel, f"cannot read: {exc.strerror or exc}")
             return
-        digest, size = hashlib.sha256(), 0
+        digest, size, step = hashlib.sha256(), 0, 0
         with handle:
             mtime = os.fstat(handle.fileno()).st_mtime
+            line_item = self._line
             for number, line in enumerate(handle, 1):
                 digest.update(line)
-                size += len(line)
-                self._advance(len(line))
-                item = self._line(index, src, rel, number, line)
+                step += len(line)
+                if step >= 1 << 16:  # progress in steps, not a call per line
+                    size += step
+                    self._advance(step)
+                    step = 0
+                item = line_item(index, src, rel, number, line)
                 if item is not None:
                     yield item
+            size += step
+            self._advance(step)
         self.seen[index, rel] = FileInfo(size, mtime, digest.hexdigest())
 
     def _line(self, index: int, src: JsonLines, rel: str, number: int, line: bytes) -> Item | None:
         into = src.into.name
         complete = line.endswith(b"\n")
         body = line.rstrip(b"\r\n")
-        if not body.strip():
+        if not body or body.isspace():
             return None
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             b64 = base64.b64encode(body).decode("ascii")
             return self.reject(index, into, rel, "not valid UTF-8", line=number, column=exc.start + 1, raw_base64=b64)
+        before = _dup_objects[0]
         try:
-            before = _dup_objects[0]
-            raw = _decode_line(text)
-        except json.JSONDecodeError as exc:
-            what = "truncated last line" if not complete and _truncated(text, exc) else "invalid JSON"
-            return self.reject(index, into, rel, f"{what}: {exc.msg}", line=number, column=exc.colno, raw=text)
+            # The decoder's scanner directly (decode() costs more than it on a short line).
+            raw, end = _HOOKED_SCAN(text, 0)
+            if end != len(text) and text[end:].strip():
+                raw = _DECODER.decode(text)
+        except (StopIteration, ValueError):
+            try:
+                raw = _DECODER.decode(text)  # the error, as decode() words it (or leading white space)
+            except json.JSONDecodeError as exc:
+                what = "truncated last line" if not complete and _truncated(text, exc) else "invalid JSON"
+                return self.reject(index, into, rel, f"{what}: {exc.msg}", line=number, column=exc.colno, raw=text)
         if _dup_objects[0] != before:
             dup = _all_dups(raw)[0]
             item = self._dup_reject(index, into, rel, _Doc(text), (), dup, text)
@@ -620,17 +632,6 @@ class Reader:
         yield from got
 
 
-def _decode_line(text: str) -> Any:
-    """``_DECODER.decode(text)``, without its per-call overhead when the line is one plain value."""
-    try:
-        value, end = _HOOKED_SCAN(text, 0)
-    except (StopIteration, ValueError):
-        return _DECODER.decode(text)  # the error, as decode() words it (or leading white space)
-    if end != len(text) and text[end:].strip():
-        return _DECODER.decode(text)
-    return value
-
-
 def _slice(doc: _Doc, parts: Parts) -> str | None:
     spans = doc.spans(parts)
     return doc.text[spans[0][0] : spans[0][1]] if len(spans) == 1 else None
@@ -698,7 +699,7 @@ class Checker:
         self.extras = extras
         self.fields_known = fields_known
         self.dropped: dict[tuple[int, str], int] = {}
-        self._names: dict[str, frozenset[str]] = {}
+        self._plans: dict[str, tuple[str, tuple[str, ...], bool, frozenset[str] | None, Any]] = {}
 
     def reject(self, item: Item, into: str, reason: str, rel_parts: Parts = (), *, value: bool = True) -> Reject:
         """A located reject for ``item``: its exact text, and where (the field at ``rel_parts``, if found).
@@ -738,44 +739,45 @@ class Checker:
             raw = _json(item.data)
         return Reject(item.rel, line, column, pointer, reason, raw, into=into)
 
-    def _fields(self, decl: Collection[Any] | Log[Any]) -> frozenset[str]:
-        names = self._names.get(decl.name)
-        if names is None:
-            names = self._names[decl.name] = frozenset(decl.field_types)
-        return names
+    def _plan(self, decl: Collection[Any] | Log[Any]) -> tuple[str, tuple[str, ...], bool, frozenset[str] | None, Any]:
+        """(name, key fields, typed, declared member names or None, type): looked up once per declaration."""
+        keys = decl.key_fields if isinstance(decl, Collection) else ()
+        names = frozenset(decl.field_types) if self.fields_known else None
+        return decl.name, keys, self.typed[decl.name], names, decl.type
 
     def check(self, item: Item, decl: Collection[Any] | Log[Any]) -> tuple[Any, str] | Reject:
         """(stored dict, its text), or the Reject saying why not."""
         data = item.data
+        plan = self._plans.get(decl.name)
+        if plan is None:
+            plan = self._plans[decl.name] = self._plan(decl)
+        name, key_fields, typed, names, tp = plan
         if not isinstance(data, dict):
-            return self.reject(item, decl.name, f"expected an object, got {_kind(data)}")
-        if isinstance(decl, Collection):
-            for f in decl.key_fields:
-                if f not in data:
-                    return self.reject(item, decl.name, f"missing key field {f!r}", (f,))
-        if not self.typed[decl.name]:
+            return self.reject(item, name, f"expected an object, got {_kind(data)}")
+        for f in key_fields:
+            if f not in data:
+                return self.reject(item, name, f"missing key field {f!r}", (f,))
+        if not typed:
             try:
                 return data, dumps(data)
             except (TypeError, ValueError) as exc:
-                return self.reject(item, decl.name, f"not JSON: {exc}")
-        if self.fields_known:
-            names = self._fields(decl)
-            if not data.keys() <= names:
-                extra = [k for k in data if k not in names]
-                if self.extras[item.source] == "drop":
-                    for k in extra:
-                        self.dropped[item.source, k] = self.dropped.get((item.source, k), 0) + 1
-                    data = {k: v for k, v in data.items() if k in names}
-                else:
-                    listed = ", ".join(repr(k) for k in extra)
-                    reason = f"undeclared field(s) {listed}: {decl.type.__name__} does not declare them"
-                    reason += ' (extra="drop" drops them)'
-                    return self.reject(item, decl.name, reason, (extra[0],), value=False)
+                return self.reject(item, name, f"not JSON: {exc}")
+        if names is not None and not data.keys() <= names:
+            extra = [k for k in data if k not in names]
+            if self.extras[item.source] == "drop":
+                for k in extra:
+                    self.dropped[item.source, k] = self.dropped.get((item.source, k), 0) + 1
+                data = {k: v for k, v in data.items() if k in names}
+            else:
+                listed = ", ".join(repr(k) for k in extra)
+                reason = f"undeclared field(s) {listed}: {decl.type.__name__} does not declare them"
+                reason += ' (extra="drop" drops them)'
+                return self.reject(item, decl.name, reason, (extra[0],), value=False)
+        codec = self.codec
         try:
-            record = self.codec.decode(decl.name, decl.type, data)
-            return self.codec.encode(decl.name, decl.type, record)
+            return codec.encode(name, tp, codec.decode(name, tp, data))
         except ValidationError as exc:
-            return self.reject(item, decl.name, _reason(exc.reason), _path_parts(exc.path))
+            return self.reject(item, name, _reason(exc.reason), _path_parts(exc.path))
 
 
 def _reason(reason: str) -> str:
