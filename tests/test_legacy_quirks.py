@@ -376,10 +376,10 @@ def test_json_lines_into_a_collection_one_record_per_line(location: str, tmp_pat
     root = tmp_path / "old"
     root.mkdir()
     (root / "index.jsonl").write_text(
-        '{"id": "m1", "text": "a", "at": "2025-03-01T10:00:00.123456789+02:00"}\n'
+        '{"id": "m1", "text": "a", "at": "2025-03-01T10:00:00.123456+02:00"}\n'
         "\n"
-        '{"id": "m2", "text": "b", "at": "2025-03-01T10:00:00Z"}\n'
-        '{"id": "m3", "at": "2025-03-01T10:00:00Z"}\n'
+        '{"id": "m2", "text": "b", "at": "2025-03-01T10:00:00+00:00"}\n'
+        '{"id": "m3", "at": "2025-03-01T10:00:00+00:00"}\n'
     )
     layout = ss.LegacyLayout(version=1, sources=[ss.JsonLines("index.jsonl", into=MEMORIES)])
     schema = ss.Schema("m", version=1, collections=[MEMORIES])

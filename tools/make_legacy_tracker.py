@@ -606,7 +606,7 @@ def write_quirks(target: Path) -> None:
     write(state / "status" / "workload-2.json.corrupted", "\x00\x00garbage")
     # A memory index: one record per line, into a collection; the last line cut off by a crash.
     lines = [
-        json.dumps({"id": f"m{i}", "text": f"remember {i}", "at": f"2025-01-06T09:{i:02d}:00.123456789Z"})
+        json.dumps({"id": f"m{i}", "text": f"remember {i}", "at": f"2025-01-06T09:{i:02d}:00.123456+00:00"})
         for i in range(1, 6)
     ]
     write(state / "memory.jsonl", "\n".join(lines) + '\n{"id": "m6", "text": "remem')
