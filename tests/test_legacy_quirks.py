@@ -136,6 +136,9 @@ def test_records_the_current_declarations_cannot_read_after_migrations_are_rejec
     assert bad.path == "notes/b.json"
     assert "title" in bad.reason
     assert not store_exists(location)
+    dry = ss.import_legacy(location, NOTES_V2, ss.Legacy(root, layout), dry_run=True)  # the same reject
+    assert [(r.path, r.reason) for r in dry.rejects] == [(bad.path, bad.reason)]
+    assert not store_exists(location)
     report = ss.import_legacy(location, NOTES_V2, ss.Legacy(root, layout), on_error="quarantine")
     assert [(s.read, s.imported, s.rejected) for s in report.sources] == [(2, 1, 1)]
     with ss.open_store(location, NOTES_V2) as store:

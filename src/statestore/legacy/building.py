@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,7 +150,7 @@ def run_import(
     if dry_run:
         with _collector_paused():
             try:
-                return build.read(dry_run=True)
+                return build.dry_run()
             finally:
                 build.release()
     created = _missing_parents(path.parent)
@@ -477,14 +478,33 @@ class _Build:
                 aside_path.with_name(aside_path.name + ".lock").unlink(missing_ok=True)  # SQLite's migration lock
         raise LegacyImportError(self.location, self.legacy.describe(), tuple(self.rejects))
 
-    def _build(self, aside_path: Path) -> list[tuple[str, Any, str]]:
+    def dry_run(self) -> ImportReport:
+        """Read and check everything; with migrations pending, also build and migrate a throwaway store.
+
+        So a dry run reports what the import would reject, also the records
+        that fail only after the migrations. The throwaway store lives in a
+        temporary folder (SQLite when the target is memory:) and is deleted.
+        """
+        report = self.read(dry_run=True)
+        if self.legacy.layout.version == self.schema.version:
+            return report
+        backend = _target(self.location)[0]
+        with tempfile.TemporaryDirectory(prefix="statestore-dry-run-") as tmp:
+            name = "store.db" if backend in ("sqlite", "memory") else "store"
+            failed = self._build(Path(tmp) / name, backend="sqlite" if backend == "memory" else backend)
+        if not failed:
+            return report
+        self._reject_unreadable(failed)
+        return self.report(dry_run=True)
+
+    def _build(self, aside_path: Path, backend: str | None = None) -> list[tuple[str, Any, str]]:
         """Build, verify and migrate the store at ``aside_path``; what cannot be read back after migrations.
 
         Returns (collection or log name, key or seq, reason) of each record
         or entry the schema's declarations refuse (only when migrations ran:
         otherwise every record was already checked against them).
         """
-        backend = _target(self.location)[0]
+        backend = backend or _target(self.location)[0]
         aside = f"{backend}:{aside_path}"
         schema, layout = self.schema, self.legacy.layout
         decls = list(self.decls.values())
