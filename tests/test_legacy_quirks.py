@@ -640,3 +640,21 @@ def test_the_quirks_install_imports_with_every_reject_where_expected(location: s
         first = store[Q_EVENTS].read()[0]
         assert first.at == datetime(2025, 1, 6, 4, 30, 0, 0, tzinfo=timezone.utc)
         assert {r.root for r in store.imports()} == {str(config), str(state)}
+
+
+def test_every_reject_of_a_document_has_its_own_line_and_column(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    records = [{"id": f"k{i}"} if i % 3 else {"id": f"k{i}", "title": "t"} for i in range(60)]
+    text = json.dumps(records, indent=2)  # each record: "{", id line, "}" (or with a title line)
+    (root / "n.json").write_text(text)
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonFile("n.json", into=NOTES)])
+    schema = ss.Schema("n", version=1, collections=[NOTES])
+    report = ss.import_legacy(f"sqlite:{tmp_path}/s.db", schema, ss.Legacy(root, layout), dry_run=True)
+    lines = text.split("\n")
+    assert len(report.rejects) == 40
+    for r in report.rejects:
+        assert r.line is not None
+        assert r.column is not None
+        assert lines[r.line - 1][r.column - 1] == "{"
+        assert json.loads(r.raw or "") == records[int((r.pointer or "").split("/")[1])]

@@ -13,6 +13,7 @@ reject.
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import hashlib
 import json
@@ -84,6 +85,7 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
 _PLAIN = json.JSONDecoder()
 _SCAN: Any = getattr(_PLAIN, "scan_once")  # noqa: B009 (not in the stubs)
 _HOOKED_SCAN: Any = getattr(_DECODER, "scan_once")  # noqa: B009
+_NEWLINE = re.compile("\n")
 _WS = re.compile(r"[ \t\n\r]*")
 _scanstring: Any = getattr(json.decoder, "scanstring")  # noqa: B009 (not in the stubs)
 
@@ -140,16 +142,19 @@ class _Doc:
     container, then cached) only when one of its records is.
     """
 
-    def __init__(self, text: str, offset: int = 0) -> None:
+    def __init__(self, text: str) -> None:
         self.text = text
         self._members: dict[Span, dict[str, list[Span]] | None] = {}
+        self._root: Span | None = None
+        self._newlines: list[int] | None = None
 
     def spans(self, parts: Parts) -> list[Span]:
         """Every span of the value at ``parts`` (several for a member the document repeats)."""
-        start = _WS.match(self.text, 0)
-        assert start is not None
         try:
-            here = [(start.end(), self._end(start.end()))]
+            if self._root is None:  # once: scanning the whole document again per reject is quadratic
+                start = self._skip(0)
+                self._root = (start, self._end(start))
+            here = [self._root]
             for part in parts:
                 nxt: list[Span] = []
                 for span in here:
@@ -204,8 +209,10 @@ class _Doc:
 
     def line_column(self, pos: int) -> tuple[int, int]:
         """1-based line and column (in characters) of ``pos``."""
-        line = self.text.count("\n", 0, pos) + 1
-        return line, pos - self.text.rfind("\n", 0, pos)
+        if self._newlines is None:  # once per document, not a count from the start per reject
+            self._newlines = [m.start() for m in _NEWLINE.finditer(self.text)]
+        line = bisect.bisect_left(self._newlines, pos)
+        return line + 1, pos - (self._newlines[line - 1] if line else -1)
 
 
 @attrs.define
