@@ -360,6 +360,14 @@ def test_links_that_leave_the_root_are_rejects_and_links_inside_are_followed(loc
     with ss.open_store(location, schema, mode="read") as store:
         assert store[NOTES].keys() == ["a"]
         assert all(r.raw is None for r in store.rejects())
+    # A root that is itself a link (~/.app -> /data/app): everything under it is inside.
+    os.symlink(root / "keep", tmp_path / "linked-root")
+    inside = ss.LegacyLayout(
+        version=1, sources=[ss.JsonFiles("*.json", into=NOTES, record=lambda d, p: {**d, "id": p.stem})]
+    )
+    other = location.replace("/new/", "/other/")
+    with ss.open_store(other, schema, legacy=ss.Legacy(tmp_path / "linked-root", inside)) as store:
+        assert store[NOTES].keys() == ["a"]
 
 
 # ------------------------------------------------------------------ 8. new declarative sources
