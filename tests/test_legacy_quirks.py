@@ -666,3 +666,43 @@ def test_every_reject_of_a_document_has_its_own_line_and_column(tmp_path: Path) 
         assert r.column is not None
         assert lines[r.line - 1][r.column - 1] == "{"
         assert json.loads(r.raw or "") == records[int((r.pointer or "").split("/")[1])]
+
+
+def test_an_app_converter_s_validation_errors_become_located_rejects(location: str, tmp_path: Path) -> None:
+    """The same path as the strict codec's: whatever ValidationError the codec raises is a located reject."""
+    from cattrs.preconf.json import make_converter
+
+    strict = make_converter(forbid_extra_keys=True)
+
+    def exact(tp: type) -> Any:
+        def hook(value: Any, _tp: Any) -> Any:
+            if type(value) is not tp:
+                raise TypeError(f"expected {tp.__name__}, got {json.dumps(value)}")
+            return value
+
+        return hook
+
+    for tp in (int, bool, str):
+        strict.register_structure_hook(tp, exact(tp))
+    root = tmp_path / "old"
+    (root / "status").mkdir(parents=True)
+    (root / "status" / "a.json").write_text('{\n  "status": "done",\n  "restarts": "7"\n}\n')
+    (root / "status" / "b.json").write_text('{"status": "done",  "paused": 0}')
+    (root / "status" / "c.json").write_text('{"status": "done", "extra": 1}')
+    (root / "status" / "d.json").write_text('{"status": "done"}')
+    layout = ss.LegacyLayout(
+        version=1, sources=[ss.JsonFiles("status/*.json", into=WORKLOADS, record=lambda d, p: {**d, "name": p.stem})]
+    )
+    schema = ss.Schema("w", version=1, collections=[WORKLOADS])
+    report = ss.import_legacy(location, schema, ss.Legacy(root, layout), on_error="quarantine", converter=strict)
+    got = {r.path: r for r in report.rejects}
+    assert sorted(got) == ["status/a.json", "status/b.json", "status/c.json"]
+    a, b = got["status/a.json"], got["status/b.json"]
+    assert (a.line, a.column, a.pointer) == (3, 15, "/restarts")
+    assert '"7"' in a.reason
+    assert a.raw == (root / "status" / "a.json").read_text()
+    assert (b.line, b.column, b.pointer) == (1, 31, "/paused")
+    assert "0" in b.reason
+    assert "extra" in got["status/c.json"].reason
+    with ss.open_store(location, schema, mode="read", converter=strict) as store:
+        assert store[WORKLOADS].keys() == ["d"]
