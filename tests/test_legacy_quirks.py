@@ -309,6 +309,8 @@ def test_truncated_only_when_the_input_ends_inside_a_value(tmp_path: Path) -> No
     (root / "notes" / "extra-brace.json").write_text('{"title": "A"}\n}')  # no trailing newline, like Go and JS
     (root / "notes" / "cut.json").write_text('{"title": "A", "bo')
     (root / "notes" / "open.json").write_text('{"title": "A",')
+    (root / "notes" / "literal.json").write_text('{"title": "A", "done": tr')
+    (root / "notes" / "typo.json").write_text('{"title": "A", "done": trve}\n')
     (root / "lines.jsonl").write_text('{"id": "x", "title": "X"}\n{"id": "y"}}')
     layout = ss.LegacyLayout(
         version=1,
@@ -323,6 +325,8 @@ def test_truncated_only_when_the_input_ends_inside_a_value(tmp_path: Path) -> No
     assert reasons["notes/extra-brace.json"].startswith("invalid JSON: Extra data")
     assert reasons["notes/cut.json"].startswith("truncated")
     assert reasons["notes/open.json"].startswith("truncated")
+    assert reasons["notes/literal.json"].startswith("truncated")
+    assert reasons["notes/typo.json"].startswith("invalid JSON")
     assert reasons["lines.jsonl"].startswith("invalid JSON: Extra data")
 
 

@@ -243,7 +243,10 @@ class Item:
 
 def _truncated(text: str, exc: json.JSONDecodeError) -> bool:
     """Whether the input ended inside a value (not: any error in a file without a trailing newline)."""
-    return exc.msg.startswith("Unterminated string") or exc.pos >= len(text.rstrip())
+    if exc.msg.startswith("Unterminated string") or exc.pos >= len(text.rstrip()):
+        return True
+    rest = text[exc.pos :].rstrip()  # cut inside a literal: `{"done": tr`
+    return any(len(rest) < len(word) and word.startswith(rest) for word in ("true", "false", "null"))
 
 
 def _inside(path: Path, root: Path) -> bool:
