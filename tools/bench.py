@@ -853,8 +853,8 @@ def run_import(base: Path, n: int, durability: str, backend: str) -> Row:
         report = ss.import_legacy(location, SCHEMA, ss.Legacy(legacy, layout))
         store_best = max(store_best, report.imported / (time.perf_counter() - start))
         assert report.imported == count == n, (report.imported, count, n)
-    # Target: at most 3x the raw import's time (SQLite); the file backend's row is for information.
-    target = 1 / 3 if backend == "sqlite" else None
+    # Target: at least half the raw import's speed (SQLite); the file backend's row is for information.
+    target = 0.5 if backend == "sqlite" else None
     return Row(
         "import", f"import {n:,} legacy records", "json+sqlite3, 1 txn", backend, raw_best, store_best, target, n, n
     )

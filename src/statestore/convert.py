@@ -301,14 +301,19 @@ def _bounded(lines: list[str], limit: int) -> list[str]:
     return [*lines[:limit], f"  ... and {len(lines) - limit} more"]
 
 
-def diff_stores(a: str | os.PathLike[str] | Store, b: str | os.PathLike[str] | Store) -> StoreDiff:
+def diff_stores(
+    a: str | os.PathLike[str] | Store, b: str | os.PathLike[str] | Store, *, internal: bool = True
+) -> StoreDiff:
     """Compare two stores of any backends; locations are opened read-only, stores are left open.
 
     Records are matched by key and compare equal when their JSON and their
     revision are the same; log entries are matched by seq and compare seq,
     stream, version, timestamp and JSON. Internal logs (migration
-    history...) are compared too, so only a copy (or the same store) is
-    equal; two stores filled the same way at other times differ there.
+    history, legacy import provenance and rejects) are compared too, so only
+    a copy (or the same store) is equal; two stores filled the same way at
+    other times differ there. With ``internal=False`` only the schemas, the
+    user collections and the user logs are compared: two imports of the
+    same legacy install are then equal.
     """
     with _opened(a) as sa, _opened(b) as sb, sa.transaction(), sb.transaction():
         ca, cb = _Content(sa), _Content(sb)
@@ -323,7 +328,8 @@ def diff_stores(a: str | os.PathLike[str] | Store, b: str | os.PathLike[str] | S
             if diff is not None:
                 collections.append(diff)
         logs = []
-        for name in sorted({*ca.logs, *cb.logs}):
+        internal_names = set() if internal else {lg.name for lg in INTERNAL_LOGS}
+        for name in sorted({*ca.logs, *cb.logs} - internal_names):
             # Compared as canonical JSON: 1, 1.0 and true are equal in Python, not in a store.
             ea = {e[0]: dumps(e) for e in ca.entries(name)}
             eb = {e[0]: dumps(e) for e in cb.entries(name)}

@@ -86,7 +86,7 @@ def open_store(
         target = _legacy_schema(schemas, legacy)
         if not store_exists(os.fspath(location)) and legacy_present(legacy):
             if mode == "read":
-                raise StoreNotFoundError(str(loc), legacy=str(legacy.root))
+                raise StoreNotFoundError(str(loc), legacy=legacy.describe())
             wait = max(busy_timeout, 300.0)  # another process may be importing a large install
             import_legacy(
                 os.fspath(location), target, legacy, busy_timeout=wait, converter=converter, durability=durability

@@ -56,6 +56,7 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
+    "TRUNCATED_TIMES",
     "Mismatch",
     "check_json",
     "keep_truncated_times",
@@ -264,7 +265,8 @@ _ISO = re.compile(
 
 #: While set (by the legacy importer), timestamps with more than 6 fractional
 #: digits are cut to microseconds and each original text is appended here.
-_truncated: ContextVar[list[str] | None] = ContextVar("statestore_truncated_times", default=None)
+TRUNCATED_TIMES: ContextVar[list[str] | None] = ContextVar("statestore_truncated_times", default=None)
+_truncated = TRUNCATED_TIMES
 
 
 @contextlib.contextmanager

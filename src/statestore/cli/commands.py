@@ -530,19 +530,26 @@ def copy(src: str, dst: str, overwrite: bool) -> None:
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Detail lines per section.")
+@click.option(
+    "--data",
+    "data_only",
+    is_flag=True,
+    help="Compare user collections and logs only, not statestore's own logs (history, import provenance).",
+)
 @_JSON
 @_friendly
-def diff(a: str, b: str, limit: int, as_json: bool) -> None:
+def diff(a: str, b: str, limit: int, data_only: bool, as_json: bool) -> None:
     """Compare two stores of any backends: exit 0 if they hold the same state, 1 if not, 2 on error.
 
     Records compare by key, JSON and revision; log entries by seq, stream,
-    version, time and JSON; statestore's own logs (migration history) too.
+    version, time and JSON; statestore's own logs (migration history, legacy
+    import provenance and rejects) too, unless --data.
     """
     import attrs
 
     from statestore.convert import diff_stores
 
-    result = diff_stores(a, b)
+    result = diff_stores(a, b, internal=not data_only)
     if as_json:
         _echo_json({**attrs.asdict(result), "equal": result.equal})
     else:

@@ -50,6 +50,16 @@ def print_report(report: Any) -> None:
     for src in report.sources:
         table.add_row(src.path, src.into, src.read, src.imported, src.rejected)
     table.print()
+    # What the import changed on purpose is said, never only done: dropped members, cut timestamps.
+    for src in report.sources:
+        for member, count in getattr(src, "dropped", ()):
+            echo(f"{src.path}: dropped field {member!r} from {count} record(s) (extra=\"drop\")")
+        if getattr(src, "cut_timestamps", 0):
+            example = getattr(src, "cut_example", "")
+            echo(
+                f"{src.path}: {src.cut_timestamps} timestamp(s) cut to microseconds"
+                + (f", e.g. {example}" if example else "")
+            )
     if report.rejects:
         print_rejects(report.rejects)
 

@@ -11,6 +11,13 @@ demo folder (so the demo needs no source tree)::
   150 approvals, 1500 events) with stray files an importer must skip.
 * ``tracker-damaged/``: a small install with exactly one broken record of each
   kind the importer must report, listed in ``tracker-damaged/EXPECTED.json``.
+* ``quirks/``: the shapes real tools leave, under two XDG-style roots
+  (``config/app`` and ``state/app``): a server registry with a port clash,
+  a map of strings with a repeated member, Go-style status files without a
+  trailing newline, Go timestamps with nanoseconds and offsets, a JSON Lines
+  collection and log, and stray ``.lock``/``.tmp``/``.corrupted`` files;
+  its rejects listed in ``quirks/EXPECTED.json``. (A link out of the root is
+  made by the tests at run time.)
 
 Everything comes from a fixed ``random.Random(seed)`` and a fixed base time, so
 two runs give byte-identical trees. Both folders are deleted and recreated;
@@ -31,6 +38,7 @@ from typing import Any
 
 HEALTHY_DIR = "tracker"
 DAMAGED_DIR = "tracker-damaged"
+QUIRKS_DIR = "quirks"
 
 HEALTHY_SEED = 20250106
 DAMAGED_SEED = 20250107
@@ -565,10 +573,60 @@ def healthy_counts(seed: int, epics: int = 20, total: int = 300) -> list[int]:
     return counts
 
 
+def write_quirks(target: Path) -> None:
+    """The quirks install (see the module docstring) and its EXPECTED.json."""
+    config, state = target / "config" / "app", target / "state" / "app"
+    found: list[dict[str, Any]] = []
+    # A server registry as a JavaScript tool writes it: 2-space indent, no trailing newline.
+    servers = {
+        "api": {"port": 8080, "host": "127.0.0.1"},
+        "web": {"port": 3000, "host": "127.0.0.1"},
+        "docs": {"port": 4000, "host": "docs.internal"},
+        "admin": {"port": 8080, "host": "127.0.0.1"},
+        "metrics": {"port": 9090, "host": "127.0.0.1"},
+    }
+    text = json.dumps(servers, indent=2)
+    write(config / "servers.json", text)
+    for name in ("api", "admin"):
+        found.append(expected("servers.json", line_of(text, f'"{name}"'), f"/{name}", "unique-clash", "port 8080"))
+    # A map of strings with a member written twice (a hand edit): json.loads keeps the last one.
+    aliases = (
+        '{\n  "home": "http://localhost:3000",\n  "api": "http://localhost:8080",\n  "home": "http://127.0.0.1:3000"\n}'
+    )
+    write(config / "aliases.json", aliases)
+    found.append(expected("aliases.json", 4, None, "duplicate-member", '"home" twice, in a map of strings'))
+    # Go status files: RFC 3339 with offsets, compact, no trailing newline; stray files beside them.
+    phases = ["Running", "Pending", "Succeeded", "Running", "Failed"]
+    for i, phase in enumerate(phases):
+        offset = "+02:00" if i % 2 else "-07:00"
+        doc = {"phase": phase, "restarts": i, "updated": f"2025-01-06T0{i}:00:00.{i:06d}{offset}"}
+        write(state / "status" / f"workload-{i}.json", json.dumps(doc, separators=(",", ":")))
+    write(state / "status" / "workload-0.json.lock", "")
+    write(state / "status" / ".workload-1.json.tmp", '{"phase": "Runn')
+    write(state / "status" / "workload-2.json.corrupted", "\x00\x00garbage")
+    # A memory index: one record per line, into a collection; the last line cut off by a crash.
+    lines = [
+        json.dumps({"id": f"m{i}", "text": f"remember {i}", "at": f"2025-01-06T09:{i:02d}:00.123456+00:00"})
+        for i in range(1, 6)
+    ]
+    write(state / "memory.jsonl", "\n".join(lines) + '\n{"id": "m6", "text": "remem')
+    found.append(expected("memory.jsonl", 6, None, "truncated-line", "last line cut off"))
+    # Go events: nanoseconds and offsets in "time".
+    events = [
+        json.dumps(
+            {"time": f"2025-01-06T1{i}:00:00.{i + 1:09d}+05:30", "workload": f"workload-{i}", "msg": "restarted"}
+        )
+        for i in range(5)
+    ]
+    write(state / "events.jsonl", "\n".join(events) + "\n")
+    write(target / "EXPECTED.json", dumps(found))
+
+
 def generate(root: Path) -> None:
-    """Delete and recreate both installs under ``root``."""
-    for name in (HEALTHY_DIR, DAMAGED_DIR):
+    """Delete and recreate every install under ``root``."""
+    for name in (HEALTHY_DIR, DAMAGED_DIR, QUIRKS_DIR):
         shutil.rmtree(root / name, ignore_errors=True)
+    write_quirks(root / QUIRKS_DIR)
 
     spec = replace(HEALTHY, task_counts=healthy_counts(HEALTHY_SEED))
     install = build_install(spec)
@@ -590,7 +648,7 @@ def main(default_root: Path, argv: list[str] | None = None) -> None:
     """Command-line entry point (``tools/make_legacy_tracker.py``): write both installs under ``--root``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--root", type=Path, default=default_root, help="folder that receives tracker/ and tracker-damaged/"
+        "--root", type=Path, default=default_root, help="folder that receives tracker/, tracker-damaged/ and quirks/"
     )
     args = parser.parse_args(argv)
     generate(args.root)

@@ -9,6 +9,7 @@ from statestore.backends.locations import store_exists
 from statestore.legacy.building import import_legacy, legacy_present
 from statestore.legacy.declarations import (
     After,
+    Extra,
     Function,
     ImportRecord,
     ImportReport,
@@ -26,6 +27,7 @@ from statestore.legacy.declarations import (
 
 __all__ = [
     "After",
+    "Extra",
     "Function",
     "ImportRecord",
     "ImportReport",

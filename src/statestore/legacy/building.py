@@ -12,11 +12,13 @@ leftover that the next import removes. Imports serialize on
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import secrets
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +42,7 @@ from statestore.legacy.declarations import (
     SourceReport,
 )
 from statestore.legacy.reading import Checker, Item, Reader
+from statestore.migrations import records_checked_by_caller
 from statestore.schema import IMPORTS, REJECTS, Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Store
 from statestore.views import CollectionView
@@ -59,8 +62,8 @@ def _target(location: str) -> tuple[str, Path]:
 
 
 def legacy_present(legacy: Legacy) -> bool:
-    """True if at least one source of the layout has a file under the root."""
-    return any(src.files(legacy.root) for src in legacy.layout.sources)
+    """True if at least one source of the layout has a file under its root."""
+    return any(src.files(legacy.root_of(src)) for src in legacy.layout.sources)
 
 
 def import_legacy(
@@ -149,42 +152,91 @@ def run_import(
         _check_apart(backend, path, legacy)
     build = _Build(location, schema, legacy, on_error, progress, converter, durability)
     if dry_run:
-        return build.read(dry_run=True)
+        with _collector_paused():
+            try:
+                return build.dry_run()
+            finally:
+                build.release()
+    created = _missing_parents(path.parent)
     make_private_dirs(path.parent)
-    lock = filelock.FileLock(
-        str(path.with_name(path.name + ".import.lock")), timeout=max(busy_timeout, 0.0), mode=0o600
-    )
+    lock_path = path.with_name(path.name + ".import.lock")
+    lock = filelock.FileLock(str(lock_path), timeout=max(busy_timeout, 0.0), mode=0o600)
     try:
         lock.acquire()
     except filelock.Timeout:
         raise StoreBusyError(location, busy_timeout) from None
+    placed = False
     try:
         _sweep_asides(path)
         exists = store_exists(location)
         if exists and not replace:
-            return ImportReport(location, str(legacy.root), legacy.layout.version, (), (), imported_store=False)
+            placed = True
+            return ImportReport(location, legacy.describe(), legacy.layout.version, (), (), imported_store=False)
         if not exists and not _vacant(path):
             raise CorruptStoreError(location, "something that is not a statestore store is here; not importing over it")
-        report = build.read(dry_run=False)
-        build.write(path, replace=exists)
+        with _collector_paused():
+            try:
+                build.read(dry_run=False)
+                report = build.write(path, replace=exists)
+            finally:
+                build.release()
+        placed = True
         parts = ", ".join(f"{s.imported} {s.into} from {s.path}" for s in report.sources)
         _log.info(
             "%s: imported %d records from %s (%s), %d rejected",
             location,
             report.imported,
-            legacy.root,
+            legacy.describe(),
             parts,
             report.rejected,
         )
         if report.rejects and on_error == "quarantine":
             _log.info("%s: %d rejected legacy records quarantined in the store", location, report.rejected)
     finally:
+        if not placed and created:
+            # No store came: the folders made for it go too (with our lock file, the only thing
+            # in them unless someone else is using them, when rmdir fails and they stay).
+            lock_path.unlink(missing_ok=True)
         lock.release()
+        if not placed:
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     if after == "rename":
         for _index, _src, f in build.reader.files:
-            with contextlib.suppress(OSError):
-                f.rename(f.with_name(f.name + ".imported"))
+            if f not in build.reader.outside:
+                with contextlib.suppress(OSError):
+                    f.rename(f.with_name(f.name + ".imported"))
     return report
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while an import builds its many objects, then as it was.
+
+    An import allocates millions of objects it keeps (every record read is
+    kept until the store is built), so each collection pass scans them all
+    again for nothing: about 30 % of an import's time. Reference counting
+    still frees everything else as usual.
+    """
+    # What it kept is released (by reference counting) before the collector is back on, or
+    # its first pass would scan all of it, once, for nothing: a quarter of a second per 100,000.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    while not folder.exists() and folder.parent != folder:
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 def _check_apart(backend: str, path: Path, legacy: Legacy) -> None:
@@ -194,16 +246,19 @@ def _check_apart(backend: str, path: Path, legacy: Legacy) -> None:
     beside the old JSON files) unless a source names it; a store folder may
     not contain the install nor lie inside it, where globs could read it.
     """
-    root, where = legacy.root.resolve(), path.resolve()
+    where = path.resolve()
     if backend == "sqlite":
         names = {where, where.with_name(where.name + "-wal"), where.with_name(where.name + "-shm")}
-        if any(f.resolve() in names for src in legacy.layout.sources for f in src.files(legacy.root)):
-            raise ValueError(f"the store {path} is one of the legacy install's source files")
-        if where == root or where in root.parents:
-            raise ValueError(f"the legacy install {legacy.root} is inside the store's place {path}")
-        return
-    if where == root or where in root.parents or root in where.parents:
-        raise ValueError(f"the store folder {path} and the legacy install {legacy.root} must not be inside one another")
+        for src in legacy.layout.sources:
+            if any(f.resolve() in names for f in src.files(legacy.root_of(src))):
+                raise ValueError(f"the store {path} is one of the legacy install's source files")
+    for given in legacy.all_roots():
+        root = given.resolve()
+        if backend == "sqlite":
+            if where == root or where in root.parents:
+                raise ValueError(f"the legacy install {given} is inside the store's place {path}")
+        elif where == root or where in root.parents or root in where.parents:
+            raise ValueError(f"the store folder {path} and the legacy install {given} must not be inside one another")
 
 
 def _aside_prefix(path: Path) -> str:
@@ -262,53 +317,74 @@ class _Build:
             if other is not None and other.describe() != decl.describe():
                 raise ValueError(f"legacy sources declare {decl.name!r} in two different ways")
             self.decls[decl.name] = decl
-        self.checker = Checker(Codec(converter), typed)
+        extras = [src.extra for src in layout.sources]
+        self.checker = Checker(Codec(converter), typed, extras, fields_known=converter is None)
         self.records: Records = {}
         self.entries: Entries = {}
         self.rejects: list[Reject] = []
         # (source index, file or Function name) -> [imported, rejected]
         self.counts: dict[tuple[int, str], list[int]] = {}
+        # log -> seq given in the last build -> index in self.entries[log]
+        self._seqs: dict[str, dict[int, int]] = {}
+
+    def release(self) -> None:
+        """Drop what was read (the report keeps the rejects): the import's objects go now, not at a GC pass."""
+        self.records.clear()
+        self.entries.clear()
 
     # ------------------------------------------------------------ reading
 
     def read(self, *, dry_run: bool) -> ImportReport:
         """Read and check everything; raise LegacyImportError if anything is bad and on_error is abort."""
-        key_checkers: dict[str, Callable[[Any], KeyValue]] = {}
-        for item in self.reader.items():
-            decl = self.decls[item.into]
-            counts = self.counts.setdefault((item.source, item.rel), [0, 0])
-            if item.reject is not None:
-                self.rejects.append(item.reject)
-                counts[1] += 1
-                continue
-            checked = self.checker.check(item, decl)
-            if isinstance(checked, Reject):
-                self.rejects.append(checked)
-                counts[1] += 1
-                continue
-            data, text = checked
+        # Per declaration: where its records go and how its keys are checked (looked up once, not per record).
+        plans: dict[str, tuple[Collection[Any] | Log[Any], Any, Callable[[Any], KeyValue] | None]] = {}
+        for name, decl in self.decls.items():
             if isinstance(decl, Collection):
-                valid = key_checkers.get(decl.name)
-                if valid is None:
-                    valid = key_checkers[decl.name] = _key_checker(decl)
+                plans[name] = (decl, self.records.setdefault(name, {}), _key_checker(decl))
+            else:
+                plans[name] = (decl, self.entries.setdefault(name, []), None)
+        check, reject, rejects = self.checker.check, self.checker.reject, self.rejects
+        last_source, last_rel, counts = -1, "", [0, 0]
+        for item in self.reader.items():
+            if item.source != last_source or item.rel != last_rel:  # items come file by file
+                last_source, last_rel = item.source, item.rel
+                counts = self.counts.setdefault((last_source, last_rel), [0, 0])
+            if item.reject is not None:
+                rejects.append(item.reject)
+                counts[1] += 1
+                continue
+            decl, target, valid = plans[item.into]
+            checked = check(item, decl)
+            if type(checked) is Reject:
+                rejects.append(checked)
+                counts[1] += 1
+                continue
+            data, text = checked  # type: ignore[misc]
+            if valid is not None:
                 try:
-                    key = valid(decl.key_of(data))
+                    key = valid(decl.key_of(data))  # type: ignore[union-attr]
                 except ValidationError as exc:
-                    raw = item.raw or text
-                    self.rejects.append(
-                        Reject(item.rel, item.line, None, item.pointer, exc.reason, raw, into=decl.name)
-                    )
+                    rejects.append(reject(item, decl.name, exc.reason))
                     counts[1] += 1
                     continue
-                self.records.setdefault(decl.name, {}).setdefault(key, []).append((item, data, text))
+                copies = target.get(key)
+                if copies is None:
+                    target[key] = [(item, data, text)]
+                else:
+                    copies.append((item, data, text))
             else:
-                self.entries.setdefault(decl.name, []).append((item, data, text))
+                target.append((item, data, text))
             counts[0] += 1
         self._reject_shared_keys()
+        self._reject_unique_clashes()
+        return self.report(dry_run=dry_run)
+
+    def report(self, *, dry_run: bool) -> ImportReport:
+        """The report of what was read (and rejected so far); raises LegacyImportError as ``read`` says."""
         self.rejects.sort(key=lambda r: (r.path, r.line or 0, r.pointer or ""))
         report = ImportReport(
             self.location,
-            str(self.legacy.root),
+            self.legacy.describe(),
             self.legacy.layout.version,
             tuple(self._source_reports()),
             tuple(self.rejects),
@@ -316,39 +392,135 @@ class _Build:
             imported_store=not dry_run,
         )
         if self.rejects and self.on_error == "abort" and not dry_run:
-            raise LegacyImportError(self.location, str(self.legacy.root), tuple(self.rejects))
+            raise LegacyImportError(self.location, self.legacy.describe(), tuple(self.rejects))
         return report
+
+    def _unimport(self, item: Item, reject: Reject) -> None:
+        """``item``, counted as imported, becomes ``reject``."""
+        self.rejects.append(reject)
+        counts = self.counts[item.source, item.rel]
+        counts[0] -= 1
+        counts[1] += 1
 
     def _reject_shared_keys(self) -> None:
         """A key two records share: neither is imported (which one is right is not ours to guess)."""
         for name, by_key in self.records.items():
             for key, copies in by_key.items():
                 if len(copies) > 1:
-                    places = ", ".join(_place(i) for i, _, _ in copies)
-                    for item, _data, text in copies:
-                        reason = f"duplicate key {key!r} ({places})"
-                        self.rejects.append(
-                            Reject(item.rel, item.line, None, item.pointer, reason, item.raw or text, into=name)
-                        )
-                        counts = self.counts[item.source, item.rel]
-                        counts[0] -= 1
-                        counts[1] += 1
+                    located = [self.checker.reject(i, name, "") for i, _, _ in copies]
+                    for n, (item, _data, _text) in enumerate(copies):
+                        others = ", ".join(r.where() for m, r in enumerate(located) if m != n)
+                        reason = f"duplicate key {key!r} (also at {others}): none of its copies is imported"
+                        self._unimport(item, attrs.evolve(located[n], reason=reason))
+
+    def _reject_unique_clashes(self) -> None:
+        """Records sharing a value of a unique field (None exempt): none of them is imported.
+
+        Checked across all sources, among the records that are imported
+        otherwise, on every unique group at once (a record in two clashes is
+        one reject naming both), so both backends, a dry run and every
+        ``on_error`` reject exactly the same records.
+        """
+        for name, by_key in self.records.items():
+            decl = self.decls[name]
+            if not isinstance(decl, Collection) or not decl.unique:
+                continue
+            clashes: dict[KeyValue, list[tuple[tuple[str, ...], str, list[Item]]]] = {}
+            for group in decl.unique:
+                seen: dict[str, list[tuple[KeyValue, Item]]] = {}
+                for key, copies in by_key.items():
+                    if len(copies) != 1:
+                        continue
+                    item, data, _text = copies[0]
+                    values = [data.get(f) for f in group]
+                    if any(v is None for v in values):
+                        continue
+                    seen.setdefault(dumps(values), []).append((key, item))
+                for value, holders in seen.items():
+                    if len(holders) > 1:
+                        for key, _item in holders:
+                            clashes.setdefault(key, []).append((group, value, [i for _k, i in holders]))
+            for key, found in clashes.items():
+                item = by_key[key][0][0]
+                mine = self.checker.reject(item, name, "")
+                parts = []
+                for group, value, sharing in found:
+                    others = ", ".join(self.checker.reject(i, name, "").where() for i in sharing if i is not item)
+                    shown = value[1:-1] if len(group) == 1 else value
+                    parts.append(f"unique {'/'.join(group)} {shown} is also at {others}")
+                reason = "; ".join(parts) + ": none of the records sharing it is imported"
+                self._unimport(item, attrs.evolve(mine, reason=reason))
+            for key in clashes:
+                del by_key[key]
 
     def _source_reports(self) -> Iterator[SourceReport]:
         for index, src in enumerate(self.legacy.layout.sources):
             keys = [k for k in self.counts if k[0] == index]
-            if not keys and not isinstance(src, Function) and not src.files(self.legacy.root):
+            if not keys and not isinstance(src, Function) and not src.files(self.legacy.root_of(src)):
                 continue  # nothing of it is there
             imported = sum(self.counts[k][0] for k in keys)
             rejected = sum(self.counts[k][1] for k in keys)
-            yield SourceReport(src.path, src.into.name, imported + rejected, imported, rejected)
+            dropped = tuple(sorted((f, n) for (i, f), n in self.checker.dropped.items() if i == index))
+            cut = self.reader.cut.get(index, 0) + self.checker.cut.get(index, 0)
+            example = self.reader.cut_example.get(index) or self.checker.cut_example.get(index, "")
+            yield SourceReport(src.path, src.into.name, imported + rejected, imported, rejected, dropped, cut, example)
 
     # ------------------------------------------------------------ writing
 
-    def write(self, path: Path, *, replace: bool) -> None:
-        """Build the store aside, verify it, migrate it, and move it into place."""
+    def write(self, path: Path, *, replace: bool) -> ImportReport:
+        """Build the store aside, verify it, migrate it, read it back, and move it into place; the report.
+
+        A record or entry the current declarations cannot read after the
+        migrations is a reject: with ``abort`` no store is placed; with
+        ``quarantine`` the store is built again without it (and its original
+        text kept as a reject), at most a few times.
+        """
+        for _attempt in range(3):
+            aside_path = path.with_name(f"{_aside_prefix(path)}{secrets.token_hex(4)}{path.suffix}")
+            try:
+                failed = self._build(aside_path)
+                if failed:
+                    self._reject_unreadable(failed)
+                    self.report(dry_run=False)  # abort: raises with every reject
+                    _remove(aside_path)
+                    continue
+                report = self.report(dry_run=False)
+                _move_into_place(aside_path, path, replace=replace)
+                return report
+            except BaseException:
+                _remove(aside_path)
+                raise
+            finally:
+                aside_path.with_name(aside_path.name + ".lock").unlink(missing_ok=True)  # SQLite's migration lock
+        raise LegacyImportError(self.location, self.legacy.describe(), tuple(self.rejects))
+
+    def dry_run(self) -> ImportReport:
+        """Read and check everything; with migrations pending, also build and migrate a throwaway store.
+
+        So a dry run reports what the import would reject, also the records
+        that fail only after the migrations. The throwaway store lives in a
+        temporary folder (SQLite when the target is memory:) and is deleted.
+        """
+        report = self.read(dry_run=True)
+        if self.legacy.layout.version == self.schema.version:
+            return report
         backend = _target(self.location)[0]
-        aside_path = path.with_name(f"{_aside_prefix(path)}{secrets.token_hex(4)}{path.suffix}")
+        with tempfile.TemporaryDirectory(prefix="statestore-dry-run-") as tmp:
+            name = "store.db" if backend in ("sqlite", "memory") else "store"
+            failed = self._build(Path(tmp) / name, backend="sqlite" if backend == "memory" else backend)
+        if not failed:
+            return report
+        self._reject_unreadable(failed)
+        return self.report(dry_run=True)
+
+    def _build(self, aside_path: Path, backend: str | None = None) -> list[tuple[str, Any, str]]:
+        """Build, verify and migrate the store at ``aside_path``; what cannot be read back after migrations.
+
+        Returns (collection or log name, key or seq, reason) of each record
+        or entry the schema's declarations refuse (only when migrations ran:
+        otherwise every record was already checked against them).
+        """
+        backend = backend or _target(self.location)[0]
         aside = f"{backend}:{aside_path}"
         schema, layout = self.schema, self.legacy.layout
         decls = list(self.decls.values())
@@ -364,23 +536,49 @@ class _Build:
             schema.name, version=layout.version, collections=list(collections.values()), logs=list(logs.values())
         )
         options: dict[str, Any] = {"durability": self.durability, "converter": self.converter}
+        with connect(parse_location(aside), [old], backup=False, check_history=False, **options) as store:
+            self._fill(store)
+        self._verify(aside, old)
+        if layout.version == schema.version:
+            return []
+        # Migrations run here, on the store no one else sees yet: one that fails leaves no store.
         try:
-            with connect(parse_location(aside), [old], backup=False, check_history=False, **options) as store:
-                self._fill(store)
-            self._verify(aside, old)
-            if layout.version < schema.version:
-                # Migrations run here, on the store no one else sees yet: one that fails leaves no store.
-                try:
-                    with connect(parse_location(aside), [schema], backup=False, **options):
-                        pass
-                except MigrationError as exc:
-                    raise attrs.evolve(exc, location=self.location) from exc.__cause__
-            _move_into_place(aside_path, path, replace=replace)
-        except BaseException:
-            _remove(aside_path)
-            raise
-        finally:
-            aside_path.with_name(aside_path.name + ".lock").unlink(missing_ok=True)  # SQLite's migration lock
+            with (
+                records_checked_by_caller(),
+                connect(parse_location(aside), [schema], backup=False, **options) as store,
+            ):
+                return _unreadable(store, schema)
+        except MigrationError as exc:
+            raise attrs.evolve(exc, location=self.location) from exc.__cause__
+
+    def _reject_unreadable(self, failed: list[tuple[str, Any, str]]) -> None:
+        """Each record or entry that failed the read-back becomes the reject of what it was read from.
+
+        An entry is found by its seq in the log of its name, a record by its
+        key (in any collection: a migration may have renamed it); one that
+        cannot be told is a reject of its own, without the original text.
+        """
+        gone: dict[str, list[int]] = {}
+        for name, where, reason in failed:
+            why = f"cannot be read as the current {name!r} after the migrations: {reason}"
+            rows = self.entries.get(name)
+            if isinstance(where, int) and rows is not None and where in self._seqs.get(name, {}):
+                index = self._seqs[name][where]
+                item = rows[index][0]
+                self._unimport(item, self.checker.reject(item, name, why))
+                gone.setdefault(name, []).append(index)
+                continue
+            holders = [(n, by_key) for n, by_key in self.records.items() if len(by_key.get(where, ())) == 1]
+            if (not isinstance(where, int) or name not in self.entries) and len(holders) == 1:
+                old_name, by_key = holders[0]
+                item = by_key[where][0][0]
+                self._unimport(item, self.checker.reject(item, old_name, why))
+                del by_key[where]
+                continue
+            self.rejects.append(Reject(name, None, None, None, f"{where!r}: {why}", None, into=name))
+        for name, indexes in gone.items():
+            for index in sorted(indexes, reverse=True):
+                del self.entries[name][index]
 
     def _fill(self, store: Store) -> None:
         """Everything, in one transaction: records, entries, provenance and quarantine."""
@@ -394,6 +592,7 @@ class _Build:
                 decl = self.decls[name]
                 assert isinstance(decl, Log)
                 store._add_entries(decl, _numbered(entries))  # a new store: every stream starts at 1
+                self._seqs[name] = {seq: seq - 1 for seq in range(1, len(entries) + 1)}
             stream, legacy = store.schema.name, self.legacy
             for n, ((index, rel), info) in enumerate(self.reader.seen.items(), 1):
                 good, bad = self.counts.get((index, rel), [0, 0])
@@ -405,7 +604,7 @@ class _Build:
                     "sha256": info.sha256,
                     "imported": good,
                     "rejected": bad,
-                    "root": str(legacy.root),
+                    "root": str(legacy.root_of(legacy.layout.sources[index])),
                     "version": legacy.layout.version,
                 }
                 store._add_entry(IMPORTS, stream, n, self.now, row, dumps(row))
@@ -429,10 +628,28 @@ class _Build:
                     raise CorruptStoreError(aside, f"log {log.name!r} holds {got} entries after the import, not {want}")
 
 
-def _place(item: Item) -> str:
-    if item.line is not None:
-        return f"{item.rel}:{item.line}"
-    return f"{item.rel} at {item.pointer}" if item.pointer else item.rel
+def _unreadable(store: Store, schema: Schema) -> list[tuple[str, Any, str]]:
+    """(collection or log, key or seq, reason) of each stored record or entry ``schema`` cannot read."""
+    out: list[tuple[str, Any, str]] = []
+    codec = store.codec
+    with store.transaction():
+        for coll in schema.collections:
+            for key, _rev, data in store._scan(coll, {}, copy=False):
+                try:
+                    codec.decode(coll.name, coll.type, data, key)
+                except ValidationError as exc:
+                    out.append((coll.name, key, _field_reason(exc)))
+        for log in schema.logs:
+            for seq, _stream, _version, _at, data in store._entries(log, stream=None, prefix=None, after=0, limit=None):
+                try:
+                    codec.decode(log.name, log.type, data)
+                except ValidationError as exc:
+                    out.append((log.name, seq, _field_reason(exc)))
+    return out
+
+
+def _field_reason(exc: ValidationError) -> str:
+    return f"{exc.path}: {exc.reason}" if exc.path and exc.path != "$" else exc.reason
 
 
 def _key_checker(decl: Collection[Any]) -> Callable[[Any], KeyValue]:
@@ -440,7 +657,17 @@ def _key_checker(decl: Collection[Any]) -> Callable[[Any], KeyValue]:
     view: CollectionView[Any] = CollectionView.__new__(CollectionView)
     view.decl = decl
     view._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
-    return view._key
+    full = view._key
+    if decl.composite or view._key_types[0] is not str:
+        return full
+
+    def key(value: Any) -> KeyValue:
+        # The usual key, ASCII text, has nothing more to check (no lone surrogate in ASCII).
+        if type(value) is str and value.isascii():
+            return value
+        return full(value)
+
+    return key
 
 
 def _numbered(rows: Sequence[tuple[Item, Any, str]]) -> Iterator[tuple[str, int, str, Any, str]]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +59,9 @@ __all__ = [
 
 OnError = Literal["abort", "quarantine"]
 After = Literal["keep", "rename"]
+#: What a source does with a member its record's class does not declare: reject the record
+#: (default; the reject names the members), or drop the member and count it in the report.
+Extra = Literal["reject", "drop"]
 #: ``progress(done, total)``: bytes of legacy files read so far, out of all of them.
 Progress = Callable[[int, int], None]
 
@@ -75,6 +78,13 @@ class SourceReport:
     read: int
     imported: int
     rejected: int
+    #: (member, how many records lost it) for a source with ``extra="drop"``, sorted by member.
+    dropped: tuple[tuple[str, int], ...] = ()
+    #: Timestamps (an entry's ``at``, a record's datetime fields) cut to microseconds: the digits
+    #: past them (Go writes nanoseconds) were not zero. A Python datetime holds no more.
+    cut_timestamps: int = 0
+    #: The first timestamp cut, as the source has it ("" when none was).
+    cut_example: str = ""
 
 
 @attrs.frozen
@@ -122,12 +132,16 @@ class JsonFile:
     itself): a list of records, or a map ``{key: record}`` whose keys are
     written into the collection's key field when a record lacks it.
     ``record(raw, index_or_key)`` may reshape each record (e.g. generate an id).
+    ``root`` names one of :class:`Legacy`'s ``roots`` (default: its ``root``);
+    ``extra`` says what happens to members the record's class does not declare.
     """
 
     path: str
     into: Collection[Any]
     records: Callable[[Any], Any] | None = None
     record: Callable[[Any, Any], Any] | None = None
+    root: str = ""
+    extra: Extra = "reject"
 
     def files(self, root: Path) -> list[Path]:
         file = root / self.path
@@ -136,16 +150,22 @@ class JsonFile:
 
 @attrs.frozen
 class JsonFiles:
-    """One record per file, files matched by ``glob`` under the root.
+    """Files matched by ``glob`` under the root: one record per file, or many with ``records``.
 
     ``record(doc, path)`` builds the record, typically adding the key taken
-    from the file name. Hidden files (``.x.tmp``) and names the glob does not
-    match (``*.lock``) are ignored.
+    from the file name. With ``records(doc, path)``, each file holds many
+    records: it returns their container (a list, or a map ``{key: record}``
+    as for :class:`JsonFile`) and ``record(raw, path)`` reshapes each one.
+    Hidden files (``.x.tmp``) and names the glob does not match (``*.lock``)
+    are ignored.
     """
 
     glob: str
     into: Collection[Any]
     record: Callable[[Any, Path], Any] | None = None
+    records: Callable[[Any, Path], Any] | None = None
+    root: str = ""
+    extra: Extra = "reject"
 
     @property
     def path(self) -> str:
@@ -158,19 +178,24 @@ class JsonFiles:
 
 @attrs.frozen
 class JsonLines:
-    """An event log, one JSON object per line, into a :class:`~statestore.schema.Log`.
+    """One JSON object per line: an event log into a :class:`~statestore.schema.Log`, or records into a Collection.
 
-    ``stream(raw)`` and ``at(raw)`` give each entry's stream and timestamp
-    (ISO 8601 text or a datetime; without a zone it is taken as UTC);
-    ``record(raw)`` the record (default: the line's object). Order is kept.
-    A last line cut off by a crash is a reject, like any other bad line.
+    For a log, ``stream(raw)`` and ``at(raw)`` give each entry's stream and
+    timestamp (ISO 8601 text or a datetime; without a zone it is taken as
+    UTC; Go's nanoseconds are cut to microseconds); order is kept. For a
+    collection each line is one record (``stream`` and ``at`` are not used).
+    ``record(raw)`` gives the record (default: the line's object). Blank
+    lines are skipped; a last line cut off by a crash is a reject, like any
+    other bad line, located by its line number.
     """
 
     path: str
-    into: Log[Any]
+    into: Log[Any] | Collection[Any]
     stream: Callable[[dict[str, Any]], str] | None = None
     at: Callable[[dict[str, Any]], str | datetime] | None = None
     record: Callable[[dict[str, Any]], Any] | None = None
+    root: str = ""
+    extra: Extra = "reject"
 
     def files(self, root: Path) -> list[Path]:
         file = root / self.path
@@ -182,14 +207,20 @@ class Function:
     """Any other shape: ``read(root)`` yields records (dicts) for a collection, or LegacyEntry for a log.
 
     ``paths`` are the files it reads (relative to the root), for provenance
-    and for deciding whether legacy state exists. An exception it raises
-    rejects the whole source.
+    and for deciding whether legacy state exists. An exception it raises,
+    even after it yielded records, rejects the whole source: each record it
+    had yielded is a reject ("not imported: read() failed after it"), and
+    the failure itself one more, at the index of the record it was making,
+    so read = imported + rejected and nothing of a half-read source is
+    imported.
     """
 
     name: str
     into: Collection[Any] | Log[Any]
     read: Callable[[Path], Iterable[Any]]
     paths: Sequence[str] = ()
+    root: str = ""
+    extra: Extra = "reject"
 
     @property
     def path(self) -> str:
@@ -227,11 +258,56 @@ class LegacyLayout:
     schema: Schema | None = None
 
 
+def _roots(roots: Mapping[str, str | os.PathLike[str]] | None) -> tuple[tuple[str, Path], ...]:
+    return tuple((name, _path(p)) for name, p in (roots or {}).items())
+
+
+def _optional_path(p: str | os.PathLike[str] | None) -> Path | None:
+    return None if p is None else _path(p)
+
+
 @attrs.frozen
 class Legacy:
-    """A legacy install to import: its ``root`` folder, its layout and the import policy."""
+    """A legacy install to import: its ``root`` folder (or several ``roots``), its layout and the import policy.
 
-    root: Path = attrs.field(converter=_path)
-    layout: LegacyLayout
+    ``roots`` names folders for an install spread over several (XDG's
+    config and state folders): ``Legacy(roots={"config": ..., "state": ...},
+    layout=LAYOUT)``, each source naming its own with ``root="state"``. A
+    source that names no root reads under ``root``; one that names a root
+    that is not given, or none when there is no ``root``, is a ValueError.
+    Paths in reports and provenance are relative to the source's root.
+    """
+
+    root: Path | None = attrs.field(default=None, converter=_optional_path)
+    layout: LegacyLayout = attrs.field(kw_only=False, default=None)
     on_error: OnError = "abort"
     after: After = "keep"
+    roots: tuple[tuple[str, Path], ...] = attrs.field(default=None, converter=_roots, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.layout is None:
+            raise TypeError("Legacy() needs a layout")
+        if self.root is None and not self.roots:
+            raise TypeError("Legacy() needs a root folder or roots")
+        for src in self.layout.sources:
+            self.root_of(src)
+
+    def root_of(self, src: Source) -> Path:
+        """The folder ``src`` reads under."""
+        if not src.root:
+            if self.root is None:
+                raise ValueError(f"legacy source {src.path!r} names no root, and the install has several")
+            return self.root
+        for name, path in self.roots:
+            if name == src.root:
+                return path
+        raise ValueError(f"legacy source {src.path!r} names the root {src.root!r}, which is not given")
+
+    def all_roots(self) -> list[Path]:
+        """Every folder of the install."""
+        return ([self.root] if self.root is not None else []) + [p for _n, p in self.roots]
+
+    def describe(self) -> str:
+        """The root, or ``name=folder`` of each root: for reports."""
+        parts = [str(self.root)] if self.root is not None else []
+        return ", ".join(parts + [f"{name}={path}" for name, path in self.roots])
