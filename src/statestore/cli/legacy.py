@@ -53,7 +53,7 @@ def print_report(report: Any) -> None:
     # What the import changed on purpose is said, never only done: dropped members, cut timestamps.
     for src in report.sources:
         for member, count in getattr(src, "dropped", ()):
-            echo(f"{src.path}: dropped field {member!r} from {count} record(s) (extra=\"drop\")")
+            echo(f'{src.path}: dropped field {member!r} from {count} record(s) (extra="drop")')
         if getattr(src, "cut_timestamps", 0):
             example = getattr(src, "cut_example", "")
             echo(
