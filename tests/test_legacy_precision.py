@@ -64,3 +64,21 @@ def test_outside_the_import_such_a_timestamp_is_refused(tmp_path: Path) -> None:
             store._write(STATUSES, "a", 1, data, dumps(data))
         with pytest.raises(ss.ValidationError, match="at most microseconds"):
             store[STATUSES].get("a")
+
+
+def test_the_report_says_what_extra_drop_dropped(
+    install: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (install / "status" / "d.json").write_text('{"phase":"Running","updated":"2025-01-06T10:00:00Z","node":"n1"}')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonFiles(
+                "status/*.json", into=STATUSES, record=lambda doc, path: {**doc, "name": path.stem}, extra="drop"
+            )
+        ],
+    )
+    report = ss.import_legacy(f"sqlite:{tmp_path}/new.db", SCHEMA, ss.Legacy(install, layout))
+    assert report.sources[0].dropped == (("node", 1),)
+    print_report(report)
+    assert "status/*.json: dropped field 'node' from 1 record(s) (extra=\"drop\")" in capsys.readouterr().out
