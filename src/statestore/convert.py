@@ -14,20 +14,19 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
 
-from statestore.backends.files import FileStore
 from statestore.backends.fs import make_private_dirs
 from statestore.backends.sqlite import SQLiteStore
 from statestore.backends.stored import described_schemas, stored_schemas
 from statestore.codec import dumps
 from statestore.errors import CopyError, StoreExistsError
 from statestore.open import Location, open_store, parse_location
-from statestore.schema import Collection, KeyValue, Log
+from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import INTERNAL_LOGS, RawEntry, Store, StoredSchemas
 
 __all__ = [
@@ -90,11 +89,15 @@ class _NewSQLiteStore(SQLiteStore):
         return None
 
 
-class _NewFileStore(FileStore):
-    """The file backend's counterpart of :class:`_NewSQLiteStore`."""
+def _new_file_store(path: Path, schemas: Sequence[Schema]) -> Store:
+    """The file backend's counterpart of :class:`_NewSQLiteStore` (made here: the backend needs fcntl, POSIX)."""
+    from statestore.backends.files import FileStore
 
-    def _open_schemas(self, *, check_history: bool = True, backup: bool = True) -> None:
-        return None
+    class _NewFileStore(FileStore):
+        def _open_schemas(self, *, check_history: bool = True, backup: bool = True) -> None:
+            return None
+
+    return _NewFileStore(path, schemas)
 
 
 def _companions(path: Path) -> list[Path]:
@@ -180,7 +183,7 @@ def _build(source: Store, loc: Location, tmp: Path) -> None:
     with source.transaction():  # one consistent snapshot of the source
         content = _Content(source)
         schemas = described_schemas(content.schemas, source.location)
-        new: Store = _NewSQLiteStore(tmp, schemas) if loc.backend == "sqlite" else _NewFileStore(tmp, schemas)
+        new: Store = _NewSQLiteStore(tmp, schemas) if loc.backend == "sqlite" else _new_file_store(tmp, schemas)
         try:
             with new.transaction():
                 new._sync_structure(new.collections, [*new.logs, *INTERNAL_LOGS], full=True)

@@ -188,7 +188,7 @@ class StoreExistsError(StateStoreError, FileExistsError):
     """``copy_store`` found its destination taken and was not told to overwrite it (or may not)."""
 
     location: str
-    reason: str = "already exists (overwrite to replace a store)"
+    reason: str = "already exists (copy_store(..., overwrite=True), or statestore copy --overwrite, replaces a store)"
 
     def message(self) -> str:
         return f"{self.location}: {self.reason}"
@@ -363,5 +363,6 @@ class LegacyImportError(StateStoreError, ValueError):
         more = f"; and {len(self.problems) - 3} more" if len(self.problems) > 3 else ""
         return (
             f"{self.location}: legacy import from {self.root} rejected {len(self.problems)} record(s), "
-            f"so no store was created: {shown}{more}"
+            f"so no store was created: {shown}{more}. Fix those files and start again, or import with "
+            'on_error="quarantine" to keep the rejects aside in the store (store.rejects())'
         )
