@@ -155,7 +155,9 @@ def test_a_failed_copy_leaves_no_destination(tmp_path: Path, monkeypatch: pytest
     def boom(*args: object) -> int:
         raise OSError("disk on fire")
 
-    cls = convert._NewSQLiteStore if backend == "sqlite" else convert._NewFileStore
+    from statestore.backends.files import FileStore
+
+    cls = convert._NewSQLiteStore if backend == "sqlite" else FileStore  # the copy's store is a FileStore made there
     monkeypatch.setattr(cls, "_add_entry", boom)
     with pytest.raises(OSError, match="disk on fire"):
         ss.copy_store(tmp_path / "a.db", f"{backend}:{tmp_path}/out")

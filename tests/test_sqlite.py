@@ -88,7 +88,7 @@ def test_indexed_queries_use_indexes(path: Path) -> None:
         pass
     con = raw(path)
     assert "USING INDEX _statestore_ix__tasks__status" in _plan(con, "select key from tasks where status IS ?", "x")
-    assert "_statestore_uq__accounts__email" in _plan(con, "select key from accounts where email IS ?", "x")
+    assert "_statestore_ux__accounts__email" in _plan(con, "select key from accounts where email IS ?", "x")
     plan = _plan(con, "select seq from events where 1 and stream >= ? and stream < ? order by seq", "a", "b")
     assert "INDEX sqlite_autoindex_events_1" in plan
     assert "stream>? AND stream<?" in plan
@@ -100,8 +100,10 @@ def test_indexed_queries_use_indexes(path: Path) -> None:
         "_statestore_ix__tasks__points",
         "_statestore_ix__settings__rank",
         "_statestore_key__settings",
-        "_statestore_uq__accounts__email",
-        "_statestore_uq__accounts__org__handle",
+        "_statestore_ux__accounts__email",
+        "_statestore_ux__accounts__org__handle",
+        "_statestore_uj__accounts__email",
+        "_statestore_uj__accounts__org__handle",
     }
 
 
@@ -114,6 +116,22 @@ def test_prefix_reads_use_a_range_not_like(path: Path) -> None:
     select = next(s for s in statements if s.startswith("SELECT"))
     assert "LIKE" not in select.upper()
     assert "stream >= 'task:' AND stream < 'task;'" in select
+
+
+def test_a_store_with_the_older_unique_indexes_gets_the_exact_ones(path: Path) -> None:
+    """Stores made before: a UNIQUE index on json_extract's text, which SQLite cuts at a NUL."""
+    with ss.open_store(f"sqlite:{path}", SCHEMA):
+        pass
+    con = raw(path)
+    con.execute("DROP INDEX _statestore_uj__accounts__email")
+    con.execute("CREATE UNIQUE INDEX _statestore_uq__accounts__email ON accounts(email)")
+    con.close()
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        store[ACCOUNTS].put(Account("a", "x\0a"))
+        store[ACCOUNTS].put(Account("b", "x\0b"))
+    names = {r[0] for r in raw(path).execute("select name from sqlite_master where type='index'")}
+    assert "_statestore_uj__accounts__email" in names
+    assert "_statestore_uq__accounts__email" not in names
 
 
 def test_unique_constraint_is_also_enforced_by_sqlite(path: Path) -> None:

@@ -50,6 +50,10 @@ _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 _RESERVED = {"key", "revision", "data"}
 
 
+def _by_key(row: RawRecord) -> Any:
+    return row[0]
+
+
 def _q(name: str) -> str:
     """Quote an identifier (names are validated at declaration time, and when read from a store)."""
     return '"' + name.replace('"', '""') + '"'
@@ -65,6 +69,11 @@ def json_path(field: str) -> str:
     """
     check_field_name(field, "field")
     return "'" + f'$."{field}"'.replace("'", "''") + "'"
+
+
+def json_column_of(field: str) -> str:
+    """The generated column holding ``field``'s JSON text, for unique constraints (see ``_sync_indexes``)."""
+    return f"json:{field}"
 
 
 def column_of(field: str) -> str:
@@ -431,6 +440,15 @@ class SQLiteStore(Store):
             (name, version, dumps(description)),
         )
 
+    def _structure_ok(self) -> bool:
+        """False when the store was made before unique constraints held on JSON text (it takes the write path)."""
+        names = {r[0] for r in self._all("SELECT name FROM sqlite_master WHERE type='index'")}
+        return all(
+            f"_statestore_uj__{coll.name}__{'__'.join(group)}" in names
+            for coll in self.collections
+            for group in coll.unique
+        )
+
     def _sync_structure(self, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool) -> None:
         con = self._con()
         with self._translate():
@@ -500,7 +518,7 @@ class SQLiteStore(Store):
                 # alike and then recreates these indexes.
                 for (name,) in con.execute(
                     "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name=? AND name LIKE ? ESCAPE '\\'",
-                    (coll.name, "\\_statestore\\_uq\\_\\_%"),
+                    (coll.name, "\\_statestore\\_u_\\_\\_%"),  # uj (constraints), ux, and older uq
                 ).fetchall():
                     con.execute(f"DROP INDEX {_q(name)}")
         for log in logs:
@@ -515,11 +533,16 @@ class SQLiteStore(Store):
         wanted: dict[str, tuple[bool, tuple[str, ...]]] = {}
         for field in coll.indexes:
             wanted[f"_statestore_ix__{table}__{field}"] = (False, (field,))
+        unique_json: dict[str, tuple[str, ...]] = {}
         for group in coll.unique:
-            wanted[f"_statestore_uq__{table}__{'__'.join(group)}"] = (True, group)
+            # Lookups go through the plain columns; the constraint holds on each value's JSON text,
+            # since SQLite's JSON functions return text cut at a NUL ("x\0a" and "x\0b" would clash).
+            wanted[f"_statestore_ux__{table}__{'__'.join(group)}"] = (False, group)
+            unique_json[f"_statestore_uj__{table}__{'__'.join(group)}"] = group
         if coll.composite:
             wanted[f"_statestore_key__{table}"] = (False, coll.key_fields)
         needed = {f for _, fields in wanted.values() for f in fields}
+        needed_json = {f for fields in unique_json.values() for f in fields}
         columns = {r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(table)})")}
         existing = {
             r[0]
@@ -537,15 +560,26 @@ class SQLiteStore(Store):
                     f"ALTER TABLE {_q(table)} ADD COLUMN {_q(column_of(field))} "
                     f"GENERATED ALWAYS AS (json_extract(data, {json_path(field)})) VIRTUAL"
                 )
+        for field in needed_json:
+            if json_column_of(field) not in columns:
+                # json_extract with two paths returns a JSON array holding each value's text as
+                # stored (escapes kept); a missing field or a null is SQL NULL, which never clashes.
+                path = json_path(field)
+                con.execute(
+                    f"ALTER TABLE {_q(table)} ADD COLUMN {_q(json_column_of(field))} "
+                    f"GENERATED ALWAYS AS (NULLIF(json_extract(data, {path}, {path}), '[null,null]')) VIRTUAL"
+                )
         generated = {
             r[1] for r in con.execute(f"PRAGMA table_xinfo({_q(table)})") if r[1] not in _RESERVED and r[6] == 2
         }
-        for column in generated - {column_of(f) for f in needed}:
+        for column in generated - {column_of(f) for f in needed} - {json_column_of(f) for f in needed_json}:
             con.execute(f"ALTER TABLE {_q(table)} DROP COLUMN {_q(column)}")
+        for name, fields in unique_json.items():
+            wanted[name] = (True, fields)
         for name, (unique, fields) in wanted.items():
             if name in existing:
                 continue
-            cols = ", ".join(_q(column_of(f)) for f in fields)
+            cols = ", ".join(_q(json_column_of(f) if unique else column_of(f)) for f in fields)
             try:
                 con.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX {_q(name)} ON {_q(table)} ({cols})")
             except sqlite3.IntegrityError:
@@ -688,24 +722,36 @@ class SQLiteStore(Store):
         if not self._has(coll.name):
             return []
 
+        # SQLite's JSON functions return text cut at its first NUL, so the columns hold "a" for
+        # "a\0z": the query asks for that cut text, and the rows are then compared exactly.
+        params = [v.split("\0", 1)[0] if type(v) is str else v for v in where.values()]
+        exact = [(f, v) for f, v in where.items() if type(v) is str]
+
         def build() -> tuple[str, list[Any]]:
             clauses = [f"{self._column(coll, field)} IS ?" for field in where]
             sql = f"SELECT key, revision, data FROM {_q(coll.name)}"
             if clauses:
                 sql += " WHERE " + " AND ".join(clauses)
-            return sql + f" ORDER BY {self._order(coll)}", list(where.values())
+            return sql + f" ORDER BY {self._order(coll)}", params
 
         out: list[RawRecord] = []
         for k, rev, data in self._select(coll, build):
             key = self._key_value(coll, k)
-            out.append((key, self._revision_of(coll, key, rev), self._record(coll, key, data)))
+            record = self._record(coll, key, data)
+            if all(record.get(f) == v for f, v in exact):
+                out.append((key, self._revision_of(coll, key, rev), record))
+        if coll.composite:
+            out.sort(key=_by_key)  # the key columns are cut at a NUL too: Python orders the tuples exactly
         return out
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         if not self._has(coll.name):
             return []
         rows = self._select(coll, lambda: (f"SELECT key FROM {_q(coll.name)} ORDER BY {self._order(coll)}", []))
-        return [self._key_value(coll, k) for (k,) in rows]
+        keys = [self._key_value(coll, k) for (k,) in rows]
+        if coll.composite:
+            keys.sort()  # as in _scan: exact order whatever NULs the key parts hold
+        return keys
 
     def _count(self, coll: Collection[Any]) -> int:
         if not self._has(coll.name):

@@ -13,7 +13,18 @@ import pytest
 import statestore as ss
 from statestore.codec import dumps
 from statestore.testing._common import task as _task
-from statestore.testing.models import EVENTS, TASKS, Event, Meta, Priority, Task
+from statestore.testing.models import (
+    ACCOUNTS,
+    EVENTS,
+    SETTINGS,
+    TASKS,
+    Account,
+    Event,
+    Meta,
+    Priority,
+    Setting,
+    Task,
+)
 
 # (field, value of the wrong type, what the error says is expected)
 WRONG_WRITES: list[tuple[str, Any, str]] = [
@@ -178,6 +189,33 @@ class TypesContract:
         tasks.put(_task("a", title="x\0y", tags=["\0", "é", "\U0001f600"]))
         assert tasks["a"].title == "x\0y"
         assert tasks["a"].tags == ["\0", "é", "\U0001f600"]
+
+    def test_nul_in_indexed_and_unique_fields_compares_exactly(self, store: ss.Store) -> None:
+        tasks = store[TASKS]  # status is indexed
+        for key, status in (("a", "a\0zzz"), ("b", "a"), ("c", "a\0"), ("d", "a\0zzz")):
+            tasks.put(_task(key, status=status))
+        assert [t.id for t in tasks.find(status="a")] == ["b"]
+        assert [t.id for t in tasks.find(status="a\0zzz")] == ["a", "d"]
+        assert [t.id for t in tasks.find(status="a\0")] == ["c"]
+        accounts = store[ACCOUNTS]  # email is unique
+        accounts.put(Account("1", email="x\0a"))
+        accounts.put(Account("2", email="x\0b"))  # another value, however SQL cuts text
+        accounts.put(Account("3", email="x"))
+        with pytest.raises(ss.UniqueViolationError):
+            accounts.put(Account("4", email="x\0a"))
+        assert [a.id for a in accounts.find(email="x\0b")] == ["2"]
+
+    def test_nul_in_keys_orders_as_python_does(self, store: ss.Store) -> None:
+        settings = store[SETTINGS]  # a composite key
+        keys = [("a\0b", "p", "n"), ("a", "p", "n"), ("a\0a", "p", "n"), ("a\0", "z", "n"), ("a\x01", "p", "n")]
+        for key in keys:
+            settings.put(Setting(*key))
+        assert settings.keys() == sorted(keys)
+        assert [(s.scope, s.project, s.name) for s in settings.all()] == sorted(keys)
+        tasks = store[TASKS]
+        for name in ("k\0b", "k", "k\0a", "k\x01"):
+            tasks.put(_task(name))
+        assert tasks.keys() == sorted(["k\0b", "k", "k\0a", "k\x01"])
 
     def test_find_arguments_follow_the_same_rules(self, store: ss.Store) -> None:
         tasks = store[TASKS]
