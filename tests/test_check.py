@@ -76,3 +76,29 @@ def test_check_passes_a_store_the_codec_wrote(location: str) -> None:
         store[SAID].append(Said("hi"), stream="s")
     result = CliRunner().invoke(main, ["check", location])
     assert result.exit_code == 0, result.output
+
+
+@attrs.define
+class Server:
+    name: str
+    port: int | None = None
+
+
+SERVERS = ss.Collection("servers", Server, key="name", unique=["port"])
+REGISTRY = ss.Schema("registry", version=1, collections=[SERVERS])
+
+
+def test_check_finds_records_that_share_a_unique_value(location: str) -> None:
+    with ss.open_store(location, REGISTRY) as store:
+        store[SERVERS].put(Server("api", 8080))
+        store[SERVERS].put(Server("none"))
+        store[SERVERS].put(Server("none2"))  # no port twice: never a clash
+        if location.startswith("sqlite:"):
+            store._execute("DROP INDEX _statestore_uj__servers__port")  # as a store made by hand could be
+        data = {"name": "admin", "port": 8080}
+        with store.transaction():
+            store._write(SERVERS, "admin", 1, data, dumps(data))  # past the shared layer's check
+    result = CliRunner().invoke(main, ["check", location])
+    assert result.exit_code == 1, result.output
+    problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
+    assert problems == ["problem: collection servers: 'admin' and 'api' share unique port=8080"]

@@ -80,6 +80,7 @@ def check_store(store: Store) -> CheckReport:
                 records += count - len(rows)  # the readable ones are counted below
             records += len(rows)
             problems += _check_keys(coll, rows)
+            problems += _check_unique(coll, rows)
         for log in (*store.logs, *INTERNAL_LOGS):
             try:
                 got = store._entries(log, stream=None, prefix=None, after=0, limit=None)
@@ -188,6 +189,31 @@ def _check_keys(coll: Collection[Any], rows: list[Any]) -> list[str]:
         if not isinstance(revision, int) or revision < 1:
             out.append(f"collection {coll.name}: {key!r} has revision {revision!r}")
         out += [f"collection {coll.name}: {key!r} {problem}" for problem in _fields_problems(coll, data)]
+    return out
+
+
+def _check_unique(coll: Collection[Any], rows: list[Any]) -> list[str]:
+    """Records that share the values of a unique field (or group): a store made by hand, or by a bug."""
+    from statestore.codec import dumps
+
+    out = []
+    for group in coll.unique:
+        seen: dict[tuple[str, ...], Any] = {}
+        for key, _revision, data in rows:
+            if not isinstance(data, dict):
+                continue
+            values = tuple(data.get(f) for f in group)
+            if any(v is None for v in values):
+                continue  # a missing value is never a clash, as for writes
+            try:
+                marker = tuple(dumps(v) for v in values)
+            except (TypeError, ValueError):
+                continue  # not JSON: reported on its own
+            if marker in seen:
+                shown = ", ".join(f"{f}={m}" for f, m in zip(group, marker))
+                out.append(f"collection {coll.name}: {seen[marker]!r} and {key!r} share unique {shown}")
+            else:
+                seen[marker] = key
     return out
 
 
