@@ -117,6 +117,18 @@ class DriftContract:
         with seeded(_schema(Item), mode="read") as store:  # nothing was touched
             assert store[store.schema.collections[0]]["a"] == Item("a", "hello", 3)
 
+    def test_each_schema_of_a_store_is_checked(self, store_factory: Any) -> None:
+        other = ss.Schema("other", version=3, collections=[ss.Collection("others", Item, key="id")])
+        with store_factory([_schema(Item), other]):
+            pass
+        drifted = ss.Schema("other", version=3, collections=[ss.Collection("others", Retyped, key="id")])
+        for mode in ("write", "read"):
+            with pytest.raises(ss.SchemaDriftError) as info:
+                store_factory([_schema(Item), drifted], mode=mode)
+            assert info.value.schema == "other"
+            assert info.value.changes == ("collection 'others': field 'count' changed type from int to str",)
+            assert "Raise the version to 4" in str(info.value)
+
     def test_every_change_is_listed(self, seeded: Any) -> None:
         with pytest.raises(ss.SchemaDriftError) as info:
             seeded(_schema(Both))
