@@ -24,7 +24,7 @@ import attrs
 import cattrs
 
 from statestore.errors import SchemaError, ValidationError
-from statestore.strict import Mismatch, check_json, make_strict_converter, type_problem
+from statestore.strict import Mismatch, _Nested, check_json, make_strict_converter, type_problem
 
 __all__ = ["Codec", "dumps", "loads", "pretty"]
 
@@ -177,6 +177,8 @@ def _problems(exc: BaseException, path: str) -> Iterator[tuple[str, str]]:
         yield path, f"stored field(s) {names} not declared by {exc.cl.__name__} (add them, or migrate them away)"
     elif isinstance(exc, Mismatch):
         yield path + exc.path, exc.message
+    elif isinstance(exc, _Nested):
+        yield from _problems(exc.error, path + exc.step)
     elif isinstance(exc, KeyError):
         yield path, "required field missing"
     else:
@@ -271,7 +273,8 @@ class Codec:
         Raises ValidationError if ``record`` is not a ``tp``, a field holds a
         value of another type than declared, or the result is not JSON.
         """
-        if not isinstance(record, tp):
+        if type(record) is not tp and not (self._own_hooks and isinstance(record, tp)):
+            # Only the class itself: a subclass's own fields would be lost without a word.
             raise ValidationError(what, key, "", f"expected a {tp.__name__}, got {type(record).__name__}")
         try:
             hook = self._unstructurers.get(tp)

@@ -84,6 +84,13 @@ def _fields_of(cls: object, where: str) -> dict[str, Any]:
     except Exception as exc:  # NameError from a forward reference, mostly
         raise SchemaError(f"cannot resolve the field types of {cls.__name__}: {exc}", where) from None
     fields = {f.name: f.type for f in attrs.fields(cls)}
+    for f in attrs.fields(cls):
+        if not f.init:
+            raise SchemaError(
+                f"field {f.name!r} has init=False: a reader could not give it back its stored value "
+                "(declare it in __init__, or keep it out of the record)",
+                where,
+            )
     for name, tp in fields.items():
         # Types no converter reads back as written (object, bytes, dict[int, ...]) are
         # refused now; a leaf class the table does not know may have hooks in the

@@ -192,10 +192,19 @@ def _problem(tp: Any, custom_ok: bool, seen: set[Any]) -> str | None:
         except Exception as exc:
             return f"{tp.__name__}: its annotations cannot be resolved ({exc})"
         for f in attrs.fields(tp):
+            if not f.init:
+                return (
+                    f"{tp.__name__}.{f.name} has init=False: a reader could not give it back its stored value "
+                    "(declare it in __init__, or keep it out of the record)"
+                )
             got = _problem(f.type, custom_ok, seen)
             if got is not None:
                 return f"{tp.__name__}.{f.name}: {got}"
         return None
+    if kind == "union":
+        ambiguous = _ambiguous(typing.get_args(tp))
+        if ambiguous is not None:
+            return ambiguous
     if kind in ("union", "list", "set", "tuple"):
         for a in args:
             if a is Ellipsis:
@@ -215,6 +224,59 @@ def _problem(tp: Any, custom_ok: bool, seen: set[Any]) -> str | None:
     if custom_ok:
         return None
     return f"{type_name(tp)} has no JSON form statestore knows (pass a converter with hooks for it)"
+
+
+def _json_kinds(tp: Any) -> set[str]:
+    """The kinds of JSON a value of ``tp`` is stored as: a union whose members share one is ambiguous."""
+    kind = _kind(tp)
+    if kind in ("str", "datetime"):
+        return {"string"}
+    if kind == "int":
+        return {"integer"}
+    if kind == "float":
+        return {"float"}  # it may hold an integer too, which then reads back as that same integer
+    if kind == "bool":
+        return {"bool"}
+    if kind == "none":
+        return {"null"}
+    if kind in ("enum", "literal"):
+        values = [m.value for m in tp] if kind == "enum" else list(typing.get_args(tp))
+        return {_json_kinds(type(v)).pop() if type(v) is not type(None) else "null" for v in values}
+    if kind in ("list", "tuple", "set"):
+        return {"array"}
+    if kind in ("dict", "attrs"):
+        return {"object"}
+    if kind == "union":
+        return set().union(*(_json_kinds(a) for a in typing.get_args(tp)))
+    return {"any"}
+
+
+def _ambiguous(members: tuple[Any, ...]) -> str | None:
+    """Why a reader could not tell which member of a union was written, or None."""
+    for i, a in enumerate(members):
+        for b in members[i + 1 :]:
+            if "none" in (_kind(a), _kind(b)) and "any" in (_kind(a), _kind(b)):
+                continue  # null reads back as None either way
+            if _kind(a) == "any" or _kind(b) == "any":
+                return f"{type_name(a)} | {type_name(b)}: Any holds what the other member does"
+            shared = _json_kinds(a) & _json_kinds(b)
+            if shared and not (shared == {"object"} and _attrs_disjoint(a, b)):
+                return (
+                    f"{type_name(a)} and {type_name(b)} are both stored as JSON {sorted(shared)[0]}: "
+                    "a reader could not tell which was written (declare one of them, or a class per case)"
+                )
+    return None
+
+
+def _attrs_disjoint(a: Any, b: Any) -> bool:
+    """No JSON object fits both: each class requires a field the other does not declare at all."""
+    if _kind(a) != "attrs" or _kind(b) != "attrs":
+        return False
+    fa, fb = attrs.fields(a), attrs.fields(b)
+    names_a, names_b = {f.name for f in fa}, {f.name for f in fb}
+    need_a = {f.name for f in fa if f.default is attrs.NOTHING}
+    need_b = {f.name for f in fb if f.default is attrs.NOTHING}
+    return bool(need_a - names_b) and bool(need_b - names_a)
 
 
 # ---------------------------------------------------------------- JSON values (Any)
@@ -250,6 +312,22 @@ def check_json(value: Any) -> None:
                 raise exc.inside(_member(k)) from None
         return
     _fail("a JSON value", value)
+
+
+def _inside(exc: Exception, step: str) -> Exception:
+    """``exc`` (a Mismatch, or cattrs' error for an attrs element) as found at ``step`` inside its container."""
+    if isinstance(exc, Mismatch):
+        return exc.inside(step)
+    return _Nested(step, exc)
+
+
+class _Nested(Exception):
+    """An element's detailed error (cattrs', for an attrs class) and the position of that element."""
+
+    def __init__(self, step: str, error: Exception) -> None:
+        super().__init__(step, error)
+        self.step = step
+        self.error = error
 
 
 def _member(name: str) -> str:
@@ -306,6 +384,8 @@ def parse_datetime(text: str) -> dt.datetime:
     if z:
         tz: dt.tzinfo = dt.timezone.utc
     else:
+        if int(om) > 59:
+            _fail("a UTC offset with minutes from 00 to 59", text)
         offset = dt.timedelta(hours=int(oh), minutes=int(om))
         if offset >= dt.timedelta(hours=24):
             _fail("a UTC offset under 24 hours", text)
@@ -445,8 +525,8 @@ class _Strict:
             for i, x in enumerate(v):
                 try:
                     out.append(elem(x, et))
-                except Mismatch as exc:
-                    raise exc.inside(f"[{i}]") from None
+                except Exception as exc:
+                    raise _inside(exc, f"[{i}]") from None
             return out
 
         return structure
@@ -464,8 +544,8 @@ class _Strict:
             for i, x in enumerate(v):
                 try:
                     out.append(elem(x))
-                except Mismatch as exc:
-                    raise exc.inside(f"[{i}]") from None
+                except Exception as exc:
+                    raise _inside(exc, f"[{i}]") from None
             return out
 
         return unstructure
@@ -491,8 +571,8 @@ class _Strict:
                 h, t = hooks[0] if homogeneous else hooks[i]
                 try:
                     out.append(h(x, t))
-                except Mismatch as exc:
-                    raise exc.inside(f"[{i}]") from None
+                except Exception as exc:
+                    raise _inside(exc, f"[{i}]") from None
             return tuple(out)
 
         return structure
@@ -509,8 +589,8 @@ class _Strict:
             for i, x in enumerate(v):
                 try:
                     out.append((hooks[0] if homogeneous else hooks[i])(x))
-                except Mismatch as exc:
-                    raise exc.inside(f"[{i}]") from None
+                except Exception as exc:
+                    raise _inside(exc, f"[{i}]") from None
             return out
 
         return unstructure
@@ -554,8 +634,8 @@ class _Strict:
             for k, x in v.items():
                 try:
                     out[k] = val(x, vt)
-                except Mismatch as exc:
-                    raise exc.inside(_member(k)) from None
+                except Exception as exc:
+                    raise _inside(exc, _member(k)) from None
             return out
 
         return structure
@@ -576,8 +656,8 @@ class _Strict:
                     _fail(f"{name} (string keys)", k)
                 try:
                     out[k] = val(x)
-                except Mismatch as exc:
-                    raise exc.inside(_member(k)) from None
+                except Exception as exc:
+                    raise _inside(exc, _member(k)) from None
             return out
 
         return unstructure
@@ -654,8 +734,8 @@ class _Strict:
             name = tp.__name__
 
             def unstructure(v: Any) -> Any:
-                if not isinstance(v, tp):
-                    _fail(f"a {name}", v)
+                if type(v) is not tp:  # a subclass's own fields would be lost: only the class itself
+                    _fail(f"a {name}" + (f" (not the subclass {type(v).__name__})" if isinstance(v, tp) else ""), v)
                 out = {}
                 for field, hook in hooks:
                     try:
@@ -776,7 +856,7 @@ def _fast_unstructure(tp: Any, strict: _Strict, slow: Callable[[Any], Any]) -> C
     if fields is None:
         return None
     scope: dict[str, Any] = {"_cl": tp, "_slow": slow, "_Fallback": _Fallback}
-    lines = ["def unstructure(i):", "    if not isinstance(i, _cl):", "        return _slow(i)", "    try:"]
+    lines = ["def unstructure(i):", "    if type(i) is not _cl:", "        return _slow(i)", "    try:"]
     out = []
     for n, f in enumerate(fields):
         v = f"v{n}"
@@ -891,8 +971,13 @@ def _s_datetime(v: Any, _: Any) -> Any:
 def _u_datetime(v: Any) -> Any:
     if not isinstance(v, dt.datetime):
         _fail("a datetime", v)
-    if v.utcoffset() is None:
+    offset = v.utcoffset()
+    if offset is None:
         _fail("a datetime with a timezone (a naive one is ambiguous)", v.isoformat())
+    if offset.seconds % 60 or offset.microseconds:
+        # A zone's local mean time before standard time (Europe/Amsterdam in 1900: +00:19:32):
+        # ISO 8601 has no such offset. Convert it to UTC, or to a zone with whole minutes.
+        _fail("a datetime whose UTC offset is whole minutes", v.isoformat())
     return v.isoformat()
 
 

@@ -106,7 +106,7 @@ class CollectionView(Generic[T]):
 
     def _encode(self, record: T) -> tuple[KeyValue, dict[str, Any], str]:
         decl = self.decl
-        if not isinstance(record, decl.type):
+        if type(record) is not decl.type and not isinstance(record, decl.type):
             raise ValidationError(decl.name, None, "", f"expected a {decl.type.__name__}, got {type(record).__name__}")
         key = self._key(decl.key_of(record))
         data, text = self.store.codec.encode(decl.name, decl.type, record, key)

@@ -95,6 +95,11 @@ class IntKeys:
     counts: dict[int, str] = attrs.Factory(dict)
 
 
+@attrs.define
+class BigTask(Task):
+    extra: str = ""
+
+
 class Odd(enum.Enum):
     A = (1, 2)
 
@@ -189,6 +194,11 @@ class TypesContract:
         tasks.put(_task("a", title="x\0y", tags=["\0", "é", "\U0001f600"]))
         assert tasks["a"].title == "x\0y"
         assert tasks["a"].tags == ["\0", "é", "\U0001f600"]
+
+    def test_a_subclass_is_refused_rather_than_cut_down(self, store: ss.Store) -> None:
+        with pytest.raises(ss.ValidationError, match="expected a Task, got BigTask"):
+            store[TASKS].put(BigTask("a", extra="would be lost"))
+        assert "a" not in store[TASKS]
 
     def test_nul_in_indexed_and_unique_fields_compares_exactly(self, store: ss.Store) -> None:
         tasks = store[TASKS]  # status is indexed
