@@ -353,9 +353,7 @@ class CollectionView(Generic[T]):
         self.store._reading()
         return self.store._count_where(self.decl, query)
 
-    def iter(
-        self, *, order_by: str | Sequence[str] | None = None, batch_size: int = 500, **where: Any
-    ) -> Iterator[T]:
+    def iter(self, *, order_by: str | Sequence[str] | None = None, batch_size: int = 500, **where: Any) -> Iterator[T]:
         """Yield the records :meth:`find` would return, reading ``batch_size`` at a time.
 
         Only one batch is held in memory. Each batch is its own read: a
@@ -365,7 +363,9 @@ class CollectionView(Generic[T]):
         """
         query = self._query(where, order_by, None, 0)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValidationError(self.decl.name, None, "batch_size", f"batch_size must be an int >= 1, not {batch_size!r}")
+            raise ValidationError(
+                self.decl.name, None, "batch_size", f"batch_size must be an int >= 1, not {batch_size!r}"
+            )
         return self._iter(query, batch_size)
 
     def _iter(self, query: Query, batch_size: int) -> Iterator[T]:
