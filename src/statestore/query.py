@@ -51,6 +51,7 @@ __all__ = [
     "ne",
     "one_of",
     "prefix",
+    "prefix_end",
     "sort_key",
 ]
 
@@ -197,6 +198,19 @@ class Query:
     def need(self) -> int | None:
         """How many ordered rows the answer is taken from (offset + limit), None for all."""
         return None if self.limit is None else self.offset + self.limit
+
+
+def prefix_end(text: str) -> str | None:
+    """The smallest string greater than every string starting with ``text`` (None: there is none)."""
+    chars = list(text)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:  # skip surrogates: not storable as UTF-8
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
 
 
 def _first(row: Any) -> Any:

@@ -154,9 +154,19 @@ def _sql_compare(a: Sequence[Any], b: Sequence[Any], descending: Sequence[bool])
 
 
 def _lossless(query: Query, row: tuple[Any, ...]) -> bool:
-    """True when SQL's order values of ``row`` stand for one exact value each (no NUL, no datetime)."""
-    data = row[2]
+    """True when no row SQL puts after ``row`` with the same order values can come before it exactly.
+
+    So when each value stands for itself (no NUL, not a datetime), and a
+    descending text field's row was sorted among those holding no NUL.
+    """
+    data, sql_values = row[2], row[3]
+    spot = 0
     for o in query.order:
+        if o.kind == "str" and o.descending:
+            if spot + 1 >= len(sql_values) or sql_values[spot + 1]:
+                return False
+            spot += 1
+        spot += 1
         v = data.get(o.field)
         if v is None or type(v) in (int, float, bool):
             continue
@@ -824,20 +834,27 @@ class SQLiteStore(Store):
         # Order by the fields up to and including the first whose SQL value may
         # tie where Python's does not (text, datetimes): a later field would
         # otherwise reorder rows that the earlier field truly orders already.
-        used = []
+        # Descending text also sorts rows that may hold a NUL first: "x\0" sorts
+        # before "x" descending, and SQL sees both as "x".
+        used, exprs, order = 0, [], []
         for o in query.order:
-            used.append(o)
+            used += 1
+            expr = self._value_sql(coll, o.field, o.kind)
+            exprs.append(expr)
+            order.append(f"{expr} {'DESC' if o.descending else 'ASC'}")
+            if o.kind == "str" and o.descending:
+                flag = f"instr({_q(coll.name)}.data, '{_NUL}') > 0"
+                exprs.append(flag)
+                order.append(f"{flag} DESC")
             if o.kind in ("str", "datetime"):
                 break
-        exprs = [self._value_sql(coll, o.field, o.kind) for o in used]
-        order = [f"{e} {'DESC' if o.descending else 'ASC'}" for e, o in zip(exprs, used)]
-        if len(used) == len(query.order):
+        if used == len(query.order):
             order.append(self._order(coll))
         select = ", ".join(["key", "revision", "data", *exprs])
         sql = f"SELECT {select} FROM {_q(coll.name)}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        return sql + " ORDER BY " + ", ".join(order), params, len(used)
+        return sql + " ORDER BY " + ", ".join(order), params, used
 
     def _cursor(self, coll: Collection[Any], query: Query) -> tuple[sqlite3.Cursor, int]:
         """A cursor over ``query``'s SELECT; if a generated column vanished, re-read the table's columns once."""
@@ -857,9 +874,14 @@ class SQLiteStore(Store):
         if not self._pushable(query):
             return super()._query(coll, query, copy=copy)
         need = query.need
-        descending = [o.descending for o in query.order]
         cur, used = self._cursor(coll, query)
         complete = used == len(query.order)
+        # Where each used order field's SQL value sits among the selected ones (after a flag, if any).
+        at, spot = [], 3
+        for o in query.order[:used]:
+            at.append(spot)
+            spot += 2 if o.kind == "str" and o.descending else 1
+        descending = [o.descending for o in query.order[:used]]
         kept: list[tuple[Any, ...]] = []
         boundary: tuple[Any, ...] | None = None  # the need-th row in exact order, once known
         with self._translate():
@@ -867,7 +889,7 @@ class SQLiteStore(Store):
                 if need is not None and len(kept) >= need:
                     if boundary is None:
                         boundary = query.sort(kept)[need - 1]
-                    c = _sql_compare(row[3:], boundary[3], descending)
+                    c = _sql_compare([row[i] for i in at], [boundary[3][i - 3] for i in at], descending)
                     if c > 0 or (c == 0 and complete and _lossless(query, boundary)):
                         break  # no unread row can come before the ones kept
                 key = self._key_value(coll, row[0])

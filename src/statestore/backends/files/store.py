@@ -37,6 +37,7 @@ I/O; :mod:`statestore.backends.files.cache` holds record texts, transactions and
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
@@ -83,6 +84,7 @@ from statestore.errors import (
     StoreNotFoundError,
     ValidationError,
 )
+from statestore.query import Query, Term, prefix_end, sort_key
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import INTERNAL_LOGS, Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
@@ -746,6 +748,49 @@ class FileStore(Commits, LogFiles, Store):
             return list(self._rows(coll, where))
         return [(key, rev, _copy_json(data)) for key, rev, data in self._rows(coll, where)]
 
+    def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
+        """Declared index and unique fields answer through the cache's indexes; other fields scan.
+
+        Equality and one_of use the value index, ranges and prefix the
+        ordered index (bisected); an order by an indexed field with a limit
+        walks that index and stops once the rest cannot come earlier. Every
+        candidate is then checked and ordered exactly (Query.apply).
+        """
+        lookup = coll.lookup_fields
+        need = query.need
+        with self._cache_lock:
+            cache, changes = self._coll_view(coll)
+            names: set[str] | None = None
+            for term in query.terms:
+                if term.field in lookup:
+                    found = _index_names(cache, term)
+                    if found is not None:
+                        names = found if names is None else names & found
+            first = query.order[0] if query.order else None
+            if names is None and not changes and first is not None and first.field in lookup and need is not None:
+                entries = cache.ordered(first.field, first.kind)
+                kept: list[Rec] = []
+                bound: Any = None
+                for sk, _key, name in reversed(entries) if first.descending else entries:
+                    if len(kept) >= need and sk != bound:
+                        break  # every later record comes after the ones kept
+                    rec = cache.records[name]
+                    if query.matches(rec[2]):
+                        kept.append(rec)
+                        if len(kept) == need:
+                            bound = sk
+                rows = query.window(query.sort(kept))
+            else:
+                pool = cache.names if names is None else names
+                rows = [cache.records[n] for n in pool if n not in changes]
+                rows.extend(r for r in changes.values() if r is not None)
+                if names is not None or changes:
+                    rows.sort(key=itemgetter(0))
+                rows = query.apply(rows)
+        if not copy:
+            return list(rows)
+        return [(key, rev, _copy_json(data)) for key, rev, data in rows]
+
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         return [r[0] for r in self._rows(coll, {})]
 
@@ -757,6 +802,41 @@ class FileStore(Commits, LogFiles, Store):
         return len(self._rows(coll, {}))
 
     # ------------------------------------------------------------ logs
+
+
+def _index_names(cache: Records, term: Term) -> set[str] | None:
+    """Names of the records that may meet ``term``, from the cache's indexes (None: no index helps)."""
+    op, value = term.op, term.value
+    if op in ("eq", "in"):
+        values = [value] if op == "eq" else list(value)
+        if not all(v is None or type(v) in (str, int, float, bool) for v in values):
+            return None
+        out: set[str] = set()
+        for v in values:
+            out |= cache.lookup(term.field, v)
+        return out
+    if op not in ("gt", "ge", "lt", "le", "prefix"):
+        return None
+    entries = cache.ordered(term.field, term.kind)
+    rank = 4 if op == "prefix" else sort_key(term.kind, value)[0]
+    first = itemgetter(0)
+    lo, hi = bisect.bisect_left(entries, (rank,), key=first), bisect.bisect_left(entries, (rank + 1,), key=first)
+    if op == "prefix":
+        lo = bisect.bisect_left(entries, (4, value), key=first)
+        end = prefix_end(value)
+        if end is not None:
+            hi = bisect.bisect_left(entries, (4, end), key=first)
+    else:
+        sk = sort_key(term.kind, value)
+        if op == "gt":
+            lo = bisect.bisect_right(entries, sk, key=first)
+        elif op == "ge":
+            lo = bisect.bisect_left(entries, sk, key=first)
+        elif op == "lt":
+            hi = bisect.bisect_left(entries, sk, key=first)
+        else:
+            hi = bisect.bisect_right(entries, sk, key=first)
+    return {name for _sk, _key, name in entries[lo:hi]}
 
 
 def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
