@@ -6,7 +6,6 @@ range and for order_by + limit, and a limited query reads only a few rows.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,10 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.conftest import ALL_BACKENDS, make_factory
 
 import statestore as ss
 from statestore.testing.models import SCHEMA, TASKS, Priority, Task
-from tests.conftest import ALL_BACKENDS, make_factory
 
 # Characters where naive orders disagree: NUL (SQLite's json_extract stops there),
 # accents, a character above the BMP (UTF-16 order differs), and a prefix chain.
@@ -164,3 +163,62 @@ def test_every_backend_answers_as_the_model(
         assert tasks.count(**where) == count, backend
         streamed = [t.id for t in tasks.iter(order_by=order_by, batch_size=2, **where)]
         assert streamed == _model(records, where, order, None, 0), backend
+
+
+# ---------------------------------------------------------------- SQLite: pushed down
+
+
+@pytest.fixture
+def sqlite_tasks(tmp_path: Path) -> Iterator[tuple[ss.Store, Any]]:
+    store = ss.open_store(f"sqlite:{tmp_path / 'state.db'}", SCHEMA)
+    tasks = store[TASKS]
+    with store.transaction():
+        for i in range(300):
+            tasks.put(Task(f"t{i:03}", points=i % 50, status=["todo", "doing", "done"][i % 3]))
+    store._con().execute("ANALYZE")  # type: ignore[attr-defined]
+    yield store, tasks
+    store.close()
+
+
+def _plan(store: Any, query: Any) -> str:
+    sql, params, _ = store._query_sql(TASKS, query)
+    rows = store._con().execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+    return " / ".join(r[-1] for r in rows)
+
+
+def test_sqlite_range_on_an_index_field_uses_its_index(sqlite_tasks: tuple[ss.Store, Any]) -> None:
+    store, tasks = sqlite_tasks
+    query = tasks._query({"points": ss.ge(48)}, None, None, 0)
+    plan = _plan(store, query)
+    assert "USING INDEX _statestore_ix__tasks__points (points>?)" in plan, plan
+    assert "SCAN" not in plan.replace("SCAN TABLE", "SCAN"), plan
+
+
+def test_sqlite_order_by_an_index_field_with_limit_walks_its_index(sqlite_tasks: tuple[ss.Store, Any]) -> None:
+    store, tasks = sqlite_tasks
+    query = tasks._query({"points": ss.gt(10)}, "-points", 5, 0)
+    plan = _plan(store, query)
+    assert "USING INDEX _statestore_ix__tasks__points" in plan, plan
+    # At most the ties of one points value are sorted by key, never the whole result.
+    assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+
+
+def test_sqlite_limit_reads_only_the_rows_it_needs(
+    sqlite_tasks: tuple[ss.Store, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, tasks = sqlite_tasks
+    parsed = []
+    record = type(store)._record
+
+    def counting(self: Any, coll: Any, key: Any, text: Any) -> Any:
+        parsed.append(key)
+        return record(self, coll, key, text)
+
+    monkeypatch.setattr(type(store), "_record", counting)
+    got = tasks.find(points=ss.ge(40), order_by="-points", limit=3)
+    assert [t.points for t in got] == [49, 49, 49]
+    assert len(parsed) <= 7, parsed  # the 6 records with points 49, and the first of 48
+    parsed.clear()
+    assert tasks.count(points=ss.ge(40)) == 60
+    assert tasks.count(status="todo", points=ss.lt(10)) == 20
+    assert parsed == []  # counted by SQL, nothing decoded

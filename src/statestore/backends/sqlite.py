@@ -124,6 +124,10 @@ _NUL = "\\u0000"  # how canonical JSON writes U+0000 inside a string
 _SQL_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
 
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
 def _has_nul(value: Any) -> bool:
     return isinstance(value, str) and "\x00" in value
 
@@ -848,13 +852,17 @@ class SQLiteStore(Store):
                 order.append(f"{flag} DESC")
             if o.kind in ("str", "datetime"):
                 break
-        if used == len(query.order):
+        if used == len(query.order) and (order or query.need is not None):
+            # Without order or limit every matching row is read and sorted by key
+            # in Python: ORDER BY key would steer the planner off the fields' indexes.
             order.append(self._order(coll))
         select = ", ".join(["key", "revision", "data", *exprs])
         sql = f"SELECT {select} FROM {_q(coll.name)}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        return sql + " ORDER BY " + ", ".join(order), params, used
+        if order:
+            sql += " ORDER BY " + ", ".join(order)
+        return sql, params, used
 
     def _cursor(self, coll: Collection[Any], query: Query) -> tuple[sqlite3.Cursor, int]:
         """A cursor over ``query``'s SELECT; if a generated column vanished, re-read the table's columns once."""
@@ -897,8 +905,11 @@ class SQLiteStore(Store):
                 if query.matches(data):
                     kept.append((key, self._revision_of(coll, key, row[1]), data, row[3:]))
                     boundary = None
-        rows = query.sort(kept) if query.order else kept
-        return [(k, r, d) for k, r, d, _ in query.window(rows)]
+        if query.order:
+            kept = query.sort(kept)
+        elif need is None:
+            kept.sort(key=_first)
+        return [(k, r, d) for k, r, d, _ in query.window(kept)]
 
     def _count_where(self, coll: Collection[Any], query: Query) -> int:
         if not self._has(coll.name):
