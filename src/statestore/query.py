@@ -291,8 +291,10 @@ def field_kind(tp: Any, described: str | None = None, *, strict: bool = True) ->
             return "bool"
         return "other"
     if tp is Any and described is not None:
-        name = described.removesuffix(" | None").removeprefix("Optional[").removesuffix("]")
-        kind = _DESCRIBED_KINDS.get(name)
+        name = described.removesuffix(" | None").removeprefix("None | ")
+        if name.startswith("Optional[") and name.endswith("]"):
+            name = name[9:-1]
+        kind = _DESCRIBED_KINDS.get(name.removeprefix("datetime."))
         if kind is not None:
             return kind if kind != "datetime" or strict else "other"
     return "other"
