@@ -890,24 +890,44 @@ class SQLiteStore(Store):
             at.append(spot)
             spot += 2 if o.kind == "str" and o.descending else 1
         descending = [o.descending for o in query.order[:used]]
+        # Python checks a term SQL answered exactly only in rows that may hold a NUL
+        # (numbers and booleans never need it); the others always.
+        always, if_nul = [], []
+        for term in query.terms:
+            wide, _args, exact = self._term_sql(coll, term)
+            if exact is None or wide != exact:
+                always.append(term)
+            elif term.kind not in ("number", "bool"):
+                if_nul.append(term)
+        # SQL's order is exact for rows without a NUL when it covers every order field and no datetime.
+        sql_exact = complete and all(o.kind != "datetime" for o in query.order)
+        dirty = False  # a kept row may hold a NUL
         kept: list[tuple[Any, ...]] = []
         boundary: tuple[Any, ...] | None = None  # the need-th row in exact order, once known
         with self._translate():
             for row in cur:
                 if need is not None and len(kept) >= need:
+                    if sql_exact and not dirty:
+                        break
                     if boundary is None:
                         boundary = query.sort(kept)[need - 1]
                     c = _sql_compare([row[i] for i in at], [boundary[3][i - 3] for i in at], descending)
                     if c > 0 or (c == 0 and complete and _lossless(query, boundary)):
                         break  # no unread row can come before the ones kept
                 key = self._key_value(coll, row[0])
-                data = self._record(coll, key, row[2])
-                if query.matches(data):
-                    kept.append((key, self._revision_of(coll, key, row[1]), data, row[3:]))
-                    boundary = None
-        if query.order:
+                text = row[2]
+                data = self._record(coll, key, text)
+                nul = isinstance(text, str) and _NUL in text
+                if always and not all(t.matches(data) for t in always):
+                    continue
+                if nul and if_nul and not all(t.matches(data) for t in if_nul):
+                    continue
+                dirty = dirty or nul
+                kept.append((key, self._revision_of(coll, key, row[1]), data, row[3:]))
+                boundary = None
+        if query.order and (dirty or not sql_exact):
             kept = query.sort(kept)
-        elif need is None:
+        elif not query.order and need is None:
             kept.sort(key=_first)
         return [(k, r, d) for k, r, d, _ in query.window(kept)]
 

@@ -213,7 +213,8 @@ def _condition(coll: Collection[Any], view: Any, item: str) -> tuple[str, Any]:
         )
     field, op, text = m.group(1), m.group(2) or m.group(3), m.group(4)
     if field not in coll.field_types:
-        raise click.ClickException(f"--where {item!r}: {coll.name} has no field {field!r} ({', '.join(coll.field_types)})")
+        known = ", ".join(coll.field_types)
+        raise click.ClickException(f"--where {item!r}: {coll.name} has no field {field!r} ({known})")
     kind = view._kind(field)
     try:
         if op == "in":

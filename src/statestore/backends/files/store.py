@@ -760,20 +760,22 @@ class FileStore(Commits, LogFiles, Store):
         need = query.need
         with self._cache_lock:
             cache, changes = self._coll_view(coll)
-            names: set[str] | None = None
-            for term in query.terms:
-                if term.field in lookup:
-                    found = _index_names(cache, term)
-                    if found is not None:
-                        names = found if names is None else names & found
             first = query.order[0] if query.order else None
-            if names is None and not changes and first is not None and first.field in lookup and need is not None:
+            if not changes and first is not None and first.field in lookup and need is not None:
+                # Walk the ordered index of the first order field (within any range on it)
+                # and stop once every later record comes after the ones kept.
                 entries = cache.ordered(first.field, first.kind)
+                lo, hi = 0, len(entries)
+                for term in query.terms:
+                    if term.field == first.field and term.op in _RANGES:
+                        t_lo, t_hi = _bounds(entries, term)
+                        lo, hi = max(lo, t_lo), min(hi, t_hi)
                 kept: list[Rec] = []
                 bound: Any = None
-                for sk, _key, name in reversed(entries) if first.descending else entries:
+                for i in range(hi - 1, lo - 1, -1) if first.descending else range(lo, hi):
+                    sk, _key, name = entries[i]
                     if len(kept) >= need and sk != bound:
-                        break  # every later record comes after the ones kept
+                        break
                     rec = cache.records[name]
                     if query.matches(rec[2]):
                         kept.append(rec)
@@ -781,6 +783,12 @@ class FileStore(Commits, LogFiles, Store):
                             bound = sk
                 rows = query.window(query.sort(kept))
             else:
+                names: set[str] | None = None
+                for term in query.terms:
+                    if term.field in lookup:
+                        found = _index_names(cache, term)
+                        if found is not None:
+                            names = found if names is None else names & found
                 pool = cache.names if names is None else names
                 rows = [cache.records[n] for n in pool if n not in changes]
                 rows.extend(r for r in changes.values() if r is not None)
@@ -815,28 +823,38 @@ def _index_names(cache: Records, term: Term) -> set[str] | None:
         for v in values:
             out |= cache.lookup(term.field, v)
         return out
-    if op not in ("gt", "ge", "lt", "le", "prefix"):
+    if op not in _RANGES:
         return None
     entries = cache.ordered(term.field, term.kind)
-    rank = 4 if op == "prefix" else sort_key(term.kind, value)[0]
+    lo, hi = _bounds(entries, term)
+    return {name for _sk, _key, name in entries[lo:hi]}
+
+
+_RANGES = ("gt", "ge", "lt", "le", "prefix")
+
+
+def _bounds(entries: list[tuple[Any, Any, str]], term: Term) -> tuple[int, int]:
+    """The slice of an ordered index (see ``Records.ordered``) holding every record that may meet a range term."""
+    op, value = term.op, term.value
     first = itemgetter(0)
+    rank = 4 if op == "prefix" else sort_key(term.kind, value)[0]
     lo, hi = bisect.bisect_left(entries, (rank,), key=first), bisect.bisect_left(entries, (rank + 1,), key=first)
     if op == "prefix":
         lo = bisect.bisect_left(entries, (4, value), key=first)
         end = prefix_end(value)
         if end is not None:
             hi = bisect.bisect_left(entries, (4, end), key=first)
+        return lo, hi
+    sk = sort_key(term.kind, value)
+    if op == "gt":
+        lo = bisect.bisect_right(entries, sk, key=first)
+    elif op == "ge":
+        lo = bisect.bisect_left(entries, sk, key=first)
+    elif op == "lt":
+        hi = bisect.bisect_left(entries, sk, key=first)
     else:
-        sk = sort_key(term.kind, value)
-        if op == "gt":
-            lo = bisect.bisect_right(entries, sk, key=first)
-        elif op == "ge":
-            lo = bisect.bisect_left(entries, sk, key=first)
-        elif op == "lt":
-            hi = bisect.bisect_left(entries, sk, key=first)
-        else:
-            hi = bisect.bisect_right(entries, sk, key=first)
-    return {name for _sk, _key, name in entries[lo:hi]}
+        hi = bisect.bisect_right(entries, sk, key=first)
+    return lo, hi
 
 
 def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
