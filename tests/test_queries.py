@@ -222,3 +222,22 @@ def test_sqlite_limit_reads_only_the_rows_it_needs(
     assert tasks.count(points=ss.ge(40)) == 60
     assert tasks.count(status="todo", points=ss.lt(10)) == 20
     assert parsed == []  # counted by SQL, nothing decoded
+
+
+@pytest.mark.parametrize("order_by", [None, "points", "-points", "status", "-status"])
+def test_sqlite_iter_reads_each_record_about_once(
+    sqlite_tasks: tuple[ss.Store, Any], monkeypatch: pytest.MonkeyPatch, order_by: str | None
+) -> None:
+    store, tasks = sqlite_tasks
+    expected = [t.id for t in tasks.find(order_by=order_by)]
+    parsed = []
+    record = type(store)._record
+
+    def counting(self: Any, coll: Any, key: Any, text: Any) -> Any:
+        parsed.append(key)
+        return record(self, coll, key, text)
+
+    monkeypatch.setattr(type(store), "_record", counting)
+    assert [t.id for t in tasks.iter(order_by=order_by, batch_size=50)] == expected
+    # Each batch starts after the last record of the one before (by value, then key): nothing is read twice.
+    assert len(parsed) <= 300 + 6, len(parsed)

@@ -166,10 +166,29 @@ class Query:
     order: tuple[Order, ...] = ()
     limit: int | None = None
     offset: int = 0
+    #: Only records after this one in the query's order: (its order fields' stored values, its key).
+    #: ``iter`` reads its next batch this way, so a batch never re-reads the ones before it.
+    after: tuple[tuple[Any, ...], Any] | None = None
 
     def matches(self, data: dict[str, Any]) -> bool:
-        """Whether a record's JSON data meets every condition."""
+        """Whether a record's JSON data meets every condition (``after`` aside: see :meth:`admits`)."""
         return all(t.matches(data) for t in self.terms)
+
+    def admits(self, key: Any, data: dict[str, Any]) -> bool:
+        """Whether the record ``key`` with JSON ``data`` meets every condition and comes after ``after``."""
+        if not all(t.matches(data) for t in self.terms):
+            return False
+        return self.after is None or self.follows(key, data)
+
+    def follows(self, key: Any, data: dict[str, Any]) -> bool:
+        """Whether the record comes after ``after`` in this query's order (ties by key)."""
+        assert self.after is not None
+        values, last = self.after
+        for o, value in zip(self.order, values):
+            a, b = sort_key(o.kind, data.get(o.field)), sort_key(o.kind, value)
+            if a != b:
+                return a < b if o.descending else a > b
+        return bool(key > last)
 
     def sort(self, rows: Iterable[Any]) -> list[Any]:
         """Raw records ``(key, revision, data, ...)`` in this query's order, ties by key."""
@@ -186,12 +205,20 @@ class Query:
 
     def apply(self, rows: Iterable[Any]) -> list[Any]:
         """The plain model: filter, order, cut. ``rows`` are raw records in key order."""
-        kept = [r for r in rows if self.matches(r[2])]
-        return self.window(self.sort(kept) if self.order else kept)
+        if self.order:
+            return self.window(self.sort(r for r in rows if self.admits(r[0], r[2])))
+        kept: list[Any] = []
+        need = self.need
+        for r in rows:
+            if need is not None and len(kept) >= need:
+                break  # in key order already: the rest come after
+            if self.admits(r[0], r[2]):
+                kept.append(r)
+        return self.window(kept)
 
     @property
     def unordered(self) -> Query:
-        """The same conditions without order, limit or offset (what ``count`` asks)."""
+        """The same conditions without order, limit, offset or after (what ``count`` asks)."""
         return Query(self.terms)
 
     @property

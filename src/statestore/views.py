@@ -369,16 +369,20 @@ class CollectionView(Generic[T]):
         return self._iter(query, batch_size)
 
     def _iter(self, query: Query, batch_size: int) -> Iterator[T]:
-        offset = 0
+        after = None
         while True:
-            page = Query(query.terms, query.order, batch_size, offset)
+            # Each batch starts after the last record of the one before (not at an
+            # offset): reading batch n never reads the n-1 batches before it again.
+            page = Query(query.terms, query.order, batch_size, 0, after)
             self.store._reading()
             rows = self.store._query(self.decl, page, copy=not self._fresh)
+            if rows:
+                key, _rev, data = rows[-1]
+                after = (tuple(data.get(o.field) for o in query.order), key)
             for k, _r, d in rows:
                 yield self._decode(k, d)
             if len(rows) < batch_size:
                 return
-            offset += batch_size
 
     def all(self) -> list[T]:
         """Every record, in key order."""

@@ -835,6 +835,11 @@ class SQLiteStore(Store):
             if sql is not None:
                 clauses.append(sql)
                 params.extend(args)
+        if query.after is not None:
+            clause, args = self._after_sql(coll, query)
+            if clause:
+                clauses.append(clause)
+                params.extend(args)
         # Order by the fields up to and including the first whose SQL value may
         # tie where Python's does not (text, datetimes): a later field would
         # otherwise reorder rows that the earlier field truly orders already.
@@ -863,6 +868,38 @@ class SQLiteStore(Store):
         if order:
             sql += " ORDER BY " + ", ".join(order)
         return sql, params, used
+
+    def _after_sql(self, coll: Collection[Any], query: Query) -> tuple[str, list[Any]]:
+        """SQL every row after ``query.after`` meets (widened as the order values are; Python decides)."""
+        assert query.after is not None
+        values, last = query.after
+        if not query.order:
+            if coll.composite:
+                cols = ", ".join(self._column(coll, f) for f in coll.key_fields)
+                return f"({cols}) > ({', '.join('?' * len(last))})", list(last)
+            return "key > ?", [last]
+        o, value = query.order[0], values[0]
+        col = self._column(coll, o.field)
+        if value is None:
+            # Nulls come first ascending (every row may follow), last descending (only nulls may).
+            return ("", []) if not o.descending else (f"{col} IS NULL", [])
+        expr = self._value_sql(coll, o.field, o.kind)
+        operand = "julianday(?)" if o.kind == "datetime" else "?"
+        if len(query.order) == 1 and o.kind != "datetime" and not _has_nul(value):
+            # Ties go on by key, so a batch does not re-read the ties before it. A row
+            # that may hold a NUL can tie in SQL without tying exactly: Python decides.
+            if coll.composite:
+                cols = ", ".join(self._column(coll, f) for f in coll.key_fields)
+                after_key, key_args = f"({cols}) > ({', '.join('?' * len(last))})", list(last)
+            else:
+                after_key, key_args = "key > ?", [last]
+            if o.kind == "str":
+                after_key = f"({after_key} OR instr({_q(coll.name)}.data, '{_NUL}') > 0)"
+            beyond = f"({col} < ? OR {col} IS NULL)" if o.descending else f"{col} > ?"
+            return f"({beyond} OR ({col} = ? AND {after_key}))", [value, value, *key_args]
+        if o.descending:
+            return f"({expr} <= {operand} OR {col} IS NULL)", [_cut(value)]
+        return f"{expr} >= {operand}", [_cut(value)]
 
     def _cursor(self, coll: Collection[Any], query: Query) -> tuple[sqlite3.Cursor, int]:
         """A cursor over ``query``'s SELECT; if a generated column vanished, re-read the table's columns once."""
@@ -919,6 +956,8 @@ class SQLiteStore(Store):
                 data = self._record(coll, key, text)
                 nul = isinstance(text, str) and _NUL in text
                 if always and not all(t.matches(data) for t in always):
+                    continue
+                if query.after is not None and not query.follows(key, data):
                     continue
                 if nul and if_nul and not all(t.matches(data) for t in if_nul):
                     continue

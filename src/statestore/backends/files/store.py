@@ -770,6 +770,12 @@ class FileStore(Commits, LogFiles, Store):
                     if term.field == first.field and term.op in _RANGES:
                         t_lo, t_hi = _bounds(entries, term)
                         lo, hi = max(lo, t_lo), min(hi, t_hi)
+                if query.after is not None:  # iter's next batch: start at the last record's value
+                    sk = sort_key(first.kind, query.after[0][0])
+                    if first.descending:
+                        hi = min(hi, bisect.bisect_right(entries, sk, key=itemgetter(0)))
+                    else:
+                        lo = max(lo, bisect.bisect_left(entries, sk, key=itemgetter(0)))
                 kept: list[Rec] = []
                 bound: Any = None
                 for i in range(hi - 1, lo - 1, -1) if first.descending else range(lo, hi):
@@ -777,7 +783,7 @@ class FileStore(Commits, LogFiles, Store):
                     if len(kept) >= need and sk != bound:
                         break
                     rec = cache.records[name]
-                    if query.matches(rec[2]):
+                    if query.admits(rec[0], rec[2]):
                         kept.append(rec)
                         if len(kept) == need:
                             bound = sk
@@ -789,7 +795,9 @@ class FileStore(Commits, LogFiles, Store):
                         found = _index_names(cache, term)
                         if found is not None:
                             names = found if names is None else names & found
-                pool = cache.names if names is None else names
+                pool: Any = cache.names if names is None else names
+                if names is None and not query.order and query.after is not None:
+                    pool = cache.names[bisect.bisect_right(cache.keys, query.after[1]) :]  # iter's next batch
                 rows = [cache.records[n] for n in pool if n not in changes]
                 rows.extend(r for r in changes.values() if r is not None)
                 if names is not None or changes:
