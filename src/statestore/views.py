@@ -344,7 +344,11 @@ class CollectionView(Generic[T]):
         self.store._reading()
         if query.limit == 0:
             return []
-        rows = self.store._query(self.decl, query, copy=not self._fresh)
+        if not query.order and query.limit is None and not query.offset and all(t.op == "eq" for t in query.terms):
+            # Plain equality (find as it always was): the backend's lookup indexes answer it exactly.
+            rows = self._match({t.field: t.value for t in query.terms}, copy=not self._fresh)
+        else:
+            rows = self.store._query(self.decl, query, copy=not self._fresh)
         return [self._decode(k, d) for k, _r, d in rows]
 
     def count(self, **where: Any) -> int:
