@@ -757,10 +757,15 @@ class SQLiteStore(Store):
                 sql += " WHERE " + " AND ".join(clauses)
             return sql + f" ORDER BY {self._order(coll)}", list(where.values())
 
+        # SQL sees text only up to a NUL ("x\0y" IS "x"): such rows are checked here.
+        texts = [(f, v) for f, v in where.items() if isinstance(v, str)]
         out: list[RawRecord] = []
-        for k, rev, data in self._select(coll, build):
+        for k, rev, text in self._select(coll, build):
             key = self._key_value(coll, k)
-            out.append((key, self._revision_of(coll, key, rev), self._record(coll, key, data)))
+            data = self._record(coll, key, text)
+            if texts and (not isinstance(text, str) or _NUL in text) and not all(data.get(f) == v for f, v in texts):
+                continue
+            out.append((key, self._revision_of(coll, key, rev), data))
         return out
 
     # ------------------------------------------------------------ queries
@@ -954,7 +959,7 @@ class SQLiteStore(Store):
                 key = self._key_value(coll, row[0])
                 text = row[2]
                 data = self._record(coll, key, text)
-                nul = isinstance(text, str) and _NUL in text
+                nul = not isinstance(text, str) or _NUL in text
                 if always and not all(t.matches(data) for t in always):
                     continue
                 if query.after is not None and not query.follows(key, data):
