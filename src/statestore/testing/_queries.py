@@ -264,6 +264,22 @@ class QueryContract(StoreFixture):
         with pytest.raises(ss.ValidationError):
             tasks.iter(nope=1)
 
+    def test_iter_with_int_and_composite_keys(self, store: ss.Store) -> None:
+        tickets = store[TICKETS]
+        for n in (10, 2, 1, 33, 7):
+            tickets.put(Ticket(n, title="b" if n % 2 else "a"))
+        for order_by in (None, "title", "-title"):
+            want = [t.number for t in tickets.find(order_by=order_by)]
+            assert [t.number for t in tickets.iter(order_by=order_by, batch_size=2)] == want
+        settings = store[SETTINGS]
+        for i, (scope, project) in enumerate([("b", "p"), ("a", "q"), ("a", "p"), ("b", "a"), ("c", "c")]):
+            settings.put(Setting(scope, project, f"n{i}", rank=i % 2))
+        for order_by in (None, "rank", "-rank"):
+            want_keys = [(s.scope, s.project, s.name) for s in settings.find(order_by=order_by)]
+            got = [(s.scope, s.project, s.name) for s in settings.iter(order_by=order_by, batch_size=2)]
+            assert got == want_keys
+        assert [s.name for s in settings.iter(batch_size=1)] == ["n2", "n1", "n3", "n0", "n4"]
+
     def test_iter_reads_one_batch_at_a_time(self, store: ss.Store) -> None:
         tasks = store[TASKS]
         for i in range(10):
