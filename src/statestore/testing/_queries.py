@@ -280,6 +280,21 @@ class QueryContract(StoreFixture):
             assert got == want_keys
         assert [s.name for s in settings.iter(batch_size=1)] == ["n2", "n1", "n3", "n0", "n4"]
 
+    @pytest.mark.parametrize("order_by", [None, "status", "-status", "points", "-points", ["-status", "points"]])
+    def test_iter_returns_every_untouched_record_once_around_writes(self, store: ss.Store, order_by: Any) -> None:
+        tasks = store[TASKS]
+        for i in range(12):
+            tasks.put(_task(f"t{i:02}", status=f"s{i % 3}" if i < 6 else f"u{i}", points=i % 3))
+        want = _ids(tasks.find(order_by=order_by))
+        seen, deleted = [], set()
+        for n, task in enumerate(tasks.iter(order_by=order_by, batch_size=2)):
+            seen.append(task.id)
+            if n % 2 == 1:  # the last record of each batch goes before the next is read
+                tasks.delete(task.id)
+                deleted.add(task.id)
+        assert seen == want
+        assert _ids(tasks.all()) == sorted(set(want) - deleted)
+
     def test_iter_reads_one_batch_at_a_time(self, store: ss.Store) -> None:
         tasks = store[TASKS]
         for i in range(10):

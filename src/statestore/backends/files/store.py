@@ -46,7 +46,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -770,15 +770,22 @@ class FileStore(Commits, LogFiles, Store):
                     if term.field == first.field and term.op in _RANGES:
                         t_lo, t_hi = _bounds(entries, term)
                         lo, hi = max(lo, t_lo), min(hi, t_hi)
-                if query.after is not None:  # iter's next batch: start at the last record's value
+                resume = None  # where iter's next batch starts inside its first group of ties
+                if query.after is not None:
                     sk = sort_key(first.kind, query.after[0][0])
                     if first.descending:
                         hi = min(hi, bisect.bisect_right(entries, sk, key=itemgetter(0)))
                     else:
                         lo = max(lo, bisect.bisect_left(entries, sk, key=itemgetter(0)))
+                    if len(query.order) == 1:  # ties go on by key: skip the ones returned
+                        resume = bisect.bisect_right(entries, (sk, query.after[1]), key=_value_and_key)
+                        if not first.descending:
+                            lo, resume = max(lo, resume), None
+                        elif not (lo < hi and entries[hi - 1][0] == sk):
+                            resume = None  # no ties of the last value left: nothing to skip
                 kept: list[Rec] = []
                 bound: Any = None
-                for i in range(hi - 1, lo - 1, -1) if first.descending else range(lo, hi):
+                for i in _walk(entries, lo, hi, first.descending, resume):
                     sk, _key, name = entries[i]
                     if len(kept) >= need and sk != bound:
                         break
@@ -839,6 +846,26 @@ def _index_names(cache: Records, term: Term) -> set[str] | None:
 
 
 _RANGES = ("gt", "ge", "lt", "le", "prefix")
+
+
+def _value_and_key(entry: tuple[Any, Any, str]) -> tuple[Any, Any]:
+    return entry[0], entry[1]
+
+
+def _walk(entries: list[tuple[Any, Any, str]], lo: int, hi: int, descending: bool, resume: int | None) -> Iterator[int]:
+    """Positions of ``entries[lo:hi]`` in query order: by value (descending if asked), ties by key ascending.
+
+    ``resume`` skips the start of the first group of ties walked (descending: the top one).
+    """
+    if not descending:
+        yield from range(lo, hi)
+        return
+    end = hi
+    while end > lo:
+        start = max(lo, bisect.bisect_left(entries, entries[end - 1][0], lo, end, key=itemgetter(0)))
+        yield from range(max(start, resume) if resume is not None else start, end)
+        resume = None
+        end = start
 
 
 def _bounds(entries: list[tuple[Any, Any, str]], term: Term) -> tuple[int, int]:
