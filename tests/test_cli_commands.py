@@ -98,7 +98,87 @@ def test_ls_where_and_limit_json(location: str) -> None:
 def test_ls_errors(location: str) -> None:
     assert "'nope' is not declared" in one_line_error(run("ls", location, "nope"))
     assert "no field 'colour'" in one_line_error(run("ls", location, "tasks", "--where", "colour=red"))
-    assert run("ls", location, "tasks", "--where", "status").exit_code == 2
+    assert "'status': not a condition" in one_line_error(run("ls", location, "tasks", "--where", "status"))
+
+
+def _keys(*args: str) -> list[object]:
+    return [json.loads(line)["key"] for line in ok(*args, "--json").splitlines()]
+
+
+@pytest.fixture
+def queried(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    loc = f"sqlite:{tmp_path}/q.db"
+    with ss.open_store(loc, SCHEMA) as store:
+        for i in range(60):
+            store[TASKS].put(
+                Task(
+                    f"t{i:02}",
+                    f"Fix {i}" if i % 4 == 0 else f"Do {i}",
+                    status=["todo", "doing", "done"][i % 3],
+                    points=i % 7,
+                    ratio=i / 4,
+                    done=i % 2 == 0,
+                )
+            )
+    return loc
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--where", "points>5"], [f"t{i:02}" for i in range(60) if i % 7 > 5]),
+        (
+            ["--where", "points>=6", "--where", "status=todo"],
+            [f"t{i:02}" for i in range(60) if i % 7 == 6 and i % 3 == 0],
+        ),
+        (
+            ["--where", "title^=Fix", "--where", "points<=1"],
+            [f"t{i:02}" for i in range(60) if i % 4 == 0 and i % 7 <= 1],
+        ),
+        (
+            ["--where", "status in todo,doing", "--where", "points<1"],
+            [f"t{i:02}" for i in range(60) if i % 3 < 2 and i % 7 == 0],
+        ),
+        (["--where", "status!=todo", "--where", "ratio > 13.5"], [f"t{i:02}" for i in range(55, 60) if i % 3]),
+        (["--where", "done=true", "--where", "points=3"], [f"t{i:02}" for i in range(60) if i % 2 == 0 and i % 7 == 3]),
+        (["--order", "-points", "--limit", "3"], ["t06", "t13", "t20"]),
+        (["--order", "-points,status", "--limit", "2", "--offset", "1"], ["t34", "t55"]),
+        (["--order", "-points", "--order", "-ratio", "--limit", "2"], ["t55", "t48"]),
+        (["--where", "due=null", "--limit", "1"], ["t00"]),
+    ],
+)
+def test_ls_conditions_order_limit_offset(queried: str, args: list[str], expected: list[str]) -> None:
+    assert _keys("ls", queried, "tasks", *args) == expected
+
+
+def test_ls_count(queried: str) -> None:
+    assert ok("ls", queried, "tasks", "--count").strip() == "60"
+    assert ok("ls", queried, "tasks", "--where", "status=todo", "--where", "points>3", "--count").strip() == str(
+        sum(1 for i in range(60) if i % 3 == 0 and i % 7 > 3)
+    )
+
+
+@pytest.mark.parametrize(
+    ("condition", "says"),
+    [
+        ("points>three", "'three' is not a number"),
+        ("points", "not a condition"),
+        ("=3", "not a condition"),
+        ("colour=red", "no field 'colour'"),
+        ("done=yes", "'yes' is not true or false"),
+        ("due<2024-01-01", "ISO 8601"),
+        ("points>1.5e999", "not a finite number"),
+    ],
+)
+def test_ls_bad_condition_is_one_line_naming_it(queried: str, condition: str, says: str) -> None:
+    out = one_line_error(run("ls", queried, "tasks", "--where", condition))
+    assert repr(condition) in out
+    assert says in out
+
+
+def test_ls_bad_order_or_type_is_one_line(queried: str) -> None:
+    assert "no field 'nope'" in one_line_error(run("ls", queried, "tasks", "--order", "nope"))
+    assert "$.points" in one_line_error(run("ls", queried, "tasks", "--where", "points>1.5"))
 
 
 def test_get(location: str) -> None:

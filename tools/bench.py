@@ -28,7 +28,9 @@ Adding a backend or baseline means adding a :class:`Side` subclass and a
 :class:`Suite`; adding a row means adding an :class:`Op`. The ``import`` suite times
 ``import_legacy`` of N legacy records (a JSON map of tasks and a JSONL event
 log) against parsing the same files and inserting them with raw ``sqlite3``
-in one transaction.
+in one transaction. The ``query`` suite times an indexed range query with
+``order_by`` and ``limit=10`` on 100k records: statestore's SQLite backend
+against the same SELECT by hand, and the file backend (warm) against SQLite.
 """
 
 from __future__ import annotations
@@ -860,6 +862,83 @@ def run_import(base: Path, n: int, durability: str, backend: str) -> Row:
     )
 
 
+# --------------------------------------------------------------------------- queries
+
+#: The query suite's collection: ``score`` (a float, nearly unique) is an index field.
+QITEMS = ss.Collection("qitems", Item, key="id", indexes=["kind", "score"])
+QSCHEMA = ss.Schema("benchq", version=1, collections=[QITEMS])
+
+
+def run_queries(base: Path, w: Workload, n: int, args: argparse.Namespace) -> list[Row]:
+    """An indexed range query returning 10 records (``score >= x``, ordered by score, limit 10) on ``n`` records.
+
+    Rows: statestore's SQLite backend against the same SELECT run by hand on
+    its own table (with each row's JSON parsed, as an app would), target
+    0.5x; and the file backend, warm, against statestore's SQLite backend,
+    target 0.05x (at most 20 times slower).
+    """
+    rng = random.Random(5)
+    records = [make_item(i, rng) for i in range(n)]
+    stores = {
+        "sqlite": ss.open_store(f"sqlite:{base / 'q.db'}", QSCHEMA, durability=args.durability),
+        "files": ss.open_store(f"files:{base / 'q'}", QSCHEMA, durability=args.durability),
+    }
+    try:
+        for store in stores.values():
+            with store.transaction():
+                view = store[QITEMS]
+                for r in records:
+                    view.put(r)
+        con = sqlite3.connect(base / "q.db")
+        sql = "SELECT key, revision, data FROM qitems WHERE score >= ? ORDER BY score, key LIMIT 10"
+        lows = [rng.random() * 99 for _ in range(1000)]
+
+        def raw() -> Iterator[int]:
+            while True:
+                for x in lows:
+                    rows = [(k, r, json.loads(d)) for k, r, d in con.execute(sql, (x,))]
+                    assert len(rows) == 10
+                    yield 1
+
+        def query(store: ss.Store) -> Iterator[int]:
+            view = store[QITEMS]
+            while True:
+                for x in lows:
+                    got = view.find(score=ss.ge(x), order_by="score", limit=10)
+                    assert len(got) == 10
+                    yield 1
+
+        stores["files"][QITEMS].find(score=ss.ge(50.0), order_by="score", limit=10)  # warm: cache and index built
+        sides = {"raw": raw(), "sqlite": query(stores["sqlite"]), "files": query(stores["files"])}
+        best = dict.fromkeys(sides, 0.0)
+        done = dict.fromkeys(sides, 0)
+        rounds = max(1, args.rounds)
+        for _ in range(rounds):
+            for name, it in sides.items():
+                ops, rate = measure(it, max(1, args.max_ops // rounds), args.seconds / rounds)
+                done[name] += ops
+                best[name] = max(best[name], rate)
+        con.close()
+    finally:
+        for store in stores.values():
+            store.close()
+    op = f"range + order + limit 10 ({n:,})"
+    return [
+        Row("query", op, "raw SQL", "statestore sqlite", best["raw"], best["sqlite"], 0.5, done["raw"], done["sqlite"]),
+        Row(
+            "query",
+            op,
+            "statestore sqlite",
+            "statestore files",
+            best["sqlite"],
+            best["files"],
+            0.05,
+            done["sqlite"],
+            done["files"],
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -912,8 +991,11 @@ def print_rows(rows: list[Row], title: str, plain: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--durability", choices=["normal", "full"], default="normal")
-    p.add_argument("--suite", action="append", choices=["sqlite", "files", "import"], help="run only these suites")
+    p.add_argument(
+        "--suite", action="append", choices=["sqlite", "files", "import", "query"], help="run only these suites"
+    )
     p.add_argument("--import-records", type=int, default=100_000, help="legacy records in the import suite")
+    p.add_argument("--query-records", type=int, default=100_000, help="records in the query suite")
     p.add_argument("--only", action="append", help="run only operations whose name contains this")
     p.add_argument("--batch", type=int, default=10_000, help="records in the batch insert (the collection size)")
     p.add_argument("--max-ops", type=int, default=5_000, help="operations per measurement at most")
@@ -948,6 +1030,10 @@ def main(argv: list[str] | None = None) -> int:
             n = 10_000 if args.quick else args.import_records
             (base / "import").mkdir()
             rows.append(run_import(base / "import", n, args.durability, "sqlite"))
+        if not args.suite or "query" in args.suite:
+            (base / "query").mkdir()
+            n = 20_000 if args.quick else args.query_records
+            rows.extend(run_queries(base / "query", w, n, args))
     finally:
         if args.dir is None:
             shutil.rmtree(base, ignore_errors=True)

@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     )
     from statestore.migrations import HistoryRow, MigrationContext
     from statestore.open import Location, open_store, parse_location, state_path
+    from statestore.query import Condition, ge, gt, le, lt, ne, one_of, prefix
     from statestore.schema import Collection, Log, Migration, Schema
     from statestore.store import Store
     from statestore.views import CollectionView, Entry, LogView, Versioned
@@ -86,6 +87,7 @@ _WHERE = {
     "Collection": "statestore.schema",
     "CollectionDiff": "statestore.convert",
     "CollectionView": "statestore.views",
+    "Condition": "statestore.query",
     "ConflictError": "statestore.errors",
     "CopyError": "statestore.errors",
     "CorruptStoreError": "statestore.errors",
@@ -139,9 +141,16 @@ _WHERE = {
     "copy_store": "statestore.convert",
     "diff_stores": "statestore.convert",
     "dump_store": "statestore.convert",
+    "ge": "statestore.query",
+    "gt": "statestore.query",
     "import_legacy": "statestore.legacy",
+    "le": "statestore.query",
+    "lt": "statestore.query",
+    "ne": "statestore.query",
+    "one_of": "statestore.query",
     "open_store": "statestore.open",
     "parse_location": "statestore.open",
+    "prefix": "statestore.query",
     "state_path": "statestore.open",
 }
 
@@ -152,6 +161,7 @@ __all__ = [
     "Collection",
     "CollectionDiff",
     "CollectionView",
+    "Condition",
     "ConflictError",
     "CopyError",
     "CorruptStoreError",
@@ -205,9 +215,16 @@ __all__ = [
     "copy_store",
     "diff_stores",
     "dump_store",
+    "ge",
+    "gt",
     "import_legacy",
+    "le",
+    "lt",
+    "ne",
+    "one_of",
     "open_store",
     "parse_location",
+    "prefix",
     "state_path",
 ]
 
@@ -224,6 +241,7 @@ _SUBMODULES = frozenset(
         "legacy",
         "migrations",
         "open",
+        "query",
         "schema",
         "store",
         "testing",

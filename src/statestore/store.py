@@ -25,8 +25,11 @@ nothing else; ``docs/backends.md`` walks through it. In short:
 * **Schemas** (required for a persistent store): ``_read_schemas``,
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
-  ``_after_fork``, ``_structure_ok``, and the bulk ``_write_many`` and
-  ``_add_entries``; ``_atomic_writes = True`` when each write primitive is
+  ``_after_fork``, ``_structure_ok``, the bulk ``_write_many`` and
+  ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
+  ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
+  conditions, order, limit and offset; the defaults scan and filter in
+  Python, and a backend's answer must equal theirs); ``_atomic_writes = True`` when each write primitive is
   all-or-nothing on its own.
 
 The constructor opens or creates the store's container and then calls
@@ -63,6 +66,7 @@ from statestore.errors import (
     UnknownNameError,
 )
 from statestore.migrations import HistoryRow, migrate, open_schemas, read_history
+from statestore.query import Query
 from statestore.schema import (
     HISTORY,
     IMPORTS,
@@ -457,6 +461,33 @@ class Store(ABC):
         An empty ``where`` returns every record. ``copy`` is as for ``_get``.
         """
 
+    def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
+        """Records meeting ``query``'s conditions, in its order (ties by key), cut to its offset and limit.
+
+        The answer must equal :meth:`Query.apply` over every record: this
+        default is exactly that, over ``_scan`` (equality conditions on
+        lookup fields go to ``_scan`` so the backend's indexes serve them),
+        so a backend that does not implement it keeps working. A backend
+        overrides it to push conditions, order and limit down (SQL,
+        indexes). ``copy`` is as for ``_get``.
+        """
+        lookup = coll.lookup_fields
+        where: dict[str, Any] = {}
+        for term in query.terms:
+            if term.op == "eq" and term.field in lookup and term.field not in where and _scalar(term.value):
+                where[term.field] = term.value
+        return query.apply(self._scan(coll, where, copy=copy))
+
+    def _count_where(self, coll: Collection[Any], query: Query) -> int:
+        """How many records meet ``query``'s conditions (it has no order, limit or offset).
+
+        The default counts what ``_query`` returns without copying records;
+        records are never decoded into objects.
+        """
+        if not query.terms:
+            return self._count(coll)
+        return len(self._query(coll, query, copy=False))
+
     @abstractmethod
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         """Every key, in key order."""
@@ -482,6 +513,10 @@ class Store(ABC):
     @abstractmethod
     def _last_seq(self, log: Log[Any]) -> int:
         """The highest seq in the log; 0 when empty."""
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or type(value) in (str, int, float, bool)
 
 
 class _Transaction:

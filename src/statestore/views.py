@@ -10,7 +10,7 @@ unique fields and stream versions, and build ``update``, ``replace_all``,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -24,6 +24,7 @@ from statestore.errors import (
     UniqueViolationError,
     ValidationError,
 )
+from statestore.query import Condition, Order, Query, Term, field_kind
 from statestore.schema import Collection, KeyValue, Log
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class CollectionView(Generic[T]):
         self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
         # Decoding builds every mutable part anew: a backend's cached JSON need not be copied first.
         self._fresh = store.codec.fresh(decl.type)
+        self._kinds: dict[str, str] = {}
 
     # -------------------------------------------------------------- keys
 
@@ -251,24 +253,140 @@ class CollectionView(Generic[T]):
             rows = [r for r in rows if all(_same(r[2].get(f), v) for f, v in rest.items())]
         return rows
 
-    def find(self, **where: Any) -> list[T]:
-        """Records whose fields equal the given values, in key order.
+    def _kind(self, name: str) -> str:
+        kind = self._kinds.get(name)
+        if kind is None:
+            decl = self.decl
+            described = getattr(decl, "_description", None)
+            type_name = described.get("fields", {}).get(name) if isinstance(described, dict) else None
+            strict = not getattr(self.store.codec, "_own_hooks", False)
+            kind = self._kinds[name] = field_kind(
+                decl.field_types[name], type_name if isinstance(type_name, str) else None, strict=strict
+            )
+        return kind
 
-        Indexed fields are looked up through the index; any other field scans
-        the collection. Values compare in their stored JSON form (a datetime
-        matches the same instant written the same way); a field missing from
-        a stored record (one written before the field was added) compares as
-        null, not as the field's default. An unknown field raises
-        ValidationError. No conditions returns every record.
-        """
+    def _field(self, name: str) -> Any:
         decl = self.decl
-        wanted: dict[str, Any] = {}
+        if name not in decl.field_types:
+            raise ValidationError(decl.name, None, f"$.{name}", f"{decl.type.__name__} has no field {name!r}")
+        return decl.field_types[name]
+
+    def _query(
+        self, where: Mapping[str, Any], order_by: str | Sequence[str] | None, limit: object, offset: object
+    ) -> Query:
+        """Check the arguments of find/count/iter and build the backend's Query (ValidationError if wrong)."""
+        decl, codec = self.decl, self.store.codec
+        terms: list[Term] = []
         for name, value in where.items():
-            if name not in decl.field_types:
-                raise ValidationError(decl.name, None, f"$.{name}", f"{decl.type.__name__} has no field {name!r}")
-            wanted[name] = self.store.codec.value(decl.name, name, decl.field_types[name], value)
+            tp = self._field(name)
+            kind = self._kind(name)
+            if not isinstance(value, Condition):
+                terms.append(Term(name, "eq", codec.value(decl.name, name, tp, value), kind))
+                continue
+            op = value.op
+            if op == "in":
+                operand: Any = tuple(codec.value(decl.name, name, tp, v) for v in value.value)
+            elif op == "prefix":
+                if not isinstance(value.value, str):
+                    raise ValidationError(
+                        decl.name, None, f"$.{name}", f"prefix takes a str, not {type(value.value).__name__}"
+                    )
+                if kind not in ("str", "other"):
+                    raise ValidationError(decl.name, None, f"$.{name}", "prefix() is for str fields")
+                _check_text(value.value, decl.name, None, f"$.{name}")
+                operand = value.value
+            else:
+                if value.value is None and op != "ne":
+                    raise ValidationError(decl.name, None, f"$.{name}", f"{op}(None) compares nothing")
+                operand = codec.value(decl.name, name, tp, value.value)
+            terms.append(Term(name, op, operand, kind))
+        order: list[Order] = []
+        fields = [order_by] if isinstance(order_by, str) else list(order_by or ())
+        for item in fields:
+            if not isinstance(item, str) or not item.lstrip("-"):
+                raise ValidationError(decl.name, None, "order_by", f"order_by takes field names, not {item!r}")
+            name = item[1:] if item.startswith("-") else item
+            self._field(name)
+            order.append(Order(name, item.startswith("-"), self._kind(name)))
+        for what, number in (("limit", limit), ("offset", offset)):
+            if number is None and what == "limit":
+                continue
+            if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                raise ValidationError(decl.name, None, what, f"{what} must be an int >= 0, not {number!r}")
+        return Query(tuple(terms), tuple(order), limit, offset)  # type: ignore[arg-type]  # checked above
+
+    def find(
+        self,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        **where: Any,
+    ) -> list[T]:
+        """Records meeting every condition, in ``order_by`` order (key order by default).
+
+        A keyword's value is a plain value (equality) or an operator:
+        ``ss.gt``, ``ge``, ``lt``, ``le``, ``ne``, ``one_of``, ``prefix``
+        (see :mod:`statestore.query` for the exact rules). Values compare in
+        their stored JSON form (equality of datetimes: the same instant
+        written the same way; ranges and order: chronologically, whatever
+        the offset); a field missing from a stored record (one written
+        before the field was added) compares as null, not as the field's
+        default. ``order_by`` is a field name or a sequence of them,
+        ``-name`` for descending; nulls come first ascending and last
+        descending; ties are broken by key. ``offset`` records are skipped,
+        then at most ``limit`` returned. An unknown field, an operand of the
+        wrong type, or a negative ``limit``/``offset`` raises
+        ValidationError. No conditions returns every record. (A field named
+        ``order_by``, ``limit`` or ``offset`` cannot be given as a condition.)
+        """
+        query = self._query(where, order_by, limit, offset)
         self.store._reading()
-        return [self._decode(k, d) for k, _r, d in self._match(wanted, copy=not self._fresh)]
+        if query.limit == 0:
+            return []
+        if not query.order and query.limit is None and not query.offset and all(t.op == "eq" for t in query.terms):
+            # Plain equality (find as it always was): the backend's lookup indexes answer it exactly.
+            rows = self._match({t.field: t.value for t in query.terms}, copy=not self._fresh)
+        else:
+            rows = self.store._query(self.decl, query, copy=not self._fresh)
+        return [self._decode(k, d) for k, _r, d in rows]
+
+    def count(self, **where: Any) -> int:
+        """How many records meet the conditions (as for :meth:`find`), without decoding them."""
+        query = self._query(where, None, None, 0)
+        self.store._reading()
+        return self.store._count_where(self.decl, query)
+
+    def iter(self, *, order_by: str | Sequence[str] | None = None, batch_size: int = 500, **where: Any) -> Iterator[T]:
+        """Yield the records :meth:`find` would return, reading ``batch_size`` at a time.
+
+        Only one batch is held in memory. Each batch is its own read: a
+        write between two batches can make a record appear twice or not at
+        all (run the loop inside ``store.transaction()`` for one consistent
+        snapshot). Bad arguments raise ValidationError at the call.
+        """
+        query = self._query(where, order_by, None, 0)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError(
+                self.decl.name, None, "batch_size", f"batch_size must be an int >= 1, not {batch_size!r}"
+            )
+        return self._iter(query, batch_size)
+
+    def _iter(self, query: Query, batch_size: int) -> Iterator[T]:
+        after = None
+        while True:
+            # Each batch starts after the last record of the one before (not at an
+            # offset): reading batch n never reads the n-1 batches before it again.
+            page = Query(query.terms, query.order, batch_size, 0, after)
+            self.store._reading()
+            rows = self.store._query(self.decl, page, copy=not self._fresh)
+            if rows:
+                key, _rev, data = rows[-1]
+                after = (tuple(data.get(o.field) for o in query.order), key)
+            for k, _r, d in rows:
+                yield self._decode(k, d)
+            if len(rows) < batch_size:
+                return
 
     def all(self) -> list[T]:
         """Every record, in key order."""

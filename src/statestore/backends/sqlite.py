@@ -35,6 +35,7 @@ from statestore.errors import (
     StoreBusyError,
     StoreNotFoundError,
 )
+from statestore.query import Query, Term
 from statestore.schema import Collection, KeyValue, Log, Schema, check_field_name
 from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
@@ -124,6 +125,67 @@ def _prefix_end(prefix: str) -> str | None:
                 nxt = 0xE000
             return "".join(chars) + chr(nxt)
     return None
+
+
+_NUL = "\\u0000"  # how canonical JSON writes U+0000 inside a string
+
+
+_SQL_OPS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
+def _has_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
+def _cut(value: Any) -> Any:
+    """A value as SQLite's json_extract gives it back: text cut at its first NUL."""
+    return value.split("\x00", 1)[0] if isinstance(value, str) else value
+
+
+def _sql_rank(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, (int, float)):
+        return 1
+    return 2 if isinstance(value, str) else 3
+
+
+def _sql_compare(a: Sequence[Any], b: Sequence[Any], descending: Sequence[bool]) -> int:
+    """-1, 0 or 1 as SQLite orders two rows' ORDER BY values (NULL < numbers < text < blobs)."""
+    for x, y, desc in zip(a, b, descending):
+        rx, ry = _sql_rank(x), _sql_rank(y)
+        c = (rx > ry) - (rx < ry)
+        if c == 0 and rx:
+            c = (x > y) - (x < y)
+        if c:
+            return -c if desc else c
+    return 0
+
+
+def _lossless(query: Query, row: tuple[Any, ...]) -> bool:
+    """True when no row SQL puts after ``row`` with the same order values can come before it exactly.
+
+    So when each value stands for itself (no NUL, not a datetime), and a
+    descending text field's row was sorted among those holding no NUL.
+    """
+    data, sql_values = row[2], row[3]
+    spot = 0
+    for o in query.order:
+        if o.kind == "str" and o.descending:
+            if spot + 1 >= len(sql_values) or sql_values[spot + 1]:
+                return False
+            spot += 1
+        spot += 1
+        v = data.get(o.field)
+        if v is None or type(v) in (int, float, bool):
+            continue
+        if o.kind == "datetime" or not isinstance(v, str) or "\x00" in v:
+            return False
+    return True
 
 
 class _ThreadConnection:
@@ -724,8 +786,7 @@ class SQLiteStore(Store):
 
         # SQLite's JSON functions return text cut at its first NUL, so the columns hold "a" for
         # "a\0z": the query asks for that cut text, and the rows are then compared exactly.
-        params = [v.split("\0", 1)[0] if type(v) is str else v for v in where.values()]
-        exact = [(f, v) for f, v in where.items() if type(v) is str]
+        params = [_cut(v) for v in where.values()]
 
         def build() -> tuple[str, list[Any]]:
             clauses = [f"{self._column(coll, field)} IS ?" for field in where]
@@ -734,15 +795,255 @@ class SQLiteStore(Store):
                 sql += " WHERE " + " AND ".join(clauses)
             return sql + f" ORDER BY {self._order(coll)}", params
 
+        # SQL sees text only up to a NUL ("x\0y" IS "x"): such rows are checked here.
+        texts = [(f, v) for f, v in where.items() if isinstance(v, str)]
+        nul_query = any("\0" in v for _f, v in texts)  # asked for its cut text: every row is checked
         out: list[RawRecord] = []
-        for k, rev, data in self._select(coll, build):
+        for k, rev, text in self._select(coll, build):
             key = self._key_value(coll, k)
-            record = self._record(coll, key, data)
-            if all(record.get(f) == v for f, v in exact):
-                out.append((key, self._revision_of(coll, key, rev), record))
+            data = self._record(coll, key, text)
+            if (
+                texts
+                and (nul_query or not isinstance(text, str) or _NUL in text)
+                and not all(data.get(f) == v for f, v in texts)
+            ):
+                continue
+            out.append((key, self._revision_of(coll, key, rev), data))
         if coll.composite:
             out.sort(key=_by_key)  # the key columns are cut at a NUL too: Python orders the tuples exactly
         return out
+
+    # ------------------------------------------------------------ queries
+    #
+    # Conditions and order become SQL over the generated columns (json_extract
+    # for fields without one), but SQL sees a string only up to its first NUL
+    # (json_extract stops there) and a datetime only to the millisecond
+    # (julianday). So SQL is asked for a superset, in an order that never
+    # puts a row before one that truly precedes it, and Python has the final
+    # word: every row is checked against the exact model (Query.matches), the
+    # rows read are sorted exactly, and reading stops as soon as no unread
+    # row can come before the last one kept.
+
+    def _value_sql(self, coll: Collection[Any], field: str, kind: str) -> str:
+        col = self._column(coll, field)
+        return f"julianday({col})" if kind == "datetime" else col
+
+    def _term_sql(self, coll: Collection[Any], term: Term) -> tuple[str | None, list[Any], str | None]:
+        """SQL for ``term``: a test every row meeting it passes (None: no test), its parameters, and
+        the exact test (same parameters) for rows holding no NUL in any string (None: there is none)."""
+        col = self._column(coll, term.field)
+        op, value, kind = term.op, term.value, term.kind
+        if op == "eq" and value is None:
+            return f"{col} IS NULL", [], f"{col} IS NULL"
+        if op == "ne" and value is None:
+            return f"{col} IS NOT NULL", [], f"{col} IS NOT NULL"
+        if op in ("eq", "in"):
+            values = [value] if op == "eq" else list(value)
+            texts = [_cut(v) for v in values if v is not None]
+            sql = f"{col} IN ({', '.join('?' * len(texts))})" if texts else "0"
+            if None in values:
+                sql = f"({sql} OR {col} IS NULL)"
+            # Datetime equality is of the stored text, which SQL compares exactly.
+            return sql, texts, None if any(_has_nul(v) for v in values) else sql
+        if op == "ne":
+            if kind in ("number", "bool"):
+                return f"{col} IS NOT ?", [value], f"{col} IS NOT ?"
+            return None, [], None  # a text cut at a NUL may look equal to the operand
+        if op == "prefix":
+            if _has_nul(value):
+                return f"{col} = ?", [_cut(value)], None
+            end = _prefix_end(value)
+            if end is None:
+                return f"{col} >= ?", [value], f"{col} >= ?"
+            sql = f"({col} >= ? AND {col} < ?)"
+            return sql, [value, end], sql
+        if kind == "datetime":
+            # Widened to whole milliseconds; a text SQLite cannot read (an ISO form it does not know) is left to Python.
+            cmp = ">=" if op in ("gt", "ge") else "<="
+            return (
+                f"(julianday({col}) {cmp} julianday(?) OR (julianday({col}) IS NULL AND {col} IS NOT NULL))",
+                [value],
+                None,
+            )
+        exact = f"{col} {_SQL_OPS[op]} ?"
+        if kind in ("number", "bool"):
+            return exact, [value], exact
+        if _has_nul(value):
+            # Compared as SQL sees it (cut at the NUL): widened, then Python decides.
+            return f"{col} {'>=' if op in ('gt', 'ge') else '<='} ?", [_cut(value)], None
+        # "x\0y" > "x", but SQL sees "x": gt is widened to ge for rows that may hold a NUL.
+        return (f"{col} >= ?" if op == "gt" else exact), [value], exact
+
+    def _pushable(self, query: Query) -> bool:
+        return all(t.kind != "other" for t in query.terms) and all(o.kind != "other" for o in query.order)
+
+    def _query_sql(self, coll: Collection[Any], query: Query) -> tuple[str, list[Any], int]:
+        """The SELECT for ``query``: key, revision, data, then the values SQL orders by; and how many of those."""
+        clauses, params = [], []
+        for term in query.terms:
+            sql, args, _exact = self._term_sql(coll, term)
+            if sql is not None:
+                clauses.append(sql)
+                params.extend(args)
+        if query.after is not None:
+            clause, args = self._after_sql(coll, query)
+            if clause:
+                clauses.append(clause)
+                params.extend(args)
+        # Order by the fields up to and including the first whose SQL value may
+        # tie where Python's does not (text, datetimes): a later field would
+        # otherwise reorder rows that the earlier field truly orders already.
+        # Descending text also sorts rows that may hold a NUL first: "x\0" sorts
+        # before "x" descending, and SQL sees both as "x".
+        used, exprs, order = 0, [], []
+        for o in query.order:
+            used += 1
+            expr = self._value_sql(coll, o.field, o.kind)
+            exprs.append(expr)
+            order.append(f"{expr} {'DESC' if o.descending else 'ASC'}")
+            if o.kind == "str" and o.descending:
+                flag = f"instr({_q(coll.name)}.data, '{_NUL}') > 0"
+                exprs.append(flag)
+                order.append(f"{flag} DESC")
+            if o.kind in ("str", "datetime"):
+                break
+        if used == len(query.order) and (order or query.need is not None):
+            # Without order or limit every matching row is read and sorted by key
+            # in Python: ORDER BY key would steer the planner off the fields' indexes.
+            order.append(self._order(coll))
+        select = ", ".join(["key", "revision", "data", *exprs])
+        sql = f"SELECT {select} FROM {_q(coll.name)}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        if order:
+            sql += " ORDER BY " + ", ".join(order)
+        return sql, params, used
+
+    def _after_sql(self, coll: Collection[Any], query: Query) -> tuple[str, list[Any]]:
+        """SQL every row after ``query.after`` meets (widened as the order values are; Python decides)."""
+        assert query.after is not None
+        values, last = query.after
+        if not query.order:
+            if coll.composite:
+                cols = ", ".join(self._column(coll, f) for f in coll.key_fields)
+                return f"({cols}) > ({', '.join('?' * len(last))})", list(last)
+            return "key > ?", [last]
+        o, value = query.order[0], values[0]
+        col = self._column(coll, o.field)
+        if value is None:
+            # Nulls come first ascending (every row may follow), last descending (only nulls may).
+            return ("", []) if not o.descending else (f"{col} IS NULL", [])
+        expr = self._value_sql(coll, o.field, o.kind)
+        operand = "julianday(?)" if o.kind == "datetime" else "?"
+        if len(query.order) == 1 and o.kind != "datetime" and not _has_nul(value):
+            # Ties go on by key, so a batch does not re-read the ties before it. A row
+            # that may hold a NUL can tie in SQL without tying exactly: Python decides.
+            if coll.composite:
+                cols = ", ".join(self._column(coll, f) for f in coll.key_fields)
+                after_key, key_args = f"({cols}) > ({', '.join('?' * len(last))})", list(last)
+            else:
+                after_key, key_args = "key > ?", [last]
+            if o.kind == "str":
+                after_key = f"({after_key} OR instr({_q(coll.name)}.data, '{_NUL}') > 0)"
+            beyond = f"({col} < ? OR {col} IS NULL)" if o.descending else f"{col} > ?"
+            return f"({beyond} OR ({col} = ? AND {after_key}))", [value, value, *key_args]
+        if o.descending:
+            return f"({expr} <= {operand} OR {col} IS NULL)", [_cut(value)]
+        return f"{expr} >= {operand}", [_cut(value)]
+
+    def _cursor(self, coll: Collection[Any], query: Query) -> tuple[sqlite3.Cursor, int]:
+        """A cursor over ``query``'s SELECT; if a generated column vanished, re-read the table's columns once."""
+        for attempt in (0, 1):
+            sql, params, used = self._query_sql(coll, query)
+            try:
+                return self._con().execute(sql, params), used
+            except sqlite3.Error as exc:
+                if attempt or not isinstance(exc, sqlite3.OperationalError) or "no such column" not in str(exc):
+                    raise self._error(exc) from None
+                self._columns[coll.name] = {r[1] for r in self._all(f"PRAGMA table_xinfo({_q(coll.name)})")}
+        raise AssertionError("unreachable")
+
+    def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
+        if not self._has(coll.name):
+            return []
+        if not self._pushable(query):
+            return super()._query(coll, query, copy=copy)
+        need = query.need
+        cur, used = self._cursor(coll, query)
+        complete = used == len(query.order)
+        # Where each used order field's SQL value sits among the selected ones (after a flag, if any).
+        at, spot = [], 3
+        for o in query.order[:used]:
+            at.append(spot)
+            spot += 2 if o.kind == "str" and o.descending else 1
+        descending = [o.descending for o in query.order[:used]]
+        # Python checks a term SQL answered exactly only in rows that may hold a NUL
+        # (numbers and booleans never need it); the others always.
+        always, if_nul = [], []
+        for term in query.terms:
+            wide, _args, exact = self._term_sql(coll, term)
+            if exact is None or wide != exact:
+                always.append(term)
+            elif term.kind not in ("number", "bool"):
+                if_nul.append(term)
+        # SQL's order is exact for rows without a NUL when it covers every order field and no datetime.
+        sql_exact = complete and all(o.kind != "datetime" for o in query.order)
+        dirty = False  # a kept row may hold a NUL
+        kept: list[tuple[Any, ...]] = []
+        boundary: tuple[Any, ...] | None = None  # the need-th row in exact order, once known
+        with self._translate():
+            for row in cur:
+                if need is not None and len(kept) >= need:
+                    if sql_exact and not dirty:
+                        break
+                    if boundary is None:
+                        boundary = query.sort(kept)[need - 1]
+                    c = _sql_compare([row[i] for i in at], [boundary[3][i - 3] for i in at], descending)
+                    if c > 0 or (c == 0 and complete and _lossless(query, boundary)):
+                        break  # no unread row can come before the ones kept
+                key = self._key_value(coll, row[0])
+                text = row[2]
+                data = self._record(coll, key, text)
+                nul = not isinstance(text, str) or _NUL in text
+                if always and not all(t.matches(data) for t in always):
+                    continue
+                if query.after is not None and not query.follows(key, data):
+                    continue
+                if nul and if_nul and not all(t.matches(data) for t in if_nul):
+                    continue
+                dirty = dirty or nul
+                kept.append((key, self._revision_of(coll, key, row[1]), data, row[3:]))
+                boundary = None
+        if query.order and (dirty or not sql_exact):
+            kept = query.sort(kept)
+        elif not query.order and need is None:
+            kept.sort(key=_first)
+        return [(k, r, d) for k, r, d, _ in query.window(kept)]
+
+    def _count_where(self, coll: Collection[Any], query: Query) -> int:
+        if not self._has(coll.name):
+            return 0
+        if not query.terms:
+            return self._count(coll)
+        if not self._pushable(query):
+            return super()._count_where(coll, query)
+        parts = [self._term_sql(coll, t) for t in query.terms]
+        params = [p for _, args, _ in parts for p in args]
+        wide = " AND ".join(sql for sql, _, _ in parts if sql is not None) or "1"
+        table = _q(coll.name)
+
+        def python(sql: str, args: list[Any]) -> int:
+            rows = self._all(f"SELECT key, data FROM {table} WHERE {sql}", args)
+            return sum(1 for k, text in rows if query.matches(self._record(coll, self._key_value(coll, k), text)))
+
+        if any(exact is None for _, _, exact in parts):
+            return python(wide, params)
+        exact = " AND ".join(e for _, _, e in parts if e is not None)
+        if all(t.kind in ("number", "bool") for t in query.terms):
+            return int(self._one(f"SELECT count(*) FROM {table} WHERE {exact}", params)[0])
+        # SQL is exact for rows holding no NUL in any string; Python checks the others.
+        clean = self._one(f"SELECT count(*) FROM {table} WHERE {exact} AND instr(data, ?) = 0", [*params, _NUL])[0]
+        return int(clean) + python(f"{wide} AND instr(data, ?) > 0", [*params, _NUL])
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         if not self._has(coll.name):

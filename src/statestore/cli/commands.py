@@ -18,6 +18,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -198,9 +199,65 @@ def _key_part(value: Any, tp: Any) -> str | int:
     return value if isinstance(value, str) else str(value)
 
 
-def _where_value(coll: Collection[Any], field: str, text: str) -> Any:
-    """``--where`` values: text for str fields, JSON (falling back to text) for the others."""
-    if coll.field_types.get(field) is str:
+_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(!=|>=|<=|\^=|=|>|<)|\s(in)\s)(.*)\Z", re.DOTALL)
+
+
+def _condition(coll: Collection[Any], view: Any, item: str) -> tuple[str, Any]:
+    """A ``--where`` condition as (field, value or operator); UsageError naming it if it cannot be read."""
+    from statestore import query
+
+    m = _CONDITION.match(item)
+    if m is None:
+        raise click.ClickException(
+            f"--where {item!r}: not a condition (FIELD=VALUE, !=, >, >=, <, <=, ^= or 'FIELD in A,B')"
+        )
+    field, op, text = m.group(1), m.group(2) or m.group(3), m.group(4)
+    if field not in coll.field_types:
+        known = ", ".join(coll.field_types)
+        raise click.ClickException(f"--where {item!r}: {coll.name} has no field {field!r} ({known})")
+    kind = view._kind(field)
+    try:
+        if op == "in":
+            return field, query.one_of(*(_where_value(kind, part) for part in text.split(",")))
+        if op == "^=":
+            return field, query.prefix(text)
+        value = _where_value(kind, text)
+    except ValueError as exc:
+        raise click.ClickException(f"--where {item!r}: {exc}") from None
+    operators = {"=": None, "!=": query.ne, ">": query.gt, ">=": query.ge, "<": query.lt, "<=": query.le}
+    make = operators[op]
+    return field, value if make is None else make(value)
+
+
+def _where_value(kind: str, text: str) -> Any:
+    """A value typed after ``--where FIELD<op>``, read as the field's kind; ValueError saying why not."""
+    from statestore.strict import Mismatch, parse_datetime
+
+    if kind == "str":
+        return text
+    if text == "null":
+        return None
+    if kind == "number":
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{text!r} is not a finite number")
+        return number
+    if kind == "bool":
+        if text not in ("true", "false"):
+            raise ValueError(f"{text!r} is not true or false")
+        return text == "true"
+    if kind == "datetime":
+        try:
+            parse_datetime(text)
+        except Mismatch as exc:
+            raise ValueError(str(exc)) from None
         return text
     try:
         return json.loads(text)
@@ -309,35 +366,60 @@ def _size(path: Path | None) -> int:
     "--where",
     "where",
     multiple=True,
-    metavar="FIELD=VALUE",
-    help="Only records whose field equals VALUE (repeatable; values of non-text fields are JSON: 3, true, null).",
+    metavar="CONDITION",
+    help=(
+        "Only records meeting CONDITION (repeatable, all must hold): FIELD=VALUE, FIELD!=VALUE, "
+        "FIELD>VALUE, >=, <, <=, FIELD^=PREFIX, 'FIELD in A,B,C'. Values are read as the field's "
+        "declared type (text, a number, true/false, an ISO datetime; null for a missing value)."
+    ),
+)
+@click.option(
+    "--order",
+    "order",
+    multiple=True,
+    metavar="FIELD",
+    help="Order by FIELD (-FIELD: descending; repeatable or comma-separated); ties in key order.",
 )
 @click.option("--limit", type=click.IntRange(min=0), help="Show at most this many records.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many records first.")
+@click.option("--count", "count", is_flag=True, help="Print only how many records meet the conditions.")
 @_JSON
 @_friendly
-def ls_command(store: str, collection: str, where: tuple[str, ...], limit: int | None, as_json: bool) -> None:
-    """List the records of COLLECTION in key order.
+def ls_command(
+    store: str,
+    collection: str,
+    where: tuple[str, ...],
+    order: tuple[str, ...],
+    limit: int | None,
+    offset: int,
+    count: bool,
+    as_json: bool,
+) -> None:
+    """List the records of COLLECTION in key order (or --order), filtered by --where.
 
     In a terminal, a table whose long cells are cut with …; piped, the column
     names and then one record per line (tab-separated, every cell whole);
-    --json: one JSON object per line.
+    --json: one JSON object per line. A condition that cannot be read is an
+    error naming it.
     """
     from statestore.codec import dumps
 
     with _open(store) as opened:
         coll = _collection(opened, collection)
+        view = opened[coll]
         conditions: dict[str, Any] = {}
         for item in where:
-            field, sep, text = item.partition("=")
-            if not sep:
-                raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--where")
-            if field not in coll.field_types:
-                known = ", ".join(coll.field_types)
-                raise click.ClickException(f"{coll.name} has no field {field!r} (its fields: {known})")
-            conditions[field] = _where_value(coll, field, text)
-        opened[coll].find(**conditions)  # checks the values
-        wanted = {f: opened.codec.value(coll.name, f, coll.field_types[f], v) for f, v in conditions.items()}
-        rows = opened[coll]._match(wanted)[:limit]
+            field, condition = _condition(coll, view, item)
+            if field in conditions:
+                raise click.ClickException(f"--where {item!r}: {field} already has a condition")
+            conditions[field] = condition
+        order_by = [f.strip() for item in order for f in item.split(",") if f.strip()]
+        if count:
+            echo(str(view.count(**conditions)))
+            return
+        query = view._query(conditions, order_by, limit, offset)
+        opened._reading()
+        rows = [] if limit == 0 else opened._query(coll, query)
     if as_json:
         for key, revision, data in rows:
             echo(dumps({"key": key, "revision": revision, "record": data}))

@@ -6,7 +6,7 @@ Each test takes the ``store`` fixture (a fresh, empty store of
 the *same* location). Subclass the classes in a test module of your own and
 provide ``store_factory``; see docs/testing.md.
 The contracts live one per module: ``_collections``, ``_logs``,
-``_transactions``, ``_types``, ``_persistence`` and ``_migrations``.
+``_queries``, ``_transactions``, ``_types``, ``_persistence`` and ``_migrations``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from statestore.testing._drift import DriftContract
 from statestore.testing._logs import LogContract
 from statestore.testing._migrations import MigrationContract
 from statestore.testing._persistence import PersistenceContract
+from statestore.testing._queries import QueryContract
 from statestore.testing._transactions import TransactionContract
 from statestore.testing._types import TypesContract
 from statestore.testing.models import (
@@ -38,13 +39,14 @@ __all__ = [
     "LogContract",
     "MigrationContract",
     "PersistenceContract",
+    "QueryContract",
     "StoreContract",
     "TransactionContract",
     "TypesContract",
 ]
 
 
-class StoreContract(CollectionContract, LogContract, TransactionContract, TypesContract):
+class StoreContract(CollectionContract, QueryContract, LogContract, TransactionContract, TypesContract):
     """Every behaviour a backend must share, for a store that may be in memory."""
 
     def test_close_is_idempotent_and_final(self, store: ss.Store) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from statestore.backends.files.journal import Head
 from statestore.codec import pretty
+from statestore.query import sort_key
 from statestore.schema import KeyValue
 from statestore.store import INTERNAL_LOGS
 
@@ -86,6 +87,8 @@ class Records:
         self.keys: list[Any] = []  # sorted keys; ``names`` is parallel to it
         self.names: list[str] = []
         self.indexes: dict[str, dict[Any, set[str]]] = {}
+        # Per field, built on first use: (sort key, record key, name) in the query order of the field's kind.
+        self.sorted: dict[str, tuple[str, list[tuple[Any, Any, str]]]] = {}
 
     def copy(self) -> Records:
         """A private copy (for a read transaction's snapshot); indexes are rebuilt on demand."""
@@ -102,6 +105,9 @@ class Records:
             del self.keys[i], self.names[i]
             for field, index in self.indexes.items():
                 self._unindex(index, old[2].get(field), name)
+            for field, (kind, entries) in self.sorted.items():
+                entry = (sort_key(kind, old[2].get(field)), old[0], name)
+                del entries[bisect.bisect_left(entries, entry)]
         if rec is not None:
             self.records[name] = rec
             i = bisect.bisect_left(self.keys, rec[0])
@@ -111,6 +117,16 @@ class Records:
                 value = rec[2].get(field)
                 if isinstance(value, _SCALARS):
                     index.setdefault(value, set()).add(name)
+            for field, (kind, entries) in self.sorted.items():
+                bisect.insort(entries, (sort_key(kind, rec[2].get(field)), rec[0], name))
+
+    def ordered(self, field: str, kind: str) -> list[tuple[Any, Any, str]]:
+        """(sort key, record key, name) of every record, ordered by ``field`` (as ``kind``) then key."""
+        got = self.sorted.get(field)
+        if got is None or got[0] != kind:
+            entries = sorted((sort_key(kind, rec[2].get(field)), rec[0], name) for name, rec in self.records.items())
+            got = self.sorted[field] = (kind, entries)
+        return got[1]
 
     @staticmethod
     def _unindex(index: dict[Any, set[str]], value: Any, name: str) -> None:

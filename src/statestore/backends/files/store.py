@@ -37,6 +37,7 @@ I/O; :mod:`statestore.backends.files.cache` holds record texts, transactions and
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
@@ -45,7 +46,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,6 +84,7 @@ from statestore.errors import (
     StoreNotFoundError,
     ValidationError,
 )
+from statestore.query import Query, Term, prefix_end, sort_key
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import INTERNAL_LOGS, Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
@@ -746,6 +748,72 @@ class FileStore(Commits, LogFiles, Store):
             return list(self._rows(coll, where))
         return [(key, rev, _copy_json(data)) for key, rev, data in self._rows(coll, where)]
 
+    def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
+        """Declared index and unique fields answer through the cache's indexes; other fields scan.
+
+        Equality and one_of use the value index, ranges and prefix the
+        ordered index (bisected); an order by an indexed field with a limit
+        walks that index and stops once the rest cannot come earlier. Every
+        candidate is then checked and ordered exactly (Query.apply).
+        """
+        lookup = coll.lookup_fields
+        need = query.need
+        with self._cache_lock:
+            cache, changes = self._coll_view(coll)
+            first = query.order[0] if query.order else None
+            if not changes and first is not None and first.field in lookup and need is not None:
+                # Walk the ordered index of the first order field (within any range on it)
+                # and stop once every later record comes after the ones kept.
+                entries = cache.ordered(first.field, first.kind)
+                lo, hi = 0, len(entries)
+                for term in query.terms:
+                    if term.field == first.field and term.op in _RANGES:
+                        t_lo, t_hi = _bounds(entries, term)
+                        lo, hi = max(lo, t_lo), min(hi, t_hi)
+                resume = None  # where iter's next batch starts inside its first group of ties
+                if query.after is not None:
+                    sk = sort_key(first.kind, query.after[0][0])
+                    if first.descending:
+                        hi = min(hi, bisect.bisect_right(entries, sk, key=itemgetter(0)))
+                    else:
+                        lo = max(lo, bisect.bisect_left(entries, sk, key=itemgetter(0)))
+                    if len(query.order) == 1:  # ties go on by key: skip the ones returned
+                        resume = bisect.bisect_right(entries, (sk, query.after[1]), key=_value_and_key)
+                        if not first.descending:
+                            lo, resume = max(lo, resume), None
+                        elif not (lo < hi and entries[hi - 1][0] == sk):
+                            resume = None  # no ties of the last value left: nothing to skip
+                kept: list[Rec] = []
+                bound: Any = None
+                for i in _walk(entries, lo, hi, first.descending, resume):
+                    sk, _key, name = entries[i]
+                    if len(kept) >= need and sk != bound:
+                        break
+                    rec = cache.records[name]
+                    if query.admits(rec[0], rec[2]):
+                        kept.append(rec)
+                        if len(kept) == need:
+                            bound = sk
+                rows = query.window(query.sort(kept))
+            else:
+                names: set[str] | None = None
+                for term in query.terms:
+                    if term.field in lookup:
+                        found = _index_names(cache, term)
+                        if found is not None:
+                            names = found if names is None else names & found
+                pool: Any = cache.names if names is None else names
+                if names is None and not query.order and query.after is not None:
+                    pool = cache.names[bisect.bisect_right(cache.keys, query.after[1]) :]  # iter's next batch
+                rows = [cache.records[n] for n in pool if n not in changes]
+                rows.extend(r for r in changes.values() if r is not None)
+                if names is not None or changes:
+                    rows.sort(key=itemgetter(0))
+                rows = query.apply(rows)
+        if not copy:
+            return list(rows)
+        return [(key, rev, _copy_json(data)) for key, rev, data in rows]
+
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         return [r[0] for r in self._rows(coll, {})]
 
@@ -757,6 +825,71 @@ class FileStore(Commits, LogFiles, Store):
         return len(self._rows(coll, {}))
 
     # ------------------------------------------------------------ logs
+
+
+def _index_names(cache: Records, term: Term) -> set[str] | None:
+    """Names of the records that may meet ``term``, from the cache's indexes (None: no index helps)."""
+    op, value = term.op, term.value
+    if op in ("eq", "in"):
+        values = [value] if op == "eq" else list(value)
+        if not all(v is None or type(v) in (str, int, float, bool) for v in values):
+            return None
+        out: set[str] = set()
+        for v in values:
+            out |= cache.lookup(term.field, v)
+        return out
+    if op not in _RANGES:
+        return None
+    entries = cache.ordered(term.field, term.kind)
+    lo, hi = _bounds(entries, term)
+    return {name for _sk, _key, name in entries[lo:hi]}
+
+
+_RANGES = ("gt", "ge", "lt", "le", "prefix")
+
+
+def _value_and_key(entry: tuple[Any, Any, str]) -> tuple[Any, Any]:
+    return entry[0], entry[1]
+
+
+def _walk(entries: list[tuple[Any, Any, str]], lo: int, hi: int, descending: bool, resume: int | None) -> Iterator[int]:
+    """Positions of ``entries[lo:hi]`` in query order: by value (descending if asked), ties by key ascending.
+
+    ``resume`` skips the start of the first group of ties walked (descending: the top one).
+    """
+    if not descending:
+        yield from range(lo, hi)
+        return
+    end = hi
+    while end > lo:
+        start = max(lo, bisect.bisect_left(entries, entries[end - 1][0], lo, end, key=itemgetter(0)))
+        yield from range(max(start, resume) if resume is not None else start, end)
+        resume = None
+        end = start
+
+
+def _bounds(entries: list[tuple[Any, Any, str]], term: Term) -> tuple[int, int]:
+    """The slice of an ordered index (see ``Records.ordered``) holding every record that may meet a range term."""
+    op, value = term.op, term.value
+    first = itemgetter(0)
+    rank = 4 if op == "prefix" else sort_key(term.kind, value)[0]
+    lo, hi = bisect.bisect_left(entries, (rank,), key=first), bisect.bisect_left(entries, (rank + 1,), key=first)
+    if op == "prefix":
+        lo = bisect.bisect_left(entries, (4, value), key=first)
+        end = prefix_end(value)
+        if end is not None:
+            hi = bisect.bisect_left(entries, (4, end), key=first)
+        return lo, hi
+    sk = sort_key(term.kind, value)
+    if op == "gt":
+        lo = bisect.bisect_right(entries, sk, key=first)
+    elif op == "ge":
+        lo = bisect.bisect_left(entries, sk, key=first)
+    elif op == "lt":
+        hi = bisect.bisect_left(entries, sk, key=first)
+    else:
+        hi = bisect.bisect_right(entries, sk, key=first)
+    return lo, hi
 
 
 def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
