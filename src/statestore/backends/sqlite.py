@@ -244,12 +244,11 @@ class SQLiteStore(Store):
         self._columns: dict[str, set[str]] = {}
         self._sql: dict[tuple[str, str], str] = {}
         self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
-        if mode == "write":
-            self._create()
-        elif not self.path.is_file():
+        if mode != "write" and not self.path.is_file():
             raise StoreNotFoundError(self.location)
         try:
             if mode == "write":
+                self._create()
                 self._initialize()
             with self._translate():
                 self._load_columns(self._con())  # the history is read while opening
@@ -278,9 +277,13 @@ class SQLiteStore(Store):
                 con = sqlite3.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
                 )
-            with self._translate():
-                for name, value in {**_PRAGMAS, "synchronous": _SYNCHRONOUS[self.durability]}.items():
-                    con.execute(f"PRAGMA {name}={value}")
+            try:
+                with self._translate():
+                    for name, value in {**_PRAGMAS, "synchronous": _SYNCHRONOUS[self.durability]}.items():
+                        con.execute(f"PRAGMA {name}={value}")
+            except BaseException:
+                con.close()  # not a database, or damaged: the connection is no one's to close later
+                raise
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         with self._lock:

@@ -83,6 +83,10 @@ class _Stdout(io.TextIOBase):
     def flush(self) -> None:
         flush_stdout()
 
+    def close(self) -> None:
+        """Nothing: this stands for sys.stdout, which is not ours to close (nor to flush at shutdown,
+        when the interpreter finalises this object after clearing the modules it would need)."""
+
     def writable(self) -> bool:
         return True
 
