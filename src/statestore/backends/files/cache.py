@@ -9,7 +9,11 @@ that says which files to re-read).
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import json
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ __all__ = [
     "is_int",
     "matches",
     "owned_json",
+    "paused_gc",
     "record_text",
 ]
 
@@ -93,6 +98,21 @@ class Records:
         out.gen, out.journal, out.suspects = self.gen, self.journal, set(self.suspects)
         out.records, out.keys, out.names = dict(self.records), list(self.keys), list(self.names)
         return out
+
+    def build(self, recs: Iterable[tuple[str, Rec]]) -> None:
+        """Fill an empty cache with ``(name, record)`` pairs in any order: one sort, O(N log N).
+
+        (Putting them one by one inserts each into the sorted lists: O(N²) for
+        a folder listed in directory order.)
+        """
+        assert not self.records, "build fills an empty cache"
+        ordered = sorted(recs, key=lambda nr: nr[1][0])
+        self.records = dict(ordered)
+        if len(self.records) != len(ordered):  # a name twice: the last one counts, as with put
+            ordered = sorted(self.records.items(), key=lambda nr: nr[1][0])
+        self.keys = [rec[0] for _name, rec in ordered]
+        self.names = list(map(itemgetter(0), ordered))
+        self.indexes = {}
 
     def put(self, name: str, rec: Rec | None) -> None:
         """Store ``rec`` under file ``name``, or forget the file when ``rec`` is None."""
@@ -175,6 +195,25 @@ class LogIndex:
             return list(range(start, count))
         streams = self.streams
         return [p for p in range(start, count) if streams[p].startswith(prefix)]
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Keep the cyclic garbage collector from running while a cache is built.
+
+    A cache build allocates a few containers per record and frees almost
+    nothing: each generation-0 collection would scan the growing cache again
+    (about 0.7 s of a 100k-record load). Parsed JSON holds no cycles, so
+    nothing is left for the collector to find. The collector's state is put
+    back as it was (a caller that disabled it keeps it disabled).
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def record_text(key: KeyValue, revision: int, data: dict[str, Any]) -> str:

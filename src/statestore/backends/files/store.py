@@ -68,6 +68,7 @@ from statestore.backends.files.cache import (
     is_int,
     matches,
     owned_json,
+    paused_gc,
     record_text,
 )
 from statestore.backends.files.commit import Commits
@@ -509,11 +510,14 @@ class FileStore(Commits, LogFiles, Store):
         if cache is None or changed is None:
             fresh = Records()
             d = self._dir(coll.name)
-            for name in d.names() if d is not None else ():
-                if not name.startswith(".") and name.endswith(keynames.SUFFIX):
-                    rec = self._read_rec(coll, name)
-                    if rec is not None:
-                        fresh.put(name, rec)
+            loaded: list[tuple[str, Rec]] = []
+            with paused_gc():
+                for name in d.names() if d is not None else ():
+                    if not name.startswith(".") and name.endswith(keynames.SUFFIX):
+                        rec = self._read_rec(coll, name)
+                        if rec is not None:
+                            loaded.append((name, rec))
+                fresh.build(loaded)
             cache = self._colls[coll.name] = fresh
         else:
             for name in changed:

@@ -1,0 +1,105 @@
+"""The file backend's in-memory cache: how it is built and what a fresh process pays (issue 14).
+
+Timings live in ``tools/bench.py --suite fresh``; these tests check the shape of
+the work (what is called, what is read, what is copied), which is what makes
+the timings flat.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import statestore as ss
+from statestore.backends.files import FileStore
+from statestore.backends.files import names as keynames
+from statestore.backends.files.cache import Records
+from statestore.testing.models import SCHEMA, TASKS, Task
+
+
+def open_files(root: Path, **kw: Any) -> FileStore:
+    store = ss.open_store(f"files:{root}", SCHEMA, **kw)
+    assert isinstance(store, FileStore)
+    return store
+
+
+def fill(root: Path, n: int) -> None:
+    with open_files(root) as store, store.transaction():
+        tasks = store[TASKS]
+        for i in random.Random(1).sample(range(n), n):
+            tasks.insert(Task(f"t{i:05d}", status=("todo", "done")[i % 2], points=i % 7))
+
+
+def test_a_fresh_cache_is_built_in_one_sort_not_one_insert_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inserting each name into sorted lists in directory order is O(N²): the first load sorts once."""
+    fill(tmp_path / "s", 300)
+    calls = 0
+    put = Records.put
+
+    def counting(self: Records, name: str, rec: Any) -> None:
+        nonlocal calls
+        calls += 1
+        put(self, name, rec)
+
+    monkeypatch.setattr(Records, "put", counting)
+    with open_files(tmp_path / "s", mode="read") as store:
+        tasks = store[TASKS]
+        assert len(tasks) == 300
+        assert tasks.keys() == [f"t{i:05d}" for i in range(300)]
+        assert len(tasks.find(status="todo")) == 150
+    assert calls == 0
+
+
+def test_the_collector_is_paused_while_a_cache_is_built(tmp_path: Path) -> None:
+    """Each parsed record is a few container objects: the GC would scan the growing cache again and again."""
+    fill(tmp_path / "s", 2000)
+    runs = 0
+
+    def count(phase: str, info: dict[str, Any]) -> None:
+        nonlocal runs
+        runs += phase == "start"
+
+    enabled = gc.isenabled()
+    with open_files(tmp_path / "s", mode="read") as store:
+        gc.callbacks.append(count)
+        try:
+            assert len(store[TASKS]) == 2000
+        finally:
+            gc.callbacks.remove(count)
+        assert gc.isenabled() == enabled  # restored as it was
+    # (Once re-enabled, the collector owes one young-generation pass: one, not one per 700 objects.)
+    assert runs <= 1
+
+
+_KEYS = st.lists(st.text(max_size=6), unique=True, max_size=40)
+
+
+@given(_KEYS, st.randoms(use_true_random=False))
+def test_building_at_once_equals_putting_one_by_one(keys: list[str], rnd: random.Random) -> None:
+    recs = [(keynames.encode(k), (k, 1 + i, {"status": ("a", "b", None)[i % 3]})) for i, k in enumerate(keys)]
+    rnd.shuffle(recs)
+    one_by_one = Records()
+    for name, rec in recs:
+        one_by_one.put(name, rec)
+    one_by_one.lookup("status", "a")
+    built = Records()
+    built.build(recs)
+    assert built.records == one_by_one.records
+    assert built.keys == one_by_one.keys
+    assert built.names == one_by_one.names
+    assert built.lookup("status", "a") == one_by_one.lookup("status", "a")
+    # And it stays a working cache: later puts keep the order.
+    for target in (built, one_by_one):
+        target.put(keynames.encode("zz~"), ("zz~", 1, {}))
+        if recs:
+            target.put(recs[0][0], None)
+    assert built.names == one_by_one.names
+    assert built.keys == one_by_one.keys
