@@ -25,8 +25,8 @@ nothing else; ``docs/backends.md`` walks through it. In short:
 * **Schemas** (required for a persistent store): ``_read_schemas``,
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
-  ``_after_fork``, ``_structure_ok``, and the bulk ``_write_many`` and
-  ``_add_entries``; ``_atomic_writes = True`` when each write primitive is
+  ``_after_fork``, ``_structure_ok``, ``_entry_count``, and the bulk
+  ``_write_many`` and ``_add_entries``; ``_atomic_writes = True`` when each write primitive is
   all-or-nothing on its own.
 
 The constructor opens or creates the store's container and then calls
@@ -395,6 +395,10 @@ class Store(ABC):
         """``_add_entry`` for each (stream, version, at, data, text), in order: for bulk loads."""
         for stream, version, at, data, text in rows:
             self._add_entry(log, stream, version, at, data, text)
+
+    def _entry_count(self, log: Log[Any]) -> int:
+        """The number of entries in ``log``: backends count without decoding them."""
+        return len(self._entries(log, stream=None, prefix=None, after=0, limit=None))
 
     # ------------------------------------------------------------ backend interface (data)
 

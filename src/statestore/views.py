@@ -366,6 +366,11 @@ class LogView(Generic[T]):
             for seq, s, v, at, data in rows
         ]
 
+    def __len__(self) -> int:
+        """The number of entries (this transaction's appends included), counted without decoding them."""
+        self.store._reading()
+        return self.store._entry_count(self.decl)
+
     def last_seq(self) -> int:
         """The seq of the newest entry; 0 for an empty log."""
         self.store._reading()

@@ -758,6 +758,11 @@ class SQLiteStore(Store):
             params.append(limit)
         return [self._entry_row(log, *row) for row in self._all(sql, params)]
 
+    def _entry_count(self, log: Log[Any]) -> int:
+        if not self._has(log.name):
+            return 0
+        return int(self._one(f"SELECT count(*) FROM {_q(log.name)}")[0])
+
     def _last_seq(self, log: Log[Any]) -> int:
         if not self._has(log.name):
             return 0

@@ -260,9 +260,7 @@ def _info(store: Store) -> dict[str, Any]:
                 }
                 for c in sch.collections
             ]
-            logs = [
-                {"name": lg.name, "entries": len(store[lg].read()), "last_seq": store[lg].last_seq()} for lg in sch.logs
-            ]
+            logs = [{"name": lg.name, "entries": len(store[lg]), "last_seq": store[lg].last_seq()} for lg in sch.logs]
             history = [
                 {"version": h.version, "name": h.name, "direction": h.direction, "applied_at": h.applied_at.isoformat()}
                 for h in store.history(sch.name)
