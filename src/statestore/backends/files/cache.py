@@ -91,12 +91,16 @@ class Records:
         self.keys: list[Any] = []  # sorted keys; ``names`` is parallel to it
         self.names: list[str] = []
         self.indexes: dict[str, dict[Any, set[str]]] = {}
+        # Handed to a read transaction as its snapshot: whoever would change it copies it first.
+        self.shared = False
 
-    def copy(self) -> Records:
-        """A private copy (for a read transaction's snapshot); indexes are rebuilt on demand."""
+    def copy(self, *, indexes: bool = False) -> Records:
+        """A private, unshared copy; its indexes are copied too, or rebuilt on demand."""
         out = Records()
         out.gen, out.journal, out.suspects = self.gen, self.journal, set(self.suspects)
         out.records, out.keys, out.names = dict(self.records), list(self.keys), list(self.names)
+        if indexes:
+            out.indexes = {f: {v: set(ns) for v, ns in index.items()} for f, index in self.indexes.items()}
         return out
 
     def build(self, recs: Iterable[tuple[str, Rec]]) -> None:

@@ -506,6 +506,9 @@ class FileStore(Commits, LogFiles, Store):
     def _catch_up(self, coll: Collection[Any], head: Head, journal: Journal | None) -> Records:
         """Bring the cached records of ``coll`` up to ``head``, re-reading only changed files."""
         cache = self._colls.get(coll.name)
+        jid = journal.txid if journal is not None else None
+        if cache is not None and cache.shared and (cache.gen != head.gen or cache.journal != jid):
+            cache = self._unshared(coll.name, cache)
         changed = None if cache is None else head.changed(coll.name, cache.gen)
         if cache is None or changed is None:
             fresh = Records()
@@ -522,7 +525,6 @@ class FileStore(Commits, LogFiles, Store):
         else:
             for name in changed:
                 cache.put(name, self._read_rec(coll, name))
-        jid = journal.txid if journal is not None else None
         if cache.journal != jid:
             for name in cache.suspects:
                 cache.put(name, self._read_rec(coll, name))
@@ -530,6 +532,12 @@ class FileStore(Commits, LogFiles, Store):
             cache.journal = jid
         # (A head announcing a journal file that is gone: it was applied whole before its unlink.)
         cache.gen = head.gen
+        return cache
+
+    def _unshared(self, name: str, cache: Records) -> Records:
+        """``cache``, copied first if a read transaction holds it as its snapshot (copy on write)."""
+        if cache.shared:
+            cache = self._colls[name] = cache.copy(indexes=True)
         return cache
 
     def _coll_view(self, coll: Collection[Any]) -> tuple[Records, Mapping[str, Rec | None]]:
@@ -580,14 +588,25 @@ class FileStore(Commits, LogFiles, Store):
         self._schema_gen = head.gen
 
     def _snapshot(self) -> tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]:
-        """Copies of every collection and log as of one generation: a read transaction's view."""
+        """Every collection and log as of one generation: a read transaction's view.
+
+        A collection's cache is shared with the snapshot rather than copied;
+        the store copies it before changing it (``_unshared``). Logs are
+        append-only: the snapshot keeps the index and how many lines count.
+        """
 
         def take(head: Head, journal: Journal | None) -> Any:
             colls = {}
             for coll in self.collections:
-                snap = self._catch_up(coll, head, journal).copy()
-                for name, rec in self._overlay(coll, journal).items():
-                    snap.put(name, rec)
+                snap = self._catch_up(coll, head, journal)
+                overlay = self._overlay(coll, journal)
+                if overlay:
+                    snap = snap.copy()
+                    for name, rec in overlay.items():
+                        snap.put(name, rec)
+                else:
+                    # Shared, not copied (O(1), not O(N)): the cache is copied before it next changes.
+                    snap.shared = True
                 colls[coll.name] = snap
             logs = {}
             for log in (*self.logs, *INTERNAL_LOGS):  # internal ones too: history() inside a read transaction
