@@ -265,10 +265,10 @@ class Commits:
             # Our own writes need not be read back: advance the caches that were current.
             for name, cache in list(self._colls.items()):
                 if cache.gen == head.gen and cache.journal is None:
-                    staged = txn.records.get(name)
-                    if staged:
+                    changes = txn.records.get(name)
+                    if changes:
                         cache = self._unshared(name, cache)
-                        for file, rec in staged.items():
+                        for file, rec in changes.items():
                             cache.put(file, rec)
                     cache.gen = gen
 
