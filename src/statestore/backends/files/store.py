@@ -73,6 +73,7 @@ from statestore.backends.files.cache import (
 )
 from statestore.backends.files.commit import Commits
 from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, descriptor_budget
+from statestore.backends.files.indexing import IndexFiles
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
 from statestore.backends.fs import backup_label, migration_lock, place_backup
@@ -94,7 +95,7 @@ MIGRATE_LOCK = "migrate.lock"
 _R = TypeVar("_R")
 
 
-class FileStore(Commits, LogFiles, Store):
+class FileStore(Commits, LogFiles, IndexFiles, Store):
     """A store in a directory of JSON and JSONL files.
 
     ``busy_timeout`` is how long a writer waits for another writer (any
@@ -170,11 +171,13 @@ class FileStore(Commits, LogFiles, Store):
         self._journal_memo: tuple[tuple[int, int, int], Journal | None] | None = None
         self._overlays: dict[str, Any] = {}  # parsed journal contents, for one journal id
         self._overlays_of: str | None = None
+        self._reset_index_state()
 
     def _after_fork(self) -> None:
         # Locks and caches may have been mid-use by another thread at fork().
         # An inherited lock descriptor shares its flock with the parent's
         # (same open file description): the child must open its own.
+        self._close_index()
         self._reset_process_state()
         self._dirs.after_fork()
         self._log_fds.after_fork()
@@ -187,6 +190,7 @@ class FileStore(Commits, LogFiles, Store):
             if fd is not None:
                 os.close(fd)
         self._log_fds.close_all()
+        self._close_index()
         self._local_head_fd = self._lock_fd = None
         self._dirs.close_all()
         for d in (self._sys, self._root):
@@ -629,7 +633,10 @@ class FileStore(Commits, LogFiles, Store):
             # log descriptors it checked under the lock are not checked again.
             if any(txn.records.values()) or any(txn.lines.values()) or txn.files:
                 checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
+                before = txn.head if txn.head is not None else self._read_head()
                 self._publish(txn)
+                if any(txn.records.values()):
+                    self._index_commit(txn, before, {c.name: c for c in self.collections})
                 if checked and MANIFEST not in txn.files and txn.head is not None:
                     self._schema_gen = txn.head.gen  # our own commit moved no schema
                 for name in txn.rmdirs:
@@ -744,6 +751,10 @@ class FileStore(Commits, LogFiles, Store):
         return True
 
     def _rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec]:
+        if where and coll.name not in self._colls:
+            indexed = self._indexed_rows(coll, where)  # a fresh process: read only the candidates
+            if indexed is not None:
+                return indexed
         with self._cache_lock:
             cache, changes = self._coll_view(coll)
             if where:
@@ -773,6 +784,10 @@ class FileStore(Commits, LogFiles, Store):
         return [r[0] for r in self._rows(coll, {})]
 
     def _count(self, coll: Collection[Any]) -> int:
+        if coll.name not in self._colls:
+            counted = self._indexed_count(coll)
+            if counted is not None:
+                return counted
         with self._cache_lock:
             cache, changes = self._coll_view(coll)
             if not changes:

@@ -1,0 +1,273 @@
+"""How the file backend keeps and uses its index files (formats in :mod:`statestore.backends.files.index`).
+
+Writers append the collection's changes to ``<c>.delta`` after each commit
+that changes it (under the write lock), and rebuild ``<c>.idx`` from the
+records when there is none, when it cannot be chained on, or when the delta
+has grown to a quarter of it (so a write costs O(log N) amortised). Readers
+without a loaded cache answer indexed ``find``s and ``len`` from the index,
+reading only the candidate record files; a process that reads many records
+this way loads the cache instead (the index saves work only while queries
+are few).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Mapping
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from statestore.backends.files.cache import INTERNAL, Rec, Records, Txn, matches
+from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.index import (
+    INDEX,
+    Base,
+    Chain,
+    build_base,
+    delta_line,
+    encode_value,
+    field_values,
+    read_chain,
+)
+from statestore.backends.files.journal import Head, Journal
+from statestore.errors import StateStoreError
+from statestore.schema import Collection
+from statestore.store import Mode
+
+__all__ = ["IndexFiles"]
+
+_R = TypeVar("_R")
+#: The delta is folded into a new base once it is this large and a quarter of the base.
+_DELTA_MIN = 16 << 10
+
+
+class IndexFiles:
+    """Mixin of FileStore: index files for collections (see the module docstring)."""
+
+    _root: Dir
+    _sys: Dir | None
+    _sync: bool
+    _cache_lock: threading.RLock
+    _colls: dict[str, Records]
+    mode: Mode
+
+    if TYPE_CHECKING:
+
+        def _txn(self) -> Txn | None: ...
+
+        def _read_head(self) -> Head: ...
+
+        def _read_rec(self, coll: Collection[Any], name: str) -> Rec | None: ...
+
+        def _dir(self, name: str, *, create: bool = False) -> Dir | None: ...
+
+        def _overlay(self, coll: Collection[Any], journal: Journal | None) -> dict[str, Rec | None]: ...
+
+        def _catch_up(self, coll: Collection[Any], head: Head, journal: Journal | None) -> Records: ...
+
+        def _consistent(self, fn: Any) -> Any: ...
+
+    def _reset_index_state(self) -> None:
+        self._index_dir: Dir | None = None
+        self._index_bases: dict[str, tuple[tuple[int, int, int], Base | None]] = {}
+        self._index_tips: dict[str, tuple[tuple[int, int, int, int], int | None]] = {}
+        self._index_reads: dict[str, int] = {}  # record files this process read through the index
+
+    def _close_index(self) -> None:
+        if self._index_dir is not None:
+            self._index_dir.close()
+        self._index_dir = None
+
+    def _idx_dir(self, *, create: bool = False) -> Dir | None:
+        if self._index_dir is None and self._sys is not None:
+            self._index_dir = self._sys.subdir(INDEX, create=create)
+        return self._index_dir
+
+    # ------------------------------------------------------------ reading
+
+    def _base(self, coll: Collection[Any], d: Dir) -> tuple[Base | None, int]:
+        """The collection's base (memoised by its file's identity) and its size; None if absent or damaged."""
+        fd = d.open(f"{coll.name}.idx", os.O_RDONLY)
+        if fd is None:
+            return None, 0
+        try:
+            with translate(d.path, f"{coll.name}.idx"):
+                st = os.fstat(fd)
+                ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+                memo = self._index_bases.get(coll.name)
+                if memo is not None and memo[0] == ident:
+                    return memo[1], st.st_size
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+        finally:
+            os.close(fd)
+        base = Base.parse(b"".join(chunks))
+        self._index_bases[coll.name] = (ident, base)
+        return base, st.st_size
+
+    def _chain(self, coll: Collection[Any]) -> Chain | None:
+        d = self._idx_dir()
+        if d is None:
+            return None
+        base, _size = self._base(coll, d)
+        if base is None:
+            self._close_index()  # look again next time: the folder may have been deleted and made anew
+            return None
+        return read_chain(base, d.read(f"{coll.name}.delta"), coll.lookup_fields)
+
+    def _index_usable(self, coll: Collection[Any]) -> bool:
+        """Whether to answer from the index: no transaction, no loaded cache, few records read so far."""
+        if self._txn() is not None or coll.name in self._colls or not coll.lookup_fields:
+            return False
+        return self._index_reads.get(coll.name, 0) < 256
+
+    def _indexed_rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec] | None:
+        """The records matching ``where`` through the index, in key order; None if it cannot answer."""
+        if not self._index_usable(coll):
+            return None
+        usable: list[tuple[str, bytes]] = []
+        for field, value in where.items():
+            enc = encode_value(value) if field in coll.lookup_fields else None
+            if enc is not None:
+                usable.append((field, enc))
+        if not usable:
+            return None
+        wanted = dict(where)
+
+        def read(head: Head, journal: Journal | None) -> list[Rec] | None:
+            chain = self._chain(coll)
+            dirty = None if chain is None else head.changed(coll.name, chain.tip)
+            if chain is None or dirty is None:
+                return None
+            names: set[str] | None = None
+            for field, enc in usable:
+                found = chain.lookup(field, enc)
+                names = found if names is None else names & found
+            overlay = self._overlay(coll, journal)
+            assert names is not None
+            names |= dirty
+            names |= overlay.keys()
+            self._index_reads[coll.name] = self._index_reads.get(coll.name, 0) + len(names)
+            rows = []
+            for name in names:
+                rec = overlay[name] if name in overlay else self._read_rec(coll, name)
+                if rec is not None and matches(rec[2], wanted):
+                    rows.append(rec)
+            return rows
+
+        with self._cache_lock:
+            rows: list[Rec] | None = self._consistent(read)
+        if rows is not None:
+            rows.sort(key=itemgetter(0))
+        return rows
+
+    def _indexed_count(self, coll: Collection[Any]) -> int | None:
+        """The number of records through the index; None if it cannot answer."""
+        if not self._index_usable(coll):
+            return None
+
+        def count(head: Head, journal: Journal | None) -> int | None:
+            chain = self._chain(coll)
+            dirty = None if chain is None else head.changed(coll.name, chain.tip)
+            if chain is None or dirty is None:
+                return None
+            overlay = self._overlay(coll, journal)
+            d = self._dir(coll.name)
+            n = chain.count()
+            for name in dirty | overlay.keys():
+                now = overlay[name] is not None if name in overlay else d is not None and d.exists(name)
+                n += now - chain.existed(name)
+            return n
+
+        with self._cache_lock:
+            result: int | None = self._consistent(count)
+        return result
+
+    # ------------------------------------------------------------ writing
+
+    def _index_commit(self, txn: Txn, before: Head, collections: Mapping[str, Collection[Any]]) -> None:
+        """After a commit (still under the write lock): add its record changes to each collection's index.
+
+        Never fails the transaction, which is committed already: an index
+        that cannot be written is left behind, and readers do without it.
+        """
+        if self.mode != "write" or self._sys is None:
+            return
+        gen = self._read_head().gen
+        for name, staged in txn.records.items():
+            coll = collections.get(name)
+            if coll is None or not staged or not coll.lookup_fields:
+                continue
+            with contextlib.suppress(OSError, StateStoreError):
+                self._index_one(coll, staged, before, gen)
+        for name in txn.rmdirs:
+            d = self._idx_dir()
+            if d is not None:
+                with contextlib.suppress(OSError, StateStoreError):
+                    d.remove(f"{name}.idx")
+                    d.remove(f"{name}.delta")
+
+    def _index_one(self, coll: Collection[Any], staged: Mapping[str, Rec | None], before: Head, gen: int) -> None:
+        fields = coll.lookup_fields
+        delta = f"{coll.name}.delta"
+        d = self._idx_dir(create=True)
+        fd = None if d is None else d.open(delta, os.O_RDWR | os.O_APPEND, create=True)
+        if fd is None:  # the folder we kept open was deleted: make a new one
+            self._close_index()
+            d = self._idx_dir(create=True)
+            fd = None if d is None else d.open(delta, os.O_RDWR | os.O_APPEND, create=True)
+        if d is None or fd is None:
+            return
+        try:
+            with translate(d.path, delta):
+                base, base_size = self._base(coll, d)
+                st = os.fstat(fd)
+                ident = (st.st_ino, st.st_size, st.st_mtime_ns, base.gen if base is not None else -1)
+                memo = self._index_tips.get(coll.name)
+                if memo is not None and memo[0] == ident:
+                    tip = memo[1]
+                else:
+                    raw = os.pread(fd, st.st_size, 0) if st.st_size else b""
+                    if raw and not raw.endswith(b"\n"):
+                        os.ftruncate(fd, raw.rfind(b"\n") + 1)  # a torn line a killed writer left
+                    chain = read_chain(base, raw, fields)
+                    tip = None if chain is None else chain.tip
+                extra = None if tip is None else before.changed(coll.name, tip)
+                if tip is None or extra is None:
+                    self._rebuild(coll, d, fd)
+                    return
+                changes: dict[str, list[str | None] | None] = {}
+                for name in extra - staged.keys():
+                    rec = self._read_rec(coll, name)
+                    changes[name] = None if rec is None else field_values(rec[2], fields)
+                for name, rec in staged.items():
+                    changes[name] = None if rec is None else field_values(rec[2], fields)
+                line = delta_line(tip, gen, changes)
+                os.write(fd, line)
+                size = os.fstat(fd).st_size
+                if size > _DELTA_MIN and size * 4 > base_size:
+                    self._rebuild(coll, d, fd)
+                    return
+                st = os.fstat(fd)
+                self._index_tips[coll.name] = ((st.st_ino, st.st_size, st.st_mtime_ns, ident[3]), gen)
+        finally:
+            os.close(fd)
+
+    def _rebuild(self, coll: Collection[Any], d: Dir, delta_fd: int) -> None:
+        """Write a new base from the records as committed (loading the cache if needed), then empty the delta."""
+        with self._cache_lock:
+            head = self._read_head()
+            cache = self._catch_up(coll, head, None)
+            data = build_base(head.gen, coll.lookup_fields, ((n, r[2]) for n, r in cache.records.items()))
+        d.write(f"{coll.name}.idx", data, sync=False)
+        # Lines up to the new base's generation are skipped by readers: emptying is tidiness, not safety.
+        os.ftruncate(delta_fd, 0)
+        self._index_tips.pop(coll.name, None)
+
+
+def index_dir_name() -> str:
+    """Where the index files are, relative to the store's root."""
+    return f"{INTERNAL}/{INDEX}"
