@@ -38,7 +38,8 @@ class Doc:
 
 DOCS = ss.Collection("docs", Doc, key="id", indexes=["kind"], unique=["group"])
 PLAIN = ss.Collection("plain", Doc, key="id")
-SCHEMA = ss.Schema("idx", version=1, collections=[DOCS, PLAIN])
+OTHER = ss.Collection("other", Doc, key="id", indexes=["kind"])
+SCHEMA = ss.Schema("idx", version=1, collections=[DOCS, PLAIN, OTHER])
 KINDS: list[Any] = ["a", "b", 1, 1.0, True, 0, False, None, 2.5, [1], "1"]
 
 
@@ -149,6 +150,18 @@ def test_an_index_left_behind_by_a_killed_writer_is_never_served(
         check(root)
 
 
+def test_a_collection_left_alone_keeps_a_usable_index(tmp_path: Path) -> None:
+    """Commits to other collections only: its chain is carried forward before the head forgets it."""
+    root = tmp_path / "s"
+    rng = random.Random(4)
+    with open_files(root) as store:
+        random_writes(store, rng, 20)
+        for i in range(200):
+            store[OTHER].put(Doc(f"o{i % 10}", kind=i))
+            store[PLAIN].put(Doc(f"p{i % 10}", kind=i))
+    check(root)  # answered from the index, not a full load
+
+
 def test_deleting_the_index_folder_is_always_safe(tmp_path: Path) -> None:
     root = tmp_path / "s"
     rng = random.Random(5)
@@ -237,3 +250,31 @@ def test_a_writer_killed_at_any_moment_never_leaves_a_stale_index(tmp_path: Path
         _out, err = proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL, err.decode()
         check(root)
+
+
+def test_info_reads_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``statestore info`` counted records through a read transaction that loaded them all (issue 14)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    root = tmp_path / "s"
+    with open_files(root) as store, store.transaction():
+        for i in range(200):
+            store[DOCS].insert(Doc(f"d{i:03d}", kind="a", group=f"g{i}"))
+    reads = 0
+    read_rec = FileStore._read_rec
+
+    def counting(self: FileStore, coll: Any, name: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return read_rec(self, coll, name)
+
+    monkeypatch.setattr(FileStore, "_read_rec", counting)
+    result = CliRunner().invoke(main, ["info", f"files:{root}", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = {c["name"]: c["records"] for c in json.loads(result.output)["schemas"][0]["collections"]}
+    assert counts == {"docs": 200, "plain": 0, "other": 0}
+    assert reads == 0

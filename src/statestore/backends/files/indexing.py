@@ -41,6 +41,9 @@ __all__ = ["IndexFiles"]
 _R = TypeVar("_R")
 #: The delta is folded into a new base once it is this large and a quarter of the base.
 _DELTA_MIN = 16 << 10
+#: A collection's chain is carried forward (an empty delta line) once it is this close to the oldest
+#: generation the change head remembers.
+_KEEP_MARGIN = 16
 
 
 class IndexFiles:
@@ -72,7 +75,7 @@ class IndexFiles:
     def _reset_index_state(self) -> None:
         self._index_dir: Dir | None = None
         self._index_bases: dict[str, tuple[tuple[int, int, int], Base | None]] = {}
-        self._index_tips: dict[str, tuple[tuple[int, int, int, int], int | None]] = {}
+        self._index_tips: dict[str, tuple[tuple[int, int, int], int | None]] = {}
         self._index_reads: dict[str, int] = {}  # record files this process read through the index
 
     def _close_index(self) -> None:
@@ -87,18 +90,18 @@ class IndexFiles:
 
     # ------------------------------------------------------------ reading
 
-    def _base(self, coll: Collection[Any], d: Dir) -> tuple[Base | None, int]:
-        """The collection's base (memoised by its file's identity) and its size; None if absent or damaged."""
+    def _base(self, coll: Collection[Any], d: Dir) -> tuple[Base | None, int, int]:
+        """The collection's base (memoised by its file's identity; None if absent or damaged), size and inode."""
         fd = d.open(f"{coll.name}.idx", os.O_RDONLY)
         if fd is None:
-            return None, 0
+            return None, 0, -1
         try:
             with translate(d.path, f"{coll.name}.idx"):
                 st = os.fstat(fd)
                 ident = (st.st_ino, st.st_size, st.st_mtime_ns)
                 memo = self._index_bases.get(coll.name)
                 if memo is not None and memo[0] == ident:
-                    return memo[1], st.st_size
+                    return memo[1], st.st_size, st.st_ino
                 chunks = []
                 while chunk := os.read(fd, 1 << 20):
                     chunks.append(chunk)
@@ -106,13 +109,13 @@ class IndexFiles:
             os.close(fd)
         base = Base.parse(b"".join(chunks))
         self._index_bases[coll.name] = (ident, base)
-        return base, st.st_size
+        return base, st.st_size, st.st_ino
 
     def _chain(self, coll: Collection[Any]) -> Chain | None:
         d = self._idx_dir()
         if d is None:
             return None
-        base, _size = self._base(coll, d)
+        base, _size, _ino = self._base(coll, d)
         if base is None:
             self._close_index()  # look again next time: the folder may have been deleted and made anew
             return None
@@ -197,12 +200,18 @@ class IndexFiles:
         if self.mode != "write" or self._sys is None:
             return
         gen = self._read_head().gen
-        for name, staged in txn.records.items():
-            coll = collections.get(name)
-            if coll is None or not staged or not coll.lookup_fields:
+        for name, coll in collections.items():
+            staged = txn.records.get(name)
+            if not coll.lookup_fields or name in txn.rmdirs:
                 continue
+            if not staged:
+                # A collection this commit left alone: its chain must not fall out of the window of
+                # generations the head remembers, or readers could no longer use it.
+                memo = self._index_tips.get(name)
+                if memo is not None and (memo[1] is None or memo[1] > before.base + _KEEP_MARGIN):
+                    continue
             with contextlib.suppress(OSError, StateStoreError):
-                self._index_one(coll, staged, before, gen)
+                self._index_one(coll, staged or {}, before, gen)
         for name in txn.rmdirs:
             d = self._idx_dir()
             if d is not None:
@@ -223,9 +232,10 @@ class IndexFiles:
             return
         try:
             with translate(d.path, delta):
-                base, base_size = self._base(coll, d)
+                base, base_size, base_ino = self._base(coll, d)
                 st = os.fstat(fd)
-                ident = (st.st_ino, st.st_size, st.st_mtime_ns, base.gen if base is not None else -1)
+                # Only writers holding the lock change the delta, and a rebuild makes a new base file.
+                ident = (st.st_ino, st.st_size, base_ino)
                 memo = self._index_tips.get(coll.name)
                 if memo is not None and memo[0] == ident:
                     tip = memo[1]
@@ -246,13 +256,13 @@ class IndexFiles:
                 for name, rec in staged.items():
                     changes[name] = None if rec is None else field_values(rec[2], fields)
                 line = delta_line(tip, gen, changes)
-                os.write(fd, line)
-                size = os.fstat(fd).st_size
+                if os.write(fd, line) != len(line):
+                    raise OSError("short write to the index delta")
+                size = st.st_size + len(line)
                 if size > _DELTA_MIN and size * 4 > base_size:
                     self._rebuild(coll, d, fd)
                     return
-                st = os.fstat(fd)
-                self._index_tips[coll.name] = ((st.st_ino, st.st_size, st.st_mtime_ns, ident[3]), gen)
+                self._index_tips[coll.name] = ((st.st_ino, size, base_ino), gen)
         finally:
             os.close(fd)
 
