@@ -298,7 +298,17 @@ def _size(path: Path | None) -> int:
     if path.is_file():
         side = [path.with_name(path.name + s) for s in ("-wal", "-shm")]
         return path.stat().st_size + sum(p.stat().st_size for p in side if p.is_file())
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    # One stat per file (DirEntry knows its type from the listing): rglob with is_file,
+    # is_symlink and stat made three, 1 s of a 20k-record store's info.
+    total, folders = 0, [str(path)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 @main.command(name="ls")
