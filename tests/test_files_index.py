@@ -39,7 +39,8 @@ class Doc:
 DOCS = ss.Collection("docs", Doc, key="id", indexes=["kind"], unique=["group"])
 PLAIN = ss.Collection("plain", Doc, key="id")
 OTHER = ss.Collection("other", Doc, key="id", indexes=["kind"])
-SCHEMA = ss.Schema("idx", version=1, collections=[DOCS, PLAIN, OTHER])
+EVENTS = ss.Log("events", Doc)
+SCHEMA = ss.Schema("idx", version=1, collections=[DOCS, PLAIN, OTHER], logs=[EVENTS])
 KINDS: list[Any] = ["a", "b", 1, 1.0, True, 0, False, None, 2.5, [1], "1"]
 
 
@@ -160,6 +161,10 @@ def test_a_collection_left_alone_keeps_a_usable_index(tmp_path: Path) -> None:
             store[OTHER].put(Doc(f"o{i % 10}", kind=i))
             store[PLAIN].put(Doc(f"p{i % 10}", kind=i))
     check(root)  # answered from the index, not a full load
+    with open_files(root) as store:
+        for i in range(200):  # a log append is a commit that moves the generation too
+            store[EVENTS].append(Doc(f"e{i}"))
+    check(root)
 
 
 def test_deleting_the_index_folder_is_always_safe(tmp_path: Path) -> None:

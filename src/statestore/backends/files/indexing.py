@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -191,7 +191,7 @@ class IndexFiles:
 
     # ------------------------------------------------------------ writing
 
-    def _index_commit(self, txn: Txn, before: Head, collections: Mapping[str, Collection[Any]]) -> None:
+    def _index_commit(self, txn: Txn, before: Head, collections: Sequence[Collection[Any]]) -> None:
         """After a commit (still under the write lock): add its record changes to each collection's index.
 
         Never fails the transaction, which is committed already: an index
@@ -200,7 +200,8 @@ class IndexFiles:
         if self.mode != "write" or self._sys is None:
             return
         gen = self._read_head().gen
-        for name, coll in collections.items():
+        for coll in collections:
+            name = coll.name
             staged = txn.records.get(name)
             if not coll.lookup_fields or name in txn.rmdirs:
                 continue

@@ -635,8 +635,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
                 before = txn.head if txn.head is not None else self._read_head()
                 self._publish(txn)
-                if any(txn.records.values()):
-                    self._index_commit(txn, before, {c.name: c for c in self.collections})
+                self._index_commit(txn, before, self.collections)  # every commit: it moves the generation
                 if checked and MANIFEST not in txn.files and txn.head is not None:
                     self._schema_gen = txn.head.gen  # our own commit moved no schema
                 for name in txn.rmdirs:
