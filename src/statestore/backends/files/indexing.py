@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from statestore.backends.files.cache import INTERNAL, Rec, Records, Txn, matches
-from statestore.backends.files.fileio import Dir, translate
+from statestore.backends.files.fileio import Dir, FileHandle, Kept, descriptor_budget, translate
 from statestore.backends.files.index import (
     INDEX,
     Base,
@@ -29,6 +29,7 @@ from statestore.backends.files.index import (
     delta_line,
     encode_value,
     field_values,
+    merge,
     read_chain,
 )
 from statestore.backends.files.journal import Head, Journal
@@ -75,10 +76,13 @@ class IndexFiles:
     def _reset_index_state(self) -> None:
         self._index_dir: Dir | None = None
         self._index_bases: dict[str, tuple[tuple[int, int, int], Base | None]] = {}
-        self._index_tips: dict[str, tuple[tuple[int, int, int], int | None]] = {}
+        # Per collection: the delta's identity when we last wrote it, its chain's tip and the base's size.
+        self._index_tips: dict[str, tuple[tuple[int, int, int], int, int]] = {}
+        self._delta_fds: Kept[FileHandle] = Kept(min(8, descriptor_budget()))
         self._index_reads: dict[str, int] = {}  # record files this process read through the index
 
     def _close_index(self) -> None:
+        """Close the index folder (kept deltas stay open: they are checked by their link count)."""
         if self._index_dir is not None:
             self._index_dir.close()
         self._index_dir = None
@@ -209,7 +213,7 @@ class IndexFiles:
                 # A collection this commit left alone: its chain must not fall out of the window of
                 # generations the head remembers, or readers could no longer use it.
                 memo = self._index_tips.get(name)
-                if memo is not None and (memo[1] is None or memo[1] > before.base + _KEEP_MARGIN):
+                if memo is not None and memo[1] > before.base + _KEEP_MARGIN:
                     continue
             with contextlib.suppress(OSError, StateStoreError):
                 self._index_one(coll, staged or {}, before, gen)
@@ -220,52 +224,83 @@ class IndexFiles:
                     d.remove(f"{name}.idx")
                     d.remove(f"{name}.delta")
 
-    def _index_one(self, coll: Collection[Any], staged: Mapping[str, Rec | None], before: Head, gen: int) -> None:
-        fields = coll.lookup_fields
+    def _delta(self, coll: Collection[Any]) -> tuple[Dir, FileHandle, os.stat_result] | None:
+        """The collection's delta, kept open for appending, with its stat; made (folder too) if absent."""
         delta = f"{coll.name}.delta"
+        got = self._delta_fds.get(coll.name)
         d = self._idx_dir(create=True)
+        if got is not None and d is not None:
+            with translate(d.path, delta):
+                st = os.fstat(got.fd)
+            if st.st_nlink:
+                return d, got, st
+            self._delta_fds.pop(coll.name)  # deleted (with its folder?): open it anew
+            self._close_index()
+            d = self._idx_dir(create=True)
         fd = None if d is None else d.open(delta, os.O_RDWR | os.O_APPEND, create=True)
         if fd is None:  # the folder we kept open was deleted: make a new one
             self._close_index()
             d = self._idx_dir(create=True)
             fd = None if d is None else d.open(delta, os.O_RDWR | os.O_APPEND, create=True)
         if d is None or fd is None:
+            return None
+        handle = FileHandle(fd)
+        self._delta_fds.put(coll.name, handle)
+        with translate(d.path, delta):
+            return d, handle, os.fstat(fd)
+
+    def _index_one(self, coll: Collection[Any], staged: Mapping[str, Rec | None], before: Head, gen: int) -> None:
+        fields = coll.lookup_fields
+        opened = self._delta(coll)
+        if opened is None:
             return
-        try:
-            with translate(d.path, delta):
-                base, base_size, base_ino = self._base(coll, d)
-                st = os.fstat(fd)
-                # Only writers holding the lock change the delta, and a rebuild makes a new base file.
-                ident = (st.st_ino, st.st_size, base_ino)
-                memo = self._index_tips.get(coll.name)
-                if memo is not None and memo[0] == ident:
-                    tip = memo[1]
-                else:
-                    raw = os.pread(fd, st.st_size, 0) if st.st_size else b""
-                    if raw and not raw.endswith(b"\n"):
-                        os.ftruncate(fd, raw.rfind(b"\n") + 1)  # a torn line a killed writer left
-                    chain = read_chain(base, raw, fields)
-                    tip = None if chain is None else chain.tip
-                extra = None if tip is None else before.changed(coll.name, tip)
-                if tip is None or extra is None:
-                    self._rebuild(coll, d, fd)
-                    return
-                changes: dict[str, list[str | None] | None] = {}
-                for name in extra - staged.keys():
-                    rec = self._read_rec(coll, name)
-                    changes[name] = None if rec is None else field_values(rec[2], fields)
-                for name, rec in staged.items():
-                    changes[name] = None if rec is None else field_values(rec[2], fields)
-                line = delta_line(tip, gen, changes)
-                if os.write(fd, line) != len(line):
-                    raise OSError("short write to the index delta")
-                size = st.st_size + len(line)
-                if size > _DELTA_MIN and size * 4 > base_size:
-                    self._rebuild(coll, d, fd)
-                    return
-                self._index_tips[coll.name] = ((st.st_ino, size, base_ino), gen)
-        finally:
-            os.close(fd)
+        d, handle, st = opened
+        fd = handle.fd
+        with translate(d.path, f"{coll.name}.delta"):
+            # Only writers holding the lock change the delta; a rebuild by another process
+            # truncates and appends to it, which moves its size or time.
+            ident = (st.st_ino, st.st_size, st.st_mtime_ns)
+            memo = self._index_tips.get(coll.name)
+            tip: int | None
+            if memo is not None and memo[0] == ident:
+                tip, base_size = memo[1], memo[2]
+            else:
+                base, base_size, _ino = self._base(coll, d)
+                raw = os.pread(fd, st.st_size, 0) if st.st_size else b""
+                if raw and not raw.endswith(b"\n"):
+                    os.ftruncate(fd, raw.rfind(b"\n") + 1)  # a torn line a killed writer left
+                chain = read_chain(base, raw, fields)
+                tip = None if chain is None else chain.tip
+            extra = None if tip is None else before.changed(coll.name, tip)
+            if tip is None or extra is None:
+                self._rebuild(coll, d, fd)
+                return
+            changes: dict[str, list[str | None] | None] = {}
+            for name in extra - staged.keys():
+                rec = self._read_rec(coll, name)
+                changes[name] = None if rec is None else field_values(rec[2], fields)
+            for name, rec in staged.items():
+                changes[name] = None if rec is None else field_values(rec[2], fields)
+            line = delta_line(tip, gen, changes)
+            if os.write(fd, line) != len(line):
+                raise OSError("short write to the index delta")
+            size = st.st_size + len(line)
+            if size > _DELTA_MIN and size * 4 > base_size:
+                self._compact(coll, d, fd, gen)
+                return
+            st = os.fstat(fd)
+            self._index_tips[coll.name] = ((st.st_ino, st.st_size, st.st_mtime_ns), gen, base_size)
+
+    def _compact(self, coll: Collection[Any], d: Dir, delta_fd: int, gen: int) -> None:
+        """Fold the delta into a new base (from the index's own lines), then empty the delta."""
+        base, _size, _ino = self._base(coll, d)
+        chain = read_chain(base, os.pread(delta_fd, os.fstat(delta_fd).st_size, 0), coll.lookup_fields)
+        if chain is None or chain.tip != gen:
+            self._rebuild(coll, d, delta_fd)  # not what we just wrote: start again from the records
+            return
+        d.write(f"{coll.name}.idx", merge(chain, gen), sync=False)
+        os.ftruncate(delta_fd, 0)
+        self._index_tips.pop(coll.name, None)
 
     def _rebuild(self, coll: Collection[Any], d: Dir, delta_fd: int) -> None:
         """Write a new base from the records as committed (loading the cache if needed), then empty the delta."""

@@ -190,6 +190,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             if fd is not None:
                 os.close(fd)
         self._log_fds.close_all()
+        self._delta_fds.close_all()
         self._close_index()
         self._local_head_fd = self._lock_fd = None
         self._dirs.close_all()
