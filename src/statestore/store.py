@@ -163,7 +163,7 @@ class Store(ABC):
                     codec.check_type(f"{sch.name}.{decl.name}", field, tp)
         self._closed = False
         self._thread = _ThreadState()
-        self._pid = os.getpid()
+        self._forks = _forks
         self._views: dict[str, CollectionView[Any] | LogView[Any]] = {}
 
     # ------------------------------------------------------------ public API
@@ -283,9 +283,9 @@ class Store(ABC):
     # ------------------------------------------------------------ helpers
 
     def _state(self) -> _ThreadState:
-        if os.getpid() != self._pid:
+        if _forks != self._forks:
             # A forked child must not inherit the parent's open transaction.
-            self._pid = os.getpid()
+            self._forks = _forks
             self._thread = _ThreadState()
             self._after_fork()
         return self._thread
@@ -486,6 +486,20 @@ class Store(ABC):
     @abstractmethod
     def _last_seq(self, log: Log[Any]) -> int:
         """The highest seq in the log; 0 when empty."""
+
+
+#: How many times this process is a fork() child of the one that imported statestore: a store
+#: compares it with the count it was opened (or last reset) at, instead of a getpid() per call.
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # every POSIX system; Windows has no fork()
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class _Transaction:
