@@ -221,8 +221,10 @@ class CollectionView(Generic[T]):
 
     def get(self, key: KeyValue) -> T | None:
         """The record with this key, or None."""
-        got = self.get_versioned(key)
-        return None if got is None else got.record
+        key = self._key(key)
+        self.store._reading()
+        got = self.store._get(self.decl, key, copy=not self._fresh)  # no Versioned to build and drop
+        return None if got is None else self._decode(key, got[1])
 
     def __getitem__(self, key: KeyValue) -> T:
         """The record with this key; NotFoundError (a KeyError) if absent."""
