@@ -128,6 +128,17 @@ def test_a_read_transaction_shares_the_cache_instead_of_copying_it(
                 assert len(tasks) == 200
                 assert tasks.get("t00007") is not None
         assert copies == 0
+        # Once no transaction holds it, the cache changes in place again.
+        with open_files(tmp_path / "s") as writer:
+            writer[TASKS].delete("t00007")
+        assert len(tasks) == 199
+        with pytest.raises(KeyError), store.transaction():
+            assert tasks.get("t00008") is not None
+            raise KeyError("a read transaction that ends with an error releases its snapshot too")
+        with open_files(tmp_path / "s") as writer:
+            writer[TASKS].delete("t00008")
+        assert len(tasks) == 198
+        assert copies == 0
 
 
 def test_a_shared_snapshot_is_copied_before_the_cache_changes(tmp_path: Path) -> None:

@@ -91,8 +91,8 @@ class Records:
         self.keys: list[Any] = []  # sorted keys; ``names`` is parallel to it
         self.names: list[str] = []
         self.indexes: dict[str, dict[Any, set[str]]] = {}
-        # Handed to a read transaction as its snapshot: whoever would change it copies it first.
-        self.shared = False
+        # Read transactions holding it as their snapshot: while any do, whoever would change it copies it first.
+        self.shared = 0
 
     def copy(self, *, indexes: bool = False) -> Records:
         """A private, unshared copy; its indexes are copied too, or rebuilt on demand."""
@@ -311,6 +311,7 @@ class Txn:
         self.undo: list[tuple[str, str, str, Any]] = []
         self.savepoints: dict[str, int] = {}
         self.colls: dict[str, Records] | None = None
+        self.shared: list[Records] = []  # caches a read transaction's snapshot shares with the store
         self.logs: dict[str, tuple[LogIndex, int, list[TxnEntry]]] = {}
         # A write transaction holds the write lock: the head and the logs it has
         # caught up with cannot change under it, so they are read once.

@@ -14,8 +14,8 @@ Kept in ``.statestore/index/``, per collection ``<c>``:
   line.
 * ``<c>.delta``, appended to by each write that changes the collection, under
   the write lock and after the transaction's commit point: one JSON line
-  ``{"since": S, "gen": G, "set": {file name: [value or null per field]},
-  "del": [file name]}`` holding every change to the collection in the
+  ``{"since": S, "gen": G, "fields": [field], "set": {file name: [value or
+  null per field]}, "del": [file name]}`` holding every change to the collection in the
   generations after ``S`` up to ``G``.
 
 Records stay the source of truth. A reader trusts the base, then the delta
@@ -196,11 +196,12 @@ def merge(chain: Chain, gen: int) -> bytes:
     return json.dumps(header, sort_keys=True).encode("ascii") + b"\n" + b"".join(sections)
 
 
-def delta_line(since: int, gen: int, changes: dict[str, list[str | None] | None]) -> bytes:
+def delta_line(since: int, gen: int, fields: Sequence[str], changes: dict[str, list[str | None] | None]) -> bytes:
     """One delta line: the collection's changes after generation ``since`` up to ``gen``."""
     doc = {
         "since": since,
         "gen": gen,
+        "fields": list(fields),  # what the values are of: a writer declaring other fields ends the chain
         "set": {n: v for n, v in changes.items() if v is not None},
         "del": sorted(n for n, v in changes.items() if v is None),
     }
@@ -257,7 +258,7 @@ def read_chain(base: Base | None, delta: bytes | None, fields: Sequence[str]) ->
             since, gen, sets, dels = doc["since"], doc["gen"], doc["set"], doc["del"]
             if gen <= base.gen:
                 continue
-            if since != tip or gen <= since:
+            if since != tip or gen <= since or doc["fields"] != names:
                 break
             line_changes: dict[str, list[str | None] | None] = {}
             for name, values in sets.items():

@@ -281,7 +281,7 @@ class IndexFiles:
                 changes[name] = None if rec is None else field_values(rec[2], fields)
             for name, rec in staged.items():
                 changes[name] = None if rec is None else field_values(rec[2], fields)
-            line = delta_line(tip, gen, changes)
+            line = delta_line(tip, gen, fields, changes)
             if os.write(fd, line) != len(line):
                 raise OSError("short write to the index delta")
             size = st.st_size + len(line)

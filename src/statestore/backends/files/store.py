@@ -140,6 +140,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         # Kept across fork(): pwrite/pread at explicit offsets share no file position.
         self._local_head_fd: int | None = None
         self._schema_gen = -1  # the change head's generation when the schemas were last checked
+        self._indexed: tuple[Collection[Any], ...] | None = None  # collections with index files
         self._reset_process_state()
         root = Dir.open_root(self.path, create=mode == "write")
         if root is None:
@@ -574,7 +575,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 self._unlock()
                 raise
         else:
-            txn.colls, txn.logs = self._snapshot()
+            (txn.colls, txn.logs), txn.shared = self._snapshot()
             self._local.txn = txn
 
     def _check_schema_gen(self) -> None:
@@ -592,7 +593,9 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             self._check_schemas_current()
         self._schema_gen = head.gen
 
-    def _snapshot(self) -> tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]:
+    def _snapshot(
+        self,
+    ) -> tuple[tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]], list[Records]]:
         """Every collection and log as of one generation: a read transaction's view.
 
         A collection's cache is shared with the snapshot rather than copied;
@@ -600,7 +603,10 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         append-only: the snapshot keeps the index and how many lines count.
         """
 
+        shared: list[Records] = []
+
         def take(head: Head, journal: Journal | None) -> Any:
+            self._release_snapshot(shared)  # an earlier attempt of the seqlock's
             colls = {}
             for coll in self.collections:
                 snap = self._catch_up(coll, head, journal)
@@ -611,7 +617,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                         snap.put(name, rec)
                 else:
                     # Shared, not copied (O(1), not O(N)): the cache is copied before it next changes.
-                    snap.shared = True
+                    snap.shared += 1
+                    shared.append(snap)
                 colls[coll.name] = snap
             logs = {}
             for log in (*self.logs, *INTERNAL_LOGS):  # internal ones too: history() inside a read transaction
@@ -622,12 +629,21 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         with self._cache_lock:
             result: tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]
             result = self._consistent(take)
-            return result
+            return result, shared
+
+    def _release_snapshot(self, shared: list[Records]) -> None:
+        """A read transaction is over: the caches it shared may change in place again (if no other holds them)."""
+        with self._cache_lock:
+            for cache in shared:
+                cache.shared -= 1
+            shared.clear()
 
     def _commit(self) -> None:
         txn = self._txn()
         if txn is None or not txn.write:
             self._local.txn = None
+            if txn is not None:
+                self._release_snapshot(txn.shared)
             return
         try:
             # Still this thread's transaction while publishing, so the head and
@@ -636,7 +652,9 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
                 before = txn.head if txn.head is not None else self._read_head()
                 self._publish(txn)
-                self._index_commit(txn, before, self.collections)  # every commit: it moves the generation
+                if self._indexed is None:  # (the declarations never change once opened)
+                    self._indexed = tuple(c for c in self.collections if c.lookup_fields)
+                self._index_commit(txn, before, self._indexed)  # every commit: it moves the generation
                 if checked and MANIFEST not in txn.files and txn.head is not None:
                     self._schema_gen = txn.head.gen  # our own commit moved no schema
                 for name in txn.rmdirs:
@@ -653,6 +671,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         self._local.txn = None
         if txn is not None and txn.write:
             self._unlock()
+        elif txn is not None:
+            self._release_snapshot(txn.shared)
 
     def _savepoint(self, name: str) -> None:
         txn = self._txn()
