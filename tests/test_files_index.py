@@ -301,3 +301,17 @@ def test_folding_the_delta_gives_the_base_a_rebuild_gives(tmp_path: Path) -> Non
         assert chain.changes  # something to fold
         records = {n.name: json.loads(n.read_text()) for n in (root / "docs").iterdir()}
         assert merge(chain, chain.tip) == build_base(chain.tip, DOCS.lookup_fields, records.items())
+
+
+def test_a_writer_alone_appends_one_delta_line_per_run_of_commits(tmp_path: Path) -> None:
+    """Appending a line on every put cost a third of a put: a run of one writer's commits shares one line."""
+    root = tmp_path / "s"
+    with open_files(root) as store:
+        store[DOCS].put(Doc("first", kind="a"))
+        delta = root.joinpath(*INDEX_DIR, "docs.delta")
+        before = delta.read_bytes().count(b"\n")
+        for i in range(96):
+            store[DOCS].put(Doc(f"d{i}", kind=i % 3))
+        assert delta.read_bytes().count(b"\n") - before <= 96 // 20
+        check(root)  # what was held back is found through the change head
+    check(root)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statestore.backends.files.cache import INTERNAL, Rec, Records, Txn, matches
+from statestore.backends.files.cache import INTERNAL, Rec, Records, Txn, matches, paused_gc
 from statestore.backends.files.fileio import Dir, FileHandle, Kept, descriptor_budget, translate
 from statestore.backends.files.index import (
     INDEX,
@@ -33,6 +33,7 @@ from statestore.backends.files.index import (
     read_chain,
 )
 from statestore.backends.files.journal import Head, Journal
+from statestore.backends.files.names import SUFFIX
 from statestore.errors import StateStoreError
 from statestore.schema import Collection
 from statestore.store import Mode
@@ -45,6 +46,8 @@ _DELTA_MIN = 16 << 10
 #: A collection's chain is carried forward (an empty delta line) once it is this close to the oldest
 #: generation the change head remembers.
 _KEEP_MARGIN = 16
+#: A writer committing alone appends one delta line per this many of its commits.
+_FLUSH_EVERY = 24
 
 
 class IndexFiles:
@@ -80,6 +83,8 @@ class IndexFiles:
         self._index_tips: dict[str, tuple[tuple[int, int, int], int, int]] = {}
         self._delta_fds: Kept[FileHandle] = Kept(min(8, descriptor_budget()))
         self._index_reads: dict[str, int] = {}  # record files this process read through the index
+        # Per collection: our last commit's generation and the changes of our commits held back since the tip.
+        self._index_pending: dict[str, tuple[int, dict[str, list[str | None] | None]]] = {}
 
     def _close_index(self) -> None:
         """Close the index folder (kept deltas stay open: they are checked by their link count)."""
@@ -206,17 +211,30 @@ class IndexFiles:
         gen = self._read_head().gen
         for coll in collections:
             name = coll.name
-            staged = txn.records.get(name)
+            staged = txn.records.get(name) or {}
             if not coll.lookup_fields or name in txn.rmdirs:
                 continue
-            if not staged:
-                # A collection this commit left alone: its chain must not fall out of the window of
-                # generations the head remembers, or readers could no longer use it.
-                memo = self._index_tips.get(name)
-                if memo is not None and memo[1] > before.base + _KEEP_MARGIN:
-                    continue
+            memo = self._index_tips.get(name)
+            # The chain must not fall out of the window of generations the head remembers, or
+            # readers could no longer use it.
+            fresh = memo is not None and memo[1] > before.base + _KEEP_MARGIN and gen - memo[1] < _FLUSH_EVERY
+            pending = self._index_pending.get(name)
+            ours = pending is not None and pending[0] == before.gen  # no other writer committed since our last
+            if fresh and (ours or (pending is None and not staged)):
+                if staged:
+                    # Held back: readers re-read what the head says changed since the chain's tip,
+                    # so appending one line for a run of our commits loses nothing.
+                    changes = pending[1] if pending is not None else {}
+                    for file, rec in staged.items():
+                        changes[file] = None if rec is None else field_values(rec[2], coll.lookup_fields)
+                    self._index_pending[name] = (gen, changes)
+                elif pending is not None:
+                    self._index_pending[name] = (gen, pending[1])
+                continue
+            self._index_pending.pop(name, None)
+            known = pending[1] if pending is not None and ours else {}
             with contextlib.suppress(OSError, StateStoreError):
-                self._index_one(coll, staged or {}, before, gen)
+                self._index_one(coll, staged, before, gen, known)
         for name in txn.rmdirs:
             d = self._idx_dir()
             if d is not None:
@@ -249,7 +267,15 @@ class IndexFiles:
         with translate(d.path, delta):
             return d, handle, os.fstat(fd)
 
-    def _index_one(self, coll: Collection[Any], staged: Mapping[str, Rec | None], before: Head, gen: int) -> None:
+    def _index_one(
+        self,
+        coll: Collection[Any],
+        staged: Mapping[str, Rec | None],
+        before: Head,
+        gen: int,
+        known: Mapping[str, list[str | None] | None],
+    ) -> None:
+        """Append the line from the chain's tip to ``gen``; ``known``: values of files as of ``before``."""
         fields = coll.lookup_fields
         opened = self._delta(coll)
         if opened is None:
@@ -277,8 +303,11 @@ class IndexFiles:
                 return
             changes: dict[str, list[str | None] | None] = {}
             for name in extra - staged.keys():
-                rec = self._read_rec(coll, name)
-                changes[name] = None if rec is None else field_values(rec[2], fields)
+                if name in known:
+                    changes[name] = known[name]
+                else:
+                    rec = self._read_rec(coll, name)
+                    changes[name] = None if rec is None else field_values(rec[2], fields)
             for name, rec in staged.items():
                 changes[name] = None if rec is None else field_values(rec[2], fields)
             line = delta_line(tip, gen, fields, changes)
@@ -303,11 +332,27 @@ class IndexFiles:
         self._index_tips.pop(coll.name, None)
 
     def _rebuild(self, coll: Collection[Any], d: Dir, delta_fd: int) -> None:
-        """Write a new base from the records as committed (loading the cache if needed), then empty the delta."""
+        """Write a new base from the records as committed, then empty the delta.
+
+        From the cache if this process has it loaded; otherwise from the record
+        files, without loading the cache (a loaded cache makes every later
+        point read and write of this process go through it).
+        """
         with self._cache_lock:
             head = self._read_head()
-            cache = self._catch_up(coll, head, None)
-            data = build_base(head.gen, coll.lookup_fields, ((n, r[2]) for n, r in cache.records.items()))
+            if coll.name in self._colls:
+                cache = self._catch_up(coll, head, None)
+                recs = [(n, r[2]) for n, r in cache.records.items()]
+            else:
+                recs = []
+                folder = self._dir(coll.name)
+                with paused_gc():
+                    for name in folder.names() if folder is not None else ():
+                        if not name.startswith(".") and name.endswith(SUFFIX):
+                            rec = self._read_rec(coll, name)
+                            if rec is not None:
+                                recs.append((name, rec[2]))
+            data = build_base(head.gen, coll.lookup_fields, recs)
         d.write(f"{coll.name}.idx", data, sync=False)
         # Lines up to the new base's generation are skipped by readers: emptying is tidiness, not safety.
         os.ftruncate(delta_fd, 0)
