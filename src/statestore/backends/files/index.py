@@ -12,8 +12,8 @@ Kept in ``.statestore/index/``, per collection ``<c>``:
   booleans normalised the way the in-memory index compares them (``1``,
   ``1.0`` and ``true`` are one value); a field holding a list or object has no
   line.
-* ``<c>.delta``, appended to by each write that changes the collection, under
-  the write lock and after the transaction's commit point: one JSON line
+* ``<c>.delta``, appended to by writers under the write lock after a commit
+  point (a writer committing alone, once per run of its commits): one JSON line
   ``{"since": S, "gen": G, "fields": [field], "set": {file name: [value or
   null per field]}, "del": [file name]}`` holding every change to the collection in the
   generations after ``S`` up to ``G``.

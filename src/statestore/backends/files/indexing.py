@@ -1,7 +1,9 @@
 """How the file backend keeps and uses its index files (formats in :mod:`statestore.backends.files.index`).
 
-Writers append the collection's changes to ``<c>.delta`` after each commit
-that changes it (under the write lock), and rebuild ``<c>.idx`` from the
+Writers append the collection's changes to ``<c>.delta`` after a commit
+(under the write lock; a writer committing alone holds them back and writes
+one line per run of its commits, readers meanwhile re-reading the files the
+change head names), and rebuild ``<c>.idx`` from the
 records when there is none, when it cannot be chained on, or when the delta
 has grown to a quarter of it (so a write costs O(log N) amortised). Readers
 without a loaded cache answer indexed ``find``s and ``len`` from the index,
@@ -43,9 +45,12 @@ __all__ = ["IndexFiles"]
 _R = TypeVar("_R")
 #: The delta is folded into a new base once it is this large and a quarter of the base.
 _DELTA_MIN = 16 << 10
-#: A collection's chain is carried forward (an empty delta line) once it is this close to the oldest
-#: generation the change head remembers.
-_KEEP_MARGIN = 16
+#: An idle collection's chain is carried forward (an empty delta line) once its tip is this many
+#: generations old: well inside the 64 the change head remembers.
+_IDLE_EVERY = 40
+#: Record files a process reads through the index (candidates, and files changed since the index's
+#: tip) before it loads the collection's cache instead.
+_READ_BUDGET = 1024
 #: A writer committing alone appends one delta line per this many of its commits.
 _FLUSH_EVERY = 24
 
@@ -134,7 +139,7 @@ class IndexFiles:
         """Whether to answer from the index: no transaction, no loaded cache, few records read so far."""
         if self._txn() is not None or coll.name in self._colls or not coll.lookup_fields:
             return False
-        return self._index_reads.get(coll.name, 0) < 256
+        return self._index_reads.get(coll.name, 0) < _READ_BUDGET
 
     def _indexed_rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec] | None:
         """The records matching ``where`` through the index, in key order; None if it cannot answer."""
@@ -217,9 +222,14 @@ class IndexFiles:
             memo = self._index_tips.get(name)
             # The chain must not fall out of the window of generations the head remembers, or
             # readers could no longer use it.
-            fresh = memo is not None and memo[1] > before.base + _KEEP_MARGIN and gen - memo[1] < _FLUSH_EVERY
             pending = self._index_pending.get(name)
-            ours = pending is not None and pending[0] == before.gen  # no other writer committed since our last
+            # An idle collection's line is carried forward well before the head forgets its tip; held-back
+            # changes are written every _FLUSH_EVERY generations (readers re-read those files meanwhile).
+            limit = _FLUSH_EVERY if pending is not None or staged else _IDLE_EVERY
+            fresh = memo is not None and memo[1] >= before.base and gen - memo[1] < limit
+            # No other writer committed since our last commit (held back, or written as the tip):
+            last = pending[0] if pending is not None else memo[1] if memo is not None else None
+            ours = last == before.gen
             if fresh and (ours or (pending is None and not staged)):
                 if staged:
                     # Held back: readers re-read what the head says changed since the chain's tip,
