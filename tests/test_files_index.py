@@ -219,7 +219,7 @@ def test_records_stay_plain_json_and_the_delta_stays_small(tmp_path: Path) -> No
             store[DOCS].put(Doc(f"d{i % 50:03d}", kind=f"k{i % 7}", group=f"g{i % 50}", n=i))
     assert sorted(p.name for p in (root / "docs").iterdir()) == [f"d{i:03d}.json" for i in range(50)]
     folder = root.joinpath(*INDEX_DIR)
-    assert (folder / "docs.delta").stat().st_size <= max(16 << 10, (folder / "docs.idx").stat().st_size // 4) + 4096
+    assert (folder / "docs.delta").stat().st_size <= max(16 << 10, (folder / "docs.idx").stat().st_size // 2) + 4096
     check(root)
 
 

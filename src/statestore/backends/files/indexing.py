@@ -5,7 +5,7 @@ Writers append the collection's changes to ``<c>.delta`` after a commit
 one line per run of its commits, readers meanwhile re-reading the files the
 change head names), and rebuild ``<c>.idx`` from the
 records when there is none, when it cannot be chained on, or when the delta
-has grown to a quarter of it (so a write costs O(log N) amortised). Readers
+has grown to half of it (so a write costs O(log N) amortised). Readers
 without a loaded cache answer indexed ``find``s and ``len`` from the index,
 reading only the candidate record files; a process that reads many records
 this way loads the cache instead (the index saves work only while queries
@@ -43,7 +43,7 @@ from statestore.store import Mode
 __all__ = ["IndexFiles"]
 
 _R = TypeVar("_R")
-#: The delta is folded into a new base once it is this large and a quarter of the base.
+#: The delta is folded into a new base once it is this large and half the base.
 _DELTA_MIN = 16 << 10
 #: An idle collection's chain is carried forward (an empty delta line) once its tip is this many
 #: generations old: well inside the 64 the change head remembers.
@@ -324,7 +324,7 @@ class IndexFiles:
             if os.write(fd, line) != len(line):
                 raise OSError("short write to the index delta")
             size = st.st_size + len(line)
-            if size > _DELTA_MIN and size * 4 > base_size:
+            if size > _DELTA_MIN and size * 2 > base_size:
                 self._compact(coll, d, fd, gen)
                 return
             st = os.fstat(fd)
