@@ -25,7 +25,7 @@ nothing else; ``docs/backends.md`` walks through it. In short:
 * **Schemas** (required for a persistent store): ``_read_schemas``,
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
-  ``_after_fork``, ``_structure_ok``, the bulk ``_write_many`` and
+  ``_after_fork``, ``_structure_ok``, ``_entry_count``, the bulk ``_write_many`` and
   ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
   ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
   conditions, order, limit and offset; the defaults scan and filter in
@@ -167,7 +167,7 @@ class Store(ABC):
                     codec.check_type(f"{sch.name}.{decl.name}", field, tp)
         self._closed = False
         self._thread = _ThreadState()
-        self._pid = os.getpid()
+        self._forks = _forks
         self._views: dict[str, CollectionView[Any] | LogView[Any]] = {}
 
     # ------------------------------------------------------------ public API
@@ -287,9 +287,9 @@ class Store(ABC):
     # ------------------------------------------------------------ helpers
 
     def _state(self) -> _ThreadState:
-        if os.getpid() != self._pid:
+        if _forks != self._forks:
             # A forked child must not inherit the parent's open transaction.
-            self._pid = os.getpid()
+            self._forks = _forks
             self._thread = _ThreadState()
             self._after_fork()
         return self._thread
@@ -399,6 +399,10 @@ class Store(ABC):
         """``_add_entry`` for each (stream, version, at, data, text), in order: for bulk loads."""
         for stream, version, at, data, text in rows:
             self._add_entry(log, stream, version, at, data, text)
+
+    def _entry_count(self, log: Log[Any]) -> int:
+        """The number of entries in ``log``: backends count without decoding them."""
+        return len(self._entries(log, stream=None, prefix=None, after=0, limit=None))
 
     # ------------------------------------------------------------ backend interface (data)
 
@@ -517,6 +521,20 @@ class Store(ABC):
 
 def _scalar(value: Any) -> bool:
     return value is None or type(value) in (str, int, float, bool)
+
+
+#: How many times this process is a fork() child of the one that imported statestore: a store
+#: compares it with the count it was opened (or last reset) at, instead of a getpid() per call.
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # every POSIX system; Windows has no fork()
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class _Transaction:

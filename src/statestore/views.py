@@ -223,8 +223,10 @@ class CollectionView(Generic[T]):
 
     def get(self, key: KeyValue) -> T | None:
         """The record with this key, or None."""
-        got = self.get_versioned(key)
-        return None if got is None else got.record
+        key = self._key(key)
+        self.store._reading()
+        got = self.store._get(self.decl, key, copy=not self._fresh)  # no Versioned to build and drop
+        return None if got is None else self._decode(key, got[1])
 
     def __getitem__(self, key: KeyValue) -> T:
         """The record with this key; NotFoundError (a KeyError) if absent."""
@@ -483,6 +485,11 @@ class LogView(Generic[T]):
             Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(name, tp, data, s))
             for seq, s, v, at, data in rows
         ]
+
+    def __len__(self) -> int:
+        """The number of entries (this transaction's appends included), counted without decoding them."""
+        self.store._reading()
+        return self.store._entry_count(self.decl)
 
     def last_seq(self) -> int:
         """The seq of the newest entry; 0 for an empty log."""

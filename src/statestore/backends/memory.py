@@ -206,6 +206,10 @@ class MemoryStore(Store):
                     break
         return out
 
+    def _entry_count(self, log: Log[Any]) -> int:
+        with self._lock:
+            return len(self._logs[log.name])
+
     def _last_seq(self, log: Log[Any]) -> int:
         with self._lock:
             return self._seq[log.name]

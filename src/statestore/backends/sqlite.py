@@ -244,6 +244,7 @@ class SQLiteStore(Store):
         self._columns: dict[str, set[str]] = {}
         self._sql: dict[tuple[str, str], str] = {}
         self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
+        self._point_sqls: dict[str, tuple[str, str, str]] = {}
         if mode != "write" and not self.path.is_file():
             raise StoreNotFoundError(self.location)
         try:
@@ -743,26 +744,35 @@ class SQLiteStore(Store):
                 self._columns[coll.name] = {r[1] for r in self._all(f"PRAGMA table_xinfo({_q(coll.name)})")}
         raise AssertionError("unreachable")
 
+    def _point_sql(self, coll: Collection[Any]) -> tuple[str, str, str]:
+        """The get, revision and upsert statements of ``coll``, built once (a few µs a call otherwise)."""
+        sql = self._point_sqls.get(coll.name)
+        if sql is None:
+            t = _q(coll.name)
+            sql = self._point_sqls[coll.name] = (
+                f"SELECT revision, data FROM {t} WHERE key=?",
+                f"SELECT revision FROM {t} WHERE key=?",
+                f"INSERT INTO {t}(key, revision, data) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
+            )
+        return sql
+
     def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
-        if not self._has(coll.name):
+        if coll.name not in self._columns:  # a read-mode open of a store made before it was declared
             return None
-        row = self._one(f"SELECT revision, data FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
+        row = self._one(self._point_sql(coll)[0], (self._key_param(coll, key),))
         if row is None:
             return None
         return self._revision_of(coll, key, row[0]), self._record(coll, key, row[1])
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
-        if not self._has(coll.name):
+        if coll.name not in self._columns:
             return None
-        row = self._one(f"SELECT revision FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
+        row = self._one(self._point_sql(coll)[1], (self._key_param(coll, key),))
         return None if row is None else self._revision_of(coll, key, row[0])
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
-        self._execute(
-            f"INSERT INTO {_q(coll.name)}(key, revision, data) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
-            (self._key_param(coll, key), revision, text),
-        )
+        self._execute(self._point_sql(coll)[2], (self._key_param(coll, key), revision, text))
 
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         with self._translate():
@@ -1107,6 +1117,11 @@ class SQLiteStore(Store):
             sql += " LIMIT ?"
             params.append(limit)
         return [self._entry_row(log, *row) for row in self._all(sql, params)]
+
+    def _entry_count(self, log: Log[Any]) -> int:
+        if not self._has(log.name):
+            return 0
+        return int(self._one(f"SELECT count(*) FROM {_q(log.name)}")[0])
 
     def _last_seq(self, log: Log[Any]) -> int:
         if not self._has(log.name):

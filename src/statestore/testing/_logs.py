@@ -31,6 +31,21 @@ class LogContract(StoreFixture):
         assert entry.at.utcoffset() == timedelta(0)
         assert before - timedelta(seconds=1) <= entry.at <= after + timedelta(seconds=1)
 
+    def test_len_counts_entries_staged_ones_included(self, store: ss.Store) -> None:
+        events = store[EVENTS]
+        assert len(events) == 0
+        for i in range(5):
+            events.append(Event("e", n=i), stream=f"s{i % 2}")
+        assert len(events) == 5
+        with store.transaction():
+            events.append(Event("staged"), stream="s0")
+            assert len(events) == 6
+        assert len(events) == 6
+        with pytest.raises(RuntimeError), store.transaction():
+            events.append(Event("gone"), stream="s0")
+            raise RuntimeError("roll back")
+        assert len(events) == 6
+
     def test_versions_per_stream_and_seq_across_log(self, store: ss.Store) -> None:
         events = store[EVENTS]
         a1 = events.append(Event("a"), stream="a")

@@ -59,6 +59,8 @@ class Commits:
 
     if TYPE_CHECKING:
 
+        def _unshared(self, name: str, cache: Records) -> Records: ...
+
         def _txn(self) -> Txn | None: ...
 
         def _dir(self, name: str, *, create: bool = False) -> Dir | None: ...
@@ -261,10 +263,13 @@ class Commits:
             self._advance_log(txn, log_name, offset, ino)
         with self._cache_lock:
             # Our own writes need not be read back: advance the caches that were current.
-            for name, cache in self._colls.items():
+            for name, cache in list(self._colls.items()):
                 if cache.gen == head.gen and cache.journal is None:
-                    for file, rec in txn.records.get(name, {}).items():
-                        cache.put(file, rec)
+                    changes = txn.records.get(name)
+                    if changes:
+                        cache = self._unshared(name, cache)
+                        for file, rec in changes.items():
+                            cache.put(file, rec)
                     cache.gen = gen
 
     def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], str]:

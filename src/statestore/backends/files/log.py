@@ -389,6 +389,13 @@ class LogFiles:
                 return entry[2]
         return idx.versions.get(stream, 0)
 
+    def _entry_count(self, log: Log[Any]) -> int:
+        rewritten = self._rewritten(log)
+        if rewritten is not None:
+            return len(rewritten)
+        _idx, count, extra = self._all_lines(log)
+        return count + len(extra)
+
     def _last_seq(self, log: Log[Any]) -> int:
         rewritten = self._rewritten(log)
         if rewritten is not None:

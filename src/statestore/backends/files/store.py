@@ -69,10 +69,12 @@ from statestore.backends.files.cache import (
     is_int,
     matches,
     owned_json,
+    paused_gc,
     record_text,
 )
 from statestore.backends.files.commit import Commits
 from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, descriptor_budget
+from statestore.backends.files.indexing import IndexFiles
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
 from statestore.backends.fs import backup_label, migration_lock, place_backup
@@ -95,7 +97,7 @@ MIGRATE_LOCK = "migrate.lock"
 _R = TypeVar("_R")
 
 
-class FileStore(Commits, LogFiles, Store):
+class FileStore(Commits, LogFiles, IndexFiles, Store):
     """A store in a directory of JSON and JSONL files.
 
     ``busy_timeout`` is how long a writer waits for another writer (any
@@ -140,6 +142,7 @@ class FileStore(Commits, LogFiles, Store):
         # Kept across fork(): pwrite/pread at explicit offsets share no file position.
         self._local_head_fd: int | None = None
         self._schema_gen = -1  # the change head's generation when the schemas were last checked
+        self._indexed: tuple[Collection[Any], ...] | None = None  # collections with index files
         self._reset_process_state()
         root = Dir.open_root(self.path, create=mode == "write")
         if root is None:
@@ -171,11 +174,13 @@ class FileStore(Commits, LogFiles, Store):
         self._journal_memo: tuple[tuple[int, int, int], Journal | None] | None = None
         self._overlays: dict[str, Any] = {}  # parsed journal contents, for one journal id
         self._overlays_of: str | None = None
+        self._reset_index_state()
 
     def _after_fork(self) -> None:
         # Locks and caches may have been mid-use by another thread at fork().
         # An inherited lock descriptor shares its flock with the parent's
         # (same open file description): the child must open its own.
+        self._close_index()
         self._reset_process_state()
         self._dirs.after_fork()
         self._log_fds.after_fork()
@@ -188,6 +193,8 @@ class FileStore(Commits, LogFiles, Store):
             if fd is not None:
                 os.close(fd)
         self._log_fds.close_all()
+        self._delta_fds.close_all()
+        self._close_index()
         self._local_head_fd = self._lock_fd = None
         self._dirs.close_all()
         for d in (self._sys, self._root):
@@ -507,20 +514,25 @@ class FileStore(Commits, LogFiles, Store):
     def _catch_up(self, coll: Collection[Any], head: Head, journal: Journal | None) -> Records:
         """Bring the cached records of ``coll`` up to ``head``, re-reading only changed files."""
         cache = self._colls.get(coll.name)
+        jid = journal.txid if journal is not None else None
+        if cache is not None and cache.shared and (cache.gen != head.gen or cache.journal != jid):
+            cache = self._unshared(coll.name, cache)
         changed = None if cache is None else head.changed(coll.name, cache.gen)
         if cache is None or changed is None:
             fresh = Records()
             d = self._dir(coll.name)
-            for name in d.names() if d is not None else ():
-                if not name.startswith(".") and name.endswith(keynames.SUFFIX):
-                    rec = self._read_rec(coll, name)
-                    if rec is not None:
-                        fresh.put(name, rec)
+            loaded: list[tuple[str, Rec]] = []
+            with paused_gc():
+                for name in d.names() if d is not None else ():
+                    if not name.startswith(".") and name.endswith(keynames.SUFFIX):
+                        rec = self._read_rec(coll, name)
+                        if rec is not None:
+                            loaded.append((name, rec))
+                fresh.build(loaded)
             cache = self._colls[coll.name] = fresh
         else:
             for name in changed:
                 cache.put(name, self._read_rec(coll, name))
-        jid = journal.txid if journal is not None else None
         if cache.journal != jid:
             for name in cache.suspects:
                 cache.put(name, self._read_rec(coll, name))
@@ -528,6 +540,12 @@ class FileStore(Commits, LogFiles, Store):
             cache.journal = jid
         # (A head announcing a journal file that is gone: it was applied whole before its unlink.)
         cache.gen = head.gen
+        return cache
+
+    def _unshared(self, name: str, cache: Records) -> Records:
+        """``cache``, copied first if a read transaction holds it as its snapshot (copy on write)."""
+        if cache.shared:
+            cache = self._colls[name] = cache.copy(indexes=True)
         return cache
 
     def _coll_view(self, coll: Collection[Any]) -> tuple[Records, Mapping[str, Rec | None]]:
@@ -559,7 +577,7 @@ class FileStore(Commits, LogFiles, Store):
                 self._unlock()
                 raise
         else:
-            txn.colls, txn.logs = self._snapshot()
+            (txn.colls, txn.logs), txn.shared = self._snapshot()
             self._local.txn = txn
 
     def _check_schema_gen(self) -> None:
@@ -577,15 +595,32 @@ class FileStore(Commits, LogFiles, Store):
             self._check_schemas_current()
         self._schema_gen = head.gen
 
-    def _snapshot(self) -> tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]:
-        """Copies of every collection and log as of one generation: a read transaction's view."""
+    def _snapshot(
+        self,
+    ) -> tuple[tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]], list[Records]]:
+        """Every collection and log as of one generation: a read transaction's view.
+
+        A collection's cache is shared with the snapshot rather than copied;
+        the store copies it before changing it (``_unshared``). Logs are
+        append-only: the snapshot keeps the index and how many lines count.
+        """
+
+        shared: list[Records] = []
 
         def take(head: Head, journal: Journal | None) -> Any:
+            self._release_snapshot(shared)  # an earlier attempt of the seqlock's
             colls = {}
             for coll in self.collections:
-                snap = self._catch_up(coll, head, journal).copy()
-                for name, rec in self._overlay(coll, journal).items():
-                    snap.put(name, rec)
+                snap = self._catch_up(coll, head, journal)
+                overlay = self._overlay(coll, journal)
+                if overlay:
+                    snap = snap.copy()
+                    for name, rec in overlay.items():
+                        snap.put(name, rec)
+                else:
+                    # Shared, not copied (O(1), not O(N)): the cache is copied before it next changes.
+                    snap.shared += 1
+                    shared.append(snap)
                 colls[coll.name] = snap
             logs = {}
             for log in (*self.logs, *INTERNAL_LOGS):  # internal ones too: history() inside a read transaction
@@ -596,19 +631,32 @@ class FileStore(Commits, LogFiles, Store):
         with self._cache_lock:
             result: tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]
             result = self._consistent(take)
-            return result
+            return result, shared
+
+    def _release_snapshot(self, shared: list[Records]) -> None:
+        """A read transaction is over: the caches it shared may change in place again (if no other holds them)."""
+        with self._cache_lock:
+            for cache in shared:
+                cache.shared -= 1
+            shared.clear()
 
     def _commit(self) -> None:
         txn = self._txn()
         if txn is None or not txn.write:
             self._local.txn = None
+            if txn is not None:
+                self._release_snapshot(txn.shared)
             return
         try:
             # Still this thread's transaction while publishing, so the head and
             # log descriptors it checked under the lock are not checked again.
             if any(txn.records.values()) or any(txn.lines.values()) or txn.files:
                 checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
+                before = txn.head if txn.head is not None else self._read_head()
                 self._publish(txn)
+                if self._indexed is None:  # (the declarations never change once opened)
+                    self._indexed = tuple(c for c in self.collections if c.lookup_fields)
+                self._index_commit(txn, before, self._indexed)  # every commit: it moves the generation
                 if checked and MANIFEST not in txn.files and txn.head is not None:
                     self._schema_gen = txn.head.gen  # our own commit moved no schema
                 for name in txn.rmdirs:
@@ -625,6 +673,8 @@ class FileStore(Commits, LogFiles, Store):
         self._local.txn = None
         if txn is not None and txn.write:
             self._unlock()
+        elif txn is not None:
+            self._release_snapshot(txn.shared)
 
     def _savepoint(self, name: str) -> None:
         txn = self._txn()
@@ -723,6 +773,10 @@ class FileStore(Commits, LogFiles, Store):
         return True
 
     def _rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec]:
+        if where and coll.name not in self._colls:
+            indexed = self._indexed_rows(coll, where)  # a fresh process: read only the candidates
+            if indexed is not None:
+                return indexed
         with self._cache_lock:
             cache, changes = self._coll_view(coll)
             if where:
@@ -818,6 +872,10 @@ class FileStore(Commits, LogFiles, Store):
         return [r[0] for r in self._rows(coll, {})]
 
     def _count(self, coll: Collection[Any]) -> int:
+        if coll.name not in self._colls:
+            counted = self._indexed_count(coll)
+            if counted is not None:
+                return counted
         with self._cache_lock:
             cache, changes = self._coll_view(coll)
             if not changes:

@@ -1,0 +1,274 @@
+"""Index files: what a fresh process needs to answer an indexed query without reading every record.
+
+Kept in ``.statestore/index/``, per collection ``<c>``:
+
+* ``<c>.idx``, the base, replaced whole (temp file and rename). A JSON
+  header line ``{"format", "gen", "count", "names", "fields"}`` (``gen`` the
+  change-head generation it describes, ``names`` the byte length of the
+  names, ``fields`` the ``[field, byte length]`` of each section that
+  follows), then the record file names, one a line, sorted, then for each
+  declared index and unique field the lines ``<value>\\t<file name>``, sorted
+  by bytes. ``<value>`` is the field's scalar value as JSON, numbers and
+  booleans normalised the way the in-memory index compares them (``1``,
+  ``1.0`` and ``true`` are one value); a field holding a list or object has no
+  line.
+* ``<c>.delta``, appended to by writers under the write lock after a commit
+  point (a writer committing alone, once per run of its commits): one JSON line
+  ``{"since": S, "gen": G, "fields": [field], "set": {file name: [value or
+  null per field]}, "del": [file name]}`` holding every change to the collection in the
+  generations after ``S`` up to ``G``.
+
+Records stay the source of truth. A reader trusts the base, then the delta
+lines that chain on from it (each ``since`` equal to the ``gen`` before it;
+anything else ends the chain), and re-reads the record files the change head
+says changed after the chain's last generation. When the head no longer
+remembers that far back (or the files are missing, torn or of another
+format), the index is not used and the collection is loaded from its records
+as before; the next write rebuilds it. So a process killed between committing
+records and writing the index never makes a reader miss a change, and
+deleting the whole folder is always safe. Candidates the index names are read
+from their record files and checked again before they are returned: the index
+only narrows the search. Files added by hand (outside statestore) are not in
+the index until it is rebuilt: delete ``.statestore/index/`` to make a
+fresh process see them in indexed queries.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "FORMAT",
+    "INDEX",
+    "Base",
+    "Chain",
+    "build_base",
+    "delta_line",
+    "encode_value",
+    "field_values",
+    "merge",
+    "read_chain",
+]
+
+INDEX = "index"
+FORMAT = 1
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def encode_value(value: Any) -> bytes | None:
+    """The index's form of a scalar (None for a list or object, which is never indexed).
+
+    Values equal as the in-memory index compares them (``1 == 1.0 == True``)
+    get the same bytes; JSON escapes tabs and newlines, so the bytes hold
+    neither.
+    """
+    if not isinstance(value, _SCALARS):
+        return None
+    if isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value) and value.is_integer()):
+        value = int(value)
+    return json.dumps(value).encode("ascii")
+
+
+def field_values(data: dict[str, Any], fields: Sequence[str]) -> list[str | None]:
+    """Each field's encoded value as text (None: not indexed), for a delta line."""
+    out: list[str | None] = []
+    for field in fields:
+        enc = encode_value(data.get(field))
+        out.append(None if enc is None else enc.decode("ascii"))
+    return out
+
+
+def build_base(gen: int, fields: Sequence[str], recs: Iterable[tuple[str, dict[str, Any]]]) -> bytes:
+    """The base file's bytes for the records ``(file name, data)`` as of generation ``gen``."""
+    names: list[bytes] = []
+    lines: list[list[bytes]] = [[] for _ in fields]
+    for name, data in recs:
+        bname = name.encode("ascii")
+        names.append(bname + b"\n")
+        for i, field in enumerate(fields):
+            enc = encode_value(data.get(field))
+            if enc is not None:
+                lines[i].append(enc + b"\t" + bname + b"\n")
+    names.sort()
+    sections = [b"".join(names)]
+    for section in lines:
+        section.sort()
+        sections.append(b"".join(section))
+    header = {
+        "format": FORMAT,
+        "gen": gen,
+        "count": len(names),
+        "names": len(sections[0]),
+        "fields": [[f, len(s)] for f, s in zip(fields, sections[1:])],  # in the order of the sections
+    }
+    return json.dumps(header, sort_keys=True).encode("ascii") + b"\n" + b"".join(sections)
+
+
+class Base:
+    """A parsed base file: its generation, record count, names and per-field lines (split when first used)."""
+
+    def __init__(self, raw: bytes, gen: int, count: int, spans: dict[str, tuple[int, int]]) -> None:
+        self.raw, self.gen, self.count, self._spans = raw, gen, count, spans
+        self._lines: dict[str, list[bytes]] = {}
+
+    @classmethod
+    def parse(cls, raw: bytes | None) -> Base | None:
+        """The base in ``raw``; None if missing, damaged or of another format (then it is not used)."""
+        if not raw:
+            return None
+        first, nl, _ = raw.partition(b"\n")
+        try:
+            header = json.loads(first)
+            if not nl or header.get("format") != FORMAT:
+                return None
+            gen, count, size, fields = header["gen"], header["count"], header["names"], header["fields"]
+            offset = len(first) + 1
+            spans = {"": (offset, offset + int(size))}
+            offset += int(size)
+            for field, length in fields:
+                spans[str(field)] = (offset, offset + int(length))
+                offset += int(length)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if offset != len(raw) or type(gen) is not int or type(count) is not int:
+            return None  # cut short or padded: not what a writer wrote
+        return cls(raw, gen, count, spans)
+
+    def has_field(self, field: str) -> bool:
+        return field in self._spans and field != ""
+
+    def _section(self, field: str) -> list[bytes]:
+        lines = self._lines.get(field)
+        if lines is None:
+            start, end = self._spans[field]
+            lines = self._lines[field] = self.raw[start:end].split(b"\n")[:-1]
+        return lines
+
+    def has(self, name: str) -> bool:
+        """Whether file ``name`` held a record at the base's generation."""
+        names = self._section("")
+        want = name.encode("ascii")
+        i = bisect.bisect_left(names, want)
+        return i < len(names) and names[i] == want
+
+    def lookup(self, field: str, enc: bytes) -> list[str]:
+        """File names whose ``field`` had the value encoded as ``enc`` at the base's generation."""
+        lines = self._section(field)
+        prefix = enc + b"\t"
+        out = []
+        for i in range(bisect.bisect_left(lines, prefix), len(lines)):
+            line = lines[i]
+            if not line.startswith(prefix):
+                break
+            out.append(line[len(prefix) :].decode("ascii"))
+        return out
+
+
+def merge(chain: Chain, gen: int) -> bytes:
+    """A new base for generation ``gen``: the chain's base with its changes folded in.
+
+    Works on the lines as they are (no record is read, no value encoded
+    again): O(N) in bytes, and the sorts find the lines mostly in order.
+    """
+    base, changes = chain.base, chain.changes
+    gone = {n.encode("ascii") for n in changes}
+    kept = [(n, v) for n, v in changes.items() if v is not None]
+    names = [n + b"\n" for n in base._section("") if n not in gone]
+    names.extend(n.encode("ascii") + b"\n" for n, _v in kept)
+    names.sort()
+    sections = [b"".join(names)]
+    for i, field in enumerate(chain.fields):
+        lines = [line + b"\n" for line in base._section(field) if line[line.rindex(b"\t") + 1 :] not in gone]
+        lines.extend(f"{v[i]}\t{n}\n".encode("ascii") for n, v in kept if v[i] is not None)
+        lines.sort()
+        sections.append(b"".join(lines))
+    header = {
+        "format": FORMAT,
+        "gen": gen,
+        "count": len(names),
+        "names": len(sections[0]),
+        "fields": [[f, len(s)] for f, s in zip(chain.fields, sections[1:])],
+    }
+    return json.dumps(header, sort_keys=True).encode("ascii") + b"\n" + b"".join(sections)
+
+
+def delta_line(since: int, gen: int, fields: Sequence[str], changes: dict[str, list[str | None] | None]) -> bytes:
+    """One delta line: the collection's changes after generation ``since`` up to ``gen``."""
+    doc = {
+        "since": since,
+        "gen": gen,
+        "fields": list(fields),  # what the values are of: a writer declaring other fields ends the chain
+        "set": {n: v for n, v in changes.items() if v is not None},
+        "del": sorted(n for n, v in changes.items() if v is None),
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+class Chain:
+    """The base plus the delta lines that chain on from it: the index as of generation ``tip``.
+
+    ``changes`` maps the file names changed since the base to their encoded
+    field values (None: deleted).
+    """
+
+    def __init__(self, base: Base, tip: int, changes: dict[str, list[str | None] | None], fields: list[str]) -> None:
+        self.base, self.tip, self.changes, self.fields = base, tip, changes, fields
+
+    def existed(self, name: str) -> bool:
+        """Whether file ``name`` held a record at generation ``tip``."""
+        if name in self.changes:
+            return self.changes[name] is not None
+        return self.base.has(name)
+
+    def count(self) -> int:
+        """Records at generation ``tip``."""
+        count = self.base.count
+        for name, values in self.changes.items():
+            count += (values is not None) - self.base.has(name)
+        return count
+
+    def lookup(self, field: str, enc: bytes) -> set[str]:
+        """File names whose ``field`` had the value ``enc`` at generation ``tip``."""
+        out = {n for n in self.base.lookup(field, enc) if n not in self.changes}
+        i = self.fields.index(field)
+        want = enc.decode("ascii")
+        out.update(n for n, values in self.changes.items() if values is not None and values[i] == want)
+        return out
+
+
+def read_chain(base: Base | None, delta: bytes | None, fields: Sequence[str]) -> Chain | None:
+    """The index from a base and its delta file's bytes; None without a base that has ``fields``.
+
+    Lines up to the base's generation are older than the base (it was rebuilt
+    after them); the first line that does not chain on, or does not parse,
+    ends the chain (a torn last line, a writer that could not chain on).
+    """
+    if base is None or not all(base.has_field(f) for f in fields):
+        return None
+    tip = base.gen
+    changes: dict[str, list[str | None] | None] = {}
+    names = list(fields)
+    for line in (delta or b"").split(b"\n")[:-1]:  # the part after the last newline is torn
+        try:
+            doc = json.loads(line)
+            since, gen, sets, dels = doc["since"], doc["gen"], doc["set"], doc["del"]
+            if gen <= base.gen:
+                continue
+            if since != tip or gen <= since or doc["fields"] != names:
+                break
+            line_changes: dict[str, list[str | None] | None] = {}
+            for name, values in sets.items():
+                if not isinstance(values, list) or len(values) != len(names):
+                    raise ValueError("values do not fit the fields")
+                line_changes[str(name)] = values
+            for name in dels:
+                line_changes[str(name)] = None
+            changes.update(line_changes)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            break
+        tip = gen
+    return Chain(base, tip, changes, names)

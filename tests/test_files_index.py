@@ -1,0 +1,320 @@
+"""The file backend's index files (issue 14): a fresh process answers indexed queries and len()
+reading only the candidate records, and never serves a stale answer.
+
+The index is a cache of the records: these tests compare every answer it
+gives with the one the full load of the records gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import statestore as ss
+from statestore.backends.files import FileStore
+from statestore.backends.files.indexing import IndexFiles
+
+INDEX_DIR = (".statestore", "index")
+
+
+@attrs.define
+class Doc:
+    id: str
+    kind: Any = None  # any JSON: str, int, float, bool, None, list
+    group: str = ""
+    n: int = 0
+
+
+DOCS = ss.Collection("docs", Doc, key="id", indexes=["kind"], unique=["group"])
+PLAIN = ss.Collection("plain", Doc, key="id")
+OTHER = ss.Collection("other", Doc, key="id", indexes=["kind"])
+EVENTS = ss.Log("events", Doc)
+SCHEMA = ss.Schema("idx", version=1, collections=[DOCS, PLAIN, OTHER], logs=[EVENTS])
+KINDS: list[Any] = ["a", "b", 1, 1.0, True, 0, False, None, 2.5, [1], "1"]
+
+
+def open_files(root: Path, **kw: Any) -> FileStore:
+    store = ss.open_store(f"files:{root}", SCHEMA, **kw)
+    assert isinstance(store, FileStore)
+    return store
+
+
+def truth(root: Path, kinds: list[Any]) -> tuple[dict[str, list[str]], int]:
+    """What the records say, through the full load (once loaded, the cache answers, not the index)."""
+    with open_files(root, mode="read") as store:
+        docs = store[DOCS]
+        docs.all()
+        assert DOCS.name in store._colls
+        return {repr(k): [d.id for d in docs.find(kind=k)] for k in kinds}, len(docs)
+
+
+def fresh_answers(root: Path, kinds: list[Any]) -> tuple[dict[str, list[str]], int, int]:
+    """Indexed finds and len() in a fresh store object: (keys per kind, len, record files read)."""
+    reads = 0
+    with open_files(root, mode="read") as store:
+        read_rec = store._read_rec
+
+        def counting(coll: Any, name: str) -> Any:
+            nonlocal reads
+            reads += 1
+            return read_rec(coll, name)
+
+        store._read_rec = counting  # type: ignore[method-assign]
+        docs = store[DOCS]
+        count = len(docs)
+        found = {repr(k): [d.id for d in docs.find(kind=k)] for k in kinds}
+        assert DOCS.name not in store._colls, "answered through the full cache, not the index"
+    return found, count, reads
+
+
+def check(root: Path) -> None:
+    kinds = [k for k in KINDS if not isinstance(k, list)]
+    want, count = truth(root, kinds)
+    found, fresh_count, _reads = fresh_answers(root, kinds)
+    assert fresh_count == count
+    assert found == want
+
+
+def random_writes(store: ss.Store, rng: random.Random, n: int) -> None:
+    docs = store[DOCS]
+    for _ in range(n):
+        key = f"d{rng.randrange(60):03d}"
+        op = rng.random()
+        if op < 0.2:
+            docs.delete(key)
+        elif op < 0.3:
+            with store.transaction():
+                for j in range(rng.randrange(1, 5)):
+                    k = f"d{rng.randrange(60):03d}"
+                    docs.put(Doc(k, rng.choice(KINDS), group=f"g-{k}", n=j))
+        else:
+            docs.put(Doc(key, rng.choice(KINDS), group=f"g-{key}", n=rng.randrange(9)))
+
+
+def test_a_fresh_process_reads_only_the_candidates(tmp_path: Path) -> None:
+    with open_files(tmp_path / "s") as store, store.transaction():
+        for i in range(400):
+            store[DOCS].insert(Doc(f"d{i:04d}", kind=f"k{i % 40}", group=f"g{i}"))
+    found, count, reads = fresh_answers(tmp_path / "s", ["k7", "nope"])
+    assert count == 400
+    assert found == {"'k7'": [f"d{i:04d}" for i in range(7, 400, 40)], "'nope'": []}
+    assert reads == 10  # the ten candidates, not 400 files
+    with open_files(tmp_path / "s", mode="read") as store:
+        assert [d.id for d in store[DOCS].find(group="g5")] == ["d0005"]  # a unique field is indexed too
+
+
+def test_answers_match_the_records_through_every_kind_of_write(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    with open_files(tmp_path / "s") as a, open_files(tmp_path / "s") as b:
+        for _round in range(12):
+            random_writes(rng.choice([a, b]), rng, rng.randrange(1, 25))
+            check(tmp_path / "s")
+
+
+def test_an_index_left_behind_by_a_killed_writer_is_never_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits whose writer died before writing the index: readers re-read what the head says changed."""
+    root = tmp_path / "s"
+    rng = random.Random(3)
+    with open_files(root) as store:
+        random_writes(store, rng, 30)
+        check(root)
+        with monkeypatch.context() as m:
+            m.setattr(IndexFiles, "_index_commit", lambda *a, **k: None)  # the kill: records committed, no index
+            store[DOCS].put(Doc("new", kind="a", group="new"))
+            store[DOCS].delete("d001")
+            random_writes(store, rng, 10)
+        check(root)
+        random_writes(store, rng, 10)  # the next writer chains on, carrying the missed changes
+        check(root)
+        with monkeypatch.context() as m:
+            m.setattr(IndexFiles, "_index_commit", lambda *a, **k: None)
+            random_writes(store, rng, 80)  # more than the change head remembers
+        want, count = truth(root, ["a"])
+        with open_files(root, mode="read") as reader:
+            assert len(reader[DOCS]) == count
+            assert DOCS.name in reader._colls  # answered by a full load: the index is too old to use
+            assert [d.id for d in reader[DOCS].find(kind="a")] == want["'a'"]
+        random_writes(store, rng, 1)  # rebuilt
+        check(root)
+
+
+def test_a_collection_left_alone_keeps_a_usable_index(tmp_path: Path) -> None:
+    """Commits to other collections only: its chain is carried forward before the head forgets it."""
+    root = tmp_path / "s"
+    rng = random.Random(4)
+    with open_files(root) as store:
+        random_writes(store, rng, 20)
+        for i in range(200):
+            store[OTHER].put(Doc(f"o{i % 10}", kind=i))
+            store[PLAIN].put(Doc(f"p{i % 10}", kind=i))
+    check(root)  # answered from the index, not a full load
+    with open_files(root) as store:
+        for i in range(200):  # a log append is a commit that moves the generation too
+            store[EVENTS].append(Doc(f"e{i}"))
+    check(root)
+
+
+def test_deleting_the_index_folder_is_always_safe(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    rng = random.Random(5)
+    with open_files(root) as store:
+        random_writes(store, rng, 40)
+        shutil.rmtree(root.joinpath(*INDEX_DIR))
+        _want, count = truth(root, [])
+        with open_files(root, mode="read") as reader:
+            assert len(reader[DOCS]) == count
+        random_writes(store, rng, 40)  # rebuilt when its held-back changes are written (every 24 commits)
+        assert root.joinpath(*INDEX_DIR, "docs.idx").exists()
+        check(root)
+        shutil.rmtree(root.joinpath(*INDEX_DIR))
+        random_writes(store, rng, 40)  # a writer whose index folder vanished under it
+        assert root.joinpath(*INDEX_DIR, "docs.idx").exists()
+        check(root)
+
+
+def test_damaged_index_files_are_not_used(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    rng = random.Random(9)
+    with open_files(root) as store:
+        random_writes(store, rng, 40)
+    folder = root.joinpath(*INDEX_DIR)
+    delta = folder / "docs.delta"
+    with delta.open("ab") as f:
+        f.write(b'{"since": 1, "gen"')  # a line torn by a kill
+    check(root)
+    with open_files(root) as store:
+        random_writes(store, rng, 5)  # cut off before the next line
+    assert b'"gen"\n' not in delta.read_bytes()
+    check(root)
+    base = folder / "docs.idx"
+    for damage in (b"", b"garbage\n", base.read_bytes()[:-3], base.read_bytes() + b"x"):
+        base.write_bytes(damage)
+        _want, count = truth(root, [])
+        with open_files(root, mode="read") as reader:
+            assert len(reader[DOCS]) == count
+            assert DOCS.name in reader._colls  # not from the damaged index: from the records
+    with open_files(root) as store:
+        random_writes(store, rng, 3)
+    check(root)
+
+
+def test_records_stay_plain_json_and_the_delta_stays_small(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with open_files(root) as store:
+        for i in range(3000):
+            store[DOCS].put(Doc(f"d{i % 50:03d}", kind=f"k{i % 7}", group=f"g{i % 50}", n=i))
+    assert sorted(p.name for p in (root / "docs").iterdir()) == [f"d{i:03d}.json" for i in range(50)]
+    folder = root.joinpath(*INDEX_DIR)
+    assert (folder / "docs.delta").stat().st_size <= max(16 << 10, (folder / "docs.idx").stat().st_size // 2) + 4096
+    check(root)
+
+
+_KILL_CHILD = textwrap.dedent(
+    """
+    import random, sys
+    sys.path.insert(0, sys.argv[2])
+    import test_files_index as t
+    store = t.open_files(__import__("pathlib").Path(sys.argv[1]))
+    rng = random.Random(int(sys.argv[3]))
+    print("ready", flush=True)
+    while True:
+        t.random_writes(store, rng, 1)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_writer_killed_at_any_moment_never_leaves_a_stale_index(tmp_path: Path) -> None:
+    """SIGKILL a writer at random moments (between records and index too); every answer matches the records."""
+    root = tmp_path / "s"
+    open_files(root).close()
+    rng = random.Random(11)
+    for kill in range(15):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILL_CHILD, str(root), str(Path(__file__).parent), str(kill)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n", proc.stderr.read() if proc.stderr else b""
+        time.sleep(rng.uniform(0.0, 0.15))
+        os.kill(proc.pid, signal.SIGKILL)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        check(root)
+
+
+def test_info_reads_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``statestore info`` counted records through a read transaction that loaded them all (issue 14)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    root = tmp_path / "s"
+    with open_files(root) as store, store.transaction():
+        for i in range(200):
+            store[DOCS].insert(Doc(f"d{i:03d}", kind="a", group=f"g{i}"))
+    reads = 0
+    read_rec = FileStore._read_rec
+
+    def counting(self: FileStore, coll: Any, name: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return read_rec(self, coll, name)
+
+    monkeypatch.setattr(FileStore, "_read_rec", counting)
+    result = CliRunner().invoke(main, ["info", f"files:{root}", "--json"])
+    assert result.exit_code == 0, result.output
+    counts = {c["name"]: c["records"] for c in json.loads(result.output)["schemas"][0]["collections"]}
+    assert counts == {"docs": 200, "plain": 0, "other": 0}
+    assert reads == 0
+
+
+def test_folding_the_delta_gives_the_base_a_rebuild_gives(tmp_path: Path) -> None:
+    """The delta folded into the base line by line is byte for byte what building from the records gives."""
+    from statestore.backends.files.index import Base, build_base, merge, read_chain
+
+    root = tmp_path / "s"
+    rng = random.Random(8)
+    with open_files(root) as store:
+        random_writes(store, rng, 300)
+    with open_files(root) as store:
+        random_writes(store, rng, 1)  # another writer: its line carries what the first one held back
+        folder = root.joinpath(*INDEX_DIR)
+        base = Base.parse((folder / "docs.idx").read_bytes())
+        chain = read_chain(base, (folder / "docs.delta").read_bytes(), DOCS.lookup_fields)
+        assert chain is not None
+        assert chain.changes  # something to fold
+        records = {n.name: json.loads(n.read_text()) for n in (root / "docs").iterdir()}
+        assert merge(chain, chain.tip) == build_base(chain.tip, DOCS.lookup_fields, records.items())
+
+
+def test_a_writer_alone_appends_one_delta_line_per_run_of_commits(tmp_path: Path) -> None:
+    """Appending a line on every put cost a third of a put: a run of one writer's commits shares one line."""
+    root = tmp_path / "s"
+    with open_files(root) as store:
+        store[DOCS].put(Doc("first", kind="a", group="first"))
+        delta = root.joinpath(*INDEX_DIR, "docs.delta")
+        before = delta.read_bytes().count(b"\n")
+        for i in range(96):
+            store[DOCS].put(Doc(f"d{i}", kind=i % 3, group=f"g{i}"))
+        assert delta.read_bytes().count(b"\n") - before <= 96 // 20
+        check(root)  # what was held back is found through the change head
+    check(root)
