@@ -614,7 +614,7 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
         raise click.UsageError(f"the app declares no schema {schema_name!r}")
     target = sch.version if to is None else to
     loc = parse_location(store)
-    stored = stored_schemas(loc.backend, loc.path, str(loc))
+    stored = stored_schemas(loc.backend, loc.path, str(loc), url=loc.url)
     if sch.name not in stored:
         raise SchemaMismatchError(str(loc), f"the store holds no schema {sch.name!r}")
     current = stored[sch.name][0]
