@@ -40,17 +40,40 @@ def postgres_server() -> Iterator[_postgres.PostgresServer]:
         server.stop()
 
 
-def postgres_factory(server: _postgres.PostgresServer) -> StoreFactory:
+class PostgresFactory(StoreFactory):
+    """A factory opening one fresh PostgreSQL schema (``pg_schema``) of ``server``.
+
+    A backup's "path" is its schema's name, so ``open_at`` opens that schema.
+    """
+
+    def __init__(self, server: _postgres.PostgresServer) -> None:
+        self.server = server
+        self.pg_schema = _postgres.new_schema_name()
+        self.location = server.url(self.pg_schema)
+        location = self.location
+
+        def open_at(path: Path, schema: ss.Schema | list[ss.Schema], mode: str) -> ss.Store:
+            return ss.open_store(server.url(path.name), schema, mode=mode)  # type: ignore[arg-type]
+
+        super().__init__(
+            lambda schema, mode, **options: ss.open_store(location, schema, mode=mode, busy_timeout=10, **options),
+            open_at=open_at,
+        )
+
+    def schemas(self) -> list[str]:
+        """The PostgreSQL schemas whose name starts with this factory's (the store's and its backups)."""
+        import psycopg
+
+        with psycopg.connect(self.server.conninfo()) as con:
+            rows = con.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s) ORDER BY nspname", (self.pg_schema,)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+
+def postgres_factory(server: _postgres.PostgresServer) -> PostgresFactory:
     """A factory opening one fresh PostgreSQL schema of ``server``; backups open by their schema name."""
-    location = server.url()
-
-    def open_at(path: Path, schema: ss.Schema | list[ss.Schema], mode: str) -> ss.Store:
-        return ss.open_store(server.url(path.name), schema, mode=mode)  # type: ignore[arg-type]
-
-    return StoreFactory(
-        lambda schema, mode, **options: ss.open_store(location, schema, mode=mode, busy_timeout=10, **options),
-        open_at=open_at,
-    )
+    return PostgresFactory(server)
 
 
 def _location(backend: str, tmp_path: Path) -> tuple[str, Path | None]:

@@ -56,13 +56,15 @@ def _available(kind: str) -> bool:
     return True
 
 
-BACKENDS = ["sqlite"] + [kind for kind in ("files",) if _available(kind)]
+BACKENDS = ["sqlite"] + [kind for kind in ("files",) if _available(kind)] + ["postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store location of each persistent backend."""
+    """A fresh store location of each persistent backend (PostgreSQL: a fresh schema on the test server)."""
     kind: str = request.param
+    if kind == "postgres":
+        return str(request.getfixturevalue("postgres_server").url())
     return LOCATIONS[kind](tmp_path, kind)
 
 
@@ -475,8 +477,23 @@ def test_racing_openers_migrate_an_old_store_exactly_once(location: str) -> None
     with ss.open_store(location, _procs.SCHEMA_V2, mode="read") as store:
         assert [(r.version, r.direction) for r in store.history()] == [(1, "create"), (2, "up")]
         assert [c.n for c in store[COUNTERS].all()] == [101, 102]
-    backups = [p for p in Path(location.split(":", 1)[1]).parent.iterdir() if ".backup-" in p.name]
-    assert len(backups) == 1  # taken once, before the first pending migration
+    assert len(_backups(location)) == 1  # taken once, before the first pending migration
+
+
+def _backups(location: str) -> list[str]:
+    """The backups beside the store: files or folders, or PostgreSQL schemas ``<schema>_backup_…``."""
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        from statestore.backends.postgres import split_url
+
+        url, schema, _shown = split_url(location)
+        with psycopg.connect(url) as con:
+            rows = con.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema + "_backup_",)
+            ).fetchall()
+        return [r[0] for r in rows]
+    return [p.name for p in Path(location.split(":", 1)[1]).parent.iterdir() if ".backup-" in p.name]
 
 
 # --------------------------------------------------------------------------- legacy import
@@ -484,6 +501,16 @@ def test_racing_openers_migrate_an_old_store_exactly_once(location: str) -> None
 
 def test_eight_processes_starting_together_import_exactly_once(location: str, tmp_path: Path) -> None:
     import shutil
+
+    if location.startswith("postgresql://"):
+        # Not built yet (docs/postgres.md): the import refuses with one clear line instead.
+        from statestore.examples.tracker import LAYOUT
+        from statestore.examples.tracker import SCHEMA as TRACKER
+
+        root = shutil.copytree(Path(__file__).parent.parent / "fixtures" / "legacy" / "tracker", tmp_path / "old")
+        with pytest.raises(ss.BackendError, match="legacy import into a PostgreSQL store is not supported yet"):
+            ss.open_store(location, TRACKER, legacy=ss.Legacy(root, LAYOUT))
+        return
 
     from statestore.examples.tracker import SCHEMA as TRACKER
 

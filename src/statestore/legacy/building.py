@@ -28,7 +28,14 @@ import filelock
 from statestore.backends.fs import make_private_dirs
 from statestore.backends.locations import connect, parse_location, store_exists
 from statestore.codec import Codec, dumps
-from statestore.errors import CorruptStoreError, LegacyImportError, MigrationError, StoreBusyError, ValidationError
+from statestore.errors import (
+    BackendError,
+    CorruptStoreError,
+    LegacyImportError,
+    MigrationError,
+    StoreBusyError,
+    ValidationError,
+)
 from statestore.legacy.declarations import (
     After,
     Function,
@@ -143,6 +150,14 @@ def run_import(
 ) -> ImportReport:
     """``statestore.legacy.import_legacy``, its arguments checked."""
     backend, path = _target(location)
+    if backend == "postgres" and not dry_run:
+        # Not built yet: a PostgreSQL import must build in a temporary schema and rename it into
+        # place in one transaction, serialized across machines on an advisory lock.
+        raise BackendError(
+            str(parse_location(location)),
+            "a legacy import into a PostgreSQL store is not supported yet: "
+            "import into sqlite:PATH, then `statestore copy sqlite:PATH postgresql://…`",
+        )
     if backend == "memory" and not dry_run:
         raise ValueError("a legacy import needs a store on disk (sqlite: or files:), not memory:")
     if backend != "memory":
