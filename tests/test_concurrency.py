@@ -126,6 +126,17 @@ def test_concurrent_updates_from_processes_are_exact(store: ss.Store, location: 
     assert got.revision == 1 + procs * times
 
 
+def test_compare_and_swap_increments_from_processes_are_exact(store: ss.Store, location: str) -> None:
+    # Each process reads, then writes with expect_revision: a lost update would leave the count short.
+    store[COUNTERS].put(Counter("c"))
+    procs, times = 4, 100
+    results = run_processes(_procs.cas_increment, [(location, "c", times)] * procs)
+    assert [r["done"] for r in results] == [times] * procs
+    got = store[COUNTERS].get_versioned("c")
+    assert got is not None
+    assert (got.record.n, got.revision) == (procs * times, 1 + procs * times)
+
+
 def test_concurrent_appends_with_expect_version_never_share_a_version(store: ss.Store, location: str) -> None:
     procs, count = 4, 40
     results = run_processes(_procs.append_versioned, [(location, "s", p, count) for p in range(procs)])

@@ -67,7 +67,6 @@ DEFAULT_SCHEMA = "statestore"
 _RESERVED = {"key", "revision", "data"}
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MAX_IDENTIFIER = 63  # PostgreSQL cuts longer names silently: refuse them instead
-_MAX_SCHEMA = 40  # leaves room for "_backup_<label>" within 63 bytes
 _EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
 
 
@@ -116,7 +115,7 @@ def split_url(url: str) -> tuple[str, str, str]:
     (default ``statestore``) and is removed before connecting. The URL to
     show has no password (neither in the user part nor a ``password``
     parameter): it is what errors, ``repr`` and the command print. A schema
-    name that is not a lower-case identifier of at most 40 characters raises
+    name that is not a lower-case identifier of at most 63 characters raises
     ValidationError.
     """
     parts = urlsplit(url)
@@ -126,13 +125,13 @@ def split_url(url: str) -> tuple[str, str, str]:
     schema = schemas[-1] if schemas else DEFAULT_SCHEMA
     connect = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest, safe="/:,", quote_via=quote), ""))
     shown = shown_url(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*rest, ("schema", schema)]), "")))
-    if not _SCHEMA_NAME.match(schema) or len(schema) > _MAX_SCHEMA:
+    if not _SCHEMA_NAME.match(schema) or len(schema) > _MAX_IDENTIFIER:
         raise ValidationError(
             "location",
             shown,
             "",
             f"schema {schema!r}: a PostgreSQL schema for a store is a lower-case identifier "
-            f"([a-z_][a-z0-9_]*) of at most {_MAX_SCHEMA} characters",
+            f"([a-z_][a-z0-9_]*) of at most {_MAX_IDENTIFIER} characters",
         )
     return connect, schema, shown
 
@@ -654,6 +653,8 @@ class PostgresStore(Store):
         suffix = f"_{stamp}_{secrets.token_hex(2)}"
         room = _MAX_IDENTIFIER - len(self.pg_schema) - len("_backup_") - len(suffix)
         name = f"{self.pg_schema}_backup_{tag[: max(0, room)]}{suffix}"
+        if len(name) > _MAX_IDENTIFIER:  # a long schema name: keep its start, the time and the random part
+            name = f"{self.pg_schema[: _MAX_IDENTIFIER - len('_backup') - len(suffix)]}_backup{suffix}"
         dst = _q(name)
         con = self._con()
         with self._translate():
