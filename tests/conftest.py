@@ -18,6 +18,13 @@ settings.register_profile("thorough", max_examples=1000, deadline=None, stateful
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def postgres_unavailable(reason: str) -> None:
+    """Skip the calling test, saying why; fail it instead when STATESTORE_REQUIRE_POSTGRES=1 (CI)."""
+    if _postgres.required():
+        pytest.fail(f"{_postgres.REQUIRE_VARIABLE}=1 but the PostgreSQL tests cannot run: {reason}")
+    pytest.skip(f"PostgreSQL tests skipped: {reason}")
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[_postgres.PostgresServer]:
     """A real PostgreSQL server for the whole run, in a temporary folder (tests/_postgres.py).
@@ -27,9 +34,7 @@ def postgres_server() -> Iterator[_postgres.PostgresServer]:
     """
     reason = _postgres.why_unavailable()
     if reason is not None:
-        if _postgres.required():
-            pytest.fail(f"{_postgres.REQUIRE_VARIABLE}=1 but the PostgreSQL tests cannot run: {reason}")
-        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+        postgres_unavailable(reason)
     bindir = _postgres.find_bindir()
     assert bindir is not None
     server = _postgres.PostgresServer(bindir)

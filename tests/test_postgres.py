@@ -20,7 +20,7 @@ import pytest
 
 import _postgres
 import statestore as ss
-from conftest import PostgresFactory, postgres_factory
+from conftest import PostgresFactory, postgres_factory, postgres_unavailable
 from statestore.testing import MigrationContract, PersistenceContract, StoreFactory
 from statestore.testing._migrations import V1, V4, _check_v1, _check_v4, _seed
 
@@ -107,6 +107,30 @@ def _server_sql(server: _postgres.PostgresServer, sql: str, params: Any = None) 
         return cur.fetchall() if cur.description else []
 
 
+# --------------------------------------------------------------------------- the test server itself
+
+
+def test_without_a_server_the_tests_skip_unless_ci_requires_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(_postgres.REQUIRE_VARIABLE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no binaries here"):
+        postgres_unavailable("no binaries here")
+    monkeypatch.setenv(_postgres.REQUIRE_VARIABLE, "1")
+    with pytest.raises(pytest.fail.Exception, match="STATESTORE_REQUIRE_POSTGRES=1 but .*no binaries here"):
+        postgres_unavailable("no binaries here")
+
+
+def test_the_test_server_runs_unprivileged_on_a_unix_socket_only(postgres_server: _postgres.PostgresServer) -> None:
+    settings = dict(
+        _server_sql(
+            postgres_server,
+            "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'unix_socket_directories')",
+        )
+    )
+    assert settings == {"listen_addresses": "", "unix_socket_directories": str(postgres_server.socket_dir)}
+    owner = postgres_server.data.stat().st_uid
+    assert owner != 0  # PostgreSQL refuses root; as root the tests run it as nobody
+
+
 # --------------------------------------------------------------------------- locations and secrets
 
 
@@ -123,8 +147,10 @@ def test_location_names_the_schema_and_the_default_is_statestore() -> None:
 
 @pytest.mark.parametrize("bad", ["Tracker", "a-b", "x" * 64, "1abc", ""])
 def test_a_schema_that_is_not_a_plain_identifier_is_refused(bad: str) -> None:
+    from statestore.backends.postgres import split_url
+
     with pytest.raises(ss.ValidationError, match="lower-case identifier"):
-        ss.open_store(f"postgresql://u@h/db?schema={bad}", SCHEMA)
+        split_url(f"postgresql://u@h/db?schema={bad}")
 
 
 def test_passwords_never_appear_in_locations_errors_or_repr(pg: PostgresFactory) -> None:
