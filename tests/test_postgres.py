@@ -115,7 +115,7 @@ def test_without_a_server_the_tests_skip_unless_ci_requires_them(monkeypatch: py
     with pytest.raises(pytest.skip.Exception, match="no binaries here"):
         postgres_unavailable("no binaries here")
     monkeypatch.setenv(_postgres.REQUIRE_VARIABLE, "1")
-    with pytest.raises(pytest.fail.Exception, match="STATESTORE_REQUIRE_POSTGRES=1 but .*no binaries here"):
+    with pytest.raises(pytest.fail.Exception, match=r"STATESTORE_REQUIRE_POSTGRES=1 but .*no binaries here"):
         postgres_unavailable("no binaries here")
 
 
