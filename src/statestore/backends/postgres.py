@@ -190,6 +190,46 @@ def stored_schemas(url: str) -> StoredSchemas:
     return out
 
 
+def with_schema(url: str, schema: str) -> str:
+    """``url`` naming another schema (everything else, password included, kept)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
+    query.append(("schema", schema))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/:,", quote_via=quote), ""))
+
+
+def place_schema(tmp_url: str, url: str | None, *, replace: bool) -> None:
+    """Rename the schema of ``tmp_url`` to the schema of ``url`` in one transaction (None: drop it).
+
+    The rename holds the destination store's write lock, so no writer of an
+    existing store there is cut off mid-transaction. With ``replace`` an
+    existing store at the destination is dropped in the same transaction;
+    without it, an existing one raises StoreExistsError and nothing changes.
+    A copy renamed into place is whole: PostgreSQL's DDL is transactional.
+    """
+    from statestore.errors import StoreExistsError
+
+    connect, tmp, _shown = split_url(tmp_url)
+    try:
+        with _quick_connect(connect) as con:
+            if url is None:
+                con.execute(f"DROP SCHEMA IF EXISTS {_q(tmp)} CASCADE")
+                return
+            _c, schema, shown = split_url(url)
+            con.execute("BEGIN")
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("write", schema),))
+            exists = con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+            if exists is not None:
+                if not replace:
+                    con.execute("ROLLBACK")
+                    raise StoreExistsError(shown)
+                con.execute(f"DROP SCHEMA {_q(schema)} CASCADE")
+            con.execute(f"ALTER SCHEMA {_q(tmp)} RENAME TO {_q(schema)}")
+            con.execute("COMMIT")
+    except psycopg.Error as exc:
+        raise BackendError(split_url(url or tmp_url)[2], _scrubbed(exc, tmp_url)) from None
+
+
 def _scrubbed(exc: BaseException, url: str) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     secret = _password(url)
@@ -335,6 +375,21 @@ class PostgresStore(Store):
                 with contextlib.suppress(Exception):
                     con.close()
         self._local = threading.local()
+
+    def same_store(self, url: str) -> bool:
+        """True if ``url`` names this store (same schema on the same server and database)."""
+        connect, schema, _shown = split_url(url)
+        if schema != self.pg_schema:
+            return False
+        try:
+            with _quick_connect(connect) as other:
+                theirs = other.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+                db = other.execute("SELECT current_database()").fetchone()
+            ours = self._one("SELECT system_identifier FROM pg_control_system()")
+            our_db = self._one("SELECT current_database()")
+        except (psycopg.Error, BackendError):
+            return False
+        return bool(theirs == ours and db == our_db)
 
     def _scrub(self, text: str) -> str:
         if self._secret:
