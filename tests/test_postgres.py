@@ -343,3 +343,45 @@ def test_a_backup_restores_by_renaming_schemas(pg: PostgresFactory) -> None:
         _check_v1(old)
     with pg(V4) as store:  # migrates the restored store again
         _check_v4(store)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_backups_command_lists_and_prunes_backup_schemas(pg: PostgresFactory) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    with pg(V1) as store:
+        _seed(store)
+    with pg(V4, backup=False) as store:
+        store.migrate(to=1)
+        store.migrate(to=4)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["backups", "--json", pg.location])
+    assert listed.exit_code == 0, listed.output
+    backups = json.loads(listed.output)["backups"]
+    assert [b["before"] for b in backups] == ["app_v4", "app_v1"]
+    assert all(b["path"].startswith(f"{pg.pg_schema}_backup_") and b["bytes"] > 0 for b in backups)
+    pruned = runner.invoke(main, ["backups", "--prune", "--keep", "1", pg.location])
+    assert pruned.exit_code == 0, pruned.output
+    assert [s for s in pg.schemas() if "_backup_" in s] == [backups[1]["path"]]
+
+
+def test_info_names_the_schema_and_its_size(pg: PostgresFactory) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1"))
+    result = CliRunner().invoke(main, ["info", "--json", pg.location])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert (info["backend"], info["path"]) == ("postgres", pg.pg_schema)
+    assert info["size"] > 0

@@ -35,7 +35,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -230,6 +230,48 @@ def place_schema(tmp_url: str, url: str | None, *, replace: bool) -> None:
         raise BackendError(split_url(url or tmp_url)[2], _scrubbed(exc, tmp_url)) from None
 
 
+_BACKUP = re.compile(r"^(?P<schema>.+)_backup_(?P<before>.*?)_?(?P<time>\d{8}t\d{6}z)_[0-9a-f]{4}$")
+
+
+def find_backups(url: str) -> list[tuple[str, str, str, int]]:
+    """The backups of the store at ``url``, oldest first: (schema name, taken before, UTC time, bytes).
+
+    Only schemas named ``<schema>_backup_<label>_<time>_<4 hex>`` count.
+    """
+    connect, schema, shown = split_url(url)
+    try:
+        with _quick_connect(connect) as con:
+            rows = con.execute(
+                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0), n.oid::bigint "
+                "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' "
+                "WHERE starts_with(n.nspname, %s) GROUP BY n.nspname, n.oid",
+                (schema + "_backup_",),
+            ).fetchall()
+    except psycopg.Error as exc:
+        raise BackendError(shown, _scrubbed(exc, url)) from None
+    found = []
+    for name, size, oid in rows:
+        match = _BACKUP.match(name)
+        if match is None or match["schema"] != schema:
+            continue
+        taken = datetime.strptime(match["time"].upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        found.append((taken.isoformat(), int(oid), name, match["before"], int(size)))
+    # The name says the second; the schema's oid (assigned in creation order) orders those taken within one.
+    return [(name, before, taken, size) for taken, _oid, name, before, size in sorted(found)]
+
+
+def drop_backup(url: str, name: str) -> None:
+    """Drop one backup schema of the store at ``url`` (a name :func:`find_backups` listed)."""
+    connect, schema, shown = split_url(url)
+    if not name.startswith(schema + "_backup_") or _BACKUP.match(name) is None:
+        raise ValueError(f"{name!r} is not a backup of {shown}")
+    try:
+        with _quick_connect(connect) as con:
+            con.execute(f"DROP SCHEMA {_q(name)} CASCADE")
+    except psycopg.Error as exc:
+        raise BackendError(shown, _scrubbed(exc, url)) from None
+
+
 def _scrubbed(exc: BaseException, url: str) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     secret = _password(url)
@@ -390,6 +432,15 @@ class PostgresStore(Store):
         except (psycopg.Error, BackendError):
             return False
         return bool(theirs == ours and db == our_db)
+
+    def size_bytes(self) -> int:
+        """Bytes the store's tables take on the server (with their indexes)."""
+        row = self._one(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (self.pg_schema,),
+        )
+        return int(row[0])
 
     def _scrub(self, text: str) -> str:
         if self._secret:
