@@ -385,3 +385,57 @@ def test_info_names_the_schema_and_its_size(pg: PostgresFactory) -> None:
     info = json.loads(result.output)
     assert (info["backend"], info["path"]) == ("postgres", pg.pg_schema)
     assert info["size"] > 0
+
+
+# --------------------------------------------------------------------------- follow: LISTEN/NOTIFY, else polling
+
+EVENTS_LOG = ss.Log("events", Task)
+LOGGED = ss.Schema("pgtest", version=1, collections=[TASKS], logs=[EVENTS_LOG])
+
+
+def _follow_one_while_another_store_appends(pg: PostgresFactory, poll: float) -> float:
+    """Seconds a follower with ``poll`` took to see an entry appended by another store object."""
+    follower, writer = pg(LOGGED), pg(LOGGED)
+    writer[EVENTS_LOG].append(Task("first"), stream="s")
+    appended: list[float] = []
+
+    def append_later() -> None:
+        time.sleep(0.5)
+        appended.append(time.monotonic())
+        writer[EVENTS_LOG].append(Task("second"), stream="s")
+
+    thread = threading.Thread(target=append_later)
+    thread.start()
+    try:
+        seen = []
+        for entry in follower[EVENTS_LOG].follow(after=0, timeout=20, poll=poll):
+            seen.append(entry.record.id)
+            if len(seen) == 2:
+                break
+        assert seen == ["first", "second"]
+        return time.monotonic() - appended[0]
+    finally:
+        thread.join()
+
+
+def test_follow_wakes_on_a_notification_not_on_its_poll(pg: PostgresFactory) -> None:
+    # A poll of 10 s would take seconds to see the entry; the notification brings it at once.
+    assert _follow_one_while_another_store_appends(pg, poll=10.0) < 2.0
+
+
+def test_follow_polls_when_it_cannot_listen(pg: PostgresFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from statestore.backends.postgres import PostgresStore
+
+    def refuse(self: PostgresStore, log: Any) -> Any:
+        raise ss.BackendError(self.location, "LISTEN is not available here")
+
+    monkeypatch.setattr(PostgresStore, "_listener", refuse)
+    assert _follow_one_while_another_store_appends(pg, poll=0.05) < 2.0
+
+
+def test_a_rolled_back_append_wakes_no_follower_and_is_never_followed(pg: PostgresFactory) -> None:
+    writer = pg(LOGGED)
+    with pytest.raises(RuntimeError), writer.transaction():
+        writer[EVENTS_LOG].append(Task("never"), stream="s")
+        raise RuntimeError("roll back")
+    assert list(pg(LOGGED)[EVENTS_LOG].follow(after=0, timeout=0.3, poll=10.0)) == []

@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -382,6 +383,15 @@ class Store(ABC):
     def _backup(self, label: str) -> Path | None:
         """Copy the store consistently next to itself (name holding ``label``); None if it cannot be kept."""
         return None
+
+    def _wait_for_entries(self, log: Log[Any], poll: float, limit: float | None) -> None:
+        """Wait before ``follow`` looks for new entries again: ``poll`` seconds, at most ``limit``.
+
+        A backend that can be told about appends (PostgreSQL's LISTEN/NOTIFY)
+        may return as soon as one commits, and wait longer than ``poll`` (never
+        past ``limit``; None is no limit) while nothing happens.
+        """
+        time.sleep(poll if limit is None else min(poll, limit))
 
     def _after_migration(self) -> None:  # noqa: B027 - optional hook
         """Forget whatever the process cached about the store's shape or logs."""

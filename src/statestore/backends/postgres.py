@@ -67,6 +67,7 @@ DEFAULT_SCHEMA = "statestore"
 _RESERVED = {"key", "revision", "data"}
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MAX_IDENTIFIER = 63  # PostgreSQL cuts longer names silently: refuse them instead
+_NOTIFY_WAIT = 5.0  # longest wait for a notification before follow looks anyway
 _EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
 
 
@@ -1009,13 +1010,71 @@ class PostgresStore(Store):
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
         # seq is max + 1 under the store's write lock: consecutive, as on SQLite (a sequence
         # would leave gaps after a rollback, and copies would not reproduce the same seqs).
+        # The notification wakes followers (LISTEN) when, and only if, the transaction commits.
         table = self._t(log.name)
         row = self._one(
-            f"INSERT INTO {table}(seq, stream, version, at, data) "
-            f"SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM {table} RETURNING seq",
-            (stream, version, at, text),
+            f"WITH added AS (INSERT INTO {table}(seq, stream, version, at, data) "
+            f"SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM {table} RETURNING seq) "
+            "SELECT seq, pg_notify(%s, '') FROM added",
+            (stream, version, at, text, self._channel(log)),
         )
         return int(row[0])
+
+    def _channel(self, log: Log[Any]) -> str:
+        """The notification channel of a log (a hash: channel names are at most 63 bytes)."""
+        return "statestore_" + hashlib.sha256(f"{self.pg_schema}\0{log.name}".encode()).hexdigest()[:32]
+
+    def _wait_for_entries(self, log: Log[Any], poll: float, limit: float | None) -> None:
+        """Wait for a notification that an append to ``log`` committed (LISTEN), at most ``limit``.
+
+        The wait is cut at a few seconds all the same (a notification lost with
+        a dropped connection costs at most that), and the first call for a log
+        only starts listening and returns, so ``follow`` looks once more: an
+        append that committed before the LISTEN is never waited for. Where
+        LISTEN is not available (a pooler in transaction mode, a lost
+        connection) ``follow`` polls every ``poll`` seconds instead.
+        """
+        wait = _NOTIFY_WAIT if limit is None else min(limit, _NOTIFY_WAIT)
+        try:
+            con, started = self._listener(log)
+            if started:
+                return
+            for _note in con.notifies(timeout=wait, stop_after=1):
+                pass
+        except (psycopg.Error, BackendError):
+            self._drop_listener()
+            super()._wait_for_entries(log, poll, limit)
+
+    def _listener(self, log: Log[Any]) -> tuple[Any, bool]:
+        """This thread's listening connection, and True if it only now started listening to ``log``."""
+        listening: set[str] | None = getattr(self._local, "listening", None)
+        con = getattr(self._local, "listener", None)
+        if con is None or con.closed or listening is None:
+            try:
+                con = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self.busy_timeout)))
+            except psycopg.Error as exc:
+                raise self._error(exc, connecting=True) from None
+            with self._lock:
+                self._connections.append(con)
+            self._local.listener, self._local.listening = con, set()
+            listening = self._local.listening
+        assert listening is not None
+        channel = self._channel(log)
+        if channel in listening:
+            return con, False
+        con.execute(f"LISTEN {_q(channel)}")
+        listening.add(channel)
+        return con, True
+
+    def _drop_listener(self) -> None:
+        con = getattr(self._local, "listener", None)
+        self._local.listener = self._local.listening = None
+        if con is not None:
+            with self._lock:
+                if con in self._connections:
+                    self._connections.remove(con)
+            with contextlib.suppress(Exception):
+                con.close()
 
     def _add_entries(self, log: Log[Any], rows: Iterable[tuple[str, int, str, dict[str, Any], str]]) -> None:
         for stream, version, at, data, text in rows:
