@@ -482,23 +482,89 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
+    # A transaction's BEGIN (with the write lock and the schema mark) is sent together with its
+    # first statement, and writes (whose results no one reads) with the statement after them or
+    # with COMMIT: one round trip instead of three for a single put. They wait in ``pending``
+    # as SQL with their parameters bound on this side.
+
+    def _run(self, sql: str | None, params: Any = None) -> Any:
+        """Execute ``sql`` after whatever the transaction has pending, in one round trip; its cursor.
+
+        ``sql=None`` only sends what is pending. psycopg errors propagate (the
+        callers translate them).
+        """
+        local = self._local
+        pending: list[str] | None = getattr(local, "pending", None)
+        con = self._con()
+        if not pending:
+            return None if sql is None else con.execute(sql, params)
+        mark_at: int | None = local.mark_at
+        local.pending, local.mark_at = None, None
+        cur = psycopg.ClientCursor(con)
+        parts = list(pending)
+        if sql is not None:
+            parts.append(cur.mogrify(sql, params) if params is not None else sql)
+        try:
+            cur.execute("; ".join(parts))
+        except psycopg.Error:
+            if mark_at is not None and not self._migrating and not con.broken:
+                # The statement may have failed because another client changed the store's
+                # schemas (a table went): say that, as the mark would have, rather than the symptom.
+                with contextlib.suppress(psycopg.Error):
+                    con.execute("ROLLBACK")
+                self._check_schemas_current()
+            raise
+        mark_row = None
+        index = 0
+        while True:
+            if index == mark_at:
+                mark_row = cur.fetchone()
+            if not cur.nextset():
+                break
+            index += 1
+        if mark_at is not None:
+            self._check_mark(mark_row)
+        return cur
+
+    def _flush(self) -> None:
+        """Send what the transaction has pending (before statements run some other way)."""
+        try:
+            self._run(None)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
     def _execute(self, sql: str, params: Any = None) -> Any:
         try:
-            return self._con().execute(sql, params)
+            return self._run(sql, params)
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
     def _one(self, sql: str, params: Any = None) -> Any:
         try:
-            return self._con().execute(sql, params).fetchone()
+            return self._run(sql, params).fetchone()
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
     def _all(self, sql: str, params: Any = None) -> list[Any]:
         try:
-            return list(self._con().execute(sql, params).fetchall())
+            return list(self._run(sql, params).fetchall())
         except psycopg.Error as exc:
             raise self._error(exc) from None
+
+    def _defer(self, sql: str, params: Any) -> None:
+        """Send a write with the transaction's next statement (or its COMMIT)."""
+        local = self._local
+        con = self._con()
+        client = getattr(local, "client", None)
+        if client is None or client.connection is not con:
+            client = local.client = psycopg.ClientCursor(con)
+        try:
+            text = client.mogrify(sql, params)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        if getattr(local, "pending", None) is None:
+            local.pending, local.mark_at = [], None
+        local.pending.append(text)
 
     def _t(self, name: str) -> str:
         """A table of this store, schema-qualified and quoted."""
@@ -699,6 +765,7 @@ class PostgresStore(Store):
             # Fill the new columns from the records already stored.
             rows = self._all(f"SELECT key, data FROM {self._t(table)}")
             sets = ", ".join(f"{_q(column_of(f))} = %s" for f in added)
+            self._flush()
             with self._translate(), self._con().cursor() as cur:
                 cur.executemany(
                     f"UPDATE {self._t(table)} SET {sets} WHERE key = %s",
@@ -708,6 +775,7 @@ class PostgresStore(Store):
             if name in existing:
                 continue
             cols = ", ".join(_q(column_of(f)) for f in fields)
+            self._flush()
             try:
                 self._con().execute("SAVEPOINT statestore_index")
                 self._con().execute(
@@ -728,6 +796,7 @@ class PostgresStore(Store):
         self._columns.pop(decl.name, None)
 
     def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
+        self._flush()
         with self._translate(), self._con().cursor() as cur:
             cur.executemany(
                 f"UPDATE {self._t(log.name)} SET data = %s WHERE seq = %s",
@@ -737,6 +806,7 @@ class PostgresStore(Store):
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
         """A session-level advisory lock on this thread's connection, held across the migration."""
+        self._flush()
         con = self._con()
         self._execute(f"SELECT pg_advisory_lock({self._migrate_lock})")
         try:
@@ -763,6 +833,7 @@ class PostgresStore(Store):
         if len(name) > _MAX_IDENTIFIER:  # a long schema name: keep its start, the time and the random part
             name = f"{self.pg_schema[: _MAX_IDENTIFIER - len('_backup') - len(suffix)]}_backup{suffix}"
         dst = _q(name)
+        self._flush()
         con = self._con()
         with self._translate():
             depth = self._state().depth
@@ -827,26 +898,27 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ transactions
 
     def _begin(self, *, write: bool) -> None:
-        con = self._con()
+        # Sent with the transaction's first statement (see _run).
         if not write:
-            self._execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._local.pending, self._local.mark_at = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"], None
             return
-        try:
-            # One round trip: begin, wait for the store's write lock, then read the schema mark
-            # (a statement of its own, so it sees everything committed before the lock was ours).
-            cur = con.execute(
-                f"BEGIN; SELECT pg_advisory_xact_lock({self._write_lock}); "
-                f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'"
-            )
-            while cur.nextset():  # the cursor starts at BEGIN's result: the mark is the last one
-                pass
-            row = cur.fetchone()
-        except psycopg.Error as exc:
-            self._rollback()
-            raise self._error(exc) from None
+        # The mark is a statement of its own, after the lock: it sees everything committed before
+        # the lock was ours.
+        self._local.pending = [
+            "BEGIN",
+            f"SELECT pg_advisory_xact_lock({self._write_lock})",
+            f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'",
+        ]
+        self._local.mark_at = 2
+
+    def _check_mark(self, row: Any) -> None:
+        """Refuse to go on when another client changed the store's schemas since this object looked."""
         if self._migrating:
             return
-        mark = int(row[0]) if row is not None else 0
+        try:
+            mark = int(row[0]) if row is not None else 0
+        except ValueError:
+            mark = -2
         if mark != self._schema_mark:
             try:
                 self._check_schemas_current()
@@ -857,11 +929,25 @@ class PostgresStore(Store):
             self._schema_mark = mark
 
     def _commit(self) -> None:
+        local = self._local
+        pending = getattr(local, "pending", None)
+        if pending is not None and local.mark_at is not None and len(pending) == 3:
+            local.pending = local.mark_at = None  # nothing ran: there is nothing to commit
+            return
+        if pending is not None and pending[:1] == ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]:
+            if len(pending) == 1:
+                local.pending = None
+                return
         self._execute("COMMIT")
 
     def _rollback(self) -> None:
+        local = self._local
+        pending = getattr(local, "pending", None)
+        local.pending = local.mark_at = None
+        if pending is not None and pending[:1] and pending[0].startswith("BEGIN"):
+            return  # the transaction never reached the server
         try:
-            con = self._local.holder.con
+            con = local.holder.con
         except AttributeError:
             return
         if not con.closed and not con.broken:
@@ -943,9 +1029,10 @@ class PostgresStore(Store):
         return (self._key_param(coll, key), revision, text, *(field_text(data, f) for f in fields))
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
-        self._execute(self._upsert(coll), self._row(coll, key, revision, data, text))
+        self._defer(self._upsert(coll), self._row(coll, key, revision, data, text))
 
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
+        self._flush()
         with self._translate(), self._con().cursor() as cur:
             cur.executemany(
                 self._upsert(coll), [self._row(coll, key, revision, data, text) for key, revision, data, text in rows]
