@@ -67,6 +67,7 @@ DEFAULT_SCHEMA = "statestore"
 _RESERVED = {"key", "revision", "data"}
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MAX_IDENTIFIER = 63  # PostgreSQL cuts longer names silently: refuse them instead
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _NOTIFY_WAIT = 5.0  # longest wait for a notification before follow looks anyway
 _EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
 
@@ -900,7 +901,7 @@ class PostgresStore(Store):
     def _begin(self, *, write: bool) -> None:
         # Sent with the transaction's first statement (see _run).
         if not write:
-            self._local.pending, self._local.mark_at = ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"], None
+            self._local.pending, self._local.mark_at = [_BEGIN_READ], None
             return
         # The mark is a statement of its own, after the lock: it sees everything committed before
         # the lock was ours.
@@ -934,10 +935,9 @@ class PostgresStore(Store):
         if pending is not None and local.mark_at is not None and len(pending) == 3:
             local.pending = local.mark_at = None  # nothing ran: there is nothing to commit
             return
-        if pending is not None and pending[:1] == ["BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"]:
-            if len(pending) == 1:
-                local.pending = None
-                return
+        if pending == [_BEGIN_READ]:
+            local.pending = None  # a read transaction that read nothing
+            return
         self._execute("COMMIT")
 
     def _rollback(self) -> None:
