@@ -513,16 +513,6 @@ def _backups(location: str) -> list[str]:
 def test_eight_processes_starting_together_import_exactly_once(location: str, tmp_path: Path) -> None:
     import shutil
 
-    if location.startswith("postgresql://"):
-        # Not built yet (docs/postgres.md): the import refuses with one clear line instead.
-        from statestore.examples.tracker import LAYOUT
-        from statestore.examples.tracker import SCHEMA as TRACKER
-
-        root = shutil.copytree(Path(__file__).parent.parent / "fixtures" / "legacy" / "tracker", tmp_path / "old")
-        with pytest.raises(ss.BackendError, match="legacy import into a PostgreSQL store is not supported yet"):
-            ss.open_store(location, TRACKER, legacy=ss.Legacy(root, LAYOUT))
-        return
-
     from statestore.examples.tracker import SCHEMA as TRACKER
 
     root = shutil.copytree(Path(__file__).parent.parent / "fixtures" / "legacy" / "tracker", tmp_path / "old")

@@ -439,3 +439,103 @@ def test_a_rolled_back_append_wakes_no_follower_and_is_never_followed(pg: Postgr
         writer[EVENTS_LOG].append(Task("never"), stream="s")
         raise RuntimeError("roll back")
     assert list(pg(LOGGED)[EVENTS_LOG].follow(after=0, timeout=0.3, poll=10.0)) == []
+
+
+# --------------------------------------------------------------------------- legacy import into PostgreSQL
+# (the import suite, tests/test_legacy.py, runs on PostgreSQL too; these are its tests about what lies
+# beside a store, where a PostgreSQL store has schemas instead of files)
+
+TRACKER_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "legacy" / "tracker"
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(TRACKER_FIXTURE, tmp_path / "old"))
+
+
+def test_import_replace_keeps_the_old_store_as_a_schema(pg: PostgresFactory, tracker: Path) -> None:
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+    from statestore.examples.tracker import TASKS as TRACKER_TASKS
+
+    legacy = ss.Legacy(tracker, LAYOUT)
+    with ss.open_store(pg.location, TRACKER, legacy=legacy) as store:
+        store[TRACKER_TASKS].delete("fn-1.1")
+    assert ss.import_legacy(pg.location, TRACKER, legacy, replace=True).imported_store
+    with ss.open_store(pg.location, TRACKER, mode="read") as store:
+        assert "fn-1.1" in store[TRACKER_TASKS]
+    (kept,) = [s for s in pg.schemas() if "_replaced_" in s]
+    with ss.open_store(pg.server.url(kept), TRACKER, mode="read") as old:
+        assert "fn-1.1" not in old[TRACKER_TASKS]
+
+
+def test_import_drops_schemas_a_crashed_import_left(pg: PostgresFactory, tracker: Path) -> None:
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+
+    leftover = f"{pg.pg_schema}_import_deadbeef"
+    _server_sql(pg.server, f'CREATE SCHEMA "{leftover}"; CREATE TABLE "{leftover}".half (x int)')
+    ss.import_legacy(pg.location, TRACKER, ss.Legacy(tracker, LAYOUT))
+    assert pg.schemas() == [pg.pg_schema]
+
+
+def test_import_never_builds_over_a_schema_that_is_not_a_store(pg: PostgresFactory, tracker: Path) -> None:
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+
+    _server_sql(pg.server, f'CREATE SCHEMA "{pg.pg_schema}"; CREATE TABLE "{pg.pg_schema}".notes (t text)')
+    _server_sql(pg.server, f"INSERT INTO \"{pg.pg_schema}\".notes VALUES ('mine')")
+    with pytest.raises(ss.CorruptStoreError):
+        ss.open_store(pg.location, TRACKER, legacy=ss.Legacy(tracker, LAYOUT))
+    assert _server_sql(pg.server, f'SELECT t FROM "{pg.pg_schema}".notes') == [("mine",)]
+    assert pg.schemas() == [pg.pg_schema]
+
+
+def test_import_whose_migration_fails_leaves_no_store(pg: PostgresFactory, tmp_path: Path) -> None:
+    import json
+
+    @attrs.define
+    class Person:
+        id: str
+        name: str
+
+    people = ss.Collection("people", Person, key="id")
+
+    def fail(m: ss.MigrationContext) -> None:
+        raise RuntimeError("no")
+
+    v2 = ss.Schema("app", version=2, collections=[people], migrations=[ss.Migration(2, "x", up=fail)])
+    root = tmp_path / "old-app"
+    root.mkdir()
+    (root / "people.json").write_text(json.dumps([{"id": "ada", "name": "Ada"}]))
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonFile("people.json", into=people)])
+    with pytest.raises(ss.MigrationError):
+        ss.open_store(pg.location, v2, legacy=ss.Legacy(root, layout))
+    assert pg.schemas() == []  # neither the store nor the schema it was built in
+
+
+def test_a_replace_that_cannot_be_placed_leaves_the_old_store(
+    pg: PostgresFactory, tracker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statestore.backends import postgres
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+    from statestore.examples.tracker import TASKS as TRACKER_TASKS
+
+    with ss.open_store(pg.location, TRACKER, legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        store[TRACKER_TASKS].delete("fn-1.1")
+    real = postgres.place_schema
+
+    def fails(tmp: str, url: str | None, **kw: Any) -> None:
+        if url is None:
+            return real(tmp, url, **kw)
+        raise ss.BackendError("x", "disk full")
+
+    monkeypatch.setattr(postgres, "place_schema", fails)
+    with pytest.raises(ss.BackendError, match="disk full"):
+        ss.import_legacy(pg.location, TRACKER, ss.Legacy(tracker, LAYOUT), replace=True)
+    with ss.open_store(pg.location, TRACKER, mode="read") as store:
+        assert "fn-1.1" not in store[TRACKER_TASKS]  # the old store, still in place
+    assert pg.schemas() == [pg.pg_schema]

@@ -170,6 +170,53 @@ def schema_exists(url: str) -> bool:
     return row is not None
 
 
+def schema_vacant(url: str) -> bool:
+    """True if the schema ``url`` names does not exist or holds no table (room for a new store)."""
+    connect, schema, shown = split_url(url)
+    try:
+        with _quick_connect(connect) as con:
+            row = con.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+                (schema,),
+            ).fetchone()
+    except psycopg.Error as exc:
+        raise BackendError(shown, f"cannot connect to the server: {_scrubbed(exc, url)}") from None
+    return bool(row[0] == 0)
+
+
+@contextlib.contextmanager
+def import_lock(url: str, timeout: float) -> Iterator[None]:
+    """Hold the store's import lock (a session-level advisory lock) on a connection of its own.
+
+    Importers on every machine take it, so one imports and the others then
+    find the store. Waiting longer than ``timeout`` raises StoreBusyError.
+    Half-built stores a crashed import left (schemas ``<schema>_import_…``)
+    are dropped once the lock is held.
+    """
+    connect, schema, shown = split_url(url)
+    try:
+        con = _quick_connect(connect)
+    except psycopg.Error as exc:
+        raise BackendError(shown, f"cannot connect to the server: {_scrubbed(exc, url)}") from None
+    try:
+        try:
+            con.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(1, int(timeout * 1000))}ms",))
+            con.execute("SELECT pg_advisory_lock(%s)", (_lock_key("import", schema),))
+            stale = con.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:40] + "_import_",)
+            ).fetchall()
+            for (name,) in stale:
+                con.execute(f"DROP SCHEMA {_q(name)} CASCADE")
+        except pg_errors.LockNotAvailable:
+            raise StoreBusyError(shown, timeout) from None
+        except psycopg.Error as exc:
+            raise BackendError(shown, _scrubbed(exc, url)) from None
+        yield
+    finally:
+        con.close()  # ends the session: the lock goes with it
+
+
 def stored_schemas(url: str) -> StoredSchemas:
     """``{name: (version, description)}`` as the store at ``url`` holds them; StoreNotFoundError if none."""
     connect, schema, shown = split_url(url)
@@ -200,13 +247,14 @@ def with_schema(url: str, schema: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/:,", quote_via=quote), ""))
 
 
-def place_schema(tmp_url: str, url: str | None, *, replace: bool) -> None:
+def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str | None = None) -> None:
     """Rename the schema of ``tmp_url`` to the schema of ``url`` in one transaction (None: drop it).
 
     The rename holds the destination store's write lock, so no writer of an
     existing store there is cut off mid-transaction. With ``replace`` an
-    existing store at the destination is dropped in the same transaction;
-    without it, an existing one raises StoreExistsError and nothing changes.
+    existing store at the destination is dropped in the same transaction
+    (renamed to ``keep_as`` instead, when given); without it, an existing one
+    raises StoreExistsError and nothing changes.
     A copy renamed into place is whole: PostgreSQL's DDL is transactional.
     """
     from statestore.errors import StoreExistsError
@@ -225,7 +273,10 @@ def place_schema(tmp_url: str, url: str | None, *, replace: bool) -> None:
                 if not replace:
                     con.execute("ROLLBACK")
                     raise StoreExistsError(shown)
-                con.execute(f"DROP SCHEMA {_q(schema)} CASCADE")
+                if keep_as is not None:
+                    con.execute(f"ALTER SCHEMA {_q(schema)} RENAME TO {_q(keep_as)}")
+                else:
+                    con.execute(f"DROP SCHEMA {_q(schema)} CASCADE")
             con.execute(f"ALTER SCHEMA {_q(tmp)} RENAME TO {_q(schema)}")
             con.execute("COMMIT")
     except psycopg.Error as exc:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -150,13 +151,9 @@ def run_import(
 ) -> ImportReport:
     """``statestore.legacy.import_legacy``, its arguments checked."""
     backend, path = _target(location)
-    if backend == "postgres" and not dry_run:
-        # Not built yet: a PostgreSQL import must build in a temporary schema and rename it into
-        # place in one transaction, serialized across machines on an advisory lock.
-        raise BackendError(
-            str(parse_location(location)),
-            "a legacy import into a PostgreSQL store is not supported yet: "
-            "import into sqlite:PATH, then `statestore copy sqlite:PATH postgresql://…`",
+    if backend == "postgres":
+        return _run_postgres_import(
+            location, schema, legacy, on_error, after, dry_run, replace, progress, busy_timeout, converter, durability
         )
     if backend == "memory" and not dry_run:
         raise ValueError("a legacy import needs a store on disk (sqlite: or files:), not memory:")
@@ -195,6 +192,45 @@ def run_import(
             _log.info("%s: %d rejected legacy records quarantined in the store", location, report.rejected)
     finally:
         lock.release()
+    if after == "rename":
+        for _index, _src, f in build.reader.files:
+            with contextlib.suppress(OSError):
+                f.rename(f.with_name(f.name + ".imported"))
+    return report
+
+
+def _run_postgres_import(
+    location: str,
+    schema: Schema,
+    legacy: Legacy,
+    on_error: OnError,
+    after: After,
+    dry_run: bool,
+    replace: bool,
+    progress: Progress | None,
+    busy_timeout: float,
+    converter: Any,
+    durability: Durability,
+) -> ImportReport:
+    """``run_import`` into PostgreSQL: importers on every machine serialize on an advisory lock."""
+    from statestore.backends.postgres import import_lock, schema_exists, schema_vacant
+
+    url = parse_location(location).url
+    assert url is not None
+    build = _Build(location, schema, legacy, on_error, progress, converter, durability)
+    if dry_run:
+        return build.read(dry_run=True)
+    with import_lock(url, busy_timeout):
+        exists = schema_exists(url)
+        if exists and not replace:
+            return ImportReport(location, str(legacy.root), legacy.layout.version, (), (), imported_store=False)
+        if not exists and not schema_vacant(url):
+            raise CorruptStoreError(location, "something that is not a statestore store is here; not importing over it")
+        report = build.read(dry_run=False)
+        build.write_postgres(url, replace=exists)
+        _log.info(
+            "%s: imported %d records from %s, %d rejected", location, report.imported, legacy.root, report.rejected
+        )
     if after == "rename":
         for _index, _src, f in build.reader.files:
             with contextlib.suppress(OSError):
@@ -364,7 +400,35 @@ class _Build:
         """Build the store aside, verify it, migrate it, and move it into place."""
         backend = _target(self.location)[0]
         aside_path = path.with_name(f"{_aside_prefix(path)}{secrets.token_hex(4)}{path.suffix}")
-        aside = f"{backend}:{aside_path}"
+        try:
+            self._build_at(f"{backend}:{aside_path}")
+            _move_into_place(aside_path, path, replace=replace)
+        except BaseException:
+            _remove(aside_path)
+            raise
+        finally:
+            aside_path.with_name(aside_path.name + ".lock").unlink(missing_ok=True)  # SQLite's migration lock
+
+    def write_postgres(self, url: str, *, replace: bool) -> None:
+        """``write`` for a PostgreSQL store: built in a schema aside, renamed into place in one transaction.
+
+        With ``replace`` the schema of the store being replaced is kept as
+        ``<schema>_replaced_<time>``, as the file backends keep theirs.
+        """
+        from statestore.backends.postgres import place_schema, split_url, with_schema
+
+        schema = split_url(url)[1]
+        aside = with_schema(url, f"{schema[:40]}_import_{secrets.token_hex(4)}")
+        try:
+            self._build_at(aside)
+            keep = f"{schema[:40]}_replaced_{time.strftime('%Y%m%dt%H%M%Sz', time.gmtime())}" if replace else None
+            place_schema(aside, url, replace=replace, keep_as=keep)
+        except BaseException:
+            place_schema(aside, None, replace=False)  # drops the half-built store
+            raise
+
+    def _build_at(self, aside: str) -> None:
+        """Build the store at the location ``aside``, verify it and migrate it to the code's version."""
         schema, layout = self.schema, self.legacy.layout
         decls = list(self.decls.values())
         collections = {d.name: d for d in decls if isinstance(d, Collection)}
@@ -379,23 +443,16 @@ class _Build:
             schema.name, version=layout.version, collections=list(collections.values()), logs=list(logs.values())
         )
         options: dict[str, Any] = {"durability": self.durability, "converter": self.converter}
-        try:
-            with connect(parse_location(aside), [old], backup=False, check_history=False, **options) as store:
-                self._fill(store)
-            self._verify(aside, old)
-            if layout.version < schema.version:
-                # Migrations run here, on the store no one else sees yet: one that fails leaves no store.
-                try:
-                    with connect(parse_location(aside), [schema], backup=False, **options):
-                        pass
-                except MigrationError as exc:
-                    raise attrs.evolve(exc, location=self.location) from exc.__cause__
-            _move_into_place(aside_path, path, replace=replace)
-        except BaseException:
-            _remove(aside_path)
-            raise
-        finally:
-            aside_path.with_name(aside_path.name + ".lock").unlink(missing_ok=True)  # SQLite's migration lock
+        with connect(parse_location(aside), [old], backup=False, check_history=False, **options) as store:
+            self._fill(store)
+        self._verify(aside, old)
+        if layout.version < schema.version:
+            # Migrations run here, on the store no one else sees yet: one that fails leaves no store.
+            try:
+                with connect(parse_location(aside), [schema], backup=False, **options):
+                    pass
+            except MigrationError as exc:
+                raise attrs.evolve(exc, location=self.location) from exc.__cause__
 
     def _fill(self, store: Store) -> None:
         """Everything, in one transaction: records, entries, provenance and quarantine."""
