@@ -15,9 +15,9 @@ import contextlib
 import logging
 import os
 import secrets
-import time
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +30,6 @@ from statestore.backends.fs import make_private_dirs
 from statestore.backends.locations import connect, parse_location, store_exists
 from statestore.codec import Codec, dumps
 from statestore.errors import (
-    BackendError,
     CorruptStoreError,
     LegacyImportError,
     MigrationError,
