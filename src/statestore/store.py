@@ -25,7 +25,8 @@ nothing else; ``docs/backends.md`` walks through it. In short:
 * **Schemas** (required for a persistent store): ``_read_schemas``,
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
-  ``_after_fork``, ``_structure_ok``, and the bulk ``_write_many`` and
+  ``_after_fork``, ``_structure_ok``, ``_wait_for_entries`` (how ``follow``
+  waits), and the bulk ``_write_many`` and
   ``_add_entries``; ``_atomic_writes = True`` when each write primitive is
   all-or-nothing on its own.
 
