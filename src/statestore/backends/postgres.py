@@ -606,6 +606,10 @@ class PostgresStore(Store):
     def _defer(self, sql: str, params: Any) -> None:
         """Send a write with the transaction's next statement (or its COMMIT)."""
         local = self._local
+        if getattr(local, "mark_at", None) is not None:
+            # The begin has not been sent: send it (and check the schema mark) before any write,
+            # so a COMMIT can never carry writes past a mark that says the schemas moved.
+            self._flush()
         con = self._con()
         client = getattr(local, "client", None)
         if client is None or client.connection is not con:
