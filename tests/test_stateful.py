@@ -280,6 +280,6 @@ def test_postgres_agrees_with_sqlite_and_the_model(postgres_server: Any) -> None
     """The same random operations on PostgreSQL (a fresh schema per example), SQLite and the model."""
     BackendsAgreeWithPostgres.postgres_url = postgres_server.url
     try:
-        run_state_machine_as_test(BackendsAgreeWithPostgres, settings=settings(max_examples=15, deadline=None))
+        run_state_machine_as_test(BackendsAgreeWithPostgres, settings=settings(max_examples=10, deadline=None))
     finally:
         BackendsAgreeWithPostgres.postgres_url = None
