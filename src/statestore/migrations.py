@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -509,12 +510,67 @@ def drift(schema: Schema, description: JsonDict) -> list[str]:
         for field in was:
             if field not in now:
                 out.append(f"{name}: field {field!r} removed or renamed")
-            elif was[field] != now[field]:
+            elif was[field] != now[field] and same_type_text(str(was[field])) != same_type_text(str(now[field])):
                 out.append(f"{name}: field {field!r} changed type from {was[field]} to {now[field]}")
         for field in now:
             if field not in was and field not in defaults:
                 out.append(f"{name}: field {field!r} added without a default")
     return out
+
+
+_QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+_GENERIC_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set", "FrozenSet": "frozenset"}
+
+
+def same_type_text(text: str) -> str:
+    """A stored type name in one spelling, so a respelled type is not drift.
+
+    ``Optional[X]`` and ``Union[A, B]`` become ``X | None`` and ``A | B``,
+    ``List[...]`` (and the other typing aliases) ``list[...]``, and a
+    module-qualified class name its own name: what ``ruff --fix`` or moving
+    a class to another module changes in the text, not in the type.
+    """
+    if "'" in text or '"' in text:
+        return text  # a Literal's strings may hold any character: compared as written
+    try:
+        node, rest = _parse_type(text.replace(" ", ""), 0)
+    except IndexError:
+        return text
+    return node if rest >= len(text.replace(" ", "")) else text
+
+
+def _parse_type(text: str, i: int) -> tuple[str, int]:
+    """The canonical text of the type starting at ``text[i]`` (with its ``|`` members), and where it ends."""
+    members = []
+    while True:
+        start = i
+        while i < len(text) and text[i] not in "[],|":
+            i += 1
+        name = text[start:i]
+        if _QUALIFIED.match(name):
+            name = name.rsplit(".", 1)[-1]
+        args: list[str] = []
+        if i < len(text) and text[i] == "[":
+            i += 1
+            while True:
+                arg, i = _parse_type(text, i)
+                args.append(arg)
+                if i < len(text) and text[i] == ",":
+                    i += 1
+                    continue
+                i += 1  # the closing bracket
+                break
+        if name == "Optional" and len(args) == 1:
+            members += [*args[0].split(" | "), "None"]
+        elif name == "Union":
+            members += [m for a in args for m in a.split(" | ")]
+        else:
+            name = _GENERIC_ALIASES.get(name, name)
+            members.append(f"{name}[{', '.join(args)}]" if args else name)
+        if i < len(text) and text[i] == "|":
+            i += 1
+            continue
+        return " | ".join(members), i
 
 
 def _refuse_drift(store: Store, stored: StoredSchemas) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List, Optional  # noqa: UP035 - the spelling older code uses, on purpose
 
 import attrs
 import pytest
@@ -54,6 +54,24 @@ class Both:
     id: str
     description: str
     count: str = ""
+
+
+@attrs.define
+class OldSpelling:
+    id: str
+    desc: str = ""
+    count: int = 0
+    owner: Optional[str] = None  # noqa: UP045 - the typing spelling, as older code writes it
+    tags: List[str] = attrs.Factory(list)  # noqa: UP006
+
+
+@attrs.define
+class NewSpelling:
+    id: str
+    desc: str = ""
+    count: int = 0
+    owner: str | None = None
+    tags: list[str] = attrs.Factory(list)
 
 
 @attrs.define
@@ -128,6 +146,13 @@ class DriftContract:
             assert info.value.schema == "other"
             assert info.value.changes == ("collection 'others': field 'count' changed type from int to str",)
             assert "Raise the version to 4" in str(info.value)
+
+    def test_a_type_only_respelled_is_no_drift(self, store_factory: Any) -> None:
+        with store_factory(_schema(OldSpelling)) as store:
+            store[store.schema.collections[0]].put(OldSpelling("a", owner="me", tags=["x"]))
+        for mode in ("read", "write"):  # what ruff --fix (UP006, UP045) makes of the class
+            with store_factory(_schema(NewSpelling), mode=mode) as store:
+                assert store[store.schema.collections[0]]["a"] == NewSpelling("a", owner="me", tags=["x"])
 
     def test_every_change_is_listed(self, seeded: Any) -> None:
         with pytest.raises(ss.SchemaDriftError) as info:
