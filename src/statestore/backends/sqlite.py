@@ -35,7 +35,7 @@ from statestore.errors import (
     StoreBusyError,
     StoreNotFoundError,
 )
-from statestore.query import Query, Term
+from statestore.query import Query, Term, prefix_end
 from statestore.schema import Collection, KeyValue, Log, Schema, check_field_name
 from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
@@ -111,19 +111,6 @@ def unreadable_reason(path: Path) -> str | None:
             f"cannot read: this user cannot read {shm} (the index of SQLite's write-ahead log, made by "
             "a process running as another user); read as that user, or give this user read access to it"
         )
-    return None
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix``."""
-    chars = list(prefix)
-    while chars:
-        last = ord(chars.pop())
-        if last < 0x10FFFF:
-            nxt = last + 1
-            if 0xD800 <= nxt <= 0xDFFF:  # skip surrogates: not storable as UTF-8
-                nxt = 0xE000
-            return "".join(chars) + chr(nxt)
     return None
 
 
@@ -865,7 +852,7 @@ class SQLiteStore(Store):
         if op == "prefix":
             if _has_nul(value):
                 return f"{col} = ?", [_cut(value)], None
-            end = _prefix_end(value)
+            end = prefix_end(value)
             if end is None:
                 return f"{col} >= ?", [value], f"{col} >= ?"
             sql = f"({col} >= ? AND {col} < ?)"
@@ -1108,7 +1095,7 @@ class SQLiteStore(Store):
             # A range on the (stream, version) index; LIKE would scan and treat % and _ as wildcards.
             sql += " AND stream >= ?"
             params.append(prefix)
-            end = _prefix_end(prefix)
+            end = prefix_end(prefix)
             if end is not None:
                 sql += " AND stream < ?"
                 params.append(end)
