@@ -228,3 +228,21 @@ def open_with_legacy(location: str, root: str) -> int:
 
     with ss.open_store(location, TRACKER, legacy=ss.Legacy(root, LAYOUT), busy_timeout=60) as store:
         return len(store[TASKS])
+
+
+def cas_increment(location: str, key: str, times: int) -> dict[str, int]:
+    """Add one to counter ``key`` ``times`` times by compare-and-swap (``expect_revision``), retrying conflicts."""
+    conflicts = 0
+    done = 0
+    with open_store(location) as store:
+        counters = store[COUNTERS]
+        while done < times:
+            got = counters.get_versioned(key)
+            assert got is not None
+            try:
+                counters.put(Counter(key, got.record.n + 1), expect_revision=got.revision)
+            except ss.ConflictError:
+                conflicts += 1
+                continue
+            done += 1
+    return {"done": done, "conflicts": conflicts}

@@ -181,8 +181,8 @@ def test_import_legacy_dry_run_reports_and_writes_nothing(tmp_path: Path) -> Non
     ("location", "says"),
     [
         ("file:/tmp/x", "files:"),
-        ("postgres://localhost/x", "PostgreSQL backend is not available yet"),
-        ("postgresql://u@localhost/x?schema=s", "PostgreSQL backend is not available yet"),
+        ("pg://localhost/x", "a PostgreSQL location is a URL: postgresql://"),
+        ("postgresql:x", "a PostgreSQL location is a URL: postgresql://"),
         ("sqlit:x.db", "sqlite:"),
         ("mem:", "memory:"),
         ("s3://bucket/x", "sqlite:PATH, files:PATH, memory:"),

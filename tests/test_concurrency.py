@@ -56,13 +56,15 @@ def _available(kind: str) -> bool:
     return True
 
 
-BACKENDS = ["sqlite"] + [kind for kind in ("files",) if _available(kind)]
+BACKENDS = ["sqlite"] + [kind for kind in ("files",) if _available(kind)] + ["postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store location of each persistent backend."""
+    """A fresh store location of each persistent backend (PostgreSQL: a fresh schema on the test server)."""
     kind: str = request.param
+    if kind == "postgres":
+        return str(request.getfixturevalue("postgres_server").url())
     return LOCATIONS[kind](tmp_path, kind)
 
 
@@ -122,6 +124,17 @@ def test_concurrent_updates_from_processes_are_exact(store: ss.Store, location: 
     assert got is not None
     assert got.record.n == procs * times
     assert got.revision == 1 + procs * times
+
+
+def test_compare_and_swap_increments_from_processes_are_exact(store: ss.Store, location: str) -> None:
+    # Each process reads, then writes with expect_revision: a lost update would leave the count short.
+    store[COUNTERS].put(Counter("c"))
+    procs, times = 4, 100
+    results = run_processes(_procs.cas_increment, [(location, "c", times)] * procs)
+    assert [r["done"] for r in results] == [times] * procs
+    got = store[COUNTERS].get_versioned("c")
+    assert got is not None
+    assert (got.record.n, got.revision) == (procs * times, 1 + procs * times)
 
 
 def test_concurrent_appends_with_expect_version_never_share_a_version(store: ss.Store, location: str) -> None:
@@ -475,8 +488,23 @@ def test_racing_openers_migrate_an_old_store_exactly_once(location: str) -> None
     with ss.open_store(location, _procs.SCHEMA_V2, mode="read") as store:
         assert [(r.version, r.direction) for r in store.history()] == [(1, "create"), (2, "up")]
         assert [c.n for c in store[COUNTERS].all()] == [101, 102]
-    backups = [p for p in Path(location.split(":", 1)[1]).parent.iterdir() if ".backup-" in p.name]
-    assert len(backups) == 1  # taken once, before the first pending migration
+    assert len(_backups(location)) == 1  # taken once, before the first pending migration
+
+
+def _backups(location: str) -> list[str]:
+    """The backups beside the store: files or folders, or PostgreSQL schemas ``<schema>_backup_…``."""
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        from statestore.backends.postgres import split_url
+
+        url, schema, _shown = split_url(location)
+        with psycopg.connect(url) as con:
+            rows = con.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema + "_backup_",)
+            ).fetchall()
+        return [r[0] for r in rows]
+    return [p.name for p in Path(location.split(":", 1)[1]).parent.iterdir() if ".backup-" in p.name]
 
 
 # --------------------------------------------------------------------------- legacy import

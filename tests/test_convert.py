@@ -50,10 +50,42 @@ def fill(store: ss.Store) -> None:
         store[EVENTS].append(Event("e", n=i), stream=f"task:t{i % 2}")
 
 
-@pytest.fixture(params=[("sqlite", "files"), ("files", "sqlite"), ("sqlite", "sqlite"), ("files", "files")])
+@pytest.fixture(
+    params=[
+        ("sqlite", "files"),
+        ("files", "sqlite"),
+        ("sqlite", "sqlite"),
+        ("files", "files"),
+        ("sqlite", "postgres"),
+        ("postgres", "files"),
+        ("postgres", "postgres"),
+    ]
+)
 def pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    a, b = request.param
-    return f"{a}:{tmp_path}/a{'.db' if a == 'sqlite' else ''}", f"{b}:{tmp_path}/b{'.db' if b == 'sqlite' else ''}"
+    def location(backend: str, name: str) -> str:
+        if backend == "postgres":
+            return str(request.getfixturevalue("postgres_server").url())  # a fresh schema
+        return f"{backend}:{tmp_path}/{name}{'.db' if backend == 'sqlite' else ''}"
+
+    return location(request.param[0], "a"), location(request.param[1], "b")
+
+
+def _leftovers(dst: str) -> list[str]:
+    """What a copy left beside its destination: hidden siblings, or PostgreSQL schemas ``<schema>_copy_…``."""
+    if dst.startswith("postgresql://"):
+        import psycopg
+
+        from statestore.backends.postgres import split_url
+
+        url, schema, _shown = split_url(dst)
+        with psycopg.connect(url) as con:
+            rows = con.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:40] + "_copy_",)
+            ).fetchall()
+        return [r[0] for r in rows]
+    parent = ss.parse_location(dst).path
+    assert parent is not None
+    return sorted(p.name for p in parent.parent.iterdir() if p.name.startswith("."))
 
 
 def test_copy_keeps_everything(pair: tuple[str, str]) -> None:
@@ -110,9 +142,7 @@ def test_copy_refuses_an_existing_destination(pair: tuple[str, str]) -> None:
     assert dump(dst) == before
     ss.copy_store(src, dst, overwrite=True)
     assert ss.diff_stores(src, dst).equal
-    parent = ss.parse_location(dst).path
-    assert parent is not None
-    assert sorted(p.name for p in parent.parent.iterdir() if p.name.startswith(".")) == []
+    assert _leftovers(dst) == []
 
 
 def test_copy_into_an_empty_folder(tmp_path: Path) -> None:

@@ -23,8 +23,16 @@ TRACKER = FIXTURES / "tracker"
 DAMAGED = FIXTURES / "tracker-damaged"
 
 
-@pytest.fixture(params=["sqlite", "files"])
+@pytest.fixture(params=["sqlite", "files", "postgres"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_server").url())  # a fresh schema
+    return f"sqlite:{tmp_path}/new/state.db" if request.param == "sqlite" else f"files:{tmp_path}/new/state"
+
+
+@pytest.fixture(params=["sqlite", "files"])
+def file_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A location on disk: for tests about files beside the store (PostgreSQL's are in test_postgres.py)."""
     return f"sqlite:{tmp_path}/new/state.db" if request.param == "sqlite" else f"files:{tmp_path}/new/state"
 
 
@@ -134,7 +142,8 @@ def test_a_second_start_does_not_import_again(location: str, tracker: Path) -> N
     assert not report.imported_store
 
 
-def test_replace_imports_anew_and_keeps_the_old_store(location: str, tracker: Path, tmp_path: Path) -> None:
+def test_replace_imports_anew_and_keeps_the_old_store(file_location: str, tracker: Path, tmp_path: Path) -> None:
+    location = file_location
     legacy = ss.Legacy(tracker, LAYOUT)
     with ss.open_store(location, SCHEMA, legacy=legacy) as store:
         store[TASKS].delete("fn-1.1")
@@ -317,7 +326,8 @@ def test_reject_and_error_pickle() -> None:
     assert r.where() == "a.json:3:4 at /x"
 
 
-def test_aside_leftovers_of_a_crashed_import_are_swept(location: str, tracker: Path, tmp_path: Path) -> None:
+def test_aside_leftovers_of_a_crashed_import_are_swept(file_location: str, tracker: Path, tmp_path: Path) -> None:
+    location = file_location
     (tmp_path / "new").mkdir()
     name = Path(location.split(":", 1)[1]).name
     leftover = tmp_path / "new" / f".{name}.import-deadbeef"
@@ -368,7 +378,8 @@ def test_app_functions_that_fail_become_rejects(location: str, tmp_path: Path) -
         assert entry.record.type == "x"
 
 
-def test_a_target_that_is_not_a_store_is_never_imported_over(location: str, tracker: Path, tmp_path: Path) -> None:
+def test_a_target_that_is_not_a_store_is_never_imported_over(file_location: str, tracker: Path, tmp_path: Path) -> None:
+    location = file_location
     target = Path(location.split(":", 1)[1])
     target.parent.mkdir(parents=True)
     if location.startswith("files:"):
@@ -395,7 +406,9 @@ def test_an_sqlite_store_may_live_in_the_old_install_folder(tracker: Path) -> No
         assert len(store.imports()) == 503  # found, not imported again
 
 
-def test_an_older_layout_is_migrated_before_the_store_appears(location: str, tmp_path: Path) -> None:
+def test_an_older_layout_is_migrated_before_the_store_appears(file_location: str, tmp_path: Path) -> None:
+    location = file_location
+
     @attrs.define
     class Person:
         id: str
@@ -522,8 +535,9 @@ def test_an_older_layout_may_bring_its_whole_schema(location: str, tmp_path: Pat
 
 
 def test_replace_puts_the_old_store_back_if_the_new_one_cannot_be_placed(
-    location: str, tracker: Path, monkeypatch: pytest.MonkeyPatch
+    file_location: str, tracker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    location = file_location
     from statestore.legacy import building as _legacy_import
 
     with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:

@@ -13,11 +13,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
+from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 import statestore as ss
 from statestore.testing import strategies as sst
@@ -195,6 +196,10 @@ ops = st.one_of(
 
 
 class BackendsAgree(RuleBasedStateMachine):
+    backends: ClassVar[list[str]] = BACKENDS
+    #: Makes a fresh PostgreSQL location (set while test_postgres_agrees runs).
+    postgres_url: ClassVar[Callable[[], str] | None] = None
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="statestore-stateful-"))
@@ -203,7 +208,9 @@ class BackendsAgree(RuleBasedStateMachine):
             "memory": "memory:",
             "files": f"files:{self.dir / 'files'}",
         }
-        self.stores = {b: ss.open_store(self.locations[b], SCHEMA) for b in BACKENDS}
+        if self.postgres_url is not None:
+            self.locations["postgres"] = type(self).postgres_url()  # type: ignore[misc]
+        self.stores = {b: ss.open_store(self.locations[b], SCHEMA) for b in self.backends}
         self.model = Model()
 
     def _all(self, fn: Callable[[ss.Store], Outcome]) -> dict[str, Outcome]:
@@ -263,3 +270,16 @@ class BackendsAgree(RuleBasedStateMachine):
 
 
 TestBackendsAgree = BackendsAgree.TestCase
+
+
+class BackendsAgreeWithPostgres(BackendsAgree):
+    backends: ClassVar[list[str]] = ["postgres", "sqlite"]
+
+
+def test_postgres_agrees_with_sqlite_and_the_model(postgres_server: Any) -> None:
+    """The same random operations on PostgreSQL (a fresh schema per example), SQLite and the model."""
+    BackendsAgreeWithPostgres.postgres_url = postgres_server.url
+    try:
+        run_state_machine_as_test(BackendsAgreeWithPostgres, settings=settings(max_examples=10, deadline=None))
+    finally:
+        BackendsAgreeWithPostgres.postgres_url = None

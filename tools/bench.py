@@ -12,6 +12,15 @@ Suites (one per backend; each is a list of rows):
 * ``sqlite``: raw ``sqlite3`` (JSON text in ``data`` + a virtual generated column
   with an index on the indexed field, WAL, the same ``synchronous``) against
   statestore's SQLite backend.
+* ``postgres``: raw psycopg (the same tables in another schema: ``key``,
+  ``revision``, ``data`` text, an indexed ``kind`` column; the log with
+  ``UNIQUE(stream, version)``) against statestore's PostgreSQL backend, over
+  the same Unix socket of a server the benchmark starts in a temporary folder
+  (tests/_postgres.py), or ``--postgres URL``. Writes that must be exact across
+  clients take the same kind of lock on both sides (``SELECT … FOR UPDATE``
+  for the update, an advisory lock for the append); a single insert is one
+  autocommit statement on the raw side. One more row: 8 processes doing
+  compare-and-swap increments of one counter, in total per second.
 * ``files``: raw files (one JSON document per record written with temp+rename,
   fsync'd only with ``--durability full``; a JSONL log appended to) against
   statestore's file backend, whose column appears only once
@@ -295,6 +304,121 @@ class FilesStatestoreSide(StatestoreSide):
 
     def __init__(self, root: Path, w: Workload, durability: str) -> None:
         super().__init__(root, w, durability, f"files:{root / 'state'}")
+
+
+#: The PostgreSQL server the ``postgres`` suite uses: {"url": a location without schema=} (set by main).
+POSTGRES: dict[str, Any] = {}
+
+
+def _pg_location(schema: str) -> str:
+    base = POSTGRES["url"]
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
+class PostgresStatestoreSide(StatestoreSide):
+    label = "statestore postgres"
+
+    def __init__(self, root: Path, w: Workload, durability: str) -> None:
+        super().__init__(root, w, durability, _pg_location(f"bench_{os.getpid()}_{int(time.time() * 1000) % 10**9}"))
+
+
+class RawPostgresSide(Side):
+    """Hand-written psycopg on the same table layout as statestore's PostgreSQL backend, same socket."""
+
+    label = "raw psycopg"
+
+    def __init__(self, root: Path, w: Workload, durability: str) -> None:
+        import psycopg
+
+        from statestore.backends.postgres import split_url
+
+        super().__init__(root, w, durability)
+        url, self.schema, _shown = split_url(_pg_location(f"raw_{os.getpid()}_{int(time.time() * 1000) % 10**9}"))
+        self.url = url
+        self.con = psycopg.connect(url, autocommit=True)
+        q = f'"{self.schema}"'
+        self.con.execute(f"CREATE SCHEMA {q}")
+        self.con.execute(f"SET search_path = {q}")
+        self.con.execute(
+            "CREATE TABLE items (key BYTEA PRIMARY KEY NOT NULL, revision BIGINT NOT NULL, data TEXT NOT NULL, "
+            'kind TEXT COLLATE "C")'
+        )
+        self.con.execute("CREATE INDEX items_kind ON items (kind)")
+        self.con.execute(
+            'CREATE TABLE events (seq BIGINT PRIMARY KEY, stream TEXT COLLATE "C" NOT NULL, version BIGINT NOT NULL, '
+            "at TEXT NOT NULL, data TEXT NOT NULL, UNIQUE(stream, version))"
+        )
+
+    def insert(self, i: int) -> None:
+        d = self.w.item_dicts[i]
+        self.con.execute(
+            "INSERT INTO items(key, revision, data, kind) VALUES (%s, 1, %s, %s)",
+            (d["id"].encode(), json.dumps(d), json.dumps(d["kind"])),
+        )
+
+    def insert_batch(self, ids: Sequence[int]) -> None:
+        with self.con.transaction():
+            for i in ids:
+                d = self.w.item_dicts[i]
+                self.con.execute(
+                    "INSERT INTO items(key, revision, data, kind) VALUES (%s, 1, %s, %s)",
+                    (d["id"].encode(), json.dumps(d), json.dumps(d["kind"])),
+                )
+
+    def get(self, i: int) -> object:
+        row = self.con.execute("SELECT revision, data FROM items WHERE key = %s", (self.w.key(i).encode(),)).fetchone()
+        return None if row is None else json.loads(row[1])
+
+    def find(self, kind: str) -> int:
+        rows = self.con.execute(
+            "SELECT key, revision, data FROM items WHERE kind = %s ORDER BY key", (json.dumps(kind),)
+        ).fetchall()
+        return len([(k, r, json.loads(d)) for k, r, d in rows])
+
+    def update(self, i: int) -> None:
+        key = self.w.key(i).encode()
+        with self.con.transaction():
+            rev, text = self.con.execute(
+                "SELECT revision, data FROM items WHERE key = %s FOR UPDATE", (key,)
+            ).fetchone()
+            d = json.loads(text)
+            _bump(d)
+            self.con.execute("UPDATE items SET revision = %s, data = %s WHERE key = %s", (rev + 1, json.dumps(d), key))
+
+    def _append(self, i: int, stream: str) -> None:
+        # Exact stream versions and seqs across clients need the writers serialized: an advisory lock.
+        self.con.execute("SELECT pg_advisory_xact_lock(42)")
+        version = self.con.execute("SELECT max(version) FROM events WHERE stream = %s", (stream,)).fetchone()[0] or 0
+        at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self.con.execute(
+            "INSERT INTO events(seq, stream, version, at, data) "
+            "SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM events",
+            (stream, version + 1, at, json.dumps(self.w.event_dicts[i])),
+        )
+
+    def append(self, i: int, stream: str) -> None:
+        with self.con.transaction():
+            self._append(i, stream)
+
+    def append_batch(self, entries: Iterable[tuple[int, str]]) -> None:
+        with self.con.transaction():
+            for i, stream in entries:
+                self._append(i, stream)
+
+    def read_stream(self, stream: str) -> int:
+        rows = self.con.execute(
+            "SELECT seq, stream, version, at, data FROM events WHERE stream = %s ORDER BY seq", (stream,)
+        ).fetchall()
+        return len([(seq, st, v, at, json.loads(d)) for seq, st, v, at, d in rows])
+
+    def open_count(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as con:
+            return int(con.execute(f'SELECT count(*) FROM "{self.schema}".items').fetchone()[0])
+
+    def close(self) -> None:
+        self.con.close()
 
 
 class RawSQLiteSide(Side):
@@ -674,7 +798,105 @@ def suites(root: Path) -> list[Suite]:
     return [
         Suite("sqlite", RawSQLiteSide, SQLiteStatestoreSide, OPS, prepare),
         Suite("files", RawFilesSide, FilesStatestoreSide if _files_available(root) else None, FILE_OPS, prepare),
+        Suite("postgres", RawPostgresSide, PostgresStatestoreSide, OPS, prepare),
     ]
+
+
+# --------------------------------------------------------------------------- many clients (postgres)
+
+
+@attrs.define
+class Counter:
+    id: str
+    n: int = 0
+
+
+COUNTERS = ss.Collection("counters", Counter, key="id")
+COUNTER_SCHEMA = ss.Schema("bench_counters", version=1, collections=[COUNTERS])
+
+
+def _cas_client(kind: str, location: str, seconds: float, barrier: Any, results: Any) -> None:
+    """One client: compare-and-swap increments of counter "c" for ``seconds``; reports how many succeeded."""
+    done = conflicts = 0
+    if kind == "statestore":
+        with ss.open_store(location, COUNTER_SCHEMA) as store:
+            counters = store[COUNTERS]
+            barrier.wait()
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                got = counters.get_versioned("c")
+                assert got is not None
+                try:
+                    counters.put(Counter("c", got.record.n + 1), expect_revision=got.revision)
+                    done += 1
+                except ss.ConflictError:
+                    conflicts += 1
+    else:
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as con:
+            barrier.wait()
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                # The raw compare-and-swap: read, then update only if the revision is still the one read.
+                rev, text = con.execute("SELECT revision, data FROM counters WHERE key = 'c'").fetchone()
+                d = json.loads(text)
+                d["n"] += 1
+                cur = con.execute(
+                    "UPDATE counters SET revision = %s, data = %s WHERE key = 'c' AND revision = %s",
+                    (rev + 1, json.dumps(d), rev),
+                )
+                if cur.rowcount == 1:
+                    done += 1
+                else:
+                    conflicts += 1
+    results.put(done)
+
+
+def run_many_clients(procs: int, seconds: float) -> Row:
+    """``procs`` processes doing compare-and-swap increments on one key: raw psycopg vs statestore, ops/s."""
+    import multiprocessing
+
+    import psycopg
+
+    from statestore.backends.postgres import split_url
+
+    spawn = multiprocessing.get_context("spawn")
+    rates = {}
+    for kind in ("raw", "statestore"):
+        schema = f"cas_{kind}_{os.getpid()}"
+        location = _pg_location(schema)
+        if kind == "statestore":
+            with ss.open_store(location, COUNTER_SCHEMA) as store:
+                store[COUNTERS].put(Counter("c"))
+        else:
+            url, _schema, _shown = split_url(location)
+            with psycopg.connect(url, autocommit=True) as con:
+                con.execute(f'CREATE SCHEMA "{schema}"')
+                con.execute(f'CREATE TABLE "{schema}".counters (key TEXT PRIMARY KEY, revision BIGINT, data TEXT)')
+                con.execute(f'INSERT INTO "{schema}".counters VALUES (\'c\', 1, \'{{"id":"c","n":0}}\')')
+            location = url + ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+        barrier, results = spawn.Barrier(procs), spawn.Queue()
+        children = [
+            spawn.Process(target=_cas_client, args=(kind, location, seconds, barrier, results)) for _ in range(procs)
+        ]
+        for child in children:
+            child.start()
+        total = sum(results.get(timeout=seconds + 120) for _ in children)
+        for child in children:
+            child.join()
+        rates[kind] = total / seconds
+    return Row(
+        "postgres",
+        f"{procs} clients compare-and-swap (total/s)",
+        "raw psycopg",
+        "statestore postgres",
+        rates["raw"],
+        rates["statestore"],
+        None,
+        int(rates["raw"] * seconds),
+        int(rates["statestore"] * seconds),
+    )
 
 
 @dataclass(frozen=True)
@@ -1115,18 +1337,38 @@ def print_rows(rows: list[Row], title: str, plain: bool) -> None:
     Console(width=160).print(t)
 
 
+def _start_postgres() -> Any:
+    """A throwaway PostgreSQL server (tests/_postgres.py), or None where this machine cannot run one."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import _postgres
+
+    if _postgres.why_unavailable() is not None:
+        return None
+    bindir = _postgres.find_bindir()
+    assert bindir is not None
+    server = _postgres.PostgresServer(bindir)
+    server.start()
+    return server
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--durability", choices=["normal", "full"], default="normal")
     p.add_argument(
         "--suite",
         action="append",
-        choices=["sqlite", "files", "import", "query", "fresh"],
+        choices=["sqlite", "files", "postgres", "import", "query", "fresh"],
         help="run only these suites",
     )
     p.add_argument("--fresh-sizes", default="2000,20000", help="store sizes of the fresh-process suite")
     p.add_argument("--fresh-reps", type=int, default=5, help="new processes per fresh-process measurement")
     p.add_argument("--fresh-child", nargs=3, metavar=("LOCATION", "OP", "N"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="the server for the postgres suite (default: one started in a temporary folder, if the machine has one)",
+    )
+    p.add_argument("--clients", type=int, default=8, help="processes in the postgres many-client row")
     p.add_argument("--import-records", type=int, default=100_000, help="legacy records in the import suite")
     p.add_argument("--query-records", type=int, default=100_000, help="records in the query suite")
     p.add_argument("--only", action="append", help="run only operations whose name contains this")
@@ -1158,15 +1400,28 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(x) for x in args.fresh_sizes.split(",")]
     if args.quick:
         sizes = [min(n, 2_000) // 4 for n in sizes[:1]] + [min(n, 2_000) for n in sizes[1:]]
+    server = None
     try:
         for suite in suites(base):
             if args.suite and suite.name not in args.suite:
                 continue
+            if suite.name == "postgres":
+                if args.postgres:
+                    POSTGRES["url"] = args.postgres
+                else:
+                    server = _start_postgres()
+                    if server is None:
+                        if args.suite:
+                            print("postgres suite: no PostgreSQL server binaries or no psycopg here", file=sys.stderr)
+                        continue
+                    POSTGRES["url"] = server.url().rsplit("&schema=", 1)[0]
             root = base / suite.name
             root.mkdir(parents=True)
             for sub in ("baseline", "subject"):
                 (root / sub).mkdir()
             rows.extend(run_suite(suite, w, args, root))
+            if suite.name == "postgres" and (not args.only or any("clients" in o for o in args.only)):
+                rows.append(run_many_clients(args.clients, args.seconds))
         if not args.suite or "import" in args.suite:
             n = 10_000 if args.quick else args.import_records
             (base / "import").mkdir()
@@ -1179,6 +1434,8 @@ def main(argv: list[str] | None = None) -> int:
             (base / "fresh").mkdir()
             fresh = run_fresh(base / "fresh", sizes, max(1, args.fresh_reps))
     finally:
+        if server is not None:
+            server.stop()
         if args.dir is None:
             shutil.rmtree(base, ignore_errors=True)
     title = (

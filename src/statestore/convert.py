@@ -14,7 +14,7 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -142,6 +142,8 @@ def copy_store(
     the source.
     """
     loc = parse_location(dst)
+    if loc.backend == "postgres" and loc.url is not None:
+        return _copy_to_postgres(src, loc, loc.url, overwrite=overwrite)
     if loc.path is None:
         raise ValueError("copy_store needs a destination on disk (sqlite:PATH or files:PATH), not memory:")
     target = loc.path.absolute()
@@ -179,11 +181,41 @@ def _refuse_overlap(source: Path, target: Path, location: str) -> None:
         raise CopyError(location, f"the destination is a file SQLite keeps beside the source store {source}")
 
 
-def _build(source: Store, loc: Location, tmp: Path) -> None:
+def _copy_to_postgres(src: str | os.PathLike[str] | Store, loc: Location, url: str, *, overwrite: bool) -> Location:
+    """``copy_store`` into a PostgreSQL schema: built in a temporary schema, renamed into place in one transaction."""
+    # Imported here: only a PostgreSQL destination needs psycopg.
+    from statestore.backends.postgres import PostgresStore, place_schema, schema_exists, split_url, with_schema
+
+    _url, schema, _shown = split_url(url)
+    with _opened(src) as source:
+        if isinstance(source, PostgresStore) and source.same_store(url):
+            raise StoreExistsError(str(loc), "is the source store itself")
+        if schema_exists(url) and not overwrite:
+            raise StoreExistsError(str(loc))
+        tmp = with_schema(url, f"{schema[:40]}_copy_{secrets.token_hex(4)}")
+
+        class _NewPostgresStore(PostgresStore):
+            def _open_schemas(self, *, check_history: bool = True, backup: bool = True) -> None:
+                return None
+
+        try:
+            _build(source, loc, Path(), make=lambda schemas: _NewPostgresStore(tmp, schemas))
+            place_schema(tmp, url, replace=overwrite)
+        except BaseException:
+            place_schema(tmp, None, replace=False)  # drops the half-built copy
+            raise
+    return loc
+
+
+def _build(source: Store, loc: Location, tmp: Path, make: Callable[[Sequence[Schema]], Store] | None = None) -> None:
     with source.transaction():  # one consistent snapshot of the source
         content = _Content(source)
         schemas = described_schemas(content.schemas, source.location)
-        new: Store = _NewSQLiteStore(tmp, schemas) if loc.backend == "sqlite" else _new_file_store(tmp, schemas)
+        new: Store
+        if make is not None:
+            new = make(schemas)
+        else:
+            new = _NewSQLiteStore(tmp, schemas) if loc.backend == "sqlite" else _new_file_store(tmp, schemas)
         try:
             with new.transaction():
                 new._sync_structure(new.collections, [*new.logs, *INTERNAL_LOGS], full=True)

@@ -77,7 +77,7 @@ def open_store(
             raise ValueError("open_store without a schema opens the store as it describes itself: pass mode='read'")
         from statestore.backends.stored import described_schemas, stored_schemas
 
-        schemas = schemas_of(described_schemas(stored_schemas(loc.backend, loc.path, str(loc)), str(loc)))
+        schemas = schemas_of(described_schemas(stored_schemas(loc.backend, loc.path, str(loc), url=loc.url), str(loc)))
     else:
         schemas = schemas_of(schema)
     if legacy is not None and loc.backend != "memory":

@@ -25,7 +25,8 @@ nothing else; ``docs/backends.md`` walks through it. In short:
 * **Schemas** (required for a persistent store): ``_read_schemas``,
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
-  ``_after_fork``, ``_structure_ok``, ``_entry_count``, the bulk ``_write_many`` and
+  ``_after_fork``, ``_structure_ok``, ``_entry_count``, ``_wait_for_entries``
+  (how ``follow`` waits), the bulk ``_write_many`` and
   ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
   ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
   conditions, order, limit and offset; the defaults scan and filter in
@@ -49,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -386,6 +388,15 @@ class Store(ABC):
     def _backup(self, label: str) -> Path | None:
         """Copy the store consistently next to itself (name holding ``label``); None if it cannot be kept."""
         return None
+
+    def _wait_for_entries(self, log: Log[Any], poll: float, limit: float | None) -> None:
+        """Wait before ``follow`` looks for new entries again: ``poll`` seconds, at most ``limit``.
+
+        A backend that can be told about appends (PostgreSQL's LISTEN/NOTIFY)
+        may return as soon as one commits, and wait longer than ``poll`` (never
+        past ``limit``; None is no limit) while nothing happens.
+        """
+        time.sleep(poll if limit is None else min(poll, limit))
 
     def _after_migration(self) -> None:  # noqa: B027 - optional hook
         """Forget whatever the process cached about the store's shape or logs."""

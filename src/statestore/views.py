@@ -545,7 +545,7 @@ class LogView(Generic[T]):
                     continue
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+            store._wait_for_entries(decl, poll, None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def __repr__(self) -> str:
         return f"<LogView {self.decl.name} of {self.store.location}>"

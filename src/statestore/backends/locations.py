@@ -1,7 +1,9 @@
 """Store locations and the backend each one names.
 
-A location is ``sqlite:PATH``, ``files:PATH``, ``memory:`` or a plain path
-(``.db``/``.sqlite``/``.sqlite3`` is SQLite, anything else the file backend).
+A location is ``sqlite:PATH``, ``files:PATH``, ``memory:``, a PostgreSQL URL
+(``postgresql://…`` or ``postgres://…``, whose ``schema`` parameter names the
+store's schema) or a plain path (``.db``/``.sqlite``/``.sqlite3`` is SQLite,
+anything else the file backend).
 Any other ``word:`` prefix is an unknown scheme and an error naming the known
 ones, never a folder named after it.
 :func:`connect` opens the backend a location names; ``open_store`` (which also
@@ -29,30 +31,54 @@ if TYPE_CHECKING:
 
 __all__ = ["Backend", "Location", "check_not_a_file", "connect", "parse_location", "require_backend", "store_exists"]
 
-Backend = Literal["sqlite", "files", "memory"]
+Backend = Literal["sqlite", "files", "memory", "postgres"]
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
 # Two letters at least: "C:\\state" is a Windows drive, not a scheme.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
-_KNOWN = "sqlite:PATH, files:PATH, memory:, or a plain path"
+_KNOWN = "sqlite:PATH, files:PATH, memory:, postgresql://…, or a plain path"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_POSTGRES_EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @attrs.frozen
 class Location:
-    """A parsed store location: which backend, and where (None for ``memory:``)."""
+    """A parsed store location: which backend, and where (None for ``memory:`` and PostgreSQL).
+
+    ``url`` is the PostgreSQL connection URL as given (it may hold a
+    password, so it is never shown: ``str()`` and ``repr()`` show it without).
+    """
 
     backend: Backend
     path: Path | None
+    url: str | None = attrs.field(default=None, repr=False)
 
     def __str__(self) -> str:
+        if self.url is not None:
+            return shown_url(self.url)
         return f"{self.backend}:{self.path if self.path is not None else ''}"
+
+
+def shown_url(url: str) -> str:
+    """A PostgreSQL URL without its password (user part and ``password`` parameter)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    query = [(k, "****" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/:,"), ""))
 
 
 def parse_location(location: str | os.PathLike[str]) -> Location:
     """Parse a location.
 
     ``sqlite:PATH`` and ``files:PATH`` name the backend; ``memory:`` is an
-    in-memory store; a plain path ending in ``.db``, ``.sqlite`` or
+    in-memory store; ``postgresql://…`` and ``postgres://…`` are PostgreSQL
+    (a libpq URL; the standard ``PG*`` environment variables fill what it
+    omits); a plain path ending in ``.db``, ``.sqlite`` or
     ``.sqlite3`` is SQLite and any other plain path is the file backend. ``~``
     is expanded. An empty path raises ValidationError.
     """
@@ -62,6 +88,8 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
         raise ValidationError("location", location, "", "a location is a string or a path")
     if location == "memory:":
         return Location("memory", None)
+    if location.lower().startswith(_POSTGRES_SCHEMES):
+        return Location("postgres", None, location)
     for prefix in ("sqlite", "files"):
         if location.startswith(prefix + ":"):
             rest = location[len(prefix) + 1 :]
@@ -80,7 +108,7 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
 def _unknown_scheme(scheme: str) -> str:
     word = scheme.lower()
     if word in ("postgres", "postgresql", "pg"):
-        hint = "the PostgreSQL backend is not available yet"
+        hint = "a PostgreSQL location is a URL: postgresql://USER@HOST/DATABASE?schema=NAME"
     else:
         close = difflib.get_close_matches(word, ["sqlite", "files", "memory"], n=1, cutoff=0.6)
         hint = f"did you mean {close[0]}:?" if close else "a plain path never starts with word:"
@@ -110,8 +138,15 @@ def require_backend(loc: Location) -> None:
 
     The files backend locks with ``fcntl`` (POSIX); where it does not exist
     (Windows) a files location is one clear error, while SQLite and memory
-    stores work.
+    stores work. A PostgreSQL location needs psycopg (the ``postgres``
+    extra): without it, one line saying which extra to install.
     """
+    if loc.backend == "postgres":
+        try:
+            import psycopg  # noqa: F401 - imported to see whether it can be
+        except ImportError:
+            raise BackendError(str(loc), _POSTGRES_EXTRA) from None
+        return
     if loc.backend != "files":
         return
     try:
@@ -129,6 +164,10 @@ def require_backend(loc: Location) -> None:
 def store_exists(location: str | os.PathLike[str]) -> bool:
     """True if a store (not just an empty file or folder) is at ``location``."""
     loc = parse_location(location)
+    if loc.backend == "postgres" and loc.url is not None:
+        from statestore.backends.postgres import schema_exists
+
+        return schema_exists(loc.url)
     if loc.backend == "memory" or loc.path is None:
         return False
     if loc.backend == "sqlite":
@@ -155,6 +194,20 @@ def connect(
         from statestore.backends.memory import MemoryStore
 
         return MemoryStore(schemas, mode=mode, codec=codec)
+    if loc.backend == "postgres":
+        from statestore.backends.postgres import PostgresStore
+
+        assert loc.url is not None
+        return PostgresStore(
+            loc.url,
+            schemas,
+            mode=mode,
+            durability=durability,
+            busy_timeout=busy_timeout,
+            codec=codec,
+            backup=backup,
+            check_history=check_history,
+        )
     assert loc.path is not None
     if loc.backend == "sqlite":
         from statestore.backends.sqlite import SQLiteStore as backend

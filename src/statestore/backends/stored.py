@@ -24,13 +24,17 @@ __all__ = ["described_schemas", "stored_schemas"]
 _MANIFEST = "statestore.json"
 
 
-def stored_schemas(backend: str, path: Path | None, location: str) -> StoredSchemas:
-    """``{name: (version, description)}`` as the store at ``path`` holds them.
+def stored_schemas(backend: str, path: Path | None, location: str, *, url: str | None = None) -> StoredSchemas:
+    """``{name: (version, description)}`` as the store at ``path`` (PostgreSQL: ``url``) holds them.
 
     A missing store (or ``memory:``, which never exists beforehand) raises
     StoreNotFoundError; a file or folder that is not a statestore store
     raises CorruptStoreError.
     """
+    if backend == "postgres" and url is not None:
+        from statestore.backends.postgres import stored_schemas as postgres_schemas
+
+        return postgres_schemas(url)
     if backend == "memory" or path is None:
         raise StoreNotFoundError(location)
     if backend == "sqlite":

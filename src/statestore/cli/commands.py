@@ -337,11 +337,12 @@ def _info(store: Store) -> dict[str, Any]:
         got["rejected"] = got.get("rejected", 0) + row.rejected
     quarantined = len(store.rejects())
     loc = parse_location(store.location)
+    size = getattr(store, "size_bytes", None)  # a server's store: what its tables take there
     return {
         "location": store.location,
         "backend": loc.backend,
-        "path": str(loc.path),
-        "size": _size(loc.path),
+        "path": str(getattr(store, "pg_schema", loc.path)),
+        "size": size() if size is not None else _size(loc.path),
         "schemas": schemas,
         "imports": list(imports.values()),
         "quarantined": quarantined,
@@ -712,7 +713,7 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
         raise click.UsageError(f"the app declares no schema {schema_name!r}")
     target = sch.version if to is None else to
     loc = parse_location(store)
-    stored = stored_schemas(loc.backend, loc.path, str(loc))
+    stored = stored_schemas(loc.backend, loc.path, str(loc), url=loc.url)
     if sch.name not in stored:
         raise SchemaMismatchError(str(loc), f"the store holds no schema {sch.name!r}")
     current = stored[sch.name][0]
@@ -769,15 +770,31 @@ def backups(store: str, prune: bool, keep: int | None, as_json: bool) -> None:
     if prune != (keep is not None):
         raise click.UsageError("--prune and --keep N go together")
     loc = parse_location(store)
-    if loc.path is None:
+    if loc.url is not None:  # PostgreSQL: backups are schemas <schema>_backup_… on the server
+        from statestore.backends.postgres import drop_backup
+        from statestore.backends.postgres import find_backups as find_schemas
+        from statestore.cli.backups import Backup
+
+        url = loc.url
+        found = [Backup(Path(name), before, taken, size) for name, before, taken, size in find_schemas(url)]
+
+        def remove(backup: Backup) -> None:
+            drop_backup(url, backup.path.name)
+
+    elif loc.path is None:
         raise click.ClickException(f"{store}: an in-memory store has no backups")
-    found = find_backups(loc.backend, loc.path)
+    else:
+        found = find_backups(loc.backend, loc.path)
+
+        def remove(backup: Backup) -> None:
+            remove_backup(backup.path)
+
     removed = []
     if prune:
         assert keep is not None
         doomed = found[: max(len(found) - keep, 0)]
         for backup in doomed:
-            remove_backup(backup.path)
+            remove(backup)
             removed.append(backup)
         found = found[len(doomed) :]
     if as_json:

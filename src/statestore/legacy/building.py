@@ -19,6 +19,7 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +31,13 @@ import filelock
 from statestore.backends.fs import make_private_dirs
 from statestore.backends.locations import connect, parse_location, store_exists
 from statestore.codec import Codec, dumps
-from statestore.errors import CorruptStoreError, LegacyImportError, MigrationError, StoreBusyError, ValidationError
+from statestore.errors import (
+    CorruptStoreError,
+    LegacyImportError,
+    MigrationError,
+    StoreBusyError,
+    ValidationError,
+)
 from statestore.legacy.declarations import (
     After,
     Function,
@@ -146,6 +153,10 @@ def run_import(
 ) -> ImportReport:
     """``statestore.legacy.import_legacy``, its arguments checked."""
     backend, path = _target(location)
+    if backend == "postgres":
+        return _run_postgres_import(
+            location, schema, legacy, on_error, after, dry_run, replace, progress, busy_timeout, converter, durability
+        )
     if backend == "memory" and not dry_run:
         raise ValueError("a legacy import needs a store on disk (sqlite: or files:), not memory:")
     if backend != "memory":
@@ -237,6 +248,58 @@ def _missing_parents(folder: Path) -> list[Path]:
         out.append(folder)
         folder = folder.parent
     return out
+
+
+def _run_postgres_import(
+    location: str,
+    schema: Schema,
+    legacy: Legacy,
+    on_error: OnError,
+    after: After,
+    dry_run: bool,
+    replace: bool,
+    progress: Progress | None,
+    busy_timeout: float,
+    converter: Any,
+    durability: Durability,
+) -> ImportReport:
+    """``run_import`` into PostgreSQL: importers on every machine serialize on an advisory lock."""
+    from statestore.backends.postgres import import_lock, schema_exists, schema_vacant
+
+    url = parse_location(location).url
+    assert url is not None
+    build = _Build(location, schema, legacy, on_error, progress, converter, durability)
+    if dry_run:
+        with _collector_paused():
+            try:
+                return build.dry_run()
+            finally:
+                build.release()
+    with import_lock(url, busy_timeout):
+        exists = schema_exists(url)
+        if exists and not replace:
+            return ImportReport(location, legacy.describe(), legacy.layout.version, (), (), imported_store=False)
+        if not exists and not schema_vacant(url):
+            raise CorruptStoreError(location, "something that is not a statestore store is here; not importing over it")
+        with _collector_paused():
+            try:
+                build.read(dry_run=False)
+                report = build.write_postgres(url, replace=exists)
+            finally:
+                build.release()
+        _log.info(
+            "%s: imported %d records from %s, %d rejected",
+            location,
+            report.imported,
+            legacy.describe(),
+            report.rejected,
+        )
+    if after == "rename":
+        for _index, _src, f in build.reader.files:
+            if f not in build.reader.outside:
+                with contextlib.suppress(OSError):
+                    f.rename(f.with_name(f.name + ".imported"))
+    return report
 
 
 def _check_apart(backend: str, path: Path, legacy: Legacy) -> None:
@@ -478,7 +541,7 @@ class _Build:
         for _attempt in range(3):
             aside_path = path.with_name(f"{_aside_prefix(path)}{secrets.token_hex(4)}{path.suffix}")
             try:
-                failed = self._build(aside_path)
+                failed = self._build(f"{_target(self.location)[0]}:{aside_path}")
                 if failed:
                     self._reject_unreadable(failed)
                     self.report(dry_run=False)  # abort: raises with every reject
@@ -506,22 +569,51 @@ class _Build:
             return report
         backend = _target(self.location)[0]
         with tempfile.TemporaryDirectory(prefix="statestore-dry-run-") as tmp:
-            name = "store.db" if backend in ("sqlite", "memory") else "store"
-            failed = self._build(Path(tmp) / name, backend="sqlite" if backend == "memory" else backend)
+            # A throwaway SQLite store stands in for memory: and for a server's store.
+            if backend in ("sqlite", "memory", "postgres"):
+                failed = self._build(f"sqlite:{Path(tmp) / 'store.db'}")
+            else:
+                failed = self._build(f"{backend}:{Path(tmp) / 'store'}")
         if not failed:
             return report
         self._reject_unreadable(failed)
         return self.report(dry_run=True)
 
-    def _build(self, aside_path: Path, backend: str | None = None) -> list[tuple[str, Any, str]]:
-        """Build, verify and migrate the store at ``aside_path``; what cannot be read back after migrations.
+    def write_postgres(self, url: str, *, replace: bool) -> ImportReport:
+        """``write`` for a PostgreSQL store: built in a schema aside, renamed into place in one transaction.
+
+        Rejects after the migrations are handled as ``write`` handles them.
+        With ``replace`` the schema of the store being replaced is kept as
+        ``<schema>_replaced_<time>``, as the file backends keep theirs.
+        """
+        from statestore.backends.postgres import place_schema, split_url, with_schema
+
+        schema = split_url(url)[1]
+        for _attempt in range(3):
+            aside = with_schema(url, f"{schema[:40]}_import_{secrets.token_hex(4)}")
+            try:
+                failed = self._build(aside)
+                if failed:
+                    self._reject_unreadable(failed)
+                    self.report(dry_run=False)  # abort: raises with every reject
+                    place_schema(aside, None, replace=False)
+                    continue
+                report = self.report(dry_run=False)
+                keep = f"{schema[:40]}_replaced_{time.strftime('%Y%m%dt%H%M%Sz', time.gmtime())}" if replace else None
+                place_schema(aside, url, replace=replace, keep_as=keep)
+                return report
+            except BaseException:
+                place_schema(aside, None, replace=False)  # drops the half-built store
+                raise
+        raise LegacyImportError(self.location, self.legacy.describe(), tuple(self.rejects))
+
+    def _build(self, aside: str) -> list[tuple[str, Any, str]]:
+        """Build, verify and migrate the store at the location ``aside``; what cannot be read back after migrations.
 
         Returns (collection or log name, key or seq, reason) of each record
         or entry the schema's declarations refuse (only when migrations ran:
         otherwise every record was already checked against them).
         """
-        backend = backend or _target(self.location)[0]
-        aside = f"{backend}:{aside_path}"
         schema, layout = self.schema, self.legacy.layout
         decls = list(self.decls.values())
         collections = {d.name: d for d in decls if isinstance(d, Collection)}

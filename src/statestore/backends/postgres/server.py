@@ -1,0 +1,264 @@
+"""PostgreSQL locations and the server-side operations on whole stores (without opening one).
+
+The URL handling (the ``schema`` parameter, hiding passwords), the advisory
+lock keys, and what copying, importing, backups and the command do to a
+store's schema as a whole: whether it exists, its stored schemas, placing a
+schema built aside, listing and dropping backups, the import lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from statestore.backends import rawjson
+from statestore.backends.locations import shown_url
+from statestore.errors import BackendError, CorruptStoreError, StoreBusyError, StoreNotFoundError, ValidationError
+from statestore.store import StoredSchemas
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError:  # pragma: no cover - the locations module checks first and names the extra
+    psycopg = None  # type: ignore[assignment]
+
+DEFAULT_SCHEMA = "statestore"
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+MAX_IDENTIFIER = 63  # PostgreSQL cuts longer names silently: refuse them instead
+
+
+def q(name: str) -> str:
+    """Quote an identifier (names are validated at declaration time, and when read from a store)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory lock key derived from ``parts`` (stable across machines and versions)."""
+    digest = hashlib.sha256("\0".join(("statestore", *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    """(URL to connect to, schema name, URL to show) for a ``postgresql://`` location.
+
+    The ``schema`` query parameter names the store's PostgreSQL schema
+    (default ``statestore``) and is removed before connecting. The URL to
+    show has no password (neither in the user part nor a ``password``
+    parameter): it is what errors, ``repr`` and the command print. A schema
+    name that is not a lower-case identifier of at most 63 characters raises
+    ValidationError.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    rest = [(k, v) for k, v in query if k != "schema"]
+    schema = schemas[-1] if schemas else DEFAULT_SCHEMA
+    connect = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest, safe="/:,", quote_via=quote), ""))
+    shown = shown_url(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*rest, ("schema", schema)]), "")))
+    if not SCHEMA_NAME.match(schema) or len(schema) > MAX_IDENTIFIER:
+        raise ValidationError(
+            "location",
+            shown,
+            "",
+            f"schema {schema!r}: a PostgreSQL schema for a store is a lower-case identifier "
+            f"([a-z_][a-z0-9_]*) of at most {MAX_IDENTIFIER} characters",
+        )
+    return connect, schema, shown
+
+
+def password_of(url: str) -> str | None:
+    """The password a URL carries (to scrub it from any server message), or None."""
+    parts = urlsplit(url)
+    found = [v for k, v in parse_qsl(parts.query) if k == "password"]
+    if parts.password:
+        found.append(unquote(parts.password))
+    return found[-1] if found else None
+
+
+def quick_connect(url: str) -> Any:
+    """A short-lived autocommit connection for looking at a store without opening it."""
+    return psycopg.connect(url, autocommit=True, connect_timeout=30)
+
+
+def schema_exists(url: str) -> bool:
+    """True if the store a ``postgresql://`` location names exists (its schema has statestore's tables).
+
+    A server that cannot be reached raises BackendError (without the password).
+    """
+    connect, schema, shown = split_url(url)
+    try:
+        with quick_connect(connect) as con:
+            row = con.execute(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = '_statestore_schemas'",
+                (schema,),
+            ).fetchone()
+    except psycopg.Error as exc:
+        raise BackendError(shown, f"cannot connect to the server: {scrubbed(exc, url)}") from None
+    return row is not None
+
+
+def schema_vacant(url: str) -> bool:
+    """True if the schema ``url`` names does not exist or holds no table (room for a new store)."""
+    connect, schema, shown = split_url(url)
+    try:
+        with quick_connect(connect) as con:
+            row = con.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+                (schema,),
+            ).fetchone()
+    except psycopg.Error as exc:
+        raise BackendError(shown, f"cannot connect to the server: {scrubbed(exc, url)}") from None
+    return bool(row[0] == 0)
+
+
+@contextlib.contextmanager
+def import_lock(url: str, timeout: float) -> Iterator[None]:
+    """Hold the store's import lock (a session-level advisory lock) on a connection of its own.
+
+    Importers on every machine take it, so one imports and the others then
+    find the store. Waiting longer than ``timeout`` raises StoreBusyError.
+    Half-built stores a crashed import left (schemas ``<schema>_import_…``)
+    are dropped once the lock is held.
+    """
+    connect, schema, shown = split_url(url)
+    try:
+        con = quick_connect(connect)
+    except psycopg.Error as exc:
+        raise BackendError(shown, f"cannot connect to the server: {scrubbed(exc, url)}") from None
+    try:
+        try:
+            con.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(1, int(timeout * 1000))}ms",))
+            con.execute("SELECT pg_advisory_lock(%s)", (lock_key("import", schema),))
+            stale = con.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:40] + "_import_",)
+            ).fetchall()
+            for (name,) in stale:
+                con.execute(f"DROP SCHEMA {q(name)} CASCADE")
+        except pg_errors.LockNotAvailable:
+            raise StoreBusyError(shown, timeout) from None
+        except psycopg.Error as exc:
+            raise BackendError(shown, scrubbed(exc, url)) from None
+        yield
+    finally:
+        con.close()  # ends the session: the lock goes with it
+
+
+def stored_schemas(url: str) -> StoredSchemas:
+    """``{name: (version, description)}`` as the store at ``url`` holds them; StoreNotFoundError if none."""
+    connect, schema, shown = split_url(url)
+    if not schema_exists(url):
+        raise StoreNotFoundError(shown)
+    try:
+        with quick_connect(connect) as con:
+            rows = con.execute(f"SELECT name, version, description FROM {q(schema)}._statestore_schemas").fetchall()
+    except psycopg.Error as exc:
+        raise BackendError(shown, scrubbed(exc, url)) from None
+    out: StoredSchemas = {}
+    for name, version, description in rows:
+        try:
+            desc = rawjson.load(description)
+        except (TypeError, ValueError):
+            desc = None
+        if not isinstance(desc, dict) or not isinstance(version, int):
+            raise CorruptStoreError(shown, f"schema {name!r} has no valid version and description")
+        out[str(name)] = (version, desc)
+    return out
+
+
+def with_schema(url: str, schema: str) -> str:
+    """``url`` naming another schema (everything else, password included, kept)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "schema"]
+    query.append(("schema", schema))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/:,", quote_via=quote), ""))
+
+
+def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str | None = None) -> None:
+    """Rename the schema of ``tmp_url`` to the schema of ``url`` in one transaction (None: drop it).
+
+    The rename holds the destination store's write lock, so no writer of an
+    existing store there is cut off mid-transaction. With ``replace`` an
+    existing store at the destination is dropped in the same transaction
+    (renamed to ``keep_as`` instead, when given); without it, an existing one
+    raises StoreExistsError and nothing changes.
+    A copy renamed into place is whole: PostgreSQL's DDL is transactional.
+    """
+    from statestore.errors import StoreExistsError
+
+    connect, tmp, _shown = split_url(tmp_url)
+    try:
+        with quick_connect(connect) as con:
+            if url is None:
+                con.execute(f"DROP SCHEMA IF EXISTS {q(tmp)} CASCADE")
+                return
+            _c, schema, shown = split_url(url)
+            con.execute("BEGIN")
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("write", schema),))
+            exists = con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+            if exists is not None:
+                if not replace:
+                    con.execute("ROLLBACK")
+                    raise StoreExistsError(shown)
+                if keep_as is not None:
+                    con.execute(f"ALTER SCHEMA {q(schema)} RENAME TO {q(keep_as)}")
+                else:
+                    con.execute(f"DROP SCHEMA {q(schema)} CASCADE")
+            con.execute(f"ALTER SCHEMA {q(tmp)} RENAME TO {q(schema)}")
+            con.execute("COMMIT")
+    except psycopg.Error as exc:
+        raise BackendError(split_url(url or tmp_url)[2], scrubbed(exc, tmp_url)) from None
+
+
+_BACKUP = re.compile(r"^(?P<schema>.+)_backup_(?P<before>.*?)_?(?P<time>\d{8}t\d{6}z)_[0-9a-f]{4}$")
+
+
+def find_backups(url: str) -> list[tuple[str, str, str, int]]:
+    """The backups of the store at ``url``, oldest first: (schema name, taken before, UTC time, bytes).
+
+    Only schemas named ``<schema>_backup_<label>_<time>_<4 hex>`` count.
+    """
+    connect, schema, shown = split_url(url)
+    try:
+        with quick_connect(connect) as con:
+            rows = con.execute(
+                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0), n.oid::bigint "
+                "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' "
+                "WHERE starts_with(n.nspname, %s) GROUP BY n.nspname, n.oid",
+                (schema + "_backup_",),
+            ).fetchall()
+    except psycopg.Error as exc:
+        raise BackendError(shown, scrubbed(exc, url)) from None
+    found = []
+    for name, size, oid in rows:
+        match = _BACKUP.match(name)
+        if match is None or match["schema"] != schema:
+            continue
+        taken = datetime.strptime(match["time"].upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        found.append((taken.isoformat(), int(oid), name, match["before"], int(size)))
+    # The name says the second; the schema's oid (assigned in creation order) orders those taken within one.
+    return [(name, before, taken, size) for taken, _oid, name, before, size in sorted(found)]
+
+
+def drop_backup(url: str, name: str) -> None:
+    """Drop one backup schema of the store at ``url`` (a name :func:`find_backups` listed)."""
+    connect, schema, shown = split_url(url)
+    if not name.startswith(schema + "_backup_") or _BACKUP.match(name) is None:
+        raise ValueError(f"{name!r} is not a backup of {shown}")
+    try:
+        with quick_connect(connect) as con:
+            con.execute(f"DROP SCHEMA {q(name)} CASCADE")
+    except psycopg.Error as exc:
+        raise BackendError(shown, scrubbed(exc, url)) from None
+
+
+def scrubbed(exc: BaseException, url: str) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    secret = password_of(url)
+    return text.replace(secret, "****") if secret else text

@@ -1,0 +1,1023 @@
+"""PostgresStore: a store in one schema of a PostgreSQL database, for state shared by many machines.
+
+Layout (DESIGN §6, as on SQLite): one table per collection named after it
+with ``key``, ``revision`` and ``data`` (the canonical JSON text, kept as text
+so it reads back byte for byte) plus a lookup column and an index
+for each declared index and unique field (the field's canonical JSON text,
+written with the record); one table per log with ``seq``,
+``stream``, ``version``, ``at``, ``data`` and ``UNIQUE(stream, version)``;
+internal tables prefixed ``_statestore_``. A ``str`` key is stored as its
+UTF-8 bytes (``bytea``: PostgreSQL text cannot hold NUL, and bytes sort by
+code point), an ``int`` key as ``bigint``, a composite key as its JSON array.
+
+Concurrency: every write transaction first takes a transaction-level
+advisory lock derived from the schema's name, so writers to one store
+serialize across every client on every machine, exactly as SQLite's
+``BEGIN IMMEDIATE`` serializes them on one machine; reads never wait. Waits
+are bounded by ``lock_timeout`` (the busy timeout), then StoreBusyError.
+Migrations serialize on a second, session-level advisory lock.
+
+psycopg (3) is an optional dependency: this module is imported only when a
+``postgresql://`` location is opened, and says which extra to install when
+it is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from statestore.backends import rawjson
+from statestore.backends.postgres.server import MAX_IDENTIFIER as _MAX_IDENTIFIER
+from statestore.backends.postgres.server import lock_key as _lock_key
+from statestore.backends.postgres.server import password_of as _password
+from statestore.backends.postgres.server import q as _q
+from statestore.backends.postgres.server import quick_connect as _quick_connect
+from statestore.backends.postgres.server import split_url
+from statestore.codec import Codec, dumps
+from statestore.errors import (
+    BackendError,
+    CorruptStoreError,
+    ReadOnlyError,
+    SchemaError,
+    SchemaMismatchError,
+    StoreBusyError,
+    StoreNotFoundError,
+)
+from statestore.schema import Collection, KeyValue, Log, Schema
+from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError:  # pragma: no cover - the locations module checks first and names the extra
+    psycopg = None  # type: ignore[assignment]
+
+FORMAT = 1
+_RESERVED = {"key", "revision", "data"}
+_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_NOTIFY_WAIT = 5.0  # longest wait for a notification before follow looks anyway
+_EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
+
+
+def _literal(text: str) -> str:
+    """An SQL string literal (for names validated as identifiers; never for data)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def column_of(field: str) -> str:
+    """The lookup column for ``field``: its own name unless the layout uses it (then ``field:NAME``)."""
+    return f"field:{field}" if field in _RESERVED else field
+
+
+def field_of(column: str) -> str:
+    """The field a lookup column holds (the inverse of :func:`column_of`)."""
+    return column[len("field:") :] if column.startswith("field:") else column
+
+
+def field_text(data: Mapping[str, Any], field: str) -> str | None:
+    """A top-level field's value as its canonical JSON text; None when missing or null.
+
+    This is what a lookup column holds. The backend writes it with the
+    record, from the same canonical encoder as ``data``: a generated column
+    would have to parse ``data`` on the server, and PostgreSQL's JSON parser
+    refuses a ``\\u0000`` anywhere in the document, which statestore stores.
+    """
+    value = data.get(field)
+    return None if value is None else dumps(value)
+
+
+class _ThreadConnection:
+    """One thread's connection, held in its thread-local storage."""
+
+    __slots__ = ("__weakref__", "con")
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+
+
+def _forget(connections: list[Any], lock: threading.Lock, con: Any) -> None:
+    """Close the connection of a thread that ended (unless close() already did)."""
+    with lock:
+        if con not in connections:
+            return
+        connections.remove(con)
+    with contextlib.suppress(Exception):
+        con.close()
+
+
+class PostgresStore(Store):
+    """A store in one PostgreSQL schema (writers serialize on an advisory lock).
+
+    ``busy_timeout`` bounds every wait for a lock (the store's write lock,
+    the migration lock) and the connection attempt; then StoreBusyError.
+    Each thread gets its own connection; a forked child opens new ones and
+    leaves the parent's alone. Read mode connects with
+    ``default_transaction_read_only`` so the server itself refuses writes. A
+    lost connection is a BackendError saying so; the server rolls the open
+    transaction back, so no write is half applied.
+    """
+
+    # One SQL statement is all-or-nothing, so single writes need no savepoint.
+    _atomic_writes = True
+
+    def __init__(
+        self,
+        url: str,
+        schema: Schema | Sequence[Schema],
+        *,
+        mode: Mode = "write",
+        durability: Durability = "normal",
+        busy_timeout: float = 30.0,
+        codec: Codec | None = None,
+        check_history: bool = True,
+        backup: bool = True,
+    ) -> None:
+        if psycopg is None:  # pragma: no cover - locations.connect checks before importing
+            raise BackendError(url.split("?", 1)[0].rsplit("@", 1)[-1], _EXTRA)
+        self._url, self.pg_schema, shown = split_url(url)
+        self._secret = _password(url)
+        super().__init__(shown, schema, mode=mode, codec=codec or Codec())
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        self.durability: Durability = durability
+        self.busy_timeout = float(busy_timeout)
+        self._s = _q(self.pg_schema)
+        self._write_lock = _lock_key("write", self.pg_schema)
+        self._migrate_lock = _lock_key("migrate", self.pg_schema)
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self._columns: dict[str, set[str]] = {}
+        self._lookup: dict[str, tuple[str, ...]] = {}  # table -> fields with a lookup column
+        self._upserts: dict[str, str] = {}
+        self._schema_mark = -1
+        try:
+            if mode == "write":
+                self._initialize()
+            elif not self._internal_tables():
+                raise StoreNotFoundError(self.location)
+            self._load_columns()
+            self._schema_mark = self._mark()
+            self._open_schemas(check_history=check_history, backup=backup)
+            self._load_columns()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------ connections
+
+    def _connect(self) -> Any:
+        settings = {
+            "lock_timeout": f"{max(1, int(self.busy_timeout * 1000))}ms",
+            "synchronous_commit": "on",
+            "default_transaction_read_only": "on" if self.mode == "read" else "off",
+            "client_encoding": "UTF8",
+        }
+        try:
+            con = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=max(1, int(self.busy_timeout)), prepare_threshold=None
+            )
+            with con.cursor() as cur:
+                for name, value in settings.items():
+                    cur.execute("SELECT set_config(%s, %s, false)", (name, value))
+        except psycopg.Error as exc:
+            raise self._error(exc, connecting=True) from None
+        with self._lock:
+            self._connections.append(con)
+        return con
+
+    def _con(self) -> Any:
+        try:
+            con = self._local.holder.con
+        except AttributeError:
+            con = None
+        if con is not None and not con.closed:
+            return con
+        self._state()  # resets per-thread state after fork()
+        con = self._connect()
+        holder = self._local.holder = _ThreadConnection(con)
+        # When the thread ends its holder goes, and so does its connection.
+        weakref.finalize(holder, _forget, self._connections, self._lock, con)
+        return con
+
+    def _after_fork(self) -> None:
+        # The parent's connections share their sockets with the parent: closing
+        # one here would send the server a goodbye that ends the parent's session.
+        # Point each inherited descriptor at /dev/null first, so closing it (now
+        # or when collected) touches only this process.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for con in self._connections:
+                with contextlib.suppress(Exception):
+                    os.dup2(devnull, con.pgconn.socket)
+                with contextlib.suppress(Exception):
+                    con.close()
+        finally:
+            os.close(devnull)
+        self._local = threading.local()
+        self._connections = []
+        self._lock = threading.Lock()
+
+    def _close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+            for con in connections:
+                with contextlib.suppress(Exception):
+                    con.close()
+        self._local = threading.local()
+
+    def same_store(self, url: str) -> bool:
+        """True if ``url`` names this store (same schema on the same server and database)."""
+        connect, schema, _shown = split_url(url)
+        if schema != self.pg_schema:
+            return False
+        try:
+            with _quick_connect(connect) as other:
+                theirs = other.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+                db = other.execute("SELECT current_database()").fetchone()
+            ours = self._one("SELECT system_identifier FROM pg_control_system()")
+            our_db = self._one("SELECT current_database()")
+        except (psycopg.Error, BackendError):
+            return False
+        return bool(theirs == ours and db == our_db)
+
+    def size_bytes(self) -> int:
+        """Bytes the store's tables take on the server (with their indexes)."""
+        row = self._one(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (self.pg_schema,),
+        )
+        return int(row[0])
+
+    def _scrub(self, text: str) -> str:
+        if self._secret:
+            text = text.replace(self._secret, "****")
+        return text
+
+    def _error(self, exc: BaseException, *, connecting: bool = False) -> Exception:
+        """The statestore error for a psycopg one (the password never appears in it)."""
+        text = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        if isinstance(exc, pg_errors.LockNotAvailable):
+            return StoreBusyError(self.location, self.busy_timeout)
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return ReadOnlyError(self.location, f"write ({text})")
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return BackendError(self.location, f"permission denied: {text}")
+        if connecting:
+            return BackendError(self.location, f"cannot connect to the server: {text}")
+        if isinstance(exc, psycopg.OperationalError) or (isinstance(exc, psycopg.Error) and self._broken()):
+            return BackendError(
+                self.location,
+                f"lost the connection to the server ({text}); the open transaction was not committed",
+            )
+        if isinstance(exc, psycopg.DataError) and "NUL" in text:
+            return BackendError(self.location, f"PostgreSQL text cannot hold NUL characters ({text})")
+        return BackendError(self.location, text)
+
+    def _broken(self) -> bool:
+        try:
+            con = self._local.holder.con
+        except AttributeError:
+            return False
+        return bool(con.closed or con.broken)
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    # A transaction's BEGIN (with the write lock and the schema mark) is sent together with its
+    # first statement, and writes (whose results no one reads) with the statement after them or
+    # with COMMIT: one round trip instead of three for a single put. They wait in ``pending``
+    # as SQL with their parameters bound on this side.
+
+    def _run(self, sql: str | None, params: Any = None) -> Any:
+        """Execute ``sql`` after whatever the transaction has pending, in one round trip; its cursor.
+
+        ``sql=None`` only sends what is pending. psycopg errors propagate (the
+        callers translate them).
+        """
+        local = self._local
+        pending: list[str] | None = getattr(local, "pending", None)
+        con = self._con()
+        if not pending:
+            return None if sql is None else con.execute(sql, params)
+        mark_at: int | None = local.mark_at
+        local.pending, local.mark_at = None, None
+        cur = psycopg.ClientCursor(con)
+        parts = list(pending)
+        if sql is not None:
+            parts.append(cur.mogrify(sql, params) if params is not None else sql)
+        try:
+            cur.execute("; ".join(parts))
+        except psycopg.Error:
+            if mark_at is not None and not self._migrating and not con.broken:
+                # The statement may have failed because another client changed the store's
+                # schemas (a table went): say that, as the mark would have, rather than the symptom.
+                with contextlib.suppress(psycopg.Error):
+                    con.execute("ROLLBACK")
+                self._check_schemas_current()
+            raise
+        mark_row = None
+        index = 0
+        while True:
+            if index == mark_at:
+                mark_row = cur.fetchone()
+            if not cur.nextset():
+                break
+            index += 1
+        if mark_at is not None:
+            self._check_mark(mark_row)
+        return cur
+
+    def _flush(self) -> None:
+        """Send what the transaction has pending (before statements run some other way)."""
+        try:
+            self._run(None)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def _execute(self, sql: str, params: Any = None) -> Any:
+        try:
+            return self._run(sql, params)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def _one(self, sql: str, params: Any = None) -> Any:
+        try:
+            return self._run(sql, params).fetchone()
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def _all(self, sql: str, params: Any = None) -> list[Any]:
+        try:
+            return list(self._run(sql, params).fetchall())
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def _defer(self, sql: str, params: Any) -> None:
+        """Send a write with the transaction's next statement (or its COMMIT)."""
+        local = self._local
+        if getattr(local, "mark_at", None) is not None:
+            # The begin has not been sent: send it (and check the schema mark) before any write,
+            # so a COMMIT can never carry writes past a mark that says the schemas moved.
+            self._flush()
+        con = self._con()
+        client = getattr(local, "client", None)
+        if client is None or client.connection is not con:
+            client = local.client = psycopg.ClientCursor(con)
+        try:
+            text = client.mogrify(sql, params)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        if getattr(local, "pending", None) is None:
+            local.pending, local.mark_at = [], None
+        local.pending.append(text)
+
+    def _t(self, name: str) -> str:
+        """A table of this store, schema-qualified and quoted."""
+        return f"{self._s}.{_q(name)}"
+
+    # ------------------------------------------------------------ decoding stored values
+
+    def _load(self, text: Any, where: str) -> Any:
+        try:
+            return rawjson.load(text)
+        except rawjson.StoredJSONError as exc:
+            raise CorruptStoreError(self.location, f"{where}: {exc}") from None
+        except TypeError:
+            raise CorruptStoreError(self.location, f"{where}: holds {type(text).__name__}, not JSON text") from None
+
+    def _record(self, coll: Collection[Any], key: Any, text: Any) -> dict[str, Any]:
+        data = self._load(text, f"table {coll.name!r}, key {key!r}")
+        if type(data) is not dict:
+            raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: data is not a JSON object")
+        return data
+
+    def _revision_of(self, coll: Collection[Any], key: Any, revision: Any) -> int:
+        if type(revision) is not int or revision < 1:
+            raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: revision {revision!r}")
+        return revision
+
+    def _entry_row(self, log: Log[Any], seq: Any, stream: Any, version: Any, at: Any, text: Any) -> RawEntry:
+        where = f"log table {log.name!r}, seq {seq!r}"
+        if type(version) is not int or version < 1:
+            raise CorruptStoreError(self.location, f"{where}: version {version!r} is not a positive integer")
+        try:
+            datetime.fromisoformat(at)
+        except (TypeError, ValueError):
+            raise CorruptStoreError(self.location, f"{where}: time {at!r} is not an ISO timestamp") from None
+        data = self._load(text, where)
+        if type(data) is not dict:
+            raise CorruptStoreError(self.location, f"{where}: data is not a JSON object")
+        return int(seq), stream, version, at, data
+
+    # ------------------------------------------------------------ creation
+
+    def _internal_tables(self) -> bool:
+        """True if the schema holds statestore's tables; CorruptStoreError if it holds something else."""
+        rows = self._all(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            (self.pg_schema,),
+        )
+        tables = {r[0] for r in rows}
+        if "_statestore_schemas" in tables:
+            return True
+        if tables:
+            raise CorruptStoreError(
+                self.location, f"schema {self.pg_schema!r} is not a statestore store (no _statestore_schemas table)"
+            )
+        return False
+
+    def _initialize(self) -> None:
+        """Create the schema and statestore's internal tables, once, even with many clients racing."""
+        if self._internal_tables():
+            return
+        con = self._con()
+        with self._translate():
+            con.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._write_lock})")
+            try:
+                if not self._internal_tables():
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
+                    con.execute(
+                        f"CREATE TABLE {self._t('_statestore_meta')} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                    )
+                    con.execute(
+                        f"CREATE TABLE {self._t('_statestore_schemas')} "
+                        "(name TEXT PRIMARY KEY, version BIGINT NOT NULL, description TEXT NOT NULL)"
+                    )
+                    with con.cursor() as cur:
+                        cur.executemany(
+                            f"INSERT INTO {self._t('_statestore_meta')}(key, value) VALUES (%s, %s)",
+                            [("format", str(FORMAT)), ("store_id", uuid.uuid4().hex), ("schema_mark", "0")],
+                        )
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _mark(self) -> int:
+        row = self._one(f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'")
+        try:
+            return int(row[0]) if row is not None else 0
+        except ValueError:
+            raise CorruptStoreError(self.location, f"schema mark {row[0]!r} is not a number") from None
+
+    def _load_columns(self) -> None:
+        rows = self._all(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+            (self.pg_schema,),
+        )
+        columns: dict[str, set[str]] = {}
+        for table, column in rows:
+            columns.setdefault(table, set()).add(column)
+        self._columns = columns
+        self._lookup = {
+            table: tuple(sorted(field_of(c) for c in cols if c not in _RESERVED)) for table, cols in columns.items()
+        }
+        self._upserts.clear()
+
+    def _read_schemas(self) -> StoredSchemas:
+        self._internal_tables()
+        fmt = self._one(f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'format'")
+        if fmt is None or fmt[0] != str(FORMAT):
+            raise CorruptStoreError(self.location, f"unknown store format {fmt and fmt[0]!r}")
+        rows = self._all(f"SELECT name, version, description FROM {self._t('_statestore_schemas')}")
+        out: StoredSchemas = {}
+        for name, version, description in rows:
+            desc = self._load(description, f"schema {name!r}: description")
+            if not isinstance(desc, dict) or not isinstance(version, int):
+                raise CorruptStoreError(self.location, f"schema {name!r} has no valid version and description")
+            try:
+                Schema.described({**desc, "name": name, "version": version})
+            except SchemaError as exc:
+                raise CorruptStoreError(self.location, f"schema {name!r}: {exc}") from None
+            out[name] = (version, desc)
+        return out
+
+    def _set_schema(self, name: str, version: int, description: dict[str, Any]) -> None:
+        self._execute(
+            f"UPDATE {self._t('_statestore_meta')} SET value = (value::bigint + 1)::text WHERE key = 'schema_mark'"
+        )
+        self._execute(
+            f"INSERT INTO {self._t('_statestore_schemas')}(name, version, description) VALUES (%s, %s, %s) "
+            "ON CONFLICT(name) DO UPDATE SET version = excluded.version, description = excluded.description",
+            (name, version, dumps(description)),
+        )
+
+    def _sync_structure(self, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool) -> None:
+        for name in [c.name for c in collections] + [lg.name for lg in logs]:
+            if len(name.encode()) > _MAX_IDENTIFIER:
+                raise SchemaError(f"{name!r}: PostgreSQL table names are at most {_MAX_IDENTIFIER} bytes")
+        for coll in collections:
+            if coll.composite:
+                key_type = "TEXT"
+            elif coll.field_types[coll.key_fields[0]] is int:
+                key_type = "BIGINT"
+            else:
+                key_type = "BYTEA"
+            self._execute(
+                f"CREATE TABLE IF NOT EXISTS {self._t(coll.name)} "
+                f"(key {key_type} PRIMARY KEY NOT NULL, revision BIGINT NOT NULL, data TEXT NOT NULL)"
+            )
+            if full:
+                self._sync_indexes(coll)
+            else:
+                # Mid-migration: records may pass through states the declared unique fields
+                # forbid; the last step checks them on every backend alike and recreates these.
+                for name in self._indexes(coll.name):
+                    if name.startswith("_statestore_uq_"):
+                        self._execute(f"DROP INDEX {self._t(name)}")
+        for log in logs:
+            self._execute(
+                f"CREATE TABLE IF NOT EXISTS {self._t(log.name)} (seq BIGINT PRIMARY KEY, "
+                'stream TEXT COLLATE "C" NOT NULL, version BIGINT NOT NULL, at TEXT NOT NULL, data TEXT NOT NULL, '
+                "UNIQUE(stream, version))"
+            )
+        self._load_columns()
+
+    def _table_columns(self, table: str) -> set[str]:
+        rows = self._all(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (self.pg_schema, table),
+        )
+        return {r[0] for r in rows}
+
+    def _indexes(self, table: str) -> set[str]:
+        rows = self._all(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s AND indexname LIKE %s",
+            (self.pg_schema, table, "\\_statestore\\_%"),
+        )
+        return {r[0] for r in rows}
+
+    def _sync_indexes(self, coll: Collection[Any]) -> None:
+        table = coll.name
+        wanted: dict[str, tuple[bool, tuple[str, ...]]] = {}
+        for field in coll.indexes:
+            wanted[_index_name("ix", table, (field,))] = (False, (field,))
+        for group in coll.unique:
+            wanted[_index_name("uq", table, group)] = (True, group)
+        needed = {f for _, fields in wanted.values() for f in fields}
+        existing = self._indexes(table)
+        for name in existing - wanted.keys():
+            self._execute(f"DROP INDEX {self._t(name)}")
+        present = {c for c in self._table_columns(table) if c not in _RESERVED}
+        added = [f for f in sorted(needed) if column_of(f) not in present]
+        for field in added:
+            self._execute(f'ALTER TABLE {self._t(table)} ADD COLUMN {_q(column_of(field))} TEXT COLLATE "C"')
+        for column in present - {column_of(f) for f in needed}:
+            self._execute(f"ALTER TABLE {self._t(table)} DROP COLUMN {_q(column)}")
+        if added:
+            # Fill the new columns from the records already stored.
+            rows = self._all(f"SELECT key, data FROM {self._t(table)}")
+            sets = ", ".join(f"{_q(column_of(f))} = %s" for f in added)
+            self._flush()
+            with self._translate(), self._con().cursor() as cur:
+                cur.executemany(
+                    f"UPDATE {self._t(table)} SET {sets} WHERE key = %s",
+                    [(*(field_text(self._record(coll, k, data), f) for f in added), k) for k, data in rows],
+                )
+        for name, (unique, fields) in wanted.items():
+            if name in existing:
+                continue
+            cols = ", ".join(_q(column_of(f)) for f in fields)
+            self._flush()
+            try:
+                self._con().execute("SAVEPOINT statestore_index")
+                self._con().execute(
+                    f"CREATE {'UNIQUE ' if unique else ''}INDEX {_q(name)} ON {self._t(table)} ({cols})"
+                )
+                self._con().execute("RELEASE statestore_index")
+            except pg_errors.UniqueViolation:
+                self._execute("ROLLBACK TO statestore_index")
+                raise SchemaMismatchError(
+                    self.location,
+                    f"collection {table!r}: stored records already share values of unique {', '.join(fields)}",
+                ) from None
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+
+    def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
+        self._execute(f"DROP TABLE IF EXISTS {self._t(decl.name)}")
+        self._columns.pop(decl.name, None)
+
+    def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
+        self._flush()
+        with self._translate(), self._con().cursor() as cur:
+            cur.executemany(
+                f"UPDATE {self._t(log.name)} SET data = %s WHERE seq = %s",
+                [(dumps(data), seq) for seq, _s, _v, _at, data in entries],
+            )
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """A session-level advisory lock on this thread's connection, held across the migration."""
+        self._flush()
+        con = self._con()
+        self._execute(f"SELECT pg_advisory_lock({self._migrate_lock})")
+        try:
+            yield
+        finally:
+            if not con.closed:
+                with contextlib.suppress(psycopg.Error):
+                    con.execute(f"SELECT pg_advisory_unlock({self._migrate_lock})")
+
+    def _backup(self, label: str) -> Path | None:
+        """Copy every table of the store into a new schema ``<schema>_backup_<label>_<time>_<hex>``.
+
+        Built in one transaction holding the store's write lock, so the copy
+        is consistent and appears whole or not at all. Tables keep their
+        columns, generated columns, keys, constraints and index names. The
+        returned path is the backup schema's name (restore it by renaming
+        schemas: docs/postgres.md).
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()).lower()
+        tag = re.sub(r"[^a-z0-9_]+", "_", label.lower())
+        suffix = f"_{stamp}_{secrets.token_hex(2)}"
+        room = _MAX_IDENTIFIER - len(self.pg_schema) - len("_backup_") - len(suffix)
+        name = f"{self.pg_schema}_backup_{tag[: max(0, room)]}{suffix}"
+        if len(name) > _MAX_IDENTIFIER:  # a long schema name: keep its start, the time and the random part
+            name = f"{self.pg_schema[: _MAX_IDENTIFIER - len('_backup') - len(suffix)]}_backup{suffix}"
+        dst = _q(name)
+        self._flush()
+        con = self._con()
+        with self._translate():
+            depth = self._state().depth
+            if depth == 0:
+                con.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._write_lock})")
+            else:
+                con.execute("SAVEPOINT statestore_backup")
+            try:
+                con.execute(f"CREATE SCHEMA {dst}")
+                tables = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename", (self.pg_schema,)
+                    ).fetchall()
+                ]
+                for table in tables:
+                    con.execute(f"CREATE TABLE {dst}.{_q(table)} (LIKE {self._t(table)} INCLUDING ALL)")
+                    plain = [
+                        _q(r[0])
+                        for r in con.execute(
+                            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                            "AND table_name = %s AND is_generated = 'NEVER' ORDER BY ordinal_position",
+                            (self.pg_schema, table),
+                        ).fetchall()
+                    ]
+                    cols = ", ".join(plain)
+                    con.execute(f"INSERT INTO {dst}.{_q(table)} ({cols}) SELECT {cols} FROM {self._t(table)}")
+                    self._rename_copied_indexes(con, table, name)
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    con.execute("ROLLBACK" if depth == 0 else "ROLLBACK TO statestore_backup")
+                raise
+            con.execute("COMMIT" if depth == 0 else "RELEASE statestore_backup")
+        return Path(name)
+
+    def _rename_copied_indexes(self, con: Any, table: str, backup: str) -> None:
+        """Give the backup's indexes the original names (LIKE … INCLUDING ALL invents new ones)."""
+
+        def shapes(schema: str) -> dict[str, str]:
+            rows = con.execute(
+                "SELECT i.relname, pg_get_indexdef(i.oid, 0, false), x.indisunique "
+                "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s AND t.relname = %s",
+                (schema, table),
+            ).fetchall()
+            out = {}
+            for index, definition, unique in rows:
+                shape = definition[definition.index(" USING ") :] + str(unique)
+                out[shape] = index
+            return out
+
+        original = shapes(self.pg_schema)
+        for shape, index in shapes(backup).items():
+            want = original.get(shape)
+            if want is not None and want != index:
+                con.execute(f"ALTER INDEX {_q(backup)}.{_q(index)} RENAME TO {_q(want)}")
+
+    def _after_migration(self) -> None:
+        self._load_columns()
+        self._schema_mark = -1
+
+    # ------------------------------------------------------------ transactions
+
+    def _begin(self, *, write: bool) -> None:
+        # Sent with the transaction's first statement (see _run).
+        if not write:
+            self._local.pending, self._local.mark_at = [_BEGIN_READ], None
+            return
+        # The mark is a statement of its own, after the lock: it sees everything committed before
+        # the lock was ours.
+        self._local.pending = [
+            "BEGIN",
+            f"SELECT pg_advisory_xact_lock({self._write_lock})",
+            f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'",
+        ]
+        self._local.mark_at = 2
+
+    def _check_mark(self, row: Any) -> None:
+        """Refuse to go on when another client changed the store's schemas since this object looked."""
+        if self._migrating:
+            return
+        try:
+            mark = int(row[0]) if row is not None else 0
+        except ValueError:
+            mark = -2
+        if mark != self._schema_mark:
+            try:
+                self._check_schemas_current()
+                self._load_columns()  # another client may have added or dropped lookup columns
+            except BaseException:
+                self._rollback()
+                raise
+            self._schema_mark = mark
+
+    def _commit(self) -> None:
+        local = self._local
+        pending = getattr(local, "pending", None)
+        if pending is not None and local.mark_at is not None and len(pending) == 3:
+            local.pending = local.mark_at = None  # nothing ran: there is nothing to commit
+            return
+        if pending == [_BEGIN_READ]:
+            local.pending = None  # a read transaction that read nothing
+            return
+        self._execute("COMMIT")
+
+    def _rollback(self) -> None:
+        local = self._local
+        pending = getattr(local, "pending", None)
+        local.pending = local.mark_at = None
+        if pending is not None and pending[:1] and pending[0].startswith("BEGIN"):
+            return  # the transaction never reached the server
+        try:
+            con = local.holder.con
+        except AttributeError:
+            return
+        if not con.closed and not con.broken:
+            with contextlib.suppress(psycopg.Error):
+                con.execute("ROLLBACK")
+
+    def _savepoint(self, name: str) -> None:
+        self._execute(f"SAVEPOINT {_q(name)}")
+
+    def _release(self, name: str) -> None:
+        self._execute(f"RELEASE SAVEPOINT {_q(name)}")
+
+    def _rollback_to(self, name: str) -> None:
+        self._execute(f"ROLLBACK TO SAVEPOINT {_q(name)}; RELEASE SAVEPOINT {_q(name)}")
+
+    # ------------------------------------------------------------ records
+
+    def _has(self, name: str) -> bool:
+        return name in self._columns
+
+    @staticmethod
+    def _key_param(coll: Collection[Any], key: KeyValue) -> Any:
+        if isinstance(key, tuple):
+            return json.dumps(list(key), ensure_ascii=False, separators=(",", ":"))
+        if isinstance(key, str):
+            return key.encode("utf-8", "surrogatepass")
+        return key
+
+    def _key_value(self, coll: Collection[Any], stored: Any) -> KeyValue:
+        if coll.composite:
+            parts = self._load(stored, f"table {coll.name!r}, key {stored!r}")
+            if not isinstance(parts, list):
+                raise CorruptStoreError(self.location, f"table {coll.name!r}: key {stored!r} is not a JSON array")
+            return tuple(parts)
+        if isinstance(stored, (bytes, memoryview)):
+            try:
+                return bytes(stored).decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                raise CorruptStoreError(
+                    self.location, f"table {coll.name!r}: key {bytes(stored)!r} is not UTF-8"
+                ) from None
+        return stored  # type: ignore[no-any-return]
+
+    def _column(self, coll: Collection[Any], field: str) -> str | None:
+        """The lookup column holding ``field``, or None when the table has none."""
+        col = column_of(field)
+        return _q(col) if col in self._columns.get(coll.name, ()) else None
+
+    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
+        if not self._has(coll.name):
+            return None
+        row = self._one(
+            f"SELECT revision, data FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),)
+        )
+        if row is None:
+            return None
+        return self._revision_of(coll, key, row[0]), self._record(coll, key, row[1])
+
+    def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
+        if not self._has(coll.name):
+            return None
+        row = self._one(f"SELECT revision FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),))
+        return None if row is None else self._revision_of(coll, key, row[0])
+
+    def _upsert(self, coll: Collection[Any]) -> str:
+        sql = self._upserts.get(coll.name)
+        if sql is None:
+            cols = ["key", "revision", "data", *(_q(column_of(f)) for f in self._lookup.get(coll.name, ()))]
+            sql = self._upserts[coll.name] = (
+                f"INSERT INTO {self._t(coll.name)}({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+                f"ON CONFLICT(key) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in cols[1:])}"
+            )
+        return sql
+
+    def _row(
+        self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str
+    ) -> tuple[Any, ...]:
+        fields = self._lookup.get(coll.name, ())
+        return (self._key_param(coll, key), revision, text, *(field_text(data, f) for f in fields))
+
+    def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
+        self._defer(self._upsert(coll), self._row(coll, key, revision, data, text))
+
+    def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
+        self._flush()
+        with self._translate(), self._con().cursor() as cur:
+            cur.executemany(
+                self._upsert(coll), [self._row(coll, key, revision, data, text) for key, revision, data, text in rows]
+            )
+
+    def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
+        cur = self._execute(f"DELETE FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),))
+        return bool(cur.rowcount > 0)
+
+    def _sorted(self, coll: Collection[Any], rows: list[Any]) -> list[Any]:
+        """Rows keyed by their first column, in key order (composite keys sort as tuples, in Python)."""
+        if not coll.composite:
+            return rows
+        return sorted(rows, key=lambda r: r[0])
+
+    def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
+        if not self._has(coll.name):
+            return []
+        clauses = []
+        params: list[Any] = []
+        rest: dict[str, Any] = {}
+        for field, value in where.items():
+            column = self._column(coll, field)
+            if column is None:  # no lookup column (a read-mode open of an older store): compare in Python
+                rest[field] = value
+            elif value is None:
+                clauses.append(f"{column} IS NULL")
+            else:
+                clauses.append(f"{column} = %s")
+                params.append(dumps(value))
+        sql = f"SELECT key, revision, data FROM {self._t(coll.name)}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        if not coll.composite:
+            sql += " ORDER BY key"
+        out: list[RawRecord] = []
+        for k, rev, data in self._all(sql, params):
+            key = self._key_value(coll, k)
+            record = self._record(coll, key, data)
+            if all(field_text(record, f) == (None if v is None else dumps(v)) for f, v in rest.items()):
+                out.append((key, self._revision_of(coll, key, rev), record))
+        return self._sorted(coll, out)
+
+    def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
+        if not self._has(coll.name):
+            return []
+        order = "" if coll.composite else " ORDER BY key"
+        keys = [self._key_value(coll, k) for (k,) in self._all(f"SELECT key FROM {self._t(coll.name)}{order}")]
+        return sorted(keys) if coll.composite else keys
+
+    def _count(self, coll: Collection[Any]) -> int:
+        if not self._has(coll.name):
+            return 0
+        return int(self._one(f"SELECT count(*) FROM {self._t(coll.name)}")[0])
+
+    # ------------------------------------------------------------ logs
+
+    def _stream_version(self, log: Log[Any], stream: str) -> int:
+        row = self._one(f"SELECT max(version) FROM {self._t(log.name)} WHERE stream = %s", (stream,))
+        return int(row[0] or 0)
+
+    def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
+        # seq is max + 1 under the store's write lock: consecutive, as on SQLite (a sequence
+        # would leave gaps after a rollback, and copies would not reproduce the same seqs).
+        # The notification wakes followers (LISTEN) when, and only if, the transaction commits.
+        table = self._t(log.name)
+        row = self._one(
+            f"WITH added AS (INSERT INTO {table}(seq, stream, version, at, data) "
+            f"SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM {table} RETURNING seq) "
+            "SELECT seq, pg_notify(%s, '') FROM added",
+            (stream, version, at, text, self._channel(log)),
+        )
+        return int(row[0])
+
+    def _channel(self, log: Log[Any]) -> str:
+        """The notification channel of a log (a hash: channel names are at most 63 bytes)."""
+        return "statestore_" + hashlib.sha256(f"{self.pg_schema}\0{log.name}".encode()).hexdigest()[:32]
+
+    def _wait_for_entries(self, log: Log[Any], poll: float, limit: float | None) -> None:
+        """Wait for a notification that an append to ``log`` committed (LISTEN), at most ``limit``.
+
+        The wait is cut at a few seconds all the same (a notification lost with
+        a dropped connection costs at most that), and the first call for a log
+        only starts listening and returns, so ``follow`` looks once more: an
+        append that committed before the LISTEN is never waited for. Where
+        LISTEN is not available (a pooler in transaction mode, a lost
+        connection) ``follow`` polls every ``poll`` seconds instead.
+        """
+        wait = _NOTIFY_WAIT if limit is None else min(limit, _NOTIFY_WAIT)
+        try:
+            con, started = self._listener(log)
+            if started:
+                return
+            for _note in con.notifies(timeout=wait, stop_after=1):
+                pass
+        except (psycopg.Error, BackendError):
+            self._drop_listener()
+            super()._wait_for_entries(log, poll, limit)
+
+    def _listener(self, log: Log[Any]) -> tuple[Any, bool]:
+        """This thread's listening connection, and True if it only now started listening to ``log``."""
+        listening: set[str] | None = getattr(self._local, "listening", None)
+        con = getattr(self._local, "listener", None)
+        if con is None or con.closed or listening is None:
+            try:
+                con = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self.busy_timeout)))
+            except psycopg.Error as exc:
+                raise self._error(exc, connecting=True) from None
+            with self._lock:
+                self._connections.append(con)
+            self._local.listener, self._local.listening = con, set()
+            listening = self._local.listening
+        assert listening is not None
+        channel = self._channel(log)
+        if channel in listening:
+            return con, False
+        con.execute(f"LISTEN {_q(channel)}")
+        listening.add(channel)
+        return con, True
+
+    def _drop_listener(self) -> None:
+        con = getattr(self._local, "listener", None)
+        self._local.listener = self._local.listening = None
+        if con is not None:
+            with self._lock:
+                if con in self._connections:
+                    self._connections.remove(con)
+            with contextlib.suppress(Exception):
+                con.close()
+
+    def _add_entries(self, log: Log[Any], rows: Iterable[tuple[str, int, str, dict[str, Any], str]]) -> None:
+        for stream, version, at, data, text in rows:
+            self._add_entry(log, stream, version, at, data, text)
+
+    def _entries(
+        self, log: Log[Any], *, stream: str | None, prefix: str | None, after: int, limit: int | None
+    ) -> list[RawEntry]:
+        if not self._has(log.name):
+            return []
+        sql = f"SELECT seq, stream, version, at, data FROM {self._t(log.name)} WHERE seq > %s"
+        params: list[Any] = [after]
+        if stream is not None:
+            sql += " AND stream = %s"
+            params.append(stream)
+        elif prefix is not None:
+            sql += " AND starts_with(stream, %s)"
+            params.append(prefix)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(limit)
+        return [self._entry_row(log, *row) for row in self._all(sql, params)]
+
+    def _last_seq(self, log: Log[Any]) -> int:
+        if not self._has(log.name):
+            return 0
+        row = self._one(f"SELECT max(seq) FROM {self._t(log.name)}")
+        return int(row[0] or 0)
+
+
+def _index_name(kind: str, table: str, fields: tuple[str, ...]) -> str:
+    """``_statestore_<kind>_<table>_<fields>`` cut to fit 63 bytes, with a hash that keeps it unique."""
+    digest = hashlib.sha256(f"{table}\0{kind}\0{chr(0).join(fields)}".encode()).hexdigest()[:10]
+    readable = f"_statestore_{kind}_{table}__{'__'.join(fields)}"
+    return f"{readable[: _MAX_IDENTIFIER - 11]}_{digest}"

@@ -1,0 +1,541 @@
+"""The PostgreSQL backend: the persistence and migration contracts, and what only it has.
+
+Every test here runs against the real server tests/_postgres.py starts (and
+skips, saying why, on a machine without PostgreSQL; CI sets
+STATESTORE_REQUIRE_POSTGRES=1 so that skip is a failure there).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import _postgres
+import statestore as ss
+from conftest import PostgresFactory, postgres_factory, postgres_unavailable
+from statestore.testing import MigrationContract, PersistenceContract, StoreFactory
+from statestore.testing._migrations import V1, V4, _check_v1, _check_v4, _seed
+
+
+@pytest.fixture
+def pg(postgres_server: _postgres.PostgresServer) -> Iterator[PostgresFactory]:
+    factory = postgres_factory(postgres_server)
+    yield factory
+    factory.close_all()
+
+
+class TestPostgresPersistence(PersistenceContract):
+    """Reopen, read mode and schema versions, on PostgreSQL."""
+
+    @pytest.fixture
+    def store_factory(self, pg: PostgresFactory) -> StoreFactory:
+        return pg
+
+    def test_read_mode_on_missing_store_creates_nothing(self, store_factory: Any) -> None:
+        # The contract's version looks at a folder; here the store is a schema.
+        with pytest.raises(ss.StoreNotFoundError):
+            store_factory(mode="read")
+        assert store_factory.schemas() == []
+
+
+class TestPostgresMigrations(MigrationContract):
+    """Migrations, history, backups and several schemas, on PostgreSQL (backups are schemas)."""
+
+    @pytest.fixture
+    def store_factory(self, pg: PostgresFactory) -> StoreFactory:
+        return pg
+
+    def test_backup_is_taken_before_the_first_pending_migration(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4) as store:
+            _check_v4(store)
+        backups = [s for s in store_factory.schemas() if "_backup_" in s]
+        assert len(backups) == 1
+        assert backups[0].startswith(f"{store_factory.pg_schema}_backup_app_v1_")
+        with store_factory.open_at(Path(backups[0]), V1, mode="read") as old:
+            _check_v1(old)
+        with store_factory(V4):  # nothing pending: no new backup
+            pass
+        assert len([s for s in store_factory.schemas() if "_backup_" in s]) == 1
+
+    def test_no_backup_when_asked(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4, backup=False):
+            pass
+        assert store_factory.schemas() == [store_factory.pg_schema]
+
+    def test_backups_taken_in_one_second_do_not_collide(self, store_factory: Any) -> None:
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V4, backup=False) as store:
+            store.migrate(to=1)
+            store.migrate(to=4)
+            store.migrate(to=1)
+        assert len([s for s in store_factory.schemas() if "_backup_" in s]) == 3
+
+
+# --------------------------------------------------------------------------- declarations for the tests below
+
+
+@attrs.define
+class Task:
+    id: str
+    title: str = ""
+    status: str = "todo"
+    owner: str | None = None
+
+
+TASKS = ss.Collection("tasks", Task, key="id", indexes=["status"], unique=["owner"])
+SCHEMA = ss.Schema("pgtest", version=1, collections=[TASKS])
+
+
+def _server_sql(server: _postgres.PostgresServer, sql: str, params: Any = None) -> list[Any]:
+    import psycopg
+
+    with psycopg.connect(server.conninfo(), autocommit=True) as con:
+        cur = con.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+# --------------------------------------------------------------------------- the test server itself
+
+
+def test_without_a_server_the_tests_skip_unless_ci_requires_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(_postgres.REQUIRE_VARIABLE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no binaries here"):
+        postgres_unavailable("no binaries here")
+    monkeypatch.setenv(_postgres.REQUIRE_VARIABLE, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"STATESTORE_REQUIRE_POSTGRES=1 but .*no binaries here"):
+        postgres_unavailable("no binaries here")
+
+
+def test_the_test_server_runs_unprivileged_on_a_unix_socket_only(postgres_server: _postgres.PostgresServer) -> None:
+    settings = dict(
+        _server_sql(
+            postgres_server,
+            "SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'unix_socket_directories')",
+        )
+    )
+    assert settings == {"listen_addresses": "", "unix_socket_directories": str(postgres_server.socket_dir)}
+    owner = postgres_server.data.stat().st_uid
+    assert owner != 0  # PostgreSQL refuses root; as root the tests run it as nobody
+
+
+# --------------------------------------------------------------------------- locations and secrets
+
+
+def test_location_names_the_schema_and_the_default_is_statestore() -> None:
+    from statestore.backends.postgres import split_url
+
+    url, schema, shown = split_url("postgresql://ann@db.example/app?sslmode=require&schema=tracker")
+    assert (url, schema) == ("postgresql://ann@db.example/app?sslmode=require", "tracker")
+    assert shown == "postgresql://ann@db.example/app?sslmode=require&schema=tracker"
+    assert split_url("postgres://db.example/app")[1] == "statestore"
+    assert ss.parse_location("postgres://db.example/app").backend == "postgres"
+    assert ss.parse_location("postgresql://db.example/app?schema=x").backend == "postgres"
+
+
+@pytest.mark.parametrize("bad", ["Tracker", "a-b", "x" * 64, "1abc", ""])
+def test_a_schema_that_is_not_a_plain_identifier_is_refused(bad: str) -> None:
+    from statestore.backends.postgres import split_url
+
+    with pytest.raises(ss.ValidationError, match="lower-case identifier"):
+        split_url(f"postgresql://u@h/db?schema={bad}")
+
+
+def test_passwords_never_appear_in_locations_errors_or_repr(pg: PostgresFactory) -> None:
+    secret = "s3cr3t-pw"  # noqa: S105 - a made-up password the test looks for
+    location = pg.location.replace("postgresql://statestore@", f"postgresql://statestore:{secret}@")
+    location += f"&password={secret}"
+    loc = ss.parse_location(location)
+    assert secret not in str(loc)
+    assert secret not in repr(loc)
+    with ss.open_store(location, SCHEMA) as store:  # trust authentication: the password is not needed
+        assert secret not in store.location
+        assert secret not in repr(store)
+    # A server that is not there: the error names the location, without the password.
+    gone = f"postgresql://ann:{secret}@/db?host=/nonexistent-socket-dir&schema=x&password={secret}"
+    with pytest.raises(ss.BackendError) as info:
+        ss.open_store(gone, SCHEMA, busy_timeout=2)
+    assert secret not in str(info.value)
+    assert "cannot connect" in str(info.value)
+
+
+def test_statestore_info_does_not_show_the_password(pg: PostgresFactory) -> None:
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    secret = "pw-in-url-42"  # noqa: S105
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", "x"))
+    location = pg.location.replace("postgresql://statestore@", f"postgresql://statestore:{secret}@")
+    result = CliRunner().invoke(main, ["info", location])
+    assert result.exit_code == 0, result.output
+    assert secret not in result.output
+    assert "tasks" in result.output
+
+
+def test_without_psycopg_opening_says_which_extra_to_install(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "import statestore as ss\n"
+        "try:\n"
+        "    ss.open_store('postgresql://u@h/db', ss.Schema('x', version=1, collections=[]))\n"
+        "except ss.BackendError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("pip install 'statestore[postgres]'")
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_the_rest_of_the_package_does_not_import_psycopg(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "import statestore as ss, statestore.cli, statestore.convert, statestore.testing\n"
+        "with ss.open_store('memory:', ss.Schema('x', version=1, collections=[])):\n"
+        "    pass\n"
+        "print('psycopg' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_tables_are_plain_sql_with_lookup_columns_and_indexes(pg: PostgresFactory) -> None:
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", "a\0b", status="doing", owner="ann"))
+        store[TASKS].put(Task("t2", "c", status="todo"))
+    rows = _server_sql(
+        pg.server,
+        f"SELECT convert_from(key, 'UTF8'), revision, status, owner FROM \"{pg.pg_schema}\".tasks ORDER BY key",
+    )
+    assert rows == [("t1", 1, '"doing"', '"ann"'), ("t2", 1, '"todo"', None)]
+    indexes = {
+        r[0] for r in _server_sql(pg.server, "SELECT indexdef FROM pg_indexes WHERE schemaname = %s", (pg.pg_schema,))
+    }
+    assert any("UNIQUE INDEX" in d and "(owner)" in d for d in indexes)
+    assert any("(status)" in d and "UNIQUE" not in d for d in indexes)
+    data = _server_sql(pg.server, f'SELECT data FROM "{pg.pg_schema}".tasks ORDER BY key')[0][0]
+    assert data == '{"id":"t1","owner":"ann","status":"doing","title":"a\\u0000b"}'  # canonical text, NUL escaped
+
+
+def test_an_index_declared_later_is_filled_from_stored_records(pg: PostgresFactory) -> None:
+    plain = ss.Collection("tasks", Task, key="id")
+    with pg(ss.Schema("pgtest", version=1, collections=[plain])) as store:
+        store[plain].put(Task("t1", status="doing"))
+        store[plain].put(Task("t2", status="todo"))
+    with pg(SCHEMA) as store:
+        assert [t.id for t in store[TASKS].find(status="doing")] == ["t1"]
+    rows = _server_sql(pg.server, f'SELECT status FROM "{pg.pg_schema}".tasks ORDER BY key')
+    assert rows == [('"doing"',), ('"todo"',)]
+
+
+# --------------------------------------------------------------------------- locking, read mode, lost connections
+
+
+def test_a_writer_waits_at_most_the_busy_timeout_then_store_busy(pg: PostgresFactory) -> None:
+    with pg(SCHEMA) as first:
+        first[TASKS].put(Task("t1"))
+    holder = pg(SCHEMA)
+    waiter = ss.open_store(pg.location, SCHEMA, busy_timeout=0.5)
+    try:
+        with holder.transaction():
+            holder[TASKS].put(Task("t1", "held"))
+            started = time.monotonic()
+            with pytest.raises(ss.StoreBusyError):
+                waiter[TASKS].put(Task("t2"))
+            assert 0.4 < time.monotonic() - started < 5
+        assert waiter[TASKS]["t1"].title == "held"
+        assert waiter[TASKS].get("t2") is None
+        waiter[TASKS].put(Task("t2"))  # the lock is free again
+    finally:
+        waiter.close()
+
+
+def test_read_mode_connects_read_only(pg: PostgresFactory) -> None:
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1"))
+    with pg(SCHEMA, mode="read") as reader:
+        con = reader._con()  # type: ignore[attr-defined]
+        assert con.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        with pytest.raises(ss.ReadOnlyError):
+            reader[TASKS].put(Task("t2"))
+
+
+def test_a_lost_connection_is_an_error_that_says_so_and_nothing_half_applied(pg: PostgresFactory) -> None:
+    store = pg(SCHEMA)
+    store[TASKS].put(Task("t1", "kept"))
+    pid = store._con().info.backend_pid  # type: ignore[attr-defined]
+    with pytest.raises(ss.BackendError, match="lost the connection"), store.transaction():
+        store[TASKS].put(Task("t1", "half"))
+        _server_sql(pg.server, "SELECT pg_terminate_backend(%s)", (pid,))
+        store[TASKS].put(Task("t2", "never"))
+    # The next operation connects again; the interrupted transaction left nothing.
+    assert store[TASKS]["t1"].title == "kept"
+    assert store[TASKS].get("t2") is None
+
+
+def test_threads_sharing_a_store_each_use_their_own_connection(pg: PostgresFactory) -> None:
+    store = pg(SCHEMA)
+    store[TASKS].put(Task("n", title="0"))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(25):
+                store[TASKS].update("n", lambda t: attrs.evolve(t, title=str(int(t.title) + 1)))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store[TASKS]["n"].title == "100"
+
+
+def test_stores_in_two_schemas_of_one_database_are_apart(pg: PostgresFactory, postgres_server: Any) -> None:
+    other = postgres_factory(postgres_server)
+    try:
+        with pg(SCHEMA) as a, other(SCHEMA) as b:
+            a[TASKS].put(Task("t1", "in a", owner="ann"))
+            b[TASKS].put(Task("t1", "in b", owner="ann"))  # unique per store, not per database
+            assert (a[TASKS]["t1"].title, b[TASKS]["t1"].title) == ("in a", "in b")
+    finally:
+        other.close_all()
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def test_a_backup_restores_by_renaming_schemas(pg: PostgresFactory) -> None:
+    with pg(V1) as store:
+        _seed(store)
+    names = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = %s ORDER BY 1, 2"
+    before = _server_sql(pg.server, names, (pg.pg_schema,))
+    with pg(V4):
+        pass
+    (backup,) = [s for s in pg.schemas() if "_backup_" in s]
+    assert _server_sql(pg.server, names, (backup,)) == before  # same tables, same index names
+    # The documented restore (docs/postgres.md): swap the schemas in one transaction.
+    _server_sql(
+        pg.server,
+        f'BEGIN; ALTER SCHEMA "{pg.pg_schema}" RENAME TO "{pg.pg_schema}_old"; '
+        f'ALTER SCHEMA "{backup}" RENAME TO "{pg.pg_schema}"; COMMIT',
+    )
+    with pg(V1, mode="read") as old:
+        _check_v1(old)
+    with pg(V4) as store:  # migrates the restored store again
+        _check_v4(store)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_backups_command_lists_and_prunes_backup_schemas(pg: PostgresFactory) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    with pg(V1) as store:
+        _seed(store)
+    with pg(V4, backup=False) as store:
+        store.migrate(to=1)
+        store.migrate(to=4)
+    runner = CliRunner()
+    listed = runner.invoke(main, ["backups", "--json", pg.location])
+    assert listed.exit_code == 0, listed.output
+    backups = json.loads(listed.output)["backups"]
+    assert [b["before"] for b in backups] == ["app_v4", "app_v1"]
+    assert all(b["path"].startswith(f"{pg.pg_schema}_backup_") and b["bytes"] > 0 for b in backups)
+    pruned = runner.invoke(main, ["backups", "--prune", "--keep", "1", pg.location])
+    assert pruned.exit_code == 0, pruned.output
+    assert [s for s in pg.schemas() if "_backup_" in s] == [backups[1]["path"]]
+
+
+def test_info_names_the_schema_and_its_size(pg: PostgresFactory) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1"))
+    result = CliRunner().invoke(main, ["info", "--json", pg.location])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert (info["backend"], info["path"]) == ("postgres", pg.pg_schema)
+    assert info["size"] > 0
+
+
+# --------------------------------------------------------------------------- follow: LISTEN/NOTIFY, else polling
+
+EVENTS_LOG = ss.Log("events", Task)
+LOGGED = ss.Schema("pgtest", version=1, collections=[TASKS], logs=[EVENTS_LOG])
+
+
+def _follow_one_while_another_store_appends(pg: PostgresFactory, poll: float) -> float:
+    """Seconds a follower with ``poll`` took to see an entry appended by another store object."""
+    follower, writer = pg(LOGGED), pg(LOGGED)
+    writer[EVENTS_LOG].append(Task("first"), stream="s")
+    appended: list[float] = []
+
+    def append_later() -> None:
+        time.sleep(0.5)
+        appended.append(time.monotonic())
+        writer[EVENTS_LOG].append(Task("second"), stream="s")
+
+    thread = threading.Thread(target=append_later)
+    thread.start()
+    try:
+        seen = []
+        for entry in follower[EVENTS_LOG].follow(after=0, timeout=20, poll=poll):
+            seen.append(entry.record.id)
+            if len(seen) == 2:
+                break
+        assert seen == ["first", "second"]
+        return time.monotonic() - appended[0]
+    finally:
+        thread.join()
+
+
+def test_follow_wakes_on_a_notification_not_on_its_poll(pg: PostgresFactory) -> None:
+    # A poll of 10 s would take seconds to see the entry; the notification brings it at once.
+    assert _follow_one_while_another_store_appends(pg, poll=10.0) < 2.0
+
+
+def test_follow_polls_when_it_cannot_listen(pg: PostgresFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from statestore.backends.postgres import PostgresStore
+
+    def refuse(self: PostgresStore, log: Any) -> Any:
+        raise ss.BackendError(self.location, "LISTEN is not available here")
+
+    monkeypatch.setattr(PostgresStore, "_listener", refuse)
+    assert _follow_one_while_another_store_appends(pg, poll=0.05) < 2.0
+
+
+def test_a_rolled_back_append_wakes_no_follower_and_is_never_followed(pg: PostgresFactory) -> None:
+    writer = pg(LOGGED)
+    with pytest.raises(RuntimeError), writer.transaction():
+        writer[EVENTS_LOG].append(Task("never"), stream="s")
+        raise RuntimeError("roll back")
+    assert list(pg(LOGGED)[EVENTS_LOG].follow(after=0, timeout=0.3, poll=10.0)) == []
+
+
+# --------------------------------------------------------------------------- legacy import into PostgreSQL
+# (the import suite, tests/test_legacy.py, runs on PostgreSQL too; these are its tests about what lies
+# beside a store, where a PostgreSQL store has schemas instead of files)
+
+TRACKER_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "legacy" / "tracker"
+
+
+@pytest.fixture
+def tracker(tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(TRACKER_FIXTURE, tmp_path / "old"))
+
+
+def test_import_replace_keeps_the_old_store_as_a_schema(pg: PostgresFactory, tracker: Path) -> None:
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+    from statestore.examples.tracker import TASKS as TRACKER_TASKS
+
+    legacy = ss.Legacy(tracker, LAYOUT)
+    with ss.open_store(pg.location, TRACKER, legacy=legacy) as store:
+        store[TRACKER_TASKS].delete("fn-1.1")
+    assert ss.import_legacy(pg.location, TRACKER, legacy, replace=True).imported_store
+    with ss.open_store(pg.location, TRACKER, mode="read") as store:
+        assert "fn-1.1" in store[TRACKER_TASKS]
+    (kept,) = [s for s in pg.schemas() if "_replaced_" in s]
+    with ss.open_store(pg.server.url(kept), TRACKER, mode="read") as old:
+        assert "fn-1.1" not in old[TRACKER_TASKS]
+
+
+def test_import_drops_schemas_a_crashed_import_left(pg: PostgresFactory, tracker: Path) -> None:
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+
+    leftover = f"{pg.pg_schema}_import_deadbeef"
+    _server_sql(pg.server, f'CREATE SCHEMA "{leftover}"; CREATE TABLE "{leftover}".half (x int)')
+    ss.import_legacy(pg.location, TRACKER, ss.Legacy(tracker, LAYOUT))
+    assert pg.schemas() == [pg.pg_schema]
+
+
+def test_import_never_builds_over_a_schema_that_is_not_a_store(pg: PostgresFactory, tracker: Path) -> None:
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+
+    _server_sql(pg.server, f'CREATE SCHEMA "{pg.pg_schema}"; CREATE TABLE "{pg.pg_schema}".notes (t text)')
+    _server_sql(pg.server, f"INSERT INTO \"{pg.pg_schema}\".notes VALUES ('mine')")
+    with pytest.raises(ss.CorruptStoreError):
+        ss.open_store(pg.location, TRACKER, legacy=ss.Legacy(tracker, LAYOUT))
+    assert _server_sql(pg.server, f'SELECT t FROM "{pg.pg_schema}".notes') == [("mine",)]
+    assert pg.schemas() == [pg.pg_schema]
+
+
+def test_import_whose_migration_fails_leaves_no_store(pg: PostgresFactory, tmp_path: Path) -> None:
+    import json
+
+    @attrs.define
+    class Person:
+        id: str
+        name: str
+
+    people = ss.Collection("people", Person, key="id")
+
+    def fail(m: ss.MigrationContext) -> None:
+        raise RuntimeError("no")
+
+    v2 = ss.Schema("app", version=2, collections=[people], migrations=[ss.Migration(2, "x", up=fail)])
+    root = tmp_path / "old-app"
+    root.mkdir()
+    (root / "people.json").write_text(json.dumps([{"id": "ada", "name": "Ada"}]))
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonFile("people.json", into=people)])
+    with pytest.raises(ss.MigrationError):
+        ss.open_store(pg.location, v2, legacy=ss.Legacy(root, layout))
+    assert pg.schemas() == []  # neither the store nor the schema it was built in
+
+
+def test_a_replace_that_cannot_be_placed_leaves_the_old_store(
+    pg: PostgresFactory, tracker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statestore.backends import postgres
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+    from statestore.examples.tracker import TASKS as TRACKER_TASKS
+
+    with ss.open_store(pg.location, TRACKER, legacy=ss.Legacy(tracker, LAYOUT)) as store:
+        store[TRACKER_TASKS].delete("fn-1.1")
+    real = postgres.place_schema
+
+    def fails(tmp: str, url: str | None, **kw: Any) -> None:
+        if url is None:
+            return real(tmp, url, **kw)
+        raise ss.BackendError("x", "disk full")
+
+    monkeypatch.setattr(postgres, "place_schema", fails)
+    with pytest.raises(ss.BackendError, match="disk full"):
+        ss.import_legacy(pg.location, TRACKER, ss.Legacy(tracker, LAYOUT), replace=True)
+    with ss.open_store(pg.location, TRACKER, mode="read") as store:
+        assert "fn-1.1" not in store[TRACKER_TASKS]  # the old store, still in place
+    assert pg.schemas() == [pg.pg_schema]
