@@ -31,8 +31,10 @@ SAID = ss.Log("said", Said)
 SCHEMA = ss.Schema("checked", version=1, collections=[THINGS], logs=[SAID])
 
 
-@pytest.fixture(params=["sqlite", "files"])
+@pytest.fixture(params=["sqlite", "files", "postgres"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_server").url())  # a fresh schema
     return f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
 
 
@@ -95,6 +97,10 @@ def test_check_finds_records_that_share_a_unique_value(location: str) -> None:
         store[SERVERS].put(Server("none2"))  # no port twice: never a clash
         if location.startswith("sqlite:"):
             store._execute("DROP INDEX _statestore_uj__servers__port")  # as a store made by hand could be
+        elif location.startswith("postgresql:"):
+            from statestore.backends.postgres.store import _index_name
+
+            store._execute(f"DROP INDEX {store._t(_index_name('uq', 'servers', ('port',)))}")
         data = {"name": "admin", "port": 8080}
         with store.transaction():
             store._write(SERVERS, "admin", 1, data, dumps(data))  # past the shared layer's check

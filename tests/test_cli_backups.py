@@ -38,14 +38,17 @@ def run(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.fixture(params=["sqlite", "files"])
+@pytest.fixture(params=["sqlite", "files", "postgres"])
 def migrated(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A store migrated up, down and up again: three backups, before v1, v2 and v1."""
     (tmp_path / "cli_backups_app.py").write_text(textwrap.dedent(APP))
     monkeypatch.syspath_prepend(str(tmp_path))
     import cli_backups_app as app  # type: ignore[import-not-found]
 
-    loc = f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
+    if request.param == "postgres":
+        loc = str(request.getfixturevalue("postgres_server").url())  # a fresh schema
+    else:
+        loc = f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
     with ss.open_store(loc, app.V1):
         pass
     with ss.open_store(loc, app.V2) as store:
@@ -75,8 +78,13 @@ def test_prune_keeps_the_newest(migrated: str, tmp_path: Path) -> None:
     data = json.loads(result.output)
     assert [b["path"] for b in data["removed"]] == [before[0]["path"]]
     assert [b["path"] for b in data["backups"]] == [b["path"] for b in before[1:]]
-    assert not Path(before[0]["path"]).exists()
-    assert Path(before[2]["path"]).exists()
+    if migrated.startswith("postgresql:"):  # a backup is a schema on the server
+        from statestore.backends.postgres import find_backups as schemas
+
+        assert [b[0] for b in schemas(migrated)] == [b["path"] for b in before[1:]]
+    else:
+        assert not Path(before[0]["path"]).exists()
+        assert Path(before[2]["path"]).exists()
     assert (tmp_path / "s.backup-notes.txt").read_text() == "mine"
     assert (tmp_path / "other.backup-bk-v1-20250101T000000Z-abcd.db").exists()
     out = run("backups", migrated, "--prune", "--keep", "0").output

@@ -36,9 +36,12 @@ def one_line_error(result: Result, code: int = 1) -> str:
     return result.output
 
 
-@pytest.fixture(params=["sqlite", "files"])
+@pytest.fixture(params=["sqlite", "files", "postgres"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    loc = f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
+    if request.param == "postgres":
+        loc = str(request.getfixturevalue("postgres_server").url())  # a fresh schema
+    else:
+        loc = f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
     with ss.open_store(loc, SCHEMA) as store:
         store[TASKS].put(Task("t1", "one", status="doing", points=3))
         store[TASKS].put(Task("t2", "two"))
@@ -444,9 +447,11 @@ LEGACY = Path(__file__).resolve().parent.parent / "fixtures" / "legacy"
 TRACKER_APP = "statestore.examples.tracker:SCHEMA"
 
 
-@pytest.fixture(params=["sqlite", "files"])
+@pytest.fixture(params=["sqlite", "files", "postgres"])
 def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A location where no store exists yet."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_server").url())  # a fresh schema
     return f"sqlite:{tmp_path}/new.db" if request.param == "sqlite" else f"files:{tmp_path}/new"
 
 

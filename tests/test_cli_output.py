@@ -55,9 +55,12 @@ def wide_terminal(terminal: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
 
 
-@pytest.fixture(params=["sqlite", "files"])
+@pytest.fixture(params=["sqlite", "files", "postgres"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    loc = f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
+    if request.param == "postgres":
+        loc = str(request.getfixturevalue("postgres_server").url())  # a fresh schema
+    else:
+        loc = f"sqlite:{tmp_path}/s.db" if request.param == "sqlite" else f"files:{tmp_path}/s"
     with ss.open_store(loc, SCHEMA) as store:
         for i, title in enumerate(MARKUP):
             store[TASKS].put(Task(f"[red]k{i}[/]", title, tags=[title]))

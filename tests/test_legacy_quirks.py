@@ -1,4 +1,4 @@
-"""The legacy importer on the shapes and damage real installs have (issue 12), on both persistent backends."""
+"""The legacy importer on the shapes and damage real installs have (issue 12), on every persistent backend."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from statestore.examples.tracker import LAYOUT, SCHEMA, TASKS
 from statestore.legacy import store_exists
 
 
-@pytest.fixture(params=["sqlite", "files"])
+@pytest.fixture(params=["sqlite", "files", "postgres"])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_server").url())  # a fresh schema
     return f"sqlite:{tmp_path}/new/state.db" if request.param == "sqlite" else f"files:{tmp_path}/new/state"
 
 

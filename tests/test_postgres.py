@@ -364,7 +364,7 @@ def test_backups_command_lists_and_prunes_backup_schemas(pg: PostgresFactory) ->
     listed = runner.invoke(main, ["backups", "--json", pg.location])
     assert listed.exit_code == 0, listed.output
     backups = json.loads(listed.output)["backups"]
-    assert [b["before"] for b in backups] == ["app_v4", "app_v1"]
+    assert [b["before"] for b in backups] == ["app-v4", "app-v1"]
     assert all(b["path"].startswith(f"{pg.pg_schema}_backup_") and b["bytes"] > 0 for b in backups)
     pruned = runner.invoke(main, ["backups", "--prune", "--keep", "1", pg.location])
     assert pruned.exit_code == 0, pruned.output

@@ -223,12 +223,15 @@ def find_backups(url: str) -> list[tuple[str, str, str, int]]:
     """The backups of the store at ``url``, oldest first: (schema name, taken before, UTC time, bytes).
 
     Only schemas named ``<schema>_backup_<label>_<time>_<4 hex>`` count.
+    "Taken before" is the label the backup's schema comment holds, or the
+    one its name holds (lower-cased, other characters as ``_``) without one.
     """
     connect, schema, shown = split_url(url)
     try:
         with quick_connect(connect) as con:
             rows = con.execute(
-                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0), n.oid::bigint "
+                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0), n.oid::bigint, "
+                "obj_description(n.oid, 'pg_namespace') "
                 "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' "
                 "WHERE starts_with(n.nspname, %s) GROUP BY n.nspname, n.oid",
                 (schema + "_backup_",),
@@ -236,12 +239,12 @@ def find_backups(url: str) -> list[tuple[str, str, str, int]]:
     except psycopg.Error as exc:
         raise BackendError(shown, scrubbed(exc, url)) from None
     found = []
-    for name, size, oid in rows:
+    for name, size, oid, label in rows:
         match = _BACKUP.match(name)
         if match is None or match["schema"] != schema:
             continue
         taken = datetime.strptime(match["time"].upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-        found.append((taken.isoformat(), int(oid), name, match["before"], int(size)))
+        found.append((taken.isoformat(), int(oid), name, label or match["before"], int(size)))
     # The name says the second; the schema's oid (assigned in creation order) orders those taken within one.
     return [(name, before, taken, size) for taken, _oid, name, before, size in sorted(found)]
 

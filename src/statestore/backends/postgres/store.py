@@ -643,6 +643,9 @@ class PostgresStore(Store):
     def _backup(self, label: str) -> Path | None:
         """Copy every table of the store into a new schema ``<schema>_backup_<label>_<time>_<hex>``.
 
+        The schema's comment holds ``label`` verbatim (the name holds it only
+        lower-cased, with other characters than letters, digits and ``_`` as ``_``).
+
         Built in one transaction holding the store's write lock, so the copy
         is consistent and appears whole or not at all. Tables keep their
         columns, generated columns, keys, constraints and index names. The
@@ -667,6 +670,12 @@ class PostgresStore(Store):
                 con.execute("SAVEPOINT statestore_backup")
             try:
                 con.execute(f"CREATE SCHEMA {dst}")
+                # The label as given (the name holds it cut to fit and lower-cased): find_backups shows it.
+                con.execute(
+                    psycopg.sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+                        psycopg.sql.Identifier(name), psycopg.sql.Literal(label)
+                    )
+                )
                 tables = [
                     r[0]
                     for r in con.execute(
@@ -1008,6 +1017,11 @@ class PostgresStore(Store):
             sql += " LIMIT %s"
             params.append(limit)
         return [self._entry_row(log, *row) for row in self._all(sql, params)]
+
+    def _entry_count(self, log: Log[Any]) -> int:
+        if not self._has(log.name):
+            return 0
+        return int(self._one(f"SELECT count(*) FROM {self._t(log.name)}")[0])
 
     def _last_seq(self, log: Log[Any]) -> int:
         if not self._has(log.name):
