@@ -82,6 +82,8 @@ def postgres_factory(server: _postgres.PostgresServer) -> PostgresFactory:
 
 
 def _location(backend: str, tmp_path: Path) -> tuple[str, Path | None]:
+    if backend not in ("sqlite", "files", "memory"):
+        raise ValueError(f"make_factory opens sqlite, files and memory stores, not {backend!r} (see postgres_factory)")
     if backend == "sqlite":
         path = tmp_path / "store" / "state.db"
         return f"sqlite:{path}", path

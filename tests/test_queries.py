@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.conftest import ALL_BACKENDS, make_factory
+from tests.conftest import ALL_BACKENDS, make_factory, postgres_factory
 
 import statestore as ss
 from statestore.testing.models import SCHEMA, TASKS, Priority, Task
@@ -130,8 +130,13 @@ def _model(
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ss.Store]]:
-    factories = {b: make_factory(b, tmp_path_factory.mktemp(b)) for b in ALL_BACKENDS}
+def stores(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ss.Store]]:
+    factories = {
+        b: postgres_factory(request.getfixturevalue("postgres_server"))
+        if b == "postgres"
+        else make_factory(b, tmp_path_factory.mktemp(b))
+        for b in ALL_BACKENDS
+    }
     yield {b: f(SCHEMA) for b, f in factories.items()}
     for f in factories.values():
         f.close_all()
