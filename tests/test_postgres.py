@@ -539,3 +539,62 @@ def test_a_replace_that_cannot_be_placed_leaves_the_old_store(
     with ss.open_store(pg.location, TRACKER, mode="read") as store:
         assert "fn-1.1" not in store[TRACKER_TASKS]  # the old store, still in place
     assert pg.schemas() == [pg.pg_schema]
+
+
+# ---------------------------------------------------------------- queries pushed down
+
+
+def _decoded(monkeypatch: pytest.MonkeyPatch, store: Any) -> list[Any]:
+    """A list that grows by one key for each record the store reads and decodes."""
+    seen: list[Any] = []
+    record = store._record
+
+    def counting(coll: Any, key: Any, text: Any) -> Any:
+        seen.append(key)
+        return record(coll, key, text)
+
+    monkeypatch.setattr(store, "_record", counting)
+    return seen
+
+
+def test_conditions_on_index_fields_are_answered_by_the_server(pg: PostgresFactory, monkeypatch: Any) -> None:
+    from statestore.testing.models import SCHEMA, TASKS, Task
+
+    store = pg(SCHEMA)
+    store[TASKS].replace_all(
+        [Task(f"t{i:03}", status="done" if i % 20 == 0 else "todo", points=i % 7) for i in range(200)]
+    )
+    seen = _decoded(monkeypatch, store)
+    done = store[TASKS].find(status="done")
+    assert [t.id for t in done] == [f"t{i:03}" for i in range(0, 200, 20)]
+    assert len(seen) == 10  # only the matching rows left the server
+    seen.clear()
+    assert store[TASKS].count(status=ss.one_of("done", "gone")) == 10
+    assert store[TASKS].count(status=ss.prefix("do")) == 10
+    assert seen == []  # exact conditions are counted on the server
+    assert store[TASKS].count(points=ss.ge(6)) == 28
+    assert len(seen) == 28  # a number range is widened on the server, checked here
+    seen.clear()
+    first = store[TASKS].find(status="todo", limit=3)
+    assert [t.id for t in first] == ["t001", "t002", "t003"]
+    assert len(seen) < 200  # a limit without order reads a batch, not the table
+    seen.clear()
+    assert store[TASKS].find(title="", status=ss.ne("todo"), limit=2) == done[:2]
+    assert len(seen) < 200
+
+
+def test_the_plan_uses_the_index_of_a_field(pg: PostgresFactory) -> None:
+    from statestore.backends.postgres.queries import term_clause
+    from statestore.query import Term
+    from statestore.testing.models import SCHEMA, TASKS, Task
+
+    store: Any = pg(SCHEMA)
+    store[TASKS].replace_all([Task(f"t{i:05}", status=f"s{i}") for i in range(5000)])
+    store._execute(f"ANALYZE {store._t('tasks')}")
+    clause = term_clause(store._column(TASKS, "status"), Term("status", "prefix", "s12", "str"))
+    assert clause is not None
+    with store.transaction():
+        plan = "\n".join(
+            r[0] for r in store._all(f"EXPLAIN SELECT key FROM {store._t('tasks')} WHERE {clause.sql}", clause.params)
+        )
+    assert "Index" in plan, plan

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from statestore.backends import rawjson
+from statestore.backends.postgres.queries import Clause, term_clause
 from statestore.backends.postgres.server import MAX_IDENTIFIER as _MAX_IDENTIFIER
 from statestore.backends.postgres.server import lock_key as _lock_key
 from statestore.backends.postgres.server import password_of as _password
@@ -56,6 +57,7 @@ from statestore.errors import (
     StoreBusyError,
     StoreNotFoundError,
 )
+from statestore.query import Query
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
@@ -907,6 +909,70 @@ class PostgresStore(Store):
             if all(field_text(record, f) == (None if v is None else dumps(v)) for f, v in rest.items()):
                 out.append((key, self._revision_of(coll, key, rev), record))
         return self._sorted(coll, out)
+
+    def _clauses(self, coll: Collection[Any], query: Query) -> tuple[list[Clause | None], str, list[Any]]:
+        """Each term's clause (None: Python's), and the WHERE text and parameters of those there are."""
+        clauses = [term_clause(self._column(coll, t.field), t) for t in query.terms]
+        sent = [c for c in clauses if c is not None]
+        where = " WHERE " + " AND ".join(c.sql for c in sent) if sent else ""
+        return clauses, where, [p for c in sent for p in c.params]
+
+    def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
+        """The server filters on lookup columns (backends/postgres/queries.py); Python checks, orders and cuts.
+
+        Every row the server returns is checked against every condition
+        again, so the answer is :meth:`Query.apply`'s. Without ``order_by``,
+        a ``limit`` reads rows in key order in growing batches until it has
+        enough, rather than every admitted row.
+        """
+        if not self._has(coll.name):
+            return []
+        _clauses, where, params = self._clauses(coll, query)
+        table = self._t(coll.name)
+        need = query.need
+        if query.order or coll.composite or need is None:
+            after = ""
+            if query.after is not None and not query.order and not coll.composite:
+                after = (" AND " if where else " WHERE ") + "key > %s"
+                params = [*params, self._key_param(coll, query.after[1])]
+            order = "" if coll.composite else " ORDER BY key"
+            rows = self._all(f"SELECT key, revision, data FROM {table}{where}{after}{order}", params)
+            out = []
+            for k, rev, text in rows:
+                key = self._key_value(coll, k)
+                out.append((key, self._revision_of(coll, key, rev), self._record(coll, key, text)))
+            return query.apply(self._sorted(coll, out))
+        kept: list[RawRecord] = []
+        last = None if query.after is None else query.after[1]
+        batch = max(2 * need, 64)
+        while len(kept) < need:
+            bound = "" if last is None else (" AND " if where else " WHERE ") + "key > %s"
+            args = params if last is None else [*params, self._key_param(coll, last)]
+            rows = self._all(f"SELECT key, revision, data FROM {table}{where}{bound} ORDER BY key LIMIT {batch}", args)
+            for k, rev, text in rows:
+                key = last = self._key_value(coll, k)
+                data = self._record(coll, key, text)
+                if query.admits(key, data):
+                    kept.append((key, self._revision_of(coll, key, rev), data))
+                    if len(kept) >= need:
+                        break
+            if len(rows) < batch:
+                break
+            batch = min(batch * 4, 65_536)
+        return query.window(kept)
+
+    def _count_where(self, coll: Collection[Any], query: Query) -> int:
+        """Counted on the server when every condition's clause is exact; otherwise its rows are checked."""
+        if not self._has(coll.name):
+            return 0
+        if not query.terms:
+            return self._count(coll)
+        clauses, where, params = self._clauses(coll, query)
+        table = self._t(coll.name)
+        if all(c is not None and c.exact for c in clauses):
+            return int(self._one(f"SELECT count(*) FROM {table}{where}", params)[0])
+        rows = self._all(f"SELECT key, data FROM {table}{where}", params)
+        return sum(1 for k, text in rows if query.matches(self._record(coll, self._key_value(coll, k), text)))
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
         if not self._has(coll.name):

@@ -1,0 +1,126 @@
+"""The SQL a PostgreSQL store sends for ``find``/``count``/``iter`` conditions.
+
+A condition on a declared index or unique field becomes a WHERE clause on
+that field's lookup column (the value's canonical JSON text, NULL when the
+field is missing or null), so the server filters, through the column's index
+where one serves. Every clause admits *at least* the rows the condition
+admits (:meth:`statestore.query.Term.matches` is the rule): the store checks
+each returned row in Python again, so a clause may be wider than its
+condition but never narrower. A clause is *exact* when it admits exactly
+those rows; ``count`` then counts on the server without reading a record.
+
+What is sent, per operator (anything else, and every condition on a field
+without a lookup column, is left to Python):
+
+* ``eq``/``one_of``: equality of the canonical JSON text (``IS NULL`` for
+  None). A number is sent in each of its stored spellings (``1`` and
+  ``1.0``), since ``1 == 1.0``. Exact. Only JSON scalars are sent.
+* ``prefix``: a range of the text (``"ab`` up to the next string), which
+  the index serves. Exact: JSON escapes each character on its own.
+* ``gt``/``ge``/``lt``/``le`` on a number field: the text read as
+  ``numeric``, compared with the operand widened by two units in its last
+  place as a float (a float is stored as its shortest decimal, which is
+  not its exact value); text that is not a plain JSON number, or whose
+  exponent has more than four digits, is admitted. Wide.
+* the same on a bool field: the booleans that meet it. Exact.
+* ranges on text and datetime fields are left to Python: the JSON text of
+  a string does not sort as the string does (``"ab"`` > ``"ab!"``), and
+  datetimes compare as instants whatever their offsets.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from statestore.codec import dumps
+from statestore.query import Term, prefix_end
+
+#: A plain JSON number whose exponent PostgreSQL's numeric can hold.
+NUMBER_TEXT = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]{1,4})?$"
+
+_BOOL_OPS = {
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+}
+
+
+@attrs.frozen
+class Clause:
+    """A WHERE clause with its parameters; ``exact`` when it admits exactly the rows its condition does."""
+
+    sql: str
+    params: tuple[Any, ...]
+    exact: bool
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bool, int, float))
+
+
+def _texts(value: Any, kind: str) -> list[str]:
+    """Every canonical JSON text a stored value equal to ``value`` (a non-null scalar) can have."""
+    texts = [dumps(value)]
+    if kind == "number" and not isinstance(value, bool):
+        if isinstance(value, int) and abs(value) < 2**63 and float(value) == value:
+            texts.append(dumps(float(value)))
+        elif isinstance(value, float) and value.is_integer():
+            texts.append(dumps(int(value)))
+    return texts
+
+
+def _equal_any(column: str, values: list[Any], kind: str) -> Clause | None:
+    if not all(_scalar(v) for v in values):
+        return None
+    texts = sorted({t for v in values if v is not None for t in _texts(v, kind)})
+    parts = []
+    if any(v is None for v in values):
+        parts.append(f"{column} IS NULL")
+    if texts:
+        parts.append(f"{column} = ANY(%s)")
+    if not parts:
+        return Clause("FALSE", (), True)  # one_of() with nothing in it
+    sql = parts[0] if len(parts) == 1 else f"({' OR '.join(parts)})"
+    return Clause(sql, (texts,) if texts else (), True)
+
+
+def _number_range(column: str, op: str, value: Any) -> Clause | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        margin = 2 * Decimal(math.ulp(float(value)))
+    except OverflowError:  # an integer past any float: no margin to speak of
+        return None
+    bound = Decimal(value) - margin if op in ("gt", "ge") else Decimal(value) + margin
+    cmp = ">=" if op in ("gt", "ge") else "<="
+    sql = f"({column} IS NOT NULL AND (CASE WHEN {column} ~ %s THEN {column}::numeric {cmp} %s ELSE TRUE END))"
+    return Clause(sql, (NUMBER_TEXT, bound), False)
+
+
+def term_clause(column: str | None, term: Term) -> Clause | None:
+    """The clause for ``term`` on the lookup column ``column`` (quoted), or None to leave it to Python."""
+    if column is None:
+        return None
+    op, value, kind = term.op, term.value, term.kind
+    if op == "eq":
+        return _equal_any(column, [value], kind)
+    if op == "in":
+        return _equal_any(column, list(value), kind)
+    if op == "prefix":
+        if not isinstance(value, str):
+            return None
+        low = dumps(value)[:-1]  # the opening quote and the escaped text, without the closing quote
+        high = prefix_end(low)
+        if high is None:
+            return Clause(f"{column} >= %s", (low,), True)
+        return Clause(f"({column} >= %s AND {column} < %s)", (low, high), True)
+    if op in _BOOL_OPS and kind == "number":
+        return _number_range(column, op, value)
+    if op in _BOOL_OPS and kind == "bool" and isinstance(value, bool):
+        return _equal_any(column, [b for b in (False, True) if _BOOL_OPS[op](b, value)], kind)
+    return None
