@@ -52,6 +52,7 @@ __all__ = [
     "one_of",
     "prefix",
     "prefix_end",
+    "same_value",
     "sort_key",
 ]
 
@@ -128,11 +129,11 @@ class Term:
         got = data.get(self.field)
         op = self.op
         if op == "eq":
-            return _same(got, self.value)
+            return same_value(got, self.value)
         if op == "ne":
-            return not _same(got, self.value)
+            return not same_value(got, self.value)
         if op == "in":
-            return any(_same(got, v) for v in self.value)
+            return any(same_value(got, v) for v in self.value)
         if op == "prefix":
             return isinstance(got, str) and got.startswith(self.value)
         if got is None:
@@ -244,7 +245,7 @@ def _first(row: Any) -> Any:
     return row[0]
 
 
-def _same(stored: Any, wanted: Any) -> bool:
+def same_value(stored: Any, wanted: Any) -> bool:
     """Equality as ``find`` means it: JSON values, null only equal to null."""
     return stored == wanted and (stored is None) == (wanted is None)
 

@@ -89,6 +89,12 @@ def _equal_any(column: str, values: list[Any], kind: str) -> Clause | None:
     return Clause(sql, (texts,) if texts else (), True)
 
 
+def equal_clause(column: str, value: Any) -> Clause | None:
+    """``column`` holds ``value`` (a JSON scalar; None: null or missing), exactly; None for other values."""
+    kind = "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else "other"
+    return _equal_any(column, [value], kind)
+
+
 def _number_range(column: str, op: str, value: Any) -> Clause | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None

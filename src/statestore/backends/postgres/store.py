@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from statestore.backends import rawjson
-from statestore.backends.postgres.queries import Clause, term_clause
+from statestore.backends.postgres.queries import Clause, equal_clause, term_clause
 from statestore.backends.postgres.server import MAX_IDENTIFIER as _MAX_IDENTIFIER
 from statestore.backends.postgres.server import lock_key as _lock_key
 from statestore.backends.postgres.server import password_of as _password
@@ -57,7 +57,7 @@ from statestore.errors import (
     StoreBusyError,
     StoreNotFoundError,
 )
-from statestore.query import Query
+from statestore.query import Query, same_value
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
@@ -890,13 +890,12 @@ class PostgresStore(Store):
         rest: dict[str, Any] = {}
         for field, value in where.items():
             column = self._column(coll, field)
-            if column is None:  # no lookup column (a read-mode open of an older store): compare in Python
+            clause = None if column is None else equal_clause(column, value)
+            if clause is None:  # no lookup column (a read-mode open of an older store): compare in Python
                 rest[field] = value
-            elif value is None:
-                clauses.append(f"{column} IS NULL")
             else:
-                clauses.append(f"{column} = %s")
-                params.append(dumps(value))
+                clauses.append(clause.sql)
+                params.extend(clause.params)
         sql = f"SELECT key, revision, data FROM {self._t(coll.name)}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -906,7 +905,7 @@ class PostgresStore(Store):
         for k, rev, data in self._all(sql, params):
             key = self._key_value(coll, k)
             record = self._record(coll, key, data)
-            if all(field_text(record, f) == (None if v is None else dumps(v)) for f, v in rest.items()):
+            if all(same_value(record.get(f), v) for f, v in rest.items()):
                 out.append((key, self._revision_of(coll, key, rev), record))
         return self._sorted(coll, out)
 
