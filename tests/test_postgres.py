@@ -598,3 +598,25 @@ def test_the_plan_uses_the_index_of_a_field(pg: PostgresFactory) -> None:
             r[0] for r in store._all(f"EXPLAIN SELECT key FROM {store._t('tasks')} WHERE {clause.sql}", clause.params)
         )
     assert "Index" in plan, plan
+
+
+def test_conditions_on_other_fields_are_answered_through_postgres_json(pg: PostgresFactory, monkeypatch: Any) -> None:
+    from statestore.testing.models import SCHEMA, TASKS, Task
+
+    store = pg(SCHEMA)
+    tasks = [Task(f"t{i:03}", title=f"title {i % 10}", ratio=i / 4, done=i % 50 == 0) for i in range(200)]
+    tasks.append(Task("nul", title="title 1\x00", ratio=1e300))  # PostgreSQL's JSON cannot parse this record
+    store[TASKS].replace_all(tasks)
+    seen = _decoded(monkeypatch, store)
+    assert len(store[TASKS].find(title="title 3")) == 20
+    assert len(seen) == 21  # the matches, and the record PostgreSQL could not look into
+    seen.clear()
+    assert "nul" in [t.id for t in store[TASKS].find(title=ss.prefix("title 1"))]
+    assert len(seen) == 21
+    seen.clear()
+    assert store[TASKS].count(done=True, ratio=ss.gt(10)) == 3
+    assert len(seen) == 4
+    seen.clear()
+    assert store[TASKS].count(title=ss.gt("title 8")) == 20
+    assert len(seen) == 21
+    assert store[TASKS].count(title=ss.gt("title 1\x00")) == 160  # an operand with NUL: compared in Python

@@ -154,6 +154,11 @@ class Store(ABC):
     #: enclosing transaction: there would be nothing for it to undo.
     _atomic_writes = False
 
+    #: True when a plain equality ``find`` is best answered by ``_scan`` on the
+    #: lookup fields (and Python for the rest); False sends it to ``_query``,
+    #: for a backend whose ``_query`` also filters fields without a lookup.
+    _equality_through_scan = True
+
     def __init__(self, location: str, schema: Schema | Sequence[Schema], *, mode: Mode, codec: Codec) -> None:
         self.location = location
         #: The schemas the store was opened with (an app made of parts may bring several).

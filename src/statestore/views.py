@@ -346,7 +346,13 @@ class CollectionView(Generic[T]):
         self.store._reading()
         if query.limit == 0:
             return []
-        if not query.order and query.limit is None and not query.offset and all(t.op == "eq" for t in query.terms):
+        if (
+            self.store._equality_through_scan
+            and not query.order
+            and query.limit is None
+            and not query.offset
+            and all(t.op == "eq" for t in query.terms)
+        ):
             # Plain equality (find as it always was): the backend's lookup indexes answer it exactly.
             rows = self._match({t.field: t.value for t in query.terms}, copy=not self._fresh)
         else:

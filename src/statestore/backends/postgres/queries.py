@@ -26,6 +26,15 @@ without a lookup column, is left to Python):
 * ranges on text and datetime fields are left to Python: the JSON text of
   a string does not sort as the string does (``"ab"`` > ``"ab!"``), and
   datetimes compare as instants whatever their offsets.
+
+A condition on a field without a lookup column is sent through PostgreSQL's
+JSON functions (``data::jsonb -> field``), for text, number and boolean
+fields: equality and ``one_of`` (as JSON values: ``1`` equals ``1.0``),
+``prefix``, ranges on numbers (widened as above), on text (as code points:
+``COLLATE "C"``) and on booleans. PostgreSQL's JSON parser refuses some
+text statestore stores (``\\u0000``, a lone surrogate, an exponent past
+numeric's range), so a record holding a ``\\u`` escape or an exponent of
+five digits or more is admitted without being parsed there. Wide, always.
 """
 
 from __future__ import annotations
@@ -108,10 +117,67 @@ def _number_range(column: str, op: str, value: Any) -> Clause | None:
     return Clause(sql, (NUMBER_TEXT, bound), False)
 
 
-def term_clause(column: str | None, term: Term) -> Clause | None:
-    """The clause for ``term`` on the lookup column ``column`` (quoted), or None to leave it to Python."""
-    if column is None:
+#: Records PostgreSQL's JSON parser may refuse: a \u escape (NUL, control characters, lone
+#: surrogates) or an exponent numeric cannot hold. They are admitted unparsed.
+_PARSEABLE = "(strpos(data, %s) = 0 AND data !~ %s)"
+_PARSEABLE_PARAMS = ("\\u", "[eE][-+]?[0-9]{5}")
+_JSON_KINDS = ("str", "number", "bool")
+
+
+def _json_clause(term: Term) -> Clause | None:
+    """``term`` on the record's JSON, where PostgreSQL can parse it; None for what stays in Python."""
+    op, value, kind = term.op, term.value, term.kind
+    if kind not in _JSON_KINDS or "\\u" in dumps(value):
+        return None  # an operand PostgreSQL's text or JSON cannot hold (NUL, a lone surrogate) stays in Python
+    got = "(data::jsonb -> %s)"
+    cond: str
+    params: tuple[Any, ...]
+    if op in ("eq", "in"):
+        values = [value] if op == "eq" else list(value)
+        if not all(_scalar(v) for v in values):
+            return None
+        texts = [dumps(v) for v in values if v is not None]
+        parts = []
+        params = ()
+        if any(v is None for v in values):
+            parts.append(f"({got} IS NULL OR {got} = 'null'::jsonb)")
+            params += (term.field, term.field)
+        if texts:
+            parts.append(f"{got} = ANY(%s::jsonb[])")
+            params += (term.field, texts)
+        if not parts:
+            return Clause("FALSE", (), True)
+        cond = " OR ".join(parts)
+    elif op == "prefix" and isinstance(value, str):
+        cond, params = "starts_with(data::jsonb ->> %s, %s)", (term.field, value)
+    elif op in _BOOL_OPS and kind == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            margin = 2 * Decimal(math.ulp(float(value)))
+        except OverflowError:
+            return None
+        bound = Decimal(value) - margin if op in ("gt", "ge") else Decimal(value) + margin
+        cmp = ">=" if op in ("gt", "ge") else "<="
+        # CASE: AND may cast a string to numeric first, which is an error.
+        cond = f"CASE WHEN jsonb_typeof({got}) = 'number' THEN ({got})::numeric {cmp} %s ELSE FALSE END"
+        params = (term.field, term.field, bound)
+    elif op in _BOOL_OPS and kind == "str" and isinstance(value, str):
+        sql_op = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+        text = '(data::jsonb ->> %s) COLLATE "C"'
+        cond = f"CASE WHEN jsonb_typeof({got}) = 'string' THEN {text} {sql_op} %s ELSE FALSE END"
+        params = (term.field, term.field, value)
+    elif op in _BOOL_OPS and kind == "bool" and isinstance(value, bool):
+        meets = [dumps(b) for b in (False, True) if _BOOL_OPS[op](b, value)]
+        cond, params = f"{got} = ANY(%s::jsonb[])", (term.field, meets)
+    else:
         return None
+    # CASE, not OR: only CASE keeps PostgreSQL from parsing a record it was told to skip.
+    return Clause(f"(CASE WHEN {_PARSEABLE} THEN ({cond}) ELSE TRUE END)", (*_PARSEABLE_PARAMS, *params), False)
+
+
+def term_clause(column: str | None, term: Term) -> Clause | None:
+    """The clause for ``term`` on the lookup column ``column`` (quoted, None: none), or None to leave it to Python."""
+    if column is None:
+        return _json_clause(term)
     op, value, kind = term.op, term.value, term.kind
     if op == "eq":
         return _equal_any(column, [value], kind)

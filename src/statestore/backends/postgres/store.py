@@ -134,6 +134,8 @@ class PostgresStore(Store):
 
     # One SQL statement is all-or-nothing, so single writes need no savepoint.
     _atomic_writes = True
+    # _query filters every field on the server (JSON functions where there is no lookup column).
+    _equality_through_scan = False
 
     def __init__(
         self,
