@@ -151,7 +151,10 @@ def stores(
         for b in ALL_BACKENDS
     }
     schema, coll = (SCHEMA, TASKS) if request.param == "declared" else (INDEXED_SCHEMA, INDEXED)
-    yield {b: f(schema) for b, f in factories.items()}, coll
+    opened = {b: f(schema) for b, f in factories.items()}
+    # Batches of one row: a limited query on PostgreSQL reads several, and decides when to stop.
+    opened["postgres"]._query_batch = 1  # type: ignore[attr-defined]
+    yield opened, coll
     for f in factories.values():
         f.close_all()
 

@@ -196,3 +196,60 @@ def term_clause(column: str | None, term: Term) -> Clause | None:
     if op in _BOOL_OPS and kind == "bool" and isinstance(value, bool):
         return _equal_any(column, [b for b in (False, True) if _BOOL_OPS[op](b, value)], kind)
     return None
+
+
+@attrs.frozen
+class OrderPlan:
+    """How the server orders by one field's lookup column, for ``order_by`` with a ``limit``.
+
+    ``value`` is an SQL value that orders as Python orders the field's
+    values (numbers within ``tolerant``'s margin, text and booleans
+    exactly), NULL for a null or missing field; ``odd`` is true for a row
+    whose stored text ``value`` cannot order (an escaped string, a number
+    past numeric's exponent, a value of another type): such rows come first
+    from the server, so every one of them is read and ordered in Python.
+    """
+
+    value: str
+    odd: str
+    tolerant: bool
+
+
+def order_plan(column: str | None, kind: str) -> OrderPlan | None:
+    """The plan for ordering by a field of ``kind`` held in the lookup ``column``; None: Python orders."""
+    if column is None:
+        return None
+    if kind == "number":
+        number = f"{column} ~ '{NUMBER_TEXT}'"
+        return OrderPlan(
+            f"(CASE WHEN {number} THEN {column}::numeric END)", f"({column} IS NOT NULL AND NOT {number})", True
+        )
+    if kind == "str":
+        # A string's JSON text without an escape is the string in quotes: cut them off.
+        plain = f"(left({column}, 1) = '\"' AND strpos({column}, '\\') = 0)"
+        value = f'(CASE WHEN {plain} THEN substr({column}, 2, length({column}) - 2) END) COLLATE "C"'
+        return OrderPlan(value, f"({column} IS NOT NULL AND NOT {plain})", False)
+    if kind == "bool":
+        plain = f"{column} IN ('false', 'true')"  # 'false' < 'true', as False < True
+        return OrderPlan(
+            f'(CASE WHEN {plain} THEN {column} END) COLLATE "C"', f"({column} IS NOT NULL AND NOT {plain})", False
+        )
+    return None
+
+
+def beyond(plan: OrderPlan, descending: bool, last: Any, boundary: Any, boundary_null: bool) -> bool:
+    """Whether every row after ``last`` (the SQL value of the last row read) follows the boundary row in Python.
+
+    ``boundary`` is the SQL value of the row that must be the last one
+    returned (None when its field is null, or when its value is odd:
+    ``boundary_null`` says which). Nulls come first ascending and last
+    descending, ties are broken by key: so a tie is never beyond.
+    """
+    if last is None:
+        return False
+    if boundary is None:
+        return boundary_null and not descending  # a null is before every value ascending
+    if plan.tolerant:
+        margin = 2 * Decimal(math.ulp(float(boundary)))
+        return bool(last < boundary - margin) if descending else bool(last > boundary + margin)
+    return bool(last < boundary) if descending else bool(last > boundary)

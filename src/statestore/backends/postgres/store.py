@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from statestore.backends import rawjson
-from statestore.backends.postgres.queries import Clause, equal_clause, term_clause
+from statestore.backends.postgres.queries import Clause, OrderPlan, beyond, equal_clause, order_plan, term_clause
 from statestore.backends.postgres.server import MAX_IDENTIFIER as _MAX_IDENTIFIER
 from statestore.backends.postgres.server import lock_key as _lock_key
 from statestore.backends.postgres.server import password_of as _password
@@ -136,6 +136,8 @@ class PostgresStore(Store):
     _atomic_writes = True
     # _query filters every field on the server (JSON functions where there is no lookup column).
     _equality_through_scan = False
+    #: Rows a limited query reads in its first batch at least (the batches then grow fourfold).
+    _query_batch = 64
 
     def __init__(
         self,
@@ -931,6 +933,11 @@ class PostgresStore(Store):
         _clauses, where, params = self._clauses(coll, query)
         table = self._t(coll.name)
         need = query.need
+        if query.order and need is not None:
+            first = query.order[0]
+            plan = order_plan(self._column(coll, first.field), first.kind)
+            if plan is not None:
+                return self._ordered(coll, query, need, plan, where, params)
         if query.order or coll.composite or need is None:
             after = ""
             if query.after is not None and not query.order and not coll.composite:
@@ -945,7 +952,7 @@ class PostgresStore(Store):
             return query.apply(self._sorted(coll, out))
         kept: list[RawRecord] = []
         last = None if query.after is None else query.after[1]
-        batch = max(2 * need, 64)
+        batch = max(need, self._query_batch)
         while len(kept) < need:
             bound = "" if last is None else (" AND " if where else " WHERE ") + "key > %s"
             args = params if last is None else [*params, self._key_param(coll, last)]
@@ -961,6 +968,39 @@ class PostgresStore(Store):
                 break
             batch = min(batch * 4, 65_536)
         return query.window(kept)
+
+    def _ordered(
+        self, coll: Collection[Any], query: Query, need: int, plan: OrderPlan, where: str, params: list[Any]
+    ) -> list[RawRecord]:
+        """``order_by`` + ``limit``: the server orders by the first field; rows are read until no other can come first.
+
+        The rows are read in the server's order, in growing batches, checked
+        and ordered exactly here; reading stops once the last row read is
+        beyond the row that must be the last one returned (backends/postgres/queries.py).
+        """
+        first = query.order[0]
+        direction = "DESC NULLS LAST" if first.descending else "ASC NULLS FIRST"
+        sql = (
+            f"SELECT key, revision, data, {plan.value} FROM {self._t(coll.name)}{where} "
+            f"ORDER BY {plan.odd} DESC, {plan.value} {direction}, key LIMIT %s"
+        )
+        batch = max(need, self._query_batch)
+        while True:
+            rows = self._all(sql, [*params, batch])
+            kept = []
+            for k, rev, text, value in rows:
+                key = self._key_value(coll, k)
+                data = self._record(coll, key, text)
+                if query.admits(key, data):
+                    kept.append((key, self._revision_of(coll, key, rev), data, value))
+            if len(rows) < batch:
+                break
+            if len(kept) >= need:
+                edge = query.sort(kept)[need - 1]
+                if beyond(plan, first.descending, rows[-1][3], edge[3], edge[2].get(first.field) is None):
+                    break
+            batch *= 4
+        return [(k, r, d) for k, r, d, _v in query.window(query.sort(kept))]
 
     def _count_where(self, coll: Collection[Any], query: Query) -> int:
         """Counted on the server when every condition's clause is exact; otherwise its rows are checked."""
