@@ -39,6 +39,7 @@ five digits or more is admitted without being parsed there. Wide, always.
 
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -47,6 +48,8 @@ import attrs
 
 from statestore.codec import dumps
 from statestore.query import Term, prefix_end
+
+_ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False)  # codec.dumps' spelling of a lone surrogate
 
 #: A plain JSON number whose exponent PostgreSQL's numeric can hold.
 NUMBER_TEXT = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]{1,4})?$"
@@ -72,21 +75,30 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, bool, int, float))
 
 
-def _texts(value: Any, kind: str) -> list[str]:
-    """Every canonical JSON text a stored value equal to ``value`` (a non-null scalar) can have."""
-    texts = [dumps(value)]
-    if kind == "number" and not isinstance(value, bool):
-        if isinstance(value, int) and abs(value) < 2**63 and float(value) == value:
-            texts.append(dumps(float(value)))
-        elif isinstance(value, float) and value.is_integer():
-            texts.append(dumps(int(value)))
-    return texts
+def _texts(value: Any) -> list[str]:
+    """Every canonical JSON text a stored value equal to ``value`` (a non-null scalar) can have.
+
+    Equality is Python's, as the model's: ``1 == 1.0 == True``, ``0.0 == -0.0 == False``.
+    """
+    texts = {dumps(value)}
+    if isinstance(value, (int, float)):  # bool too
+        number = int(value) if isinstance(value, bool) else value
+        if isinstance(number, int) or number.is_integer():
+            whole = int(number)
+            texts.add(dumps(whole))
+            if float(whole) == whole:
+                texts.add(dumps(float(whole)))
+            if whole == 0:
+                texts.update(("-0.0", "false"))
+            elif whole == 1:
+                texts.add("true")
+    return sorted(texts)
 
 
-def _equal_any(column: str, values: list[Any], kind: str) -> Clause | None:
+def _equal_any(column: str, values: list[Any]) -> Clause | None:
     if not all(_scalar(v) for v in values):
         return None
-    texts = sorted({t for v in values if v is not None for t in _texts(v, kind)})
+    texts = sorted({t for v in values if v is not None for t in _texts(v)})
     parts = []
     if any(v is None for v in values):
         parts.append(f"{column} IS NULL")
@@ -100,8 +112,7 @@ def _equal_any(column: str, values: list[Any], kind: str) -> Clause | None:
 
 def equal_clause(column: str, value: Any) -> Clause | None:
     """``column`` holds ``value`` (a JSON scalar; None: null or missing), exactly; None for other values."""
-    kind = "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else "other"
-    return _equal_any(column, [value], kind)
+    return _equal_any(column, [value])
 
 
 def _number_range(column: str, op: str, value: Any) -> Clause | None:
@@ -180,21 +191,27 @@ def term_clause(column: str | None, term: Term) -> Clause | None:
         return _json_clause(term)
     op, value, kind = term.op, term.value, term.kind
     if op == "eq":
-        return _equal_any(column, [value], kind)
+        return _equal_any(column, [value])
     if op == "in":
-        return _equal_any(column, list(value), kind)
+        return _equal_any(column, list(value))
     if op == "prefix":
         if not isinstance(value, str):
             return None
-        low = dumps(value)[:-1]  # the opening quote and the escaped text, without the closing quote
-        high = prefix_end(low)
-        if high is None:
-            return Clause(f"{column} >= %s", (low,), True)
-        return Clause(f"({column} >= %s AND {column} < %s)", (low, high), True)
+        # A string is stored as its JSON text; one holding a lone surrogate as all-ASCII
+        # escapes (\\u00e9\\udc80): both spellings of the prefix are sent.
+        lows = sorted(
+            {low[:-1] for low in (dumps(value), _ASCII.encode(value)) if low.isascii() or low == dumps(value)}
+        )
+        parts, params = [], []
+        for low in lows:
+            high = prefix_end(low)
+            parts.append(f"{column} >= %s" if high is None else f"({column} >= %s AND {column} < %s)")
+            params.extend([low] if high is None else [low, high])
+        return Clause(f"({' OR '.join(parts)})", tuple(params), True)
     if op in _BOOL_OPS and kind == "number":
         return _number_range(column, op, value)
     if op in _BOOL_OPS and kind == "bool" and isinstance(value, bool):
-        return _equal_any(column, [b for b in (False, True) if _BOOL_OPS[op](b, value)], kind)
+        return _equal_any(column, [b for b in (False, True) if _BOOL_OPS[op](b, value)])
     return None
 
 
