@@ -80,7 +80,7 @@ def _leftovers(dst: str) -> list[str]:
         url, schema, _shown = split_url(dst)
         with psycopg.connect(url) as con:
             rows = con.execute(
-                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:40] + "_copy_",)
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:30] + "_copy_",)
             ).fetchall()
         return [r[0] for r in rows]
     parent = ss.parse_location(dst).path

@@ -475,7 +475,9 @@ def test_import_drops_schemas_a_crashed_import_left(pg: PostgresFactory, tracker
     from statestore.examples.tracker import LAYOUT
     from statestore.examples.tracker import SCHEMA as TRACKER
 
-    leftover = f"{pg.pg_schema}_import_deadbeef"
+    from statestore.backends.postgres import aside_schema
+
+    leftover = aside_schema(pg.pg_schema, "import")  # as a crashed import names its schema
     _server_sql(pg.server, f'CREATE SCHEMA "{leftover}"; CREATE TABLE "{leftover}".half (x int)')
     ss.import_legacy(pg.location, TRACKER, ss.Legacy(tracker, LAYOUT))
     assert pg.schemas() == [pg.pg_schema]

@@ -184,7 +184,14 @@ def _refuse_overlap(source: Path, target: Path, location: str) -> None:
 def _copy_to_postgres(src: str | os.PathLike[str] | Store, loc: Location, url: str, *, overwrite: bool) -> Location:
     """``copy_store`` into a PostgreSQL schema: built in a temporary schema, renamed into place in one transaction."""
     # Imported here: only a PostgreSQL destination needs psycopg.
-    from statestore.backends.postgres import PostgresStore, place_schema, schema_exists, split_url, with_schema
+    from statestore.backends.postgres import (
+        PostgresStore,
+        aside_schema,
+        place_schema,
+        schema_exists,
+        split_url,
+        with_schema,
+    )
 
     _url, schema, _shown = split_url(url)
     with _opened(src) as source:
@@ -192,7 +199,7 @@ def _copy_to_postgres(src: str | os.PathLike[str] | Store, loc: Location, url: s
             raise StoreExistsError(str(loc), "is the source store itself")
         if schema_exists(url) and not overwrite:
             raise StoreExistsError(str(loc))
-        tmp = with_schema(url, f"{schema[:40]}_copy_{secrets.token_hex(4)}")
+        tmp = with_schema(url, aside_schema(schema, "copy"))
 
         class _NewPostgresStore(PostgresStore):
             def _open_schemas(self, *, check_history: bool = True, backup: bool = True) -> None:

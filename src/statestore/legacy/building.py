@@ -586,11 +586,11 @@ class _Build:
         With ``replace`` the schema of the store being replaced is kept as
         ``<schema>_replaced_<time>``, as the file backends keep theirs.
         """
-        from statestore.backends.postgres import place_schema, split_url, with_schema
+        from statestore.backends.postgres import aside_schema, place_schema, split_url, with_schema
 
         schema = split_url(url)[1]
         for _attempt in range(3):
-            aside = with_schema(url, f"{schema[:40]}_import_{secrets.token_hex(4)}")
+            aside = with_schema(url, aside_schema(schema, "import"))
             try:
                 failed = self._build(aside)
                 if failed:

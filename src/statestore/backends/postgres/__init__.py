@@ -6,6 +6,7 @@ Imported only when a ``postgresql://`` location is used: it needs psycopg
 
 from statestore.backends.postgres.server import (
     DEFAULT_SCHEMA,
+    aside_schema,
     drop_backup,
     find_backups,
     import_lock,
@@ -21,6 +22,7 @@ from statestore.backends.postgres.store import PostgresStore
 __all__ = [
     "DEFAULT_SCHEMA",
     "PostgresStore",
+    "aside_schema",
     "drop_backup",
     "find_backups",
     "import_lock",

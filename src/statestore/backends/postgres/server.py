@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import secrets
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -124,8 +125,8 @@ def import_lock(url: str, timeout: float) -> Iterator[None]:
 
     Importers on every machine take it, so one imports and the others then
     find the store. Waiting longer than ``timeout`` raises StoreBusyError.
-    Half-built stores a crashed import left (schemas ``<schema>_import_…``)
-    are dropped once the lock is held.
+    Half-built stores a crashed import of this store left (named by
+    :func:`aside_schema`) are dropped once the lock is held.
     """
     connect, schema, shown = split_url(url)
     try:
@@ -137,10 +138,11 @@ def import_lock(url: str, timeout: float) -> Iterator[None]:
             con.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(1, int(timeout * 1000))}ms",))
             con.execute("SELECT pg_advisory_lock(%s)", (lock_key("import", schema),))
             stale = con.execute(
-                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:40] + "_import_",)
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:30] + "_import_",)
             ).fetchall()
             for (name,) in stale:
-                con.execute(f"DROP SCHEMA {q(name)} CASCADE")
+                if is_aside_of(name, schema, "import"):  # never another store's schema, nor its import's
+                    con.execute(f"DROP SCHEMA {q(name)} CASCADE")
         except pg_errors.LockNotAvailable:
             raise StoreBusyError(shown, timeout) from None
         except psycopg.Error as exc:
@@ -172,6 +174,26 @@ def stored_schemas(url: str) -> StoredSchemas:
     return out
 
 
+def aside_schema(schema: str, purpose: str) -> str:
+    """A fresh name for a store built aside for ``schema`` (``purpose``: ``import`` or ``copy``).
+
+    ``<schema cut to 30>_<purpose>_<8 hex of the whole name>_<8 random hex>``:
+    the hash tells apart stores whose names share their first 30
+    characters, so one store's cleanup never takes another's schema.
+    """
+    return f"{schema[:30]}_{purpose}_{_owner_tag(schema)}_{secrets.token_hex(4)}"
+
+
+def _owner_tag(schema: str) -> str:
+    return hashlib.sha256(schema.encode()).hexdigest()[:8]
+
+
+def is_aside_of(name: str, schema: str, purpose: str) -> bool:
+    """True if ``name`` is one of :func:`aside_schema`'s names for ``schema`` and ``purpose``."""
+    pattern = rf"{re.escape(schema[:30])}_{purpose}_{_owner_tag(schema)}_[0-9a-f]{{8}}"
+    return re.fullmatch(pattern, name) is not None
+
+
 def with_schema(url: str, schema: str) -> str:
     """``url`` naming another schema (everything else, password included, kept)."""
     parts = urlsplit(url)
@@ -180,15 +202,43 @@ def with_schema(url: str, schema: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/:,", quote_via=quote), ""))
 
 
-def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str | None = None) -> None:
-    """Rename the schema of ``tmp_url`` to the schema of ``url`` in one transaction (None: drop it).
+def _destination(con: Any, schema: str) -> str:
+    """What the schema ``schema`` is: ``absent``, ``store`` (statestore's tables), ``empty`` or ``other``."""
+    if con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+        return "absent"
+    if con.execute(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = '_statestore_schemas'",
+        (schema,),
+    ).fetchone():
+        return "store"
+    held = con.execute(
+        "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s)"
+        " + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s)"
+        " + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s)",
+        (schema, schema, schema),
+    ).fetchone()[0]
+    return "empty" if held == 0 else "other"
 
-    The rename holds the destination store's write lock, so no writer of an
-    existing store there is cut off mid-transaction. With ``replace`` an
-    existing store at the destination is dropped in the same transaction
-    (renamed to ``keep_as`` instead, when given); without it, an existing one
-    raises StoreExistsError and nothing changes.
-    A copy renamed into place is whole: PostgreSQL's DDL is transactional.
+
+def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str | None = None) -> None:
+    """Move the store built in the schema of ``tmp_url`` to the schema of ``url`` in one transaction (None: drop it).
+
+    The move holds the destination store's write lock, so no writer of an
+    existing store there is cut off mid-transaction. What is at the
+    destination decides:
+
+    * nothing: the schema is renamed;
+    * an empty schema (one an administrator made for the store, with its
+      owner and grants): the tables move into it, so it keeps its
+      permissions;
+    * a statestore store: with ``replace`` it is dropped in the same
+      transaction (renamed to ``keep_as`` instead, when given); without it,
+      StoreExistsError and nothing changes;
+    * anything else (an application's own tables): StoreExistsError saying
+      so, ``replace`` or not: statestore never drops what it did not make.
+
+    A store moved into place is whole: PostgreSQL's DDL is transactional.
     """
     from statestore.errors import StoreExistsError
 
@@ -201,16 +251,24 @@ def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str |
             _c, schema, shown = split_url(url)
             con.execute("BEGIN")
             con.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("write", schema),))
-            exists = con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
-            if exists is not None:
-                if not replace:
-                    con.execute("ROLLBACK")
-                    raise StoreExistsError(shown)
+            found = _destination(con, schema)
+            if found == "other" or (found == "store" and not replace):
+                con.execute("ROLLBACK")
+                if found == "other":
+                    raise StoreExistsError(shown, "holds tables that are not a statestore store; not replacing them")
+                raise StoreExistsError(shown)
+            if found == "store":
                 if keep_as is not None:
                     con.execute(f"ALTER SCHEMA {q(schema)} RENAME TO {q(keep_as)}")
                 else:
                     con.execute(f"DROP SCHEMA {q(schema)} CASCADE")
-            con.execute(f"ALTER SCHEMA {q(tmp)} RENAME TO {q(schema)}")
+            if found == "empty":
+                tables = con.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (tmp,)).fetchall()
+                for (table,) in tables:
+                    con.execute(f"ALTER TABLE {q(tmp)}.{q(table)} SET SCHEMA {q(schema)}")
+                con.execute(f"DROP SCHEMA {q(tmp)}")
+            else:
+                con.execute(f"ALTER SCHEMA {q(tmp)} RENAME TO {q(schema)}")
             con.execute("COMMIT")
     except psycopg.Error as exc:
         raise BackendError(split_url(url or tmp_url)[2], scrubbed(exc, tmp_url)) from None
