@@ -472,10 +472,9 @@ def test_import_replace_keeps_the_old_store_as_a_schema(pg: PostgresFactory, tra
 
 
 def test_import_drops_schemas_a_crashed_import_left(pg: PostgresFactory, tracker: Path) -> None:
+    from statestore.backends.postgres import aside_schema
     from statestore.examples.tracker import LAYOUT
     from statestore.examples.tracker import SCHEMA as TRACKER
-
-    from statestore.backends.postgres import aside_schema
 
     leftover = aside_schema(pg.pg_schema, "import")  # as a crashed import names its schema
     _server_sql(pg.server, f'CREATE SCHEMA "{leftover}"; CREATE TABLE "{leftover}".half (x int)')

@@ -615,7 +615,7 @@ def copy(src: str, dst: str, overwrite: bool) -> None:
         if exc.reason == StoreExistsError(exc.location).reason:  # the default: "overwrite" means the option
             raise click.ClickException(f"{exc.location}: already exists (--overwrite replaces a store)") from None
         raise
-    echo(f"copied {src} -> {done}")
+    echo(f"copied {parse_location(src)} -> {done}")
 
 
 @main.command()
@@ -903,7 +903,7 @@ def import_legacy_command(
         )
         return
     if not report.imported_store and not report.dry_run:
-        echo(f"{store}: the store exists; it is never imported twice (use --replace to import anew)")
+        echo(f"{report.location}: the store exists; it is never imported twice (use --replace to import anew)")
         return
     print_report(report)
 

@@ -266,8 +266,10 @@ def _run_postgres_import(
     """``run_import`` into PostgreSQL: importers on every machine serialize on an advisory lock."""
     from statestore.backends.postgres import import_lock, schema_exists, schema_vacant
 
-    url = parse_location(location).url
+    parsed = parse_location(location)
+    url = parsed.url
     assert url is not None
+    location = str(parsed)  # shown from here on: without the password
     build = _Build(location, schema, legacy, on_error, progress, converter, durability)
     if dry_run:
         with _collector_paused():
@@ -706,18 +708,19 @@ class _Build:
 
     def _verify(self, aside: str, schema: Schema) -> None:
         """Reopen the built store and check it holds exactly what was read."""
+        where = str(parse_location(aside))  # without a password
         with connect(parse_location(aside), [schema], mode="read", check_history=False) as store:
             for coll in schema.collections:
                 want = sum(1 for copies in self.records.get(coll.name, {}).values() if len(copies) == 1)
                 got = store._count(coll)
                 if got != want:
                     reason = f"collection {coll.name!r} holds {got} records after the import, not {want}"
-                    raise CorruptStoreError(aside, reason)
+                    raise CorruptStoreError(where, reason)
             for log in schema.logs:
                 want = len(self.entries.get(log.name, ()))
                 got = store._last_seq(log)
                 if got != want:
-                    raise CorruptStoreError(aside, f"log {log.name!r} holds {got} entries after the import, not {want}")
+                    raise CorruptStoreError(where, f"log {log.name!r} holds {got} entries after the import, not {want}")
 
 
 def _unreadable(store: Store, schema: Schema) -> list[tuple[str, Any, str]]:
