@@ -341,8 +341,12 @@ def test_a_backup_restores_by_renaming_schemas(pg: PostgresFactory) -> None:
     )
     with pg(V1, mode="read") as old:
         _check_v1(old)
+    from statestore.backends.postgres import find_backups
+
+    assert find_backups(pg.location) == []  # the restored store (its comment kept) is not its own backup
     with pg(V4) as store:  # migrates the restored store again
         _check_v4(store)
+    assert len(find_backups(pg.location)) == 1
 
 
 # --------------------------------------------------------------------------- the command

@@ -89,6 +89,13 @@ def parse_location(location: str | os.PathLike[str]) -> Location:
     if location == "memory:":
         return Location("memory", None)
     if location.lower().startswith(_POSTGRES_SCHEMES):
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(location)
+        except ValueError as exc:  # e.g. an unclosed [: shown without the rest, which may hold a password
+            named = location.split(":", 1)[0]
+            raise ValidationError("location", f"{named}://…", "", f"not a URL that can be read: {exc}") from None
         return Location("postgres", None, location)
     for prefix in ("sqlite", "files"):
         if location.startswith(prefix + ":"):

@@ -81,6 +81,20 @@ def password_of(url: str) -> str | None:
     return found[-1] if found else None
 
 
+_MAX_MS = 2**31 - 1  # PostgreSQL's timeouts are int milliseconds
+
+
+def lock_timeout(seconds: float) -> str:
+    """``lock_timeout`` for a busy timeout: at least 1 ms; 0 (no limit) past what the setting holds, or inf."""
+    ms = seconds * 1000
+    return "0" if ms >= _MAX_MS else f"{max(1, int(ms))}ms"
+
+
+def connect_timeout(seconds: float) -> int:
+    """libpq's ``connect_timeout`` (whole seconds, at least 1) for a busy timeout; 0 (no limit) past its range."""
+    return 0 if seconds >= _MAX_MS else max(1, int(seconds))
+
+
 def quick_connect(url: str) -> Any:
     """A short-lived autocommit connection for looking at a store without opening it."""
     return psycopg.connect(url, autocommit=True, connect_timeout=30)
@@ -135,7 +149,7 @@ def import_lock(url: str, timeout: float) -> Iterator[None]:
         raise BackendError(shown, f"cannot connect to the server: {scrubbed(exc, url)}") from None
     try:
         try:
-            con.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(1, int(timeout * 1000))}ms",))
+            con.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout(timeout),))
             con.execute("SELECT pg_advisory_lock(%s)", (lock_key("import", schema),))
             stale = con.execute(
                 "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (schema[:30] + "_import_",)
@@ -274,46 +288,66 @@ def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str |
         raise BackendError(split_url(url or tmp_url)[2], scrubbed(exc, tmp_url)) from None
 
 
-_BACKUP = re.compile(r"^(?P<schema>.+)_backup_(?P<before>.*?)_?(?P<time>\d{8}t\d{6}z)_[0-9a-f]{4}$")
+def _backup_note(comment: Any) -> dict[str, str] | None:
+    """A backup schema's comment (``{"backup_of", "before", "taken"}``), or None for any other schema."""
+    if not isinstance(comment, str) or not comment.startswith('{"backup_of":'):
+        return None
+    try:
+        note = rawjson.load(comment)
+        datetime.strptime(note["taken"], "%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(note, dict) or not all(isinstance(note.get(k), str) for k in ("backup_of", "before", "taken")):
+        return None
+    return note
+
+
+def _backup_rows(con: Any, schema: str) -> list[tuple[str, dict[str, str], int, int]]:
+    """(name, note, bytes, oid) of every backup schema of the store ``schema``."""
+    rows = con.execute(
+        "SELECT n.nspname, obj_description(n.oid, 'pg_namespace'), coalesce(sum(pg_total_relation_size(c.oid)), 0), "
+        "n.oid::bigint FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' "
+        "WHERE starts_with(n.nspname, %s) GROUP BY n.nspname, n.oid",
+        (schema[:25],),
+    ).fetchall()
+    out = []
+    for name, comment, size, oid in rows:
+        note = _backup_note(comment)
+        # A backup renamed into place (restored) keeps its comment: it is the store, never its backup.
+        if note is not None and note["backup_of"] == schema and name != schema:
+            out.append((str(name), note, int(size), int(oid)))
+    return out
 
 
 def find_backups(url: str) -> list[tuple[str, str, str, int]]:
     """The backups of the store at ``url``, oldest first: (schema name, taken before, UTC time, bytes).
 
-    Only schemas named ``<schema>_backup_<label>_<time>_<4 hex>`` count.
-    "Taken before" is the label the backup's schema comment holds, or the
-    one its name holds (lower-cased, other characters as ``_``) without one.
+    A backup is a schema whose comment says it is a backup of this store
+    (``PostgresStore._backup`` writes it), whatever its name: a schema that
+    only looks like one is not listed, nor another store's, nor the store
+    itself when it is a backup restored by renaming.
     """
     connect, schema, shown = split_url(url)
     try:
         with quick_connect(connect) as con:
-            rows = con.execute(
-                "SELECT n.nspname, coalesce(sum(pg_total_relation_size(c.oid)), 0), n.oid::bigint, "
-                "obj_description(n.oid, 'pg_namespace') "
-                "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r' "
-                "WHERE starts_with(n.nspname, %s) GROUP BY n.nspname, n.oid",
-                (schema + "_backup_",),
-            ).fetchall()
+            rows = _backup_rows(con, schema)
     except psycopg.Error as exc:
         raise BackendError(shown, scrubbed(exc, url)) from None
     found = []
-    for name, size, oid, label in rows:
-        match = _BACKUP.match(name)
-        if match is None or match["schema"] != schema:
-            continue
-        taken = datetime.strptime(match["time"].upper(), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-        found.append((taken.isoformat(), int(oid), name, label or match["before"], int(size)))
-    # The name says the second; the schema's oid (assigned in creation order) orders those taken within one.
+    for name, note, size, oid in rows:
+        taken = datetime.strptime(note["taken"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        found.append((taken.isoformat(), oid, name, note["before"], size))
+    # The note says the second; the schema's oid (assigned in creation order) orders those taken within one.
     return [(name, before, taken, size) for taken, _oid, name, before, size in sorted(found)]
 
 
 def drop_backup(url: str, name: str) -> None:
-    """Drop one backup schema of the store at ``url`` (a name :func:`find_backups` listed)."""
+    """Drop one backup schema of the store at ``url`` (a name :func:`find_backups` listed); ValueError otherwise."""
     connect, schema, shown = split_url(url)
-    if not name.startswith(schema + "_backup_") or _BACKUP.match(name) is None:
-        raise ValueError(f"{name!r} is not a backup of {shown}")
     try:
         with quick_connect(connect) as con:
+            if name not in {n for n, _note, _size, _oid in _backup_rows(con, schema)}:
+                raise ValueError(f"{name!r} is not a backup of {shown}")
             con.execute(f"DROP SCHEMA {q(name)} CASCADE")
     except psycopg.Error as exc:
         raise BackendError(shown, scrubbed(exc, url)) from None

@@ -42,7 +42,9 @@ from typing import Any
 from statestore.backends import rawjson
 from statestore.backends.postgres.queries import Clause, OrderPlan, beyond, equal_clause, order_plan, term_clause
 from statestore.backends.postgres.server import MAX_IDENTIFIER as _MAX_IDENTIFIER
+from statestore.backends.postgres.server import connect_timeout as _connect_timeout
 from statestore.backends.postgres.server import lock_key as _lock_key
+from statestore.backends.postgres.server import lock_timeout as _lock_timeout
 from statestore.backends.postgres.server import password_of as _password
 from statestore.backends.postgres.server import q as _q
 from statestore.backends.postgres.server import quick_connect as _quick_connect
@@ -187,14 +189,14 @@ class PostgresStore(Store):
 
     def _connect(self) -> Any:
         settings = {
-            "lock_timeout": f"{max(1, int(self.busy_timeout * 1000))}ms",
+            "lock_timeout": _lock_timeout(self.busy_timeout),
             "synchronous_commit": "on",
             "default_transaction_read_only": "on" if self.mode == "read" else "off",
             "client_encoding": "UTF8",
         }
         try:
             con = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=max(1, int(self.busy_timeout)), prepare_threshold=None
+                self._url, autocommit=True, connect_timeout=_connect_timeout(self.busy_timeout), prepare_threshold=None
             )
             with con.cursor() as cur:
                 for name, value in settings.items():
@@ -285,7 +287,10 @@ class PostgresStore(Store):
             return BackendError(self.location, f"permission denied: {text}")
         if connecting:
             return BackendError(self.location, f"cannot connect to the server: {text}")
-        if isinstance(exc, psycopg.OperationalError) or (isinstance(exc, psycopg.Error) and self._broken()):
+        state = getattr(exc, "sqlstate", None) or ""
+        # Class 08 and the server shutting down (57P0x) lose the connection; other operational
+        # errors (statement timeout, disk full, a program limit) are the server's answer on a live one.
+        if state.startswith(("08", "57P0")) or (isinstance(exc, psycopg.Error) and self._broken()):
             return BackendError(
                 self.location,
                 f"lost the connection to the server ({text}); the open transaction was not committed",
@@ -643,43 +648,51 @@ class PostgresStore(Store):
             yield
         finally:
             if not con.closed:
-                with contextlib.suppress(psycopg.Error):
+                try:
+                    if con.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                        con.execute("ROLLBACK")
                     con.execute(f"SELECT pg_advisory_unlock({self._migrate_lock})")
+                except psycopg.Error:
+                    # The lock lives as long as the session: ending it is the sure way to let it go.
+                    with contextlib.suppress(Exception):
+                        con.close()
 
     def _backup(self, label: str) -> Path | None:
         """Copy every table of the store into a new schema ``<schema>_backup_<label>_<time>_<hex>``.
 
-        The schema's comment holds ``label`` verbatim (the name holds it only
-        lower-cased, with other characters than letters, digits and ``_`` as ``_``).
+        The name is cut to PostgreSQL's 63 characters (the label first, then
+        the store's name); the schema's comment says whose backup it is, the
+        label verbatim and the time (what ``find_backups`` reads).
 
         Built in one transaction holding the store's write lock, so the copy
-        is consistent and appears whole or not at all. Tables keep their
-        columns, generated columns, keys, constraints and index names. The
-        returned path is the backup schema's name (restore it by renaming
-        schemas: docs/postgres.md).
+        is consistent and appears whole or not at all; a busy lock is
+        StoreBusyError, with nothing left behind. Tables keep their columns,
+        keys, constraints and index names. The returned path is the backup
+        schema's name (restore it by renaming schemas: docs/postgres.md).
         """
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()).lower()
+        now = time.gmtime()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", now).lower()
         tag = re.sub(r"[^a-z0-9_]+", "_", label.lower())
         suffix = f"_{stamp}_{secrets.token_hex(2)}"
         room = _MAX_IDENTIFIER - len(self.pg_schema) - len("_backup_") - len(suffix)
         name = f"{self.pg_schema}_backup_{tag[: max(0, room)]}{suffix}"
         if len(name) > _MAX_IDENTIFIER:  # a long schema name: keep its start, the time and the random part
             name = f"{self.pg_schema[: _MAX_IDENTIFIER - len('_backup') - len(suffix)]}_backup{suffix}"
+        note = dumps({"backup_of": self.pg_schema, "before": label, "taken": time.strftime("%Y-%m-%dT%H:%M:%SZ", now)})
         dst = _q(name)
         self._flush()
         con = self._con()
         with self._translate():
             depth = self._state().depth
-            if depth == 0:
-                con.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._write_lock})")
-            else:
-                con.execute("SAVEPOINT statestore_backup")
             try:
+                if depth == 0:
+                    con.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self._write_lock})")
+                else:
+                    con.execute("SAVEPOINT statestore_backup")
                 con.execute(f"CREATE SCHEMA {dst}")
-                # The label as given (the name holds it cut to fit and lower-cased): find_backups shows it.
                 con.execute(
                     psycopg.sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
-                        psycopg.sql.Identifier(name), psycopg.sql.Literal(label)
+                        psycopg.sql.Identifier(name), psycopg.sql.Literal(note)
                     )
                 )
                 tables = [
@@ -1077,7 +1090,7 @@ class PostgresStore(Store):
         con = getattr(self._local, "listener", None)
         if con is None or con.closed or listening is None:
             try:
-                con = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self.busy_timeout)))
+                con = psycopg.connect(self._url, autocommit=True, connect_timeout=_connect_timeout(self.busy_timeout))
             except psycopg.Error as exc:
                 raise self._error(exc, connecting=True) from None
             with self._lock:
