@@ -625,3 +625,14 @@ def test_conditions_on_other_fields_are_answered_through_postgres_json(pg: Postg
     assert store[TASKS].count(title=ss.gt("title 8")) == 20
     assert len(seen) == 21
     assert store[TASKS].count(title=ss.gt("title 1\x00")) == 160  # an operand with NUL: compared in Python
+
+
+def test_iter_in_an_index_order_reads_each_record_about_once(pg: PostgresFactory, monkeypatch: Any) -> None:
+    from statestore.testing.models import SCHEMA, TASKS, Task
+
+    store = pg(SCHEMA)
+    store[TASKS].replace_all([Task(f"t{i:03}", points=(i * 37) % 300) for i in range(300)])
+    seen = _decoded(monkeypatch, store)
+    got = [t.points for t in store[TASKS].iter(order_by="-points", batch_size=20)]
+    assert got == sorted(range(300), reverse=True)
+    assert len(seen) < 2 * 300  # each batch starts where the last one ended, on the server

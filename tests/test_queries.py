@@ -152,8 +152,8 @@ def stores(
     }
     schema, coll = (SCHEMA, TASKS) if request.param == "declared" else (INDEXED_SCHEMA, INDEXED)
     opened = {b: f(schema) for b, f in factories.items()}
-    # Batches of one row: a limited query on PostgreSQL reads several, and decides when to stop.
-    opened["postgres"]._query_batch = 1  # type: ignore[attr-defined]
+    # First batches of just the rows needed: a limited query on PostgreSQL reads several, and decides when to stop.
+    opened["postgres"]._query_slack = 0  # type: ignore[attr-defined]
     yield opened, coll
     for f in factories.values():
         f.close_all()

@@ -270,3 +270,36 @@ def beyond(plan: OrderPlan, descending: bool, last: Any, boundary: Any, boundary
         margin = 2 * Decimal(math.ulp(float(boundary)))
         return bool(last < boundary - margin) if descending else bool(last > boundary + margin)
     return bool(last < boundary) if descending else bool(last > boundary)
+
+
+def after_clause(plan: OrderPlan, kind: str, descending: bool, value: Any) -> Clause | None:
+    """SQL every row coming after a row whose first order field holds ``value`` meets (wide); None: no such clause.
+
+    ``iter`` reads its next batch after the last row of the one before: this
+    lets the server skip the rows before it (those of an equal value stay:
+    ties are broken by key, in Python). Odd rows always pass.
+    """
+    if value is None:
+        # Ascending, nulls come first: anything may follow. Descending, nulls come last: only nulls.
+        return None if not descending else Clause(f"{plan.value} IS NULL", (), False)
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        try:
+            margin = 2 * Decimal(math.ulp(float(value)))
+        except OverflowError:
+            return None
+        bound: Any = Decimal(value) + margin if descending else Decimal(value) - margin
+    elif kind == "str":
+        if not isinstance(value, str) or "\\u" in dumps(value):  # NUL or a lone surrogate: not sendable
+            return None
+        bound = value
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            return None
+        bound = dumps(value)
+    else:
+        return None
+    if descending:
+        return Clause(f"({plan.value} IS NULL OR {plan.value} <= %s)", (bound,), False)
+    return Clause(f"({plan.odd} OR {plan.value} >= %s)", (bound,), False)

@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from statestore.backends import rawjson
-from statestore.backends.postgres.queries import Clause, OrderPlan, beyond, equal_clause, order_plan, term_clause
+from statestore.backends.postgres.queries import (
+    Clause,
+    OrderPlan,
+    after_clause,
+    beyond,
+    equal_clause,
+    order_plan,
+    term_clause,
+)
 from statestore.backends.postgres.server import MAX_IDENTIFIER as _MAX_IDENTIFIER
 from statestore.backends.postgres.server import connect_timeout as _connect_timeout
 from statestore.backends.postgres.server import lock_key as _lock_key
@@ -138,8 +146,8 @@ class PostgresStore(Store):
     _atomic_writes = True
     # _query filters every field on the server (JSON functions where there is no lookup column).
     _equality_through_scan = False
-    #: Rows a limited query reads in its first batch at least (the batches then grow fourfold).
-    _query_batch = 64
+    #: Rows a limited query reads in its first batch beyond those it needs (the batches then grow fourfold).
+    _query_slack = 16
 
     def __init__(
         self,
@@ -965,7 +973,7 @@ class PostgresStore(Store):
             return query.apply(self._sorted(coll, out))
         kept: list[RawRecord] = []
         last = None if query.after is None else query.after[1]
-        batch = max(need, self._query_batch)
+        batch = max(1, need + self._query_slack)
         while len(kept) < need:
             bound = "" if last is None else (" AND " if where else " WHERE ") + "key > %s"
             args = params if last is None else [*params, self._key_param(coll, last)]
@@ -993,11 +1001,17 @@ class PostgresStore(Store):
         """
         first = query.order[0]
         direction = "DESC NULLS LAST" if first.descending else "ASC NULLS FIRST"
+        if query.after is not None:
+            # iter's next batch: the server skips the rows before the last one read.
+            skip = after_clause(plan, first.kind, first.descending, query.after[0][0])
+            if skip is not None:
+                where = f"{where} AND {skip.sql}" if where else f" WHERE {skip.sql}"
+                params = [*params, *skip.params]
         sql = (
             f"SELECT key, revision, data, {plan.value} FROM {self._t(coll.name)}{where} "
             f"ORDER BY {plan.odd} DESC, {plan.value} {direction}, key LIMIT %s"
         )
-        batch = max(need, self._query_batch)
+        batch = max(1, need + self._query_slack)
         while True:
             rows = self._all(sql, [*params, batch])
             kept = []
