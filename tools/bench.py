@@ -1162,6 +1162,72 @@ def run_queries(base: Path, w: Workload, n: int, args: argparse.Namespace) -> li
     ]
 
 
+def run_postgres_query(w: Workload, n: int, args: argparse.Namespace) -> Row:
+    """The query suite's query on PostgreSQL: statestore against the same SELECT by hand on its own table.
+
+    The hand-written SELECT is what a developer would write on that table:
+    the score's lookup column (JSON text) read as a number, ordered by it,
+    ten rows, each row's JSON parsed. Target 0.7x (issue 17).
+    """
+    import psycopg
+
+    url = POSTGRES["url"]
+    schema = f"benchq_{os.getpid()}"
+    location = f"{url}&schema={schema}" if "?" in url else f"{url}?schema={schema}"
+    rng = random.Random(5)
+    records = [make_item(i, rng) for i in range(n)]
+    store = ss.open_store(location, QSCHEMA, durability=args.durability)
+    con = psycopg.connect(url, autocommit=True)
+    try:
+        store[QITEMS].replace_all(records)
+        con.execute(f'ANALYZE "{schema}".qitems')
+        sql = (
+            f'SELECT key, revision, data FROM "{schema}".qitems WHERE score::numeric >= %s '
+            "ORDER BY score::numeric, key LIMIT 10"
+        )
+        lows = [rng.random() * 99 for _ in range(1000)]
+
+        def raw() -> Iterator[int]:
+            while True:
+                for x in lows:
+                    got = [(bytes(k).decode(), r, json.loads(d)) for k, r, d in con.execute(sql, (x,))]
+                    assert len(got) == 10
+                    yield 1
+
+        def query() -> Iterator[int]:
+            view = store[QITEMS]
+            while True:
+                for x in lows:
+                    assert len(view.find(score=ss.ge(x), order_by="score", limit=10)) == 10
+                    yield 1
+
+        sides = {"raw": raw(), "postgres": query()}
+        best = dict.fromkeys(sides, 0.0)
+        done = dict.fromkeys(sides, 0)
+        rounds = max(1, args.rounds)
+        for _ in range(rounds):
+            for name, it in sides.items():
+                ops, rate = measure(it, max(1, args.max_ops // rounds), args.seconds / rounds)
+                done[name] += ops
+                best[name] = max(best[name], rate)
+        con.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        con.close()
+        store.close()
+    op = f"range + order + limit 10 ({n:,})"
+    return Row(
+        "query",
+        op,
+        "raw psycopg",
+        "statestore postgres",
+        best["raw"],
+        best["postgres"],
+        0.7,
+        done["raw"],
+        done["postgres"],
+    )
+
+
 # --------------------------------------------------------------------------- fresh process
 
 #: What a command-line tool pays on each invocation: each row is timed in a new process
@@ -1430,6 +1496,14 @@ def main(argv: list[str] | None = None) -> int:
             (base / "query").mkdir()
             n = 20_000 if args.quick else args.query_records
             rows.extend(run_queries(base / "query", w, n, args))
+            if not POSTGRES.get("url") and not args.postgres and server is None:
+                server = _start_postgres()
+                if server is not None:
+                    POSTGRES["url"] = server.url().rsplit("&schema=", 1)[0]
+            if args.postgres:
+                POSTGRES["url"] = args.postgres
+            if POSTGRES.get("url"):
+                rows.append(run_postgres_query(w, n, args))
         if not args.suite or "fresh" in args.suite:
             (base / "fresh").mkdir()
             fresh = run_fresh(base / "fresh", sizes, max(1, args.fresh_reps))
