@@ -344,3 +344,49 @@ def test_backups_skip_a_schema_whose_name_only_looks_like_a_backup(pg: PostgresF
         store[ITEMS].put(Item("a"))
     _sql(pg.server, f'CREATE SCHEMA "{pg.pg_schema}_backup_x_20261399t000000z_abcd"')
     assert find_backups(pg.location) == []
+
+
+def test_an_index_field_name_past_63_bytes_is_a_clear_schema_error(pg: PostgresFactory) -> None:
+    # Lookup columns are named after the field and PostgreSQL cuts names at 63 bytes: two long
+    # field names became one column ("already exists"). Now refused, saying why (SQLite opens it).
+    @attrs.define
+    class Wide:
+        id: str
+        a_very_long_field_name_that_goes_on_and_on_past_sixty_three_bytes_x: str = ""
+        a_very_long_field_name_that_goes_on_and_on_past_sixty_three_bytes_y: str = ""
+
+    wide = ss.Collection(
+        "wide",
+        Wide,
+        key="id",
+        indexes=[
+            "a_very_long_field_name_that_goes_on_and_on_past_sixty_three_bytes_x",
+            "a_very_long_field_name_that_goes_on_and_on_past_sixty_three_bytes_y",
+        ],
+    )
+    with pytest.raises(ss.SchemaError, match="63 bytes"):
+        pg(ss.Schema("wide", version=1, collections=[wide]))
+    assert pg.schemas() == []
+
+
+def test_an_indexed_text_past_the_index_row_limit_is_refused_whole(pg: PostgresFactory) -> None:
+    # PostgreSQL's btree takes at most 2704 bytes a row: such a write is refused with the server's
+    # reason (not "lost the connection"), nothing is half written, and the store goes on.
+    text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(2000))  # ~6 KB of UTF-8
+    with pg(SCHEMA) as store:
+        store[ITEMS].put(Item("b", s="short"))
+        with pytest.raises(ss.BackendError, match="index row size"):
+            store[ITEMS].put(Item("a", s=text))
+        assert store[ITEMS].keys() == ["b"]
+        store[ITEMS].put(Item("c"))
+        assert store[ITEMS].keys() == ["b", "c"]
+
+
+def test_a_log_stream_holding_nul_is_refused_saying_why(pg: PostgresFactory) -> None:
+    # PostgreSQL text cannot hold NUL: SQLite, files and memory store such a stream; here it is refused.
+    with pg(SCHEMA) as store:
+        with pytest.raises(ss.BackendError, match="NUL"):
+            store[EVENTS].append(Event("x"), stream="a\x00b")
+        assert store[EVENTS].last_seq() == 0
+        store[EVENTS].append(Event("y"), stream="ab")
+        assert [e.stream for e in store[EVENTS].read()] == ["ab"]

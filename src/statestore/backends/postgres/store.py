@@ -170,6 +170,14 @@ class PostgresStore(Store):
             raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
         self.durability: Durability = durability
         self.busy_timeout = float(busy_timeout)
+        for coll in (c for sch in self.schemas for c in sch.collections):
+            for field in coll.lookup_fields:
+                # PostgreSQL would cut a longer column name, and two such names could become one.
+                if len(column_of(field).encode()) > _MAX_IDENTIFIER:
+                    raise SchemaError(
+                        f"collection {coll.name!r}: index or unique field {field!r} is longer than the "
+                        f"{_MAX_IDENTIFIER} bytes PostgreSQL allows a column name: index a field with a shorter name"
+                    )
         self._s = _q(self.pg_schema)
         self._write_lock = _lock_key("write", self.pg_schema)
         self._migrate_lock = _lock_key("migrate", self.pg_schema)
@@ -973,7 +981,7 @@ class PostgresStore(Store):
             return query.apply(self._sorted(coll, out))
         kept: list[RawRecord] = []
         last = None if query.after is None else query.after[1]
-        batch = max(1, need + self._query_slack)
+        batch = min(max(1, need + self._query_slack), 2**62)
         while len(kept) < need:
             bound = "" if last is None else (" AND " if where else " WHERE ") + "key > %s"
             args = params if last is None else [*params, self._key_param(coll, last)]
@@ -1011,7 +1019,7 @@ class PostgresStore(Store):
             f"SELECT key, revision, data, {plan.value} FROM {self._t(coll.name)}{where} "
             f"ORDER BY {plan.odd} DESC, {plan.value} {direction}, key LIMIT %s"
         )
-        batch = max(1, need + self._query_slack)
+        batch = min(max(1, need + self._query_slack), 2**62)
         while True:
             rows = self._all(sql, [*params, batch])
             kept = []
@@ -1026,7 +1034,7 @@ class PostgresStore(Store):
                 edge = query.sort(kept)[need - 1]
                 if beyond(plan, first.descending, rows[-1][3], edge[3], edge[2].get(first.field) is None):
                     break
-            batch *= 4
+            batch = min(batch * 4, 2**62)
         return [(k, r, d) for k, r, d, _v in query.window(query.sort(kept))]
 
     def _count_where(self, coll: Collection[Any], query: Query) -> int:
