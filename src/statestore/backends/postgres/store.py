@@ -30,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import select
 import threading
 import time
 import uuid
@@ -62,6 +63,8 @@ from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, Store
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg import pq
+    from psycopg.adapt import Transformer
 except ImportError:  # pragma: no cover - the locations module checks first and names the extra
     psycopg = None  # type: ignore[assignment]
 
@@ -100,12 +103,89 @@ def field_text(data: Mapping[str, Any], field: str) -> str | None:
 
 
 class _ThreadConnection:
-    """One thread's connection, held in its thread-local storage."""
+    """One thread's connection, held in its thread-local storage, with its prepared statements."""
 
-    __slots__ = ("__weakref__", "con")
+    __slots__ = ("__weakref__", "con", "loader", "pg", "prepared")
 
     def __init__(self, con: Any) -> None:
         self.con = con
+        self.pg = con.pgconn
+        # (SQL, parameter types) -> the name of the statement prepared on this connection.
+        self.prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        self.loader = Transformer.from_context(con)
+
+
+class _Rows:
+    """What one statement returned: its rows (as tuples) and how many rows it touched."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
+# A statement ready to send: SQL with $n placeholders (None: sent unprepared, without
+# parameters), its encoded parameters, their type OIDs and formats.
+_Statement = tuple[str, "list[bytes | None] | None", tuple[int, ...], "list[int] | None"]
+
+_TEXT, _BYTEA, _INT8, _UNKNOWN = 25, 17, 20, 0
+_NUL_MESSAGE = "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+
+
+def _encode(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...], list[int]]:
+    """Parameters as libpq takes them: str as UTF-8 text, int as int8 text, bytes as binary bytea, None as NULL.
+
+    A str holding NUL raises psycopg.DataError (libpq would cut it there);
+    a lone surrogate, psycopg.DataError too: neither reaches the server.
+    """
+    values: list[bytes | None] = []
+    types: list[int] = []
+    formats: list[int] = []
+    for value in params:
+        kind = type(value)
+        if kind is str:
+            if "\0" in value:
+                raise psycopg.DataError(_NUL_MESSAGE)
+            try:
+                values.append(value.encode())
+            except UnicodeEncodeError as exc:
+                raise psycopg.DataError(str(exc)) from None
+            types.append(_TEXT)
+            formats.append(0)
+        elif kind is int:
+            values.append(b"%d" % value)
+            types.append(_INT8)
+            formats.append(0)
+        elif kind is bytes:
+            values.append(value)
+            types.append(_BYTEA)
+            formats.append(1)
+        elif value is None:
+            values.append(None)
+            types.append(_UNKNOWN)
+            formats.append(0)
+        else:
+            raise TypeError(f"cannot send a {kind.__name__} parameter")
+    return values, tuple(types), formats
+
+
+def _numbered(sql: str) -> str:
+    """``%s`` placeholders as ``$1``, ``$2``, … (the statements here hold no other ``%``)."""
+    count = 0
+
+    def number(_match: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return f"${count}"
+
+    return re.sub("%s", number, sql)
 
 
 def _forget(connections: list[Any], lock: threading.Lock, con: Any) -> None:
@@ -116,6 +196,27 @@ def _forget(connections: list[Any], lock: threading.Lock, con: Any) -> None:
         connections.remove(con)
     with contextlib.suppress(Exception):
         con.close()
+
+
+def _receive(pg: Any) -> list[Any]:
+    """Every result of a pipeline up to its sync, waiting for the socket (interruptibly) in between."""
+    fd = pg.socket
+    while pg.flush():  # 1: more to send (a big record); read meanwhile so the server never blocks
+        readable, _w, _x = select.select([fd], [fd], [])
+        if readable:
+            pg.consume_input()
+    results: list[Any] = []
+    sync = pq.ExecStatus.PIPELINE_SYNC
+    while True:
+        while pg.is_busy():
+            select.select([fd], [], [])
+            pg.consume_input()
+        res = pg.get_result()
+        if res is None:
+            continue  # the end of one statement's results
+        if res.status == sync:
+            return results
+        results.append(res)
 
 
 class PostgresStore(Store):
@@ -200,18 +301,23 @@ class PostgresStore(Store):
         return con
 
     def _con(self) -> Any:
+        return self._holder().con
+
+    def _holder(self) -> _ThreadConnection:
+        """This thread's connection (a new one the first time, or after the last was lost)."""
         try:
-            con = self._local.holder.con
+            holder: _ThreadConnection = self._local.holder
         except AttributeError:
-            con = None
-        if con is not None and not con.closed:
-            return con
+            pass
+        else:
+            if not holder.con.closed:
+                return holder
         self._state()  # resets per-thread state after fork()
         con = self._connect()
         holder = self._local.holder = _ThreadConnection(con)
         # When the thread ends its holder goes, and so does its connection.
         weakref.finalize(holder, _forget, self._connections, self._lock, con)
-        return con
+        return holder
 
     def _after_fork(self) -> None:
         # The parent's connections share their sockets with the parent: closing
@@ -302,49 +408,110 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    # A transaction's BEGIN (with the write lock and the schema mark) is sent together with its
-    # first statement, and writes (whose results no one reads) with the statement after them or
-    # with COMMIT: one round trip instead of three for a single put. They wait in ``pending``
-    # as SQL with their parameters bound on this side.
+    # The statements of a transaction travel in pipelines, as prepared statements: its BEGIN
+    # (with the write lock and the schema mark) is sent together with its first statement, and
+    # writes (whose results no one reads) with the statement after them or with COMMIT: one
+    # round trip instead of three for a single put. They wait in ``pending``, encoded.
+
+    def _statement(self, sql: str, params: Any) -> _Statement:
+        """``sql`` ready to send: prepared with its parameters (``params=None``: unprepared, none)."""
+        if params is None:
+            return sql, None, (), None
+        values, types, formats = _encode(params)
+        return sql, values, types, formats
 
     def _run(self, sql: str | None, params: Any = None) -> Any:
-        """Execute ``sql`` after whatever the transaction has pending, in one round trip; its cursor.
+        """Execute ``sql`` after whatever the transaction has pending, in one round trip; its rows.
 
         ``sql=None`` only sends what is pending. psycopg errors propagate (the
         callers translate them).
         """
         local = self._local
-        pending: list[str] | None = getattr(local, "pending", None)
-        con = self._con()
+        pending: list[_Statement] | None = getattr(local, "pending", None)
         if not pending:
-            return None if sql is None else con.execute(sql, params)
+            if sql is None:
+                return None
+            return self._send(self._holder(), [self._statement(sql, params)])[-1]
         mark_at: int | None = local.mark_at
         local.pending, local.mark_at = None, None
-        cur = psycopg.ClientCursor(con)
-        parts = list(pending)
         if sql is not None:
-            parts.append(cur.mogrify(sql, params) if params is not None else sql)
+            pending.append(self._statement(sql, params))
+        holder = self._holder()
         try:
-            cur.execute("; ".join(parts))
+            results = self._send(holder, pending)
         except psycopg.Error:
-            if mark_at is not None and not self._migrating and not con.broken:
+            con = holder.con
+            if mark_at is not None and not self._migrating and not con.closed and not con.broken:
                 # The statement may have failed because another client changed the store's
                 # schemas (a table went): say that, as the mark would have, rather than the symptom.
                 with contextlib.suppress(psycopg.Error):
-                    con.execute("ROLLBACK")
+                    self._send(holder, [("ROLLBACK", None, (), None)])
                 self._check_schemas_current()
             raise
-        mark_row = None
-        index = 0
-        while True:
-            if index == mark_at:
-                mark_row = cur.fetchone()
-            if not cur.nextset():
-                break
-            index += 1
         if mark_at is not None:
-            self._check_mark(mark_row)
-        return cur
+            self._check_mark(results[mark_at].fetchone())
+        return results[-1] if sql is not None else None
+
+    def _send(self, holder: _ThreadConnection, statements: list[_Statement]) -> list[_Rows]:
+        """Send ``statements`` in one pipeline and wait for all their results (one round trip).
+
+        Statements with parameters are prepared on the connection the first
+        time (in the same pipeline). The first error the server reports is
+        raised once every result is in (the server skips the statements
+        after it). A connection that fails or is interrupted half way is
+        closed: the server rolls its open transaction back, and the next
+        operation connects again.
+        """
+        pg = holder.pg
+        prepared = holder.prepared
+        fresh: list[tuple[tuple[str, tuple[int, ...]], bytes] | None] = []  # per result: a prepare, or None
+        try:
+            pg.enter_pipeline_mode()
+            for sql, values, types, formats in statements:
+                if values is None:
+                    pg.send_query_params(sql.encode(), None)
+                    fresh.append(None)
+                    continue
+                key = (sql, types)
+                name = prepared.get(key)
+                if name is None:
+                    name = b"statestore_%d" % len(prepared)
+                    pg.send_prepare(name, _numbered(sql).encode(), types)
+                    prepared[key] = name  # taken back below unless the server prepared it
+                    fresh.append((key, name))
+                pg.send_query_prepared(name, values, formats)
+                fresh.append(None)
+            pg.pipeline_sync()
+            results = _receive(pg)
+            pg.exit_pipeline_mode()
+        except BaseException:
+            # Failed or interrupted half way (the connection is lost, Ctrl-C): what the server
+            # has is unknown, so drop the connection; the server rolls its transaction back.
+            holder.con.close()
+            raise
+        out: list[_Rows] = []
+        error: Any = None
+        loader = holder.loader
+        for res, prepare in zip(results, fresh):
+            status = res.status
+            if prepare is not None:
+                if status != pq.ExecStatus.COMMAND_OK:
+                    del prepared[prepare[0]]  # not prepared: prepare it again next time
+                    if status == pq.ExecStatus.FATAL_ERROR and error is None:
+                        error = pg_errors.error_from_result(res, encoding="utf-8")
+                continue
+            if status == pq.ExecStatus.TUPLES_OK:
+                loader.set_pgresult(res)
+                out.append(_Rows(loader.load_rows(0, res.ntuples, tuple), res.ntuples))
+            elif status == pq.ExecStatus.COMMAND_OK:
+                out.append(_Rows([], res.command_tuples or 0))
+            else:
+                if status == pq.ExecStatus.FATAL_ERROR and error is None:
+                    error = pg_errors.error_from_result(res, encoding="utf-8")
+                out.append(_Rows([], 0))
+        if error is not None:
+            raise error
+        return out
 
     def _flush(self) -> None:
         """Send what the transaction has pending (before statements run some other way)."""
@@ -378,17 +545,13 @@ class PostgresStore(Store):
             # The begin has not been sent: send it (and check the schema mark) before any write,
             # so a COMMIT can never carry writes past a mark that says the schemas moved.
             self._flush()
-        con = self._con()
-        client = getattr(local, "client", None)
-        if client is None or client.connection is not con:
-            client = local.client = psycopg.ClientCursor(con)
         try:
-            text = client.mogrify(sql, params)
+            statement = self._statement(sql, params)
         except psycopg.Error as exc:
             raise self._error(exc) from None
         if getattr(local, "pending", None) is None:
             local.pending, local.mark_at = [], None
-        local.pending.append(text)
+        local.pending.append(statement)
 
     def _t(self, name: str) -> str:
         """A table of this store, schema-qualified and quoted."""
@@ -732,17 +895,19 @@ class PostgresStore(Store):
 
     def _begin(self, *, write: bool) -> None:
         # Sent with the transaction's first statement (see _run).
+        local = self._local
+        local.seqs = None
         if not write:
-            self._local.pending, self._local.mark_at = [_BEGIN_READ], None
+            local.pending, local.mark_at = [(_BEGIN_READ, None, (), None)], None
             return
         # The mark is a statement of its own, after the lock: it sees everything committed before
         # the lock was ours.
-        self._local.pending = [
-            "BEGIN",
-            f"SELECT pg_advisory_xact_lock({self._write_lock})",
-            f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'",
+        local.pending = [
+            ("BEGIN", None, (), None),
+            (f"SELECT pg_advisory_xact_lock({self._write_lock})", [], (), []),
+            (f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'", [], (), []),
         ]
-        self._local.mark_at = 2
+        local.mark_at = 2
 
     def _check_mark(self, row: Any) -> None:
         """Refuse to go on when another client changed the store's schemas since this object looked."""
@@ -763,11 +928,12 @@ class PostgresStore(Store):
 
     def _commit(self) -> None:
         local = self._local
+        local.seqs = None
         pending = getattr(local, "pending", None)
         if pending is not None and local.mark_at is not None and len(pending) == 3:
             local.pending = local.mark_at = None  # nothing ran: there is nothing to commit
             return
-        if pending == [_BEGIN_READ]:
+        if pending is not None and len(pending) == 1 and pending[0][0] == _BEGIN_READ:
             local.pending = None  # a read transaction that read nothing
             return
         self._execute("COMMIT")
@@ -775,8 +941,8 @@ class PostgresStore(Store):
     def _rollback(self) -> None:
         local = self._local
         pending = getattr(local, "pending", None)
-        local.pending = local.mark_at = None
-        if pending is not None and pending[:1] and pending[0].startswith("BEGIN"):
+        local.pending = local.mark_at = local.seqs = None
+        if pending and pending[0][0].startswith("BEGIN"):
             return  # the transaction never reached the server
         try:
             con = local.holder.con
@@ -784,16 +950,18 @@ class PostgresStore(Store):
             return
         if not con.closed and not con.broken:
             with contextlib.suppress(psycopg.Error):
-                con.execute("ROLLBACK")
+                self._send(local.holder, [("ROLLBACK", None, (), None)])
 
     def _savepoint(self, name: str) -> None:
-        self._execute(f"SAVEPOINT {_q(name)}")
+        self._defer(f"SAVEPOINT {_q(name)}", None)  # sent with the next statement
 
     def _release(self, name: str) -> None:
-        self._execute(f"RELEASE SAVEPOINT {_q(name)}")
+        self._defer(f"RELEASE SAVEPOINT {_q(name)}", None)
 
     def _rollback_to(self, name: str) -> None:
-        self._execute(f"ROLLBACK TO SAVEPOINT {_q(name)}; RELEASE SAVEPOINT {_q(name)}")
+        self._local.seqs = None  # entries appended since the savepoint are gone: count seqs again
+        self._defer(f"ROLLBACK TO SAVEPOINT {_q(name)}", None)
+        self._execute(f"RELEASE SAVEPOINT {_q(name)}")
 
     # ------------------------------------------------------------ records
 
