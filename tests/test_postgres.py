@@ -289,6 +289,43 @@ def test_a_lost_connection_is_an_error_that_says_so_and_nothing_half_applied(pg:
     assert store[TASKS].get("t2") is None
 
 
+def test_a_table_changed_under_a_prepared_statement_is_read_afresh(pg: PostgresFactory) -> None:
+    # Reads run as statements prepared on the connection; another client changing a table's
+    # columns (as a restored backup of an older layout might) must not leave them failing.
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", "a", status="doing"))
+        for _ in range(3):
+            assert store[TASKS]["t1"].title == "a"
+            assert [t.id for t in store[TASKS].find(status="doing")] == ["t1"]
+        _server_sql(pg.server, f'ALTER TABLE "{pg.pg_schema}".tasks ALTER COLUMN revision TYPE integer')
+        assert store[TASKS]["t1"].title == "a"
+        assert [t.id for t in store[TASKS].find(status="doing")] == ["t1"]
+        assert store[TASKS].get_versioned("t1").revision == 1  # type: ignore[union-attr]
+        store[TASKS].put(Task("t1", "b", status="doing"))
+        assert store[TASKS]["t1"].title == "b"
+
+
+def test_appends_in_one_transaction_number_their_seqs_on_after_a_rolled_back_savepoint(pg: PostgresFactory) -> None:
+    # seq is counted on this side while the transaction holds the write lock: a savepoint rolled
+    # back takes its entries away, and the count with them.
+    events = ss.Log("events", Task)
+    schema = ss.Schema("pgtest", version=1, collections=[TASKS], logs=[events])
+    with pg(schema) as store, pg(schema) as other:
+        other[events].append(Task("e0"), stream="s")
+        with store.transaction():
+            assert store[events].append(Task("e1"), stream="s").seq == 2
+            with pytest.raises(RuntimeError), store.transaction():
+                store[events].append(Task("e2"), stream="s")
+                store[events].append(Task("e3"), stream="t")
+                raise RuntimeError("rolled back")
+            third = store[events].append(Task("e4"), stream="s")
+            assert (third.seq, third.version) == (3, 3)
+        got = [(e.seq, e.stream, e.version, e.record.id) for e in other[events].read()]
+        assert got == [(1, "s", 1, "e0"), (2, "s", 2, "e1"), (3, "s", 3, "e4")]
+        other[events].append(Task("e5"), stream="t")
+        assert [e.seq for e in store[events].read()] == [1, 2, 3, 4]
+
+
 def test_threads_sharing_a_store_each_use_their_own_connection(pg: PostgresFactory) -> None:
     store = pg(SCHEMA)
     store[TASKS].put(Task("n", title="0"))

@@ -71,6 +71,7 @@ except ImportError:  # pragma: no cover - the locations module checks first and 
 FORMAT = 1
 _RESERVED = {"key", "revision", "data"}
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_MAX_PENDING = 1000  # deferred statements sent together at most
 _NOTIFY_WAIT = 5.0  # longest wait for a notification before follow looks anyway
 _EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
 
@@ -105,11 +106,12 @@ def field_text(data: Mapping[str, Any], field: str) -> str | None:
 class _ThreadConnection:
     """One thread's connection, held in its thread-local storage, with its prepared statements."""
 
-    __slots__ = ("__weakref__", "con", "loader", "pg", "prepared")
+    __slots__ = ("__weakref__", "con", "generation", "loader", "pg", "prepared")
 
     def __init__(self, con: Any) -> None:
         self.con = con
         self.pg = con.pgconn
+        self.generation = -1  # the store's table generation its prepared statements were made for
         # (SQL, parameter types) -> the name of the statement prepared on this connection.
         self.prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
         self.loader = Transformer.from_context(con)
@@ -198,8 +200,8 @@ def _forget(connections: list[Any], lock: threading.Lock, con: Any) -> None:
         con.close()
 
 
-def _receive(pg: Any) -> list[Any]:
-    """Every result of a pipeline up to its sync, waiting for the socket (interruptibly) in between."""
+def _receive(pg: Any, syncs: int) -> list[Any]:
+    """Every result of a pipeline up to its ``syncs``-th sync, waiting for the socket (interruptibly) in between."""
     fd = pg.socket
     while pg.flush():  # 1: more to send (a big record); read meanwhile so the server never blocks
         readable, _w, _x = select.select([fd], [fd], [])
@@ -215,7 +217,10 @@ def _receive(pg: Any) -> list[Any]:
         if res is None:
             continue  # the end of one statement's results
         if res.status == sync:
-            return results
+            syncs -= 1
+            if not syncs:
+                return results
+            continue
         results.append(res)
 
 
@@ -264,6 +269,7 @@ class PostgresStore(Store):
         self._columns: dict[str, set[str]] = {}
         self._lookup: dict[str, tuple[str, ...]] = {}  # table -> fields with a lookup column
         self._upserts: dict[str, str] = {}
+        self._generation = 0
         self._schema_mark = -1
         try:
             if mode == "write":
@@ -456,17 +462,43 @@ class PostgresStore(Store):
         """Send ``statements`` in one pipeline and wait for all their results (one round trip).
 
         Statements with parameters are prepared on the connection the first
-        time (in the same pipeline). The first error the server reports is
-        raised once every result is in (the server skips the statements
-        after it). A connection that fails or is interrupted half way is
-        closed: the server rolls its open transaction back, and the next
-        operation connects again.
+        time (in the same pipeline), and prepared again once the store's
+        tables changed (a migration here, or another client's that the schema
+        mark revealed). The first error the server reports is raised once
+        every result is in (the server skips the statements after it); a
+        prepared statement that another client's change to a table made
+        stale outside a transaction is prepared again and run once more. A
+        connection that fails or is interrupted half way is closed: the
+        server rolls its open transaction back, and the next operation
+        connects again.
         """
+        try:
+            return self._pipeline(holder, statements)
+        except pg_errors.FeatureNotSupported:
+            # "cached plan must not change result type": a table changed under a prepared
+            # statement. Outside a transaction nothing was done: prepare afresh and run it again.
+            holder.generation = -1
+            if holder.con.closed or holder.pg.transaction_status != pq.TransactionStatus.IDLE:
+                raise
+            if any(sql.startswith("BEGIN") for sql, *_rest in statements):
+                raise
+            return self._pipeline(holder, statements)
+
+    def _pipeline(self, holder: _ThreadConnection, statements: list[_Statement]) -> list[_Rows]:
         pg = holder.pg
         prepared = holder.prepared
         fresh: list[tuple[tuple[str, tuple[int, ...]], bytes] | None] = []  # per result: a prepare, or None
+        syncs = 1
         try:
             pg.enter_pipeline_mode()
+            if holder.generation != self._generation:
+                prepared.clear()
+                holder.generation = self._generation
+                # In a sync of its own: a BEGIN must start the transaction the statements after run in.
+                pg.send_query_params(b"DEALLOCATE ALL", None)
+                pg.pipeline_sync()
+                syncs = 2
+                fresh.append((("", ()), b""))
             for sql, values, types, formats in statements:
                 if values is None:
                     pg.send_query_params(sql.encode(), None)
@@ -482,7 +514,7 @@ class PostgresStore(Store):
                 pg.send_query_prepared(name, values, formats)
                 fresh.append(None)
             pg.pipeline_sync()
-            results = _receive(pg)
+            results = _receive(pg, syncs)
             pg.exit_pipeline_mode()
         except BaseException:
             # Failed or interrupted half way (the connection is lost, Ctrl-C): what the server
@@ -496,7 +528,8 @@ class PostgresStore(Store):
             status = res.status
             if prepare is not None:
                 if status != pq.ExecStatus.COMMAND_OK:
-                    del prepared[prepare[0]]  # not prepared: prepare it again next time
+                    prepared.pop(prepare[0], None)  # not prepared: prepare it again next time
+                    holder.generation = -1  # and start afresh (a DEALLOCATE that failed)
                     if status == pq.ExecStatus.FATAL_ERROR and error is None:
                         error = pg_errors.error_from_result(res, encoding="utf-8")
                 continue
@@ -549,9 +582,13 @@ class PostgresStore(Store):
             statement = self._statement(sql, params)
         except psycopg.Error as exc:
             raise self._error(exc) from None
-        if getattr(local, "pending", None) is None:
-            local.pending, local.mark_at = [], None
-        local.pending.append(statement)
+        pending = getattr(local, "pending", None)
+        if pending is None:
+            pending = local.pending = []
+            local.mark_at = None
+        pending.append(statement)
+        if len(pending) >= _MAX_PENDING:
+            self._flush()  # a bulk load: send it in pipelines of bounded size
 
     def _t(self, name: str) -> str:
         """A table of this store, schema-qualified and quoted."""
@@ -657,6 +694,8 @@ class PostgresStore(Store):
             table: tuple(sorted(field_of(c) for c in cols if c not in _RESERVED)) for table, cols in columns.items()
         }
         self._upserts.clear()
+        # The tables may have changed: statements prepared for the old ones go (see _send).
+        self._generation += 1
 
     def _read_schemas(self) -> StoredSchemas:
         self._internal_tables()
@@ -781,6 +820,7 @@ class PostgresStore(Store):
     def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
         self._execute(f"DROP TABLE IF EXISTS {self._t(decl.name)}")
         self._columns.pop(decl.name, None)
+        self._local.seqs = None
 
     def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
         self._flush()
@@ -1091,21 +1131,59 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ logs
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        row = self._one(f"SELECT max(version) FROM {self._t(log.name)} WHERE stream = %s", (stream,))
+        table = self._t(log.name)
+        seqs = self._seqs()
+        if seqs is None or log.name in seqs:
+            row = self._one(f"SELECT max(version) FROM {table} WHERE stream = %s", (stream,))
+            return int(row[0] or 0)
+        # In a write transaction an append follows: learn the log's last seq in the same statement.
+        row = self._one(
+            f"SELECT (SELECT max(version) FROM {table} WHERE stream = %s), (SELECT max(seq) FROM {table})", (stream,)
+        )
+        seqs[log.name] = [int(row[1] or 0), False]
         return int(row[0] or 0)
+
+    def _seqs(self) -> dict[str, list[Any]] | None:
+        """In a write transaction (which holds the write lock): log name -> [last seq, notified yet]."""
+        if self.mode != "write" or not self._state().depth:
+            return None
+        local = self._local
+        seqs: dict[str, list[Any]] | None = getattr(local, "seqs", None)
+        if seqs is None:
+            seqs = local.seqs = {}
+        return seqs
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
         # seq is max + 1 under the store's write lock: consecutive, as on SQLite (a sequence
         # would leave gaps after a rollback, and copies would not reproduce the same seqs).
         # The notification wakes followers (LISTEN) when, and only if, the transaction commits.
         table = self._t(log.name)
-        row = self._one(
-            f"WITH added AS (INSERT INTO {table}(seq, stream, version, at, data) "
-            f"SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM {table} RETURNING seq) "
-            "SELECT seq, pg_notify(%s, '') FROM added",
-            (stream, version, at, text, self._channel(log)),
+        seqs = self._seqs()
+        if seqs is None:  # not in a transaction (no caller does this): one statement does it all
+            row = self._one(
+                f"WITH added AS (INSERT INTO {table}(seq, stream, version, at, data) "
+                f"SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM {table} RETURNING seq) "
+                "SELECT seq, pg_notify(%s, '') FROM added",
+                (stream, version, at, text, self._channel(log)),
+            )
+            return int(row[0])
+        # The write lock is held until the transaction ends, so the last seq, once known, stays
+        # this transaction's to count on (forgotten at its end and at a rollback to a savepoint):
+        # the insert is sent with the next statement or the COMMIT.
+        known = seqs.get(log.name)
+        if known is None:
+            row = self._one(f"SELECT max(seq) FROM {table}")
+            known = seqs[log.name] = [int(row[0] or 0), False]
+        seq = known[0] + 1
+        self._defer(
+            f"INSERT INTO {table}(seq, stream, version, at, data) VALUES (%s, %s, %s, %s, %s)",
+            (seq, stream, version, at, text),
         )
-        return int(row[0])
+        known[0] = seq
+        if not known[1]:
+            self._defer("SELECT pg_notify(%s, '')", (self._channel(log),))
+            known[1] = True  # one notification per log and transaction is all a follower needs
+        return int(seq)
 
     def _channel(self, log: Log[Any]) -> str:
         """The notification channel of a log (a hash: channel names are at most 63 bytes)."""
