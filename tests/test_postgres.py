@@ -326,6 +326,39 @@ def test_appends_in_one_transaction_number_their_seqs_on_after_a_rolled_back_sav
         assert [e.seq for e in store[events].read()] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("data", '{"id":"t2","title":NaN}', "NaN"),
+        ("data", '{"id":"t2"} x', "not valid JSON"),
+        ("data", "[1]", "not a JSON object"),
+        ("data", '{"id":"t2"', "not valid JSON"),
+        ("revision", 0, "revision 0"),
+    ],
+)
+def test_damaged_rows_are_corrupt_store_errors_from_get_and_find(
+    pg: PostgresFactory, column: str, value: Any, message: str
+) -> None:
+    with pg(SCHEMA) as store:
+        for key in ("t1", "t2", "t3"):
+            store[TASKS].put(Task(key, status="doing"))
+        _server_sql(pg.server, f'UPDATE "{pg.pg_schema}".tasks SET {column} = %s WHERE key = %s', (value, b"t2"))
+        assert store[TASKS]["t1"].id == "t1"
+        with pytest.raises(ss.CorruptStoreError, match=message) as got:
+            store[TASKS].get("t2")
+        assert "'t2'" in str(got.value)
+        with pytest.raises(ss.CorruptStoreError, match=message):
+            store[TASKS].find(status="doing")
+
+
+def test_a_key_that_is_not_utf8_is_a_corrupt_store_error(pg: PostgresFactory) -> None:
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", status="doing"))
+        _server_sql(pg.server, f'UPDATE "{pg.pg_schema}".tasks SET key = %s', (b"\xff",))
+        with pytest.raises(ss.CorruptStoreError, match="not UTF-8"):
+            store[TASKS].find(status="doing")
+
+
 def test_threads_sharing_a_store_each_use_their_own_connection(pg: PostgresFactory) -> None:
     store = pg(SCHEMA)
     store[TASKS].put(Task("n", title="0"))

@@ -38,7 +38,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from statestore.backends import rawjson
 from statestore.backends.postgres.server import MAX_IDENTIFIER as _MAX_IDENTIFIER
@@ -133,9 +133,11 @@ class _Rows:
         return self.rows
 
 
-# A statement ready to send: SQL with $n placeholders (None: sent unprepared, without
-# parameters), its encoded parameters, their type OIDs and formats.
-_Statement = tuple[str, "list[bytes | None] | None", tuple[int, ...], "list[int] | None"]
+# A statement ready to send: its SQL (``%s`` placeholders), its encoded parameters (None: it has
+# none), their type OIDs and formats, and whether to run it as a statement prepared on the
+# connection (the frequent point lookups and writes: planned once) or unnamed (planned for
+# its parameters each time: ranges, where a generic plan could pick the wrong index).
+_Statement = tuple[str, "list[bytes | None] | None", tuple[int, ...], "list[int] | None", bool]
 
 _TEXT, _BYTEA, _INT8, _UNKNOWN = 25, 17, 20, 0
 _NUL_MESSAGE = "PostgreSQL text fields cannot contain NUL (0x00) bytes"
@@ -176,6 +178,27 @@ def _encode(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...],
         else:
             raise TypeError(f"cannot send a {kind.__name__} parameter")
     return values, tuple(types), formats
+
+
+def _refuse(_name: str) -> NoReturn:
+    raise ValueError("not JSON")
+
+
+# The C scanner of a strict decoder: the fast way to read the canonical JSON this backend
+# writes. Whatever it does not accept whole goes the careful way (rawjson.load), which
+# accepts exactly the same texts and says what is wrong with the others.
+_scan_json: Any = json.JSONDecoder(parse_constant=_refuse).scan_once  # type: ignore[attr-defined]
+
+
+def _fast_record(text: Any) -> dict[str, Any] | None:
+    """The JSON object ``text`` holds, or None when it needs the careful look (damage, or not an object)."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, RecursionError, TypeError):
+        return None
+    if end != len(text) or type(value) is not dict:
+        return None
+    return value
 
 
 def _numbered(sql: str) -> str:
@@ -297,9 +320,11 @@ class PostgresStore(Store):
             con = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=max(1, int(self.busy_timeout)), prepare_threshold=None
             )
-            with con.cursor() as cur:
-                for name, value in settings.items():
-                    cur.execute("SELECT set_config(%s, %s, false)", (name, value))
+            # One round trip for them all.
+            con.execute(
+                "SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(settings)),
+                [part for item in settings.items() for part in item],
+            )
         except psycopg.Error as exc:
             raise self._error(exc, connecting=True) from None
         with self._lock:
@@ -419,14 +444,15 @@ class PostgresStore(Store):
     # writes (whose results no one reads) with the statement after them or with COMMIT: one
     # round trip instead of three for a single put. They wait in ``pending``, encoded.
 
-    def _statement(self, sql: str, params: Any) -> _Statement:
-        """``sql`` ready to send: prepared with its parameters (``params=None``: unprepared, none)."""
+    @staticmethod
+    def _statement(sql: str, params: Any, prepare: bool = False) -> _Statement:
+        """``sql`` ready to send, with its parameters encoded (``params=None``: it has none)."""
         if params is None:
-            return sql, None, (), None
+            return sql, None, (), None, prepare
         values, types, formats = _encode(params)
-        return sql, values, types, formats
+        return sql, values, types, formats, prepare
 
-    def _run(self, sql: str | None, params: Any = None) -> Any:
+    def _run(self, sql: str | None, params: Any = None, prepare: bool = False) -> Any:
         """Execute ``sql`` after whatever the transaction has pending, in one round trip; its rows.
 
         ``sql=None`` only sends what is pending. psycopg errors propagate (the
@@ -437,11 +463,11 @@ class PostgresStore(Store):
         if not pending:
             if sql is None:
                 return None
-            return self._send(self._holder(), [self._statement(sql, params)])[-1]
+            return self._send(self._holder(), [self._statement(sql, params, prepare)])[-1]
         mark_at: int | None = local.mark_at
         local.pending, local.mark_at = None, None
         if sql is not None:
-            pending.append(self._statement(sql, params))
+            pending.append(self._statement(sql, params, prepare))
         holder = self._holder()
         try:
             results = self._send(holder, pending)
@@ -451,7 +477,7 @@ class PostgresStore(Store):
                 # The statement may have failed because another client changed the store's
                 # schemas (a table went): say that, as the mark would have, rather than the symptom.
                 with contextlib.suppress(psycopg.Error):
-                    self._send(holder, [("ROLLBACK", None, (), None)])
+                    self._send(holder, [("ROLLBACK", None, (), None, False)])
                 self._check_schemas_current()
             raise
         if mark_at is not None:
@@ -499,9 +525,12 @@ class PostgresStore(Store):
                 pg.pipeline_sync()
                 syncs = 2
                 fresh.append((("", ()), b""))
-            for sql, values, types, formats in statements:
-                if values is None:
-                    pg.send_query_params(sql.encode(), None)
+            for sql, values, types, formats, prepare in statements:
+                if not prepare:
+                    if values is None:
+                        pg.send_query_params(sql.encode(), None)
+                    else:
+                        pg.send_query_params(_numbered(sql).encode(), values, types, formats)
                     fresh.append(None)
                     continue
                 key = (sql, types)
@@ -511,7 +540,7 @@ class PostgresStore(Store):
                     pg.send_prepare(name, _numbered(sql).encode(), types)
                     prepared[key] = name  # taken back below unless the server prepared it
                     fresh.append((key, name))
-                pg.send_query_prepared(name, values, formats)
+                pg.send_query_prepared(name, values or None, formats)
                 fresh.append(None)
             pg.pipeline_sync()
             results = _receive(pg, syncs)
@@ -524,11 +553,11 @@ class PostgresStore(Store):
         out: list[_Rows] = []
         error: Any = None
         loader = holder.loader
-        for res, prepare in zip(results, fresh):
+        for res, made in zip(results, fresh):
             status = res.status
-            if prepare is not None:
+            if made is not None:
                 if status != pq.ExecStatus.COMMAND_OK:
-                    prepared.pop(prepare[0], None)  # not prepared: prepare it again next time
+                    prepared.pop(made[0], None)  # not prepared: prepare it again next time
                     holder.generation = -1  # and start afresh (a DEALLOCATE that failed)
                     if status == pq.ExecStatus.FATAL_ERROR and error is None:
                         error = pg_errors.error_from_result(res, encoding="utf-8")
@@ -553,25 +582,25 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _execute(self, sql: str, params: Any = None) -> Any:
+    def _execute(self, sql: str, params: Any = None, prepare: bool = False) -> Any:
         try:
-            return self._run(sql, params)
+            return self._run(sql, params, prepare)
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _one(self, sql: str, params: Any = None) -> Any:
+    def _one(self, sql: str, params: Any = None, prepare: bool = False) -> Any:
         try:
-            return self._run(sql, params).fetchone()
+            return self._run(sql, params, prepare).fetchone()
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _all(self, sql: str, params: Any = None) -> list[Any]:
+    def _all(self, sql: str, params: Any = None, prepare: bool = False) -> list[Any]:
         try:
-            return list(self._run(sql, params).fetchall())
+            return list(self._run(sql, params, prepare).fetchall())
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _defer(self, sql: str, params: Any) -> None:
+    def _defer(self, sql: str, params: Any, prepare: bool = True) -> None:
         """Send a write with the transaction's next statement (or its COMMIT)."""
         local = self._local
         if getattr(local, "mark_at", None) is not None:
@@ -579,7 +608,7 @@ class PostgresStore(Store):
             # so a COMMIT can never carry writes past a mark that says the schemas moved.
             self._flush()
         try:
-            statement = self._statement(sql, params)
+            statement = self._statement(sql, params, prepare)
         except psycopg.Error as exc:
             raise self._error(exc) from None
         pending = getattr(local, "pending", None)
@@ -938,14 +967,14 @@ class PostgresStore(Store):
         local = self._local
         local.seqs = None
         if not write:
-            local.pending, local.mark_at = [(_BEGIN_READ, None, (), None)], None
+            local.pending, local.mark_at = [(_BEGIN_READ, None, (), None, False)], None
             return
         # The mark is a statement of its own, after the lock: it sees everything committed before
         # the lock was ours.
         local.pending = [
-            ("BEGIN", None, (), None),
-            (f"SELECT pg_advisory_xact_lock({self._write_lock})", [], (), []),
-            (f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'", [], (), []),
+            ("BEGIN", None, (), None, False),
+            (f"SELECT pg_advisory_xact_lock({self._write_lock})", None, (), None, True),
+            (f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'", None, (), None, True),
         ]
         local.mark_at = 2
 
@@ -990,17 +1019,17 @@ class PostgresStore(Store):
             return
         if not con.closed and not con.broken:
             with contextlib.suppress(psycopg.Error):
-                self._send(local.holder, [("ROLLBACK", None, (), None)])
+                self._send(local.holder, [("ROLLBACK", None, (), None, False)])
 
     def _savepoint(self, name: str) -> None:
-        self._defer(f"SAVEPOINT {_q(name)}", None)  # sent with the next statement
+        self._defer(f"SAVEPOINT {_q(name)}", None, prepare=False)  # sent with the next statement
 
     def _release(self, name: str) -> None:
-        self._defer(f"RELEASE SAVEPOINT {_q(name)}", None)
+        self._defer(f"RELEASE SAVEPOINT {_q(name)}", None, prepare=False)
 
     def _rollback_to(self, name: str) -> None:
         self._local.seqs = None  # entries appended since the savepoint are gone: count seqs again
-        self._defer(f"ROLLBACK TO SAVEPOINT {_q(name)}", None)
+        self._defer(f"ROLLBACK TO SAVEPOINT {_q(name)}", None, prepare=False)
         self._execute(f"RELEASE SAVEPOINT {_q(name)}")
 
     # ------------------------------------------------------------ records
@@ -1040,16 +1069,22 @@ class PostgresStore(Store):
         if not self._has(coll.name):
             return None
         row = self._one(
-            f"SELECT revision, data FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),)
+            f"SELECT revision, data FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),), True
         )
         if row is None:
             return None
-        return self._revision_of(coll, key, row[0]), self._record(coll, key, row[1])
+        revision, text = row
+        record = _fast_record(text)
+        if record is None:
+            record = self._record(coll, key, text)  # says what is wrong
+        return (revision if type(revision) is int and revision > 0 else self._revision_of(coll, key, revision)), record
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         if not self._has(coll.name):
             return None
-        row = self._one(f"SELECT revision FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),))
+        row = self._one(
+            f"SELECT revision FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),), True
+        )
         return None if row is None else self._revision_of(coll, key, row[0])
 
     def _upsert(self, coll: Collection[Any]) -> str:
@@ -1079,7 +1114,7 @@ class PostgresStore(Store):
             )
 
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
-        cur = self._execute(f"DELETE FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),))
+        cur = self._execute(f"DELETE FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),), True)
         return bool(cur.rowcount > 0)
 
     def _sorted(self, coll: Collection[Any], rows: list[Any]) -> list[Any]:
@@ -1108,12 +1143,31 @@ class PostgresStore(Store):
             sql += " WHERE " + " AND ".join(clauses)
         if not coll.composite:
             sql += " ORDER BY key"
+        rows = self._all(sql, params, True)  # equality on a lookup column: one plan fits all
         out: list[RawRecord] = []
-        for k, rev, data in self._all(sql, params):
-            key = self._key_value(coll, k)
-            record = self._record(coll, key, data)
-            if all(field_text(record, f) == (None if v is None else dumps(v)) for f, v in rest.items()):
-                out.append((key, self._revision_of(coll, key, rev), record))
+        if not rest and not coll.composite:
+            # The common case, quickly: a row that is not plainly right is looked at carefully below.
+            append = out.append
+            for k, rev, data in rows:
+                record = _fast_record(data)
+                if record is None or type(rev) is not int or rev < 1:
+                    break
+                if type(k) is bytes:
+                    try:
+                        k = k.decode("utf-8", "surrogatepass")
+                    except UnicodeDecodeError:
+                        break
+                append((k, rev, record))
+            else:
+                return out
+            out.clear()
+        key_value, record_of, revision_of = self._key_value, self._record, self._revision_of
+        for k, rev, data in rows:
+            key = key_value(coll, k)
+            record = record_of(coll, key, data)
+            if rest and not all(field_text(record, f) == (None if v is None else dumps(v)) for f, v in rest.items()):
+                continue
+            out.append((key, revision_of(coll, key, rev), record))
         return self._sorted(coll, out)
 
     def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
@@ -1134,11 +1188,13 @@ class PostgresStore(Store):
         table = self._t(log.name)
         seqs = self._seqs()
         if seqs is None or log.name in seqs:
-            row = self._one(f"SELECT max(version) FROM {table} WHERE stream = %s", (stream,))
+            row = self._one(f"SELECT max(version) FROM {table} WHERE stream = %s", (stream,), True)
             return int(row[0] or 0)
         # In a write transaction an append follows: learn the log's last seq in the same statement.
         row = self._one(
-            f"SELECT (SELECT max(version) FROM {table} WHERE stream = %s), (SELECT max(seq) FROM {table})", (stream,)
+            f"SELECT (SELECT max(version) FROM {table} WHERE stream = %s), (SELECT max(seq) FROM {table})",
+            (stream,),
+            True,
         )
         seqs[log.name] = [int(row[1] or 0), False]
         return int(row[0] or 0)
@@ -1172,7 +1228,7 @@ class PostgresStore(Store):
         # the insert is sent with the next statement or the COMMIT.
         known = seqs.get(log.name)
         if known is None:
-            row = self._one(f"SELECT max(seq) FROM {table}")
+            row = self._one(f"SELECT max(seq) FROM {table}", None, True)
             known = seqs[log.name] = [int(row[0] or 0), False]
         seq = known[0] + 1
         self._defer(
