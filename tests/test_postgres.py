@@ -359,6 +359,22 @@ def test_a_key_that_is_not_utf8_is_a_corrupt_store_error(pg: PostgresFactory) ->
             store[TASKS].find(status="doing")
 
 
+def test_a_transaction_that_lost_its_connection_writes_nothing_after_it(pg: PostgresFactory) -> None:
+    # The caller catches the error and goes on inside the same transaction: what follows must not
+    # run on a new connection, outside any transaction, as if the first half had not gone.
+    store = pg(SCHEMA)
+    store[TASKS].put(Task("t1", "kept"))
+    pid = store._con().info.backend_pid  # type: ignore[attr-defined]
+    with pytest.raises(ss.BackendError, match="lost the connection"), store.transaction():
+        store[TASKS].put(Task("t1", "half"))
+        _server_sql(pg.server, "SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(ss.BackendError, match="lost the connection"):
+            store[TASKS].get("t1")
+        store[TASKS].put(Task("t2", "never"))
+    assert store[TASKS]["t1"].title == "kept"
+    assert store[TASKS].get("t2") is None
+
+
 def test_threads_sharing_a_store_each_use_their_own_connection(pg: PostgresFactory) -> None:
     store = pg(SCHEMA)
     store[TASKS].put(Task("n", title="0"))

@@ -344,8 +344,18 @@ class PostgresStore(Store):
             if not holder.con.closed:
                 return holder
         self._state()  # resets per-thread state after fork()
+        local = self._local
+        in_transaction = getattr(local, "tx_open", False)
+        if in_transaction and getattr(local, "tx_con", None) is not None:
+            # The transaction's connection is gone, and its writes with it: what follows must not
+            # go to a new connection as if they had been made (until the transaction ends).
+            raise BackendError(
+                self.location, "lost the connection to the server; the open transaction was not committed"
+            )
         con = self._connect()
-        holder = self._local.holder = _ThreadConnection(con)
+        if in_transaction:
+            local.tx_con = con
+        holder = local.holder = _ThreadConnection(con)
         # When the thread ends its holder goes, and so does its connection.
         weakref.finalize(holder, _forget, self._connections, self._lock, con)
         return holder
@@ -966,6 +976,10 @@ class PostgresStore(Store):
         # Sent with the transaction's first statement (see _run).
         local = self._local
         local.seqs = None
+        # The connection the transaction runs on: if it is lost, so is the transaction (see _holder).
+        holder = getattr(local, "holder", None)
+        local.tx_con = holder.con if holder is not None and not holder.con.closed else None
+        local.tx_open = True
         if not write:
             local.pending, local.mark_at = [(_BEGIN_READ, None, (), None, False)], None
             return
@@ -1001,16 +1015,17 @@ class PostgresStore(Store):
         pending = getattr(local, "pending", None)
         if pending is not None and local.mark_at is not None and len(pending) == 3:
             local.pending = local.mark_at = None  # nothing ran: there is nothing to commit
-            return
-        if pending is not None and len(pending) == 1 and pending[0][0] == _BEGIN_READ:
+        elif pending is not None and len(pending) == 1 and pending[0][0] == _BEGIN_READ:
             local.pending = None  # a read transaction that read nothing
-            return
-        self._execute("COMMIT")
+        else:
+            self._execute("COMMIT")  # on failure the caller rolls back
+        local.tx_open, local.tx_con = False, None
 
     def _rollback(self) -> None:
         local = self._local
         pending = getattr(local, "pending", None)
-        local.pending = local.mark_at = local.seqs = None
+        local.pending = local.mark_at = local.seqs = local.tx_con = None
+        local.tx_open = False
         if pending and pending[0][0].startswith("BEGIN"):
             return  # the transaction never reached the server
         try:
