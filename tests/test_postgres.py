@@ -351,6 +351,24 @@ def test_damaged_rows_are_corrupt_store_errors_from_get_and_find(
             store[TASKS].find(status="doing")
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [("at", "yesterday", "not an ISO timestamp"), ("data", "[]", "not a JSON object"), ("data", "{", "not valid JSON")],
+)
+def test_damaged_log_entries_are_corrupt_store_errors(
+    pg: PostgresFactory, column: str, value: str, message: str
+) -> None:
+    events = ss.Log("events", Task)
+    schema = ss.Schema("pgtest", version=1, collections=[TASKS], logs=[events])
+    with pg(schema) as store:
+        for n in range(3):
+            store[events].append(Task(f"e{n}"), stream="s")
+        _server_sql(pg.server, f'UPDATE "{pg.pg_schema}".events SET {column} = %s WHERE seq = 2', (value,))
+        with pytest.raises(ss.CorruptStoreError, match=message) as got:
+            store[events].read(stream="s")
+        assert "seq 2" in str(got.value)
+
+
 def test_a_key_that_is_not_utf8_is_a_corrupt_store_error(pg: PostgresFactory) -> None:
     with pg(SCHEMA) as store:
         store[TASKS].put(Task("t1", status="doing"))
