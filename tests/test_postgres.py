@@ -393,6 +393,20 @@ def test_a_transaction_that_lost_its_connection_writes_nothing_after_it(pg: Post
     assert store[TASKS].get("t2") is None
 
 
+def test_statements_the_server_lost_are_no_longer_prepared(pg: PostgresFactory) -> None:
+    # A pooler in transaction mode hands each transaction a server connection of its own, where
+    # the statements prepared on another are unknown: simulated by dropping them behind the store.
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", "a"))
+        assert store[TASKS]["t1"].title == "a"
+        store._con().execute("DEALLOCATE ALL")  # type: ignore[attr-defined]
+        assert store[TASKS]["t1"].title == "a"  # a read outside a transaction runs again
+        store._con().execute("DEALLOCATE ALL")  # type: ignore[attr-defined]
+        store[TASKS].put(Task("t1", "b"))
+        store[TASKS].put(Task("t2", "c"))
+        assert [t.title for t in store[TASKS].find()] == ["b", "c"]
+
+
 def test_threads_sharing_a_store_each_use_their_own_connection(pg: PostgresFactory) -> None:
     store = pg(SCHEMA)
     store[TASKS].put(Task("n", title="0"))

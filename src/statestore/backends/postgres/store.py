@@ -293,6 +293,9 @@ class PostgresStore(Store):
         self._lookup: dict[str, tuple[str, ...]] = {}  # table -> fields with a lookup column
         self._upserts: dict[str, str] = {}
         self._generation = 0
+        # False once the server lost a statement prepared on a connection (a pooler that hands
+        # each transaction another server connection): from then on every statement is unnamed.
+        self._prepare = True
         self._schema_mark = -1
         try:
             if mode == "write":
@@ -431,6 +434,12 @@ class PostgresStore(Store):
                 self.location,
                 f"lost the connection to the server ({text}); the open transaction was not committed",
             )
+        if isinstance(exc, pg_errors.InvalidSqlStatementName):
+            return BackendError(
+                self.location,
+                f"{text}: a connection pooler that does not keep prepared statements? "
+                "This store prepares none from now on; run the transaction again",
+            )
         if isinstance(exc, psycopg.DataError) and "NUL" in text:
             return BackendError(self.location, f"PostgreSQL text cannot hold NUL characters ({text})")
         return BackendError(self.location, text)
@@ -510,10 +519,14 @@ class PostgresStore(Store):
         """
         try:
             return self._pipeline(holder, statements)
-        except pg_errors.FeatureNotSupported:
+        except (pg_errors.FeatureNotSupported, pg_errors.InvalidSqlStatementName) as exc:
             # "cached plan must not change result type": a table changed under a prepared
-            # statement. Outside a transaction nothing was done: prepare afresh and run it again.
+            # statement; "prepared statement ... does not exist": a pooler between here and the
+            # server does not keep them, so stop preparing. Outside a transaction nothing was
+            # done: run it again (prepared afresh, or unnamed).
             holder.generation = -1
+            if isinstance(exc, pg_errors.InvalidSqlStatementName):
+                self._prepare = False
             if holder.con.closed or holder.pg.transaction_status != pq.TransactionStatus.IDLE:
                 raise
             if any(sql.startswith("BEGIN") for sql, *_rest in statements):
@@ -535,8 +548,9 @@ class PostgresStore(Store):
                 pg.pipeline_sync()
                 syncs = 2
                 fresh.append((("", ()), b""))
+            named = self._prepare
             for sql, values, types, formats, prepare in statements:
-                if not prepare:
+                if not (prepare and named):
                     if values is None:
                         pg.send_query_params(sql.encode(), None)
                     else:
