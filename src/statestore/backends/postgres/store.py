@@ -238,6 +238,11 @@ def _receive(pg: Any, syncs: int) -> list[Any]:
             pg.consume_input()
         res = pg.get_result()
         if res is None:
+            if pg.status != pq.ConnStatus.OK:  # lost: no sync is coming
+                for got in results:
+                    if got.status == pq.ExecStatus.FATAL_ERROR:
+                        raise pg_errors.error_from_result(got, encoding="utf-8")
+                raise psycopg.OperationalError("the connection to the server was lost")
             continue  # the end of one statement's results
         if res.status == sync:
             syncs -= 1
