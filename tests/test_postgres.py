@@ -407,6 +407,18 @@ def test_statements_the_server_lost_are_no_longer_prepared(pg: PostgresFactory) 
         assert [t.title for t in store[TASKS].find()] == ["b", "c"]
 
 
+def test_statements_take_parameters_of_any_type_psycopg_adapts(pg: PostgresFactory) -> None:
+    # The fast path encodes str, int, bytes and None itself; queries also send floats, booleans
+    # and lists (for ANY), which psycopg adapts as it always did, prepared or not.
+    with pg(SCHEMA) as store:
+        sql = "SELECT %s::float8, %s::bool, 'b' = ANY(%s), %s::bigint, %s::text, %s::bytea"
+        params = [1.5, True, ["a", "b"], 2**40, "x", b"\x00y"]
+        expected = (1.5, True, True, 2**40, "x", b"\x00y")
+        assert store._one(sql, params) == expected  # type: ignore[attr-defined]
+        for _ in range(2):
+            assert store._one(sql, params, True) == expected  # type: ignore[attr-defined]
+
+
 def test_threads_sharing_a_store_each_use_their_own_connection(pg: PostgresFactory) -> None:
     store = pg(SCHEMA)
     store[TASKS].put(Task("n", title="0"))

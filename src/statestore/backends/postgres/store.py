@@ -64,7 +64,7 @@ try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg import pq
-    from psycopg.adapt import Transformer
+    from psycopg.adapt import PyFormat, Transformer
 except ImportError:  # pragma: no cover - the locations module checks first and names the extra
     psycopg = None  # type: ignore[assignment]
 
@@ -148,6 +148,8 @@ def _encode(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...],
 
     A str holding NUL raises psycopg.DataError (libpq would cut it there);
     a lone surrogate, psycopg.DataError too: neither reaches the server.
+    Any other type (a float, a bool, a list) has all the parameters adapted
+    by psycopg instead.
     """
     values: list[bytes | None] = []
     types: list[int] = []
@@ -175,9 +177,17 @@ def _encode(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...],
             values.append(None)
             types.append(_UNKNOWN)
             formats.append(0)
-        else:
-            raise TypeError(f"cannot send a {kind.__name__} parameter")
+        else:  # a float, a bool, a list for ANY(...): psycopg's own adaptation, for them all
+            return _adapted(params)
     return values, tuple(types), formats
+
+
+def _adapted(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...], list[int]]:
+    """Parameters adapted as psycopg adapts them (its default types and formats)."""
+    adapter = Transformer()
+    dumped = adapter.dump_sequence(params, [PyFormat.AUTO] * len(params))
+    values = [None if v is None else bytes(v) for v in dumped]
+    return values, tuple(adapter.types or ()), [int(f) for f in adapter.formats or ()]
 
 
 def _refuse(_name: str) -> NoReturn:
