@@ -289,6 +289,136 @@ def test_a_lost_connection_is_an_error_that_says_so_and_nothing_half_applied(pg:
     assert store[TASKS].get("t2") is None
 
 
+def test_a_table_changed_under_a_prepared_statement_is_read_afresh(pg: PostgresFactory) -> None:
+    # Reads run as statements prepared on the connection; another client changing a table's
+    # columns (as a restored backup of an older layout might) must not leave them failing.
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", "a", status="doing"))
+        for _ in range(3):
+            assert store[TASKS]["t1"].title == "a"
+            assert [t.id for t in store[TASKS].find(status="doing")] == ["t1"]
+        _server_sql(pg.server, f'ALTER TABLE "{pg.pg_schema}".tasks ALTER COLUMN revision TYPE integer')
+        assert store[TASKS]["t1"].title == "a"
+        assert [t.id for t in store[TASKS].find(status="doing")] == ["t1"]
+        assert store[TASKS].get_versioned("t1").revision == 1  # type: ignore[union-attr]
+        store[TASKS].put(Task("t1", "b", status="doing"))
+        assert store[TASKS]["t1"].title == "b"
+
+
+def test_appends_in_one_transaction_number_their_seqs_on_after_a_rolled_back_savepoint(pg: PostgresFactory) -> None:
+    # seq is counted on this side while the transaction holds the write lock: a savepoint rolled
+    # back takes its entries away, and the count with them.
+    events = ss.Log("events", Task)
+    schema = ss.Schema("pgtest", version=1, collections=[TASKS], logs=[events])
+    with pg(schema) as store, pg(schema) as other:
+        other[events].append(Task("e0"), stream="s")
+        with store.transaction():
+            assert store[events].append(Task("e1"), stream="s").seq == 2
+            with pytest.raises(RuntimeError), store.transaction():
+                store[events].append(Task("e2"), stream="s")
+                store[events].append(Task("e3"), stream="t")
+                raise RuntimeError("rolled back")
+            third = store[events].append(Task("e4"), stream="s")
+            assert (third.seq, third.version) == (3, 3)
+        got = [(e.seq, e.stream, e.version, e.record.id) for e in other[events].read()]
+        assert got == [(1, "s", 1, "e0"), (2, "s", 2, "e1"), (3, "s", 3, "e4")]
+        other[events].append(Task("e5"), stream="t")
+        assert [e.seq for e in store[events].read()] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("data", '{"id":"t2","title":NaN}', "NaN"),
+        ("data", '{"id":"t2"} x', "not valid JSON"),
+        ("data", "[1]", "not a JSON object"),
+        ("data", '{"id":"t2"', "not valid JSON"),
+        ("revision", 0, "revision 0"),
+    ],
+)
+def test_damaged_rows_are_corrupt_store_errors_from_get_and_find(
+    pg: PostgresFactory, column: str, value: Any, message: str
+) -> None:
+    with pg(SCHEMA) as store:
+        for key in ("t1", "t2", "t3"):
+            store[TASKS].put(Task(key, status="doing"))
+        _server_sql(pg.server, f'UPDATE "{pg.pg_schema}".tasks SET {column} = %s WHERE key = %s', (value, b"t2"))
+        assert store[TASKS]["t1"].id == "t1"
+        with pytest.raises(ss.CorruptStoreError, match=message) as got:
+            store[TASKS].get("t2")
+        assert "'t2'" in str(got.value)
+        with pytest.raises(ss.CorruptStoreError, match=message):
+            store[TASKS].find(status="doing")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [("at", "yesterday", "not an ISO timestamp"), ("data", "[]", "not a JSON object"), ("data", "{", "not valid JSON")],
+)
+def test_damaged_log_entries_are_corrupt_store_errors(
+    pg: PostgresFactory, column: str, value: str, message: str
+) -> None:
+    events = ss.Log("events", Task)
+    schema = ss.Schema("pgtest", version=1, collections=[TASKS], logs=[events])
+    with pg(schema) as store:
+        for n in range(3):
+            store[events].append(Task(f"e{n}"), stream="s")
+        _server_sql(pg.server, f'UPDATE "{pg.pg_schema}".events SET {column} = %s WHERE seq = 2', (value,))
+        with pytest.raises(ss.CorruptStoreError, match=message) as got:
+            store[events].read(stream="s")
+        assert "seq 2" in str(got.value)
+
+
+def test_a_key_that_is_not_utf8_is_a_corrupt_store_error(pg: PostgresFactory) -> None:
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", status="doing"))
+        _server_sql(pg.server, f'UPDATE "{pg.pg_schema}".tasks SET key = %s', (b"\xff",))
+        with pytest.raises(ss.CorruptStoreError, match="not UTF-8"):
+            store[TASKS].find(status="doing")
+
+
+def test_a_transaction_that_lost_its_connection_writes_nothing_after_it(pg: PostgresFactory) -> None:
+    # The caller catches the error and goes on inside the same transaction: what follows must not
+    # run on a new connection, outside any transaction, as if the first half had not gone.
+    store = pg(SCHEMA)
+    store[TASKS].put(Task("t1", "kept"))
+    pid = store._con().info.backend_pid  # type: ignore[attr-defined]
+    with pytest.raises(ss.BackendError, match="lost the connection"), store.transaction():
+        store[TASKS].put(Task("t1", "half"))
+        _server_sql(pg.server, "SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(ss.BackendError, match="lost the connection"):
+            store[TASKS].get("t1")
+        store[TASKS].put(Task("t2", "never"))
+    assert store[TASKS]["t1"].title == "kept"
+    assert store[TASKS].get("t2") is None
+
+
+def test_statements_the_server_lost_are_no_longer_prepared(pg: PostgresFactory) -> None:
+    # A pooler in transaction mode hands each transaction a server connection of its own, where
+    # the statements prepared on another are unknown: simulated by dropping them behind the store.
+    with pg(SCHEMA) as store:
+        store[TASKS].put(Task("t1", "a"))
+        assert store[TASKS]["t1"].title == "a"
+        store._con().execute("DEALLOCATE ALL")  # type: ignore[attr-defined]
+        assert store[TASKS]["t1"].title == "a"  # a read outside a transaction runs again
+        store._con().execute("DEALLOCATE ALL")  # type: ignore[attr-defined]
+        store[TASKS].put(Task("t1", "b"))
+        store[TASKS].put(Task("t2", "c"))
+        assert [t.title for t in store[TASKS].find()] == ["b", "c"]
+
+
+def test_statements_take_parameters_of_any_type_psycopg_adapts(pg: PostgresFactory) -> None:
+    # The fast path encodes str, int, bytes and None itself; queries also send floats, booleans
+    # and lists (for ANY), which psycopg adapts as it always did, prepared or not.
+    with pg(SCHEMA) as store:
+        sql = "SELECT %s::float8, %s::bool, 'b' = ANY(%s), %s::bigint, %s::text, %s::bytea"
+        params = [1.5, True, ["a", "b"], 2**40, "x", b"\x00y"]
+        expected = (1.5, True, True, 2**40, "x", b"\x00y")
+        assert store._one(sql, params) == expected  # type: ignore[attr-defined]
+        for _ in range(2):
+            assert store._one(sql, params, True) == expected  # type: ignore[attr-defined]
+
+
 def test_threads_sharing_a_store_each_use_their_own_connection(pg: PostgresFactory) -> None:
     store = pg(SCHEMA)
     store[TASKS].put(Task("n", title="0"))
@@ -550,15 +680,17 @@ def test_a_replace_that_cannot_be_placed_leaves_the_old_store(
 
 
 def _decoded(monkeypatch: pytest.MonkeyPatch, store: Any) -> list[Any]:
-    """A list that grows by one key for each record the store reads and decodes."""
+    """A list that grows by one item for each row of a collection the server sends back."""
     seen: list[Any] = []
-    record = store._record
+    run = store._all
 
-    def counting(coll: Any, key: Any, text: Any) -> Any:
-        seen.append(key)
-        return record(coll, key, text)
+    def counting(sql: str, *args: Any) -> Any:
+        rows = run(sql, *args)
+        if sql.startswith("SELECT key"):
+            seen.extend(r[0] for r in rows)
+        return rows
 
-    monkeypatch.setattr(store, "_record", counting)
+    monkeypatch.setattr(store, "_all", counting)
     return seen
 
 

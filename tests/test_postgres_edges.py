@@ -6,6 +6,7 @@ other backends answer differently, the test says what SQLite and memory do.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import shutil
@@ -390,3 +391,58 @@ def test_a_log_stream_holding_nul_is_refused_saying_why(pg: PostgresFactory) -> 
         assert store[EVENTS].last_seq() == 0
         store[EVENTS].append(Event("y"), stream="ab")
         assert [e.stream for e in store[EVENTS].read()] == ["ab"]
+
+
+def test_a_write_is_not_lost_in_silence_when_a_later_read_fails_in_the_transaction(pg: PostgresFactory) -> None:
+    # _run clears the pending (deferred) writes before mogrify(); when mogrify raises (a NUL in a
+    # stream: allowed by the views, refused by PostgreSQL text), the put before it is dropped, and
+    # the transaction still commits what follows. SQLite and memory keep both records.
+    with pg(SCHEMA) as store:
+        with contextlib.suppress(ss.StateStoreError), store.transaction():
+            store[ITEMS].put(Item("a"))
+            with contextlib.suppress(ss.StateStoreError):  # PostgreSQL refuses the NUL; SQLite reads []
+                store[EVENTS].read(stream="x\x00y")
+            store[ITEMS].put(Item("b"))
+        # Either the transaction fails as a whole, or both writes are there: never only "b".
+        assert store[ITEMS].keys() in ([], ["a", "b"])
+
+
+def test_a_transaction_whose_begin_was_busy_never_commits_what_follows(pg: PostgresFactory) -> None:
+    # BEGIN and the write lock go with the transaction's first statement. When that statement fails
+    # (here StoreBusyError: another client holds the write lock), _run rolls back on the server, but
+    # the caller is still inside store.transaction(): later writes run in autocommit, without the
+    # write lock, and stay committed when the transaction is then rolled back. On SQLite the busy
+    # error is raised by `with store.transaction()` itself.
+    with pg(SCHEMA) as first:
+        first[ITEMS].put(Item("k"))
+    holder = ss.open_store(pg.location, SCHEMA, busy_timeout=10)
+    store = ss.open_store(pg.location, SCHEMA, busy_timeout=0.3)
+    try:
+        with holder.transaction():
+            holder[ITEMS].get("k")  # holds the write lock until the block ends
+            with contextlib.suppress(RuntimeError, ss.StateStoreError), store.transaction():
+                with contextlib.suppress(ss.StoreBusyError):
+                    store[ITEMS].get("k")
+                store[ITEMS].put(Item("a"))
+                store[ITEMS].get("k")  # PostgreSQL: sends the put in autocommit, while holder has the lock
+                raise RuntimeError("roll the transaction back")
+        assert store[ITEMS].get("a") is None
+    finally:
+        store.close()
+        holder.close()
+
+
+def test_a_failure_inside_a_nested_block_rolls_back_to_its_savepoint_and_the_rest_goes_on(
+    pg: PostgresFactory,
+) -> None:
+    # What the failed-transaction refusal must not break: a nested block whose statement the
+    # server refused is rolled back to its savepoint, and the outer block carries on and commits.
+    text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(2000))  # past the index row limit
+    with pg(SCHEMA) as store:
+        with store.transaction():
+            store[ITEMS].put(Item("a"))
+            with pytest.raises(ss.BackendError, match="index row size"), store.transaction():
+                store[ITEMS].put(Item("b", s=text))
+                store[ITEMS].get("a")  # sends the put: the server refuses it
+            store[ITEMS].put(Item("c"))
+        assert store[ITEMS].keys() == ["a", "c"]

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import secrets
+import select
 import threading
 import time
 import uuid
@@ -37,7 +38,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from statestore.backends import rawjson
 from statestore.backends.postgres.queries import (
@@ -74,12 +75,15 @@ from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, Store
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg import pq
+    from psycopg.adapt import PyFormat, Transformer
 except ImportError:  # pragma: no cover - the locations module checks first and names the extra
     psycopg = None  # type: ignore[assignment]
 
 FORMAT = 1
 _RESERVED = {"key", "revision", "data"}
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_MAX_PENDING = 1000  # deferred statements sent together at most
 _NOTIFY_WAIT = 5.0  # longest wait for a notification before follow looks anyway
 _EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
 
@@ -112,12 +116,123 @@ def field_text(data: Mapping[str, Any], field: str) -> str | None:
 
 
 class _ThreadConnection:
-    """One thread's connection, held in its thread-local storage."""
+    """One thread's connection, held in its thread-local storage, with its prepared statements."""
 
-    __slots__ = ("__weakref__", "con")
+    __slots__ = ("__weakref__", "con", "generation", "loader", "pg", "prepared")
 
     def __init__(self, con: Any) -> None:
         self.con = con
+        self.pg = con.pgconn
+        self.generation = -1  # the store's table generation its prepared statements were made for
+        # (SQL, parameter types) -> the name of the statement prepared on this connection.
+        self.prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        self.loader = Transformer.from_context(con)
+
+
+class _Rows:
+    """What one statement returned: its rows (as tuples) and how many rows it touched."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+
+# A statement ready to send: its SQL (``%s`` placeholders), its encoded parameters (None: it has
+# none), their type OIDs and formats, and whether to run it as a statement prepared on the
+# connection (the frequent point lookups and writes: planned once) or unnamed (planned for
+# its parameters each time: ranges, where a generic plan could pick the wrong index).
+_Statement = tuple[str, "list[bytes | None] | None", tuple[int, ...], "list[int] | None", bool]
+
+_TEXT, _BYTEA, _INT8, _UNKNOWN = 25, 17, 20, 0
+_NUL_MESSAGE = "PostgreSQL text fields cannot contain NUL (0x00) bytes"
+
+
+def _encode(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...], list[int]]:
+    """Parameters as libpq takes them: str as UTF-8 text, int as int8 text, bytes as binary bytea, None as NULL.
+
+    A str holding NUL raises psycopg.DataError (libpq would cut it there);
+    a lone surrogate, psycopg.DataError too: neither reaches the server.
+    Any other type (a float, a bool, a list) has all the parameters adapted
+    by psycopg instead.
+    """
+    values: list[bytes | None] = []
+    types: list[int] = []
+    formats: list[int] = []
+    for value in params:
+        kind = type(value)
+        if kind is str:
+            if "\0" in value:
+                raise psycopg.DataError(_NUL_MESSAGE)
+            try:
+                values.append(value.encode())
+            except UnicodeEncodeError as exc:
+                raise psycopg.DataError(str(exc)) from None
+            types.append(_TEXT)
+            formats.append(0)
+        elif kind is int:
+            values.append(b"%d" % value)
+            types.append(_INT8)
+            formats.append(0)
+        elif kind is bytes:
+            values.append(value)
+            types.append(_BYTEA)
+            formats.append(1)
+        elif value is None:
+            values.append(None)
+            types.append(_UNKNOWN)
+            formats.append(0)
+        else:  # a float, a bool, a list for ANY(...): psycopg's own adaptation, for them all
+            return _adapted(params)
+    return values, tuple(types), formats
+
+
+def _adapted(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...], list[int]]:
+    """Parameters adapted as psycopg adapts them (its default types and formats)."""
+    adapter = Transformer()
+    dumped = adapter.dump_sequence(params, [PyFormat.AUTO] * len(params))
+    values = [None if v is None else bytes(v) for v in dumped]
+    return values, tuple(adapter.types or ()), [int(f) for f in adapter.formats or ()]
+
+
+def _refuse(_name: str) -> NoReturn:
+    raise ValueError("not JSON")
+
+
+# The C scanner of a strict decoder: the fast way to read the canonical JSON this backend
+# writes. Whatever it does not accept whole goes the careful way (rawjson.load), which
+# accepts exactly the same texts and says what is wrong with the others.
+_scan_json: Any = json.JSONDecoder(parse_constant=_refuse).scan_once  # type: ignore[attr-defined]
+
+
+def _fast_record(text: Any) -> dict[str, Any] | None:
+    """The JSON object ``text`` holds, or None when it needs the careful look (damage, or not an object)."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, RecursionError, TypeError):
+        return None
+    if end != len(text) or type(value) is not dict:
+        return None
+    return value
+
+
+def _numbered(sql: str) -> str:
+    """``%s`` placeholders as ``$1``, ``$2``, … (the statements here hold no other ``%``)."""
+    count = 0
+
+    def number(_match: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return f"${count}"
+
+    return re.sub("%s", number, sql)
 
 
 def _forget(connections: list[Any], lock: threading.Lock, con: Any) -> None:
@@ -128,6 +243,35 @@ def _forget(connections: list[Any], lock: threading.Lock, con: Any) -> None:
         connections.remove(con)
     with contextlib.suppress(Exception):
         con.close()
+
+
+def _receive(pg: Any, syncs: int) -> list[Any]:
+    """Every result of a pipeline up to its ``syncs``-th sync, waiting for the socket (interruptibly) in between."""
+    fd = pg.socket
+    while pg.flush():  # 1: more to send (a big record); read meanwhile so the server never blocks
+        readable, _w, _x = select.select([fd], [fd], [])
+        if readable:
+            pg.consume_input()
+    results: list[Any] = []
+    sync = pq.ExecStatus.PIPELINE_SYNC
+    while True:
+        while pg.is_busy():
+            select.select([fd], [], [])
+            pg.consume_input()
+        res = pg.get_result()
+        if res is None:
+            if pg.status != pq.ConnStatus.OK:  # lost: no sync is coming
+                for got in results:
+                    if got.status == pq.ExecStatus.FATAL_ERROR:
+                        raise pg_errors.error_from_result(got, encoding="utf-8")
+                raise psycopg.OperationalError("the connection to the server was lost")
+            continue  # the end of one statement's results
+        if res.status == sync:
+            syncs -= 1
+            if not syncs:
+                return results
+            continue
+        results.append(res)
 
 
 class PostgresStore(Store):
@@ -187,6 +331,10 @@ class PostgresStore(Store):
         self._columns: dict[str, set[str]] = {}
         self._lookup: dict[str, tuple[str, ...]] = {}  # table -> fields with a lookup column
         self._upserts: dict[str, str] = {}
+        self._generation = 0
+        # False once the server lost a statement prepared on a connection (a pooler that hands
+        # each transaction another server connection): from then on every statement is unnamed.
+        self._prepare = True
         self._schema_mark = -1
         try:
             if mode == "write":
@@ -214,9 +362,11 @@ class PostgresStore(Store):
             con = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=_connect_timeout(self.busy_timeout), prepare_threshold=None
             )
-            with con.cursor() as cur:
-                for name, value in settings.items():
-                    cur.execute("SELECT set_config(%s, %s, false)", (name, value))
+            # One round trip for them all.
+            con.execute(
+                "SELECT " + ", ".join(["set_config(%s, %s, false)"] * len(settings)),
+                [part for item in settings.items() for part in item],
+            )
         except psycopg.Error as exc:
             raise self._error(exc, connecting=True) from None
         with self._lock:
@@ -224,18 +374,33 @@ class PostgresStore(Store):
         return con
 
     def _con(self) -> Any:
+        return self._holder().con
+
+    def _holder(self) -> _ThreadConnection:
+        """This thread's connection (a new one the first time, or after the last was lost)."""
         try:
-            con = self._local.holder.con
+            holder: _ThreadConnection = self._local.holder
         except AttributeError:
-            con = None
-        if con is not None and not con.closed:
-            return con
+            pass
+        else:
+            if not holder.con.closed:
+                return holder
         self._state()  # resets per-thread state after fork()
+        local = self._local
+        in_transaction = getattr(local, "tx_open", False)
+        if in_transaction and getattr(local, "tx_con", None) is not None:
+            # The transaction's connection is gone, and its writes with it: what follows must not
+            # go to a new connection as if they had been made (until the transaction ends).
+            raise BackendError(
+                self.location, "lost the connection to the server; the open transaction was not committed"
+            )
         con = self._connect()
-        holder = self._local.holder = _ThreadConnection(con)
+        if in_transaction:
+            local.tx_con = con
+        holder = local.holder = _ThreadConnection(con)
         # When the thread ends its holder goes, and so does its connection.
         weakref.finalize(holder, _forget, self._connections, self._lock, con)
-        return con
+        return holder
 
     def _after_fork(self) -> None:
         # The parent's connections share their sockets with the parent: closing
@@ -311,6 +476,12 @@ class PostgresStore(Store):
                 self.location,
                 f"lost the connection to the server ({text}); the open transaction was not committed",
             )
+        if isinstance(exc, pg_errors.InvalidSqlStatementName):
+            return BackendError(
+                self.location,
+                f"{text}: a connection pooler that does not keep prepared statements? "
+                "This store prepares none from now on; run the transaction again",
+            )
         if isinstance(exc, psycopg.DataError) and "NUL" in text:
             return BackendError(self.location, f"PostgreSQL text cannot hold NUL characters ({text})")
         return BackendError(self.location, text)
@@ -329,49 +500,171 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    # A transaction's BEGIN (with the write lock and the schema mark) is sent together with its
-    # first statement, and writes (whose results no one reads) with the statement after them or
-    # with COMMIT: one round trip instead of three for a single put. They wait in ``pending``
-    # as SQL with their parameters bound on this side.
+    # The statements of a transaction travel in pipelines, as prepared statements: its BEGIN
+    # (with the write lock and the schema mark) is sent together with its first statement, and
+    # writes (whose results no one reads) with the statement after them or with COMMIT: one
+    # round trip instead of three for a single put. They wait in ``pending``, encoded.
 
-    def _run(self, sql: str | None, params: Any = None) -> Any:
-        """Execute ``sql`` after whatever the transaction has pending, in one round trip; its cursor.
+    @staticmethod
+    def _statement(sql: str, params: Any, prepare: bool = False) -> _Statement:
+        """``sql`` ready to send, with its parameters encoded (``params=None``: it has none)."""
+        if params is None:
+            return sql, None, (), None, prepare
+        values, types, formats = _encode(params)
+        return sql, values, types, formats, prepare
+
+    def _run(self, sql: str | None, params: Any = None, prepare: bool = False) -> Any:
+        """Execute ``sql`` after whatever the transaction has pending, in one round trip; its rows.
 
         ``sql=None`` only sends what is pending. psycopg errors propagate (the
         callers translate them).
         """
         local = self._local
-        pending: list[str] | None = getattr(local, "pending", None)
-        con = self._con()
+        failed = getattr(local, "tx_failed", None)
+        if failed is not None:
+            # A statement of this transaction failed on the server: the transaction is over there
+            # (aborted, or rolled back), so nothing more may run in it as if it were alive.
+            raise BackendError(self.location, f"{failed}; the transaction was rolled back: end its block")
+        pending: list[_Statement] | None = getattr(local, "pending", None)
+        # Encoded before anything is taken from pending: a value that cannot be sent (a NUL in
+        # text) fails here, with the transaction's earlier writes still waiting to be sent.
+        statement = None if sql is None else self._statement(sql, params, prepare)
         if not pending:
-            return None if sql is None else con.execute(sql, params)
-        mark_at: int | None = local.mark_at
-        local.pending, local.mark_at = None, None
-        cur = psycopg.ClientCursor(con)
-        parts = list(pending)
-        if sql is not None:
-            parts.append(cur.mogrify(sql, params) if params is not None else sql)
+            if statement is None:
+                return None
+            pending = [statement]
+            mark_at: int | None = None
+        else:
+            mark_at = local.mark_at
+            local.pending, local.mark_at = None, None
+            if statement is not None:
+                pending.append(statement)
+        holder = self._holder()
         try:
-            cur.execute("; ".join(parts))
-        except psycopg.Error:
-            if mark_at is not None and not self._migrating and not con.broken:
+            results = self._send(holder, pending)
+        except psycopg.Error as exc:
+            con = holder.con
+            in_transaction = getattr(local, "tx_open", False)
+            if mark_at is not None and not self._migrating and not con.closed and not con.broken:
                 # The statement may have failed because another client changed the store's
                 # schemas (a table went): say that, as the mark would have, rather than the symptom.
                 with contextlib.suppress(psycopg.Error):
-                    con.execute("ROLLBACK")
-                self._check_schemas_current()
+                    self._send(holder, [("ROLLBACK", None, (), None, False)])
+                try:
+                    self._check_schemas_current()
+                finally:
+                    if in_transaction:  # rolled back: nothing revives it
+                        local.tx_failed, local.tx_failed_depth = self._failure(exc), 0
+            elif in_transaction and not con.closed:
+                local.tx_failed = self._failure(exc)
+                local.tx_failed_depth = self._state().depth
             raise
-        mark_row = None
-        index = 0
-        while True:
-            if index == mark_at:
-                mark_row = cur.fetchone()
-            if not cur.nextset():
-                break
-            index += 1
         if mark_at is not None:
-            self._check_mark(mark_row)
-        return cur
+            self._check_mark(results[mark_at].fetchone())
+        return results[-1] if sql is not None else None
+
+    def _failure(self, exc: BaseException) -> str:
+        """What failed, for the refusals of the statements after it in the same transaction."""
+        return f"an earlier statement of this transaction failed ({self._error(exc)})"
+
+    def _send(self, holder: _ThreadConnection, statements: list[_Statement]) -> list[_Rows]:
+        """Send ``statements`` in one pipeline and wait for all their results (one round trip).
+
+        Statements with parameters are prepared on the connection the first
+        time (in the same pipeline), and prepared again once the store's
+        tables changed (a migration here, or another client's that the schema
+        mark revealed). The first error the server reports is raised once
+        every result is in (the server skips the statements after it); a
+        prepared statement that another client's change to a table made
+        stale outside a transaction is prepared again and run once more. A
+        connection that fails or is interrupted half way is closed: the
+        server rolls its open transaction back, and the next operation
+        connects again.
+        """
+        try:
+            return self._pipeline(holder, statements)
+        except (pg_errors.FeatureNotSupported, pg_errors.InvalidSqlStatementName) as exc:
+            # "cached plan must not change result type": a table changed under a prepared
+            # statement; "prepared statement ... does not exist": a pooler between here and the
+            # server does not keep them, so stop preparing. Outside a transaction nothing was
+            # done: run it again (prepared afresh, or unnamed).
+            holder.generation = -1
+            if isinstance(exc, pg_errors.InvalidSqlStatementName):
+                self._prepare = False
+            if holder.con.closed or holder.pg.transaction_status != pq.TransactionStatus.IDLE:
+                raise
+            if any(sql.startswith("BEGIN") for sql, *_rest in statements):
+                raise
+            return self._pipeline(holder, statements)
+
+    def _pipeline(self, holder: _ThreadConnection, statements: list[_Statement]) -> list[_Rows]:
+        pg = holder.pg
+        prepared = holder.prepared
+        fresh: list[tuple[tuple[str, tuple[int, ...]], bytes] | None] = []  # per result: a prepare, or None
+        syncs = 1
+        try:
+            pg.enter_pipeline_mode()
+            # In a transaction the server refused a statement of, nothing runs but ROLLBACK (TO
+            # SAVEPOINT): leave the prepared statements for later, and send these unnamed.
+            in_error = pg.transaction_status == pq.TransactionStatus.INERROR
+            if holder.generation != self._generation and not in_error:
+                prepared.clear()
+                holder.generation = self._generation
+                # In a sync of its own: a BEGIN must start the transaction the statements after run in.
+                pg.send_query_params(b"DEALLOCATE ALL", None)
+                pg.pipeline_sync()
+                syncs = 2
+                fresh.append((("", ()), b""))
+            named = self._prepare and holder.generation == self._generation
+            for sql, values, types, formats, prepare in statements:
+                if not (prepare and named):
+                    if values is None:
+                        pg.send_query_params(sql.encode(), None)
+                    else:
+                        pg.send_query_params(_numbered(sql).encode(), values, types, formats)
+                    fresh.append(None)
+                    continue
+                key = (sql, types)
+                name = prepared.get(key)
+                if name is None:
+                    name = b"statestore_%d" % len(prepared)
+                    pg.send_prepare(name, _numbered(sql).encode(), types)
+                    prepared[key] = name  # taken back below unless the server prepared it
+                    fresh.append((key, name))
+                pg.send_query_prepared(name, values or None, formats)
+                fresh.append(None)
+            pg.pipeline_sync()
+            results = _receive(pg, syncs)
+            pg.exit_pipeline_mode()
+        except BaseException:
+            # Failed or interrupted half way (the connection is lost, Ctrl-C): what the server
+            # has is unknown, so drop the connection; the server rolls its transaction back.
+            holder.con.close()
+            raise
+        out: list[_Rows] = []
+        error: Any = None
+        loader = holder.loader
+        for res, made in zip(results, fresh):
+            status = res.status
+            if made is not None:
+                if status != pq.ExecStatus.COMMAND_OK:
+                    prepared.pop(made[0], None)  # not prepared: prepare it again next time
+                    holder.generation = -1  # and start afresh (a DEALLOCATE that failed)
+                    if status == pq.ExecStatus.FATAL_ERROR and error is None:
+                        error = pg_errors.error_from_result(res, encoding="utf-8")
+                continue
+            if status == pq.ExecStatus.TUPLES_OK:
+                loader.set_pgresult(res)
+                out.append(_Rows(loader.load_rows(0, res.ntuples, tuple), res.ntuples))
+            elif status == pq.ExecStatus.COMMAND_OK:
+                out.append(_Rows([], res.command_tuples or 0))
+            else:
+                if status == pq.ExecStatus.FATAL_ERROR and error is None:
+                    error = pg_errors.error_from_result(res, encoding="utf-8")
+                out.append(_Rows([], 0))
+        if error is not None:
+            raise error
+        return out
 
     def _flush(self) -> None:
         """Send what the transaction has pending (before statements run some other way)."""
@@ -380,42 +673,42 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _execute(self, sql: str, params: Any = None) -> Any:
+    def _execute(self, sql: str, params: Any = None, prepare: bool = False) -> Any:
         try:
-            return self._run(sql, params)
+            return self._run(sql, params, prepare)
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _one(self, sql: str, params: Any = None) -> Any:
+    def _one(self, sql: str, params: Any = None, prepare: bool = False) -> Any:
         try:
-            return self._run(sql, params).fetchone()
+            return self._run(sql, params, prepare).fetchone()
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _all(self, sql: str, params: Any = None) -> list[Any]:
+    def _all(self, sql: str, params: Any = None, prepare: bool = False) -> list[Any]:
         try:
-            return list(self._run(sql, params).fetchall())
+            return list(self._run(sql, params, prepare).fetchall())
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
-    def _defer(self, sql: str, params: Any) -> None:
+    def _defer(self, sql: str, params: Any, prepare: bool = True) -> None:
         """Send a write with the transaction's next statement (or its COMMIT)."""
         local = self._local
         if getattr(local, "mark_at", None) is not None:
             # The begin has not been sent: send it (and check the schema mark) before any write,
             # so a COMMIT can never carry writes past a mark that says the schemas moved.
             self._flush()
-        con = self._con()
-        client = getattr(local, "client", None)
-        if client is None or client.connection is not con:
-            client = local.client = psycopg.ClientCursor(con)
         try:
-            text = client.mogrify(sql, params)
+            statement = self._statement(sql, params, prepare)
         except psycopg.Error as exc:
             raise self._error(exc) from None
-        if getattr(local, "pending", None) is None:
-            local.pending, local.mark_at = [], None
-        local.pending.append(text)
+        pending = getattr(local, "pending", None)
+        if pending is None:
+            pending = local.pending = []
+            local.mark_at = None
+        pending.append(statement)
+        if len(pending) >= _MAX_PENDING:
+            self._flush()  # a bulk load: send it in pipelines of bounded size
 
     def _t(self, name: str) -> str:
         """A table of this store, schema-qualified and quoted."""
@@ -443,6 +736,18 @@ class PostgresStore(Store):
         return revision
 
     def _entry_row(self, log: Log[Any], seq: Any, stream: Any, version: Any, at: Any, text: Any) -> RawEntry:
+        if type(version) is int and version > 0 and type(at) is str:
+            data = _fast_record(text)
+            if data is not None:
+                try:
+                    datetime.fromisoformat(at)
+                except ValueError:
+                    pass
+                else:
+                    return int(seq), stream, version, at, data
+        return self._checked_entry_row(log, seq, stream, version, at, text)  # says what is wrong
+
+    def _checked_entry_row(self, log: Log[Any], seq: Any, stream: Any, version: Any, at: Any, text: Any) -> RawEntry:
         where = f"log table {log.name!r}, seq {seq!r}"
         if type(version) is not int or version < 1:
             raise CorruptStoreError(self.location, f"{where}: version {version!r} is not a positive integer")
@@ -510,7 +815,10 @@ class PostgresStore(Store):
 
     def _load_columns(self) -> None:
         rows = self._all(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s",
+            # pg_catalog, not information_schema.columns (whose view takes milliseconds to plan and run).
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+            "AND c.relkind IN ('r', 'p', 'v', 'f') AND a.attnum > 0 AND NOT a.attisdropped",
             (self.pg_schema,),
         )
         columns: dict[str, set[str]] = {}
@@ -521,6 +829,8 @@ class PostgresStore(Store):
             table: tuple(sorted(field_of(c) for c in cols if c not in _RESERVED)) for table, cols in columns.items()
         }
         self._upserts.clear()
+        # The tables may have changed: statements prepared for the old ones go (see _send).
+        self._generation += 1
 
     def _read_schemas(self) -> StoredSchemas:
         self._internal_tables()
@@ -645,6 +955,7 @@ class PostgresStore(Store):
     def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
         self._execute(f"DROP TABLE IF EXISTS {self._t(decl.name)}")
         self._columns.pop(decl.name, None)
+        self._local.seqs = None
 
     def _replace_entries(self, log: Log[Any], entries: Sequence[RawEntry]) -> None:
         self._flush()
@@ -767,17 +1078,23 @@ class PostgresStore(Store):
 
     def _begin(self, *, write: bool) -> None:
         # Sent with the transaction's first statement (see _run).
+        local = self._local
+        local.seqs = local.tx_failed = None
+        # The connection the transaction runs on: if it is lost, so is the transaction (see _holder).
+        holder = getattr(local, "holder", None)
+        local.tx_con = holder.con if holder is not None and not holder.con.closed else None
+        local.tx_open = True
         if not write:
-            self._local.pending, self._local.mark_at = [_BEGIN_READ], None
+            local.pending, local.mark_at = [(_BEGIN_READ, None, (), None, False)], None
             return
         # The mark is a statement of its own, after the lock: it sees everything committed before
         # the lock was ours.
-        self._local.pending = [
-            "BEGIN",
-            f"SELECT pg_advisory_xact_lock({self._write_lock})",
-            f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'",
+        local.pending = [
+            ("BEGIN", None, (), None, False),
+            (f"SELECT pg_advisory_xact_lock({self._write_lock})", None, (), None, True),
+            (f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'", None, (), None, True),
         ]
-        self._local.mark_at = 2
+        local.mark_at = 2
 
     def _check_mark(self, row: Any) -> None:
         """Refuse to go on when another client changed the store's schemas since this object looked."""
@@ -798,20 +1115,22 @@ class PostgresStore(Store):
 
     def _commit(self) -> None:
         local = self._local
+        local.seqs = None
         pending = getattr(local, "pending", None)
         if pending is not None and local.mark_at is not None and len(pending) == 3:
             local.pending = local.mark_at = None  # nothing ran: there is nothing to commit
-            return
-        if pending == [_BEGIN_READ]:
+        elif pending is not None and len(pending) == 1 and pending[0][0] == _BEGIN_READ:
             local.pending = None  # a read transaction that read nothing
-            return
-        self._execute("COMMIT")
+        else:
+            self._execute("COMMIT")  # on failure the caller rolls back
+        local.tx_open, local.tx_con = False, None
 
     def _rollback(self) -> None:
         local = self._local
         pending = getattr(local, "pending", None)
-        local.pending = local.mark_at = None
-        if pending is not None and pending[:1] and pending[0].startswith("BEGIN"):
+        local.pending = local.mark_at = local.seqs = local.tx_con = local.tx_failed = None
+        local.tx_open = False
+        if pending and pending[0][0].startswith("BEGIN"):
             return  # the transaction never reached the server
         try:
             con = local.holder.con
@@ -819,16 +1138,22 @@ class PostgresStore(Store):
             return
         if not con.closed and not con.broken:
             with contextlib.suppress(psycopg.Error):
-                con.execute("ROLLBACK")
+                self._send(local.holder, [("ROLLBACK", None, (), None, False)])
 
     def _savepoint(self, name: str) -> None:
-        self._execute(f"SAVEPOINT {_q(name)}")
+        self._defer(f"SAVEPOINT {_q(name)}", None, prepare=False)  # sent with the next statement
 
     def _release(self, name: str) -> None:
-        self._execute(f"RELEASE SAVEPOINT {_q(name)}")
+        self._defer(f"RELEASE SAVEPOINT {_q(name)}", None, prepare=False)
 
     def _rollback_to(self, name: str) -> None:
-        self._execute(f"ROLLBACK TO SAVEPOINT {_q(name)}; RELEASE SAVEPOINT {_q(name)}")
+        local = self._local
+        if getattr(local, "tx_failed", None) is not None and local.tx_failed_depth > self._state().depth:
+            # It failed inside this savepoint's block: rolling back to the savepoint revives the transaction.
+            local.tx_failed = None
+        local.seqs = None  # entries appended since the savepoint are gone: count seqs again
+        self._defer(f"ROLLBACK TO SAVEPOINT {_q(name)}", None, prepare=False)
+        self._execute(f"RELEASE SAVEPOINT {_q(name)}")
 
     # ------------------------------------------------------------ records
 
@@ -867,16 +1192,22 @@ class PostgresStore(Store):
         if not self._has(coll.name):
             return None
         row = self._one(
-            f"SELECT revision, data FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),)
+            f"SELECT revision, data FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),), True
         )
         if row is None:
             return None
-        return self._revision_of(coll, key, row[0]), self._record(coll, key, row[1])
+        revision, text = row
+        record = _fast_record(text)
+        if record is None:
+            record = self._record(coll, key, text)  # says what is wrong
+        return (revision if type(revision) is int and revision > 0 else self._revision_of(coll, key, revision)), record
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         if not self._has(coll.name):
             return None
-        row = self._one(f"SELECT revision FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),))
+        row = self._one(
+            f"SELECT revision FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),), True
+        )
         return None if row is None else self._revision_of(coll, key, row[0])
 
     def _upsert(self, coll: Collection[Any]) -> str:
@@ -906,7 +1237,7 @@ class PostgresStore(Store):
             )
 
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
-        cur = self._execute(f"DELETE FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),))
+        cur = self._execute(f"DELETE FROM {self._t(coll.name)} WHERE key = %s", (self._key_param(coll, key),), True)
         return bool(cur.rowcount > 0)
 
     def _sorted(self, coll: Collection[Any], rows: list[Any]) -> list[Any]:
@@ -934,12 +1265,31 @@ class PostgresStore(Store):
             sql += " WHERE " + " AND ".join(clauses)
         if not coll.composite:
             sql += " ORDER BY key"
+        rows = self._all(sql, params, True)  # equality on a lookup column: one plan fits all
         out: list[RawRecord] = []
-        for k, rev, data in self._all(sql, params):
-            key = self._key_value(coll, k)
-            record = self._record(coll, key, data)
-            if all(same_value(record.get(f), v) for f, v in rest.items()):
-                out.append((key, self._revision_of(coll, key, rev), record))
+        if not rest and not coll.composite:
+            # The common case, quickly: a row that is not plainly right is looked at carefully below.
+            append = out.append
+            for k, rev, data in rows:
+                record = _fast_record(data)
+                if record is None or type(rev) is not int or rev < 1:
+                    break
+                if type(k) is bytes:
+                    try:
+                        k = k.decode("utf-8", "surrogatepass")
+                    except UnicodeDecodeError:
+                        break
+                append((k, rev, record))
+            else:
+                return out
+            out.clear()
+        key_value, record_of, revision_of = self._key_value, self._record, self._revision_of
+        for k, rev, data in rows:
+            key = key_value(coll, k)
+            record = record_of(coll, key, data)
+            if rest and not all(same_value(record.get(f), v) for f, v in rest.items()):
+                continue
+            out.append((key, revision_of(coll, key, rev), record))
         return self._sorted(coll, out)
 
     def _clauses(self, coll: Collection[Any], query: Query) -> tuple[list[Clause | None], str, list[Any]]:
@@ -959,6 +1309,16 @@ class PostgresStore(Store):
         """
         if not self._has(coll.name):
             return []
+        if (
+            not query.order
+            and query.limit is None
+            and not query.offset
+            and query.after is None
+            and all(t.op == "eq" and self._column(coll, t.field) is not None for t in query.terms)
+            and len({t.field for t in query.terms}) == len(query.terms)
+        ):
+            # Plain equality on lookup columns: _scan's prepared statement and fast decoding.
+            return self._scan(coll, {t.field: t.value for t in query.terms}, copy=copy)
         _clauses, where, params = self._clauses(coll, query)
         table = self._t(coll.name)
         need = query.need
@@ -1065,21 +1425,61 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ logs
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        row = self._one(f"SELECT max(version) FROM {self._t(log.name)} WHERE stream = %s", (stream,))
+        table = self._t(log.name)
+        seqs = self._seqs()
+        if seqs is None or log.name in seqs:
+            row = self._one(f"SELECT max(version) FROM {table} WHERE stream = %s", (stream,), True)
+            return int(row[0] or 0)
+        # In a write transaction an append follows: learn the log's last seq in the same statement.
+        row = self._one(
+            f"SELECT (SELECT max(version) FROM {table} WHERE stream = %s), (SELECT max(seq) FROM {table})",
+            (stream,),
+            True,
+        )
+        seqs[log.name] = [int(row[1] or 0), False]
         return int(row[0] or 0)
+
+    def _seqs(self) -> dict[str, list[Any]] | None:
+        """In a write transaction (which holds the write lock): log name -> [last seq, notified yet]."""
+        if self.mode != "write" or not self._state().depth:
+            return None
+        local = self._local
+        seqs: dict[str, list[Any]] | None = getattr(local, "seqs", None)
+        if seqs is None:
+            seqs = local.seqs = {}
+        return seqs
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
         # seq is max + 1 under the store's write lock: consecutive, as on SQLite (a sequence
         # would leave gaps after a rollback, and copies would not reproduce the same seqs).
         # The notification wakes followers (LISTEN) when, and only if, the transaction commits.
         table = self._t(log.name)
-        row = self._one(
-            f"WITH added AS (INSERT INTO {table}(seq, stream, version, at, data) "
-            f"SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM {table} RETURNING seq) "
-            "SELECT seq, pg_notify(%s, '') FROM added",
-            (stream, version, at, text, self._channel(log)),
+        seqs = self._seqs()
+        if seqs is None:  # not in a transaction (no caller does this): one statement does it all
+            row = self._one(
+                f"WITH added AS (INSERT INTO {table}(seq, stream, version, at, data) "
+                f"SELECT coalesce(max(seq), 0) + 1, %s, %s, %s, %s FROM {table} RETURNING seq) "
+                "SELECT seq, pg_notify(%s, '') FROM added",
+                (stream, version, at, text, self._channel(log)),
+            )
+            return int(row[0])
+        # The write lock is held until the transaction ends, so the last seq, once known, stays
+        # this transaction's to count on (forgotten at its end and at a rollback to a savepoint):
+        # the insert is sent with the next statement or the COMMIT.
+        known = seqs.get(log.name)
+        if known is None:
+            row = self._one(f"SELECT max(seq) FROM {table}", None, True)
+            known = seqs[log.name] = [int(row[0] or 0), False]
+        seq = known[0] + 1
+        self._defer(
+            f"INSERT INTO {table}(seq, stream, version, at, data) VALUES (%s, %s, %s, %s, %s)",
+            (seq, stream, version, at, text),
         )
-        return int(row[0])
+        known[0] = seq
+        if not known[1]:
+            self._defer("SELECT pg_notify(%s, '')", (self._channel(log),))
+            known[1] = True  # one notification per log and transaction is all a follower needs
+        return int(seq)
 
     def _channel(self, log: Log[Any]) -> str:
         """The notification channel of a log (a hash: channel names are at most 63 bytes)."""
