@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 INDEX = "index"
+# The C escaper json.dumps() uses for a str with ensure_ascii (its default).
+_ascii_string = json.encoder.encode_basestring_ascii
 FORMAT = 1
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -66,6 +68,11 @@ def encode_value(value: Any) -> bytes | None:
     get the same bytes; JSON escapes tabs and newlines, so the bytes hold
     neither.
     """
+    tp = type(value)
+    if tp is str:  # the usual case, exactly as json.dumps writes it (ensure_ascii)
+        return _ascii_string(value).encode("ascii")
+    if tp is int:
+        return int.__repr__(value).encode("ascii")
     if not isinstance(value, _SCALARS):
         return None
     if isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value) and value.is_integer()):

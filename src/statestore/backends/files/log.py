@@ -42,6 +42,9 @@ def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
     return f'{{"at":{_ascii_string(at)},"record":{text},"seq":{seq},"stream":{_string(stream)},"version":{version}}}\n'
 
 
+#: Log names already checked by ``_append`` (names read from a journal are checked before use).
+_VALID_LOGS: set[str] = set()
+
 #: What JSON allows around a value: a line of only these holds nothing.
 _BLANK = b" \t\r\n"
 #: Log bytes read at once; a longer line is read on until its newline.
@@ -177,6 +180,9 @@ class LogFiles:
         with translate(path):
             st = os.fstat(fd)
             limit = st.st_size
+            txn = self._txn()
+            if txn is not None and txn.write:
+                txn.log_sizes[log.name] = (st.st_ino, st.st_size)
             for name, offset, _text in journal.logs if journal is not None else ():
                 if name == log.name:
                     limit = offset  # past it the journal is being applied: read the journal instead
@@ -207,8 +213,13 @@ class LogFiles:
         txn = self._txn()
         if txn is not None and txn.colls is not None:
             return txn.logs[log.name]
-        if txn is not None and log.name in txn.caught_up:
-            return txn.caught_up[log.name]
+        if txn is not None and txn.write:
+            view = txn.caught_up.get(log.name)
+            if view is None:
+                # Under the lock, after _begin's recovery: no journal is being applied, no writer appends.
+                idx = self._catch_up_log(log, None)
+                view = txn.caught_up[log.name] = (idx, len(idx.seqs), [])
+            return view
 
         def fresh(head: Head, journal: Journal | None) -> tuple[LogIndex, int, list[TxnEntry]]:
             if journal is not None and journal.root_file(f"{log.name}.jsonl")[0]:
@@ -217,10 +228,7 @@ class LogFiles:
             idx = self._catch_up_log(log, journal)
             return idx, len(idx.seqs), self._log_overlay(log, journal)
 
-        view = self._consistent(fresh)
-        if txn is not None and txn.write:
-            txn.caught_up[log.name] = view
-        return view
+        return self._consistent(fresh)
 
     def _log_place(self, log_name: str) -> tuple[Dir | None, str]:
         """The folder and file name of a log: ``<root>/<log>.jsonl``, internal logs in ``.statestore/``."""
@@ -234,15 +242,17 @@ class LogFiles:
         Only a few are kept (see ``Kept``): hold on to the handle while using
         its descriptor, and it stays open even if it is dropped meanwhile.
         """
+        txn = self._txn()
+        if txn is not None and txn.write:
+            checked = txn.log_handles.get(log_name)
+            if checked is not None:
+                # Checked once under the write lock: no writer can replace the file meanwhile.
+                return checked
         folder, file = self._log_place(log_name)
         if folder is None:
             return None
-        txn = self._txn()
         with self._cache_lock:
             got = self._log_fds.get(log_name)
-            if got is not None and txn is not None and txn.write and log_name in txn.logs_checked:
-                # Checked once under the write lock: no writer can replace the file meanwhile.
-                return got
             new: FileHandle | None = None
             if got is not None:
                 with translate(self._log_path(log_name)):
@@ -261,7 +271,7 @@ class LogFiles:
                         new = FileHandle(fd)
                     self._log_fds.put(log_name, new)
         if new is not None and txn is not None and txn.write:
-            txn.logs_checked.add(log_name)
+            txn.log_handles[log_name] = new
         return new
 
     def _log_path(self, name: str) -> Path:
@@ -279,53 +289,67 @@ class LogFiles:
         it off), so the line itself is the commit; the head is bumped after it
         for followers and caches.
         """
-        ino = self._append(log_name, offset, line.encode("utf-8"))
-        folder = self._log_place(log_name)[0]
-        if self._sync and offset == 0 and folder is not None:
-            folder.sync()  # the log file may have just been created
+        data = line.encode("utf-8")
+        # Under the lock, the file ends at ``offset`` (``_repair_tail`` just said so): no fstat.
+        ino = self._append(log_name, offset, data, size=offset)
+        if self._sync and offset == 0:
+            folder = self._log_place(log_name)[0]
+            if folder is not None:
+                folder.sync()  # the log file may have just been created
         self._write_head(head.bump(gen, {}, None), sync=False)
-        self._advance_log(txn, log_name, offset, ino)
+        self._advance_log(txn, log_name, offset, ino, [len(data)])
 
-    def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int) -> None:
-        """Add our own committed lines to the log index if it was current: no need to read them back."""
+    def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int, sizes: list[int] | None = None) -> None:
+        """Add our own committed lines to the log index if it was current: no need to read them back.
+
+        ``sizes``: each line's length in bytes, if the caller has them.
+        """
         with self._cache_lock:
             idx = self._logs.get(log_name)
             if idx is not None and idx.end == offset and idx.ino in (ino, None):
                 if idx.ino is None:
                     idx = self._logs[log_name] = LogIndex(ino)
-                for seq, stream, version, _at, _data, line in txn.lines[log_name]:
-                    size = len(line.encode("utf-8"))
+                lines = txn.lines[log_name]
+                if sizes is None:
+                    sizes = [len(line.encode("utf-8")) for *_entry, line in lines]
+                for (seq, stream, version, _at, _data, _line), size in zip(lines, sizes):
                     idx.add(seq, stream, version, offset, offset + size)
                     idx.lines += 1
                     offset += size
 
-    def _append(self, log_name: str, offset: int, data: bytes) -> int:
+    def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int:
         """Write ``data`` at ``offset`` of the log; return the file's inode.
 
         Re-applying a journal is idempotent and never destructive: if ``data``
         is already there whole, nothing is written and lines after it (later
         transactions) are kept; otherwise whatever follows ``offset`` (a
-        half-written retry, a torn line) is cut off first.
+        half-written retry, a torn line) is cut off first. ``size``: the
+        file's size, when the caller (holding the write lock) knows it.
         """
-        if log_name not in INTERNAL_NAMES:
+        if log_name not in INTERNAL_NAMES and log_name not in _VALID_LOGS:
             try:
                 check_name(log_name, "log")
             except SchemaError:
                 raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
+            _VALID_LOGS.add(log_name)
         handle = self._log_fd(log_name, create=True)
         assert handle is not None
         fd = handle.fd
         with translate(self._log_path(log_name)):
-            st = os.fstat(fd)
-            if st.st_size < offset:
+            if size is None:
+                st = os.fstat(fd)
+                size, ino = st.st_size, st.st_ino
+            else:
+                ino = handle.ino
+            if size < offset:
                 raise CorruptStoreError(str(self._log_path(log_name)), f"shorter than the {offset} bytes committed")
-            if st.st_size > offset:
-                if st.st_size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
+            if size > offset:
+                if size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
                     # Applied before (a head that lost its settle, or a writer
                     # killed before its fsync): make it durable, keep what follows.
                     if self._sync:
                         os.fsync(fd)
-                    return st.st_ino
+                    return ino
                 os.ftruncate(fd, offset)  # a half-applied retry, or a torn line: cut it off
             view = memoryview(data)
             while view:
@@ -333,15 +357,20 @@ class LogFiles:
                 view, offset = view[written:], offset + written
             if self._sync:
                 os.fsync(fd)
-        return st.st_ino
+        return ino
 
     def _repair_tail(self, log_name: str) -> int:
         """The end of the last complete line of the log, cutting off a torn last line a crash left."""
+        idx = self._logs.get(log_name)
+        txn = self._txn()
+        known = txn.log_sizes.get(log_name) if txn is not None and txn.write else None
+        if known is not None and idx is not None and (idx.ino, idx.end) == known:
+            # This transaction caught up with the whole file under the lock: it ends with a newline.
+            return known[1]
         handle = self._log_fd(log_name)
         if handle is None:
             return 0
         fd = handle.fd
-        idx = self._logs.get(log_name)
         with translate(self._log_path(log_name)):
             st = os.fstat(fd)
             size = end = st.st_size
@@ -380,10 +409,16 @@ class LogFiles:
         return txn.rewritten.get(log.name)
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        rewritten = self._rewritten(log)
-        if rewritten is not None:
-            return max((v for _seq, s, v, _at, _d in rewritten if s == stream), default=0)
-        idx, _count, extra = self._all_lines(log)
+        txn = self._txn()
+        if txn is not None and txn.write:
+            rewritten = txn.rewritten.get(log.name)
+            if rewritten is not None:
+                return max((v for _seq, s, v, _at, _d in rewritten if s == stream), default=0)
+            for entry in reversed(txn.lines.get(log.name) or ()):  # this transaction's own appends first
+                if entry[1] == stream:
+                    return entry[2]
+        with self._cache_lock:
+            idx, _count, extra = self._log_view(log)
         for entry in reversed(extra):
             if entry[1] == stream:
                 return entry[2]
@@ -397,10 +432,16 @@ class LogFiles:
         return count + len(extra)
 
     def _last_seq(self, log: Log[Any]) -> int:
-        rewritten = self._rewritten(log)
-        if rewritten is not None:
-            return rewritten[-1][0] if rewritten else 0
-        idx, count, extra = self._all_lines(log)
+        txn = self._txn()
+        if txn is not None and txn.write:
+            rewritten = txn.rewritten.get(log.name)
+            if rewritten is not None:
+                return rewritten[-1][0] if rewritten else 0
+            staged = txn.lines.get(log.name)
+            if staged:
+                return staged[-1][0]
+        with self._cache_lock:
+            idx, count, extra = self._log_view(log)
         if extra:
             return extra[-1][0]
         return idx.seqs[count - 1] if count else 0
@@ -419,7 +460,9 @@ class LogFiles:
                 seq, stream, version, at, text
             )
             return seq
-        lines = txn.lines.setdefault(log.name, [])
+        lines = txn.lines.get(log.name)
+        if lines is None:
+            lines = txn.lines[log.name] = []
         # After our own first append, the next seq is ours to count (no copy of the staged lines).
         seq = lines[-1][0] + 1 if lines else self._last_seq(log) + 1
         txn.undo.append(("log", log.name, "", len(lines)))
