@@ -186,6 +186,8 @@ class LogIndex:
         self.ino = ino
         self.end = 0
         self.lines = 0  # lines read, blank ones included: line numbers for errors
+        # The seq of the entry before ``end`` when this indexes only a file's tail (a summary's).
+        self.floor: int | None = None
         self.seqs: list[int] = []
         self.starts: list[int] = []
         self.ends: list[int] = []

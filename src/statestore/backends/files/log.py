@@ -11,6 +11,7 @@ the file and line, until someone repairs it. Descriptors of log files are kept o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -23,7 +24,7 @@ from statestore.backends import rawjson
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
-from statestore.errors import CorruptStoreError, SchemaError
+from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import Log, check_name
 from statestore.store import Mode, RawEntry
 
@@ -41,6 +42,17 @@ def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
     # Keys in sorted order, compact; ``text`` is the codec's canonical record JSON.
     return f'{{"at":{_ascii_string(at)},"record":{text},"seq":{seq},"stream":{_string(stream)},"version":{version}}}\n'
 
+
+#: A log's summary in the index folder (``.statestore/index/<log>.count``): one JSON line
+#: ``{"format", "ino", "end", "entries", "lines", "last_seq", "last_start"}`` saying that the first
+#: ``end`` bytes of the log file with inode ``ino`` hold ``lines`` lines and ``entries`` entries, the
+#: last one (seq ``last_seq``) starting at byte ``last_start``. Writers rewrite it (temp file and
+#: rename) after a commit once the log has grown ``_SUMMARY_EVERY`` bytes past it; a fresh process
+#: counts entries from it and the lines after it, not from every line.
+SUMMARY_SUFFIX = ".count"
+SUMMARY_FORMAT = 1
+_SUMMARY_KEYS = ("ino", "end", "entries", "lines", "last_seq", "last_start")
+_SUMMARY_EVERY = 64 << 10
 
 #: Log names already checked by ``_append`` (names read from a journal are checked before use).
 _VALID_LOGS: set[str] = set()
@@ -111,8 +123,11 @@ class LogFiles:
     _log_fds: Kept[FileHandle]
     _log_paths: dict[str, Path]
     _overlays: dict[str, Any]
+    _summaries: dict[str, tuple[int, int]]  # per log: (inode, end) of the summary last read or written
 
     if TYPE_CHECKING:
+
+        def _idx_dir(self, *, create: bool = False) -> Dir | None: ...
 
         def _txn(self) -> Txn | None: ...
 
@@ -188,26 +203,128 @@ class LogFiles:
                     limit = offset  # past it the journal is being applied: read the journal instead
             if idx is None or idx.ino != st.st_ino or limit < idx.end:
                 idx = LogIndex(st.st_ino)
-            while idx.end < limit:
-                data, cut = _read_lines(fd, idx.end, limit)
-                if not cut:
-                    break  # a torn last line (a killed writer): ignored until repaired
-                start = 0
-                while start < cut:
-                    nl = data.index(b"\n", start) + 1
-                    raw = data[start:nl]
-                    begin, end = idx.end, idx.end + nl - start
-                    idx.lines += 1
-                    if raw.strip(_BLANK):
-                        seq, stream, version, _at, _rec = self._parse_line(raw, path, idx.lines)
-                        if idx.seqs and seq <= idx.seqs[-1]:
-                            raise damaged(path, idx.lines, f"seq {seq} does not increase")
-                        idx.add(seq, stream, version, begin, end)
-                    else:
-                        idx.end = end  # a blank line: nothing in it to index
-                    start = nl
+            self._extend_index(idx, fd, limit, path)
         self._logs[log.name] = idx
         return idx
+
+    def _extend_index(self, idx: LogIndex, fd: int, limit: int, path: Path) -> None:
+        """Index the complete lines of the file from ``idx.end`` up to byte ``limit``."""
+        while idx.end < limit:
+            data, cut = _read_lines(fd, idx.end, limit)
+            if not cut:
+                break  # a torn last line (a killed writer): ignored until repaired
+            start = 0
+            while start < cut:
+                nl = data.index(b"\n", start) + 1
+                raw = data[start:nl]
+                begin, end = idx.end, idx.end + nl - start
+                idx.lines += 1
+                if raw.strip(_BLANK):
+                    seq, stream, version, _at, _rec = self._parse_line(raw, path, idx.lines)
+                    prev = idx.seqs[-1] if idx.seqs else idx.floor
+                    if prev is not None and seq <= prev:
+                        raise damaged(path, idx.lines, f"seq {seq} does not increase")
+                    idx.add(seq, stream, version, begin, end)
+                else:
+                    idx.end = end  # a blank line: nothing in it to index
+                start = nl
+
+    # ------------------------------------------------------------ summaries
+
+    def _read_summary(self, log_name: str) -> tuple[int, int, int, int, int, int] | None:
+        """The log's summary file as (inode, end, entries, lines, last seq, last start); None if absent or bad."""
+        d = self._idx_dir()
+        raw = d.read(f"{log_name}{SUMMARY_SUFFIX}") if d is not None else None
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            got = tuple(doc[k] for k in _SUMMARY_KEYS)
+        except (ValueError, KeyError, TypeError):
+            return None
+        if doc.get("format") != SUMMARY_FORMAT or not all(is_int(v) and v >= 0 for v in got):
+            return None
+        return got
+
+    def _summary_count(self, log: Log[Any]) -> tuple[int, int] | None:
+        """(entries, last seq) from the log's summary and the lines after it; None if it cannot answer.
+
+        Only outside transactions, in a process that has not indexed the log
+        (one that has, answers from its index). The summary counts only if the
+        file is the one it describes (same inode, at least as long) and the
+        line it names as the last one before its end is still there, with the
+        same seq; the lines after that end are read and checked as usual.
+        """
+        if self._txn() is not None or log.name in self._logs:
+            return None
+        path = self._log_path(log.name)
+
+        def count(head: Head, journal: Journal | None) -> tuple[int, int] | None:
+            if journal is not None and journal.root_file(f"{log.name}.jsonl")[0]:
+                return None  # a rewrite of the whole file is being applied
+            summary = self._read_summary(log.name)
+            handle = self._log_fd(log.name) if summary is not None else None
+            if summary is None or handle is None:
+                return None
+            ino, end, entries, lines, last_seq, last_start = summary
+            fd = handle.fd
+            with translate(path):
+                st = os.fstat(fd)
+                limit = st.st_size
+                for name, offset, _text in journal.logs if journal is not None else ():
+                    if name == log.name:
+                        limit = offset
+                if st.st_ino != ino or not last_start < end <= limit or not lines:
+                    return None
+                line = os.pread(fd, end - last_start, last_start)
+                if not line.endswith(b"\n") or b"\n" in line[:-1]:
+                    return None
+                try:
+                    if self._parse_line(line, path, lines)[0] != last_seq:
+                        return None
+                except CorruptStoreError:
+                    return None
+                tail = LogIndex(ino)
+                tail.end, tail.lines, tail.floor = end, lines, last_seq
+                self._extend_index(tail, fd, limit, path)
+            overlay = self._log_overlay(log, journal)
+            last = overlay[-1][0] if overlay else tail.seqs[-1] if tail.seqs else last_seq
+            return entries + len(tail.seqs) + len(overlay), last
+
+        with self._cache_lock:
+            result: tuple[int, int] | None = self._consistent(count)
+        return result
+
+    def _summarize(self, log_name: str, idx: LogIndex) -> None:
+        """After a commit (under the write lock): rewrite the log's summary if its index went far past it.
+
+        Never fails the committed transaction: a summary that cannot be
+        written is left behind, and readers read more lines.
+        """
+        if self.mode != "write" or idx.ino is None or not idx.seqs or idx.end != idx.ends[-1]:
+            return
+        memo = self._summaries.get(log_name)
+        if memo is None or memo[0] != idx.ino:
+            got = self._read_summary(log_name)
+            memo = (got[0], got[1]) if got is not None and got[0] == idx.ino else (idx.ino, 0)
+            self._summaries[log_name] = memo
+        if idx.end - memo[1] < _SUMMARY_EVERY:
+            return
+        doc = {
+            "format": SUMMARY_FORMAT,
+            "ino": idx.ino,
+            "end": idx.end,
+            "entries": len(idx.seqs),
+            "lines": idx.lines,
+            "last_seq": idx.seqs[-1],
+            "last_start": idx.starts[-1],
+        }
+        with contextlib.suppress(OSError, StateStoreError):
+            d = self._idx_dir(create=True)
+            if d is not None:
+                data = json.dumps(doc, sort_keys=True).encode("ascii") + b"\n"
+                d.write(f"{log_name}{SUMMARY_SUFFIX}", data, sync=False)
+                self._summaries[log_name] = (idx.ino, idx.end)
 
     def _log_view(self, log: Log[Any]) -> tuple[LogIndex, int, list[TxnEntry]]:
         txn = self._txn()
@@ -316,6 +433,7 @@ class LogFiles:
                     idx.add(seq, stream, version, offset, offset + size)
                     idx.lines += 1
                     offset += size
+                self._summarize(log_name, idx)
 
     def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int:
         """Write ``data`` at ``offset`` of the log; return the file's inode.
@@ -428,6 +546,9 @@ class LogFiles:
         rewritten = self._rewritten(log)
         if rewritten is not None:
             return len(rewritten)
+        summed = self._summary_count(log)
+        if summed is not None:
+            return summed[0]
         _idx, count, extra = self._all_lines(log)
         return count + len(extra)
 
@@ -440,6 +561,9 @@ class LogFiles:
             staged = txn.lines.get(log.name)
             if staged:
                 return staged[-1][0]
+        summed = self._summary_count(log)
+        if summed is not None:
+            return summed[1]
         with self._cache_lock:
             idx, count, extra = self._log_view(log)
         if extra:

@@ -172,6 +172,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         self._colls: dict[str, Records] = {}
         self._logs: dict[str, LogIndex] = {}
         self._journal_memo: tuple[tuple[int, int, int], Journal | None] | None = None
+        self._summaries: dict[str, tuple[int, int]] = {}
         self._head_memo: tuple[bytes, Head] | None = None  # the change head's bytes last read or written, parsed
         self._overlays: dict[str, Any] = {}  # parsed journal contents, for one journal id
         self._overlays_of: str | None = None
