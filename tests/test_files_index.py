@@ -350,6 +350,15 @@ def _summary_path(root: Path) -> Path:
     return root.joinpath(*INDEX_DIR, "events.count")
 
 
+def _summary_text(doc: dict[str, Any]) -> str:
+    """A summary as a writer writes it: with the crc of the rest."""
+    import zlib
+
+    doc = {k: v for k, v in doc.items() if k != "crc"}
+    doc["crc"] = zlib.crc32(json.dumps(doc, sort_keys=True).encode("ascii"))
+    return json.dumps(doc, sort_keys=True)
+
+
 def test_a_fresh_process_counts_log_entries_without_reading_them(tmp_path: Path) -> None:
     """``len(log)``, ``last_seq()`` and ``statestore info`` parsed every line of the log (issue 14)."""
     from click.testing import CliRunner
@@ -381,7 +390,9 @@ def test_a_log_summary_that_does_not_fit_the_file_is_not_trusted(tmp_path: Path)
 
     summary.unlink()  # an older store, or the index folder deleted
     assert _fresh_log_counts(root)[:2] == (400, 400)
-    for bad in (b"", b"{", b'{"format": 1}', b"[]", good.replace(b'"entries": 400', b'"entries": -1')):
+    torn = good.replace(b'"entries": 400', b'"entries": 401')  # a rewrite caught half-way: the crc says so
+    negative = _summary_text({**json.loads(good), "entries": -1}).encode()
+    for bad in (b"", b"{", b'{"format": 1}', b"[]", torn, negative):
         summary.write_bytes(bad)
         assert _fresh_log_counts(root)[:2] == (400, 400)
     summary.write_bytes(good)
@@ -395,10 +406,8 @@ def test_a_log_summary_that_does_not_fit_the_file_is_not_trusted(tmp_path: Path)
     # Cut short in place (same inode): shorter than the summary's end.
     log.write_bytes(b"".join(lines))
     ino = log.stat().st_ino
-    doc = json.loads(good)
-    doc["ino"] = ino
-    summary.write_text(json.dumps(doc))
-    assert _fresh_log_counts(root)[:2] == (400, 400)
+    summary.write_text(_summary_text({**json.loads(good), "ino": ino}))
+    assert _fresh_log_counts(root) == (400, 400, 2)  # trusted again
     with open(log, "r+b") as f:
         f.truncate(sum(len(x) for x in lines[:300]))
     assert log.stat().st_ino == ino

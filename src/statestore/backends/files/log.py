@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -44,15 +45,17 @@ def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
 
 
 #: A log's summary in the index folder (``.statestore/index/<log>.count``): one JSON line
-#: ``{"format", "ino", "end", "entries", "lines", "last_seq", "last_start"}`` saying that the first
-#: ``end`` bytes of the log file with inode ``ino`` hold ``lines`` lines and ``entries`` entries, the
-#: last one (seq ``last_seq``) starting at byte ``last_start``. Writers rewrite it (temp file and
-#: rename) after a commit once the log has grown ``_SUMMARY_EVERY`` bytes past it; a fresh process
-#: counts entries from it and the lines after it, not from every line.
+#: ``{"crc", "end", "entries", "format", "ino", "last_seq", "last_start", "lines"}`` padded with
+#: spaces to 256 bytes, saying that the first ``end`` bytes of the log file with inode ``ino`` hold
+#: ``lines`` lines and ``entries`` entries, the last one (seq ``last_seq``) starting at byte
+#: ``last_start``; ``crc`` is the crc32 of the same object without it (keys sorted, ``json.dumps``
+#: defaults). Writers rewrite it in place after a commit once the log has grown ``_SUMMARY_EVERY``
+#: bytes past it; a fresh process counts entries from it and the lines after it, not from every line.
 SUMMARY_SUFFIX = ".count"
 SUMMARY_FORMAT = 1
 _SUMMARY_KEYS = ("ino", "end", "entries", "lines", "last_seq", "last_start")
-_SUMMARY_EVERY = 64 << 10
+_SUMMARY_EVERY = 16 << 10
+_SUMMARY_SIZE = 256
 
 #: Log names already checked by ``_append`` (names read from a journal are checked before use).
 _VALID_LOGS: set[str] = set()
@@ -124,10 +127,13 @@ class LogFiles:
     _log_paths: dict[str, Path]
     _overlays: dict[str, Any]
     _summaries: dict[str, tuple[int, int]]  # per log: (inode, end) of the summary last read or written
+    _delta_fds: Kept[FileHandle]  # (IndexFiles') kept index files: summaries too, as "log:<name>"
 
     if TYPE_CHECKING:
 
         def _idx_dir(self, *, create: bool = False) -> Dir | None: ...
+
+        def _close_index(self) -> None: ...
 
         def _txn(self) -> Txn | None: ...
 
@@ -239,8 +245,12 @@ class LogFiles:
             return None
         try:
             doc = json.loads(raw)
+            crc = doc.pop("crc")
             got = tuple(doc[k] for k in _SUMMARY_KEYS)
-        except (ValueError, KeyError, TypeError):
+            # Rewritten in place: the crc tells a whole summary from one caught mid-rewrite.
+            if crc != zlib.crc32(json.dumps(doc, sort_keys=True).encode("ascii")):
+                return None
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
         if doc.get("format") != SUMMARY_FORMAT or not all(is_int(v) and v >= 0 for v in got):
             return None
@@ -310,7 +320,7 @@ class LogFiles:
             self._summaries[log_name] = memo
         if idx.end - memo[1] < _SUMMARY_EVERY:
             return
-        doc = {
+        doc: dict[str, int] = {
             "format": SUMMARY_FORMAT,
             "ino": idx.ino,
             "end": idx.end,
@@ -319,12 +329,34 @@ class LogFiles:
             "last_seq": idx.seqs[-1],
             "last_start": idx.starts[-1],
         }
+        doc["crc"] = zlib.crc32(json.dumps(doc, sort_keys=True).encode("ascii"))
+        # Always the same size, rewritten in place: no file to create and rename per rewrite.
+        data = json.dumps(doc, sort_keys=True).ljust(_SUMMARY_SIZE - 1).encode("ascii") + b"\n"
         with contextlib.suppress(OSError, StateStoreError):
-            d = self._idx_dir(create=True)
-            if d is not None:
-                data = json.dumps(doc, sort_keys=True).encode("ascii") + b"\n"
-                d.write(f"{log_name}{SUMMARY_SUFFIX}", data, sync=False)
+            fd = self._summary_fd(log_name)
+            if fd is not None and os.pwrite(fd, data, 0) == len(data):
                 self._summaries[log_name] = (idx.ino, idx.end)
+
+    def _summary_fd(self, log_name: str) -> int | None:
+        """The log's summary file, kept open for rewriting (made, folder too, if absent or deleted)."""
+        key, file = "log:" + log_name, log_name + SUMMARY_SUFFIX
+        got = self._delta_fds.get(key)
+        if got is not None:
+            if os.fstat(got.fd).st_nlink:
+                return got.fd
+            self._delta_fds.pop(key)  # deleted (with its folder?): open it anew
+            self._close_index()
+        d = self._idx_dir(create=True)
+        fd = None if d is None else d.open(file, os.O_RDWR, create=True)
+        if fd is None:  # the folder we kept open was deleted: make a new one
+            self._close_index()
+            d = self._idx_dir(create=True)
+            fd = None if d is None else d.open(file, os.O_RDWR, create=True)
+        if fd is None:
+            return None
+        handle = FileHandle(fd)
+        self._delta_fds.put(key, handle)
+        return handle.fd
 
     def _log_view(self, log: Log[Any]) -> tuple[LogIndex, int, list[TxnEntry]]:
         txn = self._txn()
