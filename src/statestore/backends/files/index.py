@@ -127,10 +127,11 @@ class Base:
         """The base in ``raw``; None if missing, damaged or of another format (then it is not used)."""
         if not raw:
             return None
-        first, nl, _ = raw.partition(b"\n")
+        end = raw.find(b"\n")  # (not partition: that would copy the whole rest of the file)
+        first = raw[:end] if end >= 0 else raw
         try:
             header = json.loads(first)
-            if not nl or header.get("format") != FORMAT:
+            if end < 0 or header.get("format") != FORMAT:
                 return None
             gen, count, size, fields = header["gen"], header["count"], header["names"], header["fields"]
             offset = len(first) + 1

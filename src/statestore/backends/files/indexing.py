@@ -116,12 +116,13 @@ class IndexFiles:
                 memo = self._index_bases.get(coll.name)
                 if memo is not None and memo[0] == ident:
                     return memo[1], st.st_size, st.st_ino
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
+                # One read of the size fstat gave (and one more to see the end): no chunks to join.
+                chunks = [os.read(fd, st.st_size + 1)]
+                while chunks[-1]:
+                    chunks.append(os.read(fd, 1 << 20))
         finally:
             os.close(fd)
-        base = Base.parse(b"".join(chunks))
+        base = Base.parse(chunks[0] if len(chunks) == 2 else b"".join(chunks))
         self._index_bases[coll.name] = (ident, base)
         return base, st.st_size, st.st_ino
 
