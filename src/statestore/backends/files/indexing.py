@@ -209,6 +209,8 @@ class IndexFiles:
     def _index_commit(self, txn: Txn, before: Head, collections: Sequence[Collection[Any]]) -> None:
         """After a commit (still under the write lock): add its record changes to each collection's index.
 
+        ``collections``: those with lookup fields (declared indexes or unique fields).
+
         Never fails the transaction, which is committed already: an index
         that cannot be written is left behind, and readers do without it.
         """
@@ -218,7 +220,7 @@ class IndexFiles:
         for coll in collections:
             name = coll.name
             staged = txn.records.get(name) or {}
-            if not coll.lookup_fields or name in txn.rmdirs:
+            if name in txn.rmdirs:  # (every one given has lookup fields: see FileStore._commit)
                 continue
             memo = self._index_tips.get(name)
             # The chain must not fall out of the window of generations the head remembers, or
@@ -233,11 +235,12 @@ class IndexFiles:
             ours = last == before.gen
             if fresh and (ours or (pending is None and not staged)):
                 if staged:
+                    fields = coll.lookup_fields
                     # Held back: readers re-read what the head says changed since the chain's tip,
                     # so appending one line for a run of our commits loses nothing.
                     changes = pending[1] if pending is not None else {}
                     for file, rec in staged.items():
-                        changes[file] = None if rec is None else field_values(rec[2], coll.lookup_fields)
+                        changes[file] = None if rec is None else field_values(rec[2], fields)
                     self._index_pending[name] = (gen, changes)
                 elif pending is not None:
                     self._index_pending[name] = (gen, pending[1])
