@@ -593,9 +593,10 @@ class LogFiles:
             staged = txn.lines.get(log.name)
             if staged:
                 return staged[-1][0]
-        summed = self._summary_count(log)
-        if summed is not None:
-            return summed[1]
+        elif txn is None:
+            summed = self._summary_count(log)
+            if summed is not None:
+                return summed[1]
         with self._cache_lock:
             idx, count, extra = self._log_view(log)
         if extra:
