@@ -430,3 +430,30 @@ def test_damage_after_a_log_summary_is_still_reported(tmp_path: Path) -> None:
     with open_files(root, mode="read") as store, pytest.raises(ss.CorruptStoreError) as info:
         len(store[EVENTS])
     assert info.value.line == 401
+
+
+def test_len_in_a_fresh_process_reads_only_the_index_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``len()`` read the whole base file (names and values) to take its count (issue 14, point 2)."""
+    root = tmp_path / "s"
+    with open_files(root) as store, store.transaction():
+        for i in range(400):
+            store[DOCS].insert(Doc(f"d{i:04d}", kind=f"k{i % 7}", group=f"g{i}"))
+    shutil.rmtree(root.joinpath(*INDEX_DIR))
+    with open_files(root) as store:
+        store[OTHER].put(Doc("o1"))  # the next commit rebuilds the bases from the records
+    assert root.joinpath(*INDEX_DIR, "docs.idx").stat().st_size > 4096
+    want = [f"d{i:04d}" for i in range(400) if i % 7 == 3]
+    with open_files(root, mode="read") as store:
+        assert len(store[DOCS]) == 400
+        base = store._index_bases["docs"][1]
+        assert base is not None
+        assert base.raw is None  # the header only
+        assert [d.id for d in store[DOCS].find(kind="k3")] == want  # the body read when a lookup needs it
+        assert base.raw is not None
+        assert DOCS.name not in store._colls
+    # The base file changed between its header and its body: no answer from it, the right answer anyway.
+    monkeypatch.setattr(FileStore, "_base_body", lambda *a: None)
+    with open_files(root, mode="read") as store:
+        assert len(store[DOCS]) == 400
+        assert [d.id for d in store[DOCS].find(kind="k3")] == want
+        assert DOCS.name in store._colls  # answered by loading the records

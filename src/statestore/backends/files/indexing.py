@@ -27,6 +27,7 @@ from statestore.backends.files.index import (
     INDEX,
     Base,
     Chain,
+    StaleIndex,
     build_base,
     delta_line,
     encode_value,
@@ -51,6 +52,8 @@ _IDLE_EVERY = 40
 #: Record files a process reads through the index (candidates, and files changed since the index's
 #: tip) before it loads the collection's cache instead.
 _READ_BUDGET = 1024
+#: Bytes of a base file read first: its header line (a count needs no more).
+_HEADER_READ = 4096
 #: A writer committing alone appends one delta line per this many of its commits.
 _FLUSH_EVERY = 24
 
@@ -116,15 +119,41 @@ class IndexFiles:
                 memo = self._index_bases.get(coll.name)
                 if memo is not None and memo[0] == ident:
                     return memo[1], st.st_size, st.st_ino
-                # One read of the size fstat gave (and one more to see the end): no chunks to join.
-                chunks = [os.read(fd, st.st_size + 1)]
-                while chunks[-1]:
-                    chunks.append(os.read(fd, 1 << 20))
+                if st.st_size > _HEADER_READ:
+                    # The header alone (a count needs nothing more); the rest when a lookup needs it.
+                    start = os.pread(fd, _HEADER_READ, 0)
+                    if b"\n" in start:
+                        base = Base.parse(start, st.st_size, lambda: self._base_body(d, coll.name, ident))
+                        self._index_bases[coll.name] = (ident, base)
+                        return base, st.st_size, st.st_ino
+                raw = self._read_whole(fd, st.st_size)
         finally:
             os.close(fd)
-        base = Base.parse(chunks[0] if len(chunks) == 2 else b"".join(chunks))
+        base = Base.parse(raw)
         self._index_bases[coll.name] = (ident, base)
         return base, st.st_size, st.st_ino
+
+    @staticmethod
+    def _read_whole(fd: int, size: int) -> bytes:
+        # One read of the size fstat gave (and one more to see the end): no chunks to join.
+        chunks = [os.read(fd, size + 1)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 20))
+        return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+
+    def _base_body(self, d: Dir, name: str, ident: tuple[int, int, int]) -> bytes | None:
+        """The whole base file of collection ``name`` if it is still the file ``ident`` names, else None."""
+        fd = d.open(f"{name}.idx", os.O_RDONLY)
+        if fd is None:
+            return None
+        try:
+            with translate(d.path, f"{name}.idx"):
+                st = os.fstat(fd)
+                if (st.st_ino, st.st_size, st.st_mtime_ns) != ident:
+                    return None
+                return self._read_whole(fd, st.st_size)
+        finally:
+            os.close(fd)
 
     def _chain(self, coll: Collection[Any]) -> Chain | None:
         d = self._idx_dir()
@@ -177,7 +206,10 @@ class IndexFiles:
             return rows
 
         with self._cache_lock:
-            rows: list[Rec] | None = self._consistent(read)
+            try:
+                rows: list[Rec] | None = self._consistent(read)
+            except StaleIndex:
+                rows = None  # rebuilt by a writer since its header was read: do without it this time
         if rows is not None:
             rows.sort(key=itemgetter(0))
         return rows
@@ -201,7 +233,10 @@ class IndexFiles:
             return n
 
         with self._cache_lock:
-            result: int | None = self._consistent(count)
+            try:
+                result: int | None = self._consistent(count)
+            except StaleIndex:
+                result = None  # rebuilt by a writer since its header was read: do without it this time
         return result
 
     # ------------------------------------------------------------ writing
@@ -247,7 +282,7 @@ class IndexFiles:
                 continue
             self._index_pending.pop(name, None)
             known = pending[1] if pending is not None and ours else {}
-            with contextlib.suppress(OSError, StateStoreError):
+            with contextlib.suppress(OSError, StateStoreError, StaleIndex):
                 self._index_one(coll, staged, before, gen, known)
         for name in txn.rmdirs:
             d = self._idx_dir()
