@@ -318,3 +318,142 @@ def test_a_writer_alone_appends_one_delta_line_per_run_of_commits(tmp_path: Path
         assert delta.read_bytes().count(b"\n") - before <= 96 // 20
         check(root)  # what was held back is found through the change head
     check(root)
+
+
+# ---------------------------------------------------------------- log summaries (issue 14, point 2)
+
+_PAD = "p" * 300  # ~400-byte entries: 400 of them pass the summary's 64 KB step
+
+
+def _fill_log(root: Path, n: int, start: int = 0) -> None:
+    with open_files(root) as store, store.transaction():
+        for i in range(start, start + n):
+            store[EVENTS].append(Doc(f"e{i}", group=_PAD, n=i), stream=f"s{i % 3}")
+
+
+def _fresh_log_counts(root: Path) -> tuple[int, int, int]:
+    """len() and last_seq() of the log in a fresh store object, and how many log lines it parsed."""
+    parsed = 0
+    with open_files(root, mode="read") as store:
+        parse = store._parse_line
+
+        def counting(*args: Any, **kw: Any) -> Any:
+            nonlocal parsed
+            parsed += 1
+            return parse(*args, **kw)
+
+        store._parse_line = counting  # type: ignore[method-assign]
+        return len(store[EVENTS]), store[EVENTS].last_seq(), parsed
+
+
+def _summary_path(root: Path) -> Path:
+    return root.joinpath(*INDEX_DIR, "events.count")
+
+
+def _summary_text(doc: dict[str, Any]) -> str:
+    """A summary as a writer writes it: with the crc of the rest."""
+    import zlib
+
+    doc = {k: v for k, v in doc.items() if k != "crc"}
+    doc["crc"] = zlib.crc32(json.dumps(doc, sort_keys=True).encode("ascii"))
+    return json.dumps(doc, sort_keys=True)
+
+
+def test_a_fresh_process_counts_log_entries_without_reading_them(tmp_path: Path) -> None:
+    """``len(log)``, ``last_seq()`` and ``statestore info`` parsed every line of the log (issue 14)."""
+    from click.testing import CliRunner
+
+    from statestore.cli import main
+
+    root = tmp_path / "s"
+    _fill_log(root, 400)
+    assert json.loads(_summary_path(root).read_text())["entries"] == 400  # plain JSON, one line
+    assert _fresh_log_counts(root) == (400, 400, 2)  # each answer checks only the summary's last line
+    _fill_log(root, 5, start=400)  # past the summary: read, not skipped
+    count, last, parsed = _fresh_log_counts(root)
+    assert (count, last) == (405, 405)
+    assert parsed == 2 + 2 * 5
+    result = CliRunner().invoke(main, ["info", f"files:{root}", "--json"])
+    assert result.exit_code == 0, result.output
+    logs = json.loads(result.output)["schemas"][0]["logs"]
+    assert logs == [{"name": "events", "entries": 405, "last_seq": 405}]
+
+
+def test_a_log_summary_that_does_not_fit_the_file_is_not_trusted(tmp_path: Path) -> None:
+    """Missing, damaged, stale or foreign summaries (hand edits, a copied store) never give a wrong count."""
+    root = tmp_path / "s"
+    _fill_log(root, 400)
+    log = root / "events.jsonl"
+    summary = _summary_path(root)
+    good = summary.read_bytes()
+    lines = log.read_bytes().splitlines(keepends=True)
+
+    summary.unlink()  # an older store, or the index folder deleted
+    assert _fresh_log_counts(root)[:2] == (400, 400)
+    torn = good.replace(b'"entries": 400', b'"entries": 401')  # a rewrite caught half-way: the crc says so
+    negative = _summary_text({**json.loads(good), "entries": -1}).encode()
+    for bad in (b"", b"{", b'{"format": 1}', b"[]", torn, negative):
+        summary.write_bytes(bad)
+        assert _fresh_log_counts(root)[:2] == (400, 400)
+    summary.write_bytes(good)
+
+    # The file replaced by hand with its first half (another inode): the summary is not about it.
+    half = root / "half.tmp"
+    half.write_bytes(b"".join(lines[:200]))
+    os.replace(half, log)
+    assert _fresh_log_counts(root)[:2] == (200, 200)
+
+    # Cut short in place (same inode): shorter than the summary's end.
+    log.write_bytes(b"".join(lines))
+    ino = log.stat().st_ino
+    summary.write_text(_summary_text({**json.loads(good), "ino": ino}))
+    assert _fresh_log_counts(root) == (400, 400, 2)  # trusted again
+    with open(log, "r+b") as f:
+        f.truncate(sum(len(x) for x in lines[:300]))
+    assert log.stat().st_ino == ino
+    assert _fresh_log_counts(root)[:2] == (300, 300)
+
+    # Rewritten in place with other seqs where the summary's last line was: not trusted either.
+    renumbered = [x.replace(b'"seq":', b'"seq":1') for x in lines]  # seq n -> 1n: still increasing
+    with open(log, "r+b") as f:
+        f.write(b"".join(renumbered))
+    assert log.stat().st_ino == ino
+    assert _fresh_log_counts(root)[:2] == (400, 1400)
+
+
+def test_damage_after_a_log_summary_is_still_reported(tmp_path: Path) -> None:
+    """The lines a summary does not cover are checked as always: a damaged one names its line."""
+    root = tmp_path / "s"
+    _fill_log(root, 400)
+    with open(root / "events.jsonl", "ab") as f:
+        f.write(b"not json\n")
+    with open_files(root, mode="read") as store, pytest.raises(ss.CorruptStoreError) as info:
+        len(store[EVENTS])
+    assert info.value.line == 401
+
+
+def test_len_in_a_fresh_process_reads_only_the_index_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``len()`` read the whole base file (names and values) to take its count (issue 14, point 2)."""
+    root = tmp_path / "s"
+    with open_files(root) as store, store.transaction():
+        for i in range(400):
+            store[DOCS].insert(Doc(f"d{i:04d}", kind=f"k{i % 7}", group=f"g{i}"))
+    shutil.rmtree(root.joinpath(*INDEX_DIR))
+    with open_files(root) as store:
+        store[OTHER].put(Doc("o1"))  # the next commit rebuilds the bases from the records
+    assert root.joinpath(*INDEX_DIR, "docs.idx").stat().st_size > 4096
+    want = [f"d{i:04d}" for i in range(400) if i % 7 == 3]
+    with open_files(root, mode="read") as store:
+        assert len(store[DOCS]) == 400
+        base = store._index_bases["docs"][1]
+        assert base is not None
+        assert base.raw is None  # the header only
+        assert [d.id for d in store[DOCS].find(kind="k3")] == want  # the body read when a lookup needs it
+        assert base.raw is not None
+        assert DOCS.name not in store._colls
+    # The base file changed between its header and its body: no answer from it, the right answer anyway.
+    monkeypatch.setattr(FileStore, "_base_body", lambda *a: None)
+    with open_files(root, mode="read") as store:
+        assert len(store[DOCS]) == 400
+        assert [d.id for d in store[DOCS].find(kind="k3")] == want
+        assert DOCS.name in store._colls  # answered by loading the records

@@ -17,6 +17,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from statestore.backends.files.fileio import FileHandle
 from statestore.backends.files.journal import Head
 from statestore.codec import pretty
 from statestore.query import sort_key
@@ -185,6 +186,8 @@ class LogIndex:
         self.ino = ino
         self.end = 0
         self.lines = 0  # lines read, blank ones included: line numbers for errors
+        # The seq of the entry before ``end`` when this indexes only a file's tail (a summary's).
+        self.floor: int | None = None
         self.seqs: list[int] = []
         self.starts: list[int] = []
         self.ends: list[int] = []
@@ -320,6 +323,25 @@ class Lazy:
 class Txn:
     """One thread's transaction: staged writes (write mode) or a snapshot (read mode)."""
 
+    __slots__ = (
+        "caught_up",
+        "colls",
+        "files",
+        "head",
+        "head_size",
+        "lines",
+        "log_handles",
+        "log_sizes",
+        "logs",
+        "records",
+        "rewritten",
+        "rmdirs",
+        "savepoints",
+        "shared",
+        "undo",
+        "write",
+    )
+
     def __init__(self, write: bool) -> None:
         self.write = write
         self.records: dict[str, dict[str, Rec | None]] = {}
@@ -333,7 +355,13 @@ class Txn:
         # caught up with cannot change under it, so they are read once.
         self.head: Head | None = None
         self.caught_up: dict[str, tuple[LogIndex, int, list[TxnEntry]]] = {}
-        self.logs_checked: set[str] = set()  # logs whose kept descriptor is known to be the file's
+        # The size of the change head file as last read or written under the lock (None: unknown).
+        self.head_size: int | None = None
+        # Logs whose kept descriptor is known to be the file's (checked once under the lock), and
+        # (inode, size) of each log file when this transaction caught up with it: no writer can
+        # append meanwhile, so committing needs no second fstat.
+        self.log_handles: dict[str, FileHandle] = {}
+        self.log_sizes: dict[str, tuple[int, int]] = {}
         # Whole files of the root replaced (text) or deleted (None): the manifest, rewritten logs.
         self.files: dict[str, str | None] = {}
         self.rmdirs: set[str] = set()  # collection folders to remove once the transaction commits

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
-from statestore.backends.files.fileio import Dir, Kept, translate
+from statestore.backends.files.fileio import Dir, Kept, translate, unique_hex
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import check_name
@@ -30,6 +29,12 @@ __all__ = ["Commits"]
 
 #: Reads of a torn change head, one right after the other, before it counts as torn by a crash.
 _HEAD_READS = 3
+#: Bytes of the change head read at first (a head with no journal in it is ~2-4 KB).
+_HEAD_READ = 1 << 13
+
+
+#: Collection names a journal named that passed ``check_name`` (checked once per process).
+_VALID_COLLECTIONS: set[str] = set()
 
 
 def _valid_log(name: str) -> bool:
@@ -53,6 +58,7 @@ class Commits:
     _journal_path: Path
     _local_head_fd: int | None
     _journal_memo: tuple[tuple[int, int, int], Journal | None] | None
+    _head_memo: tuple[bytes, Head] | None
     _cache_lock: threading.RLock
     _colls: dict[str, Records]
     _dirs: Kept[Dir]
@@ -67,11 +73,13 @@ class Commits:
 
         def _repair_tail(self, log_name: str) -> int: ...
 
-        def _append(self, log_name: str, offset: int, data: bytes) -> int: ...
+        def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int: ...
 
         def _append_alone(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None: ...
 
-        def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int) -> None: ...
+        def _advance_log(
+            self, txn: Txn, log_name: str, offset: int, ino: int, sizes: list[int] | None = None
+        ) -> None: ...
 
     def _head_fd(self, *, create: bool = False) -> int | None:
         """The change head's descriptor, kept open: the head is rewritten in place, never replaced."""
@@ -103,19 +111,28 @@ class Commits:
         for _attempt in range(_HEAD_READS):
             with translate(self._head_path):
                 # A head with no journal in it is ~2 KB: read 8 KB, and more only if its first line says so.
-                raw = os.pread(fd, 1 << 13, 0)
-                head = Head.decode(raw)
-                need = Head.length(raw) if head is None else None
-                if need is not None and need > len(raw):
-                    while len(raw) < need:
-                        more = os.pread(fd, need - len(raw), len(raw))
-                        if not more:
-                            break
-                        raw += more
+                raw = os.pread(fd, _HEAD_READ, 0)
+                # A short read is the whole file: its size, which the next head write needs (no fstat).
+                size = len(raw) if len(raw) < _HEAD_READ else None
+                memo = self._head_memo
+                head: Head | None
+                if memo is not None and memo[0] == raw:
+                    head = memo[1]  # the bytes last read or written here: no need to check and parse them again
+                else:
                     head = Head.decode(raw)
+                    need = Head.length(raw) if head is None else None
+                    if need is not None and need > len(raw):
+                        while len(raw) < need:
+                            more = os.pread(fd, need - len(raw), len(raw))
+                            if not more:
+                                break
+                            raw += more
+                        head = Head.decode(raw)
+                    if head is not None:
+                        self._head_memo = (raw, head)
             if head is not None:
                 if txn is not None and txn.write:
-                    txn.head = head
+                    txn.head, txn.head_size = head, size
                 return head
         return Head.torn(raw)
 
@@ -123,13 +140,17 @@ class Commits:
         fd = self._head_fd(create=True)
         assert fd is not None
         data = head.encode()
+        txn = self._txn()
+        if txn is not None and not txn.write:
+            txn = None
         with translate(self._head_path):
             # No truncation (a metadata write per commit): the first line gives
             # the exact lengths the crc covers, so a longer tail is ignored. But
             # the tail is zeroed in the same write: an earlier head's embedded
             # journal must not keep the text of records since deleted or
-            # overwritten (nor carry it into backups).
-            size = os.fstat(fd).st_size
+            # overwritten (nor carry it into backups). Under the lock the size
+            # read or written last in this transaction is still the file's.
+            size = txn.head_size if txn is not None and txn.head_size is not None else os.fstat(fd).st_size
             if size > len(data):
                 data += bytes(size - len(data))
             view, offset = memoryview(data), 0
@@ -137,9 +158,9 @@ class Commits:
                 offset += os.pwrite(fd, view[offset:], offset)
             if sync:
                 os.fsync(fd)
-        txn = self._txn()
-        if txn is not None and txn.write:
-            txn.head = head
+        self._head_memo = (data, head) if len(data) < _HEAD_READ else None
+        if txn is not None:
+            txn.head, txn.head_size = head, len(data)
 
     def _sync_internal(self) -> None:
         """With durability="full", make renames and unlinks in ``.statestore/`` durable."""
@@ -217,9 +238,9 @@ class Commits:
             return
         if len(records) == 1 and not logs:
             # One file replaced or deleted is atomic by itself: announce it, no texts.
-            journal = Journal(secrets.token_hex(16), gen, ((records[0][0], records[0][1], None),), (), direct=True)
+            journal = Journal(unique_hex(), gen, ((records[0][0], records[0][1], None),), (), direct=True)
         else:
-            journal = Journal(secrets.token_hex(16), gen, tuple(records), tuple(logs))
+            journal = Journal(unique_hex(), gen, tuple(records), tuple(logs))
         encoded = journal.encode()
         prepared = self._prepare(records)
         try:
@@ -337,10 +358,12 @@ class Commits:
             if name != MANIFEST and (stem == name or not _valid_log(stem)):
                 raise CorruptStoreError(str(path), f"bad root file name {name!r}")
             return self._root
-        try:
-            check_name(coll_name, "collection")
-        except SchemaError:
-            raise CorruptStoreError(str(path), f"bad collection name {coll_name!r}") from None
+        if coll_name not in _VALID_COLLECTIONS:
+            try:
+                check_name(coll_name, "collection")
+            except SchemaError:
+                raise CorruptStoreError(str(path), f"bad collection name {coll_name!r}") from None
+            _VALID_COLLECTIONS.add(coll_name)
         if "/" in name or "\\" in name or "\0" in name or name.startswith(".") or not name.endswith(".json"):
             raise CorruptStoreError(str(path), f"bad record file name {name!r}")
         d = self._dir(coll_name, create=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import secrets
 import stat
@@ -25,7 +26,7 @@ from typing import Generic, Protocol, TypeVar
 from statestore.backends.fs import make_private_dirs
 from statestore.errors import BackendError, CorruptStoreError
 
-__all__ = ["TMP_PREFIX", "Dir", "FileHandle", "Kept", "descriptor_budget"]
+__all__ = ["TMP_PREFIX", "Dir", "FileHandle", "Kept", "descriptor_budget", "unique_hex"]
 
 #: Temporary files start with a dot, which no record or log file name does.
 TMP_PREFIX = ".tmp-"
@@ -34,6 +35,35 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a planted FIFO must not hang an open
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _LINK_ERRNOS = {errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP), getattr(errno, "EFTYPE", errno.ELOOP)}
+
+
+class _Unique:
+    """Names no other process or call uses: 64 random bits drawn once per process, then a counter.
+
+    A ``getrandom`` per temporary file and per journal id was two system
+    calls of every commit; a fork() child draws its own bits (a copy of the
+    parent's would repeat the parent's next names).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.count):x}"
+
+
+_UNIQUE = _Unique()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_UNIQUE.reset)
+
+
+def unique_hex() -> str:
+    """A hex name unique to this call among every process's (see ``_Unique``)."""
+    return _UNIQUE.next()
 
 
 def _link_error(path: Path) -> CorruptStoreError:
@@ -256,7 +286,7 @@ class Dir:
         A full disk fails here, before anything is committed; :meth:`rename`
         then needs no space.
         """
-        tmp = TMP_PREFIX + secrets.token_hex(8)
+        tmp = TMP_PREFIX + _UNIQUE.next()
         with translate(self.path, name):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=self.fd)
             try:

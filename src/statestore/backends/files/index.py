@@ -38,7 +38,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "INDEX",
     "Base",
     "Chain",
+    "StaleIndex",
     "build_base",
     "delta_line",
     "encode_value",
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 INDEX = "index"
+# The C escaper json.dumps() uses for a str with ensure_ascii (its default).
+_ascii_string = json.encoder.encode_basestring_ascii
 FORMAT = 1
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -66,6 +69,11 @@ def encode_value(value: Any) -> bytes | None:
     get the same bytes; JSON escapes tabs and newlines, so the bytes hold
     neither.
     """
+    tp = type(value)
+    if tp is str:  # the usual case, exactly as json.dumps writes it (ensure_ascii)
+        return _ascii_string(value).encode("ascii")
+    if tp is int:
+        return int.__repr__(value).encode("ascii")
     if not isinstance(value, _SCALARS):
         return None
     if isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value) and value.is_integer()):
@@ -108,22 +116,45 @@ def build_base(gen: int, fields: Sequence[str], recs: Iterable[tuple[str, dict[s
     return json.dumps(header, sort_keys=True).encode("ascii") + b"\n" + b"".join(sections)
 
 
-class Base:
-    """A parsed base file: its generation, record count, names and per-field lines (split when first used)."""
+class StaleIndex(Exception):
+    """A base read header first changed before its body was needed: the index cannot answer now."""
 
-    def __init__(self, raw: bytes, gen: int, count: int, spans: dict[str, tuple[int, int]]) -> None:
-        self.raw, self.gen, self.count, self._spans = raw, gen, count, spans
+
+class Base:
+    """A parsed base file: its generation, record count, names and per-field lines (split when first used).
+
+    Built from the whole file, or from its start only (``total`` the file's
+    size, ``load`` reading the whole file again, None if it changed): a
+    count needs only the header, and the body is read when a lookup needs
+    it (StaleIndex if it changed meanwhile).
+    """
+
+    def __init__(
+        self,
+        raw: bytes | None,
+        gen: int,
+        count: int,
+        spans: dict[str, tuple[int, int]],
+        load: Callable[[], bytes | None] | None = None,
+    ) -> None:
+        self.raw, self.gen, self.count, self._spans, self._load = raw, gen, count, spans, load
         self._lines: dict[str, list[bytes]] = {}
 
     @classmethod
-    def parse(cls, raw: bytes | None) -> Base | None:
-        """The base in ``raw``; None if missing, damaged or of another format (then it is not used)."""
+    def parse(
+        cls, raw: bytes | None, total: int | None = None, load: Callable[[], bytes | None] | None = None
+    ) -> Base | None:
+        """The base in ``raw``; None if missing, damaged or of another format (then it is not used).
+
+        With ``total`` (the file's size) and ``load``, ``raw`` may be only the start of the file (its header line).
+        """
         if not raw:
             return None
-        first, nl, _ = raw.partition(b"\n")
+        end = raw.find(b"\n")  # (not partition: that would copy the whole rest of the file)
+        first = raw[:end] if end >= 0 else raw
         try:
             header = json.loads(first)
-            if not nl or header.get("format") != FORMAT:
+            if end < 0 or header.get("format") != FORMAT:
                 return None
             gen, count, size, fields = header["gen"], header["count"], header["names"], header["fields"]
             offset = len(first) + 1
@@ -134,9 +165,10 @@ class Base:
                 offset += int(length)
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
-        if offset != len(raw) or type(gen) is not int or type(count) is not int:
+        whole = total is None or load is None or len(raw) == total
+        if offset != (len(raw) if whole else total) or type(gen) is not int or type(count) is not int:
             return None  # cut short or padded: not what a writer wrote
-        return cls(raw, gen, count, spans)
+        return cls(raw, gen, count, spans) if whole else cls(None, gen, count, spans, load)
 
     def has_field(self, field: str) -> bool:
         return field in self._spans and field != ""
@@ -144,8 +176,14 @@ class Base:
     def _section(self, field: str) -> list[bytes]:
         lines = self._lines.get(field)
         if lines is None:
+            raw = self.raw
+            if raw is None:
+                raw = self._load() if self._load is not None else None
+                if raw is None or len(raw) != max(end for _start, end in self._spans.values()):
+                    raise StaleIndex(field)
+                self.raw = raw
             start, end = self._spans[field]
-            lines = self._lines[field] = self.raw[start:end].split(b"\n")[:-1]
+            lines = self._lines[field] = raw[start:end].split(b"\n")[:-1]
         return lines
 
     def has(self, name: str) -> bool:

@@ -27,6 +27,7 @@ from statestore.backends.files.index import (
     INDEX,
     Base,
     Chain,
+    StaleIndex,
     build_base,
     delta_line,
     encode_value,
@@ -51,6 +52,8 @@ _IDLE_EVERY = 40
 #: Record files a process reads through the index (candidates, and files changed since the index's
 #: tip) before it loads the collection's cache instead.
 _READ_BUDGET = 1024
+#: Bytes of a base file read first: its header line (a count needs no more).
+_HEADER_READ = 4096
 #: A writer committing alone appends one delta line per this many of its commits.
 _FLUSH_EVERY = 24
 
@@ -116,14 +119,41 @@ class IndexFiles:
                 memo = self._index_bases.get(coll.name)
                 if memo is not None and memo[0] == ident:
                     return memo[1], st.st_size, st.st_ino
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
+                if st.st_size > _HEADER_READ:
+                    # The header alone (a count needs nothing more); the rest when a lookup needs it.
+                    start = os.pread(fd, _HEADER_READ, 0)
+                    if b"\n" in start:
+                        base = Base.parse(start, st.st_size, lambda: self._base_body(d, coll.name, ident))
+                        self._index_bases[coll.name] = (ident, base)
+                        return base, st.st_size, st.st_ino
+                raw = self._read_whole(fd, st.st_size)
         finally:
             os.close(fd)
-        base = Base.parse(b"".join(chunks))
+        base = Base.parse(raw)
         self._index_bases[coll.name] = (ident, base)
         return base, st.st_size, st.st_ino
+
+    @staticmethod
+    def _read_whole(fd: int, size: int) -> bytes:
+        # One read of the size fstat gave (and one more to see the end): no chunks to join.
+        chunks = [os.read(fd, size + 1)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 20))
+        return chunks[0] if len(chunks) == 2 else b"".join(chunks)
+
+    def _base_body(self, d: Dir, name: str, ident: tuple[int, int, int]) -> bytes | None:
+        """The whole base file of collection ``name`` if it is still the file ``ident`` names, else None."""
+        fd = d.open(f"{name}.idx", os.O_RDONLY)
+        if fd is None:
+            return None
+        try:
+            with translate(d.path, f"{name}.idx"):
+                st = os.fstat(fd)
+                if (st.st_ino, st.st_size, st.st_mtime_ns) != ident:
+                    return None
+                return self._read_whole(fd, st.st_size)
+        finally:
+            os.close(fd)
 
     def _chain(self, coll: Collection[Any]) -> Chain | None:
         d = self._idx_dir()
@@ -176,7 +206,10 @@ class IndexFiles:
             return rows
 
         with self._cache_lock:
-            rows: list[Rec] | None = self._consistent(read)
+            try:
+                rows: list[Rec] | None = self._consistent(read)
+            except StaleIndex:
+                rows = None  # rebuilt by a writer since its header was read: do without it this time
         if rows is not None:
             rows.sort(key=itemgetter(0))
         return rows
@@ -200,13 +233,18 @@ class IndexFiles:
             return n
 
         with self._cache_lock:
-            result: int | None = self._consistent(count)
+            try:
+                result: int | None = self._consistent(count)
+            except StaleIndex:
+                result = None  # rebuilt by a writer since its header was read: do without it this time
         return result
 
     # ------------------------------------------------------------ writing
 
     def _index_commit(self, txn: Txn, before: Head, collections: Sequence[Collection[Any]]) -> None:
         """After a commit (still under the write lock): add its record changes to each collection's index.
+
+        ``collections``: those with lookup fields (declared indexes or unique fields).
 
         Never fails the transaction, which is committed already: an index
         that cannot be written is left behind, and readers do without it.
@@ -217,7 +255,7 @@ class IndexFiles:
         for coll in collections:
             name = coll.name
             staged = txn.records.get(name) or {}
-            if not coll.lookup_fields or name in txn.rmdirs:
+            if name in txn.rmdirs:  # (every one given has lookup fields: see FileStore._commit)
                 continue
             memo = self._index_tips.get(name)
             # The chain must not fall out of the window of generations the head remembers, or
@@ -232,18 +270,19 @@ class IndexFiles:
             ours = last == before.gen
             if fresh and (ours or (pending is None and not staged)):
                 if staged:
+                    fields = coll.lookup_fields
                     # Held back: readers re-read what the head says changed since the chain's tip,
                     # so appending one line for a run of our commits loses nothing.
                     changes = pending[1] if pending is not None else {}
                     for file, rec in staged.items():
-                        changes[file] = None if rec is None else field_values(rec[2], coll.lookup_fields)
+                        changes[file] = None if rec is None else field_values(rec[2], fields)
                     self._index_pending[name] = (gen, changes)
                 elif pending is not None:
                     self._index_pending[name] = (gen, pending[1])
                 continue
             self._index_pending.pop(name, None)
             known = pending[1] if pending is not None and ours else {}
-            with contextlib.suppress(OSError, StateStoreError):
+            with contextlib.suppress(OSError, StateStoreError, StaleIndex):
                 self._index_one(coll, staged, before, gen, known)
         for name in txn.rmdirs:
             d = self._idx_dir()

@@ -155,6 +155,9 @@ class Head:
     history: bytes = b""
     journal: Journal | None = None
     journal_file: bool = False
+    # crc32 of ``history`` once known: heads derived from this one carry it on (most keep or extend
+    # the same history), so a commit does not checksum the whole history again.
+    _history_crc: int | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     @classmethod
     def decode(cls, raw: bytes | None) -> Head | None:
@@ -166,9 +169,13 @@ class Head:
             gen, base, hlen, jlen, crc, flag = first.split()
             size = int(hlen) + int(jlen)
             body = rest[:size]
-            if len(body) != size or zlib.crc32(body) != int(crc, 16) or flag not in (b"F", b"-"):
+            if len(body) != size or flag not in (b"F", b"-"):
                 return None
-            head = cls(int(gen), int(base), body[: int(hlen)], None, flag == b"F")
+            history = body[: int(hlen)]
+            history_crc = zlib.crc32(history)
+            if zlib.crc32(body[int(hlen) :], history_crc) != int(crc, 16):  # = crc32(body)
+                return None
+            head = cls(int(gen), int(base), history, None, flag == b"F", history_crc=history_crc)
         except ValueError:
             return None
         if int(jlen):
@@ -201,10 +208,13 @@ class Head:
     def encode(self) -> bytes:
         """The head file's bytes."""
         journal = self.journal.encode() if self.journal is not None else b""
-        body = self.history + journal
+        history_crc = self._history_crc
+        if history_crc is None:
+            history_crc = self._history_crc = zlib.crc32(self.history)
+        crc = zlib.crc32(journal, history_crc) if journal else history_crc  # = crc32(history + journal)
         flag = "F" if self.journal_file else "-"
-        first = f"{self.gen} {self.base} {len(self.history)} {len(journal)} {zlib.crc32(body):08x} {flag}\n"
-        return first.encode("ascii") + body
+        first = f"{self.gen} {self.base} {len(self.history)} {len(journal)} {crc:08x} {flag}\n"
+        return b"".join((first.encode("ascii"), self.history, journal))
 
     def changed(self, collection: str, since: int) -> set[str] | None:
         """Files of ``collection`` changed after generation ``since``; None if unknown (reload all)."""
@@ -241,15 +251,19 @@ class Head:
         start = 0
         while start < len(history) and int(history[start : history.index(b"\t", start)]) <= base:
             start = history.index(b"\n", start) + 1
-        new = [
+        new = b"".join(
             f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
             for coll, names in changes.items()
-        ]
-        return Head(gen, base, history[start:] + b"".join(new), journal, journal_file)
+        )
+        crc = self._history_crc
+        if start or crc is None:
+            return Head(gen, base, history[start:] + new, journal, journal_file)
+        # The same history, extended: its checksum goes on from the old one.
+        return Head(gen, base, history + new, journal, journal_file, history_crc=zlib.crc32(new, crc))
 
     def settled(self) -> Head:
         """The same head with its journal applied and dropped."""
-        return Head(self.gen, self.base, self.history)
+        return Head(self.gen, self.base, self.history, history_crc=self._history_crc)
 
 
 def committed_root_file(internal: Path, name: str) -> tuple[bool, str | None]:

@@ -11,9 +11,11 @@ the file and line, until someone repairs it. Descriptors of log files are kept o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +25,7 @@ from statestore.backends import rawjson
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
-from statestore.errors import CorruptStoreError, SchemaError
+from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import Log, check_name
 from statestore.store import Mode, RawEntry
 
@@ -41,6 +43,22 @@ def entry_line(seq: int, stream: str, version: int, at: str, text: str) -> str:
     # Keys in sorted order, compact; ``text`` is the codec's canonical record JSON.
     return f'{{"at":{_ascii_string(at)},"record":{text},"seq":{seq},"stream":{_string(stream)},"version":{version}}}\n'
 
+
+#: A log's summary in the index folder (``.statestore/index/<log>.count``): one JSON line
+#: ``{"crc", "end", "entries", "format", "ino", "last_seq", "last_start", "lines"}`` padded with
+#: spaces to 256 bytes, saying that the first ``end`` bytes of the log file with inode ``ino`` hold
+#: ``lines`` lines and ``entries`` entries, the last one (seq ``last_seq``) starting at byte
+#: ``last_start``; ``crc`` is the crc32 of the same object without it (keys sorted, ``json.dumps``
+#: defaults). Writers rewrite it in place after a commit once the log has grown ``_SUMMARY_EVERY``
+#: bytes past it; a fresh process counts entries from it and the lines after it, not from every line.
+SUMMARY_SUFFIX = ".count"
+SUMMARY_FORMAT = 1
+_SUMMARY_KEYS = ("ino", "end", "entries", "lines", "last_seq", "last_start")
+_SUMMARY_EVERY = 16 << 10
+_SUMMARY_SIZE = 256
+
+#: Log names already checked by ``_append`` (names read from a journal are checked before use).
+_VALID_LOGS: set[str] = set()
 
 #: What JSON allows around a value: a line of only these holds nothing.
 _BLANK = b" \t\r\n"
@@ -108,8 +126,14 @@ class LogFiles:
     _log_fds: Kept[FileHandle]
     _log_paths: dict[str, Path]
     _overlays: dict[str, Any]
+    _summaries: dict[str, tuple[int, int]]  # per log: (inode, end) of the summary last read or written
+    _delta_fds: Kept[FileHandle]  # (IndexFiles') kept index files: summaries too, as "log:<name>"
 
     if TYPE_CHECKING:
+
+        def _idx_dir(self, *, create: bool = False) -> Dir | None: ...
+
+        def _close_index(self) -> None: ...
 
         def _txn(self) -> Txn | None: ...
 
@@ -177,38 +201,174 @@ class LogFiles:
         with translate(path):
             st = os.fstat(fd)
             limit = st.st_size
+            txn = self._txn()
+            if txn is not None and txn.write:
+                txn.log_sizes[log.name] = (st.st_ino, st.st_size)
             for name, offset, _text in journal.logs if journal is not None else ():
                 if name == log.name:
                     limit = offset  # past it the journal is being applied: read the journal instead
             if idx is None or idx.ino != st.st_ino or limit < idx.end:
                 idx = LogIndex(st.st_ino)
-            while idx.end < limit:
-                data, cut = _read_lines(fd, idx.end, limit)
-                if not cut:
-                    break  # a torn last line (a killed writer): ignored until repaired
-                start = 0
-                while start < cut:
-                    nl = data.index(b"\n", start) + 1
-                    raw = data[start:nl]
-                    begin, end = idx.end, idx.end + nl - start
-                    idx.lines += 1
-                    if raw.strip(_BLANK):
-                        seq, stream, version, _at, _rec = self._parse_line(raw, path, idx.lines)
-                        if idx.seqs and seq <= idx.seqs[-1]:
-                            raise damaged(path, idx.lines, f"seq {seq} does not increase")
-                        idx.add(seq, stream, version, begin, end)
-                    else:
-                        idx.end = end  # a blank line: nothing in it to index
-                    start = nl
+            self._extend_index(idx, fd, limit, path)
         self._logs[log.name] = idx
         return idx
+
+    def _extend_index(self, idx: LogIndex, fd: int, limit: int, path: Path) -> None:
+        """Index the complete lines of the file from ``idx.end`` up to byte ``limit``."""
+        while idx.end < limit:
+            data, cut = _read_lines(fd, idx.end, limit)
+            if not cut:
+                break  # a torn last line (a killed writer): ignored until repaired
+            start = 0
+            while start < cut:
+                nl = data.index(b"\n", start) + 1
+                raw = data[start:nl]
+                begin, end = idx.end, idx.end + nl - start
+                idx.lines += 1
+                if raw.strip(_BLANK):
+                    seq, stream, version, _at, _rec = self._parse_line(raw, path, idx.lines)
+                    prev = idx.seqs[-1] if idx.seqs else idx.floor
+                    if prev is not None and seq <= prev:
+                        raise damaged(path, idx.lines, f"seq {seq} does not increase")
+                    idx.add(seq, stream, version, begin, end)
+                else:
+                    idx.end = end  # a blank line: nothing in it to index
+                start = nl
+
+    # ------------------------------------------------------------ summaries
+
+    def _read_summary(self, log_name: str) -> tuple[int, int, int, int, int, int] | None:
+        """The log's summary file as (inode, end, entries, lines, last seq, last start); None if absent or bad."""
+        d = self._idx_dir()
+        raw = d.read(f"{log_name}{SUMMARY_SUFFIX}") if d is not None else None
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            crc = doc.pop("crc")
+            got = tuple(doc[k] for k in _SUMMARY_KEYS)
+            # Rewritten in place: the crc tells a whole summary from one caught mid-rewrite.
+            if crc != zlib.crc32(json.dumps(doc, sort_keys=True).encode("ascii")):
+                return None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if doc.get("format") != SUMMARY_FORMAT or not all(is_int(v) and v >= 0 for v in got):
+            return None
+        return got
+
+    def _summary_count(self, log: Log[Any]) -> tuple[int, int] | None:
+        """(entries, last seq) from the log's summary and the lines after it; None if it cannot answer.
+
+        Only outside transactions, in a process that has not indexed the log
+        (one that has, answers from its index). The summary counts only if the
+        file is the one it describes (same inode, at least as long) and the
+        line it names as the last one before its end is still there, with the
+        same seq; the lines after that end are read and checked as usual.
+        """
+        if self._txn() is not None or log.name in self._logs:
+            return None
+        path = self._log_path(log.name)
+
+        def count(head: Head, journal: Journal | None) -> tuple[int, int] | None:
+            if journal is not None and journal.root_file(f"{log.name}.jsonl")[0]:
+                return None  # a rewrite of the whole file is being applied
+            summary = self._read_summary(log.name)
+            handle = self._log_fd(log.name) if summary is not None else None
+            if summary is None or handle is None:
+                return None
+            ino, end, entries, lines, last_seq, last_start = summary
+            fd = handle.fd
+            with translate(path):
+                st = os.fstat(fd)
+                limit = st.st_size
+                for name, offset, _text in journal.logs if journal is not None else ():
+                    if name == log.name:
+                        limit = offset
+                if st.st_ino != ino or not last_start < end <= limit or not lines:
+                    return None
+                line = os.pread(fd, end - last_start, last_start)
+                if not line.endswith(b"\n") or b"\n" in line[:-1]:
+                    return None
+                try:
+                    if self._parse_line(line, path, lines)[0] != last_seq:
+                        return None
+                except CorruptStoreError:
+                    return None
+                tail = LogIndex(ino)
+                tail.end, tail.lines, tail.floor = end, lines, last_seq
+                self._extend_index(tail, fd, limit, path)
+            overlay = self._log_overlay(log, journal)
+            last = overlay[-1][0] if overlay else tail.seqs[-1] if tail.seqs else last_seq
+            return entries + len(tail.seqs) + len(overlay), last
+
+        with self._cache_lock:
+            result: tuple[int, int] | None = self._consistent(count)
+        return result
+
+    def _summarize(self, log_name: str, idx: LogIndex) -> None:
+        """After a commit (under the write lock): rewrite the log's summary if its index went far past it.
+
+        Never fails the committed transaction: a summary that cannot be
+        written is left behind, and readers read more lines.
+        """
+        if self.mode != "write" or idx.ino is None or not idx.seqs or idx.end != idx.ends[-1]:
+            return
+        memo = self._summaries.get(log_name)
+        if memo is None or memo[0] != idx.ino:
+            got = self._read_summary(log_name)
+            memo = (got[0], got[1]) if got is not None and got[0] == idx.ino else (idx.ino, 0)
+            self._summaries[log_name] = memo
+        if idx.end - memo[1] < _SUMMARY_EVERY:
+            return
+        doc: dict[str, int] = {
+            "format": SUMMARY_FORMAT,
+            "ino": idx.ino,
+            "end": idx.end,
+            "entries": len(idx.seqs),
+            "lines": idx.lines,
+            "last_seq": idx.seqs[-1],
+            "last_start": idx.starts[-1],
+        }
+        doc["crc"] = zlib.crc32(json.dumps(doc, sort_keys=True).encode("ascii"))
+        # Always the same size, rewritten in place: no file to create and rename per rewrite.
+        data = json.dumps(doc, sort_keys=True).ljust(_SUMMARY_SIZE - 1).encode("ascii") + b"\n"
+        with contextlib.suppress(OSError, StateStoreError):
+            fd = self._summary_fd(log_name)
+            if fd is not None and os.pwrite(fd, data, 0) == len(data):
+                self._summaries[log_name] = (idx.ino, idx.end)
+
+    def _summary_fd(self, log_name: str) -> int | None:
+        """The log's summary file, kept open for rewriting (made, folder too, if absent or deleted)."""
+        key, file = "log:" + log_name, log_name + SUMMARY_SUFFIX
+        got = self._delta_fds.get(key)
+        if got is not None:
+            if os.fstat(got.fd).st_nlink:
+                return got.fd
+            self._delta_fds.pop(key)  # deleted (with its folder?): open it anew
+            self._close_index()
+        d = self._idx_dir(create=True)
+        fd = None if d is None else d.open(file, os.O_RDWR, create=True)
+        if fd is None:  # the folder we kept open was deleted: make a new one
+            self._close_index()
+            d = self._idx_dir(create=True)
+            fd = None if d is None else d.open(file, os.O_RDWR, create=True)
+        if fd is None:
+            return None
+        handle = FileHandle(fd)
+        self._delta_fds.put(key, handle)
+        return handle.fd
 
     def _log_view(self, log: Log[Any]) -> tuple[LogIndex, int, list[TxnEntry]]:
         txn = self._txn()
         if txn is not None and txn.colls is not None:
             return txn.logs[log.name]
-        if txn is not None and log.name in txn.caught_up:
-            return txn.caught_up[log.name]
+        if txn is not None and txn.write:
+            view = txn.caught_up.get(log.name)
+            if view is None:
+                # Under the lock, after _begin's recovery: no journal is being applied, no writer appends.
+                idx = self._catch_up_log(log, None)
+                view = txn.caught_up[log.name] = (idx, len(idx.seqs), [])
+            return view
 
         def fresh(head: Head, journal: Journal | None) -> tuple[LogIndex, int, list[TxnEntry]]:
             if journal is not None and journal.root_file(f"{log.name}.jsonl")[0]:
@@ -217,10 +377,7 @@ class LogFiles:
             idx = self._catch_up_log(log, journal)
             return idx, len(idx.seqs), self._log_overlay(log, journal)
 
-        view = self._consistent(fresh)
-        if txn is not None and txn.write:
-            txn.caught_up[log.name] = view
-        return view
+        return self._consistent(fresh)
 
     def _log_place(self, log_name: str) -> tuple[Dir | None, str]:
         """The folder and file name of a log: ``<root>/<log>.jsonl``, internal logs in ``.statestore/``."""
@@ -234,15 +391,17 @@ class LogFiles:
         Only a few are kept (see ``Kept``): hold on to the handle while using
         its descriptor, and it stays open even if it is dropped meanwhile.
         """
+        txn = self._txn()
+        if txn is not None and txn.write:
+            checked = txn.log_handles.get(log_name)
+            if checked is not None:
+                # Checked once under the write lock: no writer can replace the file meanwhile.
+                return checked
         folder, file = self._log_place(log_name)
         if folder is None:
             return None
-        txn = self._txn()
         with self._cache_lock:
             got = self._log_fds.get(log_name)
-            if got is not None and txn is not None and txn.write and log_name in txn.logs_checked:
-                # Checked once under the write lock: no writer can replace the file meanwhile.
-                return got
             new: FileHandle | None = None
             if got is not None:
                 with translate(self._log_path(log_name)):
@@ -261,7 +420,7 @@ class LogFiles:
                         new = FileHandle(fd)
                     self._log_fds.put(log_name, new)
         if new is not None and txn is not None and txn.write:
-            txn.logs_checked.add(log_name)
+            txn.log_handles[log_name] = new
         return new
 
     def _log_path(self, name: str) -> Path:
@@ -279,53 +438,68 @@ class LogFiles:
         it off), so the line itself is the commit; the head is bumped after it
         for followers and caches.
         """
-        ino = self._append(log_name, offset, line.encode("utf-8"))
-        folder = self._log_place(log_name)[0]
-        if self._sync and offset == 0 and folder is not None:
-            folder.sync()  # the log file may have just been created
+        data = line.encode("utf-8")
+        # Under the lock, the file ends at ``offset`` (``_repair_tail`` just said so): no fstat.
+        ino = self._append(log_name, offset, data, size=offset)
+        if self._sync and offset == 0:
+            folder = self._log_place(log_name)[0]
+            if folder is not None:
+                folder.sync()  # the log file may have just been created
         self._write_head(head.bump(gen, {}, None), sync=False)
-        self._advance_log(txn, log_name, offset, ino)
+        self._advance_log(txn, log_name, offset, ino, [len(data)])
 
-    def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int) -> None:
-        """Add our own committed lines to the log index if it was current: no need to read them back."""
+    def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int, sizes: list[int] | None = None) -> None:
+        """Add our own committed lines to the log index if it was current: no need to read them back.
+
+        ``sizes``: each line's length in bytes, if the caller has them.
+        """
         with self._cache_lock:
             idx = self._logs.get(log_name)
             if idx is not None and idx.end == offset and idx.ino in (ino, None):
                 if idx.ino is None:
                     idx = self._logs[log_name] = LogIndex(ino)
-                for seq, stream, version, _at, _data, line in txn.lines[log_name]:
-                    size = len(line.encode("utf-8"))
+                lines = txn.lines[log_name]
+                if sizes is None:
+                    sizes = [len(line.encode("utf-8")) for *_entry, line in lines]
+                for (seq, stream, version, _at, _data, _line), size in zip(lines, sizes):
                     idx.add(seq, stream, version, offset, offset + size)
                     idx.lines += 1
                     offset += size
+                self._summarize(log_name, idx)
 
-    def _append(self, log_name: str, offset: int, data: bytes) -> int:
+    def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int:
         """Write ``data`` at ``offset`` of the log; return the file's inode.
 
         Re-applying a journal is idempotent and never destructive: if ``data``
         is already there whole, nothing is written and lines after it (later
         transactions) are kept; otherwise whatever follows ``offset`` (a
-        half-written retry, a torn line) is cut off first.
+        half-written retry, a torn line) is cut off first. ``size``: the
+        file's size, when the caller (holding the write lock) knows it.
         """
-        if log_name not in INTERNAL_NAMES:
+        if log_name not in INTERNAL_NAMES and log_name not in _VALID_LOGS:
             try:
                 check_name(log_name, "log")
             except SchemaError:
                 raise CorruptStoreError(str(self._journal_path), f"bad log name {log_name!r}") from None
+            _VALID_LOGS.add(log_name)
         handle = self._log_fd(log_name, create=True)
         assert handle is not None
         fd = handle.fd
         with translate(self._log_path(log_name)):
-            st = os.fstat(fd)
-            if st.st_size < offset:
+            if size is None:
+                st = os.fstat(fd)
+                size, ino = st.st_size, st.st_ino
+            else:
+                ino = handle.ino
+            if size < offset:
                 raise CorruptStoreError(str(self._log_path(log_name)), f"shorter than the {offset} bytes committed")
-            if st.st_size > offset:
-                if st.st_size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
+            if size > offset:
+                if size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
                     # Applied before (a head that lost its settle, or a writer
                     # killed before its fsync): make it durable, keep what follows.
                     if self._sync:
                         os.fsync(fd)
-                    return st.st_ino
+                    return ino
                 os.ftruncate(fd, offset)  # a half-applied retry, or a torn line: cut it off
             view = memoryview(data)
             while view:
@@ -333,15 +507,20 @@ class LogFiles:
                 view, offset = view[written:], offset + written
             if self._sync:
                 os.fsync(fd)
-        return st.st_ino
+        return ino
 
     def _repair_tail(self, log_name: str) -> int:
         """The end of the last complete line of the log, cutting off a torn last line a crash left."""
+        idx = self._logs.get(log_name)
+        txn = self._txn()
+        known = txn.log_sizes.get(log_name) if txn is not None and txn.write else None
+        if known is not None and idx is not None and (idx.ino, idx.end) == known:
+            # This transaction caught up with the whole file under the lock: it ends with a newline.
+            return known[1]
         handle = self._log_fd(log_name)
         if handle is None:
             return 0
         fd = handle.fd
-        idx = self._logs.get(log_name)
         with translate(self._log_path(log_name)):
             st = os.fstat(fd)
             size = end = st.st_size
@@ -380,10 +559,16 @@ class LogFiles:
         return txn.rewritten.get(log.name)
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        rewritten = self._rewritten(log)
-        if rewritten is not None:
-            return max((v for _seq, s, v, _at, _d in rewritten if s == stream), default=0)
-        idx, _count, extra = self._all_lines(log)
+        txn = self._txn()
+        if txn is not None and txn.write:
+            rewritten = txn.rewritten.get(log.name)
+            if rewritten is not None:
+                return max((v for _seq, s, v, _at, _d in rewritten if s == stream), default=0)
+            for entry in reversed(txn.lines.get(log.name) or ()):  # this transaction's own appends first
+                if entry[1] == stream:
+                    return entry[2]
+        with self._cache_lock:
+            idx, _count, extra = self._log_view(log)
         for entry in reversed(extra):
             if entry[1] == stream:
                 return entry[2]
@@ -393,14 +578,27 @@ class LogFiles:
         rewritten = self._rewritten(log)
         if rewritten is not None:
             return len(rewritten)
+        summed = self._summary_count(log)
+        if summed is not None:
+            return summed[0]
         _idx, count, extra = self._all_lines(log)
         return count + len(extra)
 
     def _last_seq(self, log: Log[Any]) -> int:
-        rewritten = self._rewritten(log)
-        if rewritten is not None:
-            return rewritten[-1][0] if rewritten else 0
-        idx, count, extra = self._all_lines(log)
+        txn = self._txn()
+        if txn is not None and txn.write:
+            rewritten = txn.rewritten.get(log.name)
+            if rewritten is not None:
+                return rewritten[-1][0] if rewritten else 0
+            staged = txn.lines.get(log.name)
+            if staged:
+                return staged[-1][0]
+        elif txn is None:
+            summed = self._summary_count(log)
+            if summed is not None:
+                return summed[1]
+        with self._cache_lock:
+            idx, count, extra = self._log_view(log)
         if extra:
             return extra[-1][0]
         return idx.seqs[count - 1] if count else 0
@@ -419,7 +617,9 @@ class LogFiles:
                 seq, stream, version, at, text
             )
             return seq
-        lines = txn.lines.setdefault(log.name, [])
+        lines = txn.lines.get(log.name)
+        if lines is None:
+            lines = txn.lines[log.name] = []
         # After our own first append, the next seq is ours to count (no copy of the staged lines).
         seq = lines[-1][0] + 1 if lines else self._last_seq(log) + 1
         txn.undo.append(("log", log.name, "", len(lines)))

@@ -166,12 +166,14 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
     # ------------------------------------------------------------ process state
 
     def _reset_process_state(self) -> None:
-        self._local = threading.local()
+        self._local = _Local()
         self._mutex = threading.Lock()  # threads queue here before contending for the file lock
         self._cache_lock = threading.RLock()
         self._colls: dict[str, Records] = {}
         self._logs: dict[str, LogIndex] = {}
         self._journal_memo: tuple[tuple[int, int, int], Journal | None] | None = None
+        self._summaries: dict[str, tuple[int, int]] = {}
+        self._head_memo: tuple[bytes, Head] | None = None  # the change head's bytes last read or written, parsed
         self._overlays: dict[str, Any] = {}  # parsed journal contents, for one journal id
         self._overlays_of: str | None = None
         self._reset_index_state()
@@ -214,7 +216,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         ``busy_timeout``, then raises StoreBusyError.
         """
         deadline = time.monotonic() + max(self.busy_timeout, 0.0)
-        if not self._mutex.acquire(timeout=max(self.busy_timeout, 0.0)):
+        # (Uncontended, the first try wins: a timed acquire costs more.)
+        if not self._mutex.acquire(False) and not self._mutex.acquire(timeout=max(self.busy_timeout, 0.0)):
             raise StoreBusyError(self.location, self.busy_timeout)
         try:
             if self._lock_fd is None:
@@ -463,14 +466,15 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
 
     def _consistent(self, fn: Callable[[Head, Journal | None], _R]) -> _R:
         """Run ``fn`` until the change head is the same before and after it (a seqlock read)."""
+        txn = self._local.txn
+        if txn is not None and txn.write:
+            head = self._read_head()
+            return fn(head, self._journal(head))  # a writer holding the lock needs no second look
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.0005
-        txn = self._txn()
         for attempt in range(1_000_000):
             head = self._read_head()
             result = fn(head, self._journal(head))
-            if txn is not None and txn.write:
-                return result  # a writer holding the lock needs no second look
             # (A head torn by a crash has a generation of its own bytes: the same
             # torn head twice is a match, and nothing was applied in between.)
             if self._read_head().gen == head.gen:
@@ -561,8 +565,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
     # ------------------------------------------------------------ transactions
 
     def _txn(self) -> Txn | None:
-        txn: Txn | None = getattr(self._local, "txn", None)
-        return txn
+        return self._local.txn
 
     def _begin(self, *, write: bool) -> None:
         txn = Txn(write)
@@ -883,6 +886,12 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         return len(self._rows(coll, {}))
 
     # ------------------------------------------------------------ logs
+
+
+class _Local(threading.local):
+    """Per-thread state: the thread's open transaction (None in every thread until it begins one)."""
+
+    txn: Txn | None = None
 
 
 def _index_names(cache: Records, term: Term) -> set[str] | None:
