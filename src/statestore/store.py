@@ -25,8 +25,8 @@ nothing else; ``docs/backends.md`` walks through it. In short:
 * **Schemas** (required for a persistent store): ``_read_schemas``,
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
-  ``_after_fork``, ``_structure_ok``, ``_entry_count``, the bulk ``_write_many`` and
-  ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
+  ``_after_fork``, ``_structure_ok``, ``_entry_count``, ``_add`` (insert if absent), the bulk
+  ``_write_many`` and ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
   ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
   conditions, order, limit and offset; the defaults scan and filter in
   Python, and a backend's answer must equal theirs); ``_atomic_writes = True`` when each write primitive is
@@ -394,6 +394,17 @@ class Store(ABC):
         """``_write`` for each (key, revision, data, text): bulk loads (imports, copies) may do it faster."""
         for key, revision, data, text in rows:
             self._write(coll, key, revision, data, text)
+
+    def _add(self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str) -> int | None:
+        """Store ``data`` at revision 1 if ``key`` is absent and return None; else write nothing, return its revision.
+
+        Called inside a write transaction, for collections without unique
+        fields (their checks come first). A backend may do it in one step.
+        """
+        current = self._revision(coll, key)
+        if current is None:
+            self._write(coll, key, 1, data, text)
+        return current
 
     def _add_entries(self, log: Log[Any], rows: Iterable[tuple[str, int, str, dict[str, Any], str]]) -> None:
         """``_add_entry`` for each (stream, version, at, data, text), in order: for bulk loads."""

@@ -81,6 +81,7 @@ class CollectionView(Generic[T]):
         self.store = store
         self.decl = decl
         self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
+        self._single: type | None = None if decl.composite else self._key_types[0]
         # Decoding builds every mutable part anew: a backend's cached JSON need not be copied first.
         self._fresh = store.codec.fresh(decl.type)
         self._kinds: dict[str, str] = {}
@@ -89,6 +90,14 @@ class CollectionView(Generic[T]):
 
     def _key(self, key: object) -> KeyValue:
         """Validate a key given by the caller; raise ValidationError if it cannot be one."""
+        # The common case first, answered as the loop below would: a str key of ASCII text, an int of 64 bits.
+        single = self._single
+        if single is not None and type(key) is single:
+            if single is str:
+                if key.isascii():  # type: ignore[attr-defined]
+                    return key  # type: ignore[return-value]
+            elif _INT64_MIN <= key <= _INT64_MAX:  # type: ignore[operator]
+                return key  # type: ignore[return-value]
         decl = self.decl
         parts = key if decl.composite else (key,)
         if not isinstance(parts, tuple) or len(parts) != len(self._key_types):
@@ -149,6 +158,11 @@ class CollectionView(Generic[T]):
         """
         key, data, text = self._encode(record)
         with self.store._writing("insert", single=True):
+            if not self.decl.unique:
+                current = self.store._add(self.decl, key, data, text)  # one step where the backend can
+                if current is not None:
+                    raise AlreadyExistsError(self.decl.name, key, 0, current)
+                return 1
             current = self.store._revision(self.decl, key)
             if current is not None:
                 raise AlreadyExistsError(self.decl.name, key, 0, current)
