@@ -17,7 +17,7 @@ import json
 import types
 import typing
 from collections import abc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -306,6 +306,22 @@ class Codec:
         except Exception as exc:
             path, reason = _describe(exc)
             raise ValidationError(what, key, path, f"stored data does not fit {tp.__name__}: {reason}") from None
+
+    def decode_rows(self, what: str, tp: type[Any], rows: Iterable[tuple[Any, Any, Any]]) -> list[Any]:
+        """:meth:`decode` of each ``(key, _, data)`` row, in order (the hook looked up once, not per row).
+
+        The first row that does not fit raises ValidationError naming its key, as :meth:`decode` does.
+        """
+        hook = self._structurers.get(tp)
+        if hook is None:
+            hook = self._structurers[tp] = self.converter.get_structure_hook(tp)
+        out = []
+        for key, _rev, data in rows:
+            try:
+                out.append(hook(data, tp))
+            except Exception:
+                out.append(self.decode(what, tp, data, key))  # raises, saying which field and why
+        return out
 
     def value(self, what: str, field: str, tp: Any, value: object) -> Any:
         """The JSON form of ``value`` for a field of type ``tp`` (what ``find`` compares).

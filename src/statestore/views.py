@@ -365,7 +365,7 @@ class CollectionView(Generic[T]):
             rows = self._match({t.field: t.value for t in query.terms}, copy=not self._fresh)
         else:
             rows = self.store._query(self.decl, query, copy=not self._fresh)
-        return [self._decode(k, d) for k, _r, d in rows]
+        return self.store.codec.decode_rows(self.decl.name, self.decl.type, rows)
 
     def count(self, **where: Any) -> int:
         """How many records meet the conditions (as for :meth:`find`), without decoding them."""
@@ -399,8 +399,7 @@ class CollectionView(Generic[T]):
             if rows:
                 key, _rev, data = rows[-1]
                 after = (tuple(data.get(o.field) for o in query.order), key)
-            for k, _r, d in rows:
-                yield self._decode(k, d)
+            yield from self.store.codec.decode_rows(self.decl.name, self.decl.type, rows)
             if len(rows) < batch_size:
                 return
 

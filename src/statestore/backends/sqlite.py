@@ -374,6 +374,14 @@ class SQLiteStore(Store):
 
     def _record(self, coll: Collection[Any], key: Any, text: Any) -> dict[str, Any]:
         """A record's stored data, decoded; CorruptStoreError naming the table and key if it is not an object."""
+        if type(text) is str:  # rawjson.load's fast path, inline: a record is a few µs in all
+            try:
+                data, end = rawjson.SCAN(text, 0)
+            except (StopIteration, ValueError, RecursionError):
+                pass
+            else:
+                if end == len(text) and type(data) is dict:
+                    return data
         try:
             data = rawjson.load(text)
         except (rawjson.StoredJSONError, TypeError):
@@ -763,15 +771,6 @@ class SQLiteStore(Store):
         revision, text = row
         if type(revision) is not int or revision < 1:
             self._revision_of(coll, key, revision)  # raises, saying what and where
-        if type(text) is str:
-            # The strict decoder's fast path (rawjson.load), inline: a get is a few µs in all.
-            try:
-                data, end = rawjson.SCAN(text, 0)
-            except (StopIteration, ValueError, RecursionError):
-                pass
-            else:
-                if end == len(text) and type(data) is dict:
-                    return revision, data
         return revision, self._record(coll, key, text)
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
@@ -837,16 +836,19 @@ class SQLiteStore(Store):
         texts = [(f, v) for f, v in where.items() if isinstance(v, str)]
         nul_query = any("\0" in v for _f, v in texts)  # asked for its cut text: every row is checked
         out: list[RawRecord] = []
+        composite, record = coll.composite, self._record
         for k, rev, text in self._select(coll, build):
-            key = self._key_value(coll, k)
-            data = self._record(coll, key, text)
+            key = self._key_value(coll, k) if composite else k
+            data = record(coll, key, text)
             if (
                 texts
                 and (nul_query or not isinstance(text, str) or _NUL in text)
                 and not all(data.get(f) == v for f, v in texts)
             ):
                 continue
-            out.append((key, self._revision_of(coll, key, rev), data))
+            if type(rev) is not int or rev < 1:
+                self._revision_of(coll, key, rev)  # raises, saying what and where
+            out.append((key, rev, data))
         if coll.composite:
             out.sort(key=_by_key)  # the key columns are cut at a NUL too: Python orders the tuples exactly
         return out
