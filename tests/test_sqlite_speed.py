@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import statestore as ss
@@ -159,3 +160,50 @@ def test_text_written_is_canonical_and_read_back_identically(tmp_path: Path) -> 
         stored = _raw(store).execute("SELECT data FROM tasks WHERE key='t1'").fetchone()[0]
         assert stored == text
         assert store[TASKS].get("t1") == Task("t1", title="x\u0000y")
+
+
+@attrs.define
+class _Base:
+    a: int
+    b: str = "b"
+
+
+@attrs.define
+class _Mixed(_Base):
+    c: int = attrs.field(kw_only=True)
+    d: list[str] = attrs.Factory(list)
+    e: int = attrs.field(kw_only=True, default=5)
+
+
+@attrs.define(kw_only=True)
+class _KwOnly:
+    x: int
+    y: str = "y"
+
+
+@pytest.mark.parametrize(
+    ("tp", "data", "expected"),
+    [
+        (_Mixed, {"a": 1, "b": "B", "c": 3, "d": ["x"], "e": 6}, _Mixed(1, "B", ["x"], c=3, e=6)),
+        (_Mixed, {"a": 1, "c": 3}, _Mixed(1, c=3)),
+        (_Mixed, {"a": 1, "c": 3, "e": 7}, _Mixed(1, c=3, e=7)),
+        (_Mixed, {"a": 1, "d": [], "c": 3}, _Mixed(1, "b", [], c=3)),
+        (_KwOnly, {"x": 1, "y": "z"}, _KwOnly(x=1, y="z")),
+        (_KwOnly, {"x": 1}, _KwOnly(x=1)),
+    ],
+)
+def test_structuring_by_position_gives_each_field_its_value(tp: type[Any], data: dict[str, Any], expected: Any) -> None:
+    """The generated structure functions pass fields by position: keyword-only fields and defaults still land right."""
+    codec = ss.Codec()
+    got = codec.decode("t", tp, data)
+    assert got == expected
+    assert codec.decode_rows("t", tp, [("k", 1, data), ("k2", 1, data)]) == [expected, expected]
+    assert codec.encode("t", tp, got)[0] == attrs.asdict(expected)
+
+
+def test_decode_rows_names_the_key_of_the_row_that_does_not_fit() -> None:
+    codec = ss.Codec()
+    with pytest.raises(ss.ValidationError) as info:
+        codec.decode_rows("t", _KwOnly, [("k1", 1, {"x": 1}), ("k2", 1, {"x": "no"})])
+    assert info.value.key == "k2"
+    assert "$.x" in str(info.value)
