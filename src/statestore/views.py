@@ -77,6 +77,9 @@ def _same(stored: Any, wanted: Any) -> bool:
 class CollectionView(Generic[T]):
     """Typed access to one collection of a store (``store[COLLECTION]``)."""
 
+    #: The key's type when it is one field (the fast path of ``_key``); None: the general checks.
+    _single: type | None = None
+
     def __init__(self, store: Store, decl: Collection[T]) -> None:
         self.store = store
         self.decl = decl

@@ -234,6 +234,7 @@ class SQLiteStore(Store):
         self._sql: dict[tuple[str, str], str] = {}
         self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
         self._point_sqls: dict[str, tuple[str, str, str, str, str]] = {}
+        self._log_sqls: dict[str, tuple[str, str]] = {}
         if mode != "write" and not self.path.is_file():
             raise StoreNotFoundError(self.location)
         try:
@@ -659,18 +660,26 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ transactions
 
     def _begin(self, *, write: bool) -> None:
-        self._execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        if write and not self._migrating:
+        if not write:
+            self._execute("BEGIN")
+            return
+        con = self._con()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            if self._thread.migrating:  # this thread is migrating (the transaction called _state() first)
+                return
             # user_version counts schema changes (_set_schema): one moved by another process's
             # migration means this code's records no longer fit; check before any write.
-            mark = self._execute("PRAGMA user_version").fetchone()[0]
-            if mark != self._schema_mark:
-                try:
-                    self._check_schemas_current()
-                except BaseException:
-                    self._execute("ROLLBACK")
-                    raise
-                self._schema_mark = mark
+            mark = con.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        if mark != self._schema_mark:
+            try:
+                self._check_schemas_current()
+            except BaseException:
+                self._execute("ROLLBACK")
+                raise
+            self._schema_mark = mark
 
     def _commit(self) -> None:
         self._execute("COMMIT")
@@ -1101,18 +1110,26 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ logs
 
+    def _log_sql(self, log: Log[Any]) -> tuple[str, str]:
+        """The stream-version and append statements of ``log``, built once."""
+        sql = self._log_sqls.get(log.name)
+        if sql is None:
+            t = _q(log.name)
+            sql = self._log_sqls[log.name] = (
+                f"SELECT max(version) FROM {t} WHERE stream=?",
+                f"INSERT INTO {t}(stream, version, at, data) VALUES (?, ?, ?, ?)",
+            )
+        return sql
+
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        row = self._one(f"SELECT max(version) FROM {_q(log.name)} WHERE stream=?", (stream,))
+        row = self._one((self._log_sqls.get(log.name) or self._log_sql(log))[0], (stream,))
         version = row[0] or 0
         if type(version) is not int:  # SQLite orders text after every number: max() finds it
             raise CorruptStoreError(self.location, f"log table {log.name!r}, stream {stream!r}: version {version!r}")
         return version
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
-        cur = self._execute(
-            f"INSERT INTO {_q(log.name)}(stream, version, at, data) VALUES (?, ?, ?, ?)",
-            (stream, version, at, text),
-        )
+        cur = self._execute((self._log_sqls.get(log.name) or self._log_sql(log))[1], (stream, version, at, text))
         seq = cur.lastrowid
         assert seq is not None
         return seq
