@@ -207,3 +207,20 @@ def test_decode_rows_names_the_key_of_the_row_that_does_not_fit() -> None:
         codec.decode_rows("t", _KwOnly, [("k1", 1, {"x": 1}), ("k2", 1, {"x": "no"})])
     assert info.value.key == "k2"
     assert "$.x" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("tp", "data"),
+    [
+        (_Mixed, {"a": 1, "b": "B", "c": 3, "d": ["x"], "e": 6, "extra": 1}),  # every field and one more
+        (_Mixed, {"a": 1, "c": 3, "extra": None}),  # defaults missing, one undeclared
+        (_Mixed, {"a": 1, "c": 3, "e": 7, "d": [], "b": "b", "f": 0, "g": 0}),
+        (_KwOnly, {"x": 1, "z": 2}),
+        (Ticket, {"number": 1, "title": "t", "other": "o"}),
+        (Ticket, {"number": 1, "other": "o"}),
+    ],
+)
+def test_a_stored_field_the_class_does_not_declare_is_still_refused(tp: type[Any], data: dict[str, Any]) -> None:
+    """Extra fields are found by counting the fields found, not by comparing names: the same refusal."""
+    with pytest.raises(ss.ValidationError, match="not declared"):
+        ss.Codec().decode("t", tp, data)

@@ -306,12 +306,13 @@ class Store(ABC):
         backend with atomic writes it then skips its savepoint (a third of the
         cost of an insert in a batch).
         """
-        self._check_open()
+        if self._closed:
+            raise StoreClosedError(self.location)
         if self.mode != "write":
             raise ReadOnlyError(self.location, operation)
         if single and self._atomic_writes and self._state().depth:
             return contextlib.nullcontext()
-        return self.transaction()
+        return _Transaction(self)  # what transaction() returns, without checking twice
 
     def _reading(self) -> None:
         self._check_open()

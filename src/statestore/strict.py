@@ -802,11 +802,13 @@ def _fast_structure(tp: Any, strict: _Strict, slow: Callable[[Any, Any], Any]) -
         "_slow": slow,
         "_MISS": _MISSING,
         "_Fallback": _Fallback,
-        "_ALLOWED": frozenset(f.name for f in fields),
     }
+    # A stored field the class does not declare is found by counting: once every declared
+    # field was looked up, the dict holds another key exactly when it holds more keys than
+    # were found (cheaper than comparing its keys with the declared names).
     lines = [
         "def structure(o, t=None):",
-        "    if type(o) is not dict or not o.keys() <= _ALLOWED:",
+        "    if type(o) is not dict:",
         "        return _slow(o, t)",
         "    try:",
     ]
@@ -846,14 +848,18 @@ def _fast_structure(tp: Any, strict: _Strict, slow: Callable[[Any, Any], Any]) -
     args = ", ".join([*positional, *(f"{n}={v}" for n, v in (*required, *optional) if n in kw_only)])
     if optional:
         present = " and ".join(f"{v} is not _MISS" for _n, v in optional)
-        lines.append(f"        if {present}:")
+        lines.append(f"        if {present} and len(o) == {len(fields)}:")
         lines.append(f"            return _cl({args})")
         lines.append(f"        kw = {{{', '.join(f'{n!r}: {v}' for n, v in required)}}}")
         for n, v in optional:
             lines.append(f"        if {v} is not _MISS:")
             lines.append(f"            kw[{n!r}] = {v}")
+        lines.append("        if len(kw) != len(o):")
+        lines.append("            raise _Fallback")
         lines.append("        return _cl(**kw)")
     else:
+        lines.append(f"        if len(o) != {len(fields)}:")
+        lines.append("            raise _Fallback")
         lines.append(f"        return _cl({args})")
     lines += ["    except Exception:", "        pass", "    return _slow(o, t)"]
     return _compile("structure", "\n".join(lines) + "\n", scope)
