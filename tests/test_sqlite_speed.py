@@ -224,3 +224,30 @@ def test_a_stored_field_the_class_does_not_declare_is_still_refused(tp: type[Any
     """Extra fields are found by counting the fields found, not by comparing names: the same refusal."""
     with pytest.raises(ss.ValidationError, match="not declared"):
         ss.Codec().decode("t", tp, data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"b": 1, "a": [1, 2.5, -0.0, 10**18, {"z": None, "y": "é\u2028\u0000"}], "c": {"d": {}, "e": []}},
+        {"lone": "\ud800x", "ok": "ü"},  # a lone surrogate: written with \\u escapes
+        {"k": [[[[]]]], "t": True, "f": False},
+    ],
+)
+def test_the_codec_writes_exactly_the_canonical_text(data: dict[str, Any]) -> None:
+    """Codec.encode's one shared encoder writes what dumps() writes, byte for byte."""
+    from statestore import codec as codec_module
+
+    assert codec_module._dumps_tree(data) == dumps(data)
+    assert rawjson.load(dumps(data)) == data
+
+
+@pytest.mark.parametrize("bad", [{"a": float("nan")}, {"a": float("inf")}, {"a": object()}])
+def test_the_codec_refuses_what_dumps_refuses(bad: dict[str, Any]) -> None:
+    from statestore import codec as codec_module
+
+    with pytest.raises((TypeError, ValueError)) as want:
+        dumps(bad)
+    with pytest.raises(type(want.value), match=str(want.value)):
+        codec_module._dumps_tree(bad)
