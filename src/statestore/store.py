@@ -26,7 +26,7 @@ nothing else; ``docs/backends.md`` walks through it. In short:
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
   ``_after_fork``, ``_structure_ok``, ``_entry_count``, ``_wait_for_entries``
-  (how ``follow`` waits), the bulk ``_write_many`` and
+  (how ``follow`` waits), ``_add`` (insert if absent), the bulk ``_write_many`` and
   ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
   ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
   conditions, order, limit and offset; the defaults scan and filter in
@@ -313,12 +313,13 @@ class Store(ABC):
         backend with atomic writes it then skips its savepoint (a third of the
         cost of an insert in a batch).
         """
-        self._check_open()
+        if self._closed:
+            raise StoreClosedError(self.location)
         if self.mode != "write":
             raise ReadOnlyError(self.location, operation)
         if single and self._atomic_writes and self._state().depth:
             return contextlib.nullcontext()
-        return self.transaction()
+        return _Transaction(self)  # what transaction() returns, without checking twice
 
     def _reading(self) -> None:
         self._check_open()
@@ -410,6 +411,17 @@ class Store(ABC):
         """``_write`` for each (key, revision, data, text): bulk loads (imports, copies) may do it faster."""
         for key, revision, data, text in rows:
             self._write(coll, key, revision, data, text)
+
+    def _add(self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str) -> int | None:
+        """Store ``data`` at revision 1 if ``key`` is absent and return None; else write nothing, return its revision.
+
+        Called inside a write transaction, for collections without unique
+        fields (their checks come first). A backend may do it in one step.
+        """
+        current = self._revision(coll, key)
+        if current is None:
+            self._write(coll, key, 1, data, text)
+        return current
 
     def _add_entries(self, log: Log[Any], rows: Iterable[tuple[str, int, str, dict[str, Any], str]]) -> None:
         """``_add_entry`` for each (stream, version, at, data, text), in order: for bulk loads."""

@@ -77,10 +77,14 @@ def _same(stored: Any, wanted: Any) -> bool:
 class CollectionView(Generic[T]):
     """Typed access to one collection of a store (``store[COLLECTION]``)."""
 
+    #: The key's type when it is one field (the fast path of ``_key``); None: the general checks.
+    _single: type | None = None
+
     def __init__(self, store: Store, decl: Collection[T]) -> None:
         self.store = store
         self.decl = decl
         self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
+        self._single: type | None = None if decl.composite else self._key_types[0]
         # Decoding builds every mutable part anew: a backend's cached JSON need not be copied first.
         self._fresh = store.codec.fresh(decl.type)
         self._kinds: dict[str, str] = {}
@@ -89,6 +93,14 @@ class CollectionView(Generic[T]):
 
     def _key(self, key: object) -> KeyValue:
         """Validate a key given by the caller; raise ValidationError if it cannot be one."""
+        # The common case first, answered as the loop below would: a str key of ASCII text, an int of 64 bits.
+        single = self._single
+        if single is not None and type(key) is single:
+            if single is str:
+                if key.isascii():  # type: ignore[attr-defined]
+                    return key  # type: ignore[return-value]
+            elif _INT64_MIN <= key <= _INT64_MAX:  # type: ignore[operator]
+                return key  # type: ignore[return-value]
         decl = self.decl
         parts = key if decl.composite else (key,)
         if not isinstance(parts, tuple) or len(parts) != len(self._key_types):
@@ -149,6 +161,11 @@ class CollectionView(Generic[T]):
         """
         key, data, text = self._encode(record)
         with self.store._writing("insert", single=True):
+            if not self.decl.unique:
+                current = self.store._add(self.decl, key, data, text)  # one step where the backend can
+                if current is not None:
+                    raise AlreadyExistsError(self.decl.name, key, 0, current)
+                return 1
             current = self.store._revision(self.decl, key)
             if current is not None:
                 raise AlreadyExistsError(self.decl.name, key, 0, current)
@@ -357,7 +374,7 @@ class CollectionView(Generic[T]):
             rows = self._match({t.field: t.value for t in query.terms}, copy=not self._fresh)
         else:
             rows = self.store._query(self.decl, query, copy=not self._fresh)
-        return [self._decode(k, d) for k, _r, d in rows]
+        return self.store.codec.decode_rows(self.decl.name, self.decl.type, rows)
 
     def count(self, **where: Any) -> int:
         """How many records meet the conditions (as for :meth:`find`), without decoding them."""
@@ -391,8 +408,7 @@ class CollectionView(Generic[T]):
             if rows:
                 key, _rev, data = rows[-1]
                 after = (tuple(data.get(o.field) for o in query.order), key)
-            for k, _r, d in rows:
-                yield self._decode(k, d)
+            yield from self.store.codec.decode_rows(self.decl.name, self.decl.type, rows)
             if len(rows) < batch_size:
                 return
 

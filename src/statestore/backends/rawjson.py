@@ -11,9 +11,10 @@ into a ``CorruptStoreError`` naming the file, table, key or line.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NoReturn
 
-__all__ = ["StoredJSONError", "load"]
+__all__ = ["SCAN", "StoredJSONError", "load"]
 
 
 class StoredJSONError(ValueError):
@@ -33,6 +34,11 @@ def _refuse_constant(name: str) -> NoReturn:
 
 # One decoder, built once: json.loads(text, parse_constant=...) would build a new one per call.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# Its scanner reads one value starting at an index and says where it ended. Text
+# that is exactly one value from its first to its last character (what statestore
+# writes: no surrounding whitespace) decodes through it alone; anything else takes
+# ``decode``, which skips whitespace, refuses extra data and explains errors.
+SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def load(text: str | bytes) -> Any:
@@ -42,6 +48,14 @@ def load(text: str | bytes) -> Any:
     allowed); bytes that are not text in that encoding are a StoredJSONError.
     Anything else (an int, None) is a TypeError.
     """
+    if type(text) is str:
+        try:
+            value, end = SCAN(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass  # decoded again below, which raises the error that explains it
+        else:
+            if end == len(text):
+                return value
     try:
         if type(text) is not str:
             if not isinstance(text, (bytes, bytearray)):

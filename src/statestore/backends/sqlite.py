@@ -49,6 +49,8 @@ _PRAGMAS: dict[str, str] = {
 }
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 _RESERVED = {"key", "revision", "data"}
+# A composite key's column: its parts as a compact JSON array (json.dumps with options builds an encoder per call).
+_KEY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _by_key(row: RawRecord) -> Any:
@@ -231,7 +233,8 @@ class SQLiteStore(Store):
         self._columns: dict[str, set[str]] = {}
         self._sql: dict[tuple[str, str], str] = {}
         self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
-        self._point_sqls: dict[str, tuple[str, str, str]] = {}
+        self._point_sqls: dict[str, tuple[str, str, str, str, str]] = {}
+        self._log_sqls: dict[str, tuple[str, str]] = {}
         if mode != "write" and not self.path.is_file():
             raise StoreNotFoundError(self.location)
         try:
@@ -372,6 +375,14 @@ class SQLiteStore(Store):
 
     def _record(self, coll: Collection[Any], key: Any, text: Any) -> dict[str, Any]:
         """A record's stored data, decoded; CorruptStoreError naming the table and key if it is not an object."""
+        if type(text) is str:  # rawjson.load's fast path, inline: a record is a few µs in all
+            try:
+                data, end = rawjson.SCAN(text, 0)
+            except (StopIteration, ValueError, RecursionError):
+                pass
+            else:
+                if end == len(text) and type(data) is dict:
+                    return data
         try:
             data = rawjson.load(text)
         except (rawjson.StoredJSONError, TypeError):
@@ -649,18 +660,26 @@ class SQLiteStore(Store):
     # ------------------------------------------------------------ transactions
 
     def _begin(self, *, write: bool) -> None:
-        self._execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        if write and not self._migrating:
+        if not write:
+            self._execute("BEGIN")
+            return
+        con = self._con()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            if self._thread.migrating:  # this thread is migrating (the transaction called _state() first)
+                return
             # user_version counts schema changes (_set_schema): one moved by another process's
             # migration means this code's records no longer fit; check before any write.
-            mark = self._execute("PRAGMA user_version").fetchone()[0]
-            if mark != self._schema_mark:
-                try:
-                    self._check_schemas_current()
-                except BaseException:
-                    self._execute("ROLLBACK")
-                    raise
-                self._schema_mark = mark
+            mark = con.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        if mark != self._schema_mark:
+            try:
+                self._check_schemas_current()
+            except BaseException:
+                self._execute("ROLLBACK")
+                raise
+            self._schema_mark = mark
 
     def _commit(self) -> None:
         self._execute("COMMIT")
@@ -689,7 +708,7 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _key_param(coll: Collection[Any], key: KeyValue) -> Any:
-        return json.dumps(list(key), ensure_ascii=False, separators=(",", ":")) if isinstance(key, tuple) else key
+        return _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
 
     def _key_value(self, coll: Collection[Any], stored: Any) -> KeyValue:
         if not coll.composite:
@@ -731,8 +750,8 @@ class SQLiteStore(Store):
                 self._columns[coll.name] = {r[1] for r in self._all(f"PRAGMA table_xinfo({_q(coll.name)})")}
         raise AssertionError("unreachable")
 
-    def _point_sql(self, coll: Collection[Any]) -> tuple[str, str, str]:
-        """The get, revision and upsert statements of ``coll``, built once (a few µs a call otherwise)."""
+    def _point_sql(self, coll: Collection[Any]) -> tuple[str, str, str, str, str]:
+        """The get, revision, upsert, update and add statements of ``coll``, built once (a few µs a call otherwise)."""
         sql = self._point_sqls.get(coll.name)
         if sql is None:
             t = _q(coll.name)
@@ -741,16 +760,27 @@ class SQLiteStore(Store):
                 f"SELECT revision FROM {t} WHERE key=?",
                 f"INSERT INTO {t}(key, revision, data) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
+                f"UPDATE {t} SET revision=?, data=? WHERE key=?",
+                f"INSERT INTO {t}(key, revision, data) VALUES (?, 1, ?) ON CONFLICT(key) DO NOTHING",
             )
         return sql
 
     def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
-        if coll.name not in self._columns:  # a read-mode open of a store made before it was declared
+        name = coll.name
+        if name not in self._columns:  # a read-mode open of a store made before it was declared
             return None
-        row = self._one(self._point_sql(coll)[0], (self._key_param(coll, key),))
+        sql = self._point_sqls.get(name) or self._point_sql(coll)
+        param = self._key_param(coll, key) if isinstance(key, tuple) else key
+        try:
+            row = self._con().execute(sql[0], (param,)).fetchone()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
         if row is None:
             return None
-        return self._revision_of(coll, key, row[0]), self._record(coll, key, row[1])
+        revision, text = row
+        if type(revision) is not int or revision < 1:
+            self._revision_of(coll, key, revision)  # raises, saying what and where
+        return revision, self._record(coll, key, text)
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         if coll.name not in self._columns:
@@ -759,7 +789,23 @@ class SQLiteStore(Store):
         return None if row is None else self._revision_of(coll, key, row[0])
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
-        self._execute(self._point_sql(coll)[2], (self._key_param(coll, key), revision, text))
+        sql = self._point_sqls.get(coll.name) or self._point_sql(coll)
+        param = self._key_param(coll, key)
+        # A later revision almost always replaces a stored record (update, put): a plain
+        # UPDATE costs less than an upsert. None matched (a copy keeping revisions): upsert.
+        if revision > 1 and self._execute(sql[3], (revision, text, param)).rowcount > 0:
+            return
+        self._execute(sql[2], (param, revision, text))
+
+    def _add(self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str) -> int | None:
+        # One statement where a SELECT and an upsert were two; the key's conflict leaves the row alone.
+        sql = self._point_sqls.get(coll.name) or self._point_sql(coll)
+        if self._execute(sql[4], (self._key_param(coll, key), text)).rowcount > 0:
+            return None
+        current = self._revision(coll, key)
+        if current is None:  # the insert did nothing, yet no row holds the key: impossible in a write transaction
+            raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: insert ignored, no row found")
+        return current
 
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         with self._translate():
@@ -799,16 +845,19 @@ class SQLiteStore(Store):
         texts = [(f, v) for f, v in where.items() if isinstance(v, str)]
         nul_query = any("\0" in v for _f, v in texts)  # asked for its cut text: every row is checked
         out: list[RawRecord] = []
+        composite, record = coll.composite, self._record
         for k, rev, text in self._select(coll, build):
-            key = self._key_value(coll, k)
-            data = self._record(coll, key, text)
+            key = self._key_value(coll, k) if composite else k
+            data = record(coll, key, text)
             if (
                 texts
                 and (nul_query or not isinstance(text, str) or _NUL in text)
                 and not all(data.get(f) == v for f, v in texts)
             ):
                 continue
-            out.append((key, self._revision_of(coll, key, rev), data))
+            if type(rev) is not int or rev < 1:
+                self._revision_of(coll, key, rev)  # raises, saying what and where
+            out.append((key, rev, data))
         if coll.composite:
             out.sort(key=_by_key)  # the key columns are cut at a NUL too: Python orders the tuples exactly
         return out
@@ -1061,18 +1110,26 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ logs
 
+    def _log_sql(self, log: Log[Any]) -> tuple[str, str]:
+        """The stream-version and append statements of ``log``, built once."""
+        sql = self._log_sqls.get(log.name)
+        if sql is None:
+            t = _q(log.name)
+            sql = self._log_sqls[log.name] = (
+                f"SELECT max(version) FROM {t} WHERE stream=?",
+                f"INSERT INTO {t}(stream, version, at, data) VALUES (?, ?, ?, ?)",
+            )
+        return sql
+
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        row = self._one(f"SELECT max(version) FROM {_q(log.name)} WHERE stream=?", (stream,))
+        row = self._one((self._log_sqls.get(log.name) or self._log_sql(log))[0], (stream,))
         version = row[0] or 0
         if type(version) is not int:  # SQLite orders text after every number: max() finds it
             raise CorruptStoreError(self.location, f"log table {log.name!r}, stream {stream!r}: version {version!r}")
         return version
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
-        cur = self._execute(
-            f"INSERT INTO {_q(log.name)}(stream, version, at, data) VALUES (?, ?, ?, ?)",
-            (stream, version, at, text),
-        )
+        cur = self._execute((self._log_sqls.get(log.name) or self._log_sql(log))[1], (stream, version, at, text))
         seq = cur.lastrowid
         assert seq is not None
         return seq
