@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -446,3 +447,39 @@ def test_a_failure_inside_a_nested_block_rolls_back_to_its_savepoint_and_the_res
                 store[ITEMS].get("a")  # sends the put: the server refuses it
             store[ITEMS].put(Item("c"))
         assert store[ITEMS].keys() == ["a", "c"]
+
+
+def test_placing_a_copy_over_a_store_in_use_waits_at_most_the_busy_timeout(pg: PostgresFactory) -> None:
+    # place_schema set no lock_timeout: copy --overwrite or an import --replace waited as long as
+    # a writer (or a client idle in a transaction) held the store.
+    import time
+
+    from statestore.backends.postgres import place_schema
+
+    tmp = pg.server.url(f"{pg.pg_schema}_tmpcopy")
+    _sql(pg.server, f'CREATE SCHEMA "{pg.pg_schema}_tmpcopy"')
+    with pg(SCHEMA) as store, store.transaction():
+        store[ITEMS].put(Item("a"))  # holds the store's write lock
+        started = time.monotonic()
+        with pytest.raises(ss.StoreBusyError):
+            place_schema(tmp, pg.location, replace=True, busy_timeout=0.3)
+        assert time.monotonic() - started < 5
+    with pg(SCHEMA, mode="read") as store:
+        assert store[ITEMS].keys() == ["a"]  # nothing was replaced
+    place_schema(tmp, None, replace=False)
+
+
+def test_an_import_that_replaces_keeps_the_old_store_under_a_name_that_fits(pg: PostgresFactory, tracker: Path) -> None:
+    # The kept store was named <schema[:40]>_replaced_<time>: 66 characters, which PostgreSQL cut to 63.
+    from statestore.examples.tracker import LAYOUT
+    from statestore.examples.tracker import SCHEMA as TRACKER
+
+    long_url = pg.server.url((pg.pg_schema + "x" * 63)[:50])
+    ss.import_legacy(long_url, TRACKER, ss.Legacy(tracker, LAYOUT))
+    ss.import_legacy(long_url, TRACKER, ss.Legacy(tracker, LAYOUT), replace=True)
+    rows = _sql(pg.server, "SELECT nspname FROM pg_namespace WHERE strpos(nspname, '_replaced_') > 0")
+    kept = [r[0] for r in rows]
+    assert len(kept) == 1
+    assert len(kept[0]) <= 63
+    assert re.fullmatch(r".{30}_replaced_\d{8}t\d{6}z_[0-9a-f]{4}", kept[0])  # the whole time, not cut
+    _sql(pg.server, f'DROP SCHEMA "{kept[0]}" CASCADE')

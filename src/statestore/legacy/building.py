@@ -286,7 +286,7 @@ def _run_postgres_import(
         with _collector_paused():
             try:
                 build.read(dry_run=False)
-                report = build.write_postgres(url, replace=exists)
+                report = build.write_postgres(url, replace=exists, busy_timeout=busy_timeout)
             finally:
                 build.release()
         _log.info(
@@ -581,12 +581,12 @@ class _Build:
         self._reject_unreadable(failed)
         return self.report(dry_run=True)
 
-    def write_postgres(self, url: str, *, replace: bool) -> ImportReport:
+    def write_postgres(self, url: str, *, replace: bool, busy_timeout: float) -> ImportReport:
         """``write`` for a PostgreSQL store: built in a schema aside, renamed into place in one transaction.
 
         Rejects after the migrations are handled as ``write`` handles them.
         With ``replace`` the schema of the store being replaced is kept as
-        ``<schema>_replaced_<time>``, as the file backends keep theirs.
+        ``<schema cut to 30>_replaced_<time>_<4 hex>``, as the file backends keep theirs.
         """
         from statestore.backends.postgres import aside_schema, place_schema, split_url, with_schema
 
@@ -601,8 +601,10 @@ class _Build:
                     place_schema(aside, None, replace=False)
                     continue
                 report = self.report(dry_run=False)
-                keep = f"{schema[:40]}_replaced_{time.strftime('%Y%m%dt%H%M%Sz', time.gmtime())}" if replace else None
-                place_schema(aside, url, replace=replace, keep_as=keep)
+                stamp = time.strftime("%Y%m%dt%H%M%Sz", time.gmtime())
+                # Within PostgreSQL's 63 characters (a longer name would be cut), unique within a second.
+                keep = f"{schema[:30]}_replaced_{stamp}_{secrets.token_hex(2)}" if replace else None
+                place_schema(aside, url, replace=replace, keep_as=keep, busy_timeout=busy_timeout)
                 return report
             except BaseException:
                 place_schema(aside, None, replace=False)  # drops the half-built store

@@ -235,7 +235,9 @@ def _destination(con: Any, schema: str) -> str:
     return "empty" if held == 0 else "other"
 
 
-def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str | None = None) -> None:
+def place_schema(
+    tmp_url: str, url: str | None, *, replace: bool, keep_as: str | None = None, busy_timeout: float = 30.0
+) -> None:
     """Move the store built in the schema of ``tmp_url`` to the schema of ``url`` in one transaction (None: drop it).
 
     The move holds the destination store's write lock, so no writer of an
@@ -253,6 +255,9 @@ def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str |
       so, ``replace`` or not: statestore never drops what it did not make.
 
     A store moved into place is whole: PostgreSQL's DDL is transactional.
+    Waiting longer than ``busy_timeout`` for the store's lock, or for its
+    tables (a client idle in a transaction holds them), is StoreBusyError
+    and changes nothing.
     """
     from statestore.errors import StoreExistsError
 
@@ -263,6 +268,7 @@ def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str |
                 con.execute(f"DROP SCHEMA IF EXISTS {q(tmp)} CASCADE")
                 return
             _c, schema, shown = split_url(url)
+            con.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout(busy_timeout),))
             con.execute("BEGIN")
             con.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("write", schema),))
             found = _destination(con, schema)
@@ -284,6 +290,8 @@ def place_schema(tmp_url: str, url: str | None, *, replace: bool, keep_as: str |
             else:
                 con.execute(f"ALTER SCHEMA {q(tmp)} RENAME TO {q(schema)}")
             con.execute("COMMIT")
+    except pg_errors.LockNotAvailable:
+        raise StoreBusyError(split_url(url or tmp_url)[2], busy_timeout) from None
     except psycopg.Error as exc:
         raise BackendError(split_url(url or tmp_url)[2], scrubbed(exc, tmp_url)) from None
 
