@@ -483,3 +483,16 @@ def test_an_import_that_replaces_keeps_the_old_store_under_a_name_that_fits(pg: 
     assert len(kept[0]) <= 63
     assert re.fullmatch(r".{30}_replaced_\d{8}t\d{6}z_[0-9a-f]{4}", kept[0])  # the whole time, not cut
     _sql(pg.server, f'DROP SCHEMA "{kept[0]}" CASCADE')
+
+
+def test_a_connection_lost_during_commit_does_not_claim_nothing_was_committed(pg: PostgresFactory) -> None:
+    # Writes travel with the COMMIT: when the connection goes then, the server may have committed
+    # before it went. The error said "not committed", and a caller retrying an append would add it twice.
+    store = pg(SCHEMA)
+    store[ITEMS].put(Item("k"))
+    unknown = "whether the transaction was committed is unknown"
+    with pytest.raises(ss.BackendError, match=unknown), store.transaction():
+        store[ITEMS].put(Item("a"))  # its write waits to go with the COMMIT
+        pid = store._con().info.backend_pid  # type: ignore[attr-defined]
+        _sql(pg.server, "SELECT pg_terminate_backend(%s)", (pid,))
+    assert store[ITEMS].keys() == ["k"]  # here it was not: the server went first

@@ -1122,7 +1122,17 @@ class PostgresStore(Store):
         elif pending is not None and len(pending) == 1 and pending[0][0] == _BEGIN_READ:
             local.pending = None  # a read transaction that read nothing
         else:
-            self._execute("COMMIT")  # on failure the caller rolls back
+            try:
+                self._execute("COMMIT")  # on failure the caller rolls back
+            except BackendError as exc:
+                if "lost the connection" not in exc.reason:
+                    raise
+                # The COMMIT may have reached the server before the connection went: say so.
+                reason = exc.reason.replace(
+                    "the open transaction was not committed",
+                    "the connection went during COMMIT: whether the transaction was committed is unknown",
+                )
+                raise BackendError(self.location, reason) from None
         local.tx_open, local.tx_con = False, None
 
     def _rollback(self) -> None:
