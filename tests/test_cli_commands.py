@@ -57,6 +57,29 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 # ---------------------------------------------------------------- info
 
 
+def test_info_sizes_a_big_files_store_by_its_first_files_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statestore.cli import commands
+
+    monkeypatch.setattr(commands, "SIZE_WALK_LIMIT", 5)  # so the test store counts as big
+    loc = f"files:{tmp_path}/s"
+    with ss.open_store(loc, SCHEMA) as store:
+        for i in range(20):
+            store[TASKS].put(Task(f"t{i}", "x" * 100))
+    quick = json.loads(ok("info", loc, "--json"))
+    whole = json.loads(ok("info", loc, "--json", "--size"))
+    assert quick["size_complete"] is False
+    assert whole["size_complete"] is True
+    assert 0 < quick["size"] < whole["size"]
+    assert "more than 5 files; --size counts them all" in ok("info", loc)
+    assert f"(files, {whole['size']:,} bytes)" in ok("info", loc, "--size")
+    sqlite = f"sqlite:{tmp_path}/s.db"
+    with ss.open_store(sqlite, SCHEMA):
+        pass
+    assert json.loads(ok("info", sqlite, "--json"))["size_complete"] is True
+
+
 def test_info(location: str) -> None:
     out = ok("info", location)
     assert "schema contract version 1" in out

@@ -268,18 +268,33 @@ def _where_value(kind: str, text: str) -> Any:
 # ---------------------------------------------------------------- info, ls, get, log
 
 
+#: Files ``info`` looks at, at most, to size a folder store (unless --size): so it costs the same
+#: whatever the store's size. An SQLite file and a server's store are sized at once.
+SIZE_WALK_LIMIT = 2_000
+
+
 @main.command()
 @_STORE
 @_JSON
+@click.option("--size", "whole_size", is_flag=True, help="Size a files store by every file (one stat each).")
 @_friendly
-def info(store: str, as_json: bool) -> None:
-    """Show a store's schemas, collections (with record counts) and logs (with entry counts)."""
+def info(store: str, as_json: bool, whole_size: bool) -> None:
+    """Show a store's schemas, collections (with record counts) and logs (with entry counts).
+
+    A files store with more than 2,000 files is sized by its first 2,000
+    ("over N bytes"), so info stays as quick at any size; --size counts
+    every file.
+    """
     with _open(store) as opened:
-        data = _info(opened)
+        data = _info(opened, None if whole_size else SIZE_WALK_LIMIT)
     if as_json:
         _echo_json(data)
         return
-    echo(f"{data['location']}  ({data['backend']}, {data['size']:,} bytes)")
+    if data["size_complete"]:
+        size = f"{data['size']:,} bytes"
+    else:
+        size = f"over {data['size']:,} bytes in more than {SIZE_WALK_LIMIT:,} files; --size counts them all"
+    echo(f"{data['location']}  ({data['backend']}, {size})")
     for sch in data["schemas"]:
         echo(f"schema {sch['name']} version {sch['version']}")
         table = Table(("kind", "name", "key", "indexes", "unique", "count"), right=("count",))
@@ -301,7 +316,7 @@ def info(store: str, as_json: bool) -> None:
         echo(f"{data['quarantined']} rejected legacy records are quarantined in the store")
 
 
-def _info(store: Store) -> dict[str, Any]:
+def _info(store: Store, size_limit: int | None = None) -> dict[str, Any]:
     from statestore.open import parse_location
 
     schemas = []
@@ -337,36 +352,45 @@ def _info(store: Store) -> dict[str, Any]:
         got["rejected"] = got.get("rejected", 0) + row.rejected
     quarantined = len(store.rejects())
     loc = parse_location(store.location)
-    size = getattr(store, "size_bytes", None)  # a server's store: what its tables take there
+    server_size = getattr(store, "size_bytes", None)  # a server's store: what its tables take there
+    size, complete = (server_size(), True) if server_size is not None else _size(loc.path, size_limit)
     return {
         "location": store.location,
         "backend": loc.backend,
         "path": str(getattr(store, "pg_schema", loc.path)),
-        "size": size() if size is not None else _size(loc.path),
+        "size": size,
+        "size_complete": complete,
         "schemas": schemas,
         "imports": list(imports.values()),
         "quarantined": quarantined,
     }
 
 
-def _size(path: Path | None) -> int:
-    """Bytes the store takes on disk (an SQLite file with its -wal, or every file of a folder)."""
+def _size(path: Path | None, limit: int | None = None) -> tuple[int, bool]:
+    """Bytes the store takes on disk (an SQLite file with its -wal, or the files of a folder); and if that is all.
+
+    A folder's walk stops after ``limit`` files (None: never), returning the
+    bytes of those and False.
+    """
     if path is None:
-        return 0
+        return 0, True
     if path.is_file():
         side = [path.with_name(path.name + s) for s in ("-wal", "-shm")]
-        return path.stat().st_size + sum(p.stat().st_size for p in side if p.is_file())
+        return path.stat().st_size + sum(p.stat().st_size for p in side if p.is_file()), True
     # One stat per file (DirEntry knows its type from the listing): rglob with is_file,
     # is_symlink and stat made three, 1 s of a 20k-record store's info.
-    total, folders = 0, [str(path)]
+    total, seen, folders = 0, 0, [str(path)]
     while folders:
         with os.scandir(folders.pop()) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
+                    if limit is not None and seen >= limit:
+                        return total, False
                     total += entry.stat(follow_symlinks=False).st_size
-    return total
+                    seen += 1
+    return total, True
 
 
 @main.command(name="ls")
