@@ -768,3 +768,29 @@ def test_iter_in_an_index_order_reads_each_record_about_once(pg: PostgresFactory
     got = [t.points for t in store[TASKS].iter(order_by="-points", batch_size=20)]
     assert got == sorted(range(300), reverse=True)
     assert len(seen) < 2 * 300  # each batch starts where the last one ended, on the server
+
+
+def test_ranges_and_order_on_a_number_index_field_use_its_number_index(pg: PostgresFactory, monkeypatch: Any) -> None:
+    from statestore.testing.models import SCHEMA, TASKS, Task
+
+    store: Any = pg(SCHEMA)
+    store[TASKS].replace_all([Task(f"t{i:05}", points=i) for i in range(5000)])
+    store._execute(f"ANALYZE {store._t('tasks')}")
+    sent: list[tuple[str, Any]] = []
+    run = store._all
+
+    def capture(sql: str, *args: Any) -> Any:
+        sent.append((sql, args[0] if args else None))
+        return run(sql, *args)
+
+    monkeypatch.setattr(store, "_all", capture)
+    got = store[TASKS].find(points=ss.ge(4000), order_by="-points", limit=3)
+    assert [t.points for t in got] == [4999, 4998, 4997]
+    assert store[TASKS].count(points=ss.lt(10)) == 10
+    monkeypatch.setattr(store, "_all", run)
+    plans = []
+    for sql, params in sent:
+        with store.transaction():
+            plans.append("\n".join(r[0] for r in store._all(f"EXPLAIN {sql}", params)))
+    assert any("_statestore_nx_tasks__points" in p and "Limit" in p for p in plans), plans
+    assert all("Seq Scan" not in p for p in plans), plans

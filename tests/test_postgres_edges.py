@@ -474,10 +474,12 @@ def test_an_import_that_replaces_keeps_the_old_store_under_a_name_that_fits(pg: 
     from statestore.examples.tracker import LAYOUT
     from statestore.examples.tracker import SCHEMA as TRACKER
 
-    long_url = pg.server.url((pg.pg_schema + "x" * 63)[:50])
+    long_name = (pg.pg_schema + "x" * 63)[:50]
+    long_url = pg.server.url(long_name)
     ss.import_legacy(long_url, TRACKER, ss.Legacy(tracker, LAYOUT))
     ss.import_legacy(long_url, TRACKER, ss.Legacy(tracker, LAYOUT), replace=True)
-    rows = _sql(pg.server, "SELECT nspname FROM pg_namespace WHERE strpos(nspname, '_replaced_') > 0")
+    rows = _sql(pg.server, "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (long_name[:30],))
+    rows = [r for r in rows if "_replaced_" in r[0]]
     kept = [r[0] for r in rows]
     assert len(kept) == 1
     assert len(kept[0]) <= 63

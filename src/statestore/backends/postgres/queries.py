@@ -69,6 +69,9 @@ class Clause:
     sql: str
     params: tuple[Any, ...]
     exact: bool
+    #: The clause for rows whose field is not odd (same parameters), when that is simpler:
+    #: a number range without its odd rows, which the field's number index serves in order.
+    core: str | None = None
 
 
 def _scalar(value: Any) -> bool:
@@ -124,8 +127,23 @@ def _number_range(column: str, op: str, value: Any) -> Clause | None:
         return None
     bound = Decimal(value) - margin if op in ("gt", "ge") else Decimal(value) + margin
     cmp = ">=" if op in ("gt", "ge") else "<="
-    sql = f"({column} IS NOT NULL AND (CASE WHEN {column} ~ %s THEN {column}::numeric {cmp} %s ELSE TRUE END))"
-    return Clause(sql, (NUMBER_TEXT, bound), False)
+    # The shape of the field's number index (number_value), so the index serves the range.
+    core = f"{number_value(column)} {cmp} %s"
+    return Clause(f"({core} OR {number_odd(column)})", (bound,), False, core)
+
+
+def number_value(column: str) -> str:
+    """A number field's lookup text as ``numeric`` (NULL when null, missing or not a plain number).
+
+    The expression of the field's number index: a query that uses it, as
+    written here, is served by that index.
+    """
+    return f"(CASE WHEN {column} ~ '{NUMBER_TEXT}' THEN {column}::numeric END)"
+
+
+def number_odd(column: str) -> str:
+    """True for a number field holding something else than a plain JSON number (damage): Python decides."""
+    return f"({column} IS NOT NULL AND NOT {column} ~ '{NUMBER_TEXT}')"
 
 
 #: Records PostgreSQL's JSON parser may refuse: a \u escape (NUL, control characters, lone
@@ -230,6 +248,9 @@ class OrderPlan:
     value: str
     odd: str
     tolerant: bool
+    #: The field has a number index on ``value``: odd rows are read by a query of their own, and the
+    #: rest ordered by ``value`` alone, which the index serves.
+    split: bool = False
 
 
 def order_plan(column: str | None, kind: str) -> OrderPlan | None:
@@ -237,10 +258,7 @@ def order_plan(column: str | None, kind: str) -> OrderPlan | None:
     if column is None:
         return None
     if kind == "number":
-        number = f"{column} ~ '{NUMBER_TEXT}'"
-        return OrderPlan(
-            f"(CASE WHEN {number} THEN {column}::numeric END)", f"({column} IS NOT NULL AND NOT {number})", True
-        )
+        return OrderPlan(number_value(column), number_odd(column), True, split=True)
     if kind == "str":
         # A string's JSON text without an escape is the string in quotes: cut them off.
         plain = f"(left({column}, 1) = '\"' AND strpos({column}, '\\') = 0)"

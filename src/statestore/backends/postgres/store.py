@@ -47,6 +47,8 @@ from statestore.backends.postgres.queries import (
     after_clause,
     beyond,
     equal_clause,
+    number_odd,
+    number_value,
     order_plan,
     term_clause,
 )
@@ -68,7 +70,7 @@ from statestore.errors import (
     StoreBusyError,
     StoreNotFoundError,
 )
-from statestore.query import Query, same_value
+from statestore.query import Query, field_kind, same_value
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
 
@@ -913,8 +915,15 @@ class PostgresStore(Store):
         for group in coll.unique:
             wanted[_index_name("uq", table, group)] = (True, group)
         needed = {f for _, fields in wanted.values() for f in fields}
+        # A number field's lookup text read as numeric, and its odd rows: ranges and order_by use them.
+        numeric: dict[str, str] = {}
+        for field in sorted(needed):
+            if field_kind(coll.field_types[field], strict=False) == "number":
+                col = _q(column_of(field))
+                numeric[_index_name("nx", table, (field,))] = f"({number_value(col)} NULLS FIRST)"
+                numeric[_index_name("no", table, (field,))] = f"(key) WHERE {number_odd(col)}"
         existing = self._indexes(table)
-        for name in existing - wanted.keys():
+        for name in existing - wanted.keys() - numeric.keys():
             self._execute(f"DROP INDEX {self._t(name)}")
         present = {c for c in self._table_columns(table) if c not in _RESERVED}
         added = [f for f in sorted(needed) if column_of(f) not in present]
@@ -951,6 +960,9 @@ class PostgresStore(Store):
                 ) from None
             except psycopg.Error as exc:
                 raise self._error(exc) from None
+        for name, shape in numeric.items():
+            if name not in existing:
+                self._execute(f"CREATE INDEX {_q(name)} ON {self._t(table)} {shape}")
 
     def _drop(self, decl: Collection[Any] | Log[Any]) -> None:
         self._execute(f"DROP TABLE IF EXISTS {self._t(decl.name)}")
@@ -1379,20 +1391,51 @@ class PostgresStore(Store):
         """
         first = query.order[0]
         direction = "DESC NULLS LAST" if first.descending else "ASC NULLS FIRST"
+        skip = None
         if query.after is not None:
             # iter's next batch: the server skips the rows before the last one read.
             skip = after_clause(plan, first.kind, first.descending, query.after[0][0])
             if skip is not None:
                 where = f"{where} AND {skip.sql}" if where else f" WHERE {skip.sql}"
                 params = [*params, *skip.params]
-        sql = (
-            f"SELECT key, revision, data, {plan.value} FROM {self._t(coll.name)}{where} "
-            f"ORDER BY {plan.odd} DESC, {plan.value} {direction}, key LIMIT %s"
-        )
+        table = self._t(coll.name)
+        odd: list[Any] = []
+        if plan.split:
+            # Odd rows on their own (a partial index finds them; there are none in an undamaged store),
+            # the rest in the order of the field's number index, which serves it: a range on that
+            # field is given without its odd rows, so the index scan starts where the range does.
+            also = " AND " if where else " WHERE "
+            odd = self._all(f"SELECT key, revision, data, NULL FROM {table}{where}{also}{plan.odd}", params, True)
+            parts: list[str] = [f"NOT {plan.odd}"]
+            args: list[Any] = []
+            for term in query.terms:
+                clause = term_clause(self._column(coll, term.field), term)
+                if clause is not None:
+                    core = clause.core if term.field == first.field else None
+                    parts.append(core or clause.sql)
+                    args.extend(clause.params)
+            if skip is not None:
+                parts.append(skip.sql)
+                args.extend(skip.params)
+            sql = (
+                f"SELECT key, revision, data, {plan.value} FROM {table} WHERE {' AND '.join(parts)} "
+                f"ORDER BY {plan.value} {direction} LIMIT %s"
+            )
+            params = args
+        else:
+            sql = (
+                f"SELECT key, revision, data, {plan.value} FROM {table}{where} "
+                f"ORDER BY {plan.odd} DESC, {plan.value} {direction}, key LIMIT %s"
+            )
         batch = min(max(1, need + self._query_slack), 2**62)
         while True:
-            rows = self._all(sql, [*params, batch])
+            rows = self._all(sql, [*params, batch], plan.split)
             kept = []
+            for k, rev, text, _value in odd:
+                key = self._key_value(coll, k)
+                data = self._record(coll, key, text)
+                if query.admits(key, data):
+                    kept.append((key, self._revision_of(coll, key, rev), data, None))
             for k, rev, text, value in rows:
                 key = self._key_value(coll, k)
                 data = self._record(coll, key, text)
