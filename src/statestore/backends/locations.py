@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 import cattrs
 
+from statestore.backends.urls import shown_url
 from statestore.codec import Codec
 from statestore.errors import BackendError, ValidationError
 from statestore.schema import Schema
@@ -57,19 +58,6 @@ class Location:
         if self.url is not None:
             return shown_url(self.url)
         return f"{self.backend}:{self.path if self.path is not None else ''}"
-
-
-def shown_url(url: str) -> str:
-    """A PostgreSQL URL without its password (user part and ``password`` parameter)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
-    query = [(k, "****" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/:,"), ""))
 
 
 def parse_location(location: str | os.PathLike[str]) -> Location:

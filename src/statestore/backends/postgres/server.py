@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from statestore.backends import rawjson
-from statestore.backends.locations import shown_url
+from statestore.backends.urls import shown_url
 from statestore.errors import BackendError, CorruptStoreError, StoreBusyError, StoreNotFoundError, ValidationError
 from statestore.store import StoredSchemas
 
