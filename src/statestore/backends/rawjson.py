@@ -11,8 +11,13 @@ into a ``CorruptStoreError`` naming the file, table, key or line.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from statestore.errors import CorruptStoreError
+
+if TYPE_CHECKING:
+    from statestore.store import StoredSchemas
 
 __all__ = ["SCAN", "StoredJSONError", "load"]
 
@@ -70,3 +75,21 @@ def load(text: str | bytes) -> Any:
         raise StoredJSONError(f"not valid UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
         raise StoredJSONError(f"not valid JSON: {exc}", exc.lineno) from None
+
+
+def stored_schemas_of(rows: Iterable[tuple[Any, Any, Any]], location: str) -> StoredSchemas:
+    """``{name: (version, description)}`` from a store's schema rows (name, version, description text).
+
+    A row whose description is not a JSON object, or whose version is not an
+    int, is CorruptStoreError naming the schema.
+    """
+    out: StoredSchemas = {}
+    for name, version, description in rows:
+        try:
+            desc = load(description)
+        except (TypeError, ValueError):
+            desc = None
+        if not isinstance(desc, dict) or not isinstance(version, int):
+            raise CorruptStoreError(location, f"schema {name!r} has no valid version and description")
+        out[str(name)] = (version, desc)
+    return out

@@ -67,16 +67,7 @@ def _sqlite_schemas(path: Path, location: str) -> StoredSchemas:
         raise CorruptStoreError(location, f"stored text is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     finally:
         con.close()
-    out: StoredSchemas = {}
-    for name, version, description in rows:
-        try:
-            desc = rawjson.load(description)
-        except (TypeError, ValueError):
-            desc = None
-        if not isinstance(desc, dict) or not isinstance(version, int):
-            raise CorruptStoreError(location, f"schema {name!r} has no valid version and description")
-        out[str(name)] = (version, desc)
-    return out
+    return rawjson.stored_schemas_of(rows, location)
 
 
 def _files_schemas(path: Path, location: str) -> StoredSchemas:

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 from statestore.backends import rawjson
 from statestore.backends.urls import shown_url
-from statestore.errors import BackendError, CorruptStoreError, StoreBusyError, StoreNotFoundError, ValidationError
+from statestore.errors import BackendError, StoreBusyError, StoreNotFoundError, ValidationError
 from statestore.store import StoredSchemas
 
 try:
@@ -176,16 +176,7 @@ def stored_schemas(url: str) -> StoredSchemas:
             rows = con.execute(f"SELECT name, version, description FROM {q(schema)}._statestore_schemas").fetchall()
     except psycopg.Error as exc:
         raise BackendError(shown, scrubbed(exc, url)) from None
-    out: StoredSchemas = {}
-    for name, version, description in rows:
-        try:
-            desc = rawjson.load(description)
-        except (TypeError, ValueError):
-            desc = None
-        if not isinstance(desc, dict) or not isinstance(version, int):
-            raise CorruptStoreError(shown, f"schema {name!r} has no valid version and description")
-        out[str(name)] = (version, desc)
-    return out
+    return rawjson.stored_schemas_of(rows, shown)
 
 
 def aside_schema(schema: str, purpose: str) -> str:
