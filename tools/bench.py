@@ -1157,6 +1157,19 @@ QITEMS = ss.Collection("qitems", Item, key="id", indexes=["kind", "score"])
 QSCHEMA = ss.Schema("benchq", version=1, collections=[QITEMS])
 
 
+def alternate(sides: dict[str, Iterator[int]], args: argparse.Namespace) -> tuple[dict[str, float], dict[str, int]]:
+    """Time each side in alternating rounds: the best rate of each, and how many operations each did."""
+    best = dict.fromkeys(sides, 0.0)
+    done = dict.fromkeys(sides, 0)
+    rounds = max(1, args.rounds)
+    for _ in range(rounds):
+        for name, it in sides.items():
+            ops, rate = measure(it, max(1, args.max_ops // rounds), args.seconds / rounds)
+            done[name] += ops
+            best[name] = max(best[name], rate)
+    return best, done
+
+
 def run_queries(base: Path, w: Workload, n: int, args: argparse.Namespace) -> list[Row]:
     """An indexed range query returning 10 records (``score >= x``, ordered by score, limit 10) on ``n`` records.
 
@@ -1198,14 +1211,7 @@ def run_queries(base: Path, w: Workload, n: int, args: argparse.Namespace) -> li
 
         stores["files"][QITEMS].find(score=ss.ge(50.0), order_by="score", limit=10)  # warm: cache and index built
         sides = {"raw": raw(), "sqlite": query(stores["sqlite"]), "files": query(stores["files"])}
-        best = dict.fromkeys(sides, 0.0)
-        done = dict.fromkeys(sides, 0)
-        rounds = max(1, args.rounds)
-        for _ in range(rounds):
-            for name, it in sides.items():
-                ops, rate = measure(it, max(1, args.max_ops // rounds), args.seconds / rounds)
-                done[name] += ops
-                best[name] = max(best[name], rate)
+        best, done = alternate(sides, args)
         con.close()
     finally:
         for store in stores.values():
@@ -1273,14 +1279,7 @@ def run_postgres_query(w: Workload, n: int, args: argparse.Namespace) -> Row:
                     yield 1
 
         sides = {"raw": raw(), "postgres": query()}
-        best = dict.fromkeys(sides, 0.0)
-        done = dict.fromkeys(sides, 0)
-        rounds = max(1, args.rounds)
-        for _ in range(rounds):
-            for name, it in sides.items():
-                ops, rate = measure(it, max(1, args.max_ops // rounds), args.seconds / rounds)
-                done[name] += ops
-                best[name] = max(best[name], rate)
+        best, done = alternate(sides, args)
         con.execute(f'DROP SCHEMA "{schema}" CASCADE')
     finally:
         con.close()

@@ -105,32 +105,22 @@ def schema_exists(url: str) -> bool:
 
     A server that cannot be reached raises BackendError (without the password).
     """
-    connect, schema, shown = split_url(url)
-    try:
-        with quick_connect(connect) as con:
-            row = con.execute(
-                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = '_statestore_schemas'",
-                (schema,),
-            ).fetchone()
-    except psycopg.Error as exc:
-        raise BackendError(shown, f"cannot connect to the server: {scrubbed(exc, url)}") from None
-    return row is not None
+    return _look(url) == "store"
 
 
 def schema_vacant(url: str) -> bool:
-    """True if the schema ``url`` names does not exist or holds no table (room for a new store)."""
+    """True if the schema ``url`` names does not exist or holds nothing (room for a new store)."""
+    return _look(url) in ("absent", "empty")
+
+
+def _look(url: str) -> str:
+    """What the schema ``url`` names is (see :func:`_destination`); BackendError if the server cannot be reached."""
     connect, schema, shown = split_url(url)
     try:
         with quick_connect(connect) as con:
-            row = con.execute(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
-                (schema,),
-            ).fetchone()
+            return _destination(con, schema)
     except psycopg.Error as exc:
         raise BackendError(shown, f"cannot connect to the server: {scrubbed(exc, url)}") from None
-    return bool(row[0] == 0)
 
 
 @contextlib.contextmanager
