@@ -365,3 +365,15 @@ def test_migrate_to_the_current_version_does_nothing(tmp_path: Path, monkeypatch
     data = json.loads(ok("info", tmp_path / "n.db", "--json"))
     assert [h["direction"] for h in data["schemas"][0]["history"]] == ["create"]
     assert data["schemas"][0]["version"] == 1
+
+
+def test_get_prints_the_record_on_one_line_when_piped(location: str) -> None:
+    piped = ok("get", location, "tasks", "long").splitlines()
+    assert len(piped) == 2  # the comment, then the whole record on one line
+    assert json.loads(piped[1])["title"] == LONG
+
+
+def test_get_indents_the_record_in_a_terminal(location: str, terminal: None) -> None:
+    shown = ok("get", location, "tasks", "long")
+    assert len(shown.splitlines()) > 3
+    assert '  "title": ' in shown

@@ -476,8 +476,14 @@ def ls_command(
 @_JSON
 @_friendly
 def get(store: str, collection: str, key: str, as_json: bool) -> None:
-    """Print one record of COLLECTION as JSON (KEY: text, an int for int keys, a JSON array for composite keys)."""
-    from statestore.codec import pretty
+    """Print one record of COLLECTION as JSON (KEY: text, an int for int keys, a JSON array for composite keys).
+
+    A comment line names the key and revision; the record follows, indented
+    in a terminal, on one line when piped. --json prints key, revision and
+    record as one JSON document.
+    """
+    from statestore.cli.output import stdout_is_terminal
+    from statestore.codec import dumps, pretty
 
     with _open(store) as opened:
         coll = _collection(opened, collection)
@@ -489,7 +495,8 @@ def get(store: str, collection: str, key: str, as_json: bool) -> None:
         _echo_json({"key": value, "revision": got.revision, "record": got.record})
         return
     echo(f"# {coll.name} {value!r}, revision {got.revision}")
-    echo(pretty(got.record))
+    # Indented for a person; piped, the record is one line of canonical JSON (for grep, jq after tail -n1).
+    echo(pretty(got.record) if stdout_is_terminal() else dumps(got.record))
 
 
 @main.command()
