@@ -97,6 +97,9 @@ class Task:
 
 TASKS = ss.Collection("tasks", Task, key="id", indexes=["status"], unique=["owner"])
 SCHEMA = ss.Schema("pgtest", version=1, collections=[TASKS])
+# No unique field: an insert or put outside a transaction is one statement of its own (_write_alone).
+JOBS = ss.Collection("jobs", Task, key="id", indexes=["status"])
+JOB_SCHEMA = ss.Schema("pgjobs", version=1, collections=[JOBS])
 
 
 def _server_sql(server: _postgres.PostgresServer, sql: str, params: Any = None) -> list[Any]:
@@ -264,6 +267,119 @@ def test_a_writer_waits_at_most_the_busy_timeout_then_store_busy(pg: PostgresFac
         waiter[TASKS].put(Task("t2"))  # the lock is free again
     finally:
         waiter.close()
+
+
+def _write_lock_shared(pg: PostgresFactory, store: ss.Store) -> Any:
+    """A connection holding the store's write lock shared, as a single insert in flight does."""
+    import psycopg
+
+    con = psycopg.connect(pg.server.conninfo(), autocommit=True)
+    con.execute("BEGIN")
+    con.execute("SELECT pg_advisory_xact_lock_shared(%s)", (store._write_lock,))  # type: ignore[attr-defined]
+    return con
+
+
+def test_single_writes_do_not_wait_for_each_other_but_write_transactions_wait_for_them(pg: PostgresFactory) -> None:
+    store = pg(JOB_SCHEMA)
+    waiter = ss.open_store(pg.location, JOB_SCHEMA, busy_timeout=0.5)
+    con = _write_lock_shared(pg, store)  # another client's single write, not yet committed
+    try:
+        started = time.monotonic()
+        assert waiter[JOBS].insert(Task("j1", "first", status="doing")) == 1
+        assert waiter[JOBS].put(Task("j2", "second")) == 1
+        assert waiter[JOBS].put(Task("j2", "third", status="doing")) == 2
+        assert time.monotonic() - started < 0.4  # went ahead beside it
+        with pytest.raises(ss.StoreBusyError):
+            waiter[JOBS].insert(Task("j1", "again"))  # a clash is found out on the transaction path
+        busy: list[Any] = [
+            lambda: waiter[JOBS].put(Task("j3"), expect_revision=0),  # compare-and-swap is a transaction
+            lambda: waiter[JOBS].update("j1", lambda t: None),
+            lambda: waiter[JOBS].delete("j1"),
+        ]
+        for write in busy:
+            with pytest.raises(ss.StoreBusyError):
+                write()
+        with pytest.raises(ss.StoreBusyError), waiter.transaction():
+            waiter[JOBS].insert(Task("j4"))  # inside a transaction a single write is part of it
+        con.close()
+        with pytest.raises(ss.AlreadyExistsError):
+            waiter[JOBS].insert(Task("j1", "again"))
+    finally:
+        con.close()
+        waiter.close()
+    # The lookup columns were written with the records.
+    assert [(t.id, t.title) for t in store[JOBS].find(status="doing")] == [("j1", "first"), ("j2", "third")]
+    assert store[JOBS].keys() == ["j1", "j2"]
+    assert store[JOBS].get_versioned("j2").revision == 2  # type: ignore[union-attr]
+
+
+def test_single_puts_racing_on_one_key_each_get_their_own_revision(pg: PostgresFactory) -> None:
+    stores = [pg(JOB_SCHEMA) for _ in range(4)]
+    got: list[int] = []
+
+    def put_many(store: ss.Store, n: int) -> None:
+        got.extend(store[JOBS].put(Task("j1", f"{n}-{i}")) for i in range(50))
+
+    threads = [threading.Thread(target=put_many, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(got) == list(range(1, 201))
+    assert stores[0][JOBS].get_versioned("j1").revision == 200  # type: ignore[union-attr]
+
+
+def test_a_single_put_over_a_damaged_revision_reports_it(pg: PostgresFactory) -> None:
+    store = pg(JOB_SCHEMA)
+    store[JOBS].put(Task("j1"))
+    _server_sql(pg.server, f'UPDATE "{pg.pg_schema}".jobs SET revision = 0')
+    with pytest.raises(ss.CorruptStoreError, match="revision"):
+        store[JOBS].put(Task("j1", "over it"))
+    assert _server_sql(pg.server, f'SELECT revision, data FROM "{pg.pg_schema}".jobs')[0][0] == 0
+
+
+def test_a_single_insert_never_slips_into_another_clients_write_transaction(pg: PostgresFactory) -> None:
+    # A transaction that saw the key absent and then writes it must not overwrite a record
+    # another client inserted in between: the insert waits for the transaction, then finds the key.
+    holder = pg(JOB_SCHEMA)
+    inserter = pg(JOB_SCHEMA)
+    outcome: list[str] = []
+    seen = threading.Event()
+
+    def insert() -> None:
+        seen.wait(5)
+        try:
+            inserter[JOBS].insert(Task("j1", "inserted"))
+            outcome.append("inserted")
+        except ss.AlreadyExistsError:
+            outcome.append("already there")
+
+    thread = threading.Thread(target=insert)
+    thread.start()
+    with holder.transaction():
+        assert holder[JOBS].get("j1") is None
+        seen.set()
+        time.sleep(0.4)  # the insert runs now, and must wait
+        assert outcome == []
+        assert holder[JOBS].put(Task("j1", "transaction")) == 1
+    thread.join(10)
+    assert outcome == ["already there"]
+    assert holder[JOBS]["j1"].title == "transaction"
+    assert holder[JOBS].get_versioned("j1").revision == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("write", ["insert", "put"])
+def test_a_connection_lost_during_a_single_write_says_its_outcome_is_unknown(pg: PostgresFactory, write: str) -> None:
+    store = pg(JOB_SCHEMA)
+    store[JOBS].insert(Task("j1"))
+    pid = store._con().info.backend_pid  # type: ignore[attr-defined]
+    _server_sql(pg.server, "SELECT pg_terminate_backend(%s)", (pid,))
+    # One autocommit statement: had the server committed it before the connection went, no one
+    # here could tell, so the error says so rather than "not committed".
+    with pytest.raises(ss.BackendError, match=r"lost the connection.*whether the record was written is unknown"):
+        getattr(store[JOBS], write)(Task("j2"))
+    assert getattr(store[JOBS], write)(Task("j3")) == 1  # connects again
+    assert store[JOBS].keys() == ["j1", "j3"]
 
 
 def test_read_mode_connects_read_only(pg: PostgresFactory) -> None:

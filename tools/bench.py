@@ -23,7 +23,8 @@ Suites (one per backend; each is a list of rows):
   ``synchronous_commit = on`` (what statestore sets at either durability: a
   commit is on disk, or as far as the server's ``fsync`` goes, when it
   returns), whatever the server's default. Targets (issue 17): >= 0.7x on
-  single insert, get, indexed find, update and append. One more row: 8
+  single insert, single put (replacing a record; one autocommit upsert on
+  the raw side), get, indexed find, update and append. One more row: 8
   processes doing compare-and-swap increments of one counter, in total per
   second; afterwards the counter must equal the increments that succeeded
   (no update lost), on both sides, and the note under the table says how
@@ -379,6 +380,15 @@ class RawPostgresSide(Side):
                     "INSERT INTO items(key, revision, data, kind) VALUES (%s, 1, %s, %s)",
                     (d["id"].encode(), json.dumps(d), json.dumps(d["kind"])),
                 )
+
+    def put(self, i: int) -> None:
+        # One autocommit upsert that raises the revision, as a put does.
+        d = self.w.item_dicts[i]
+        self.con.execute(
+            "INSERT INTO items(key, revision, data, kind) VALUES (%s, 1, %s, %s) ON CONFLICT (key) DO UPDATE "
+            "SET revision = items.revision + 1, data = excluded.data, kind = excluded.kind",
+            (d["id"].encode(), json.dumps(d), json.dumps(d["kind"])),
+        )
 
     def get(self, i: int) -> object:
         row = self.con.execute("SELECT revision, data FROM items WHERE key = %s", (self.w.key(i).encode(),)).fetchone()
@@ -795,6 +805,7 @@ OPS: list[Op] = [
 POSTGRES_OPS: list[Op] = [
     Op(op.name, 0.7 if op.target is not None and op.name != "batch insert (1 txn)" else op.target, op.run) for op in OPS
 ]
+POSTGRES_OPS.insert(2, Op("single durable put (replace)", 0.7, lambda s, w: _each(s.put, w.random_ids(3))))
 
 
 #: The SQLite suite also times a put that replaces a stored record (issue 14: >= 0.85x a raw upsert).

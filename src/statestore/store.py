@@ -26,7 +26,8 @@ nothing else; ``docs/backends.md`` walks through it. In short:
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
   ``_after_fork``, ``_structure_ok``, ``_entry_count``, ``_wait_for_entries``
-  (how ``follow`` waits), ``_add`` (insert if absent), the bulk ``_write_many`` and
+  (how ``follow`` waits), ``_add`` (insert if absent), ``_write_alone`` (insert
+  or put outside any transaction, in one step), the bulk ``_write_many`` and
   ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
   ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
   conditions, order, limit and offset; the defaults scan and filter in
@@ -422,6 +423,22 @@ class Store(ABC):
         if current is None:
             self._write(coll, key, 1, data, text)
         return current
+
+    def _write_alone(
+        self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
+    ) -> int | None:
+        """Write ``data`` in one atomic step of its own, outside any transaction, if the backend can.
+
+        Called by ``insert`` (``replace=False``: only if ``key`` is absent)
+        and ``put`` without ``expect_revision`` (``replace=True``: the stored
+        revision plus one, or 1) before they open a transaction, for
+        collections without unique fields; returns the new revision. None
+        means nothing was written and the caller takes the transaction path,
+        which finds out why (the key is stored, the store is closed or
+        read-only, another writer holds the store, the schemas moved) and
+        says so. The default always declines.
+        """
+        return None
 
     def _add_entries(self, log: Log[Any], rows: Iterable[tuple[str, int, str, dict[str, Any], str]]) -> None:
         """``_add_entry`` for each (stream, version, at, data, text), in order: for bulk loads."""

@@ -160,6 +160,8 @@ class CollectionView(Generic[T]):
         it clashes on a unique field.
         """
         key, data, text = self._encode(record)
+        if not self.decl.unique and self.store._write_alone(self.decl, key, data, text, replace=False):
+            return 1  # one step, outside any transaction (a backend that can; see Store._write_alone)
         with self.store._writing("insert", single=True):
             if not self.decl.unique:
                 current = self.store._add(self.decl, key, data, text)  # one step where the backend can
@@ -179,6 +181,10 @@ class CollectionView(Generic[T]):
         nothing is written. Revisions restart at 1 after a delete.
         """
         key, data, text = self._encode(record)
+        if expect_revision is None and not self.decl.unique:
+            revision = self.store._write_alone(self.decl, key, data, text, replace=True)
+            if revision is not None:
+                return revision
         with self.store._writing("put", single=True):
             current = self.store._revision(self.decl, key)
             if expect_revision is not None and (current or 0) != expect_revision:

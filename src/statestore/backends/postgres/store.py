@@ -17,6 +17,20 @@ serialize across every client on every machine, exactly as SQLite's
 are bounded by ``lock_timeout`` (the busy timeout), then StoreBusyError.
 Migrations serialize on a second, session-level advisory lock.
 
+Single writes need no transaction: ``insert`` and ``put`` (without
+``expect_revision``) outside a transaction, into a collection without unique
+fields, are one autocommit statement each (see ``_write_alone``). It takes
+the same advisory lock *shared*, only if it is free at once
+(``pg_try_advisory_xact_lock_shared``), so such writes run side by side (two
+on one key queue on its row) while every write transaction still excludes
+them; and it checks the schema mark on the mark's row locked ``FOR SHARE``,
+which makes PostgreSQL read the row's newest committed version rather than
+the one the statement's snapshot (taken before the lock) saw, so such a
+write never lands in a store another client migrated meanwhile. Whenever it
+cannot go ahead (the lock is held, the mark moved, an insert's key is
+stored) it writes nothing and the operation takes the transaction path,
+which waits or says why.
+
 psycopg (3) is an optional dependency: this module is imported only when a
 ``postgresql://`` location is opened, and says which extra to install when
 it is missing.
@@ -87,6 +101,7 @@ _RESERVED = {"key", "revision", "data"}
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _MAX_PENDING = 1000  # deferred statements sent together at most
 _NOTIFY_WAIT = 5.0  # longest wait for a notification before follow looks anyway
+_NOT_COMMITTED = "the open transaction was not committed"  # how a lost connection's error ends
 _EXTRA = "PostgreSQL locations need psycopg: pip install 'statestore[postgres]'"
 
 
@@ -333,6 +348,7 @@ class PostgresStore(Store):
         self._columns: dict[str, set[str]] = {}
         self._lookup: dict[str, tuple[str, ...]] = {}  # table -> fields with a lookup column
         self._upserts: dict[str, str] = {}
+        self._alone: dict[tuple[str, bool], str] = {}  # (collection, replace) -> _write_alone's statement
         self._generation = 0
         # False once the server lost a statement prepared on a connection (a pooler that hands
         # each transaction another server connection): from then on every statement is unnamed.
@@ -393,9 +409,7 @@ class PostgresStore(Store):
         if in_transaction and getattr(local, "tx_con", None) is not None:
             # The transaction's connection is gone, and its writes with it: what follows must not
             # go to a new connection as if they had been made (until the transaction ends).
-            raise BackendError(
-                self.location, "lost the connection to the server; the open transaction was not committed"
-            )
+            raise BackendError(self.location, f"lost the connection to the server; {_NOT_COMMITTED}")
         con = self._connect()
         if in_transaction:
             local.tx_con = con
@@ -476,7 +490,7 @@ class PostgresStore(Store):
         if state.startswith(("08", "57P0")) or (isinstance(exc, psycopg.Error) and self._broken()):
             return BackendError(
                 self.location,
-                f"lost the connection to the server ({text}); the open transaction was not committed",
+                f"lost the connection to the server ({text}); {_NOT_COMMITTED}",
             )
         if isinstance(exc, pg_errors.InvalidSqlStatementName):
             return BackendError(
@@ -831,6 +845,7 @@ class PostgresStore(Store):
             table: tuple(sorted(field_of(c) for c in cols if c not in _RESERVED)) for table, cols in columns.items()
         }
         self._upserts.clear()
+        self._alone.clear()
         # The tables may have changed: statements prepared for the old ones go (see _send).
         self._generation += 1
 
@@ -1141,7 +1156,7 @@ class PostgresStore(Store):
                     raise
                 # The COMMIT may have reached the server before the connection went: say so.
                 reason = exc.reason.replace(
-                    "the open transaction was not committed",
+                    _NOT_COMMITTED,
                     "the connection went during COMMIT: whether the transaction was committed is unknown",
                 )
                 raise BackendError(self.location, reason) from None
@@ -1250,6 +1265,43 @@ class PostgresStore(Store):
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         self._defer(self._upsert(coll), self._row(coll, key, revision, data, text))
+
+    def _write_alone(
+        self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
+    ) -> int | None:
+        # One autocommit statement, no transaction: see "Single writes need no transaction" above.
+        if self._closed or self.mode != "write" or self._schema_mark < 0 or coll.name not in self._columns:
+            return None
+        state = self._state()
+        if state.depth or state.migrating or getattr(self._local, "pending", None):
+            return None
+        sql = self._alone.get((coll.name, replace))
+        if sql is None:
+            cols = ["key", "revision", "data", *(_q(column_of(f)) for f in self._lookup.get(coll.name, ()))]
+            # A stored revision that is not a positive number is left to the transaction path to report.
+            clash = (
+                f"DO UPDATE SET revision = r.revision + 1, {', '.join(f'{c} = excluded.{c}' for c in cols[2:])} "
+                "WHERE r.revision > 0"
+                if replace
+                else "DO NOTHING"
+            )
+            sql = self._alone[coll.name, replace] = (
+                f"INSERT INTO {self._t(coll.name)} AS r({', '.join(cols)}) SELECT {', '.join(['%s'] * len(cols))} "
+                f"FROM {self._t('_statestore_meta')} m WHERE m.key = 'schema_mark' "
+                f"AND pg_try_advisory_xact_lock_shared({self._write_lock}) AND m.value = %s "
+                f"FOR SHARE OF m SKIP LOCKED ON CONFLICT(key) {clash} RETURNING r.revision"
+            )
+        try:
+            row = self._run(sql, (*self._row(coll, key, 1, data, text), str(self._schema_mark)), True).fetchone()
+        except psycopg.Error as exc:
+            error = self._error(exc)
+            if isinstance(error, StoreBusyError):
+                raise error from None  # waited the busy timeout already (for the table, held by a migration)
+            if isinstance(error, BackendError) and error.reason.endswith(_NOT_COMMITTED):
+                reason = error.reason[: -len(_NOT_COMMITTED)] + "whether the record was written is unknown"
+                raise BackendError(self.location, reason) from None
+            return None  # the transaction path runs it again, and reports what it finds
+        return None if row is None else int(row[0])
 
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         self._flush()
