@@ -98,9 +98,9 @@ def test_check_finds_records_that_share_a_unique_value(location: str) -> None:
         if location.startswith("sqlite:"):
             store._execute("DROP INDEX _statestore_uj__servers__port")  # as a store made by hand could be
         elif location.startswith("postgresql:"):
-            from statestore.backends.postgres.store import _index_name
+            from statestore.backends.postgres.columns import index_name
 
-            store._execute(f"DROP INDEX {store._t(_index_name('uq', 'servers', ('port',)))}")
+            store._execute(f"DROP INDEX {store._t(index_name('uq', 'servers', ('port',)))}")
         data = {"name": "admin", "port": 8080}
         with store.transaction():
             store._write(SERVERS, "admin", 1, data, dumps(data))  # past the shared layer's check
