@@ -269,6 +269,16 @@ class PostgresConnection(Store):
         ``sql=None`` only sends what is pending. psycopg errors propagate (the
         callers translate them).
         """
+        if sql is None:
+            self._run_group(())
+            return None
+        return self._run_group(((sql, params, prepare),))[0]
+
+    def _run_group(self, group: Sequence[tuple[str, Any, bool]]) -> list[Rows]:
+        """Execute each (sql, params, prepare) of ``group`` after what is pending, in one round trip; their rows.
+
+        An empty group only sends what is pending. psycopg errors propagate.
+        """
         local = self._local
         failed = getattr(local, "tx_failed", None)
         if failed is not None:
@@ -278,17 +288,16 @@ class PostgresConnection(Store):
         pending: list[Statement] | None = getattr(local, "pending", None)
         # Encoded before anything is taken from pending: a value that cannot be sent (a NUL in
         # text) fails here, with the transaction's earlier writes still waiting to be sent.
-        statement = None if sql is None else self._statement(sql, params, prepare)
+        statements = [self._statement(sql, params, prepare) for sql, params, prepare in group]
         if not pending:
-            if statement is None:
-                return None
-            pending = [statement]
+            if not statements:
+                return []
+            pending = statements
             mark_at: int | None = None
         else:
             mark_at = local.mark_at
             local.pending, local.mark_at = None, None
-            if statement is not None:
-                pending.append(statement)
+            pending.extend(statements)
         holder = self._holder()
         try:
             results = self._send(holder, pending)
@@ -311,7 +320,7 @@ class PostgresConnection(Store):
             raise
         if mark_at is not None:
             self._check_mark(results[mark_at].fetchone())
-        return results[-1] if sql is not None else None
+        return results[len(results) - len(statements) :]
 
     def _failure(self, exc: BaseException) -> str:
         """What failed, for the refusals of the statements after it in the same transaction."""
@@ -441,6 +450,13 @@ class PostgresConnection(Store):
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
+    def _all_of(self, group: Sequence[tuple[str, Any, bool]]) -> list[list[Any]]:
+        """The rows of each (sql, params, prepare) of ``group``, sent together: one round trip."""
+        try:
+            return [list(rows.fetchall()) for rows in self._run_group(group)]
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
     def _defer(self, sql: str, params: Any, prepare: bool = True) -> None:
         """Send a write with the transaction's next statement (or its COMMIT)."""
         local = self._local
@@ -475,7 +491,10 @@ class PostgresConnection(Store):
             raise CorruptStoreError(self.location, f"{where}: holds {type(text).__name__}, not JSON text") from None
 
     def _record(self, coll: Collection[Any], key: Any, text: Any) -> dict[str, Any]:
-        data = self._load(text, f"table {coll.name!r}, key {key!r}")
+        data = fast_record(text)
+        if data is not None:
+            return data
+        data = self._load(text, f"table {coll.name!r}, key {key!r}")  # says what is wrong
         if type(data) is not dict:
             raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: data is not a JSON object")
         return data

@@ -47,6 +47,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from statestore.backends.postgres.columns import column_of, field_text
@@ -70,6 +71,12 @@ from statestore.query import Query, same_value
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, RawRecord
 
+
+def _decimal(text: str | None) -> Decimal | None:
+    """A number's lookup text (a plain JSON number: not an odd row) as the value its number index orders by."""
+    return None if text is None else Decimal(text)
+
+
 _BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _NOTIFY_WAIT = 5.0  # longest wait for a notification before follow looks anyway
 
@@ -91,7 +98,7 @@ class PostgresStore(PostgresStructure):
     # _query filters every field on the server (JSON functions where there is no lookup column).
     _equality_through_scan = False
     #: Rows a limited query reads in its first batch beyond those it needs (the batches then grow fourfold).
-    _query_slack = 16
+    _query_slack = 4
 
     def __init__(
         self,
@@ -452,27 +459,35 @@ class PostgresStore(PostgresStructure):
                 where = f"{where} AND {skip.sql}" if where else f" WHERE {skip.sql}"
                 params = [*params, *skip.params]
         table = self._t(coll.name)
+        odd_query: tuple[str, Any, bool] | None = None
         odd: list[Any] = []
         if plan.split:
             # Odd rows on their own (a partial index finds them; there are none in an undamaged store),
-            # the rest in the order of the field's number index, which serves it: a range on that
-            # field is given without its odd rows, so the index scan starts where the range does.
+            # sent with the first batch, the rest in the order of the field's number index, which
+            # serves it: a range on that field is given without its odd rows, so the index scan
+            # starts where the range does.
             also = " AND " if where else " WHERE "
-            odd = self._all(f"SELECT key, revision, data, NULL FROM {table}{where}{also}{plan.odd}", params, True)
-            parts: list[str] = [f"NOT {plan.odd}"]
+            odd_query = (f"SELECT key, revision, data, NULL FROM {table}{where}{also}{plan.odd}", params, True)
+            parts: list[str] = []
             args: list[Any] = []
+            ranged = False  # a range on the first field leaves out its odd rows (their value is NULL)
             for term in query.terms:
                 clause = term_clause(self._column(coll, term.field), term)
                 if clause is not None:
                     core = clause.core if term.field == first.field else None
+                    ranged = ranged or core is not None
                     parts.append(core or clause.sql)
                     args.extend(clause.params)
+            if not ranged:
+                parts.insert(0, f"NOT {plan.odd}")
             if skip is not None:
                 parts.append(skip.sql)
                 args.extend(skip.params)
+            # The rows' lookup text, not plan.value: these rows are not odd, so their text is a
+            # plain JSON number, read as a Decimal here (below) only where it is compared.
             sql = (
-                f"SELECT key, revision, data, {plan.value} FROM {table} WHERE {' AND '.join(parts)} "
-                f"ORDER BY {plan.value} {direction} LIMIT %s"
+                f"SELECT key, revision, data, {self._column(coll, first.field)} FROM {table} "
+                f"WHERE {' AND '.join(parts)} ORDER BY {plan.value} {direction} LIMIT %s"
             )
             params = args
         else:
@@ -482,7 +497,11 @@ class PostgresStore(PostgresStructure):
             )
         batch = min(max(1, need + self._query_slack), 2**62)
         while True:
-            rows = self._all(sql, [*params, batch], plan.split)
+            if odd_query is not None:
+                odd, rows = self._all_of((odd_query, (sql, [*params, batch], True)))
+                odd_query = None
+            else:
+                rows = self._all(sql, [*params, batch], plan.split)
             kept = []
             for k, rev, text, _value in odd:
                 key = self._key_value(coll, k)
@@ -498,7 +517,10 @@ class PostgresStore(PostgresStructure):
                 break
             if len(kept) >= need:
                 edge = query.sort(kept)[need - 1]
-                if beyond(plan, first.descending, rows[-1][3], edge[3], edge[2].get(first.field) is None):
+                last, bound = rows[-1][3], edge[3]
+                if plan.split:
+                    last, bound = _decimal(last), _decimal(bound)
+                if beyond(plan, first.descending, last, bound, edge[2].get(first.field) is None):
                     break
             batch = min(batch * 4, 2**62)
         return [(k, r, d) for k, r, d, _v in query.window(query.sort(kept))]
