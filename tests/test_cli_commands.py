@@ -60,9 +60,9 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_info_sizes_a_big_files_store_by_its_first_files_unless_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from statestore.cli import commands
+    from statestore.cli import reading
 
-    monkeypatch.setattr(commands, "SIZE_WALK_LIMIT", 5)  # so the test store counts as big
+    monkeypatch.setattr(reading, "SIZE_WALK_LIMIT", 5)  # so the test store counts as big
     loc = f"files:{tmp_path}/s"
     with ss.open_store(loc, SCHEMA) as store:
         for i in range(20):

@@ -14,59 +14,22 @@ Modules beyond click are imported inside the commands that use them, so
 
 from __future__ import annotations
 
-import functools
 import importlib
-import json
 import os
-import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from statestore import __version__
-from statestore.cli import output
+from statestore.cli import output, reading
+from statestore.cli.common import JSON_OPTION, STORE, echo_json, friendly, open_read, plural
 from statestore.cli.output import OutputError, Table, echo
-from statestore.errors import NotFoundError, SchemaMismatchError, StateStoreError, StoreExistsError, UnknownNameError
+from statestore.errors import SchemaMismatchError, StoreExistsError
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
-    from statestore.schema import Collection, KeyValue, Log, Schema
-    from statestore.store import Store
-    from statestore.views import Entry
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(fn: F) -> F:
-    """Turn statestore errors into one line and a non-zero exit."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except StateStoreError as exc:
-            raise click.ClickException(str(exc)) from None
-        except BrokenPipeError:
-            raise
-        except OSError as exc:  # a path the user gave that the OS refuses
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
-        except (click.ClickException, click.Abort, click.exceptions.Exit):
-            raise
-        except Exception as exc:
-            # A bug of ours: still one line for the user; STATESTORE_DEBUG=1 shows the traceback.
-            if os.environ.get("STATESTORE_DEBUG"):
-                raise
-            raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {exc} (rerun with STATESTORE_DEBUG=1 and report it)"
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
-
+    from statestore.schema import Schema
 
 # Commands whose exit status 1 means something other than an error (diff: "different").
 _ERROR_STATUS = {"diff": 2}
@@ -127,472 +90,16 @@ def main(verbose: int) -> None:
         raise OutputError("standard output is closed: redirect it to a file or /dev/null instead")
 
 
-# ---------------------------------------------------------------- helpers of the store commands
-
-_STORE = click.argument("store", metavar="STORE")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
-
-
-def _open(location: str) -> Store:
-    """Open ``location`` read-only, as the schemas stored in it describe it."""
-    from statestore.open import open_store
-
-    return open_store(location, mode="read")
-
-
-def _names(store: Store) -> str:
-    return ", ".join(s.name for s in store.schemas)
-
-
-def _collection(store: Store, name: str) -> Collection[Any]:
-    for coll in store.collections:
-        if coll.name == name:
-            return coll
-    if any(lg.name == name for lg in store.logs):
-        raise click.ClickException(f"{name!r} is a log, not a collection: statestore log {store.location} {name}")
-    raise UnknownNameError(name, _names(store))
-
-
-def _log(store: Store, name: str) -> Log[Any]:
-    from statestore.store import INTERNAL_LOGS
-
-    for log in (*store.logs, *INTERNAL_LOGS):
-        if log.name == name:
-            return log
-    if any(c.name == name for c in store.collections):
-        raise click.ClickException(f"{name!r} is a collection, not a log: statestore ls {store.location} {name}")
-    raise UnknownNameError(name, _names(store))
-
-
-def _echo_json(data: Any) -> None:
-    echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
-
-
-_MAX_COLUMNS = 6
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
-def _parse_key(coll: Collection[Any], text: str) -> KeyValue:
-    """A key typed on the command line: JSON array for a composite key, int for an int key field."""
-    types = [coll.field_types[f] for f in coll.key_fields]
-    if coll.composite:
-        try:
-            parts = json.loads(text)
-        except ValueError:
-            parts = None
-        if not isinstance(parts, list) or len(parts) != len(types):
-            fields = ", ".join(coll.key_fields)
-            raise click.BadParameter(f"{coll.name} has a composite key ({fields}): give it as a JSON array")
-        return tuple(_key_part(p, tp) for p, tp in zip(parts, types))
-    return _key_part(text, types[0])
-
-
-def _key_part(value: Any, tp: Any) -> str | int:
-    if tp is int:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise click.BadParameter(f"{value!r} is not an int key") from None
-    return value if isinstance(value, str) else str(value)
-
-
-_CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(!=|>=|<=|\^=|=|>|<)|\s(in)\s)(.*)\Z", re.DOTALL)
-
-
-def _condition(coll: Collection[Any], view: Any, item: str) -> tuple[str, Any]:
-    """A ``--where`` condition as (field, value or operator); UsageError naming it if it cannot be read."""
-    from statestore import query
-
-    m = _CONDITION.match(item)
-    if m is None:
-        raise click.ClickException(
-            f"--where {item!r}: not a condition (FIELD=VALUE, !=, >, >=, <, <=, ^= or 'FIELD in A,B')"
-        )
-    field, op, text = m.group(1), m.group(2) or m.group(3), m.group(4)
-    if field not in coll.field_types:
-        known = ", ".join(coll.field_types)
-        raise click.ClickException(f"--where {item!r}: {coll.name} has no field {field!r} ({known})")
-    kind = view._kind(field)
-    try:
-        if op == "in":
-            return field, query.one_of(*(_where_value(kind, part) for part in text.split(",")))
-        if op == "^=":
-            return field, query.prefix(text)
-        value = _where_value(kind, text)
-    except ValueError as exc:
-        raise click.ClickException(f"--where {item!r}: {exc}") from None
-    operators = {"=": None, "!=": query.ne, ">": query.gt, ">=": query.ge, "<": query.lt, "<=": query.le}
-    make = operators[op]
-    return field, value if make is None else make(value)
-
-
-def _where_value(kind: str, text: str) -> Any:
-    """A value typed after ``--where FIELD<op>``, read as the field's kind; ValueError saying why not."""
-    from statestore.strict import Mismatch, parse_datetime
-
-    if kind == "str":
-        return text
-    if text == "null":
-        return None
-    if kind == "number":
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError(f"{text!r} is not a finite number")
-        return number
-    if kind == "bool":
-        if text not in ("true", "false"):
-            raise ValueError(f"{text!r} is not true or false")
-        return text == "true"
-    if kind == "datetime":
-        try:
-            parse_datetime(text)
-        except Mismatch as exc:
-            raise ValueError(str(exc)) from None
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-# ---------------------------------------------------------------- info, ls, get, log
-
-
-#: Files ``info`` looks at, at most, to size a folder store (unless --size): so it costs the same
-#: whatever the store's size. An SQLite file and a server's store are sized at once.
-SIZE_WALK_LIMIT = 2_000
+# The commands that look into a store live in .reading; those that check, copy, compare, dump,
+# migrate, prune, import and demonstrate follow here.
+for _command in (reading.info, reading.ls_command, reading.get, reading.log):
+    main.add_command(_command)
 
 
 @main.command()
-@_STORE
-@_JSON
-@click.option("--size", "whole_size", is_flag=True, help="Size a files store by every file (one stat each).")
-@_friendly
-def info(store: str, as_json: bool, whole_size: bool) -> None:
-    """Show a store's schemas, collections (with record counts) and logs (with entry counts).
-
-    A files store with more than 2,000 files is sized by its first 2,000
-    ("over N bytes"), so info stays as quick at any size; --size counts
-    every file.
-    """
-    with _open(store) as opened:
-        data = _info(opened, None if whole_size else SIZE_WALK_LIMIT)
-    if as_json:
-        _echo_json(data)
-        return
-    if data["size_complete"]:
-        size = f"{data['size']:,} bytes"
-    else:
-        size = f"over {data['size']:,} bytes in more than {SIZE_WALK_LIMIT:,} files; --size counts them all"
-    echo(f"{data['location']}  ({data['backend']}, {size})")
-    for sch in data["schemas"]:
-        echo(f"schema {sch['name']} version {sch['version']}")
-        table = Table(("kind", "name", "key", "indexes", "unique", "count"), right=("count",))
-        for c in sch["collections"]:
-            unique = "; ".join(",".join(u) for u in c["unique"])
-            table.add_row("collection", c["name"], ",".join(c["key"]), ",".join(c["indexes"]), unique, c["records"])
-        for lg in sch["logs"]:
-            table.add_row("log", lg["name"], "", "", "", lg["entries"])
-        table.print()
-        for row in sch["history"]:
-            name = f" {row['name']}" if row["name"] else ""
-            echo(f"  {row['applied_at']}  {row['direction']:<6} v{row['version']}{name}")
-    for imp in data["imports"]:
-        echo(
-            f"imported {imp['imported_at']} from {imp['root']} (layout v{imp['version']}): "
-            f"{imp['files']} files, {imp['imported']} records imported, {imp['rejected']} rejected"
-        )
-    if data["quarantined"]:
-        echo(f"{data['quarantined']} rejected legacy records are quarantined in the store")
-
-
-def _info(store: Store, size_limit: int | None = None) -> dict[str, Any]:
-    from statestore.open import parse_location
-
-    schemas = []
-    # No read transaction: on the file backend it would load every record of every collection
-    # (1.2 s at 20k records). Each count is consistent on its own; the display is a summary.
-    for sch in store.schemas:
-        collections = [
-            {
-                "name": c.name,
-                "key": list(c.key_fields),
-                "indexes": list(c.indexes),
-                "unique": [list(u) for u in c.unique],
-                "records": len(store[c]),
-            }
-            for c in sch.collections
-        ]
-        logs = [{"name": lg.name, "entries": len(store[lg]), "last_seq": store[lg].last_seq()} for lg in sch.logs]
-        history = [
-            {"version": h.version, "name": h.name, "direction": h.direction, "applied_at": h.applied_at.isoformat()}
-            for h in store.history(sch.name)
-        ]
-        schemas.append(
-            {"name": sch.name, "version": sch.version, "collections": collections, "logs": logs, "history": history}
-        )
-    imports: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in store.imports():
-        got = imports.setdefault(
-            (row.root, row.imported_at.isoformat()),
-            {"root": row.root, "imported_at": row.imported_at.isoformat(), "version": row.version, "files": 0},
-        )
-        got["files"] += 1
-        got["imported"] = got.get("imported", 0) + row.imported
-        got["rejected"] = got.get("rejected", 0) + row.rejected
-    quarantined = len(store.rejects())
-    loc = parse_location(store.location)
-    server_size = getattr(store, "size_bytes", None)  # a server's store: what its tables take there
-    size, complete = (server_size(), True) if server_size is not None else _size(loc.path, size_limit)
-    return {
-        "location": store.location,
-        "backend": loc.backend,
-        "path": str(getattr(store, "pg_schema", loc.path)),
-        "size": size,
-        "size_complete": complete,
-        "schemas": schemas,
-        "imports": list(imports.values()),
-        "quarantined": quarantined,
-    }
-
-
-def _size(path: Path | None, limit: int | None = None) -> tuple[int, bool]:
-    """Bytes the store takes on disk (an SQLite file with its -wal, or the files of a folder); and if that is all.
-
-    A folder's walk stops after ``limit`` files (None: never), returning the
-    bytes of those and False.
-    """
-    if path is None:
-        return 0, True
-    if path.is_file():
-        side = [path.with_name(path.name + s) for s in ("-wal", "-shm")]
-        return path.stat().st_size + sum(p.stat().st_size for p in side if p.is_file()), True
-    # One stat per file (DirEntry knows its type from the listing): rglob with is_file,
-    # is_symlink and stat made three, 1 s of a 20k-record store's info.
-    total, seen, folders = 0, 0, [str(path)]
-    while folders:
-        with os.scandir(folders.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    if limit is not None and seen >= limit:
-                        return total, False
-                    total += entry.stat(follow_symlinks=False).st_size
-                    seen += 1
-    return total, True
-
-
-@main.command(name="ls")
-@_STORE
-@click.argument("collection")
-@click.option(
-    "--where",
-    "where",
-    multiple=True,
-    metavar="CONDITION",
-    help=(
-        "Only records meeting CONDITION (repeatable, all must hold): FIELD=VALUE, FIELD!=VALUE, "
-        "FIELD>VALUE, >=, <, <=, FIELD^=PREFIX, 'FIELD in A,B,C'. Values are read as the field's "
-        "declared type (text, a number, true/false, an ISO datetime; null for a missing value)."
-    ),
-)
-@click.option(
-    "--order",
-    "order",
-    multiple=True,
-    metavar="FIELD",
-    help="Order by FIELD (-FIELD: descending; repeatable or comma-separated); ties in key order.",
-)
-@click.option("--limit", type=click.IntRange(min=0), help="Show at most this many records.")
-@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many records first.")
-@click.option("--count", "count", is_flag=True, help="Print only how many records meet the conditions.")
-@_JSON
-@_friendly
-def ls_command(
-    store: str,
-    collection: str,
-    where: tuple[str, ...],
-    order: tuple[str, ...],
-    limit: int | None,
-    offset: int,
-    count: bool,
-    as_json: bool,
-) -> None:
-    """List the records of COLLECTION in key order (or --order), filtered by --where.
-
-    In a terminal, a table whose long cells are cut with …; piped, the column
-    names and then one record per line (tab-separated, every cell whole);
-    --json: one JSON object per line. A condition that cannot be read is an
-    error naming it.
-    """
-    from statestore.codec import dumps
-
-    with _open(store) as opened:
-        coll = _collection(opened, collection)
-        view = opened[coll]
-        conditions: dict[str, Any] = {}
-        for item in where:
-            field, condition = _condition(coll, view, item)
-            if field in conditions:
-                raise click.ClickException(f"--where {item!r}: {field} already has a condition")
-            conditions[field] = condition
-        order_by = [f.strip() for item in order for f in item.split(",") if f.strip()]
-        if count:
-            echo(str(view.count(**conditions)))
-            return
-        query = view._query(conditions, order_by, limit, offset)
-        opened._reading()
-        rows = [] if limit == 0 else opened._query(coll, query)
-    if as_json:
-        for key, revision, data in rows:
-            echo(dumps({"key": key, "revision": revision, "record": data}))
-        return
-    fields = [f for f in coll.field_types if f not in coll.key_fields]
-    wide = len(fields) > _MAX_COLUMNS  # too many to read as columns: the rest of the record as one JSON cell
-    table = Table(("key", "rev", *(["record"] if wide else fields)), right=("rev",))
-    for key, revision, data in rows:
-        cells: list[Any] = [data.get(f, "") for f in fields]
-        if wide:
-            cells = [{f: v for f, v in data.items() if f not in coll.key_fields}]
-        table.add_row(key, revision, *cells)
-    table.print(footer=_plural(len(rows), "record", "records"))
-
-
-@main.command()
-@_STORE
-@click.argument("collection")
-@click.argument("key")
-@_JSON
-@_friendly
-def get(store: str, collection: str, key: str, as_json: bool) -> None:
-    """Print one record of COLLECTION as JSON (KEY: text, an int for int keys, a JSON array for composite keys).
-
-    A comment line names the key and revision; the record follows, indented
-    in a terminal, on one line when piped. --json prints key, revision and
-    record as one JSON document.
-    """
-    from statestore.cli.output import stdout_is_terminal
-    from statestore.codec import dumps, pretty
-
-    with _open(store) as opened:
-        coll = _collection(opened, collection)
-        value = _parse_key(coll, key)
-        got = opened[coll].get_versioned(value)
-        if got is None:
-            raise NotFoundError(coll.name, value)
-    if as_json:
-        _echo_json({"key": value, "revision": got.revision, "record": got.record})
-        return
-    echo(f"# {coll.name} {value!r}, revision {got.revision}")
-    # Indented for a person; piped, the record is one line of canonical JSON (for grep, jq after tail -n1).
-    echo(pretty(got.record) if stdout_is_terminal() else dumps(got.record))
-
-
-@main.command()
-@_STORE
-@click.argument("log")
-@click.option("--stream", help="Only this stream (exact match).")
-@click.option("--prefix", help="Only streams starting with this prefix.")
-@click.option(
-    "--after", type=click.IntRange(min=0), default=0, show_default=True, help="Only entries with a greater seq."
-)
-@click.option("--limit", type=click.IntRange(min=0), help="Show at most this many entries.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing entries as they are appended (Ctrl-C stops).")
-@click.option(
-    "--timeout", type=click.FloatRange(min=0), help="With --follow: stop after this many seconds without a new entry."
-)
-@_JSON
-@_friendly
-def log(
-    store: str,
-    log: str,
-    stream: str | None,
-    prefix: str | None,
-    after: int,
-    limit: int | None,
-    follow: bool,
-    timeout: float | None,
-    as_json: bool,
-) -> None:
-    """Show the entries of LOG in seq order (statestore's own logs too: _statestore_history...).
-
-    In a terminal, a table whose long records are cut with …; piped (and
-    with --follow), one entry per line: seq, at, stream, version and the
-    record as JSON, tab-separated. --json prints one JSON object per line:
-    seq, stream, version, at, record.
-    """
-    from statestore.views import LogView
-
-    if stream is not None and prefix is not None:
-        raise click.UsageError("give --stream or --prefix, not both")
-    with _open(store) as opened:
-        decl = _log(opened, log)
-        view = LogView(opened, decl)
-        if follow:
-            entries = view.follow(after, stream=stream, stream_prefix=prefix, timeout=timeout)
-            try:
-                for n, entry in enumerate(entries, 1):
-                    echo(_entry_json(entry) if as_json else _entry_line(entry))
-                    output.flush_stdout()
-                    if limit is not None and n >= limit:
-                        break
-            except KeyboardInterrupt:
-                pass
-            finally:
-                entries.close()
-            return
-        got = view.read(stream=stream, stream_prefix=prefix, after=after, limit=limit)
-    if as_json:
-        for entry in got:
-            echo(_entry_json(entry))
-        return
-    table = Table(("seq", "at", "stream", "v", "record"), right=("seq", "v"))
-    for entry in got:
-        table.add_row(entry.seq, _at(entry.at), entry.stream, entry.version, entry.record)
-    table.print(footer=_plural(len(got), "entry", "entries"), cell_width=80)
-
-
-def _at(at: datetime) -> str:
-    return at.isoformat(timespec="microseconds")
-
-
-def _entry_json(entry: Entry[Any]) -> str:
-    from statestore.codec import dumps
-
-    return dumps(
-        {
-            "seq": entry.seq,
-            "stream": entry.stream,
-            "version": entry.version,
-            "at": _at(entry.at),
-            "record": entry.record,
-        }
-    )
-
-
-def _entry_line(entry: Entry[Any]) -> str:
-    cells = (entry.seq, _at(entry.at), entry.stream, entry.version, entry.record)
-    return "\t".join(output.plain_cell(c) for c in cells)
-
-
-# ---------------------------------------------------------------- check, copy, diff, dump
-
-
-@main.command()
-@_STORE
-@_JSON
-@_friendly
+@STORE
+@JSON_OPTION
+@friendly
 def check(store: str, as_json: bool) -> None:
     """Check that a store is sound: exit 0 if it is, 1 with the problems found if not.
 
@@ -604,10 +111,10 @@ def check(store: str, as_json: bool) -> None:
 
     from statestore.cli.check import check_store
 
-    with _open(store) as opened:
+    with open_read(store) as opened:
         report = check_store(opened)
     if as_json:
-        _echo_json({**attrs.asdict(report), "ok": report.ok})
+        echo_json({**attrs.asdict(report), "ok": report.ok})
     else:
         for line in report.problems:
             echo(f"problem: {line}")
@@ -624,7 +131,7 @@ def check(store: str, as_json: bool) -> None:
 @click.argument("src", metavar="SRC")
 @click.argument("dst", metavar="DST")
 @click.option("--overwrite", is_flag=True, help="Replace DST if it is a store (never anything else).")
-@_friendly
+@friendly
 def copy(src: str, dst: str, overwrite: bool) -> None:
     """Copy the store SRC to DST exactly, e.g. from SQLite to files to grep it.
 
@@ -659,8 +166,8 @@ def copy(src: str, dst: str, overwrite: bool) -> None:
     is_flag=True,
     help="Compare user collections and logs only, not statestore's own logs (history, import provenance).",
 )
-@_JSON
-@_friendly
+@JSON_OPTION
+@friendly
 def diff(a: str, b: str, limit: int, data_only: bool, as_json: bool) -> None:
     """Compare two stores of any backends: exit 0 if they hold the same state, 1 if not, 2 on error.
 
@@ -674,7 +181,7 @@ def diff(a: str, b: str, limit: int, data_only: bool, as_json: bool) -> None:
 
     result = diff_stores(a, b, internal=not data_only)
     if as_json:
-        _echo_json({**attrs.asdict(result), "equal": result.equal})
+        echo_json({**attrs.asdict(result), "equal": result.equal})
     else:
         echo(result.summary(limit))
     if not result.equal:
@@ -683,11 +190,11 @@ def diff(a: str, b: str, limit: int, data_only: bool, as_json: bool) -> None:
 
 
 @main.command()
-@_STORE
+@STORE
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout."
 )
-@_friendly
+@friendly
 def dump(store: str, output: Path | None) -> None:
     """Write the whole store as canonical JSON lines: schemas, then records, then log entries.
 
@@ -704,11 +211,8 @@ def dump(store: str, output: Path | None) -> None:
         dump_store(store, out)
 
 
-# ---------------------------------------------------------------- migrate, backups
-
-
 @main.command()
-@_STORE
+@STORE
 @click.option(
     "--app",
     "app",
@@ -719,8 +223,8 @@ def dump(store: str, output: Path | None) -> None:
 @click.option("--to", "to", type=int, help="The version to bring the schema to (default: the app's version).")
 @click.option("--schema", "schema_name", help="Which schema, when the app declares several.")
 @click.option("--no-backup", is_flag=True, help="Do not copy the store aside before the first step.")
-@_JSON
-@_friendly
+@JSON_OPTION
+@friendly
 def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_backup: bool, as_json: bool) -> None:
     """Run the migrations of a store's schema, up to the app's version or down to --to.
 
@@ -774,7 +278,7 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
         with connect(loc, schemas, mode="write", backup=not no_backup):
             pass
     if as_json:
-        _echo_json({"schema": sch.name, "from": current, "to": target, "steps": rows})
+        echo_json({"schema": sch.name, "from": current, "to": target, "steps": rows})
         return
     for row in rows:
         echo(f"{row['direction']:<4} {row['version']} {row['name']}")
@@ -782,11 +286,11 @@ def migrate(store: str, app: str, to: int | None, schema_name: str | None, no_ba
 
 
 @main.command()
-@_STORE
+@STORE
 @click.option("--prune", is_flag=True, help="Delete the older backups, keeping the newest --keep.")
 @click.option("--keep", type=click.IntRange(min=0), help="With --prune: how many of the newest backups to keep.")
-@_JSON
-@_friendly
+@JSON_OPTION
+@friendly
 def backups(store: str, prune: bool, keep: int | None, as_json: bool) -> None:
     """List the backups taken of STORE before migrations, oldest first; --prune --keep N deletes older ones.
 
@@ -829,7 +333,7 @@ def backups(store: str, prune: bool, keep: int | None, as_json: bool) -> None:
             removed.append(backup)
         found = found[len(doomed) :]
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "store": str(loc),
                 "backups": [b.as_dict() for b in found],
@@ -843,16 +347,13 @@ def backups(store: str, prune: bool, keep: int | None, as_json: bool) -> None:
     for backup in found:
         table.add_row(backup.taken, backup.before, backup.size, str(backup.path))
     if found:
-        table.print(footer=_plural(len(found), "backup", "backups"))
+        table.print(footer=plural(len(found), "backup", "backups"))
     else:
         echo(f"{loc}: no backups")
 
 
-# ---------------------------------------------------------------- import-legacy, demo
-
-
 @main.command(name="import-legacy")
-@_STORE
+@STORE
 @click.option(
     "--app", "app", required=True, metavar="MODULE:NAME", help="The application's Schema, e.g. myapp.state:SCHEMA."
 )
@@ -879,8 +380,8 @@ def backups(store: str, prune: bool, keep: int | None, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Read and check everything, report, write nothing.")
 @click.option("--replace", is_flag=True, help="Import even if the store exists (the old one is kept beside it).")
 @click.option("--rename-imported", is_flag=True, help="Rename each legacy file read to <name>.imported afterwards.")
-@_JSON
-@_friendly
+@JSON_OPTION
+@friendly
 def import_legacy_command(
     store: str,
     app: str,
@@ -923,7 +424,7 @@ def import_legacy_command(
         remedy = "fix those files, or pass --on-error quarantine to import the rest and keep the bad records aside"
         raise click.ClickException(f"{exc} — {remedy}") from None
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "location": report.location,
                 "imported_store": report.imported_store,
@@ -978,7 +479,7 @@ def _import_schemas(spec: str) -> tuple[Schema, ...]:
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="The old tracker install to import (default: one generated in the demo folder).",
 )
-@_friendly
+@friendly
 def demo(directory: Path | None, legacy_root: Path | None) -> None:
     """Import an old tracker install into a new SQLite store and show what is in it.
 
