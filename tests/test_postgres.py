@@ -894,6 +894,31 @@ def test_iter_in_an_index_order_reads_each_record_about_once(pg: PostgresFactory
     assert len(seen) < 2 * 300  # each batch starts where the last one ended, on the server
 
 
+_TEXT_OPS = {"gt": str.__gt__, "ge": str.__ge__, "lt": str.__lt__, "le": str.__le__}
+
+
+def test_ranges_on_a_text_index_field_are_answered_by_the_server(pg: PostgresFactory, monkeypatch: Any) -> None:
+    from statestore.testing.models import SCHEMA, TASKS, Task
+
+    store: Any = pg(SCHEMA)
+    # Plain texts, and texts whose JSON has an escape (a quote, a backslash, a control character):
+    # those the server cannot compare as they are, so it sends them for Python to decide.
+    statuses = ["a", "ab", "ab c", "ab!", "b", "é", "\U0001f600", "\uffff", 'do"ne', "x\\y", "tab\there", ""]
+    store[TASKS].replace_all([Task(f"t{i:02}", status=s) for i, s in enumerate(statuses)])
+    seen = _decoded(monkeypatch, store)
+    escaped = {'do"ne', "x\\y", "tab\there"}
+    for op in ("gt", "ge", "lt", "le"):
+        for bound in statuses:
+            if bound in escaped:
+                continue
+            seen.clear()
+            got = sorted(t.status for t in store[TASKS].find(status=getattr(ss, op)(bound)))
+            want = sorted(s for s in statuses if _TEXT_OPS[op](s, bound))
+            assert got == want, (op, bound)
+            # Only the rows that meet it, and the escaped ones, left the server.
+            assert len(seen) == len(set(want) | escaped), (op, bound)
+
+
 def test_rows_whose_number_lookup_text_the_server_cannot_order_are_still_found_in_order(pg: PostgresFactory) -> None:
     # A lookup column edited by hand to another spelling of its number ("05", " 7"): the number
     # index has no value for it, so such a row is read by the query for odd rows and placed here.

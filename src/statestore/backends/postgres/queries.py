@@ -118,6 +118,27 @@ def equal_clause(column: str, value: Any) -> Clause | None:
     return _equal_any(column, [value])
 
 
+def _text_value(column: str) -> tuple[str, str]:
+    """(value, odd) for a text field's lookup column: the string, byte-ordered, where its JSON text has no escape.
+
+    A string's JSON text without an escape is the string in quotes: cut
+    them off, and UTF-8 bytes (COLLATE "C") order as Python orders code
+    points. A text with an escape (a quote, a backslash, a control
+    character, a lone surrogate) or a value of another type is odd: Python decides.
+    """
+    plain = f"(left({column}, 1) = '\"' AND strpos({column}, '\\') = 0)"
+    value = f'(CASE WHEN {plain} THEN substr({column}, 2, length({column}) - 2) END) COLLATE "C"'
+    return value, f"({column} IS NOT NULL AND NOT {plain})"
+
+
+def _text_range(column: str, op: str, value: Any) -> Clause | None:
+    if not isinstance(value, str) or "\\u" in dumps(value):  # NUL or a lone surrogate: not sendable
+        return None
+    text, odd = _text_value(column)
+    sql_op = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+    return Clause(f"({text} {sql_op} %s OR {odd})", (value,), False)
+
+
 def _number_range(column: str, op: str, value: Any) -> Clause | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -228,6 +249,8 @@ def term_clause(column: str | None, term: Term) -> Clause | None:
         return Clause(f"({' OR '.join(parts)})", tuple(params), True)
     if op in _BOOL_OPS and kind == "number":
         return _number_range(column, op, value)
+    if op in _BOOL_OPS and kind == "str":
+        return _text_range(column, op, value)
     if op in _BOOL_OPS and kind == "bool" and isinstance(value, bool):
         return _equal_any(column, [b for b in (False, True) if _BOOL_OPS[op](b, value)])
     return None
@@ -260,10 +283,7 @@ def order_plan(column: str | None, kind: str) -> OrderPlan | None:
     if kind == "number":
         return OrderPlan(number_value(column), number_odd(column), True, split=True)
     if kind == "str":
-        # A string's JSON text without an escape is the string in quotes: cut them off.
-        plain = f"(left({column}, 1) = '\"' AND strpos({column}, '\\') = 0)"
-        value = f'(CASE WHEN {plain} THEN substr({column}, 2, length({column}) - 2) END) COLLATE "C"'
-        return OrderPlan(value, f"({column} IS NOT NULL AND NOT {plain})", False)
+        return OrderPlan(*_text_value(column), False)
     if kind == "bool":
         plain = f"{column} IN ('false', 'true')"  # 'false' < 'true', as False < True
         return OrderPlan(
