@@ -7,11 +7,14 @@ STATESTORE_REQUIRE_POSTGRES=1 so that skip is a failure there).
 
 from __future__ import annotations
 
+import json
+import operator
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -917,6 +920,99 @@ def test_ranges_on_a_text_index_field_are_answered_by_the_server(pg: PostgresFac
             assert got == want, (op, bound)
             # Only the rows that meet it, and the escaped ones, left the server.
             assert len(seen) == len(set(want) | escaped), (op, bound)
+
+
+@attrs.define
+class Shift:
+    id: str
+    at: datetime | None = None
+
+
+SHIFTS = ss.Collection("shifts", Shift, key="id", indexes=["at"])
+SHIFT_SCHEMA = ss.Schema("pgshifts", version=1, collections=[SHIFTS])
+
+
+def test_ranges_and_order_on_a_datetime_index_field_are_answered_by_the_server(
+    pg: PostgresFactory, monkeypatch: Any
+) -> None:
+    from statestore.strict import parse_datetime
+
+    store: Any = pg(SHIFT_SCHEMA)
+    utc = timezone.utc
+    store[SHIFTS].replace_all(
+        [
+            Shift("a", datetime(2024, 5, 17, 12, 0, tzinfo=utc)),
+            Shift("b", datetime(2024, 5, 17, 14, 0, tzinfo=timezone(timedelta(hours=2)))),  # a's instant
+            Shift("c", datetime(2024, 5, 17, 12, 0, 0, 1, tzinfo=utc)),
+            Shift("d", datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))),
+            Shift("e", None),
+            Shift("f", datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=15, minutes=59)))),
+            Shift("g", datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-15, minutes=-59)))),
+        ]
+    )
+    # Spellings Python reads and the server's pattern does not (Python decides for them), edited
+    # into the table by hand: lowercase t, a comma, z, a 7th zero digit, an offset past 15:59.
+    odd = {
+        "h": "2024-05-17t12:00:00Z",
+        "i": "2024-05-17T11:59:59,5Z",
+        "j": "2024-05-17T12:00:00z",
+        "k": "2024-05-17T12:00:00.0000010+00:00",
+        "l": "2024-05-18T08:00:00+20:00",
+    }
+    table = f'"{pg.pg_schema}".shifts'
+    for key, text in odd.items():
+        data = json.dumps({"id": key, "at": text})
+        _server_sql(
+            pg.server,
+            f"INSERT INTO {table}(key, revision, data, at) VALUES (%s, 1, %s, %s)",
+            (key.encode(), data, json.dumps(text)),
+        )
+    stored = {
+        bytes(k).decode(): json.loads(d).get("at") for k, d in _server_sql(pg.server, f"SELECT key, data FROM {table}")
+    }
+    assert len(stored) == 12
+    assert stored["h"] == odd["h"]
+
+    def instant(key: str) -> Any:
+        return None if stored[key] is None else parse_datetime(stored[key])
+
+    def ordered(keys: list[str], descending: bool) -> list[str]:
+        # Ties by key, ascending either way (a stable sort: reverse keeps equal items in order).
+        nulls = sorted(k for k in keys if instant(k) is None)
+        rest = sorted(sorted(k for k in keys if instant(k) is not None), key=instant, reverse=descending)
+        return rest + nulls if descending else nulls + rest
+
+    seen = _decoded(monkeypatch, store)
+    bounds = [
+        "2024-05-17T12:00:00+00:00",
+        "2024-05-17T14:00:00.000001+02:00",
+        "0001-01-01T00:00:00Z",
+        "2024-05-17t12:00:00Z",
+    ]
+    for op in ("gt", "ge", "lt", "le"):
+        for bound in bounds:
+            seen.clear()
+            b = parse_datetime(bound)
+            got = sorted(s.id for s in store[SHIFTS].find(at=getattr(ss, op)(b)))
+            want = sorted(k for k in stored if instant(k) is not None and _DT_OPS[op](instant(k), b))
+            assert got == want, (op, bound)
+            assert len(seen) <= len(set(want) | set(odd)), (op, bound)  # the rest stayed on the server
+    for descending in (False, True):
+        order = "-at" if descending else "at"
+        every = ordered(list(stored), descending)
+        for limit in (1, 2, 3, 5, 8, 12):
+            assert [s.id for s in store[SHIFTS].find(order_by=order, limit=limit)] == every[:limit], (order, limit)
+        assert [s.id for s in store[SHIFTS].iter(order_by=order, batch_size=2)] == every
+        got = [
+            s.id for s in store[SHIFTS].find(at=ss.ge(parse_datetime("2024-01-01T00:00:00Z")), order_by=order, limit=4)
+        ]
+        assert (
+            got
+            == [k for k in every if instant(k) is not None and instant(k) >= parse_datetime("2024-01-01T00:00:00Z")][:4]
+        )
+
+
+_DT_OPS = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
 
 
 def test_rows_whose_number_lookup_text_the_server_cannot_order_are_still_found_in_order(pg: PostgresFactory) -> None:

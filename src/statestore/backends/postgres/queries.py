@@ -23,9 +23,13 @@ without a lookup column, is left to Python):
   not its exact value); text that is not a plain JSON number, or whose
   exponent has more than four digits, is admitted. Wide.
 * the same on a bool field: the booleans that meet it. Exact.
-* ranges on text and datetime fields are left to Python: the JSON text of
-  a string does not sort as the string does (``"ab"`` > ``"ab!"``), and
-  datetimes compare as instants whatever their offsets.
+* the same on a text field: the string between the quotes of its JSON text
+  compared as UTF-8 bytes (``COLLATE "C"``: code point order), where that
+  text has no escape (the JSON text itself does not sort as the string
+  does: ``"ab"`` > ``"ab!"``); a text with an escape is admitted. Wide.
+* the same on a datetime field: the instant, read by PostgreSQL
+  (``timestamptz``) from a text of the shape :data:`DATETIME_TEXT` allows,
+  which is read the same way by Python; any other text is admitted. Wide.
 
 A condition on a field without a lookup column is sent through PostgreSQL's
 JSON functions (``data::jsonb -> field``), for text, number and boolean
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -48,11 +53,26 @@ import attrs
 
 from statestore.codec import dumps
 from statestore.query import Term, prefix_end
+from statestore.strict import Mismatch, parse_datetime
 
 _ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False)  # codec.dumps' spelling of a lone surrogate
 
 #: A plain JSON number whose exponent PostgreSQL's numeric can hold.
 NUMBER_TEXT = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]{1,4})?$"
+
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = "((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+#: The JSON text (quotes included) of a timestamp PostgreSQL's ``timestamptz`` reads as
+#: :func:`statestore.strict.parse_datetime` does, to the same instant, without an error: a valid
+#: date of years 1-9999, ``T`` or a space, seconds below 60, up to 6 fractional digits (then
+#: zeros only), ``Z`` or an offset of at most 15:59 (PostgreSQL's limit). Python reads more
+#: (``t``, ``z``, a comma, offsets to 23:59): such a text is odd, and Python decides.
+DATETIME_TEXT = (
+    f'"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]'
+    '([.][0-9]{1,6}0{0,3})?(Z|[-+](0[0-9]|1[0-5]):?[0-5][0-9])"'
+)
+_DATETIME = re.compile(DATETIME_TEXT)
 
 _BOOL_OPS = {
     "gt": lambda a, b: a > b,
@@ -137,6 +157,41 @@ def _text_range(column: str, op: str, value: Any) -> Clause | None:
     text, odd = _text_value(column)
     sql_op = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
     return Clause(f"({text} {sql_op} %s OR {odd})", (value,), False)
+
+
+def datetime_value(column: str) -> str:
+    """A datetime field's lookup text as ``timestamptz`` (NULL when null, missing or odd: see DATETIME_TEXT)."""
+    return f"(CASE WHEN {column} ~ '^{DATETIME_TEXT}$' THEN substr({column}, 2, length({column}) - 2)::timestamptz END)"
+
+
+def datetime_odd(column: str) -> str:
+    """True for a datetime field holding a text the server does not read as Python would: Python decides."""
+    return f"({column} IS NOT NULL AND NOT {column} ~ '^{DATETIME_TEXT}$')"
+
+
+def instant(text: Any) -> Any:
+    """What :func:`datetime_value` is for the lookup ``text`` (as a Python datetime), read here; None when odd."""
+    if not isinstance(text, str) or _DATETIME.fullmatch(text) is None:
+        return None
+    return parse_datetime(text[1:-1])
+
+
+def _instant_operand(value: Any) -> Any:
+    """A datetime operand (stored JSON form: ISO text) as the instant to send; None: Python compares."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_datetime(value)
+    except Mismatch:
+        return None
+
+
+def _datetime_range(column: str, op: str, value: Any) -> Clause | None:
+    bound = _instant_operand(value)
+    if bound is None:
+        return None
+    sql_op = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+    return Clause(f"({datetime_value(column)} {sql_op} %s OR {datetime_odd(column)})", (bound,), False)
 
 
 def _number_range(column: str, op: str, value: Any) -> Clause | None:
@@ -251,6 +306,8 @@ def term_clause(column: str | None, term: Term) -> Clause | None:
         return _number_range(column, op, value)
     if op in _BOOL_OPS and kind == "str":
         return _text_range(column, op, value)
+    if op in _BOOL_OPS and kind == "datetime":
+        return _datetime_range(column, op, value)
     if op in _BOOL_OPS and kind == "bool" and isinstance(value, bool):
         return _equal_any(column, [b for b in (False, True) if _BOOL_OPS[op](b, value)])
     return None
@@ -261,8 +318,8 @@ class OrderPlan:
     """How the server orders by one field's lookup column, for ``order_by`` with a ``limit``.
 
     ``value`` is an SQL value that orders as Python orders the field's
-    values (numbers within ``tolerant``'s margin, text and booleans
-    exactly), NULL for a null or missing field; ``odd`` is true for a row
+    values (numbers within ``tolerant``'s margin, text, booleans and
+    datetimes exactly), NULL for a null or missing field; ``odd`` is true for a row
     whose stored text ``value`` cannot order (an escaped string, a number
     past numeric's exponent, a value of another type): such rows come first
     from the server, so every one of them is read and ordered in Python.
@@ -284,6 +341,8 @@ def order_plan(column: str | None, kind: str) -> OrderPlan | None:
         return OrderPlan(number_value(column), number_odd(column), True, split=True)
     if kind == "str":
         return OrderPlan(*_text_value(column), False)
+    if kind == "datetime":
+        return OrderPlan(datetime_value(column), datetime_odd(column), False)
     if kind == "bool":
         plain = f"{column} IN ('false', 'true')"  # 'false' < 'true', as False < True
         return OrderPlan(
@@ -336,6 +395,10 @@ def after_clause(plan: OrderPlan, kind: str, descending: bool, value: Any) -> Cl
         if not isinstance(value, bool):
             return None
         bound = dumps(value)
+    elif kind == "datetime":
+        bound = _instant_operand(value)
+        if bound is None:
+            return None
     else:
         return None
     if descending:

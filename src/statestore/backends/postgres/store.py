@@ -58,6 +58,7 @@ from statestore.backends.postgres.queries import (
     after_clause,
     beyond,
     equal_clause,
+    instant,
     order_plan,
     term_clause,
 )
@@ -491,8 +492,11 @@ class PostgresStore(PostgresStructure):
             )
             params = args
         else:
+            # A datetime's instant is read here from its text (a timestamptz PostgreSQL reads may
+            # be one a Python datetime cannot hold: year 10000 in UTC).
+            shown = self._column(coll, first.field) if first.kind == "datetime" else plan.value
             sql = (
-                f"SELECT key, revision, data, {plan.value} FROM {table}{where} "
+                f"SELECT key, revision, data, {shown} FROM {table}{where} "
                 f"ORDER BY {plan.odd} DESC, {plan.value} {direction}, key LIMIT %s"
             )
         batch = min(max(1, need + self._query_slack), 2**62)
@@ -520,6 +524,8 @@ class PostgresStore(PostgresStructure):
                 last, bound = rows[-1][3], edge[3]
                 if plan.split:
                     last, bound = _decimal(last), _decimal(bound)
+                elif first.kind == "datetime":
+                    last, bound = instant(last), instant(bound)
                 if beyond(plan, first.descending, last, bound, edge[2].get(first.field) is None):
                     break
             batch = min(batch * 4, 2**62)
