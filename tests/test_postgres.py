@@ -1015,6 +1015,44 @@ def test_ranges_and_order_on_a_datetime_index_field_are_answered_by_the_server(
 _DT_OPS = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
 
 
+def test_order_by_a_field_without_an_index_is_served_by_the_server(pg: PostgresFactory, monkeypatch: Any) -> None:
+    # The record's JSON read on the server: only the rows needed leave it, and the answer is the
+    # memory backend's (the plain model), records PostgreSQL cannot parse (a \u escape) included.
+    from statestore.testing.models import SCHEMA, TASKS, Priority, Task
+
+    utc, east = timezone.utc, timezone(timedelta(hours=3))
+    titles = ["b", "a", 'q"uote', "back\\slash", "\x01ctl", "é", "", "\U0001f600", "a", "Z"]
+    tasks = [
+        Task(
+            f"t{i:02}",
+            title=titles[i % len(titles)],
+            due=None if i % 7 == 0 else datetime(2024, 5, 17, i % 5, i % 3, tzinfo=utc if i % 2 else east),
+            ratio=[0.5, 2**53 + 1, float(2**53), -1.5, 3, 0.0, -0.0][i % 7],
+            done=i % 3 == 0,
+            priority=list(Priority)[i % len(Priority)],
+        )
+        for i in range(40)
+    ]
+    tasks.append(Task("top", title="\U0010ffff", due=datetime(2030, 1, 1, tzinfo=utc), ratio=1e300))
+    store: Any = pg(SCHEMA)
+    store[TASKS].replace_all(tasks)
+    model = ss.open_store("memory:", SCHEMA)
+    model[TASKS].replace_all(tasks)
+    seen = _decoded(monkeypatch, store)
+    for field in ("title", "due", "ratio", "done"):
+        for order in (field, f"-{field}"):
+            for limit in (1, 3, 10):
+                got = [t.id for t in store[TASKS].find(order_by=[order, "id"], limit=limit)]
+                assert got == [t.id for t in model[TASKS].find(order_by=[order, "id"], limit=limit)], (order, limit)
+            got = [t.id for t in store[TASKS].iter(order_by=order, batch_size=4)]
+            assert got == [t.id for t in model[TASKS].iter(order_by=order, batch_size=4)], order
+        if field != "done":
+            seen.clear()
+            assert [t.id for t in store[TASKS].find(order_by=f"-{field}", limit=1)] == ["top"]
+            assert len(seen) < len(tasks)  # not every record left the server (before: every one)
+    model.close()
+
+
 def test_rows_whose_number_lookup_text_the_server_cannot_order_are_still_found_in_order(pg: PostgresFactory) -> None:
     # A lookup column edited by hand to another spelling of its number ("05", " 7"): the number
     # index has no value for it, so such a row is read by the query for odd rows and placed here.

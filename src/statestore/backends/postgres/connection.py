@@ -107,6 +107,8 @@ class PostgresConnection(Store):
             "synchronous_commit": "on",
             "default_transaction_read_only": "on" if self.mode == "read" else "off",
             "client_encoding": "UTF8",
+            # The SQL here writes backslashes in string literals as themselves (the default since 9.1).
+            "standard_conforming_strings": "on",
         }
         try:
             con = psycopg.connect(

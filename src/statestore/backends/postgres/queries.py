@@ -68,10 +68,11 @@ _MONTH_DAY = "((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(
 #: date of years 1-9999, ``T`` or a space, seconds below 60, up to 6 fractional digits (then
 #: zeros only), ``Z`` or an offset of at most 15:59 (PostgreSQL's limit). Python reads more
 #: (``t``, ``z``, a comma, offsets to 23:59): such a text is odd, and Python decides.
-DATETIME_TEXT = (
-    f'"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]'
-    '([.][0-9]{1,6}0{0,3})?(Z|[-+](0[0-9]|1[0-5]):?[0-5][0-9])"'
+_TIMESTAMP = (
+    f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    "([.][0-9]{1,6}0{0,3})?(Z|[-+](0[0-9]|1[0-5]):?[0-5][0-9])"
 )
+DATETIME_TEXT = f'"{_TIMESTAMP}"'
 _DATETIME = re.compile(DATETIME_TEXT)
 
 _BOOL_OPS = {
@@ -331,6 +332,9 @@ class OrderPlan:
     #: The field has a number index on ``value``: odd rows are read by a query of their own, and the
     #: rest ordered by ``value`` alone, which the index serves.
     split: bool = False
+    #: What a row carries as its order value when not ``value`` itself: a datetime's JSON text,
+    #: read here (:func:`instant`), since PostgreSQL holds instants no Python datetime can.
+    shown: str | None = None
 
 
 def order_plan(column: str | None, kind: str) -> OrderPlan | None:
@@ -342,13 +346,47 @@ def order_plan(column: str | None, kind: str) -> OrderPlan | None:
     if kind == "str":
         return OrderPlan(*_text_value(column), False)
     if kind == "datetime":
-        return OrderPlan(datetime_value(column), datetime_odd(column), False)
+        return OrderPlan(datetime_value(column), datetime_odd(column), False, shown=column)
     if kind == "bool":
         plain = f"{column} IN ('false', 'true')"  # 'false' < 'true', as False < True
         return OrderPlan(
             f'(CASE WHEN {plain} THEN {column} END) COLLATE "C"', f"({column} IS NOT NULL AND NOT {plain})", False
         )
     return None
+
+
+# _PARSEABLE with its parameters written in: an order plan is SQL alone.
+_PARSEABLE_SQL = "(strpos(data, '\\u') = 0 AND data !~ '[eE][-+]?[0-9]{5}')"
+_JSON_TYPES = {"number": "number", "str": "string", "bool": "boolean"}
+
+
+def json_order_plan(field: str, kind: str) -> OrderPlan | None:
+    """The plan for ordering by a field without a lookup column: its value read from the record's JSON.
+
+    A record PostgreSQL's JSON parser may refuse (see _PARSEABLE), or whose
+    field holds a value of another type, is odd: read and ordered in Python.
+    """
+    name = "'" + field.replace("'", "''") + "'"  # a declared field name, as an SQL string
+    got = f"(data::jsonb -> {name})"
+    # CASE everywhere: only CASE keeps PostgreSQL from parsing a record it was told to skip.
+    if kind == "datetime":
+        text = f"(data::jsonb ->> {name})"
+        fits = f"({got} IS NULL OR {got} = 'null'::jsonb OR {text} ~ '^{_TIMESTAMP}$')"
+        value = f"(CASE WHEN {_PARSEABLE_SQL} AND {text} ~ '^{_TIMESTAMP}$' THEN {text}::timestamptz END)"
+        shown = f"(CASE WHEN {_PARSEABLE_SQL} THEN {got}::text END)"
+        return OrderPlan(value, f"(CASE WHEN {_PARSEABLE_SQL} THEN NOT {fits} ELSE TRUE END)", False, shown=shown)
+    json_type = _JSON_TYPES.get(kind)
+    if json_type is None:
+        return None
+    typed = f"jsonb_typeof({got}) = '{json_type}'"
+    fits = f"coalesce(jsonb_typeof({got}) IN ('{json_type}', 'null'), TRUE)"  # missing: SQL NULL, as null
+    if kind == "number":
+        value = f"(CASE WHEN {_PARSEABLE_SQL} AND {typed} THEN ({got})::numeric END)"
+    elif kind == "str":
+        value = f'(CASE WHEN {_PARSEABLE_SQL} AND {typed} THEN (data::jsonb ->> {name}) END) COLLATE "C"'
+    else:  # 'false' < 'true', as False < True
+        value = f'(CASE WHEN {_PARSEABLE_SQL} AND {typed} THEN ({got})::text END) COLLATE "C"'
+    return OrderPlan(value, f"(CASE WHEN {_PARSEABLE_SQL} THEN NOT {fits} ELSE TRUE END)", kind == "number")
 
 
 def beyond(plan: OrderPlan, descending: bool, last: Any, boundary: Any, boundary_null: bool) -> bool:

@@ -59,6 +59,7 @@ from statestore.backends.postgres.queries import (
     beyond,
     equal_clause,
     instant,
+    json_order_plan,
     order_plan,
     term_clause,
 )
@@ -407,7 +408,8 @@ class PostgresStore(PostgresStructure):
         need = query.need
         if query.order and need is not None:
             first = query.order[0]
-            plan = order_plan(self._column(coll, first.field), first.kind)
+            column = self._column(coll, first.field)
+            plan = order_plan(column, first.kind) if column is not None else json_order_plan(first.field, first.kind)
             if plan is not None:
                 return self._ordered(coll, query, need, plan, where, params)
         if query.order or coll.composite or need is None:
@@ -492,11 +494,8 @@ class PostgresStore(PostgresStructure):
             )
             params = args
         else:
-            # A datetime's instant is read here from its text (a timestamptz PostgreSQL reads may
-            # be one a Python datetime cannot hold: year 10000 in UTC).
-            shown = self._column(coll, first.field) if first.kind == "datetime" else plan.value
             sql = (
-                f"SELECT key, revision, data, {shown} FROM {table}{where} "
+                f"SELECT key, revision, data, {plan.shown or plan.value} FROM {table}{where} "
                 f"ORDER BY {plan.odd} DESC, {plan.value} {direction}, key LIMIT %s"
             )
         batch = min(max(1, need + self._query_slack), 2**62)
