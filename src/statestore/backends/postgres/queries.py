@@ -32,13 +32,15 @@ without a lookup column, is left to Python):
   which is read the same way by Python; any other text is admitted. Wide.
 
 A condition on a field without a lookup column is sent through PostgreSQL's
-JSON functions (``data::jsonb -> field``), for text, number and boolean
-fields: equality and ``one_of`` (as JSON values: ``1`` equals ``1.0``),
+JSON functions (``data::jsonb -> field``), for text, number, boolean and
+datetime fields: equality and ``one_of`` (as JSON values: ``1`` equals ``1.0``),
 ``prefix``, ranges on numbers (widened as above), on text (as code points:
-``COLLATE "C"``) and on booleans. PostgreSQL's JSON parser refuses some
-text statestore stores (``\\u0000``, a lone surrogate, an exponent past
-numeric's range), so a record holding a ``\\u`` escape or an exponent of
-five digits or more is admitted without being parsed there. Wide, always.
+``COLLATE "C"``), on booleans and on datetimes (as instants, for the texts
+:data:`DATETIME_TEXT` allows; any other string is admitted). PostgreSQL's
+JSON parser refuses some text statestore stores (``\\u0000``, a lone
+surrogate, an exponent past numeric's range), so a record holding a ``\\u``
+escape or an exponent of five digits or more is admitted without being
+parsed there. Wide, always.
 """
 
 from __future__ import annotations
@@ -227,7 +229,7 @@ def number_odd(column: str) -> str:
 #: surrogates) or an exponent numeric cannot hold. They are admitted unparsed.
 _PARSEABLE = "(strpos(data, %s) = 0 AND data !~ %s)"
 _PARSEABLE_PARAMS = ("\\u", "[eE][-+]?[0-9]{5}")
-_JSON_KINDS = ("str", "number", "bool")
+_JSON_KINDS = ("str", "number", "bool", "datetime")
 
 
 def _json_clause(term: Term) -> Clause | None:
@@ -274,6 +276,15 @@ def _json_clause(term: Term) -> Clause | None:
     elif op in _BOOL_OPS and kind == "bool" and isinstance(value, bool):
         meets = [dumps(b) for b in (False, True) if _BOOL_OPS[op](b, value)]
         cond, params = f"{got} = ANY(%s::jsonb[])", (term.field, meets)
+    elif op in _BOOL_OPS and kind == "datetime" and (bound := _instant_operand(value)) is not None:
+        sql_op = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+        text = "(data::jsonb ->> %s)"
+        # A string of another spelling (t, z, a comma, a larger offset) is admitted: Python decides.
+        cond = (
+            f"CASE WHEN jsonb_typeof({got}) = 'string' THEN (CASE WHEN {text} ~ '^{_TIMESTAMP}$' "
+            f"THEN {text}::timestamptz {sql_op} %s ELSE TRUE END) ELSE FALSE END"
+        )
+        params = (term.field, term.field, term.field, bound)
     else:
         return None
     # CASE, not OR: only CASE keeps PostgreSQL from parsing a record it was told to skip.
