@@ -49,6 +49,7 @@ def test_rawjson_reads_what_json_reads(text: str) -> None:
         ('{"a":NaN}', "NaN"),
         ("-Infinity", "Infinity"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"n":' + "7" * 5000 + "}", "a number Python will not read"),  # past int's 4,300-digit limit
     ],
 )
 def test_rawjson_refuses_what_it_refused(text: str, words: str) -> None:

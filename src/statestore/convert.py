@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import attrs
 
 from statestore.backends.fs import make_private_dirs
+from statestore.backends.locations import require_backend
 from statestore.backends.sqlite import SQLiteStore
 from statestore.backends.stored import described_schemas, stored_schemas
 from statestore.codec import dumps
@@ -183,6 +184,7 @@ def _refuse_overlap(source: Path, target: Path, location: str) -> None:
 
 def _copy_to_postgres(src: str | os.PathLike[str] | Store, loc: Location, url: str, *, overwrite: bool) -> Location:
     """``copy_store`` into a PostgreSQL schema: built in a temporary schema, renamed into place in one transaction."""
+    require_backend(loc)
     # Imported here: only a PostgreSQL destination needs psycopg.
     from statestore.backends.postgres import (
         PostgresStore,

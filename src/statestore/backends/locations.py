@@ -30,7 +30,16 @@ from statestore.schema import Schema
 if TYPE_CHECKING:
     from statestore.store import Durability, Mode, Store
 
-__all__ = ["Backend", "Location", "check_not_a_file", "connect", "parse_location", "require_backend", "store_exists"]
+__all__ = [
+    "Backend",
+    "Location",
+    "check_not_a_file",
+    "connect",
+    "parse_location",
+    "require_backend",
+    "require_psycopg",
+    "store_exists",
+]
 
 Backend = Literal["sqlite", "files", "memory", "postgres"]
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
@@ -137,10 +146,7 @@ def require_backend(loc: Location) -> None:
     extra): without it, one line saying which extra to install.
     """
     if loc.backend == "postgres":
-        try:
-            import psycopg  # noqa: F401 - imported to see whether it can be
-        except ImportError:
-            raise BackendError(str(loc), _POSTGRES_EXTRA) from None
+        require_psycopg(str(loc))
         return
     if loc.backend != "files":
         return
@@ -156,10 +162,23 @@ def require_backend(loc: Location) -> None:
         ) from None
 
 
+def require_psycopg(location: str) -> None:
+    """Raise BackendError, one line naming the extra to install, unless psycopg can be imported.
+
+    Called before anything imports :mod:`statestore.backends.postgres` for
+    a ``postgresql://`` location (shown as ``location``: no password).
+    """
+    try:
+        import psycopg  # noqa: F401 - imported to see whether it can be
+    except ImportError:
+        raise BackendError(location, _POSTGRES_EXTRA) from None
+
+
 def store_exists(location: str | os.PathLike[str]) -> bool:
     """True if a store (not just an empty file or folder) is at ``location``."""
     loc = parse_location(location)
     if loc.backend == "postgres" and loc.url is not None:
+        require_psycopg(str(loc))
         from statestore.backends.postgres import schema_exists
 
         return schema_exists(loc.url)

@@ -49,6 +49,9 @@ SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore
 def load(text: str | bytes) -> Any:
     """The value ``text`` holds; StoredJSONError if it is not strict JSON or is nested too deeply to read.
 
+    An integer longer than Python reads (4,300 digits by default) is a
+    StoredJSONError too: statestore never writes one (integers are 64-bit).
+
     ``bytes`` are decoded as ``json.loads`` does (UTF-8, -16 or -32, a BOM
     allowed); bytes that are not text in that encoding are a StoredJSONError.
     Anything else (an int, None) is a TypeError.
@@ -75,6 +78,8 @@ def load(text: str | bytes) -> Any:
         raise StoredJSONError(f"not valid UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
         raise StoredJSONError(f"not valid JSON: {exc}", exc.lineno) from None
+    except ValueError as exc:  # an integer past Python's digit limit (sys.set_int_max_str_digits)
+        raise StoredJSONError(f"holds a number Python will not read: {exc}") from None
 
 
 def stored_schemas_of(rows: Iterable[tuple[Any, Any, Any]], location: str) -> StoredSchemas:

@@ -32,6 +32,9 @@ def stored_schemas(backend: str, path: Path | None, location: str, *, url: str |
     raises CorruptStoreError.
     """
     if backend == "postgres" and url is not None:
+        from statestore.backends.locations import require_psycopg
+
+        require_psycopg(location)
         from statestore.backends.postgres import stored_schemas as postgres_schemas
 
         return postgres_schemas(url)

@@ -306,6 +306,9 @@ def backups(store: str, prune: bool, keep: int | None, as_json: bool) -> None:
         raise click.UsageError("--prune and --keep N go together")
     loc = parse_location(store)
     if loc.url is not None:  # PostgreSQL: backups are schemas <schema>_backup_… on the server
+        from statestore.backends.locations import require_psycopg
+
+        require_psycopg(str(loc))
         from statestore.backends.postgres import drop_backup
         from statestore.backends.postgres import find_backups as find_schemas
         from statestore.cli.backups import Backup

@@ -29,7 +29,7 @@ import attrs
 import filelock
 
 from statestore.backends.fs import make_private_dirs
-from statestore.backends.locations import connect, parse_location, store_exists
+from statestore.backends.locations import connect, parse_location, require_backend, store_exists
 from statestore.codec import Codec, dumps
 from statestore.errors import (
     CorruptStoreError,
@@ -264,9 +264,10 @@ def _run_postgres_import(
     durability: Durability,
 ) -> ImportReport:
     """``run_import`` into PostgreSQL: importers on every machine serialize on an advisory lock."""
+    parsed = parse_location(location)
+    require_backend(parsed)
     from statestore.backends.postgres import import_lock, schema_exists, schema_vacant
 
-    parsed = parse_location(location)
     url = parsed.url
     assert url is not None
     location = str(parsed)  # shown from here on: without the password

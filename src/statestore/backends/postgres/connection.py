@@ -97,7 +97,10 @@ class PostgresConnection(Store):
         # False once the server lost a statement prepared on a connection (a pooler that hands
         # each transaction another server connection): from then on every statement is unnamed.
         self._prepare = True
-        self._schema_mark = -1
+        # What the store's schemas were when this object last looked: '<store_id>:<schema_mark>'
+        # ('' before it looks). The store's id is in it, so a store put in place of another (a copy
+        # with --overwrite, an import with replace) never passes for the one this object checked.
+        self._schema_mark = ""
 
     # ------------------------------------------------------------ connections
 
@@ -537,10 +540,7 @@ class PostgresConnection(Store):
         """Refuse to go on when another client changed the store's schemas since this object looked."""
         if self._migrating:
             return
-        try:
-            mark = int(row[0]) if row is not None else 0
-        except ValueError:
-            mark = -2
+        mark = row[0] if row is not None and isinstance(row[0], str) else ""
         if mark != self._schema_mark:
             try:
                 self._check_schemas_current()
@@ -549,6 +549,12 @@ class PostgresConnection(Store):
                 self._rollback()
                 raise
             self._schema_mark = mark
+
+    def _mark_sql(self) -> str:
+        """The statement reading the store's mark ('<store_id>:<schema_mark>'; no row when the mark is missing)."""
+        meta = self._t("_statestore_meta")
+        store_id = f"coalesce((SELECT value FROM {meta} WHERE key = 'store_id'), '')"
+        return f"SELECT {store_id} || ':' || value FROM {meta} WHERE key = 'schema_mark'"
 
     def _load_columns(self) -> None:
         rows = self._all(

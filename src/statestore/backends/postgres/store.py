@@ -146,7 +146,7 @@ class PostgresStore(PostgresStructure):
         local.pending = [
             ("BEGIN", None, (), None, False),
             (f"SELECT pg_advisory_xact_lock({self._write_lock})", None, (), None, True),
-            (f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'", None, (), None, True),
+            (self._mark_sql(), None, (), None, True),
         ]
         local.mark_at = 2
 
@@ -280,7 +280,7 @@ class PostgresStore(PostgresStructure):
         self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
     ) -> int | None:
         # One autocommit statement, no transaction: see "Single writes need no transaction" above.
-        if self._closed or self.mode != "write" or self._schema_mark < 0 or coll.name not in self._columns:
+        if self._closed or self.mode != "write" or not self._schema_mark or coll.name not in self._columns:
             return None
         state = self._state()
         if state.depth or state.migrating or getattr(self._local, "pending", None):
@@ -298,11 +298,13 @@ class PostgresStore(PostgresStructure):
             sql = self._alone[coll.name, replace] = (
                 f"INSERT INTO {self._t(coll.name)} AS r({', '.join(cols)}) SELECT {', '.join(['%s'] * len(cols))} "
                 f"FROM {self._t('_statestore_meta')} m WHERE m.key = 'schema_mark' "
-                f"AND pg_try_advisory_xact_lock_shared({self._write_lock}) AND m.value = %s "
+                f"AND pg_try_advisory_xact_lock_shared({self._write_lock}) "
+                f"AND coalesce((SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'store_id'), '') "
+                "|| ':' || m.value = %s "
                 f"FOR SHARE OF m SKIP LOCKED ON CONFLICT(key) {clash} RETURNING r.revision"
             )
         try:
-            row = self._run(sql, (*self._row(coll, key, 1, data, text), str(self._schema_mark)), True).fetchone()
+            row = self._run(sql, (*self._row(coll, key, 1, data, text), self._schema_mark), True).fetchone()
         except psycopg.Error as exc:
             error = self._error(exc)
             if isinstance(error, StoreBusyError):

@@ -80,12 +80,12 @@ class PostgresStructure(PostgresConnection):
                 raise
             con.execute("COMMIT")
 
-    def _mark(self) -> int:
-        row = self._one(f"SELECT value FROM {self._t('_statestore_meta')} WHERE key = 'schema_mark'")
-        try:
-            return int(row[0]) if row is not None else 0
-        except ValueError:
-            raise CorruptStoreError(self.location, f"schema mark {row[0]!r} is not a number") from None
+    def _mark(self) -> str:
+        row = self._one(self._mark_sql())
+        mark = row[0] if row is not None else None
+        if not isinstance(mark, str) or not mark.rpartition(":")[2].isdigit():
+            raise CorruptStoreError(self.location, f"schema mark {mark!r} is not a store id and a number")
+        return mark
 
     def _read_schemas(self) -> StoredSchemas:
         self._internal_tables()
@@ -339,4 +339,4 @@ class PostgresStructure(PostgresConnection):
 
     def _after_migration(self) -> None:
         self._load_columns()
-        self._schema_mark = -1
+        self._schema_mark = ""

@@ -25,7 +25,7 @@ try:
     from psycopg import pq
     from psycopg.adapt import PyFormat, Transformer
 except ImportError:  # pragma: no cover - the locations module checks first and names the extra
-    psycopg = None  # type: ignore[assignment]
+    psycopg = pg_errors = pq = None  # type: ignore[assignment]
 
 __all__ = [  # psycopg's modules too: the package's other modules take them from here, guarded once
     "Rows",
