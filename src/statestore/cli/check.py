@@ -29,6 +29,7 @@ from statestore.strict import Mismatch, check_json
 
 if TYPE_CHECKING:
     from statestore.backends.files import FileStore
+    from statestore.backends.postgres import PostgresStore
 
 __all__ = ["CheckReport", "check_store"]
 
@@ -36,6 +37,11 @@ __all__ = ["CheckReport", "check_store"]
 def _is_files(store: Store) -> TypeGuard[FileStore]:
     """A file-backend store (told by its location: the backend is imported only where it runs, POSIX)."""
     return store.location.startswith("files:")
+
+
+def _is_postgres(store: Store) -> TypeGuard[PostgresStore]:
+    """A PostgreSQL store (told by its location: psycopg is imported only for those)."""
+    return store.location.startswith(("postgresql:", "postgres:"))
 
 
 #: The data of an entry whose seq, stream and version were read but whose record was not (already a problem).
@@ -81,6 +87,8 @@ def check_store(store: Store) -> CheckReport:
             records += len(rows)
             problems += _check_keys(coll, rows)
             problems += _check_unique(coll, rows)
+            if _is_postgres(store):
+                problems += _postgres_lookups(store, coll)
         for log in (*store.logs, *INTERNAL_LOGS):
             try:
                 got = store._entries(log, stream=None, prefix=None, after=0, limit=None)
@@ -280,6 +288,14 @@ def _check_entries(log: Log[Any], rows: list[Any]) -> list[str]:
         elif data is not _UNREAD:
             out += [f"log {log.name}: seq {seq} {problem}" for problem in _fields_problems(log, data)]
     return out
+
+
+def _postgres_lookups(store: PostgresStore, coll: Collection[Any]) -> list[str]:
+    return [
+        f"collection {coll.name}, key {key!r}: the lookup column of {field!r} holds {got!r} where the record "
+        f"holds {want!r} (edited by hand? queries on {field!r} read the column); writing the record again rebuilds it"
+        for key, field, got, want in store.lookup_mismatches(coll)
+    ]
 
 
 def _sqlite_integrity(store: SQLiteStore) -> list[str]:

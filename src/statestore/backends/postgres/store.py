@@ -315,6 +315,33 @@ class PostgresStore(PostgresStructure):
             return None  # the transaction path runs it again, and reports what it finds
         return None if row is None else int(row[0])
 
+    def lookup_mismatches(self, coll: Collection[Any]) -> list[tuple[KeyValue, str, str | None, str | None]]:
+        """(key, field, column text, record's text) for each lookup column that does not hold what its record says.
+
+        Statestore writes a record's lookup columns with it; a column edited
+        by hand (or by another program) no longer agrees, and a query on that
+        field, which reads the column, would miss the record or find it
+        wrongly: ``statestore check`` reports it. Writing the record again
+        rebuilds its columns. Rows whose key or record cannot be read are
+        left to the checks that report those.
+        """
+        fields = self._lookup.get(coll.name, ())
+        if not fields or not self._has(coll.name):
+            return []
+        cols = ", ".join(_q(column_of(f)) for f in fields)
+        out: list[tuple[KeyValue, str, str | None, str | None]] = []
+        for k, text, *stored in self._all(f"SELECT key, data, {cols} FROM {self._t(coll.name)} ORDER BY key"):
+            try:
+                key = self._key_value(coll, k)
+                data = self._record(coll, key, text)
+            except CorruptStoreError:
+                continue
+            for field, got in zip(fields, stored):
+                want = field_text(data, field)
+                if got != want:
+                    out.append((key, field, got, want))
+        return out
+
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         self._flush()
         with self._translate(), self._con().cursor() as cur:
