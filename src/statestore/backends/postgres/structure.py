@@ -230,9 +230,9 @@ class PostgresStructure(PostgresConnection):
                 [(dumps(data), seq) for seq, _s, _v, _at, data in entries],
             )
 
-    @contextlib.contextmanager
     # ------------------------------------------------------------ migrations and backups
 
+    @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
         """A session-level advisory lock on this thread's connection, held across the migration."""
         self._flush()
