@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
+from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, owned_json, record_text
 from statestore.backends.files.fileio import Dir, Kept, translate, unique_hex
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
@@ -295,14 +295,16 @@ class Commits:
                             cache.put(file, rec)
                     cache.gen = gen
 
-    def _publish_record(self, txn: Txn, head: Head, coll_name: str, name: str, text: str) -> None:
+    def _publish_record(self, txn: Txn, head: Head, coll_name: str, name: str, text: str, canonical: str) -> None:
         """``_publish`` of a transaction that writes one record file and nothing else (we hold the write lock).
 
         The same steps and files in the same order: the new file written
-        aside, the head announcing it (a direct journal), the rename (the
-        commit), the head settled, the caches that were current advanced.
-        ``name`` is the file name of a key of the declared collection
-        ``coll_name`` (no journal's name to check); ``txn.records`` holds it.
+        aside (``text``), the head announcing it (a direct journal), the
+        rename (the commit), the head settled, the caches that were current
+        advanced. ``name`` is the file name of a key of the declared
+        collection ``coll_name`` (no journal's name to check); ``txn.records``
+        holds it, with the caller's data (``canonical``: its canonical JSON),
+        which a cache gets a private copy of.
         """
         gen = max(head.gen, head.base) + 1
         journal = Journal(unique_hex(), gen, ((coll_name, name, None),), (), direct=True)
@@ -329,7 +331,7 @@ class Commits:
                     if changes:
                         cache = self._unshared(cname, cache)
                         for file, rec in changes.items():
-                            cache.put(file, rec)
+                            cache.put(file, None if rec is None else (rec[0], rec[1], owned_json(rec[2], canonical)))
                     cache.gen = gen
 
     def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], str]:

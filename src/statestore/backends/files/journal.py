@@ -54,6 +54,14 @@ _KEEP = 64
 _MAX_NAMES = 256
 # Built once: json.dumps() with any option builds a new encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
+# And JSONEncoder.encode builds a C encoder per call: a journal is a tree of tuples, strs, ints and
+# bools (no cycle to look for), which one C encoder with _COMPACT's settings writes byte for byte alike.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_COMPACT_TREE = (
+    _c_make_encoder(None, _COMPACT.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    if _c_make_encoder is not None
+    else None
+)
 
 
 @attrs.frozen
@@ -84,7 +92,7 @@ class Journal:
         doc: dict[str, Any] = {"txid": self.txid, "gen": self.gen, "records": self.records, "logs": self.logs}
         if self.direct:
             doc["direct"] = True
-        body = _COMPACT.encode(doc).encode("ascii")
+        body = ("".join(_COMPACT_TREE(doc, 0)) if _COMPACT_TREE is not None else _COMPACT.encode(doc)).encode("ascii")
         encoded = _MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body
         object.__setattr__(self, "_encoded", encoded)  # frozen: a cache, not a change
         return encoded

@@ -732,22 +732,23 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if txn is None:
             return None
         try:
+            name = keynames.encode(key)
             try:
-                rec = self._point(coll, key)
+                rec = self._point(coll, key, name)
             except StateStoreError:
                 return None  # (a damaged record: the transaction path reports it)
             if rec is not None and not replace:
                 return None
             revision = 1 if rec is None else rec[1] + 1
-            name = keynames.encode(key)
-            new = (key, revision, owned_json(data, text))
-            txn.records[coll.name] = {name: new}
             head = txn.head
             if head is None:
+                txn.records[coll.name] = {name: (key, revision, owned_json(data, text))}
                 self._commit_staged(txn)
                 return revision
+            # Staged as given: only read (the index's values) until a cache takes its own copy.
+            txn.records[coll.name] = {name: (key, revision, data)}
             checked = self._schema_gen == head.gen
-            self._publish_record(txn, head, coll.name, name, record_text(key, revision, new[2]))
+            self._publish_record(txn, head, coll.name, name, record_text(key, revision, data), text)
             self._index_after(txn, head)
             if checked and txn.head is not None:
                 self._schema_gen = txn.head.gen  # our own commit moved no schema
@@ -824,8 +825,10 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
 
     # ------------------------------------------------------------ records
 
-    def _point(self, coll: Collection[Any], key: KeyValue) -> Rec | None:
-        name = keynames.encode(key)
+    def _point(self, coll: Collection[Any], key: KeyValue, name: str | None = None) -> Rec | None:
+        """The record of ``key`` as this thread sees it (``name``: its file name, if known); None if absent."""
+        if name is None:
+            name = keynames.encode(key)
         txn = self._txn()
         if txn is not None and txn.write and name in txn.records.get(coll.name, {}):
             rec = txn.records[coll.name][name]
