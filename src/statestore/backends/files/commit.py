@@ -239,6 +239,13 @@ class Commits:
             self._commit_line(txn, head, gen, *logs[0])
             return
         if len(records) == 1 and not logs:
+            coll_name, name, text = records[0]
+            if coll_name != ROOT and text is not None:
+                # One record file written (an update, a put in a transaction of its own): the same steps, fewer layers.
+                self._journal_dir(coll_name, name)  # (the names are checked as for any journal)
+                self._publish_record(txn, head, coll_name, name, text, None)
+                return
+        if len(records) == 1 and not logs:
             # One file replaced or deleted is atomic by itself: announce it, no texts.
             journal = Journal(unique_hex(), gen, ((records[0][0], records[0][1], None),), (), direct=True)
         else:
@@ -295,7 +302,9 @@ class Commits:
                             cache.put(file, rec)
                     cache.gen = gen
 
-    def _publish_record(self, txn: Txn, head: Head, coll_name: str, name: str, text: str, canonical: str) -> None:
+    def _publish_record(
+        self, txn: Txn, head: Head, coll_name: str, name: str, text: str, canonical: str | None
+    ) -> None:
         """``_publish`` of a transaction that writes one record file and nothing else (we hold the write lock).
 
         The same steps and files in the same order: the new file written
@@ -304,7 +313,8 @@ class Commits:
         advanced. ``name`` is the file name of a key of the declared
         collection ``coll_name`` (no journal's name to check); ``txn.records``
         holds it, with the caller's data (``canonical``: its canonical JSON),
-        which a cache gets a private copy of.
+        which a cache gets a private copy of (None: the staged data is
+        private already, as ``_write`` stages it).
         """
         gen = max(head.gen, head.base) + 1
         journal = Journal(unique_hex(), gen, ((coll_name, name, None),), (), direct=True)
@@ -331,7 +341,9 @@ class Commits:
                     if changes:
                         cache = self._unshared(cname, cache)
                         for file, rec in changes.items():
-                            cache.put(file, None if rec is None else (rec[0], rec[1], owned_json(rec[2], canonical)))
+                            if rec is not None and canonical is not None:
+                                rec = (rec[0], rec[1], owned_json(rec[2], canonical))
+                            cache.put(file, rec)
                     cache.gen = gen
 
     def _prepare(self, records: list[tuple[str, str, str | None]]) -> dict[tuple[str, str], str]:

@@ -259,9 +259,13 @@ class Head:
         start = 0
         while start < len(history) and int(history[start : history.index(b"\t", start)]) <= base:
             start = history.index(b"\n", start) + 1
-        new = b"".join(
-            f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
-            for coll, names in changes.items()
+        new = (
+            b"".join(
+                f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
+                for coll, names in changes.items()
+            )
+            if changes
+            else b""
         )
         crc = self._history_crc
         if start or crc is None:

@@ -478,23 +478,35 @@ class LogFiles:
                 if expect_version is not None and version != expect_version:
                     return None
                 seq = (idx.seqs[-1] if idx.seqs else 0) + 1
-                version += 1
-                txn.caught_up[name] = (idx, len(idx.seqs), [])
+                offset = idx.end
+            version += 1
             stamp = datetime.now(timezone.utc)
             at = stamp.isoformat(timespec="microseconds")
             line = entry_line(seq, stream, version, at, text)
-            txn.lines[name] = [(seq, stream, version, at, None, line)]
             handle = txn.log_handles.get(name)
-            if handle is None or txn.log_sizes.get(name) != (idx.ino, idx.end) or txn.head is None:
-                self._commit_staged(txn)  # a new file, or a torn last line to cut off first: the general path
+            head = txn.head
+            if handle is None or head is None or txn.log_sizes.get(name) != (idx.ino, offset):
+                # A new file, or a torn last line to cut off first: the general path.
+                txn.caught_up[name] = (idx, len(idx.seqs), [])
+                txn.lines[name] = [(seq, stream, version, at, None, line)]
+                self._commit_staged(txn)
             else:
-                self._commit_entry(txn, txn.head, name, handle, idx.end, line.encode("utf-8"))
+                self._commit_entry(txn, head, name, handle, offset, line.encode("utf-8"), (seq, stream, version))
             return seq, version, stamp
         finally:
             self._end_alone()
 
-    def _commit_entry(self, txn: Txn, head: Head, log_name: str, handle: FileHandle, offset: int, data: bytes) -> None:
-        """Commit ``txn``, one line ``data`` of ``log_name``, as ``_commit_staged`` would (through ``_commit_line``).
+    def _commit_entry(
+        self,
+        txn: Txn,
+        head: Head,
+        log_name: str,
+        handle: FileHandle,
+        offset: int,
+        data: bytes,
+        entry: tuple[int, str, int],
+    ) -> None:
+        """Commit one line ``data`` (the entry (seq, stream, version)) as ``_commit_staged`` would (``_commit_line``).
 
         For the usual case only: the file is open (``handle``, checked under
         the lock) and ends at ``offset``, the end of its last complete line,
@@ -504,10 +516,12 @@ class LogFiles:
         checked = self._schema_gen == head.gen
         fd = handle.fd
         with translate(self._log_path(log_name)):
-            view, at = memoryview(data), offset
-            while view:
-                written = os.pwrite(fd, view, at)
-                view, at = view[written:], at + written
+            written = os.pwrite(fd, data, offset)
+            if written < len(data):
+                view, at = memoryview(data)[written:], offset + written
+                while view:
+                    written = os.pwrite(fd, view, at)
+                    view, at = view[written:], at + written
             if self._sync:
                 os.fsync(fd)
         if self._sync and offset == 0:
@@ -515,7 +529,13 @@ class LogFiles:
             if folder is not None:
                 folder.sync()  # the log file may have just been created
         self._write_head(head.bump(max(head.gen, head.base) + 1, {}, None), sync=False)
-        self._advance_log(txn, log_name, offset, handle.ino, [len(data)])
+        with self._cache_lock:
+            # Our own line need not be read back (as _advance_log: if no reader of this process indexed it first).
+            idx = self._logs.get(log_name)
+            if idx is not None and idx.end == offset and idx.ino == handle.ino:
+                idx.add(entry[0], entry[1], entry[2], offset, offset + len(data))
+                idx.lines += 1
+                self._summarize(log_name, idx)
         self._index_after(txn, head)
         if checked and txn.head is not None:
             self._schema_gen = txn.head.gen  # our own commit moved no schema
