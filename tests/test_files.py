@@ -70,6 +70,17 @@ def test_record_text_is_pretty_sorted_json(data: dict[str, object], revision: in
     assert record_text("k", revision, data) == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+@given(st.text(max_size=8), st.text(max_size=12), st.integers(min_value=0, max_value=2**63), st.booleans())
+def test_a_direct_journal_is_written_as_the_encoder_writes_it(coll: str, name: str, gen: int, direct: bool) -> None:
+    # The journal of a lone record write is written without the encoder: the bytes must not change.
+    journal = Journal("0123abcd", gen, ((coll, name, None),), (), direct=direct)
+    doc: dict[str, Any] = {"txid": "0123abcd", "gen": gen, "records": [[coll, name, None]], "logs": []}
+    if direct:
+        doc["direct"] = True
+    assert journal.encode().split(b"\n", 1)[1] == json.dumps(doc, separators=(",", ":")).encode("ascii")
+    assert Journal.decode(journal.encode()) == journal
+
+
 @given(st.text(alphabet="abconulz09._-A~%^é/", max_size=12))
 def test_plain_key_fast_path_matches_the_general_encoding(key: str) -> None:
     expected = "~".join([keynames._encode_part(key)])

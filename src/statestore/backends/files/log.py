@@ -469,11 +469,28 @@ class LogFiles:
         try:
             name = log.name
             with self._cache_lock:
-                try:
-                    # Under the lock, after the recovery: no journal is being applied, no writer appends.
-                    idx = self._catch_up_log(log, None)
-                except StateStoreError:
-                    return None
+                idx = self._logs.get(name)
+                kept = self._log_fds.get(name)
+                folder, file = self._log_place(name)
+                st = None
+                if idx is not None and kept is not None and idx.ino == kept.ino and folder is not None:
+                    # The usual case: the kept descriptor's file is still the log, and ends where our
+                    # index does (what _catch_up_log would find, minus its layers).
+                    with translate(self._log_path(name)):
+                        try:
+                            st = os.stat(file, dir_fd=folder.fd, follow_symlinks=False)
+                        except FileNotFoundError:
+                            st = None
+                if st is not None and idx is not None and st.st_ino == idx.ino and st.st_size == idx.end:
+                    assert kept is not None
+                    txn.log_handles[name] = kept
+                    txn.log_sizes[name] = (st.st_ino, st.st_size)
+                else:
+                    try:
+                        # Under the lock, after the recovery: no journal is being applied, no writer appends.
+                        idx = self._catch_up_log(log, None)
+                    except StateStoreError:
+                        return None
                 version = idx.versions.get(stream, 0)
                 if expect_version is not None and version != expect_version:
                     return None
