@@ -81,6 +81,47 @@ def test_a_direct_journal_is_written_as_the_encoder_writes_it(coll: str, name: s
     assert Journal.decode(journal.encode()) == journal
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": 1}\n',
+        b'{"a": NaN}\n',
+        b'{"a": 1} x',
+        b'{"a": 1}\n\n \t',
+        b'{\x00"',
+        b'{"a": "\xed\xa0\x80"}\n',
+        b'{"a": "\xff"}\n',
+        b"{" * 5000 + b"}" * 5000,
+        b'{"a":1}{"b":2}',
+        "{}".encode("utf-16"),
+        b'\xef\xbb\xbf{"a": 1}',
+        b'{"a": [1, 2.5, true, null, "\xc3\xa9"]}\r\n',
+        b'{"a": 1}\x0c',
+    ],
+)
+def test_record_files_decode_as_rawjson_decodes_them(raw: bytes) -> None:
+    # Record files go through the JSON scanner alone when they look like what statestore writes.
+    from statestore.backends import rawjson
+    from statestore.backends.files.store import _load_record
+
+    def outcome(load: Any) -> tuple[str, object]:
+        try:
+            return "value", load(raw)
+        except Exception as exc:  # the same error, whatever it is
+            return type(exc).__name__, str(exc)
+
+    assert outcome(_load_record) == outcome(rawjson.load)
+
+
+@given(_JSON)
+def test_record_texts_decode_as_rawjson_decodes_them(data: object) -> None:
+    from statestore.backends import rawjson
+    from statestore.backends.files.store import _load_record, record_text
+
+    raw = record_text("k", 1, {"v": data}).encode("utf-8")
+    assert _load_record(raw) == rawjson.load(raw)
+
+
 @given(st.text(alphabet="abconulz09._-A~%^é/", max_size=12))
 def test_plain_key_fast_path_matches_the_general_encoding(key: str) -> None:
     expected = "~".join([keynames._encode_part(key)])

@@ -441,7 +441,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
     def _parse(self, coll: Collection[Any], name: str, raw: bytes | str, path: Path | Lazy) -> Rec:
         """The cached form of record file ``name`` read from ``path``; CorruptStoreError names it on any defect."""
         try:
-            doc = rawjson.load(raw)
+            doc = _load_record(raw)
         except rawjson.StoredJSONError as exc:  # not JSON, NaN, nested too deeply: rawjson says which
             raise CorruptStoreError(str(path), f"collection {coll.name!r}, file {name}: {exc}", exc.lineno) from None
         meta = doc.pop(META, None) if isinstance(doc, dict) else None
@@ -1052,6 +1052,27 @@ def _bounds(entries: list[tuple[Any, Any, str]], term: Term) -> tuple[int, int]:
     else:
         hi = bisect.bisect_right(entries, sk, key=first)
     return lo, hi
+
+
+def _load_record(raw: bytes | str) -> Any:
+    """``rawjson.load(raw)`` of a record file, through its scanner alone for what statestore writes.
+
+    A file statestore wrote is UTF-8 text starting ``{`` followed by a
+    non-NUL byte (so ``json.detect_encoding`` would say UTF-8) and ending in
+    one newline: decoded as ``rawjson.load`` decodes it, scanned as one
+    value, the rest only JSON whitespace. Anything else, and any error, goes
+    to ``rawjson.load``, which gives the same value or explains what is wrong.
+    """
+    if type(raw) is bytes and raw[:1] == b"{" and len(raw) > 1 and raw[1]:
+        try:
+            text = raw.decode("utf-8", "surrogatepass")
+            value, end = rawjson.SCAN(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if not text[end:].strip(" \t\n\r"):
+                return value
+    return rawjson.load(raw)
 
 
 def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
