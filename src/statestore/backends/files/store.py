@@ -575,7 +575,9 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             self._lock()
             self._local.txn = txn  # before recovering, so the head it reads is kept for the transaction
             try:
-                self._recover()
+                head = self._read_head()
+                if head.gen < 0 or head.journal is not None or head.journal_file:
+                    self._recover()  # (a sound head: it would do nothing)
                 self._check_schema_gen()
             except BaseException:
                 self._local.txn = None
