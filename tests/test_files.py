@@ -81,6 +81,44 @@ def test_a_direct_journal_is_written_as_the_encoder_writes_it(coll: str, name: s
     assert Journal.decode(journal.encode()) == journal
 
 
+def _changed_by_every_line(head: Head, collection: str, since: int) -> set[str] | None:
+    """What ``Head.changed`` answered when it read every line of the history (the model)."""
+    if since == head.gen:
+        return set()
+    if not (head.base <= since < head.gen):
+        return None
+    out: set[str] = set()
+    for line in head.history.splitlines():
+        gen, coll, *names = line.split(b"\t")
+        if coll == collection.encode("ascii") and int(gen) > since:
+            if names == [b"*"]:
+                return None
+            out.update(n.decode("ascii") for n in names)
+    return out
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["a", "b", "."]),
+            st.lists(st.sampled_from(["x.json", "y.json", "z.json"]), min_size=1, max_size=3)
+            | st.just([f"n{i}.json" for i in range(300)]),
+            max_size=2,
+        ),
+        max_size=90,
+    ),
+    st.data(),
+)
+def test_the_head_names_the_files_changed_since_a_generation(steps: list[dict[str, list[str]]], data: Any) -> None:
+    # changed() reads the history back from its newest line and stops at ``since``: the answer must not change.
+    head = Head()
+    for gen, changes in enumerate(steps, start=1):
+        head = head.bump(gen, changes, None)
+    for collection in ("a", "b", "."):
+        since = data.draw(st.integers(min_value=head.base - 2, max_value=head.gen + 1))
+        assert head.changed(collection, since) == _changed_by_every_line(head, collection, since)
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -243,9 +243,13 @@ class Head:
         out: set[str] = set()
         want = collection.encode("ascii")
         try:
-            for line in self.history.splitlines():
+            # Lines are in generation order (``bump`` adds at the end): read back from the newest
+            # and stop at the first one not after ``since``.
+            for line in reversed(self.history.splitlines()):
                 gen, coll, *names = line.split(b"\t")
-                if coll == want and int(gen) > since:
+                if int(gen) <= since:
+                    break
+                if coll == want:
                     if names == [b"*"]:
                         return None
                     out.update(n.decode("ascii") for n in names)
