@@ -845,8 +845,12 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 rec = changes[name] if name in changes else cache.records.get(name)
         else:
             # A lone record needs no seqlock: each file (and the journal) is replaced atomically.
-            overlay = self._overlay(coll, self._journal(self._read_head()))
-            rec = overlay[name] if name in overlay else self._read_rec(coll, name)
+            head = self._read_head()
+            if head.journal is None and not head.journal_file:
+                rec = self._read_rec(coll, name)  # (no journal: nothing to overlay)
+            else:
+                overlay = self._overlay(coll, self._journal(head))
+                rec = overlay[name] if name in overlay else self._read_rec(coll, name)
         if rec is not None and rec[0] != key:
             raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
         return rec
