@@ -708,7 +708,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             head = self._read_head()
             if head.gen < 0 or head.journal is not None or head.journal_file:
                 self._recover()  # (a sound head: it would do nothing)
-            if self._read_head().gen != self._schema_gen:
+                head = self._read_head()
+            if head.gen != self._schema_gen:
                 self._check_schema_gen()
         except StateStoreError:
             self._local.txn = None
