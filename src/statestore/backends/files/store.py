@@ -695,6 +695,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         read-only: the caller then takes the transaction path, which says why.
         A failure of the recovery or the schema check also returns None (and
         releases the lock): the transaction path runs them again and raises.
+        Another writer holding the store is waited for as ``_begin`` waits
+        (StoreBusyError after ``busy_timeout``).
         """
         if self._closed or self.mode != "write":
             return None
