@@ -70,6 +70,96 @@ def test_record_text_is_pretty_sorted_json(data: dict[str, object], revision: in
     assert record_text("k", revision, data) == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+@given(st.text(max_size=8), st.text(max_size=12), st.integers(min_value=0, max_value=2**63), st.booleans())
+def test_a_direct_journal_is_written_as_the_encoder_writes_it(coll: str, name: str, gen: int, direct: bool) -> None:
+    # The journal of a lone record write is written without the encoder: the bytes must not change.
+    journal = Journal("0123abcd", gen, ((coll, name, None),), (), direct=direct)
+    doc: dict[str, Any] = {"txid": "0123abcd", "gen": gen, "records": [[coll, name, None]], "logs": []}
+    if direct:
+        doc["direct"] = True
+    assert journal.encode().split(b"\n", 1)[1] == json.dumps(doc, separators=(",", ":")).encode("ascii")
+    assert Journal.decode(journal.encode()) == journal
+
+
+def _changed_by_every_line(head: Head, collection: str, since: int) -> set[str] | None:
+    """What ``Head.changed`` answered when it read every line of the history (the model)."""
+    if since == head.gen:
+        return set()
+    if not (head.base <= since < head.gen):
+        return None
+    out: set[str] = set()
+    for line in head.history.splitlines():
+        gen, coll, *names = line.split(b"\t")
+        if coll == collection.encode("ascii") and int(gen) > since:
+            if names == [b"*"]:
+                return None
+            out.update(n.decode("ascii") for n in names)
+    return out
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["a", "b", "."]),
+            st.lists(st.sampled_from(["x.json", "y.json", "z.json"]), min_size=1, max_size=3)
+            | st.just([f"n{i}.json" for i in range(300)]),
+            max_size=2,
+        ),
+        max_size=90,
+    ),
+    st.data(),
+)
+def test_the_head_names_the_files_changed_since_a_generation(steps: list[dict[str, list[str]]], data: Any) -> None:
+    # changed() reads the history back from its newest line and stops at ``since``: the answer must not change.
+    head = Head()
+    for gen, changes in enumerate(steps, start=1):
+        head = head.bump(gen, changes, None)
+    for collection in ("a", "b", "."):
+        since = data.draw(st.integers(min_value=head.base - 2, max_value=head.gen + 1))
+        assert head.changed(collection, since) == _changed_by_every_line(head, collection, since)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": 1}\n',
+        b'{"a": NaN}\n',
+        b'{"a": 1} x',
+        b'{"a": 1}\n\n \t',
+        b'{\x00"',
+        b'{"a": "\xed\xa0\x80"}\n',
+        b'{"a": "\xff"}\n',
+        b"{" * 5000 + b"}" * 5000,
+        b'{"a":1}{"b":2}',
+        "{}".encode("utf-16"),
+        b'\xef\xbb\xbf{"a": 1}',
+        b'{"a": [1, 2.5, true, null, "\xc3\xa9"]}\r\n',
+        b'{"a": 1}\x0c',
+    ],
+)
+def test_record_files_decode_as_rawjson_decodes_them(raw: bytes) -> None:
+    # Record files go through the JSON scanner alone when they look like what statestore writes.
+    from statestore.backends import rawjson
+    from statestore.backends.files.store import _load_record
+
+    def outcome(load: Any) -> tuple[str, object]:
+        try:
+            return "value", load(raw)
+        except Exception as exc:  # the same error, whatever it is
+            return type(exc).__name__, str(exc)
+
+    assert outcome(_load_record) == outcome(rawjson.load)
+
+
+@given(_JSON)
+def test_record_texts_decode_as_rawjson_decodes_them(data: object) -> None:
+    from statestore.backends import rawjson
+    from statestore.backends.files.store import _load_record, record_text
+
+    raw = record_text("k", 1, {"v": data}).encode("utf-8")
+    assert _load_record(raw) == rawjson.load(raw)
+
+
 @given(st.text(alphabet="abconulz09._-A~%^é/", max_size=12))
 def test_plain_key_fast_path_matches_the_general_encoding(key: str) -> None:
     expected = "~".join([keynames._encode_part(key)])

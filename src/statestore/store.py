@@ -27,7 +27,8 @@ nothing else; ``docs/backends.md`` walks through it. In short:
 * **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
   ``_after_fork``, ``_structure_ok``, ``_entry_count``, ``_wait_for_entries``
   (how ``follow`` waits), ``_add`` (insert if absent), ``_write_alone`` (insert
-  or put outside any transaction, in one step), the bulk ``_write_many`` and
+  or put outside any transaction, in one step), ``_append_alone`` (the same for a log
+  append), the bulk ``_write_many`` and
   ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
   ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
   conditions, order, limit and offset; the defaults scan and filter in
@@ -437,6 +438,25 @@ class Store(ABC):
         which finds out why (the key is stored, the store is closed or
         read-only, another writer holds the store, the schemas moved) and
         says so. The default always declines.
+        """
+        return None
+
+    def _append_alone(
+        self, log: Log[Any], stream: str, data: dict[str, Any], text: str, *, expect_version: int | None
+    ) -> tuple[int, int, datetime] | None:
+        """Append one entry in one atomic step of its own, outside any transaction, if the backend can.
+
+        Called by ``LogView.append`` before it opens a transaction, with the
+        stream checked and the record encoded (``data``, canonical JSON
+        ``text``). Returns (seq, version, stamp): the new entry's seq, its
+        version (the stream's last plus one) and the UTC time it carries,
+        taken under the store's write lock as the transaction path takes it
+        (so ``at`` never goes backwards as ``seq`` grows). None means nothing
+        was written and the caller takes the transaction path, which finds out
+        why (a transaction is open in this thread, the store is closed or
+        read-only, ``expect_version`` is not the stream's version, another
+        writer holds the store, the schemas moved) and says so. The default
+        always declines.
         """
         return None
 

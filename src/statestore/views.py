@@ -464,6 +464,10 @@ class LogView(Generic[T]):
         decl = self.decl
         self._check_stream(stream)
         data, text = self.store.codec.encode(decl.name, decl.type, record, stream)
+        done = self.store._append_alone(decl, stream, data, text, expect_version=expect_version)
+        if done is not None:  # one step, outside any transaction (a backend that can; see Store._append_alone)
+            seq, version, stamp = done
+            return Entry(seq, stream, version, stamp, record)
         with self.store._writing("append", single=True):
             # Stamped under the write lock, so `at` never goes backwards as `seq` grows.
             stamp = datetime.now(timezone.utc)

@@ -60,6 +60,32 @@ class LogContract(StoreFixture):
         assert events.read() == written
         assert events.read(stream="s1") == [written[1], written[3]]
 
+    def test_appends_alone_and_in_transactions_are_one_sequence(self, store: ss.Store) -> None:
+        """An append on its own (a backend may do it in one step) and in a transaction give the same entries."""
+        events = store[EVENTS]
+        written = [events.append(Event("alone", n=0), stream="s")]
+        with store.transaction():
+            written.append(events.append(Event("in", n=1), stream="s"))
+        written.append(events.append(Event("alone", n=2), stream="s", expect_version=2))
+        with pytest.raises(ss.StreamConflictError):
+            events.append(Event("stale", n=3), stream="s", expect_version=2)
+        written.append(events.append(Event("new stream", n=4), stream="t", expect_version=0))
+        with pytest.raises(RuntimeError), store.transaction():
+            events.append(Event("rolled back"), stream="s")
+            raise RuntimeError("roll back")
+        written.append(events.append(Event("alone", n=5), stream="s"))
+        assert [(e.seq, e.stream, e.version) for e in written] == [
+            (1, "s", 1),
+            (2, "s", 2),
+            (3, "s", 3),
+            (4, "t", 1),
+            (5, "s", 4),
+        ]
+        assert events.read() == written
+        assert [e.at for e in written] == sorted(e.at for e in written)  # stamped in seq order
+        assert events.last_seq() == 5
+        assert len(events) == 5
+
     def test_default_stream(self, store: ss.Store) -> None:
         events = store[EVENTS]
         entry = events.append(Event("x"))

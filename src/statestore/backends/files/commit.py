@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, record_text
+from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, owned_json, record_text
 from statestore.backends.files.fileio import Dir, Kept, translate, unique_hex
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
@@ -75,7 +75,7 @@ class Commits:
 
         def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int: ...
 
-        def _append_alone(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None: ...
+        def _commit_line(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None: ...
 
         def _advance_log(
             self, txn: Txn, log_name: str, offset: int, ino: int, sizes: list[int] | None = None
@@ -153,9 +153,11 @@ class Commits:
             size = txn.head_size if txn is not None and txn.head_size is not None else os.fstat(fd).st_size
             if size > len(data):
                 data += bytes(size - len(data))
-            view, offset = memoryview(data), 0
-            while offset < len(data):
-                offset += os.pwrite(fd, view[offset:], offset)
+            offset = os.pwrite(fd, data, 0)
+            if offset < len(data):
+                view = memoryview(data)
+                while offset < len(data):
+                    offset += os.pwrite(fd, view[offset:], offset)
             if sync:
                 os.fsync(fd)
         self._head_memo = (data, head) if len(data) < _HEAD_READ else None
@@ -234,8 +236,15 @@ class Commits:
                 logs.append((log_name, self._repair_tail(log_name), "".join(e[5] for e in entries)))
         gen = max(head.gen, head.base) + 1
         if not records and len(logs) == 1 and len(txn.lines[logs[0][0]]) == 1:
-            self._append_alone(txn, head, gen, *logs[0])
+            self._commit_line(txn, head, gen, *logs[0])
             return
+        if len(records) == 1 and not logs:
+            coll_name, name, text = records[0]
+            if coll_name != ROOT and text is not None:
+                # One record file written (an update, a put in a transaction of its own): the same steps, fewer layers.
+                self._journal_dir(coll_name, name)  # (the names are checked as for any journal)
+                self._publish_record(txn, head, coll_name, name, text, None)
+                return
         if len(records) == 1 and not logs:
             # One file replaced or deleted is atomic by itself: announce it, no texts.
             journal = Journal(unique_hex(), gen, ((records[0][0], records[0][1], None),), (), direct=True)
@@ -290,6 +299,50 @@ class Commits:
                     if changes:
                         cache = self._unshared(name, cache)
                         for file, rec in changes.items():
+                            cache.put(file, rec)
+                    cache.gen = gen
+
+    def _publish_record(
+        self, txn: Txn, head: Head, coll_name: str, name: str, text: str, canonical: str | None
+    ) -> None:
+        """``_publish`` of a transaction that writes one record file and nothing else (we hold the write lock).
+
+        The same steps and files in the same order: the new file written
+        aside (``text``), the head announcing it (a direct journal), the
+        rename (the commit), the head settled, the caches that were current
+        advanced. ``name`` is the file name of a key of the declared
+        collection ``coll_name`` (no journal's name to check); ``txn.records``
+        holds it, with the caller's data (``canonical``: its canonical JSON),
+        which a cache gets a private copy of (None: the staged data is
+        private already, as ``_write`` stages it).
+        """
+        gen = max(head.gen, head.base) + 1
+        journal = Journal(unique_hex(), gen, ((coll_name, name, None),), (), direct=True)
+        d = self._dir(coll_name, create=True)
+        assert d is not None
+        tmp = d.write_temp(name, text.encode("utf-8"), sync=self._sync)
+        try:
+            committed = head.bump(gen, {coll_name: [name]}, journal)
+            # A direct journal only announces a file whose own rename is the commit.
+            self._write_head(committed, sync=False)
+        except BaseException:
+            with contextlib.suppress(OSError, StateStoreError):
+                d.remove(tmp)
+            raise
+        d.rename(tmp, name)  # the commit (a failure: it did not happen; the next writer settles the head)
+        if self._sync:
+            d.sync()
+        self._write_head(committed.settled(), sync=False)
+        with self._cache_lock:
+            # Our own write need not be read back: advance the caches that were current.
+            for cname, cache in list(self._colls.items()):
+                if cache.gen == head.gen and cache.journal is None:
+                    changes = txn.records.get(cname)
+                    if changes:
+                        cache = self._unshared(cname, cache)
+                        for file, rec in changes.items():
+                            if rec is not None and canonical is not None:
+                                rec = (rec[0], rec[1], owned_json(rec[2], canonical))
                             cache.put(file, rec)
                     cache.gen = gen
 

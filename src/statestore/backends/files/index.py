@@ -85,7 +85,11 @@ def field_values(data: dict[str, Any], fields: Sequence[str]) -> list[str | None
     """Each field's encoded value as text (None: not indexed), for a delta line."""
     out: list[str | None] = []
     for field in fields:
-        enc = encode_value(data.get(field))
+        value = data.get(field)
+        if type(value) is str:
+            out.append(_ascii_string(value))  # (what encode_value gives, as text)
+            continue
+        enc = encode_value(value)
         out.append(None if enc is None else enc.decode("ascii"))
     return out
 

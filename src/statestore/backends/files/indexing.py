@@ -93,6 +93,7 @@ class IndexFiles:
         self._index_reads: dict[str, int] = {}  # record files this process read through the index
         # Per collection: our last commit's generation and the changes of our commits held back since the tip.
         self._index_pending: dict[str, tuple[int, dict[str, list[str | None] | None]]] = {}
+        self._lookup: dict[str, tuple[str, ...]] = {}  # per collection: its lookup fields
 
     def _close_index(self) -> None:
         """Close the index folder (kept deltas stay open: they are checked by their link count)."""
@@ -270,7 +271,9 @@ class IndexFiles:
             ours = last == before.gen
             if fresh and (ours or (pending is None and not staged)):
                 if staged:
-                    fields = coll.lookup_fields
+                    fields = self._lookup.get(name)
+                    if fields is None:
+                        fields = self._lookup[name] = coll.lookup_fields  # (a property that builds a tuple)
                     # Held back: readers re-read what the head says changed since the chain's tip,
                     # so appending one line for a run of our commits loses nothing.
                     changes = pending[1] if pending is not None else {}

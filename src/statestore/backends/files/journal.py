@@ -54,6 +54,15 @@ _KEEP = 64
 _MAX_NAMES = 256
 # Built once: json.dumps() with any option builds a new encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
+# And JSONEncoder.encode builds a C encoder per call: a journal is a tree of tuples, strs, ints and
+# bools (no cycle to look for), which one C encoder with _COMPACT's settings writes byte for byte alike.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_ascii = json.encoder.encode_basestring_ascii
+_COMPACT_TREE = (
+    _c_make_encoder(None, _COMPACT.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    if _c_make_encoder is not None
+    else None
+)
 
 
 @attrs.frozen
@@ -81,10 +90,19 @@ class Journal:
         """The journal file: a header line with a checksum, then the JSON body (ASCII)."""
         if self._encoded is not None:
             return self._encoded
-        doc: dict[str, Any] = {"txid": self.txid, "gen": self.gen, "records": self.records, "logs": self.logs}
-        if self.direct:
-            doc["direct"] = True
-        body = _COMPACT.encode(doc).encode("ascii")
+        if self.direct and len(self.records) == 1 and not self.logs and self.records[0][2] is None:
+            # The one a lone record write announces (every single put): the same bytes, written directly.
+            coll, name, _none = self.records[0]
+            body = (
+                f'{{"txid":{_ascii(self.txid)},"gen":{int.__repr__(self.gen)},'
+                f'"records":[[{_ascii(coll)},{_ascii(name)},null]],"logs":[],"direct":true}}'
+            ).encode("ascii")
+        else:
+            doc: dict[str, Any] = {"txid": self.txid, "gen": self.gen, "records": self.records, "logs": self.logs}
+            if self.direct:
+                doc["direct"] = True
+            text = "".join(_COMPACT_TREE(doc, 0)) if _COMPACT_TREE is not None else _COMPACT.encode(doc)
+            body = text.encode("ascii")
         encoded = _MAGIC + hashlib.sha256(body).hexdigest().encode("ascii") + b"\n" + body
         object.__setattr__(self, "_encoded", encoded)  # frozen: a cache, not a change
         return encoded
@@ -225,9 +243,13 @@ class Head:
         out: set[str] = set()
         want = collection.encode("ascii")
         try:
-            for line in self.history.splitlines():
+            # Lines are in generation order (``bump`` adds at the end): read back from the newest
+            # and stop at the first one not after ``since``.
+            for line in reversed(self.history.splitlines()):
                 gen, coll, *names = line.split(b"\t")
-                if coll == want and int(gen) > since:
+                if int(gen) <= since:
+                    break
+                if coll == want:
                     if names == [b"*"]:
                         return None
                     out.update(n.decode("ascii") for n in names)
@@ -251,9 +273,13 @@ class Head:
         start = 0
         while start < len(history) and int(history[start : history.index(b"\t", start)]) <= base:
             start = history.index(b"\n", start) + 1
-        new = b"".join(
-            f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
-            for coll, names in changes.items()
+        new = (
+            b"".join(
+                f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
+                for coll, names in changes.items()
+            )
+            if changes
+            else b""
         )
         crc = self._history_crc
         if start or crc is None:

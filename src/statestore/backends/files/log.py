@@ -17,7 +17,7 @@ import os
 import threading
 import zlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -128,6 +128,7 @@ class LogFiles:
     _overlays: dict[str, Any]
     _summaries: dict[str, tuple[int, int]]  # per log: (inode, end) of the summary last read or written
     _delta_fds: Kept[FileHandle]  # (IndexFiles') kept index files: summaries too, as "log:<name>"
+    _schema_gen: int  # (FileStore's) the change head's generation when the schemas were last checked
 
     if TYPE_CHECKING:
 
@@ -142,6 +143,14 @@ class LogFiles:
         def _memo(self, journal: Journal) -> dict[str, Any]: ...
 
         def _write_head(self, head: Head, *, sync: bool) -> None: ...
+
+        def _alone(self) -> Txn | None: ...
+
+        def _commit_staged(self, txn: Txn) -> None: ...
+
+        def _end_alone(self) -> None: ...
+
+        def _index_after(self, txn: Txn, before: Head) -> None: ...
 
     def _log_overlay(self, log: Log[Any], journal: Journal | None) -> list[TxnEntry]:
         if journal is None:
@@ -193,16 +202,18 @@ class LogFiles:
         """
         path = self._log_path(log.name)
         idx = self._logs.get(log.name)
-        handle = self._log_fd(log.name)
+        handle, st = self._log_handle(log.name)
         if handle is None:
             idx = self._logs[log.name] = LogIndex(None)
             return idx
         fd = handle.fd
         with translate(path):
-            st = os.fstat(fd)
-            limit = st.st_size
             txn = self._txn()
-            if txn is not None and txn.write:
+            write = txn is not None and txn.write
+            if st is None or not write:
+                st = os.fstat(fd)  # (under the write lock, the status of the lookup by name is as good)
+            limit = st.st_size
+            if txn is not None and write:
                 txn.log_sizes[log.name] = (st.st_ino, st.st_size)
             for name, offset, _text in journal.logs if journal is not None else ():
                 if name == log.name:
@@ -391,27 +402,37 @@ class LogFiles:
         Only a few are kept (see ``Kept``): hold on to the handle while using
         its descriptor, and it stays open even if it is dropped meanwhile.
         """
+        return self._log_handle(log_name, create=create)[0]
+
+    def _log_handle(self, log_name: str, *, create: bool = False) -> tuple[FileHandle | None, os.stat_result | None]:
+        """``_log_fd``, and the file's status when this call looked the kept one up by name (None otherwise).
+
+        That status is the handle's file's (the same inode), taken just now:
+        under the write lock, its size is the file's until we write.
+        """
         txn = self._txn()
         if txn is not None and txn.write:
             checked = txn.log_handles.get(log_name)
             if checked is not None:
                 # Checked once under the write lock: no writer can replace the file meanwhile.
-                return checked
+                return checked, None
         folder, file = self._log_place(log_name)
         if folder is None:
-            return None
+            return None, None
+        st: os.stat_result | None = None
         with self._cache_lock:
             got = self._log_fds.get(log_name)
             new: FileHandle | None = None
             if got is not None:
                 with translate(self._log_path(log_name)):
                     try:
-                        same = os.stat(file, dir_fd=folder.fd, follow_symlinks=False).st_ino == got.ino
+                        st = os.stat(file, dir_fd=folder.fd, follow_symlinks=False)
                     except FileNotFoundError:
-                        same = False
-                if same:
+                        st = None
+                if st is not None and st.st_ino == got.ino:
                     new = got
                 else:
+                    st = None
                     self._log_fds.pop(log_name)  # closed once no thread uses it
             if new is None:
                 fd = folder.open(file, os.O_RDWR if self.mode == "write" else os.O_RDONLY, create=create)
@@ -421,7 +442,7 @@ class LogFiles:
                     self._log_fds.put(log_name, new)
         if new is not None and txn is not None and txn.write:
             txn.log_handles[log_name] = new
-        return new
+        return new, st
 
     def _log_path(self, name: str) -> Path:
         path = self._log_paths.get(name)
@@ -430,7 +451,113 @@ class LogFiles:
             path = self._log_paths[name] = (folder.path if folder is not None else self.path) / file
         return path
 
-    def _append_alone(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None:
+    def _append_alone(
+        self, log: Log[Any], stream: str, data: dict[str, Any], text: str, *, expect_version: int | None
+    ) -> tuple[int, int, datetime] | None:
+        """One entry appended as a transaction of its own would append it, without the transaction's layers.
+
+        The same steps, files and order as ``append`` in a transaction of its
+        own (the lock, recovery and schema check of ``_begin``, the log caught
+        up under the lock, the commit of ``_commit``); the stamp is taken
+        under the lock. None (nothing written) when ``expect_version`` is not
+        the stream's version, the log is being rewritten or is damaged, or
+        whenever ``_alone`` declines: the transaction path then says why.
+        """
+        txn = self._alone()
+        if txn is None:
+            return None
+        try:
+            name = log.name
+            with self._cache_lock:
+                idx = self._logs.get(name)
+                kept = self._log_fds.get(name)
+                folder, file = self._log_place(name)
+                st = None
+                if idx is not None and kept is not None and idx.ino == kept.ino and folder is not None:
+                    # The usual case: the kept descriptor's file is still the log, and ends where our
+                    # index does (what _catch_up_log would find, minus its layers).
+                    with translate(self._log_path(name)):
+                        try:
+                            st = os.stat(file, dir_fd=folder.fd, follow_symlinks=False)
+                        except FileNotFoundError:
+                            st = None
+                if st is not None and idx is not None and st.st_ino == idx.ino and st.st_size == idx.end:
+                    assert kept is not None
+                    txn.log_handles[name] = kept
+                    txn.log_sizes[name] = (st.st_ino, st.st_size)
+                else:
+                    try:
+                        # Under the lock, after the recovery: no journal is being applied, no writer appends.
+                        idx = self._catch_up_log(log, None)
+                    except StateStoreError:
+                        return None
+                version = idx.versions.get(stream, 0)
+                if expect_version is not None and version != expect_version:
+                    return None
+                seq = (idx.seqs[-1] if idx.seqs else 0) + 1
+                offset = idx.end
+            version += 1
+            stamp = datetime.now(timezone.utc)
+            at = stamp.isoformat(timespec="microseconds")
+            line = entry_line(seq, stream, version, at, text)
+            handle = txn.log_handles.get(name)
+            head = txn.head
+            if handle is None or head is None or txn.log_sizes.get(name) != (idx.ino, offset):
+                # A new file, or a torn last line to cut off first: the general path.
+                txn.caught_up[name] = (idx, len(idx.seqs), [])
+                txn.lines[name] = [(seq, stream, version, at, None, line)]
+                self._commit_staged(txn)
+            else:
+                self._commit_entry(txn, head, name, handle, offset, line.encode("utf-8"), (seq, stream, version))
+            return seq, version, stamp
+        finally:
+            self._end_alone()
+
+    def _commit_entry(
+        self,
+        txn: Txn,
+        head: Head,
+        log_name: str,
+        handle: FileHandle,
+        offset: int,
+        data: bytes,
+        entry: tuple[int, str, int],
+    ) -> None:
+        """Commit one line ``data`` (the entry (seq, stream, version)) as ``_commit_staged`` would (``_commit_line``).
+
+        For the usual case only: the file is open (``handle``, checked under
+        the lock) and ends at ``offset``, the end of its last complete line,
+        as this transaction saw it under the lock. The line is the commit (see
+        ``_commit_line``); the head is bumped after it.
+        """
+        checked = self._schema_gen == head.gen
+        fd = handle.fd
+        with translate(self._log_path(log_name)):
+            written = os.pwrite(fd, data, offset)
+            if written < len(data):
+                view, at = memoryview(data)[written:], offset + written
+                while view:
+                    written = os.pwrite(fd, view, at)
+                    view, at = view[written:], at + written
+            if self._sync:
+                os.fsync(fd)
+        if self._sync and offset == 0:
+            folder = self._log_place(log_name)[0]
+            if folder is not None:
+                folder.sync()  # the log file may have just been created
+        self._write_head(head.bump(max(head.gen, head.base) + 1, {}, None), sync=False)
+        with self._cache_lock:
+            # Our own line need not be read back (as _advance_log: if no reader of this process indexed it first).
+            idx = self._logs.get(log_name)
+            if idx is not None and idx.end == offset and idx.ino == handle.ino:
+                idx.add(entry[0], entry[1], entry[2], offset, offset + len(data))
+                idx.lines += 1
+                self._summarize(log_name, idx)
+        self._index_after(txn, head)
+        if checked and txn.head is not None:
+            self._schema_gen = txn.head.gen  # our own commit moved no schema
+
+    def _commit_line(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None:
         """Commit a transaction that is one log line and nothing else, without a journal.
 
         A single write of one complete line is all-or-nothing to every reader

@@ -82,6 +82,7 @@ from statestore.codec import Codec, dumps
 from statestore.errors import (
     CorruptStoreError,
     SchemaError,
+    StateStoreError,
     StoreBusyError,
     StoreNotFoundError,
     ValidationError,
@@ -220,14 +221,15 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if not self._mutex.acquire(False) and not self._mutex.acquire(timeout=max(self.busy_timeout, 0.0)):
             raise StoreBusyError(self.location, self.busy_timeout)
         try:
-            if self._lock_fd is None:
+            fd = self._lock_fd
+            if fd is None:
                 assert self._sys is not None
-                self._lock_fd = self._sys.open(LOCK, os.O_RDWR, create=True)
-            assert self._lock_fd is not None
+                fd = self._lock_fd = self._sys.open(LOCK, os.O_RDWR, create=True)
+            assert fd is not None
             delay = 0.0002
             while True:
                 try:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
@@ -439,7 +441,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
     def _parse(self, coll: Collection[Any], name: str, raw: bytes | str, path: Path | Lazy) -> Rec:
         """The cached form of record file ``name`` read from ``path``; CorruptStoreError names it on any defect."""
         try:
-            doc = rawjson.load(raw)
+            doc = _load_record(raw)
         except rawjson.StoredJSONError as exc:  # not JSON, NaN, nested too deeply: rawjson says which
             raise CorruptStoreError(str(path), f"collection {coll.name!r}, file {name}: {exc}", exc.lineno) from None
         meta = doc.pop(META, None) if isinstance(doc, dict) else None
@@ -573,7 +575,9 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             self._lock()
             self._local.txn = txn  # before recovering, so the head it reads is kept for the transaction
             try:
-                self._recover()
+                head = self._read_head()
+                if head.gen < 0 or head.journal is not None or head.journal_file:
+                    self._recover()  # (a sound head: it would do nothing)
                 self._check_schema_gen()
             except BaseException:
                 self._local.txn = None
@@ -591,7 +595,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         last checked sends us to ``Store._check_schemas_current``.
         """
         head = self._read_head()
-        if self._migrating or head.gen == self._schema_gen:
+        if head.gen == self._schema_gen or self._migrating:
             return
         changed = head.changed(ROOT, self._schema_gen)
         if changed is None or MANIFEST in changed:
@@ -651,25 +655,119 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 self._release_snapshot(txn.shared)
             return
         try:
-            # Still this thread's transaction while publishing, so the head and
-            # log descriptors it checked under the lock are not checked again.
             if any(txn.records.values()) or any(txn.lines.values()) or txn.files:
-                checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
-                before = txn.head if txn.head is not None else self._read_head()
-                self._publish(txn)
-                if self._indexed is None:  # (the declarations never change once opened)
-                    self._indexed = tuple(c for c in self.collections if c.lookup_fields)
-                self._index_commit(txn, before, self._indexed)  # every commit: it moves the generation
-                if checked and MANIFEST not in txn.files and txn.head is not None:
-                    self._schema_gen = txn.head.gen  # our own commit moved no schema
-                for name in txn.rmdirs:
-                    self._dirs.pop(name)  # closed once no thread uses it
-                    # Emptied by the transaction; a file someone put there keeps it.
-                    with contextlib.suppress(OSError):
-                        os.rmdir(name, dir_fd=self._root.fd)
+                self._commit_staged(txn)
         finally:
             self._local.txn = None
             self._unlock()
+
+    def _commit_staged(self, txn: Txn) -> None:
+        """Publish this thread's write transaction ``txn`` (staged, non-empty; we hold the lock), keep indexes up.
+
+        Still this thread's transaction while publishing, so the head and log
+        descriptors it checked under the lock are not checked again.
+        """
+        checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
+        before = txn.head if txn.head is not None else self._read_head()
+        self._publish(txn)
+        self._index_after(txn, before)
+        if checked and MANIFEST not in txn.files and txn.head is not None:
+            self._schema_gen = txn.head.gen  # our own commit moved no schema
+        for name in txn.rmdirs:
+            self._dirs.pop(name)  # closed once no thread uses it
+            # Emptied by the transaction; a file someone put there keeps it.
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=self._root.fd)
+
+    def _index_after(self, txn: Txn, before: Head) -> None:
+        """Bring the index files up to a commit of ``txn`` made on ``before`` (every commit moves the generation)."""
+        indexed = self._indexed
+        if indexed is None:  # (the declarations never change once opened)
+            indexed = self._indexed = tuple(c for c in self.collections if c.lookup_fields)
+        self._index_commit(txn, before, indexed)
+
+    def _alone(self) -> Txn | None:
+        """Begin a write of one step outside any transaction (``_write_alone``, ``_append_alone``).
+
+        Returns the transaction it runs in, holding the write lock, recovered
+        and checked as ``_begin`` does; None (nothing taken) when this thread
+        is inside a transaction or migrating, or the store is closed or
+        read-only: the caller then takes the transaction path, which says why.
+        A failure of the recovery or the schema check also returns None (and
+        releases the lock): the transaction path runs them again and raises.
+        Another writer holding the store is waited for as ``_begin`` waits
+        (StoreBusyError after ``busy_timeout``).
+        """
+        if self._closed or self.mode != "write":
+            return None
+        state = self._state()  # (first: a fork() child drops the parent's transaction here)
+        if state.depth or state.migrating or self._local.txn is not None:
+            return None
+        self._lock()
+        txn = Txn(True)
+        self._local.txn = txn
+        try:
+            head = self._read_head()
+            if head.gen < 0 or head.journal is not None or head.journal_file:
+                self._recover()  # (a sound head: it would do nothing)
+                head = self._read_head()
+            if head.gen != self._schema_gen:
+                self._check_schema_gen()
+        except StateStoreError:
+            self._local.txn = None
+            self._unlock()
+            return None
+        except BaseException:
+            self._local.txn = None
+            self._unlock()
+            raise
+        return txn
+
+    def _write_alone(
+        self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
+    ) -> int | None:
+        """One record written as a transaction of its own would write it, without the transaction's layers.
+
+        The same steps, files and order as ``insert``/``put`` in a transaction
+        of their own (the lock, recovery and schema check of ``_begin``, the
+        commit of ``_commit``): only the shared layer's staging is skipped.
+        None (nothing written) when the key is stored and ``replace`` is false,
+        or whenever ``_alone`` declines.
+        """
+        if META in data:
+            return None  # the transaction path says why
+        txn = self._alone()
+        if txn is None:
+            return None
+        try:
+            name = keynames.encode(key)
+            try:
+                rec = self._point(coll, key, name)
+            except StateStoreError:
+                return None  # (a damaged record: the transaction path reports it)
+            if rec is not None and not replace:
+                return None
+            revision = 1 if rec is None else rec[1] + 1
+            head = txn.head
+            if head is None:
+                txn.records[coll.name] = {name: (key, revision, owned_json(data, text))}
+                self._commit_staged(txn)
+                return revision
+            # Staged as given: only read (the index's values) until a cache takes its own copy.
+            txn.records[coll.name] = {name: (key, revision, data)}
+            checked = self._schema_gen == head.gen
+            self._publish_record(txn, head, coll.name, name, record_text(key, revision, data), text)
+            self._index_after(txn, head)
+            if checked and txn.head is not None:
+                self._schema_gen = txn.head.gen  # our own commit moved no schema
+            return revision
+        finally:
+            self._end_alone()
+
+    def _end_alone(self) -> None:
+        """End what ``_alone`` began (committed or not): no transaction in this thread, the lock released."""
+        self._local.txn = None
+        self._unlock()
 
     def _rollback(self) -> None:
         txn = self._txn()
@@ -735,8 +833,10 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
 
     # ------------------------------------------------------------ records
 
-    def _point(self, coll: Collection[Any], key: KeyValue) -> Rec | None:
-        name = keynames.encode(key)
+    def _point(self, coll: Collection[Any], key: KeyValue, name: str | None = None) -> Rec | None:
+        """The record of ``key`` as this thread sees it (``name``: its file name, if known); None if absent."""
+        if name is None:
+            name = keynames.encode(key)
         txn = self._txn()
         if txn is not None and txn.write and name in txn.records.get(coll.name, {}):
             rec = txn.records[coll.name][name]
@@ -748,8 +848,12 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 rec = changes[name] if name in changes else cache.records.get(name)
         else:
             # A lone record needs no seqlock: each file (and the journal) is replaced atomically.
-            overlay = self._overlay(coll, self._journal(self._read_head()))
-            rec = overlay[name] if name in overlay else self._read_rec(coll, name)
+            head = self._read_head()
+            if head.journal is None and not head.journal_file:
+                rec = self._read_rec(coll, name)  # (no journal: nothing to overlay)
+            else:
+                overlay = self._overlay(coll, self._journal(head))
+                rec = overlay[name] if name in overlay else self._read_rec(coll, name)
         if rec is not None and rec[0] != key:
             raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
         return rec
@@ -957,6 +1061,27 @@ def _bounds(entries: list[tuple[Any, Any, str]], term: Term) -> tuple[int, int]:
     else:
         hi = bisect.bisect_right(entries, sk, key=first)
     return lo, hi
+
+
+def _load_record(raw: bytes | str) -> Any:
+    """``rawjson.load(raw)`` of a record file, through its scanner alone for what statestore writes.
+
+    A file statestore wrote is UTF-8 text starting ``{`` followed by a
+    non-NUL byte (so ``json.detect_encoding`` would say UTF-8) and ending in
+    one newline: decoded as ``rawjson.load`` decodes it, scanned as one
+    value, the rest only JSON whitespace. Anything else, and any error, goes
+    to ``rawjson.load``, which gives the same value or explains what is wrong.
+    """
+    if type(raw) is bytes and raw[:1] == b"{" and len(raw) > 1 and raw[1]:
+        try:
+            text = raw.decode("utf-8", "surrogatepass")
+            value, end = rawjson.SCAN(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass
+        else:
+            if not text[end:].strip(" \t\n\r"):
+                return value
+    return rawjson.load(raw)
 
 
 def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
