@@ -202,12 +202,18 @@ class _Raised:
 
 
 class _ThreadConnection:
-    """One thread's connection, held in its thread-local storage, and what its single puts raised."""
+    """One thread's connection, held in its thread-local storage, and what its single puts raised.
 
-    __slots__ = ("__weakref__", "con", "raised")
+    ``cur`` runs the statements that frame a transaction (``BEGIN``, the
+    schema mark, ``COMMIT``): none leaves rows behind, so one cursor serves
+    them all, and ``con.execute`` would make a cursor for each.
+    """
+
+    __slots__ = ("__weakref__", "con", "cur", "raised")
 
     def __init__(self, con: sqlite3.Connection, raised: _Raised) -> None:
         self.con = con
+        self.cur = con.cursor()
         self.raised = raised
 
 
@@ -689,18 +695,29 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ transactions
 
+    def _holder(self) -> _ThreadConnection:
+        """This thread's connection and what goes with it (connecting first if it has none)."""
+        try:
+            return self._local.holder  # type: ignore[no-any-return]
+        except AttributeError:
+            self._con()
+            return self._local.holder  # type: ignore[no-any-return]
+
     def _begin(self, *, write: bool) -> None:
         if not write:
             self._execute("BEGIN")
             return
-        con = self._con()
         try:
-            con.execute("BEGIN IMMEDIATE")
+            cur = self._local.holder.cur
+        except AttributeError:
+            cur = self._holder().cur
+        try:
+            cur.execute("BEGIN IMMEDIATE")
             if self._thread.migrating:  # this thread is migrating (the transaction called _state() first)
                 return
             # user_version counts schema changes (_set_schema): one moved by another process's
             # migration means this code's records no longer fit; check before any write.
-            mark = con.execute("PRAGMA user_version").fetchone()[0]
+            mark = cur.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         if mark != self._schema_mark:
@@ -712,7 +729,14 @@ class SQLiteStore(Store):
             self._schema_mark = mark
 
     def _commit(self) -> None:
-        self._execute("COMMIT")
+        try:
+            cur = self._local.holder.cur
+        except AttributeError:  # closed by another thread meanwhile: COMMIT on a new connection fails, and says so
+            cur = self._holder().cur
+        try:
+            cur.execute("COMMIT")
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
 
     def _rollback(self) -> None:
         con = self._con()
@@ -820,12 +844,19 @@ class SQLiteStore(Store):
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         sql = self._point_sqls.get(coll.name) or self._point_sql(coll)
-        param = self._key_param(coll, key)
-        # A later revision almost always replaces a stored record (update, put): a plain
-        # UPDATE costs less than an upsert. None matched (a copy keeping revisions): upsert.
-        if revision > 1 and self._execute(sql[3], (revision, text, param)).rowcount > 0:
-            return
-        self._execute(sql[2], (param, revision, text))
+        param = _KEY_JSON.encode(list(key)) if type(key) is tuple else key
+        try:
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            # A later revision almost always replaces a stored record (update, put): a plain
+            # UPDATE costs less than an upsert. None matched (a copy keeping revisions): upsert.
+            if revision > 1 and con.execute(sql[3], (revision, text, param)).rowcount > 0:
+                return
+            con.execute(sql[2], (param, revision, text))
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
 
     def _add(self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str) -> int | None:
         # One statement where a SELECT and an upsert were two; the key's conflict leaves the row alone.
@@ -885,8 +916,7 @@ class SQLiteStore(Store):
         try:
             holder = self._local.holder
         except AttributeError:
-            self._con()
-            holder = self._local.holder
+            holder = self._holder()
         sql = self._alone_sqls.get(coll.name) or self._alone_sql(coll)
         param = _KEY_JSON.encode(list(key)) if type(key) is tuple else key
         raised = holder.raised
@@ -1217,15 +1247,29 @@ class SQLiteStore(Store):
         return sql
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        row = self._one((self._log_sqls.get(log.name) or self._log_sql(log))[0], (stream,))
-        version = row[0] or 0
+        sql = (self._log_sqls.get(log.name) or self._log_sql(log))[0]
+        try:
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            version = con.execute(sql, (stream,)).fetchone()[0] or 0
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
         if type(version) is not int:  # SQLite orders text after every number: max() finds it
             raise CorruptStoreError(self.location, f"log table {log.name!r}, stream {stream!r}: version {version!r}")
         return version
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
-        cur = self._execute((self._log_sqls.get(log.name) or self._log_sql(log))[1], (stream, version, at, text))
-        seq = cur.lastrowid
+        sql = (self._log_sqls.get(log.name) or self._log_sql(log))[1]
+        try:
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            seq = con.execute(sql, (stream, version, at, text)).lastrowid
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
         assert seq is not None
         return seq
 
