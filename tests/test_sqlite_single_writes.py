@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -428,3 +429,17 @@ def test_processes_putting_one_key_get_distinct_revisions(path: Path) -> None:
         versioned = store[TASKS].get_versioned("shared")
         assert versioned is not None
         assert versioned.revision == 301
+
+
+def test_a_composite_key_given_as_a_tuple_subclass_reads_and_writes_the_same_row(path: Path) -> None:
+    """The primitives reach the connection directly now: a named tuple is still a composite key."""
+    SettingKey = namedtuple("SettingKey", "scope project name")
+    key = SettingKey("u", "/p", "n")
+    with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
+        settings = store[SETTINGS]
+        settings.put(Setting("u", "/p", "n", "v"))
+        assert settings.get(key) == Setting("u", "/p", "n", "v")
+        assert settings.update(key, lambda s: Setting("u", "/p", "n", "w")) == Setting("u", "/p", "n", "w")
+        assert settings.get_versioned(("u", "/p", "n")) == ss.Versioned(Setting("u", "/p", "n", "w"), 2)
+        assert settings.delete(key)
+        assert len(settings) == 0

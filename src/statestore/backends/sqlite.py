@@ -824,9 +824,13 @@ class SQLiteStore(Store):
         if name not in self._columns:  # a read-mode open of a store made before it was declared
             return None
         sql = self._point_sqls.get(name) or self._point_sql(coll)
-        param = self._key_param(coll, key) if isinstance(key, tuple) else key
+        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
         try:
-            row = self._con().execute(sql[0], (param,)).fetchone()
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            row = con.execute(sql[0], (param,)).fetchone()
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._error(exc) from None
         if row is None:
@@ -844,7 +848,7 @@ class SQLiteStore(Store):
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         sql = self._point_sqls.get(coll.name) or self._point_sql(coll)
-        param = _KEY_JSON.encode(list(key)) if type(key) is tuple else key
+        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
         try:
             con: sqlite3.Connection = self._local.holder.con
         except AttributeError:
@@ -918,7 +922,7 @@ class SQLiteStore(Store):
         except AttributeError:
             holder = self._holder()
         sql = self._alone_sqls.get(coll.name) or self._alone_sql(coll)
-        param = _KEY_JSON.encode(list(key)) if type(key) is tuple else key
+        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
         raised = holder.raised
         raised.value = 0
         try:
