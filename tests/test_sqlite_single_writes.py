@@ -443,3 +443,48 @@ def test_a_composite_key_given_as_a_tuple_subclass_reads_and_writes_the_same_row
         assert settings.get_versioned(("u", "/p", "n")) == ss.Versioned(Setting("u", "/p", "n", "w"), 2)
         assert settings.delete(key)
         assert len(settings) == 0
+
+
+_KILLED_CHILD = """
+import sys
+import statestore as ss
+from statestore.testing.models import SCHEMA, TASKS, Task
+loc, start = sys.argv[1], int(sys.argv[2])
+with ss.open_store(loc, SCHEMA) as store:
+    tasks = store[TASKS]
+    for i in range(start, start + 1_000_000):
+        assert tasks.insert(Task(f"n{i:07d}")) == 1
+        rev = tasks.put(Task("k", title=str(i)))
+        print(i, rev, flush=True)
+"""
+
+
+def test_single_writes_a_killed_process_reported_are_all_there(path: Path) -> None:
+    """SIGKILL while single writes run: every one that returned is stored, and nothing else is half done."""
+    loc = f"sqlite:{path}"
+    ss.open_store(loc, SCHEMA).close()
+    start = 0
+    for _round in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_CHILD, loc, str(start)], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        lines = [child.stdout.readline() for _ in range(100)]  # 100 writes acknowledged, more under way
+        child.kill()
+        rest = child.stdout.read()  # what the pipe held (communicate() would skip what readline() buffered)
+        child.stdout.close()
+        child.wait(timeout=60)
+        complete = [line for line in [*lines, *rest.splitlines(keepends=True)] if line.endswith("\n")]
+        last_i, last_rev = map(int, complete[-1].split())
+        with ss.open_store(loc, SCHEMA, mode="read") as store:
+            tasks = store[TASKS]
+            stored = tasks.get_versioned("k")
+            assert stored is not None
+            # At most one put was under way when the kill came: it is stored whole or not at all.
+            assert stored.revision in (last_rev, last_rev + 1)
+            assert stored.record.title == str(last_i + stored.revision - last_rev)
+            inserted = [k for k in tasks if isinstance(k, str) and k.startswith("n")]
+            assert inserted[: last_i + 1] == [f"n{i:07d}" for i in range(last_i + 1)]
+            assert len(inserted) in (last_i + 1, last_i + 2)
+        assert raw(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        start = len(inserted)
