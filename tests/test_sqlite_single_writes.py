@@ -488,3 +488,34 @@ def test_single_writes_a_killed_process_reported_are_all_there(path: Path) -> No
             assert len(inserted) in (last_i + 1, last_i + 2)
         assert raw(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
         start = len(inserted)
+
+
+@attrs.define
+class Shadow:
+    id: str
+    user_version: int = 0
+
+
+SHADOW = ss.Collection("pragma_user_version", Shadow, key="id", indexes=["user_version"])
+OTHER = ss.Schema("other", version=1, collections=[SHADOW])
+
+
+def test_a_collection_named_like_the_pragma_function_cannot_stand_in_for_the_schema_mark(path: Path) -> None:
+    """A table called pragma_user_version answers that name before the pragma does: the mark is read otherwise."""
+    loc = f"sqlite:{path}"
+    ss.open_store(loc, [V1, OTHER]).close()
+    with ss.open_store(loc, [V1, OTHER]) as old:
+        mark = raw(path).execute("PRAGMA user_version").fetchone()[0]
+        old[SHADOW].put(Shadow("x", user_version=mark))  # what a plain "FROM pragma_user_version" would read
+        assert old[PEOPLE1].put(Person1("ada", "Ada King")) == 1
+        with ss.open_store(loc, [V2, OTHER], backup=False) as new:
+            assert new[PEOPLE2].get("ada") == Person2("ada", "Ada", "King")
+            new[SHADOW].put(Shadow("x", user_version=mark))  # the table still says the old mark
+        assert raw(path).execute("PRAGMA user_version").fetchone()[0] != mark
+        with pytest.raises(ss.SchemaTooNewError):
+            old[PEOPLE1].put(Person1("ada", "Ada Old"))
+        with pytest.raises(ss.SchemaTooNewError):
+            old[PEOPLE1].insert(Person1("bob", "Bob Old"))
+    with ss.open_store(loc, [V2, OTHER], mode="read") as new:
+        assert new[PEOPLE2].keys() == ["ada"]
+        assert new[PEOPLE2].get("ada") == Person2("ada", "Ada", "King")

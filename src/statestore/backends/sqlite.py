@@ -877,7 +877,9 @@ class SQLiteStore(Store):
 
         Each is one statement that writes only while ``PRAGMA user_version``
         (read inside the statement, so under the write lock it takes) is the
-        mark given as its third parameter. The put raises a stored revision
+        mark given as its third parameter. It is read through the function
+        form ``pragma_user_version()``: a table of that name (a collection may
+        be called so) would answer the plain name instead, and refuses the call. The put raises a stored revision
         by one, through ``statestore_raised`` (see ``_Raised``), only if it is
         an integer from 1 to 2**63 - 2: any other is left to the transaction
         path to report (a damaged revision) or refuse (no 64-bit successor).
@@ -886,7 +888,7 @@ class SQLiteStore(Store):
         if sql is None:
             head = (
                 f"INSERT INTO {_q(coll.name)} AS r(key, revision, data) SELECT ?, 1, ? "
-                "WHERE (SELECT user_version FROM pragma_user_version) = ? ON CONFLICT(key) DO "
+                "WHERE (SELECT user_version FROM pragma_user_version()) = ? ON CONFLICT(key) DO "
             )
             sql = self._alone_sqls[coll.name] = (
                 head + "NOTHING",
