@@ -177,13 +177,44 @@ def _lossless(query: Query, row: tuple[Any, ...]) -> bool:
     return True
 
 
+#: The SQL function through which a single put's upsert tells what it raised a stored revision to
+#: (RETURNING would say it too, at about 40,000 more instructions a statement: see docs/sqlite-speed.md).
+_RAISED = "statestore_raised"
+
+
+class _Raised:
+    """The revision the last single put raised a stored record to (0: it raised none).
+
+    Registered on a connection as the SQL function ``statestore_raised(x)``,
+    which returns ``x`` and keeps it here. It refers to nothing else: the
+    connection holds it, and a reference back to the thread's holder would
+    keep the holder (whose end closes the connection) alive for ever.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self, revision: int) -> int:
+        self.value = revision
+        return revision
+
+
 class _ThreadConnection:
-    """One thread's connection, held in its thread-local storage."""
+    """One thread's connection, held in its thread-local storage, and what its single puts raised.
 
-    __slots__ = ("__weakref__", "con")
+    ``cur`` runs the statements that frame a transaction (``BEGIN``, the
+    schema mark, ``COMMIT``): none leaves rows behind, so one cursor serves
+    them all, and ``con.execute`` would make a cursor for each.
+    """
 
-    def __init__(self, con: sqlite3.Connection) -> None:
+    __slots__ = ("__weakref__", "con", "cur", "raised")
+
+    def __init__(self, con: sqlite3.Connection, raised: _Raised) -> None:
         self.con = con
+        self.cur = con.cursor()
+        self.raised = raised
 
 
 def _forget(connections: list[sqlite3.Connection], lock: threading.Lock, con: sqlite3.Connection) -> None:
@@ -235,6 +266,7 @@ class SQLiteStore(Store):
         self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
         self._point_sqls: dict[str, tuple[str, str, str, str, str]] = {}
         self._log_sqls: dict[str, tuple[str, str]] = {}
+        self._alone_sqls: dict[str, tuple[str, str]] = {}  # collection -> _write_alone's (insert, put)
         if mode != "write" and not self.path.is_file():
             raise StoreNotFoundError(self.location)
         try:
@@ -254,7 +286,8 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ connections
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, raised: _Raised) -> sqlite3.Connection:
+        """A new connection with the PRAGMAs applied (and, to write, the ``statestore_raised`` function)."""
         try:
             if self.mode == "read":
                 con = sqlite3.connect(
@@ -272,6 +305,8 @@ class SQLiteStore(Store):
                 with self._translate():
                     for name, value in {**_PRAGMAS, "synchronous": _SYNCHRONOUS[self.durability]}.items():
                         con.execute(f"PRAGMA {name}={value}")
+                    if self.mode == "write":
+                        con.create_function(_RAISED, 1, raised)
             except BaseException:
                 con.close()  # not a database, or damaged: the connection is no one's to close later
                 raise
@@ -286,8 +321,9 @@ class SQLiteStore(Store):
             return self._local.holder.con  # type: ignore[no-any-return]
         except AttributeError:
             self._state()  # resets per-thread state after fork()
-            con = self._connect()
-            holder = self._local.holder = _ThreadConnection(con)
+            raised = _Raised()
+            con = self._connect(raised)
+            holder = self._local.holder = _ThreadConnection(con, raised)
             # When the thread ends its thread-local holder goes, and so does its
             # connection: a pool of short-lived threads must not pile them up.
             weakref.finalize(holder, _forget, self._connections, self._lock, con)
@@ -659,18 +695,29 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------ transactions
 
+    def _holder(self) -> _ThreadConnection:
+        """This thread's connection and what goes with it (connecting first if it has none)."""
+        try:
+            return self._local.holder  # type: ignore[no-any-return]
+        except AttributeError:
+            self._con()
+            return self._local.holder  # type: ignore[no-any-return]
+
     def _begin(self, *, write: bool) -> None:
         if not write:
             self._execute("BEGIN")
             return
-        con = self._con()
         try:
-            con.execute("BEGIN IMMEDIATE")
+            cur = self._local.holder.cur
+        except AttributeError:
+            cur = self._holder().cur
+        try:
+            cur.execute("BEGIN IMMEDIATE")
             if self._thread.migrating:  # this thread is migrating (the transaction called _state() first)
                 return
             # user_version counts schema changes (_set_schema): one moved by another process's
             # migration means this code's records no longer fit; check before any write.
-            mark = con.execute("PRAGMA user_version").fetchone()[0]
+            mark = cur.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         if mark != self._schema_mark:
@@ -682,7 +729,14 @@ class SQLiteStore(Store):
             self._schema_mark = mark
 
     def _commit(self) -> None:
-        self._execute("COMMIT")
+        try:
+            cur = self._local.holder.cur
+        except AttributeError:  # closed by another thread meanwhile: COMMIT on a new connection fails, and says so
+            cur = self._holder().cur
+        try:
+            cur.execute("COMMIT")
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
 
     def _rollback(self) -> None:
         con = self._con()
@@ -770,9 +824,13 @@ class SQLiteStore(Store):
         if name not in self._columns:  # a read-mode open of a store made before it was declared
             return None
         sql = self._point_sqls.get(name) or self._point_sql(coll)
-        param = self._key_param(coll, key) if isinstance(key, tuple) else key
+        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
         try:
-            row = self._con().execute(sql[0], (param,)).fetchone()
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            row = con.execute(sql[0], (param,)).fetchone()
         except (sqlite3.Error, UnicodeDecodeError) as exc:
             raise self._error(exc) from None
         if row is None:
@@ -790,12 +848,19 @@ class SQLiteStore(Store):
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
         sql = self._point_sqls.get(coll.name) or self._point_sql(coll)
-        param = self._key_param(coll, key)
-        # A later revision almost always replaces a stored record (update, put): a plain
-        # UPDATE costs less than an upsert. None matched (a copy keeping revisions): upsert.
-        if revision > 1 and self._execute(sql[3], (revision, text, param)).rowcount > 0:
-            return
-        self._execute(sql[2], (param, revision, text))
+        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
+        try:
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            # A later revision almost always replaces a stored record (update, put): a plain
+            # UPDATE costs less than an upsert. None matched (a copy keeping revisions): upsert.
+            if revision > 1 and con.execute(sql[3], (revision, text, param)).rowcount > 0:
+                return
+            con.execute(sql[2], (param, revision, text))
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
 
     def _add(self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str) -> int | None:
         # One statement where a SELECT and an upsert were two; the key's conflict leaves the row alone.
@@ -806,6 +871,72 @@ class SQLiteStore(Store):
         if current is None:  # the insert did nothing, yet no row holds the key: impossible in a write transaction
             raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: insert ignored, no row found")
         return current
+
+    def _alone_sql(self, coll: Collection[Any]) -> tuple[str, str]:
+        """The insert and the put of ``_write_alone`` into ``coll``, built once.
+
+        Each is one statement that writes only while ``PRAGMA user_version``
+        (read inside the statement, so under the write lock it takes) is the
+        mark given as its third parameter. It is read through the function
+        form ``pragma_user_version()``: a table of that name (a collection may
+        be called so) would answer the plain name instead, and refuses the call. The put raises a stored revision
+        by one, through ``statestore_raised`` (see ``_Raised``), only if it is
+        an integer from 1 to 2**63 - 2: any other is left to the transaction
+        path to report (a damaged revision) or refuse (no 64-bit successor).
+        """
+        sql = self._alone_sqls.get(coll.name)
+        if sql is None:
+            head = (
+                f"INSERT INTO {_q(coll.name)} AS r(key, revision, data) SELECT ?, 1, ? "
+                "WHERE (SELECT user_version FROM pragma_user_version()) = ? ON CONFLICT(key) DO "
+            )
+            sql = self._alone_sqls[coll.name] = (
+                head + "NOTHING",
+                head + f"UPDATE SET revision = {_RAISED}(r.revision + 1), data = excluded.data "
+                "WHERE typeof(r.revision) = 'integer' AND r.revision BETWEEN 1 AND 9223372036854775806",
+            )
+        return sql
+
+    def _write_alone(
+        self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
+    ) -> int | None:
+        """Insert (or, with ``replace``, put) in one statement of its own; None to take the transaction path.
+
+        The statement runs in autocommit: SQLite takes the write lock for it,
+        waiting up to ``busy_timeout`` (from no transaction, a changed snapshot
+        is waited for too, as ``BEGIN IMMEDIATE`` does), and commits it at the
+        store's durability before ``execute`` returns. It writes nothing, and
+        the transaction path then runs and says why, when: the schemas may have
+        moved (``user_version`` is not this object's mark, as ``_begin``
+        checks), the key is stored (insert), or its revision is damaged or at
+        the last 64-bit value (put). Declined outright: a closed or read-only
+        store, a write inside a transaction or a migration, a table not
+        known. A busy store raises StoreBusyError at once (it waited already);
+        any other error writes nothing and the transaction path runs again.
+        """
+        if self._closed or self.mode != "write" or self._schema_mark < 0 or coll.name not in self._columns:
+            return None
+        state = self._state()
+        if state.depth or state.migrating:
+            return None
+        try:
+            holder = self._local.holder
+        except AttributeError:
+            holder = self._holder()
+        sql = self._alone_sqls.get(coll.name) or self._alone_sql(coll)
+        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
+        raised = holder.raised
+        raised.value = 0
+        try:
+            changed = holder.con.execute(sql[1 if replace else 0], (param, text, self._schema_mark)).rowcount
+        except sqlite3.Error as exc:
+            error = self._error(exc)
+            if isinstance(error, StoreBusyError):
+                raise error from None
+            return None
+        if changed != 1:
+            return None
+        return raised.value or 1
 
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         with self._translate():
@@ -1122,15 +1253,29 @@ class SQLiteStore(Store):
         return sql
 
     def _stream_version(self, log: Log[Any], stream: str) -> int:
-        row = self._one((self._log_sqls.get(log.name) or self._log_sql(log))[0], (stream,))
-        version = row[0] or 0
+        sql = (self._log_sqls.get(log.name) or self._log_sql(log))[0]
+        try:
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            version = con.execute(sql, (stream,)).fetchone()[0] or 0
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
         if type(version) is not int:  # SQLite orders text after every number: max() finds it
             raise CorruptStoreError(self.location, f"log table {log.name!r}, stream {stream!r}: version {version!r}")
         return version
 
     def _add_entry(self, log: Log[Any], stream: str, version: int, at: str, data: dict[str, Any], text: str) -> int:
-        cur = self._execute((self._log_sqls.get(log.name) or self._log_sql(log))[1], (stream, version, at, text))
-        seq = cur.lastrowid
+        sql = (self._log_sqls.get(log.name) or self._log_sql(log))[1]
+        try:
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            seq = con.execute(sql, (stream, version, at, text)).lastrowid
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
         assert seq is not None
         return seq
 
