@@ -92,7 +92,8 @@ class PostgresConnection(Store):
         self._columns: dict[str, set[str]] = {}
         self._lookup: dict[str, tuple[str, ...]] = {}  # table -> fields with a lookup column
         self._upserts: dict[str, str] = {}
-        self._alone: dict[tuple[str, bool], str] = {}  # (collection, replace) -> _write_alone's statement
+        # (collection, replace) -> _write_alone's statement, the fields of its lookup columns, the mark.
+        self._alone: dict[tuple[str, bool], tuple[str, tuple[str, ...], str]] = {}
         self._generation = 0
         # False once the server lost a statement prepared on a connection (a pooler that hands
         # each transaction another server connection): from then on every statement is unnamed.

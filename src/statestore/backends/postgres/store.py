@@ -280,14 +280,20 @@ class PostgresStore(PostgresStructure):
         self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
     ) -> int | None:
         # One autocommit statement, no transaction: see "Single writes need no transaction" above.
-        if self._closed or self.mode != "write" or not self._schema_mark or coll.name not in self._columns:
+        if self._closed or self.mode != "write" or coll.name not in self._columns:
             return None
         state = self._state()
         if state.depth or state.migrating or getattr(self._local, "pending", None):
             return None
-        sql = self._alone.get((coll.name, replace))
-        if sql is None:
-            cols = ["key", "revision", "data", *(_q(column_of(f)) for f in self._lookup.get(coll.name, ()))]
+        # The mark first, then the columns: another thread that finds the store's columns changed
+        # loads them before it takes the new mark, so a statement made for this mark has its columns.
+        mark = self._schema_mark
+        if not mark:
+            return None
+        made = self._alone.get((coll.name, replace))
+        if made is None or made[2] != mark:
+            fields = self._lookup.get(coll.name, ())
+            cols = ["key", "revision", "data", *(_q(column_of(f)) for f in fields)]
             # A stored revision that is not a positive number is left to the transaction path to report.
             clash = (
                 f"DO UPDATE SET revision = r.revision + 1, {', '.join(f'{c} = excluded.{c}' for c in cols[2:])} "
@@ -295,7 +301,7 @@ class PostgresStore(PostgresStructure):
                 if replace
                 else "DO NOTHING"
             )
-            sql = self._alone[coll.name, replace] = (
+            sql = (
                 f"INSERT INTO {self._t(coll.name)} AS r({', '.join(cols)}) SELECT {', '.join(['%s'] * len(cols))} "
                 f"FROM {self._t('_statestore_meta')} m WHERE m.key = 'schema_mark' "
                 f"AND pg_try_advisory_xact_lock_shared({self._write_lock}) "
@@ -303,8 +309,11 @@ class PostgresStore(PostgresStructure):
                 "|| ':' || m.value = %s "
                 f"FOR SHARE OF m SKIP LOCKED ON CONFLICT(key) {clash} RETURNING r.revision"
             )
+            made = self._alone[coll.name, replace] = (sql, fields, mark)
+        sql, fields, _made_for = made
+        params = (self._key_param(coll, key), 1, text, *(field_text(data, f) for f in fields), mark)
         try:
-            row = self._run(sql, (*self._row(coll, key, 1, data, text), self._schema_mark), True).fetchone()
+            row = self._run(sql, params, True).fetchone()
         except psycopg.Error as exc:
             error = self._error(exc)
             if isinstance(error, StoreBusyError):
