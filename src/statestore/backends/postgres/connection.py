@@ -11,6 +11,7 @@ decoded, and the schema mark checked when a write transaction begins.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import weakref
@@ -43,7 +44,7 @@ from statestore.backends.postgres.wire import (
 )
 from statestore.codec import Codec
 from statestore.errors import BackendError, CorruptStoreError, ReadOnlyError, SchemaError, StoreBusyError
-from statestore.schema import Collection, Log, Schema
+from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, Store
 
 #: How the error for a lost connection ends (the callers that know better replace it).
@@ -487,6 +488,29 @@ class PostgresConnection(Store):
         return f"{self._s}.{_q(name)}"
 
     # ------------------------------------------------------------ decoding stored values
+
+    @staticmethod
+    def _key_param(coll: Collection[Any], key: KeyValue) -> Any:
+        if isinstance(key, tuple):
+            return json.dumps(list(key), ensure_ascii=False, separators=(",", ":"))
+        if isinstance(key, str):
+            return key.encode("utf-8", "surrogatepass")
+        return key
+
+    def _key_value(self, coll: Collection[Any], stored: Any) -> KeyValue:
+        if coll.composite:
+            parts = self._load(stored, f"table {coll.name!r}, key {stored!r}")
+            if not isinstance(parts, list):
+                raise CorruptStoreError(self.location, f"table {coll.name!r}: key {stored!r} is not a JSON array")
+            return tuple(parts)
+        if isinstance(stored, (bytes, memoryview)):
+            try:
+                return bytes(stored).decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                raise CorruptStoreError(
+                    self.location, f"table {coll.name!r}: key {bytes(stored)!r} is not UTF-8"
+                ) from None
+        return stored  # type: ignore[no-any-return]
 
     def _load(self, text: Any, where: str) -> Any:
         try:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -68,7 +67,7 @@ from statestore.backends.postgres.server import q as _q
 from statestore.backends.postgres.structure import PostgresStructure
 from statestore.backends.postgres.wire import fast_record, psycopg
 from statestore.codec import Codec
-from statestore.errors import BackendError, CorruptStoreError, StoreBusyError, StoreNotFoundError
+from statestore.errors import BackendError, StoreBusyError, StoreNotFoundError
 from statestore.query import Query, same_value
 from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, RawRecord
@@ -207,29 +206,6 @@ class PostgresStore(PostgresStructure):
     def _has(self, name: str) -> bool:
         return name in self._columns
 
-    @staticmethod
-    def _key_param(coll: Collection[Any], key: KeyValue) -> Any:
-        if isinstance(key, tuple):
-            return json.dumps(list(key), ensure_ascii=False, separators=(",", ":"))
-        if isinstance(key, str):
-            return key.encode("utf-8", "surrogatepass")
-        return key
-
-    def _key_value(self, coll: Collection[Any], stored: Any) -> KeyValue:
-        if coll.composite:
-            parts = self._load(stored, f"table {coll.name!r}, key {stored!r}")
-            if not isinstance(parts, list):
-                raise CorruptStoreError(self.location, f"table {coll.name!r}: key {stored!r} is not a JSON array")
-            return tuple(parts)
-        if isinstance(stored, (bytes, memoryview)):
-            try:
-                return bytes(stored).decode("utf-8", "surrogatepass")
-            except UnicodeDecodeError:
-                raise CorruptStoreError(
-                    self.location, f"table {coll.name!r}: key {bytes(stored)!r} is not UTF-8"
-                ) from None
-        return stored  # type: ignore[no-any-return]
-
     def _column(self, coll: Collection[Any], field: str) -> str | None:
         """The lookup column holding ``field``, or None when the table has none."""
         col = column_of(field)
@@ -323,33 +299,6 @@ class PostgresStore(PostgresStructure):
                 raise BackendError(self.location, reason) from None
             return None  # the transaction path runs it again, and reports what it finds
         return None if row is None else int(row[0])
-
-    def lookup_mismatches(self, coll: Collection[Any]) -> list[tuple[KeyValue, str, str | None, str | None]]:
-        """(key, field, column text, record's text) for each lookup column that does not hold what its record says.
-
-        Statestore writes a record's lookup columns with it; a column edited
-        by hand (or by another program) no longer agrees, and a query on that
-        field, which reads the column, would miss the record or find it
-        wrongly: ``statestore check`` reports it. Writing the record again
-        rebuilds its columns. Rows whose key or record cannot be read are
-        left to the checks that report those.
-        """
-        fields = self._lookup.get(coll.name, ())
-        if not fields or not self._has(coll.name):
-            return []
-        cols = ", ".join(_q(column_of(f)) for f in fields)
-        out: list[tuple[KeyValue, str, str | None, str | None]] = []
-        for k, text, *stored in self._all(f"SELECT key, data, {cols} FROM {self._t(coll.name)} ORDER BY key"):
-            try:
-                key = self._key_value(coll, k)
-                data = self._record(coll, key, text)
-            except CorruptStoreError:
-                continue
-            for field, got in zip(fields, stored):
-                want = field_text(data, field)
-                if got != want:
-                    out.append((key, field, got, want))
-        return out
 
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         self._flush()

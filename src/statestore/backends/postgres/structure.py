@@ -27,7 +27,7 @@ from statestore.backends.postgres.wire import pg_errors, psycopg
 from statestore.codec import dumps
 from statestore.errors import CorruptStoreError, SchemaError, SchemaMismatchError
 from statestore.query import field_kind
-from statestore.schema import Collection, Log, Schema
+from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import RawEntry, StoredSchemas
 
 FORMAT = 1
@@ -229,6 +229,33 @@ class PostgresStructure(PostgresConnection):
                 f"UPDATE {self._t(log.name)} SET data = %s WHERE seq = %s",
                 [(dumps(data), seq) for seq, _s, _v, _at, data in entries],
             )
+
+    def lookup_mismatches(self, coll: Collection[Any]) -> list[tuple[KeyValue, str, str | None, str | None]]:
+        """(key, field, column text, record's text) for each lookup column that does not hold what its record says.
+
+        Statestore writes a record's lookup columns with it; a column edited
+        by hand (or by another program) no longer agrees, and a query on that
+        field, which reads the column, would miss the record or find it
+        wrongly: ``statestore check`` reports it. Writing the record again
+        rebuilds its columns. Rows whose key or record cannot be read are
+        left to the checks that report those.
+        """
+        fields = self._lookup.get(coll.name, ())
+        if not fields or coll.name not in self._columns:
+            return []
+        cols = ", ".join(_q(column_of(f)) for f in fields)
+        out: list[tuple[KeyValue, str, str | None, str | None]] = []
+        for k, text, *stored in self._all(f"SELECT key, data, {cols} FROM {self._t(coll.name)} ORDER BY key"):
+            try:
+                key = self._key_value(coll, k)
+                data = self._record(coll, key, text)
+            except CorruptStoreError:
+                continue
+            for field, got in zip(fields, stored):
+                want = field_text(data, field)
+                if got != want:
+                    out.append((key, field, got, want))
+        return out
 
     # ------------------------------------------------------------ migrations and backups
 
