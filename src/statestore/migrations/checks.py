@@ -1,0 +1,239 @@
+"""Checks on open and after the last step: newer stores, names, unique fields, records, drift of declarations."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from statestore.codec import dumps
+from statestore.errors import (
+    MigrationError,
+    SchemaDriftError,
+    SchemaMismatchError,
+    SchemaTooNewError,
+    ValidationError,
+)
+from statestore.migrations.context import RETIRED, JsonDict
+from statestore.schema import (
+    Collection,
+    KeyValue,
+    Log,
+    Schema,
+    StoredSchemas,
+)
+
+if TYPE_CHECKING:
+    from statestore.store import Store
+
+__all__ = [
+    "check_names",
+    "drift",
+    "is_current",
+    "records_checked_by_caller",
+    "refuse_drift",
+    "refuse_newer",
+    "same_type_text",
+    "step_error",
+    "verify_records",
+    "verify_unique",
+]
+
+
+def refuse_newer(store: Store, stored: StoredSchemas) -> None:
+    for sch in store.schemas:
+        got = stored.get(sch.name)
+        if got is not None and got[0] > sch.version:
+            raise SchemaTooNewError(store.location, sch.name, got[0], sch.version)
+
+
+def check_names(store: Store, stored: StoredSchemas) -> None:
+    """A name one schema in the store uses (or keeps, retired) cannot be declared by another."""
+    for other, (_version, desc) in stored.items():
+        for key in ("collections", "logs", *RETIRED):
+            for item in desc.get(key, ()):
+                owner = store._owner.get(item.get("name"))
+                if owner is not None and owner.name != other:
+                    raise SchemaMismatchError(
+                        store.location,
+                        f"{item['name']!r} of schema {owner.name!r} is already used by schema {other!r} in this store",
+                    )
+
+
+def verify_unique(store: Store, coll: Collection[Any]) -> None:
+    """Stored records must already satisfy the declared unique fields (same check on every backend)."""
+    for group in coll.unique:
+        seen: dict[tuple[Any, ...], KeyValue] = {}
+        for key, _rev, data in store._scan(coll, {}, copy=False):
+            values = tuple(data.get(f) for f in group)
+            if any(v is None for v in values):
+                continue
+            marker = tuple(dumps(v) for v in values)
+            if marker in seen:
+                raise SchemaMismatchError(
+                    store.location,
+                    f"collection {coll.name!r}: records {seen[marker]!r} and {key!r} share unique "
+                    f"{', '.join(group)} = {', '.join(map(repr, values))}",
+                )
+            seen[marker] = key
+
+
+#: Set by a caller that reads every record back itself after migrating (the legacy
+#: importer, which turns what fails into rejects instead of failing the step).
+_caller_checks_records: ContextVar[bool] = ContextVar("statestore_caller_checks_records", default=False)
+
+
+@contextlib.contextmanager
+def records_checked_by_caller() -> Iterator[None]:
+    """Within the block, the last migration step does not refuse records the code cannot read: the caller checks."""
+    token = _caller_checks_records.set(True)
+    try:
+        yield
+    finally:
+        _caller_checks_records.reset(token)
+
+
+def verify_records(store: Store, sch: Schema, version: int) -> None:
+    """After the last step every record and entry must read back as the code declares it (else the step fails)."""
+    if sch.is_described or _caller_checks_records.get():
+        return
+    for coll in sch.collections:
+        for key, _rev, data in store._scan(coll, {}, copy=False):
+            try:
+                store.codec.decode(coll.name, coll.type, data, key)
+            except ValidationError as exc:
+                raise step_error(store, sch, version, "up", f"after the migration {exc}") from None
+    for log in sch.logs:
+        for _seq, stream, _v, _at, data in store._entries(log, stream=None, prefix=None, after=0, limit=None):
+            try:
+                store.codec.decode(log.name, log.type, data, stream)
+            except ValidationError as exc:
+                raise step_error(store, sch, version, "up", f"after the migration {exc}") from None
+
+
+def is_current(store: Store, stored: StoredSchemas) -> bool:
+    """Whether every schema is stored at the code's version with the code's description."""
+    for sch in store.schemas:
+        got = stored.get(sch.name)
+        if got is None or got[0] != sch.version:
+            return False
+        if {k: v for k, v in got[1].items() if k not in RETIRED} != sch.describe():
+            return False
+    return True
+
+
+def drift(schema: Schema, description: JsonDict) -> list[str]:
+    """Every incompatible difference between ``schema``'s declarations and a stored description of the same version.
+
+    Compatible (and so not listed): a new field with a default, indexes and
+    unique fields added or removed, new collections and logs, a collection
+    or log no longer declared (the store keeps it, retired).
+    """
+    out: list[str] = []
+    stored = {d.get("name"): d for d in description.get("collections", ()) if isinstance(d, dict)}
+    stored_logs = {d.get("name"): d for d in description.get("logs", ()) if isinstance(d, dict)}
+    decls: list[tuple[str, Collection[Any] | Log[Any], Any]] = [
+        *(("collection", c, stored.get(c.name)) for c in schema.collections),
+        *(("log", lg, stored_logs.get(lg.name)) for lg in schema.logs),
+    ]
+    for what, decl, old in decls:
+        if old is None:
+            continue
+        name = f"{what} {decl.name!r}"
+        if isinstance(decl, Collection) and list(old.get("key", ())) != list(decl.key_fields):
+            out.append(f"{name}: key changed from {list(old.get('key', ()))} to {list(decl.key_fields)}")
+        was = dict(old.get("fields", {}))
+        now = decl.describe()["fields"]
+        defaults = {f.name for f in attrs.fields(decl.type) if f.default is not attrs.NOTHING}
+        for field in was:
+            if field not in now:
+                out.append(f"{name}: field {field!r} removed or renamed")
+            elif was[field] != now[field] and same_type_text(str(was[field])) != same_type_text(str(now[field])):
+                out.append(f"{name}: field {field!r} changed type from {was[field]} to {now[field]}")
+        for field in now:
+            if field not in was and field not in defaults:
+                out.append(f"{name}: field {field!r} added without a default")
+    return out
+
+
+_QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+_GENERIC_ALIASES = {"List": "list", "Dict": "dict", "Tuple": "tuple", "Set": "set", "FrozenSet": "frozenset"}
+
+
+def same_type_text(text: str) -> str:
+    """A stored type name in one spelling, so a respelled type is not drift.
+
+    ``Optional[X]`` and ``Union[A, B]`` become ``X | None`` and ``A | B``,
+    ``List[...]`` (and the other typing aliases) ``list[...]``, and a
+    module-qualified class name its own name: what ``ruff --fix`` or moving
+    a class to another module changes in the text, not in the type.
+    """
+    if "'" in text or '"' in text:
+        return text  # a Literal's strings may hold any character: compared as written
+    try:
+        node, rest = _parse_type(text.replace(" ", ""), 0)
+    except IndexError:
+        return text
+    return node if rest >= len(text.replace(" ", "")) else text
+
+
+def _parse_type(text: str, i: int) -> tuple[str, int]:
+    """The canonical text of the type starting at ``text[i]`` (with its ``|`` members), and where it ends."""
+    members = []
+    while True:
+        start = i
+        while i < len(text) and text[i] not in "[],|":
+            i += 1
+        name = text[start:i]
+        if _QUALIFIED.match(name):
+            name = name.rsplit(".", 1)[-1]
+        args: list[str] = []
+        if i < len(text) and text[i] == "[":
+            i += 1
+            while True:
+                arg, i = _parse_type(text, i)
+                args.append(arg)
+                if i < len(text) and text[i] == ",":
+                    i += 1
+                    continue
+                i += 1  # the closing bracket
+                break
+        if name == "Optional" and len(args) == 1:
+            members += [*args[0].split(" | "), "None"]
+        elif name == "Union":
+            members += [m for a in args for m in a.split(" | ")]
+        else:
+            name = _GENERIC_ALIASES.get(name, name)
+            members.append(f"{name}[{', '.join(args)}]" if args else name)
+        if i < len(text) and text[i] == "|":
+            i += 1
+            continue
+        return " | ".join(members), i
+
+
+def refuse_drift(store: Store, stored: StoredSchemas) -> None:
+    for sch in store.schemas:
+        got = stored.get(sch.name)
+        if got is None or got[0] != sch.version or sch.is_described:
+            continue
+        if got[1].get("shapes_of", sch.version) != sch.version:
+            continue  # left by a step down (or one of several up): not the shapes of this version
+        changes = drift(sch, got[1])
+        if changes:
+            raise SchemaDriftError(
+                "declarations changed without a new version",
+                sch.name,
+                store.location,
+                sch.name,
+                sch.version,
+                tuple(changes),
+            )
+
+
+def step_error(store: Store, sch: Schema, version: int, direction: str, reason: str) -> MigrationError:
+    m = sch.migration(version)
+    return MigrationError(store.location, sch.name, version, m.name if m else "", direction, reason)
