@@ -492,7 +492,7 @@ def test_a_full_durability_import(tmp_path: Path, tracker: Path) -> None:
 
 
 def test_the_finished_store_never_replaces_one_that_appeared(tmp_path: Path) -> None:
-    from statestore.legacy.building import _move_into_place
+    from statestore.legacy.placing import move_into_place
 
     for kind in ("sqlite", "files"):
         aside, path = tmp_path / f".{kind}.import-1", tmp_path / kind
@@ -503,7 +503,7 @@ def test_the_finished_store_never_replaces_one_that_appeared(tmp_path: Path) -> 
             ss.open_store(f"files:{aside}", SCHEMA).close()
             ss.open_store(f"files:{path}", SCHEMA).close()
         with pytest.raises(ss.CorruptStoreError, match="another store was created here"):
-            _move_into_place(aside, path, replace=False)
+            move_into_place(aside, path, replace=False)
         assert store_exists(f"{kind}:{path}")
 
 
@@ -538,7 +538,7 @@ def test_replace_puts_the_old_store_back_if_the_new_one_cannot_be_placed(
     file_location: str, tracker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     location = file_location
-    from statestore.legacy import building as _legacy_import
+    from statestore.legacy import placing as _legacy_placing
 
     with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT)) as store:
         store[TASKS].delete("fn-1.1")
@@ -546,7 +546,7 @@ def test_replace_puts_the_old_store_back_if_the_new_one_cannot_be_placed(
     def fails(aside: Path, path: Path) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(_legacy_import, "_place_without_replacing", fails)
+    monkeypatch.setattr(_legacy_placing, "_place_without_replacing", fails)
     with pytest.raises(OSError, match="disk full"):
         ss.import_legacy(location, SCHEMA, ss.Legacy(tracker, LAYOUT), replace=True)
     with ss.open_store(location, SCHEMA, mode="read") as store:
