@@ -74,6 +74,31 @@ def _same(stored: Any, wanted: Any) -> bool:
     return stored == wanted and (stored is None) == (wanted is None)
 
 
+def check_key(decl: Collection[Any], key_types: tuple[Any, ...], key: object) -> KeyValue:
+    """``key`` if it can be a key of ``decl`` (whose key fields have ``key_types``), else ValidationError.
+
+    Each part must be of its field's type exactly (a bool is not an int), an int
+    must fit in 64 bits (what every backend stores) and a text must be valid
+    Unicode (no lone surrogate). ``CollectionView`` answers the common keys
+    before calling this; the legacy importer checks every key read with it.
+    """
+    parts = key if decl.composite else (key,)
+    if not isinstance(parts, tuple) or len(parts) != len(key_types):
+        want = f"a tuple of {len(key_types)} values" if decl.composite else "a single value"
+        raise ValidationError(decl.name, key, "", f"key must be {want} ({', '.join(decl.key_fields)})")
+    for name, tp, part in zip(decl.key_fields, key_types, parts):
+        if type(part) is not tp and not (isinstance(part, tp) and not isinstance(part, bool)):
+            raise ValidationError(
+                decl.name, key, f"$.{name}", f"key field must be {tp.__name__}, got {type(part).__name__}"
+            )
+        if tp is str:
+            _check_text(part, decl.name, key, f"$.{name}")
+        elif not _INT64_MIN <= part <= _INT64_MAX:
+            # SQLite integers are 64-bit: refuse what not every backend can store.
+            raise ValidationError(decl.name, key, f"$.{name}", "int key must fit in 64 bits")
+    return key  # type: ignore[return-value]  # checked part by part above
+
+
 class CollectionView(Generic[T]):
     """Typed access to one collection of a store (``store[COLLECTION]``)."""
 
@@ -101,22 +126,7 @@ class CollectionView(Generic[T]):
                     return key  # type: ignore[return-value]
             elif _INT64_MIN <= key <= _INT64_MAX:  # type: ignore[operator]
                 return key  # type: ignore[return-value]
-        decl = self.decl
-        parts = key if decl.composite else (key,)
-        if not isinstance(parts, tuple) or len(parts) != len(self._key_types):
-            want = f"a tuple of {len(self._key_types)} values" if decl.composite else "a single value"
-            raise ValidationError(decl.name, key, "", f"key must be {want} ({', '.join(decl.key_fields)})")
-        for name, tp, part in zip(decl.key_fields, self._key_types, parts):
-            if type(part) is not tp and not (isinstance(part, tp) and not isinstance(part, bool)):
-                raise ValidationError(
-                    decl.name, key, f"$.{name}", f"key field must be {tp.__name__}, got {type(part).__name__}"
-                )
-            if tp is str:
-                _check_text(part, decl.name, key, f"$.{name}")
-            elif not _INT64_MIN <= part <= _INT64_MAX:
-                # SQLite integers are 64-bit: refuse what not every backend can store.
-                raise ValidationError(decl.name, key, f"$.{name}", "int key must fit in 64 bits")
-        return key  # type: ignore[return-value]  # checked part by part above
+        return check_key(self.decl, self._key_types, key)
 
     def _encode(self, record: T) -> tuple[KeyValue, dict[str, Any], str]:
         decl = self.decl

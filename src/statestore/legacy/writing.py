@@ -38,7 +38,7 @@ from statestore.legacy.reading import Checker, Item, Reader
 from statestore.migrations import records_checked_by_caller
 from statestore.schema import IMPORTS, REJECTS, Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Store
-from statestore.views import CollectionView
+from statestore.views import check_key
 
 __all__ = ["Build", "Entries", "Records"]
 
@@ -457,11 +457,12 @@ def _field_reason(exc: ValidationError) -> str:
 
 def _key_checker(decl: Collection[Any]) -> Callable[[Any], KeyValue]:
     """The shared layer's key validation for ``decl`` (str/int parts, 64-bit ints, no lone surrogates)."""
-    view: CollectionView[Any] = CollectionView.__new__(CollectionView)
-    view.decl = decl
-    view._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
-    full = view._key
-    if decl.composite or view._key_types[0] is not str:
+    key_types = tuple(decl.field_types[f] for f in decl.key_fields)
+
+    def full(value: Any) -> KeyValue:
+        return check_key(decl, key_types, value)
+
+    if decl.composite or key_types[0] is not str:
         return full
 
     def key(value: Any) -> KeyValue:
