@@ -7,6 +7,7 @@ time of the application, never an SQL or path problem at run time.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import keyword
 import re
@@ -108,6 +109,56 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type) and not typing.get_args(tp):
         return tp.__name__
     return str(tp).replace("typing.", "")
+
+
+def _shape_fields(cls: type) -> dict[str, Any]:
+    """The ``fields`` (name -> type text) and ``defaults`` (names of fields with one) of an attrs class."""
+    fields = attrs.fields(cls)
+    shape: dict[str, Any] = {"fields": {f.name: _type_name(f.type) for f in fields}}
+    defaults = [f.name for f in fields if f.default is not attrs.NOTHING]
+    if defaults:
+        shape["defaults"] = defaults
+    return shape
+
+
+def _nested_shapes(field_types: Mapping[str, Any]) -> dict[str, Any]:
+    """The shape of every attrs class and enum the fields hold, at any depth, by qualified name.
+
+    A class: its ``fields`` and ``defaults`` (as for the record class); an
+    enum: ``{"enum": [its values]}``. Stored in the description so that a
+    nested class or an enum changed without a new version is drift too.
+    """
+    out: dict[str, Any] = {}
+
+    def walk(tp: Any) -> None:
+        args = typing.get_args(tp)
+        if args or typing.get_origin(tp) is not None:
+            for arg in args:
+                walk(arg)
+            return
+        if not isinstance(tp, type) or tp.__qualname__ in out:
+            return
+        if attrs.has(tp):
+            out[tp.__qualname__] = {}  # before walking its fields: a class may hold itself
+            attrs.resolve_types(tp)
+            out[tp.__qualname__] = _shape_fields(tp)
+            for f in attrs.fields(tp):
+                walk(f.type)
+        elif issubclass(tp, enum.Enum):
+            out[tp.__qualname__] = {"enum": [m.value for m in tp]}
+
+    for tp in field_types.values():
+        walk(tp)
+    return out
+
+
+def _describe_fields(cls: type, field_types: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields``, and ``defaults`` and ``shapes`` where there are any, of a record class's description."""
+    out = _shape_fields(cls) if attrs.has(cls) else {"fields": {n: _type_name(t) for n, t in field_types.items()}}
+    shapes = _nested_shapes(field_types)
+    if shapes:
+        out["shapes"] = shapes
+    return out
 
 
 def _field_tuple(value: str | Sequence[str], where: str, what: str) -> tuple[str, ...]:
@@ -240,7 +291,7 @@ class Collection(Generic[T]):
             "key": list(self.key_fields),
             "indexes": list(self.indexes),
             "unique": [list(u) for u in self.unique],
-            "fields": {n: _type_name(t) for n, t in self.field_types.items()},
+            **_describe_fields(self.type, self.field_types),
         }
 
     def __repr__(self) -> str:
@@ -290,7 +341,7 @@ class Log(Generic[T]):
         return {
             "name": self.name,
             "type": self.type.__qualname__,
-            "fields": {n: _type_name(t) for n, t in self.field_types.items()},
+            **_describe_fields(self.type, self.field_types),
         }
 
     def __repr__(self) -> str:

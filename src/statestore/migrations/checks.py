@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from statestore.codec import dumps
 from statestore.errors import (
     MigrationError,
@@ -129,13 +127,30 @@ def is_current(store: Store, stored: StoredSchemas) -> bool:
 def drift(schema: Schema, description: JsonDict) -> list[str]:
     """Every incompatible difference between ``schema``'s declarations and a stored description of the same version.
 
-    Compatible (and so not listed): a new field with a default, indexes and
-    unique fields added or removed, new collections and logs, a collection
-    or log no longer declared (the store keeps it, retired).
+    Incompatible (listed): a changed key; a field removed, renamed or
+    retyped; a field added without a default; a field that loses its default
+    (records written before it was added may lack it); the same changes in an
+    attrs class the fields hold at any depth; a value removed from an enum
+    they hold; a collection or log the store keeps retired declared again
+    with such a change. Compatible (and so not listed): a new field with a
+    default, enum values added, indexes and unique fields added or removed,
+    new collections and logs, a collection or log no longer declared (the
+    store keeps it, retired). A description written before nested shapes and
+    defaults were kept says nothing about them: those are not compared.
     """
     out: list[str] = []
-    stored = {d.get("name"): d for d in description.get("collections", ()) if isinstance(d, dict)}
-    stored_logs = {d.get("name"): d for d in description.get("logs", ()) if isinstance(d, dict)}
+    stored: dict[Any, JsonDict] = {}
+    stored_logs: dict[Any, JsonDict] = {}
+    # Retired first, so a declared one of the same name wins.
+    for part, into in (
+        ("retired", stored),
+        ("collections", stored),
+        ("retired_logs", stored_logs),
+        ("logs", stored_logs),
+    ):
+        for d in description.get(part, ()):
+            if isinstance(d, dict):
+                into[d.get("name")] = d
     decls: list[tuple[str, Collection[Any] | Log[Any], Any]] = [
         *(("collection", c, stored.get(c.name)) for c in schema.collections),
         *(("log", lg, stored_logs.get(lg.name)) for lg in schema.logs),
@@ -146,18 +161,48 @@ def drift(schema: Schema, description: JsonDict) -> list[str]:
         name = f"{what} {decl.name!r}"
         if isinstance(decl, Collection) and list(old.get("key", ())) != list(decl.key_fields):
             out.append(f"{name}: key changed from {list(old.get('key', ()))} to {list(decl.key_fields)}")
-        was = dict(old.get("fields", {}))
-        now = decl.describe()["fields"]
-        defaults = {f.name for f in attrs.fields(decl.type) if f.default is not attrs.NOTHING}
-        for field in was:
-            if field not in now:
-                out.append(f"{name}: field {field!r} removed or renamed")
-            elif was[field] != now[field] and same_type_text(str(was[field])) != same_type_text(str(now[field])):
-                out.append(f"{name}: field {field!r} changed type from {was[field]} to {now[field]}")
-        for field in now:
-            if field not in was and field not in defaults:
-                out.append(f"{name}: field {field!r} added without a default")
+        now = decl.describe()
+        _field_drift(name, old, now, out)
+        old_shapes, new_shapes = old.get("shapes"), now.get("shapes", {})
+        if not isinstance(old_shapes, dict):
+            continue
+        for cls in sorted(set(old_shapes) & set(new_shapes)):
+            was, shape = old_shapes[cls], new_shapes[cls]
+            if not isinstance(was, dict):
+                continue
+            if "enum" in shape:
+                if isinstance(was.get("enum"), list):
+                    kept = {dumps(v) for v in shape["enum"]}
+                    for value in was["enum"]:
+                        if dumps(value) not in kept:
+                            out.append(f"{name}: enum {cls!r}: value {value!r} removed")
+                elif "fields" in was:
+                    out.append(f"{name}: {cls!r} changed from a class to an enum")
+            elif "enum" in was:
+                out.append(f"{name}: {cls!r} changed from an enum to a class")
+            else:
+                _field_drift(f"{name}: class {cls!r}", was, shape, out)
     return out
+
+
+def _field_drift(name: str, old: JsonDict, now: JsonDict, out: list[str]) -> None:
+    """``drift``'s field comparison of one record class (or a class nested in it): stored ``old``, declared ``now``."""
+    was = old.get("fields", {})
+    was = dict(was) if isinstance(was, dict) else {}
+    fields = now["fields"]
+    defaults = set(now.get("defaults", ()))
+    for field in was:
+        if field not in fields:
+            out.append(f"{name}: field {field!r} removed or renamed")
+        elif was[field] != fields[field] and same_type_text(str(was[field])) != same_type_text(str(fields[field])):
+            out.append(f"{name}: field {field!r} changed type from {was[field]} to {fields[field]}")
+    for field in fields:
+        if field not in was and field not in defaults:
+            out.append(f"{name}: field {field!r} added without a default")
+    old_defaults = old.get("defaults", ())
+    for field in old_defaults if isinstance(old_defaults, list) else ():
+        if field in was and field in fields and field not in defaults:
+            out.append(f"{name}: field {field!r} lost its default (records written before it was added may lack it)")
 
 
 _QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+\Z")

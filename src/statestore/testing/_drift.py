@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any, List, Optional  # noqa: UP035 - the spelling older code uses, on purpose
 
 import attrs
@@ -86,6 +87,36 @@ class NoteRenamed:
     level: int = 0
 
 
+@attrs.define
+class NoDefault:
+    id: str
+    desc: str
+    count: int = 0
+
+
+def _holder(address: dict[str, Any], colors: list[str]) -> type:
+    """A record class holding an ``Address`` class and a ``Color`` enum of the given shapes.
+
+    Made anew for each shape, under the same names, as an application's next
+    release would define them.
+    """
+    address_cls = attrs.make_class("Address", address)
+    color: Any = enum.Enum("Color", {c.upper(): c for c in colors})  # type: ignore[misc]
+    optional_address: Any = Optional[address_cls]  # noqa: UP045 - a type made at run time
+    return attrs.make_class(
+        "Holder",
+        {
+            "id": attrs.field(type=str),
+            "address": attrs.field(type=optional_address, default=None),
+            "colors": attrs.field(type=list[color], default=attrs.Factory(list)),
+        },
+    )
+
+
+_ADDRESS = {"street": attrs.field(type=str), "zip": attrs.field(type=str, default="")}
+_COLORS = ["red", "green"]
+
+
 def _schema(tp: type, *, key: str = "id", version: int = 1, **options: Any) -> ss.Schema:
     return ss.Schema(
         "drift", version=version, collections=[ss.Collection("items", tp, key=key, **options)], logs=[_NOTES]
@@ -153,6 +184,91 @@ class DriftContract:
         for mode in ("read", "write"):  # what ruff --fix (UP006, UP045) makes of the class
             with store_factory(_schema(NewSpelling), mode=mode) as store:
                 assert store[store.schema.collections[0]]["a"] == NewSpelling("a", owner="me", tags=["x"])
+
+    @pytest.mark.parametrize("mode", ["write", "read"])
+    @pytest.mark.parametrize(
+        ("holder", "change"),
+        [
+            (_holder({"street": attrs.field(type=str)}, _COLORS), "class 'Address': field 'zip' removed or renamed"),
+            (
+                _holder({"street": attrs.field(type=int), "zip": attrs.field(type=str, default="")}, _COLORS),
+                "class 'Address': field 'street' changed type from str to int",
+            ),
+            (
+                _holder({"city": attrs.field(type=str), **_ADDRESS}, _COLORS),
+                "class 'Address': field 'city' added without a default",
+            ),
+            (
+                _holder({"street": attrs.field(type=str), "zip": attrs.field(type=str)}, _COLORS),
+                "class 'Address': field 'zip' lost its default",
+            ),
+            (_holder(_ADDRESS, ["red"]), "enum 'Color': value 'green' removed"),
+        ],
+    )
+    def test_a_nested_class_or_enum_changed_at_the_same_version_is_refused(
+        self, store_factory: Any, holder: type, change: str, mode: str
+    ) -> None:
+        first = _holder(_ADDRESS, _COLORS)
+        with store_factory(_schema(first)) as store:
+            coll = store.schema.collections[0]
+            address = attrs.fields(first).address.type.__args__[0]
+            color = attrs.fields(first).colors.type.__args__[0]
+            store[coll].put(first("a", address("1 Main St", "12345"), [color.GREEN]))
+        with pytest.raises(ss.SchemaDriftError) as info:
+            store_factory(_schema(holder), mode=mode)
+        assert any(change in c for c in info.value.changes), info.value.changes
+
+    @pytest.mark.parametrize("mode", ["write", "read"])
+    def test_nested_changes_that_old_records_survive_need_no_migration(self, store_factory: Any, mode: str) -> None:
+        first = _holder(_ADDRESS, _COLORS)
+        with store_factory(_schema(first)) as store:
+            store[store.schema.collections[0]].put(first("a"))
+        wider = _holder({**_ADDRESS, "city": attrs.field(type=str, default="")}, [*_COLORS, "blue"])
+        with store_factory(_schema(wider), mode=mode) as store:
+            assert store[store.schema.collections[0]]["a"].id == "a"
+
+    @pytest.mark.parametrize("mode", ["write", "read"])
+    def test_a_field_that_loses_its_default_is_refused(self, seeded: Any, mode: str) -> None:
+        with pytest.raises(ss.SchemaDriftError) as info:
+            seeded(_schema(NoDefault), mode=mode)
+        assert info.value.changes == (
+            "collection 'items': field 'desc' lost its default (records written before it was added may lack it)",
+        )
+
+    def test_a_retired_collection_declared_again_is_compared_with_what_the_store_keeps(self, seeded: Any) -> None:
+        old = ss.Collection("old", Item, key="id")
+        both = ss.Schema("drift", version=1, collections=[ss.Collection("items", Item, key="id"), old], logs=[_NOTES])
+        with seeded(both) as store:
+            store[old].put(Item("x", "kept", 1))
+        with seeded(_schema(Item)):
+            pass  # "old" is no longer declared: the store keeps it, retired
+        again = ss.Collection("old", Retyped, key="id")
+        drifted = ss.Schema(
+            "drift", version=1, collections=[ss.Collection("items", Item, key="id"), again], logs=[_NOTES]
+        )
+        for mode in ("write", "read"):
+            with pytest.raises(ss.SchemaDriftError) as info:
+                seeded(drifted, mode=mode)
+            assert info.value.changes == ("collection 'old': field 'count' changed type from int to str",)
+        with seeded(both) as store:  # declared again as it was: no drift
+            assert store[old]["x"] == Item("x", "kept", 1)
+
+    def test_a_description_without_defaults_and_shapes_is_compared_on_what_it_has(self, store_factory: Any) -> None:
+        first = _holder(_ADDRESS, _COLORS)
+        with store_factory(_schema(first)) as store, store.transaction():
+            version, desc = store._read_schemas()["drift"]
+            full = desc["collections"][0]
+            assert full["defaults"] == ["address", "colors"]
+            assert set(full["shapes"]) == {"Address", "Color"}
+            older = [{k: v for k, v in c.items() if k not in ("defaults", "shapes")} for c in desc["collections"]]
+            store._set_schema("drift", version, {**desc, "collections": older})  # as an older statestore wrote it
+        changed = _holder({"street": attrs.field(type=str)}, ["red"])
+        with store_factory(_schema(changed), mode="read"):
+            pass  # nothing stored to compare the nested shapes with
+        with store_factory(_schema(first)) as store:  # a write-mode open stores the full description
+            assert store._read_schemas()["drift"][1]["collections"][0] == full
+        with pytest.raises(ss.SchemaDriftError):
+            store_factory(_schema(changed), mode="read")
 
     def test_every_change_is_listed(self, seeded: Any) -> None:
         with pytest.raises(ss.SchemaDriftError) as info:
