@@ -352,6 +352,56 @@ def test_copy_diff_dump(location: str, tmp_path: Path) -> None:
     assert run("diff", location, other).exit_code == 0
 
 
+@pytest.mark.parametrize(
+    ("location", "inside"),
+    [
+        ("sqlite:{}/s.db", "s.db"),
+        ("sqlite:{}/s.db", "s.db-wal"),
+        ("sqlite:{}/s.db", "s.db-journal"),
+        ("sqlite:{}/s.db", "link-to-store"),
+        ("files:{}/s", "s/tasks/t1.json"),
+        ("files:{}/s", "s/.statestore/changes"),
+        ("files:{}/s", "s/dump.jsonl"),
+        ("files:{}/s", "link-to-store/tasks/t1.json"),
+    ],
+)
+def test_dump_never_writes_over_the_store_it_reads(tmp_path: Path, location: str, inside: str) -> None:
+    """A slip of the keyboard (``-o state.db``) used to truncate the store before reading it: every record gone."""
+    location = location.format(tmp_path)
+    with ss.open_store(location, SCHEMA) as store:
+        store[TASKS].put(Task("t1", "one"))
+    (tmp_path / "link-to-store").symlink_to(location.split(":", 1)[1])
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    message = one_line_error(run("dump", location, "-o", tmp_path / inside))
+    assert "the store being dumped" in message, message
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()} == before
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        assert store[TASKS]["t1"] == Task("t1", "one")
+
+
+def test_a_dump_that_fails_leaves_the_output_file_as_it_was(tmp_path: Path) -> None:
+    out = tmp_path / "yesterday.jsonl"
+    out.write_text("yesterday's dump\n")
+    out.chmod(0o600)
+    assert "no store here" in one_line_error(run("dump", f"sqlite:{tmp_path}/typo.db", "-o", out))
+    assert out.read_text() == "yesterday's dump\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yesterday.jsonl"]  # no temporary file left
+
+
+def test_dump_replaces_the_output_whole_keeping_its_mode_and_symlink(location: str, tmp_path: Path) -> None:
+    real = tmp_path / "dumps" / "real.jsonl"
+    real.parent.mkdir()
+    real.write_text("old\n" * 10_000)
+    real.chmod(0o640)
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(real)
+    ok("dump", location, "-o", link)
+    assert link.is_symlink()
+    assert real.read_text() == ok("dump", location)
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in real.parent.iterdir()) == ["real.jsonl"]
+
+
 def test_diff_trouble_exits_2(location: str, tmp_path: Path) -> None:
     result = run("diff", location, tmp_path / "missing.db")
     one_line_error(result, code=2)

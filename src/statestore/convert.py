@@ -153,7 +153,7 @@ def copy_store(
         if isinstance(own, Path) and own.absolute() == target:
             raise StoreExistsError(str(loc), "is the source store itself")
         if isinstance(own, Path):
-            _refuse_overlap(own, target, str(loc))
+            refuse_overlap(own, target, str(loc))
         if os.path.lexists(target) and not _empty_dir(target):  # an empty folder is replaced by the rename
             if not overwrite:
                 raise StoreExistsError(str(loc))
@@ -169,16 +169,37 @@ def copy_store(
     return Location(loc.backend, loc.path)
 
 
-def _refuse_overlap(source: Path, target: Path, location: str) -> None:
-    """CopyError if ``target`` is inside ``source`` (or beside it, as SQLite's companions are) or contains it."""
+def overlap(source: Path, target: Path) -> str | None:
+    """How writing ``target`` would touch the store at ``source``, or None if it would not.
+
+    ``"itself"`` (the same path), ``"inside"`` (a path inside the store's
+    folder), ``"holds"`` (a folder the store is inside) or ``"beside"`` (one
+    of the files SQLite keeps beside a database: ``-wal``, ``-shm``,
+    ``-journal``, and the ``.lock`` statestore keeps). Paths are compared
+    with symbolic links resolved.
+    """
     src, dst = Path(os.path.realpath(source)), Path(os.path.realpath(target))
     if src == dst:
-        raise StoreExistsError(location, "is the source store itself")
+        return "itself"
     if src in dst.parents:
-        raise CopyError(location, f"the destination is inside the source store {source}: copy it elsewhere")
+        return "inside"
     if dst in src.parents:
-        raise CopyError(location, f"the source store {source} is inside the destination: copy it elsewhere")
+        return "holds"
     if dst.parent == src.parent and any(dst.name == src.name + s for s in ("-wal", "-shm", "-journal", ".lock")):
+        return "beside"
+    return None
+
+
+def refuse_overlap(source: Path, target: Path, location: str) -> None:
+    """CopyError if ``target`` is inside ``source`` (or beside it, as SQLite's companions are) or contains it."""
+    how = overlap(source, target)
+    if how == "itself":
+        raise StoreExistsError(location, "is the source store itself")
+    if how == "inside":
+        raise CopyError(location, f"the destination is inside the source store {source}: copy it elsewhere")
+    if how == "holds":
+        raise CopyError(location, f"the source store {source} is inside the destination: copy it elsewhere")
+    if how == "beside":
         raise CopyError(location, f"the destination is a file SQLite keeps beside the source store {source}")
 
 

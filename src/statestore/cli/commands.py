@@ -207,8 +207,42 @@ def dump(store: str, output: Path | None) -> None:
     if output is None:
         dump_store(store, stdout)
         return
-    with output.open("w", encoding="utf-8") as out:
-        dump_store(store, out)
+    _dump_to_file(store, output)
+
+
+def _dump_to_file(store: str, output: Path) -> None:
+    """``dump -o FILE``: FILE is replaced only by a whole dump, and never names the store or a file of it.
+
+    The dump is written to a temporary file beside FILE (through a symbolic
+    link: beside its target) and renamed over it once complete, so a store
+    that cannot be read, a full disk or an interrupt leaves FILE as it was.
+    FILE keeps its permissions; a new one gets the usual ones (umask).
+    """
+    import secrets
+
+    from statestore.backends.locations import parse_location
+    from statestore.convert import dump_store, overlap
+
+    target = Path(os.path.realpath(output))
+    source = parse_location(store).path
+    how = None if source is None else overlap(source, target)
+    if how is not None:  # writing there would destroy what is being read
+        where = {"itself": "is", "inside": "is inside", "holds": "holds", "beside": "is a file SQLite keeps beside"}
+        raise click.ClickException(
+            f"{output}: {where[how]} the store being dumped ({source}): dump to a file elsewhere"
+        )
+    tmp = target.with_name(f".{target.name}.dump-{secrets.token_hex(4)}")
+    try:
+        with tmp.open("x", encoding="utf-8") as out:
+            if target.exists():
+                os.chmod(tmp, target.stat().st_mode & 0o7777)
+            dump_store(store, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @main.command()
