@@ -19,6 +19,7 @@ from statestore.schema import (
     Schema,
     StoredSchemas,
 )
+from statestore.strict import Mismatch, check_json
 from statestore.views import CollectionView
 
 if TYPE_CHECKING:
@@ -157,10 +158,21 @@ class MigrationContext:
         except ValidationError as exc:
             raise self._fail(exc.reason, decl.name, self.at[1]) from None
 
-    def _text(self, decl_name: str, key: KeyValue | None, data: JsonDict) -> str:
+    def _text(self, decl_name: str, key: KeyValue | None, data: JsonDict, *, given: bool = True) -> str:
+        """The stored text of a record or entry a step gives, which must be JSON exactly as it will be stored.
+
+        What ``json.dumps`` would convert (an object key that is not a str, a
+        tuple, an int past 64 bits) or cannot write (NaN) is a MigrationError
+        naming where: the step fails and rolls back, nothing is stored.
+        (``given=False``: data read from the store, only compared.)
+        """
         try:
+            if given:
+                check_json(data)
             return dumps(data)
-        except (TypeError, ValueError) as exc:
+        except Mismatch as exc:
+            raise self._fail(f"record is not JSON as stored: at ${exc.path}: {exc.message}", decl_name, key) from None
+        except (TypeError, ValueError, RecursionError) as exc:
             raise self._fail(f"record is not JSON: {exc}", decl_name, key) from None
 
     # ------------------------------------------------------------ reading
@@ -207,7 +219,7 @@ class MigrationContext:
         changed = 0
         for key, revision, data in store._scan(decl, {}):
             self.at = (decl.name, key)
-            before = self._text(decl.name, key, data)
+            before = self._text(decl.name, key, data, given=False)
             new = fn(data)
             if new is None:
                 store._remove(decl, key)
@@ -273,7 +285,7 @@ class MigrationContext:
         changed = 0
         for seq, stream, version, at, data in rows:
             self.at = (decl.name, seq)
-            before = self._text(decl.name, seq, data)
+            before = self._text(decl.name, seq, data, given=False)
             new = fn(data)
             if not isinstance(new, dict):
                 raise self._fail(f"fn must return a dict, not {type(new).__name__}", decl.name, seq)

@@ -455,6 +455,34 @@ class MigrationContract(StoreFixture):
         with store_factory(V1, mode="read") as store:
             _check_v1(store)  # every failed step left the store as it was
 
+    @pytest.mark.parametrize(
+        ("value", "where"),
+        [
+            ({1: "x"}, "$.name: expected an object with string keys, got 1"),
+            ({"a": {None: 1}}, "$.name.a: expected an object with string keys, got null"),
+            (("a", "b"), "$.name: expected a JSON value"),
+            ([2**64], "$.name[0]: expected an integer from -2**63 to 2**63-1"),
+            (float("inf"), "$.name: expected a finite number"),
+        ],
+    )
+    def test_a_record_a_step_writes_must_be_json_as_stored_unconverted(
+        self, store_factory: Any, value: Any, where: str
+    ) -> None:
+        """json.dumps would store {1: "x"} as {"1": "x"} and a tuple as a list: other data than the step gave."""
+        with store_factory(V1) as store:
+            _seed(store)
+
+        def step(m: MigrationContext) -> None:
+            m.map_records("people", lambda d: {**d, "name": value})
+
+        bad = ss.Schema("app", version=2, collections=[PEOPLE1], logs=[NOTES1], migrations=[ss.Migration(2, "x", step)])
+        with pytest.raises(ss.MigrationError) as info:
+            store_factory(bad, backup=False)
+        assert where in str(info.value), str(info.value)
+        assert info.value.collection == "people"
+        with store_factory(V1, mode="read") as store:
+            _check_v1(store)
+
     def test_rename_to_a_name_the_code_does_not_declare(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
             _seed(store)
