@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
 import pytest
 from click.testing import CliRunner, Result
 
@@ -244,6 +245,37 @@ def test_get_errors(location: str) -> None:
     result = run("get", location, "settings", "user")
     assert result.exit_code == 2
     assert "JSON array" in result.output
+
+
+@attrs.define
+class Pair:
+    name: str
+    n: int
+    note: str = ""
+
+
+PAIRS = ss.Collection("pairs", Pair, key=("name", "n"))
+
+
+def test_get_takes_keys_as_typed_never_converted(tmp_path: Path) -> None:
+    """Found by review: ``["a", 1.9]`` and ``["a", true]`` found the record ("a", 1), ``1_0`` the ticket 10."""
+    location = f"sqlite:{tmp_path}/k.db"
+    with ss.open_store(location, ss.Schema("k", version=1, collections=[PAIRS, TICKETS])) as store:
+        store[PAIRS].put(Pair("a", 1, "one"))
+        store[PAIRS].put(Pair("1", 2, "text one"))
+        store[TICKETS].put(Ticket(10, "ten"))
+        store[TICKETS].put(Ticket(-7, "minus seven"))
+    assert json.loads(ok("get", location, "pairs", '["a", 1]', "--json"))["record"]["note"] == "one"
+    assert json.loads(ok("get", location, "pairs", '["1", 2]', "--json"))["record"]["note"] == "text one"
+    assert json.loads(ok("get", location, "tickets", "--json", "--", "-7"))["key"] == -7  # -- : not an option
+    for wrong in ('["a", 1.9]', '["a", true]', '["a", "1"]', "[1, 2]", '["a", 1.0]'):
+        result = run("get", location, "pairs", wrong)
+        assert result.exit_code == 2, (wrong, result.output)
+        assert "key part" in result.output
+    for wrong in ("1_0", " 10", "+10", "010", "10.0", "\u0661\u0660"):
+        result = run("get", location, "tickets", wrong)
+        assert result.exit_code == 2, (wrong, result.output)
+        assert "is not an int key" in result.output
 
 
 # ---------------------------------------------------------------- log

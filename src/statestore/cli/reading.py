@@ -55,27 +55,35 @@ _MAX_COLUMNS = 6
 
 
 def _parse_key(coll: Collection[Any], text: str) -> KeyValue:
-    """A key typed on the command line: JSON array for a composite key, int for an int key field."""
+    """A key typed on the command line, never converted.
+
+    KEY as it is for a str key field; a decimal integer (``42``, ``-7``: no
+    ``+``, spaces, ``_`` or leading zeros) for an int one; for a composite
+    key a JSON array whose parts are each exactly their field's type
+    (``["a", 1]``: ``1.9``, ``true`` or ``"1"`` for an int part is refused).
+    """
     types = [coll.field_types[f] for f in coll.key_fields]
-    if coll.composite:
-        try:
-            parts = json.loads(text)
-        except ValueError:
-            parts = None
-        if not isinstance(parts, list) or len(parts) != len(types):
-            fields = ", ".join(coll.key_fields)
-            raise click.BadParameter(f"{coll.name} has a composite key ({fields}): give it as a JSON array")
-        return tuple(_key_part(p, tp) for p, tp in zip(parts, types))
-    return _key_part(text, types[0])
+    if not coll.composite:
+        if types[0] is int:
+            if not _INT_KEY.fullmatch(text):
+                raise click.BadParameter(f"{text!r} is not an int key (a decimal integer such as 42 or -7)")
+            return int(text)
+        return text
+    try:
+        parts = json.loads(text)
+    except (ValueError, RecursionError):
+        parts = None
+    if not isinstance(parts, list) or len(parts) != len(types):
+        fields = ", ".join(coll.key_fields)
+        raise click.BadParameter(f"{coll.name} has a composite key ({fields}): give it as a JSON array")
+    for name, part, tp in zip(coll.key_fields, parts, types):
+        if type(part) is not tp:
+            want = "an integer" if tp is int else "a JSON string"
+            raise click.BadParameter(f"key part {name} must be {want}, not {json.dumps(part)}")
+    return tuple(parts)
 
 
-def _key_part(value: Any, tp: Any) -> str | int:
-    if tp is int:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise click.BadParameter(f"{value!r} is not an int key") from None
-    return value if isinstance(value, str) else str(value)
+_INT_KEY = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(!=|>=|<=|\^=|=|>|<)|\s(in)\s)(.*)\Z", re.DOTALL)
