@@ -617,3 +617,19 @@ def test_import_legacy_bad_app_or_layout_is_one_line() -> None:
         result = run("import-legacy", "sqlite:/tmp/never-made.db", *args, "--legacy", LEGACY / "tracker")
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("body", ['raise RuntimeError("boom")\n', "def broken(:\n", "import sys\nsys.exit(3)\n"])
+def test_an_app_module_that_fails_while_imported_is_named_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    """Found by review: it was "internal error: RuntimeError: boom (... report it)", blaming statestore."""
+    (tmp_path / "broken_app_mod.py").write_text(body)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with ss.open_store(f"sqlite:{tmp_path}/s.db", SCHEMA):
+        pass
+    for args in (["migrate", tmp_path / "s.db"], ["import-legacy", tmp_path / "s2.db", "--legacy", tmp_path]):
+        message = one_line_error(run(*args, "--app", "broken_app_mod:SCHEMA"))
+        assert "importing broken_app_mod raised" in message, message
+        assert "internal error" not in message

@@ -490,6 +490,11 @@ def _import_object(spec: str, option: str) -> Any:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise click.BadParameter(f"cannot import {spec}: {exc}", param_hint=option) from None
+    except (Exception, SystemExit) as exc:  # the application's own code failed while being imported
+        raise click.ClickException(
+            f"{option} {spec}: importing {module_name} raised {type(exc).__name__}: {exc} "
+            f"(python -c 'import {module_name}' shows where)"
+        ) from None
     return obj
 
 
