@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,30 @@ def test_copy_between_sqlite_stores_needs_no_fcntl(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "copied"
+
+
+def test_a_version_without_a_migration_says_so_when_its_records_do_not_fit(tmp_path: Path) -> None:
+    """Found by review: it read "migration 2 (, up) ... failed", naming a migration that does not exist."""
+    import attrs
+
+    @attrs.define
+    class Loose:
+        id: str
+        value: Any = None
+
+    @attrs.define
+    class Typed:
+        id: str
+        value: str = ""
+
+    location = f"sqlite:{tmp_path}/s.db"
+    with ss.open_store(
+        location, ss.Schema("loose", version=1, collections=[ss.Collection("loose", Loose, key="id")])
+    ) as s:
+        s[s.schema.collections[0]].put(Loose("k", 5))
+    v2 = ss.Schema("loose", version=2, collections=[ss.Collection("loose", Typed, key="id")])
+    with pytest.raises(ss.MigrationError) as info:
+        ss.open_store(location, v2).close()
+    message = str(info.value)
+    assert "version 2 (up; no migration declared, so no record was changed) of schema 'loose' failed" in message
+    assert "(, up)" not in message

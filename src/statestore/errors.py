@@ -319,10 +319,11 @@ class MigrationError(StateStoreError, RuntimeError):
     def message(self) -> str:
         where = f" in {self.collection!r}" if self.collection else ""
         where += f" at key {self.key!r}" if self.key is not None else ""
-        return (
-            f"{self.location}: migration {self.version} ({self.name}, {self.direction}) "
-            f"of schema {self.schema!r} failed{where}: {self.reason}"
-        )
+        if self.name:
+            step = f"migration {self.version} ({self.name}, {self.direction})"
+        else:  # a version the code declares no Migration for: no data was changed by a step
+            step = f"version {self.version} ({self.direction}; no migration declared, so no record was changed)"
+        return f"{self.location}: {step} of schema {self.schema!r} failed{where}: {self.reason}"
 
 
 @attrs.define(auto_exc=True, slots=False)
