@@ -196,6 +196,24 @@ def test_after_rename_marks_the_legacy_files_imported(location: str, tracker: Pa
     assert (tracker / "tasks" / "README.txt").is_file()  # not a source file: untouched
 
 
+def test_after_rename_never_replaces_a_file(location: str, tracker: Path) -> None:
+    """Found by review: an ``epics.json.imported`` left by an earlier import was overwritten (its bytes lost)."""
+    (tracker / "epics.json.imported").write_text("the first install's epics")
+    (tracker / "epics.json.imported-2").write_text("and the second's")
+    (tracker / "tasks" / "fn-1.1.json").rename(tracker / "elsewhere.json")  # where no glob reads
+    (tracker / "tasks" / "fn-1.1.json").symlink_to("../elsewhere.json")
+    with ss.open_store(location, SCHEMA, legacy=ss.Legacy(tracker, LAYOUT, after="rename")):
+        pass
+    assert (tracker / "epics.json.imported").read_text() == "the first install's epics"
+    assert (tracker / "epics.json.imported-2").read_text() == "and the second's"
+    assert (tracker / "epics.json.imported-3").is_file()
+    assert not (tracker / "epics.json").exists()
+    link = tracker / "tasks" / "fn-1.1.json.imported"
+    assert link.is_symlink()  # the link renamed, its target left where it is
+    assert os.readlink(link) == "../elsewhere.json"
+    assert (tracker / "elsewhere.json").is_file()
+
+
 # ------------------------------------------------------------------ damage
 
 

@@ -34,7 +34,7 @@ from statestore.legacy.declarations import (
     OnError,
     Progress,
 )
-from statestore.legacy.placing import sweep_asides, target_of
+from statestore.legacy.placing import rename_imported, sweep_asides, target_of
 from statestore.legacy.writing import Build
 from statestore.schema import Schema
 from statestore.store import Durability
@@ -190,10 +190,7 @@ def run_import(
                 with contextlib.suppress(OSError):
                     folder.rmdir()
     if after == "rename":
-        for _index, _src, f in build.reader.files:
-            if f not in build.reader.outside:
-                with contextlib.suppress(OSError):
-                    f.rename(f.with_name(f.name + ".imported"))
+        rename_imported(f for _index, _src, f in build.reader.files if f not in build.reader.outside)
     return report
 
 
@@ -274,10 +271,7 @@ def _run_postgres_import(
             report.rejected,
         )
     if after == "rename":
-        for _index, _src, f in build.reader.files:
-            if f not in build.reader.outside:
-                with contextlib.suppress(OSError):
-                    f.rename(f.with_name(f.name + ".imported"))
+        rename_imported(f for _index, _src, f in build.reader.files if f not in build.reader.outside)
     return report
 
 

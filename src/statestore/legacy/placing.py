@@ -7,17 +7,22 @@ replacing a store that appeared meanwhile, and removing leftovers.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import os
 import secrets
 import shutil
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from statestore.backends.locations import parse_location
 from statestore.errors import CorruptStoreError
 
-__all__ = ["aside_prefix", "move_into_place", "remove_store_files", "sweep_asides", "target_of"]
+__all__ = ["aside_prefix", "move_into_place", "remove_store_files", "rename_imported", "sweep_asides", "target_of"]
+
+_log = logging.getLogger("statestore")
 
 
 def target_of(location: str) -> tuple[str, Path]:
@@ -119,3 +124,32 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def rename_imported(files: Iterable[Path]) -> None:
+    """``after="rename"``: each legacy file read becomes ``<name>.imported``, never replacing a file.
+
+    When that name is taken (an earlier import renamed a file of the same
+    name), the next free ``<name>.imported-2``, ``-3``... is used. A symbolic
+    link is renamed itself, not its target. The new name is made with a hard
+    link before the old one goes, so no file is ever replaced; where the file
+    system has no hard links, a rename to a name found free. A file that
+    cannot be renamed stays as it is (logged): the store holds what it read.
+    """
+    for f in files:
+        for n in itertools.count(1):
+            target = f.with_name(f"{f.name}.imported" if n == 1 else f"{f.name}.imported-{n}")
+            try:
+                try:
+                    os.link(f, target, follow_symlinks=False)
+                except FileExistsError:
+                    continue
+                except OSError:  # no hard links here (EPERM, ENOTSUP...): rename to a free name
+                    if os.path.lexists(target):
+                        continue
+                    os.rename(f, target)
+                else:
+                    os.unlink(f)
+            except OSError as exc:
+                _log.warning("legacy file %s could not be renamed after the import: %s", f, exc)
+            break
