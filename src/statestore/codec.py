@@ -24,7 +24,7 @@ import attrs
 import cattrs
 
 from statestore.errors import SchemaError, ValidationError
-from statestore.strict import Mismatch, _Nested, check_json, make_strict_converter, type_problem
+from statestore.strict import Mismatch, _Nested, check_json, make_strict_converter, short, type_problem
 
 __all__ = ["Codec", "dumps", "loads", "pretty"]
 
@@ -364,6 +364,6 @@ class Codec:
         except Exception as exc:
             path, reason = _describe(exc)
             raise ValidationError(
-                what, None, f"$.{field}{path[1:]}", f"cannot search for {value!r}: {reason}"
+                what, None, f"$.{field}{path[1:]}", f"cannot search for {short(value)}: {reason}"
             ) from None
         return out

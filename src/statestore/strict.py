@@ -90,7 +90,10 @@ def short(value: object, limit: int = 60) -> str:
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True, default=repr)
     except (TypeError, ValueError, RecursionError):
-        text = repr(value)
+        try:
+            text = repr(value)
+        except RecursionError:  # nested deeper than Python can show
+            text = f"<a {type(value).__name__} nested too deeply to show>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

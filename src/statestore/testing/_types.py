@@ -90,6 +90,15 @@ class Loose:
 
 
 @attrs.define
+class Deep:
+    id: str
+    value: Any = None
+
+
+DEEP = ss.Collection("deep", Deep, key="id")
+
+
+@attrs.define
 class IntKeys:
     id: str
     counts: dict[int, str] = attrs.Factory(dict)
@@ -235,6 +244,22 @@ class TypesContract:
                 tasks.find(**kwargs)
             assert info.value.path == f"$.{next(iter(kwargs))}"
         assert [t.id for t in tasks.find(priority=Priority.HIGH)] == ["a"]
+
+    def test_values_nested_deeper_than_python_walks_are_refused_not_crashed(self, store_factory: Any) -> None:
+        """Found by review: find() let a bare RecursionError out (while showing the value in its message)."""
+        deep: list[Any] = []
+        inner = deep
+        for _ in range(100_000):
+            inner.append([])
+            inner = inner[0]
+        with store_factory(ss.Schema("deep", version=1, collections=[DEEP])) as store:
+            with pytest.raises(ss.ValidationError):
+                store[DEEP].put(Deep("k", deep))
+            with pytest.raises(ss.ValidationError) as info:
+                store[DEEP].find(value=deep)
+            assert info.value.path == "$.value"
+            assert "nested too deeply to show" in str(info.value)
+            assert store[DEEP].all() == []
 
     def test_declarations_that_cannot_round_trip_are_refused(self) -> None:
         for cls, field in ((Loose, "extra"), (IntKeys, "counts"), (WithOdd, "odd")):
