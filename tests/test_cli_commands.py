@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -193,6 +194,46 @@ def queried(tmp_path: Path, request: pytest.FixtureRequest) -> str:
 )
 def test_ls_conditions_order_limit_offset(queried: str, args: list[str], expected: list[str]) -> None:
     assert _keys("ls", queried, "tasks", *args) == expected
+
+
+@attrs.define
+class Owned:
+    id: str
+    owner: str | None = None
+    note: str = ""
+    extra: Any = None
+
+
+OWNED = ss.Collection("owned", Owned, key="id")
+
+
+def test_ls_tells_text_from_null_in_where_and_in_piped_cells(tmp_path: Path) -> None:
+    """Found by review: --where owner=null found the text "null", never a missing owner, and piped
+    cells printed the text "null" and None alike (and the text "42" and the number 42 in an Any field)."""
+    location = f"sqlite:{tmp_path}/o.db"
+    with ss.open_store(location, ss.Schema("o", version=1, collections=[OWNED])) as store:
+        store[OWNED].put(Owned("free", None, "null", None))
+        store[OWNED].put(Owned("n", "null", "42", "42"))
+        store[OWNED].put(Owned("x", "ann", "[1]", 42))
+
+    def keys(*conditions: str) -> list[str]:
+        args = [a for c in conditions for a in ("--where", c)]
+        return [json.loads(line)["key"] for line in ok("ls", location, "owned", *args, "--json").splitlines()]
+
+    assert keys("owner is null") == ["free"]
+    assert keys("owner is not null") == ["n", "x"]
+    assert keys("owner=null") == ["n"]  # a text field: the text as typed
+    assert keys("extra is null") == keys("extra=null") == ["free"]  # not a text field: null is "null or missing"
+    assert keys("extra is null", "owner  is  not  null") == []
+    lines = [line.split("\t") for line in ok("ls", location, "owned").splitlines()]
+    rows = {row[0]: dict(zip(lines[0], row)) for row in lines[1:]}
+    assert sorted(lines[0]) == ["extra", "key", "note", "owner", "rev"]
+    # owner (str | None) and extra (Any) may hold text and other values; note (str) only text: as it is.
+    assert [(r["owner"], r["note"], r["extra"]) for r in rows.values()] == [
+        ("null", "null", "null"),
+        ('"null"', "42", '"42"'),
+        ("ann", "[1]", "42"),
+    ]
 
 
 def test_ls_count(queried: str) -> None:

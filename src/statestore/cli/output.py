@@ -8,7 +8,8 @@
   names on one line, then one record a line, columns separated by tabs,
   every cell whole: ``statestore log … | grep created`` finds every entry.
   A text cell holding a tab, a newline or another control character is
-  written as a JSON string, so a record never spans two lines.
+  written as a JSON string, so a record never spans two lines; so is a text
+  that would read as JSON in a column that also holds other values.
 * In a terminal, a table is drawn by rich (imported only then); long cells
   are cut with ``…``, never wrapped, and a footer says how to see them whole.
 * Writing to stdout that fails (a full disk, a closed descriptor) raises
@@ -132,11 +133,24 @@ def quiet_stdout() -> None:
         pass
 
 
-def plain_cell(value: Any) -> str:
-    """A cell on one line: text as it is (as a JSON string if it holds a control character), the rest as JSON."""
+def plain_cell(value: Any, *, mixed: bool = False) -> str:
+    """A cell on one line: text as it is (as a JSON string if it holds a control character), the rest as JSON.
+
+    In a ``mixed`` column (one that may hold text and other values: a
+    ``str | None`` or ``Any`` field), a text that would read as JSON (``null``,
+    ``42``, ``true``, ``"x"``, ``[1]``) is written as a JSON string too, so the
+    text ``null`` and a missing value, or the text ``42`` and the number,
+    print differently.
+    """
     if isinstance(value, str):
         if any(c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" for c in value):
             return json.dumps(value)  # escapes every control and line-separator character
+        if mixed and value:
+            try:
+                json.loads(value)
+            except (ValueError, RecursionError):
+                return value
+            return json.dumps(value, ensure_ascii=False)
         return value
     from statestore.codec import dumps
 
@@ -150,9 +164,14 @@ def _cut(text: str, width: int) -> tuple[str, bool]:
 class Table:
     """Rows to print as plain tab-separated lines (piped) or a rich table (terminal)."""
 
-    def __init__(self, columns: Sequence[str], *, right: Sequence[str] = (), title: str = "") -> None:
+    def __init__(
+        self, columns: Sequence[str], *, right: Sequence[str] = (), mixed: Sequence[str] = (), title: str = ""
+    ) -> None:
+        """``right``: columns aligned right in a terminal; ``mixed``: columns whose texts are
+        written as JSON strings when they would read as JSON (see ``plain_cell``)."""
         self.columns = list(columns)
         self.right = set(right)
+        self._mixed = [c in set(mixed) for c in self.columns]
         self.title = title
         self.rows: list[list[Any]] = []
 
@@ -168,7 +187,7 @@ class Table:
                 echo(self.title, err=err)
             echo("\t".join(self.columns), err=err)
             for row in self.rows:
-                echo("\t".join(plain_cell(c) for c in row), err=err)
+                echo("\t".join(plain_cell(c, mixed=m) for c, m in zip(row, self._mixed)), err=err)
             return
         self._draw(err=err, footer=footer, cell_width=cell_width)
 
@@ -182,8 +201,8 @@ class Table:
         cut_any = False
         for row in self.rows:
             cells = []
-            for value in row:
-                text, cut = _cut(plain_cell(value), cell_width)
+            for value, mixed in zip(row, self._mixed):
+                text, cut = _cut(plain_cell(value, mixed=mixed), cell_width)
                 cut_any = cut_any or cut
                 cells.append(text)
             texts.append(cells)

@@ -86,6 +86,7 @@ def _parse_key(coll: Collection[Any], text: str) -> KeyValue:
 _INT_KEY = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
+_NULL_TEST = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s+is\s+(not\s+)?null\s*\Z")
 _CONDITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:(!=|>=|<=|\^=|=|>|<)|\s(in)\s)(.*)\Z", re.DOTALL)
 
 
@@ -93,15 +94,20 @@ def _condition(coll: Collection[Any], view: Any, item: str) -> tuple[str, Any]:
     """A ``--where`` condition as (field, value or operator); UsageError naming it if it cannot be read."""
     from statestore import query
 
-    m = _CONDITION.match(item)
+    null_test = _NULL_TEST.match(item)
+    m = null_test or _CONDITION.match(item)
     if m is None:
         raise click.ClickException(
-            f"--where {item!r}: not a condition (FIELD=VALUE, !=, >, >=, <, <=, ^= or 'FIELD in A,B')"
+            f"--where {item!r}: not a condition (FIELD=VALUE, !=, >, >=, <, <=, ^=, 'FIELD in A,B', "
+            "'FIELD is null' or 'FIELD is not null')"
         )
-    field, op, text = m.group(1), m.group(2) or m.group(3), m.group(4)
+    field = m.group(1)
     if field not in coll.field_types:
         known = ", ".join(coll.field_types)
         raise click.ClickException(f"--where {item!r}: {coll.name} has no field {field!r} ({known})")
+    if null_test is not None:  # for every kind of field, text fields included (where "null" is a text)
+        return field, query.ne(None) if null_test.group(2) else None
+    op, text = m.group(2) or m.group(3), m.group(4)
     kind = view._kind(field)
     try:
         if op == "in":
@@ -287,8 +293,9 @@ def _size(path: Path | None, limit: int | None = None) -> tuple[int, bool]:
     metavar="CONDITION",
     help=(
         "Only records meeting CONDITION (repeatable, all must hold): FIELD=VALUE, FIELD!=VALUE, "
-        "FIELD>VALUE, >=, <, <=, FIELD^=PREFIX, 'FIELD in A,B,C'. Values are read as the field's "
-        "declared type (text, a number, true/false, an ISO datetime; null for a missing value)."
+        "FIELD>VALUE, >=, <, <=, FIELD^=PREFIX, 'FIELD in A,B,C', 'FIELD is null', 'FIELD is not null'. "
+        "Values are read as the field's declared type (text as it is, a number, true/false, an ISO "
+        "datetime; null for a missing value, except in a text field: there use 'is null')."
     ),
 )
 @click.option(
@@ -344,7 +351,9 @@ def ls_command(
         return
     fields = [f for f in coll.field_types if f not in coll.key_fields]
     wide = len(fields) > _MAX_COLUMNS  # too many to read as columns: the rest of the record as one JSON cell
-    table = Table(("key", "rev", *(["record"] if wide else fields)), right=("rev",))
+    # A field that may hold text and other values (str | None, Any): its texts that read as JSON are quoted.
+    mixed = [f for f in fields if coll.field_types[f] is not str]
+    table = Table(("key", "rev", *(["record"] if wide else fields)), right=("rev",), mixed=mixed)
     for key, revision, data in rows:
         cells: list[Any] = [data.get(f, "") for f in fields]
         if wide:
