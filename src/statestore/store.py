@@ -161,6 +161,10 @@ class Store(ABC):
     #: for a backend whose ``_query`` also filters fields without a lookup.
     _equality_through_scan = True
 
+    #: Schemas this object took down a version (name -> (stored version, code's version)):
+    #: their collections and logs are neither read nor written through it (``_reading``).
+    _went_down: Mapping[str, tuple[int, int]] = {}
+
     def __init__(self, location: str, schema: Schema | Sequence[Schema], *, mode: Mode, codec: Codec) -> None:
         self.location = location
         #: The schemas the store was opened with (an app made of parts may bring several).
@@ -223,9 +227,11 @@ class Store(ABC):
         code's version. ``schema`` names the schema when the store was opened
         with several. A backup is taken first (``backup=False`` skips it).
         After a downgrade the store holds an older version than this code:
-        this object's writes then raise MigrationRequiredError (reads still
-        work); close it and run the older application. Reopening it with
-        this code would migrate it up again.
+        this object's reads and writes of that schema's collections and logs
+        raise MigrationRequiredError (its declarations no longer describe what
+        the store holds; history(), imports() and rejects() still work), until
+        it migrates up again; close it and run the older application.
+        Reopening it with this code would migrate it up again.
         """
         return migrate(self, to, schema=schema, backup=backup)
 
@@ -323,9 +329,22 @@ class Store(ABC):
             return contextlib.nullcontext()
         return _Transaction(self)  # what transaction() returns, without checking twice
 
-    def _reading(self) -> None:
+    def _reading(self, name: str | None = None) -> None:
+        """Before a read; ``name``: of a declared collection or log, which this object must still be able to read.
+
+        After ``migrate`` took a schema down a version, this object's
+        declarations no longer describe what the store holds (a collection
+        renamed back reads as empty, records of the old shape fail to decode):
+        reading that schema's collections and logs raises
+        MigrationRequiredError, as writing does, until it migrates up again.
+        """
         self._check_open()
         self._state()
+        if self._went_down and name is not None:
+            owner = self._owner.get(name)
+            if owner is not None and owner.name in self._went_down:
+                stored, code = self._went_down[owner.name]
+                raise MigrationRequiredError(self.location, owner.name, stored, code)
 
     def _open_schemas(self, *, check_history: bool = True, backup: bool = True) -> None:
         """Check the stored schemas against the code's; in write mode create, migrate and sync.

@@ -257,7 +257,7 @@ class CollectionView(Generic[T]):
     def get(self, key: KeyValue) -> T | None:
         """The record with this key, or None."""
         key = self._key(key)
-        self.store._reading()
+        self.store._reading(self.decl.name)
         got = self.store._get(self.decl, key, copy=not self._fresh)  # no Versioned to build and drop
         return None if got is None else self._decode(key, got[1])
 
@@ -271,7 +271,7 @@ class CollectionView(Generic[T]):
     def get_versioned(self, key: KeyValue) -> Versioned[T] | None:
         """The record and its revision, or None."""
         key = self._key(key)
-        self.store._reading()
+        self.store._reading(self.decl.name)
         got = self.store._get(self.decl, key, copy=not self._fresh)
         if got is None:
             return None
@@ -376,7 +376,7 @@ class CollectionView(Generic[T]):
         ``order_by``, ``limit`` or ``offset`` cannot be given as a condition.)
         """
         query = self._query(where, order_by, limit, offset)
-        self.store._reading()
+        self.store._reading(self.decl.name)
         if query.limit == 0:
             return []
         if (
@@ -395,7 +395,7 @@ class CollectionView(Generic[T]):
     def count(self, **where: Any) -> int:
         """How many records meet the conditions (as for :meth:`find`), without decoding them."""
         query = self._query(where, None, None, 0)
-        self.store._reading()
+        self.store._reading(self.decl.name)
         return self.store._count_where(self.decl, query)
 
     def iter(self, *, order_by: str | Sequence[str] | None = None, batch_size: int = 500, **where: Any) -> Iterator[T]:
@@ -419,7 +419,7 @@ class CollectionView(Generic[T]):
             # Each batch starts after the last record of the one before (not at an
             # offset): reading batch n never reads the n-1 batches before it again.
             page = Query(query.terms, query.order, batch_size, 0, after)
-            self.store._reading()
+            self.store._reading(self.decl.name)
             rows = self.store._query(self.decl, page, copy=not self._fresh)
             if rows:
                 key, _rev, data = rows[-1]
@@ -434,11 +434,11 @@ class CollectionView(Generic[T]):
 
     def keys(self) -> list[KeyValue]:
         """Every key, in key order (tuples for composite keys)."""
-        self.store._reading()
+        self.store._reading(self.decl.name)
         return self.store._keys(self.decl)
 
     def __len__(self) -> int:
-        self.store._reading()
+        self.store._reading(self.decl.name)
         return self.store._count(self.decl)
 
     def __contains__(self, key: object) -> bool:
@@ -446,7 +446,7 @@ class CollectionView(Generic[T]):
             checked = self._key(key)
         except ValidationError:
             return False
-        self.store._reading()
+        self.store._reading(self.decl.name)
         return self.store._revision(self.decl, checked) is not None
 
     def __iter__(self) -> Iterator[KeyValue]:
@@ -518,7 +518,7 @@ class LogView(Generic[T]):
             raise ValidationError(name, None, "after", f"after must be an int >= 0, not {after!r}")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValidationError(name, None, "limit", f"limit must be an int >= 0, not {limit!r}")
-        self.store._reading()
+        self.store._reading(self.decl.name)
         if limit == 0:
             return []
         rows = self.store._entries(self.decl, stream=stream, prefix=stream_prefix or None, after=after, limit=limit)
@@ -530,12 +530,12 @@ class LogView(Generic[T]):
 
     def __len__(self) -> int:
         """The number of entries (this transaction's appends included), counted without decoding them."""
-        self.store._reading()
+        self.store._reading(self.decl.name)
         return self.store._entry_count(self.decl)
 
     def last_seq(self) -> int:
         """The seq of the newest entry; 0 for an empty log."""
-        self.store._reading()
+        self.store._reading(self.decl.name)
         return self.store._last_seq(self.decl)
 
     def follow(
@@ -573,7 +573,7 @@ class LogView(Generic[T]):
         batch = 1000
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            store._reading()
+            store._reading(decl.name)
             last = store._last_seq(decl)
             if last > after:
                 rows = store._entries(decl, stream=stream, prefix=prefix or None, after=after, limit=batch)

@@ -215,4 +215,14 @@ def migrate(store: Store, to: int, *, schema: str | None, backup: bool) -> list[
         if backup:
             taken = store._backup(f"{sch.name}-v{current}")
             _log.info("%s: backed up to %s before migrating", store.location, taken)
-        return _run(store, Run(stored), sch, current, to)
+        try:
+            return _run(store, Run(stored), sch, current, to)
+        finally:
+            # Below the code's version (even part way down, a step having failed), this object's
+            # declarations no longer describe what the store holds: it stops reading them too.
+            try:
+                at = store._read_schemas()[sch.name][0]
+            except Exception:  # (the store unreachable now: the step's own error is the one to raise)
+                at = min(current, to)
+            went_down = {k: v for k, v in store._went_down.items() if k != sch.name}
+            store._went_down = went_down if at >= sch.version else {**went_down, sch.name: (at, sch.version)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -592,6 +593,34 @@ class MigrationContract(StoreFixture):
                 new[PEOPLE2].put(Person2("x", "X"))
             with pytest.raises(ss.MigrationRequiredError):
                 new[PEOPLE2].insert(Person2("y", "Y"))
+
+    def test_an_object_that_went_down_neither_reads_nor_writes_that_schema(self, store_factory: Any) -> None:
+        """Found by review: after going down, store[USERS].get() answered None and len() 0 (users is people again)."""
+        with store_factory(V1) as store:
+            _seed(store)
+        with store_factory(V3, backup=False) as store:
+            assert store[USERS]["ada"] == Person2("ada", "Ada", "Lovelace")
+            store.migrate(to=2, backup=False)
+            reads: list[Callable[[], object]] = [
+                lambda: store[USERS].get("ada"),
+                lambda: len(store[USERS]),
+                lambda: store[USERS].find(last="Lovelace"),
+                lambda: store[USERS].all(),
+                lambda: "ada" in store[USERS],
+                lambda: store[NOTES1].read(),
+                lambda: len(store[NOTES1]),
+                lambda: store[NOTES1].last_seq(),
+            ]
+            for read in reads:
+                with pytest.raises(ss.MigrationRequiredError) as info:
+                    read()
+                assert (info.value.schema, info.value.stored, info.value.code) == ("app", 2, 3)
+            assert [row.version for row in store.history()][-1] == 3  # its own history still reads
+            store.migrate(to=3, backup=False)  # up again: the object reads and writes as before
+            assert store[USERS]["ada"] == Person2("ada", "Ada", "Lovelace")
+            store[USERS].put(Person2("bob", "Bob", "B"))
+        with store_factory(V3, mode="read") as store:
+            assert store[USERS].keys() == ["ada", "alan", "bob", "plato"]
 
     def test_another_thread_cannot_write_while_one_migrates(self, store_factory: Any) -> None:
         import threading
