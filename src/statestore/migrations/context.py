@@ -245,9 +245,13 @@ class MigrationContext:
 
         ``new`` may be a collection the code declares (then its key fields
         apply) or a name of the migration's choosing; it must hold no records.
+        In a down step the code's declarations are those of a later version,
+        so ``new`` takes ``old``'s shape and key fields whatever the code
+        declares under that name (a later version may have given the name to
+        another collection).
         """
         src = self._collection(old)
-        owner = self.store._owner.get(new)
+        owner = self.store._owner.get(new) if self.direction == "up" else None
         dst = owner.collection(new) if owner is not None else None
         if dst is None:
             desc = {**src.describe(), "name": new}
