@@ -674,3 +674,11 @@ def test_an_app_module_that_fails_while_imported_is_named_not_an_internal_error(
         message = one_line_error(run(*args, "--app", "broken_app_mod:SCHEMA"))
         assert "importing broken_app_mod raised" in message, message
         assert "internal error" not in message
+
+
+def test_import_legacy_into_memory_is_a_usage_error(tmp_path: Path) -> None:
+    """Found by review: it was "internal error: ValueError: ... (report it)", naming sqlite and files only."""
+    result = run("import-legacy", "memory:", "--app", "nowhere:SCHEMA", "--legacy", tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "internal error" not in result.output
+    assert "sqlite:, files: or postgresql://" in result.output

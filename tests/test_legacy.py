@@ -329,7 +329,7 @@ def test_function_source_and_an_older_layout_version_migrate_after_import(locati
 
 
 def test_memory_cannot_be_imported_into(tracker: Path) -> None:
-    with pytest.raises(ValueError, match="needs a store on disk"):
+    with pytest.raises(ValueError, match="needs a store that lasts"):
         ss.import_legacy("memory:", SCHEMA, ss.Legacy(tracker, LAYOUT))
 
 

@@ -439,10 +439,13 @@ def import_legacy_command(
     """
     import attrs
 
+    from statestore.backends.locations import parse_location
     from statestore.cli.legacy import import_with_progress, print_rejects, print_report
     from statestore.errors import LegacyImportError
     from statestore.legacy import Legacy, LegacyLayout
 
+    if parse_location(store).backend == "memory":
+        raise click.BadParameter("a legacy import needs a store that lasts (sqlite:, files: or postgresql://)")
     schemas = _import_schemas(app)
     layout = _import_object(layout_spec or f"{app.partition(':')[0]}:LAYOUT", "--layout")
     if not isinstance(layout, LegacyLayout):

@@ -134,7 +134,7 @@ def run_import(
             location, schema, legacy, on_error, after, dry_run, replace, progress, busy_timeout, converter, durability
         )
     if backend == "memory" and not dry_run:
-        raise ValueError("a legacy import needs a store on disk (sqlite: or files:), not memory:")
+        raise ValueError("a legacy import needs a store that lasts (sqlite:, files: or postgresql://), not memory:")
     if backend != "memory":
         _check_apart(backend, path, legacy)
     build = Build(location, schema, legacy, on_error, progress, converter, durability)
