@@ -214,6 +214,26 @@ def test_after_rename_never_replaces_a_file(location: str, tracker: Path) -> Non
     assert (tracker / "elsewhere.json").is_file()
 
 
+def test_an_import_from_a_folder_with_none_of_the_files_creates_no_store(location: str, tmp_path: Path) -> None:
+    """Found by review: it created an empty store, which the app then took for the imported one."""
+    wrong = tmp_path / "not-the-install"
+    wrong.mkdir()
+    for kwargs in ({}, {"dry_run": True}):
+        with pytest.raises(ss.LegacyNotFoundError) as info:
+            ss.import_legacy(location, SCHEMA, ss.Legacy(wrong, LAYOUT), **kwargs)
+        assert isinstance(info.value, FileNotFoundError)
+        assert str(wrong) in str(info.value)
+        assert "epics.json" in str(info.value)
+        assert not store_exists(location)
+    with ss.open_store(location, SCHEMA) as store:  # a store made otherwise: an import finding nothing leaves it
+        store[EPICS].put(store[EPICS].decl.type("E-1", "made by hand"))
+    assert ss.import_legacy(location, SCHEMA, ss.Legacy(wrong, LAYOUT)).imported_store is False
+    with pytest.raises(ss.LegacyNotFoundError):  # but it would not replace it with an empty one
+        ss.import_legacy(location, SCHEMA, ss.Legacy(wrong, LAYOUT), replace=True)
+    with ss.open_store(location, SCHEMA, mode="read") as store:
+        assert store[EPICS].keys() == ["E-1"]
+
+
 # ------------------------------------------------------------------ damage
 
 

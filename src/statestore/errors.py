@@ -348,6 +348,26 @@ class MigrationHistoryError(StateStoreError, RuntimeError):
 
 
 @attrs.define(auto_exc=True, slots=False)
+class LegacyNotFoundError(StateStoreError, FileNotFoundError):
+    """An explicit legacy import found none of the layout's files: nothing was imported, no store was created.
+
+    Importing anyway would create an empty store, which the application's
+    next start would take for the imported one (a store is never imported
+    into again): a mistyped install folder must not cost the real import.
+    """
+
+    location: str
+    root: str
+    looked_for: tuple[str, ...]
+
+    def message(self) -> str:
+        return (
+            f"{self.location}: no file of the legacy layout under {self.root} "
+            f"(looked for {', '.join(self.looked_for)}), so nothing was imported and no store was created"
+        )
+
+
+@attrs.define(auto_exc=True, slots=False)
 class LegacyImportError(StateStoreError, ValueError):
     """A legacy import found records it could not read and ``on_error="abort"``: no store was created.
 

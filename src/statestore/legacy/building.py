@@ -25,6 +25,7 @@ from statestore.backends.fs import make_private_dirs
 from statestore.backends.locations import parse_location, require_backend, store_exists
 from statestore.errors import (
     CorruptStoreError,
+    LegacyNotFoundError,
     StoreBusyError,
 )
 from statestore.legacy.declarations import (
@@ -80,6 +81,9 @@ def import_legacy(
     is moved into place, so one that fails leaves no store either.
     ``progress(done, total)`` is called with bytes read. Concurrent calls
     serialize on ``<store>.import.lock``; ``durability`` is the new store's.
+    When none of the layout's files is there, LegacyNotFoundError (nothing
+    imported, no store created), unless a store exists and ``replace`` and
+    ``dry_run`` are off: then it is left alone, as above.
     """
     on_error = on_error or legacy.on_error
     after = after or legacy.after
@@ -87,6 +91,10 @@ def import_legacy(
         raise ValueError(f"on_error must be 'abort' or 'quarantine', not {on_error!r}")
     if after not in ("keep", "rename"):
         raise ValueError(f"after must be 'keep' or 'rename', not {after!r}")
+    if not legacy_present(legacy) and (replace or dry_run or not store_exists(location)):
+        # An empty store would pass for the imported one from then on (a mistyped install folder).
+        looked_for = tuple(src.path for src in legacy.layout.sources)
+        raise LegacyNotFoundError(os.fspath(location), legacy.describe(), looked_for)
     return run_import(
         os.fspath(location),
         schema,
