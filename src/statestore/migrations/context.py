@@ -147,16 +147,20 @@ class MigrationContext:
     def _key(self, decl: Collection[Any], data: object) -> KeyValue:
         if not isinstance(data, dict):
             raise self._fail(f"a record must be a dict, not {type(data).__name__}", decl.name, self.at[1])
-        view = self._views.get(decl.name)
-        if view is None or view.decl is not decl:
-            view = self._views[decl.name] = CollectionView(self.store, decl)
         missing = [f for f in decl.key_fields if f not in data]
         if missing:
             raise self._fail(f"record has no key field {missing[0]!r}", decl.name, self.at[1])
+        return self._given_key(decl, decl.key_of(data), self.at[1])
+
+    def _given_key(self, decl: Collection[Any], key: object, at: KeyValue | None) -> KeyValue:
+        """``key`` checked as the API checks keys (a str for a str key field, an int for an int one...)."""
+        view = self._views.get(decl.name)
+        if view is None or view.decl is not decl:
+            view = self._views[decl.name] = CollectionView(self.store, decl)
         try:
-            return view._key(decl.key_of(data))
+            return view._key(key)
         except ValidationError as exc:
-            raise self._fail(exc.reason, decl.name, self.at[1]) from None
+            raise self._fail(exc.reason, decl.name, at) from None
 
     def _text(self, decl_name: str, key: KeyValue | None, data: JsonDict, *, given: bool = True) -> str:
         """The stored text of a record or entry a step gives, which must be JSON exactly as it will be stored.
@@ -183,8 +187,9 @@ class MigrationContext:
         return [data for _key, _rev, data in self.store._scan(decl, {})]
 
     def get(self, collection: str, key: KeyValue) -> JsonDict | None:
-        """The record stored under ``key``, or None."""
-        got = self.store._get(self._collection(collection), key)
+        """The record stored under ``key``, or None; a key of the wrong type fails the step (MigrationError)."""
+        decl = self._collection(collection)
+        got = self.store._get(decl, self._given_key(decl, key, key))
         return None if got is None else got[1]
 
     def entries(self, log: str) -> list[JsonDict]:
@@ -203,8 +208,9 @@ class MigrationContext:
         self.store._write(decl, key, (current or 0) + 1, record, text)
 
     def delete(self, collection: str, key: KeyValue) -> bool:
-        """Delete the record under ``key``; True if it existed."""
-        return self.store._remove(self._collection(collection), key)
+        """Delete the record under ``key``; True if it existed; a key of the wrong type fails the step."""
+        decl = self._collection(collection)
+        return self.store._remove(decl, self._given_key(decl, key, key))
 
     def map_records(self, collection: str, fn: Callable[[JsonDict], JsonDict | None]) -> int:
         """Pass every record of ``collection`` through ``fn``; return how many changed.

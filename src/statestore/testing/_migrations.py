@@ -484,6 +484,30 @@ class MigrationContract(StoreFixture):
         with store_factory(V1, mode="read") as store:
             _check_v1(store)
 
+    def test_raw_access_checks_keys_as_the_api_does(self, store_factory: Any) -> None:
+        """Found by review: m.get("tickets", "5") answered None and m.delete False for the int key 5."""
+
+        @attrs.define
+        class Numbered:
+            id: int
+            note: str = ""
+
+        numbered = ss.Collection("numbered", Numbered, key="id")
+        v1 = ss.Schema("n", version=1, collections=[numbered])
+        with store_factory(v1) as store:
+            store[numbered].put(Numbered(5, "five"))
+        for call in (
+            lambda m: m.get("numbered", "5"),
+            lambda m: m.delete("numbered", "5"),
+            lambda m: m.get("numbered", True),
+        ):
+            v2 = ss.Schema("n", version=2, collections=[numbered], migrations=[ss.Migration(2, "x", up=call)])
+            with pytest.raises(ss.MigrationError, match="key field must be int") as info:
+                store_factory(v2, backup=False)
+            assert info.value.collection == "numbered"
+        with store_factory(v1, mode="read") as store:
+            assert store[numbered][5] == Numbered(5, "five")
+
     def test_rename_to_a_name_the_code_does_not_declare(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
             _seed(store)
