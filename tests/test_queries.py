@@ -264,3 +264,34 @@ def test_sqlite_iter_reads_each_record_about_once(
     assert [t.id for t in tasks.iter(order_by=order_by, batch_size=50)] == expected
     # Each batch starts after the last record of the one before (by value, then key): nothing is read twice.
     assert len(parsed) <= 300 + 6, len(parsed)
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from([0.0, -0.0, 1.0, 2.0, 0.5])
+    | st.sampled_from("ab"),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("xy"), inner, max_size=2),
+    max_leaves=6,
+)
+
+
+@given(_JSON, _JSON)
+def test_same_value_is_json_equality_and_value_key_agrees(a: Any, b: Any) -> None:
+    """true is not 1 and false not 0 (Python's True == 1), at any depth; 1 and 1.0 are one number."""
+    from statestore.query import same_value, value_key
+
+    def model(x: Any, y: Any) -> bool:
+        if isinstance(x, bool) or isinstance(y, bool) or x is None or y is None:
+            return type(x) is type(y) and x == y
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            return x == y
+        if isinstance(x, list) and isinstance(y, list):
+            return len(x) == len(y) and all(model(p, q) for p, q in zip(x, y))
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(model(x[k], y[k]) for k in x)
+        return type(x) is type(y) and x == y
+
+    assert same_value(a, b) == model(a, b)
+    assert (value_key(a) == value_key(b)) == model(a, b)

@@ -245,9 +245,46 @@ def _first(row: Any) -> Any:
     return row[0]
 
 
+_NUMBERS = (int, float)
+
+
 def same_value(stored: Any, wanted: Any) -> bool:
-    """Equality as ``find`` means it: JSON values, null only equal to null."""
-    return stored == wanted and (stored is None) == (wanted is None)
+    """Equality as ``find`` means it: the same JSON value, at any depth.
+
+    null equals only null, true and false only themselves (never 1 or 0, as
+    Python's ``True == 1`` would have it), a number any number of the same
+    value (1 and 1.0), text only text; arrays and objects member by member.
+    """
+    ts, tw = type(stored), type(wanted)
+    if ts is tw and (ts is str or ts is int or ts is float):
+        return bool(stored == wanted)
+    if stored is None or wanted is None or ts is bool or tw is bool:
+        return stored is wanted
+    if ts in _NUMBERS and tw in _NUMBERS:
+        return bool(stored == wanted)
+    if ts is list and tw is list:
+        return len(stored) == len(wanted) and all(same_value(a, b) for a, b in zip(stored, wanted))
+    if ts is dict and tw is dict:
+        return stored.keys() == wanted.keys() and all(same_value(v, wanted[k]) for k, v in stored.items())
+    return False
+
+
+def value_key(value: Any) -> Any:
+    """A hashable stand-in for a JSON value: equal for two values exactly when ``same_value`` says so.
+
+    For unique checks that group many values at once (``1`` and ``1.0`` share
+    a key; ``true`` and ``1`` do not).
+    """
+    tp = type(value)
+    if value is None or tp is bool or tp is str:
+        return (tp.__name__, value)
+    if tp is int or tp is float:
+        return ("number", int(value) if tp is float and value.is_integer() else value)
+    if tp is list:
+        return ("list", tuple(value_key(v) for v in value))
+    if tp is dict:
+        return ("dict", tuple(sorted((k, value_key(v)) for k, v in value.items())))
+    return ("other", repr(value))
 
 
 def sort_key(kind: str, value: Any) -> tuple[Any, ...]:

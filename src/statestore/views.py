@@ -24,7 +24,7 @@ from statestore.errors import (
     UniqueViolationError,
     ValidationError,
 )
-from statestore.query import Condition, Order, Query, Term, field_kind
+from statestore.query import Condition, Order, Query, Term, field_kind, same_value
 from statestore.schema import Collection, KeyValue, Log
 
 if TYPE_CHECKING:
@@ -67,11 +67,6 @@ def _check_text(value: str, what: str, key: Any, path: str) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError(what, key, path, "text is not valid Unicode (lone surrogate)") from None
-
-
-def _same(stored: Any, wanted: Any) -> bool:
-    """Equality as ``find`` means it: JSON values, null only equal to null."""
-    return stored == wanted and (stored is None) == (wanted is None)
 
 
 def check_key(decl: Collection[Any], key_types: tuple[Any, ...], key: object) -> KeyValue:
@@ -281,11 +276,12 @@ class CollectionView(Generic[T]):
         """Raw records whose JSON fields equal ``where``, using indexes where declared."""
         lookup = self.decl.lookup_fields
         indexed = {f: v for f, v in where.items() if f in lookup and isinstance(v, _SCALARS)}
-        rest = {f: v for f, v in where.items() if f not in indexed}
+        # An index may hold true and 1 alike (SQLite's): a bool or a number it found is checked again.
+        rest = {f: v for f, v in where.items() if f not in indexed or isinstance(v, (bool, int, float))}
         rows = self.store._scan(self.decl, indexed, copy=copy)
         if rest:
             # A field missing from a stored record compares as null, as the indexes do.
-            rows = [r for r in rows if all(_same(r[2].get(f), v) for f, v in rest.items())]
+            rows = [r for r in rows if all(same_value(r[2].get(f), v) for f, v in rest.items())]
         return rows
 
     def _kind(self, name: str) -> str:

@@ -203,10 +203,11 @@ def _check_keys(coll: Collection[Any], rows: list[Any]) -> list[str]:
 def _check_unique(coll: Collection[Any], rows: list[Any]) -> list[str]:
     """Records that share the values of a unique field (or group): a store made by hand, or by a bug."""
     from statestore.codec import dumps
+    from statestore.query import value_key
 
     out = []
     for group in coll.unique:
-        seen: dict[tuple[str, ...], Any] = {}
+        seen: dict[tuple[Any, ...], Any] = {}
         for key, _revision, data in rows:
             if not isinstance(data, dict):
                 continue
@@ -214,11 +215,14 @@ def _check_unique(coll: Collection[Any], rows: list[Any]) -> list[str]:
             if any(v is None for v in values):
                 continue  # a missing value is never a clash, as for writes
             try:
-                marker = tuple(dumps(v) for v in values)
-            except (TypeError, ValueError):
+                marker = tuple(value_key(v) for v in values)
+            except (TypeError, ValueError, RecursionError):
                 continue  # not JSON: reported on its own
             if marker in seen:
-                shown = ", ".join(f"{f}={m}" for f, m in zip(group, marker))
+                try:
+                    shown = ", ".join(f"{f}={dumps(v)}" for f, v in zip(group, values))
+                except (TypeError, ValueError, RecursionError):
+                    shown = ", ".join(group)
                 out.append(f"collection {coll.name}: {seen[marker]!r} and {key!r} share unique {shown}")
             else:
                 seen[marker] = key

@@ -17,6 +17,7 @@ from statestore.errors import (
     ValidationError,
 )
 from statestore.migrations.context import RETIRED, JsonDict
+from statestore.query import value_key
 from statestore.schema import (
     Collection,
     KeyValue,
@@ -70,7 +71,7 @@ def verify_unique(store: Store, coll: Collection[Any]) -> None:
             values = tuple(data.get(f) for f in group)
             if any(v is None for v in values):
                 continue
-            marker = tuple(dumps(v) for v in values)
+            marker = tuple(value_key(v) for v in values)
             if marker in seen:
                 raise SchemaMismatchError(
                     store.location,

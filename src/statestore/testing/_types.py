@@ -99,6 +99,17 @@ DEEP = ss.Collection("deep", Deep, key="id")
 
 
 @attrs.define
+class Loosely:
+    id: str
+    plain: Any = None
+    indexed: Any = None
+    unique: Any = None
+
+
+LOOSELY = ss.Collection("loosely", Loosely, key="id", indexes=["indexed"], unique=["unique"])
+
+
+@attrs.define
 class IntKeys:
     id: str
     counts: dict[int, str] = attrs.Factory(dict)
@@ -260,6 +271,31 @@ class TypesContract:
             assert info.value.path == "$.value"
             assert "nested too deeply to show" in str(info.value)
             assert store[DEEP].all() == []
+
+    def test_true_is_not_one_in_queries_and_unique_fields(self, store_factory: Any) -> None:
+        """Found by review: find(x=1) also found true, find(x=True) 1 and 1.0, a unique field refused 1 beside true."""
+        values: dict[str, Any] = {"t": True, "one": 1, "onef": 1.0, "f": False, "zero": 0, "lt": [True], "l1": [1]}
+        with store_factory(ss.Schema("loosely", version=1, collections=[LOOSELY])) as store:
+            view = store[LOOSELY]
+            for key, value in values.items():
+                view.put(Loosely(key, value, value, None if key == "onef" else value))  # true, 1, false, 0: no clash
+            with pytest.raises(ss.UniqueViolationError):
+                view.put(Loosely("again", unique=1.0))  # 1.0 is the number 1
+            for field in ("plain", "indexed"):
+
+                def keys(**where: Any) -> list[str]:
+                    return sorted(r.id for r in view.find(**where))
+
+                assert keys(**{field: True}) == ["t"]
+                assert keys(**{field: 1}) == keys(**{field: 1.0}) == ["one", "onef"]
+                assert keys(**{field: False}) == ["f"]
+                assert keys(**{field: 0}) == ["zero"]
+                assert keys(**{field: [True]}) == ["lt"]
+                assert keys(**{field: [1]}) == ["l1"]
+                assert keys(**{field: ss.ne(True)}) == sorted(set(values) - {"t"})
+                assert keys(**{field: ss.one_of(True, 0)}) == ["t", "zero"]
+                assert view.count(**{field: True}) == 1
+                assert view.count(**{field: 1}) == 2
 
     def test_declarations_that_cannot_round_trip_are_refused(self) -> None:
         for cls, field in ((Loose, "extra"), (IntKeys, "counts"), (WithOdd, "odd")):

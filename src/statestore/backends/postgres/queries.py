@@ -104,20 +104,19 @@ def _scalar(value: Any) -> bool:
 def _texts(value: Any) -> list[str]:
     """Every canonical JSON text a stored value equal to ``value`` (a non-null scalar) can have.
 
-    Equality is Python's, as the model's: ``1 == 1.0 == True``, ``0.0 == -0.0 == False``.
+    Equality is the model's (``query.same_value``): a number equals any
+    number of the same value (``1 == 1.0``, ``0.0 == -0.0``), true and false
+    only themselves.
     """
     texts = {dumps(value)}
-    if isinstance(value, (int, float)):  # bool too
-        number = int(value) if isinstance(value, bool) else value
-        if isinstance(number, int) or number.is_integer():
-            whole = int(number)
-            texts.add(dumps(whole))
-            if float(whole) == whole:
-                texts.add(dumps(float(whole)))
-            if whole == 0:
-                texts.update(("-0.0", "false"))
-            elif whole == 1:
-                texts.add("true")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and (isinstance(value, int) or value.is_integer()):
+        whole = int(value)
+        texts.add(dumps(whole))
+        if float(whole) == whole:
+            texts.add(dumps(float(whole)))
+        if whole == 0:
+            texts.add("-0.0")
     return sorted(texts)
 
 
