@@ -712,3 +712,101 @@ def test_an_app_converter_s_validation_errors_become_located_rejects(location: s
     assert "extra" in got["status/c.json"].reason
     with ss.open_store(location, schema, mode="read", converter=strict) as store:
         assert store[WORKLOADS].keys() == ["d"]
+
+
+# ------------------------------------------------------------------ review 6
+
+
+@attrs.define
+class Reading:
+    name: str
+    value: Any = None
+
+
+READINGS = ss.Collection("readings", Reading, key="name")
+READINGS_APP = ss.Schema("readings", version=1, collections=[READINGS])
+
+
+def _dry(root: Path, *sources: Any) -> ss.ImportReport:
+    layout = ss.LegacyLayout(version=1, sources=list(sources))
+    return ss.import_legacy(f"sqlite:{root.parent}/r.db", READINGS_APP, ss.Legacy(root, layout), dry_run=True)
+
+
+def test_a_map_key_that_disagrees_with_the_record_s_own_key_is_a_reject(tmp_path: Path) -> None:
+    """Found by review: {"E-1": {"name": "E-2"}} was imported as E-2, nothing said it was filed under E-1."""
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "r.json").write_text('{"a": {"name": "a", "value": 1}, "b": {"name": "c"}, "d": {"value": 4}}')
+    report = _dry(root, ss.JsonFile("r.json", into=READINGS))
+    assert report.imported == 2  # "a" (agrees) and "d" (the map key written in)
+    [reject] = report.rejects
+    assert reject.pointer == "/b/name"
+    assert "files this record under 'b' but its name is \"c\"" in reject.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "pointer"),
+    [("19.999999999999999999", "/value"), ("1e400", "/value"), ("[1.0000000000000001]", "/value/0")],
+)
+def test_a_number_a_float_cannot_hold_is_a_reject_never_rounded(tmp_path: Path, text: str, pointer: str) -> None:
+    """Found by review: 19.999999999999999999 was imported as 20.0 with no word."""
+    root = tmp_path / "old"
+    (root / "each").mkdir(parents=True)
+    (root / "list.json").write_text(f'[{{"name": "bad", "value": {text}}}, {{"name": "ok", "value": 0.1}}]')
+    (root / "each" / "bad.json").write_text(f'{{"value": {text}}}')
+    (root / "lines.jsonl").write_text(f'{{"name": "ok2", "value": 1.50}}\n{{"name": "bad2", "value": {text}}}\n')
+    report = _dry(
+        root,
+        ss.JsonFile("list.json", into=READINGS),
+        ss.JsonFiles("each/*.json", into=READINGS, record=lambda d, p: {**d, "name": p.stem + "-file"}),
+        ss.JsonLines("lines.jsonl", into=READINGS),
+    )
+    assert report.imported == 2
+    assert sorted((r.path, r.pointer, r.line) for r in report.rejects) == [
+        ("each/bad.json", pointer, None),
+        ("lines.jsonl", pointer, 2),
+        ("list.json", "/0" + pointer, None),
+    ]
+    for reject in report.rejects:
+        assert f"number {text.strip('[]')} has more digits than a 64-bit float holds" in reject.reason
+
+
+def test_numbers_spelled_otherwise_but_held_exactly_are_imported(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    root.mkdir()
+    spellings = ["1.50", "1e2", "1E+2", "0.1", "5e-324", "-0.0", "123456789012345678", "2.5e-3"]
+    (root / "r.jsonl").write_text("".join(f'{{"name": "n{i}", "value": {t}}}\n' for i, t in enumerate(spellings)))
+    location = f"sqlite:{tmp_path}/r.db"
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonLines("r.jsonl", into=READINGS)])
+    assert ss.import_legacy(location, READINGS_APP, ss.Legacy(root, layout)).rejected == 0
+    with ss.open_store(location, READINGS_APP, mode="read") as store:
+        assert [store[READINGS][f"n{i}"].value for i in range(len(spellings))] == [json.loads(t) for t in spellings]
+
+
+def test_deeply_nested_legacy_json_is_a_reject_not_a_crash(tmp_path: Path) -> None:
+    """Found by review: a raw RecursionError escaped import_legacy ("internal error" in the command)."""
+    root = tmp_path / "old"
+    root.mkdir()
+    deep = "[" * 100_000 + "]" * 100_000
+    (root / "r.json").write_text(deep)
+    (root / "r.jsonl").write_text(f'{{"name": "ok"}}\n{{"name": "deep", "value": {deep}}}\n')
+    report = _dry(root, ss.JsonFile("r.json", into=READINGS), ss.JsonLines("r.jsonl", into=READINGS))
+    assert report.imported == 1
+    assert sorted((r.path, r.line) for r in report.rejects) == [("r.json", None), ("r.jsonl", 2)]
+    assert all("nested deeper than statestore can read" in r.reason for r in report.rejects)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_document(tmp_path: Path) -> None:
+    """Found by review: a file a Windows editor saved with a BOM was "invalid JSON: Expecting value" at 1:1."""
+    root = tmp_path / "old"
+    (root / "each").mkdir(parents=True)
+    (root / "r.json").write_bytes(b'\xef\xbb\xbf[{"name": "a"}]')
+    (root / "each" / "b.json").write_bytes(b'\xef\xbb\xbf{"value": 2}')
+    (root / "r.jsonl").write_bytes(b'\xef\xbb\xbf{"name": "c"}\n{"name": "d"}\n')
+    report = _dry(
+        root,
+        ss.JsonFile("r.json", into=READINGS),
+        ss.JsonFiles("each/*.json", into=READINGS, record=lambda d, p: {**d, "name": p.stem}),
+        ss.JsonLines("r.jsonl", into=READINGS),
+    )
+    assert (report.imported, report.rejected) == (4, 0)

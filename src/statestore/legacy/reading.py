@@ -17,10 +17,12 @@ import bisect
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +83,55 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return marked
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+class _Inexact(float):
+    """A JSON number a 64-bit float does not hold (more digits than it keeps, or past its range).
+
+    Made by the decoder in place of the float it would round to, so the record
+    holding it is rejected, naming the number, instead of stored rounded.
+    """
+
+    text: str
+
+
+#: How many such numbers the decoder has met (only ever grows), as ``_dup_objects``.
+_inexact_numbers = [0]
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if len(text) < 16 and "e" not in text and "E" not in text:
+        return value  # at most 15 digits and no exponent: a float holds it exactly (DBL_DIG is 15)
+    if repr(value) == text or (math.isfinite(value) and Decimal(repr(value)) == Decimal(text)):
+        return value  # (1.50 and 1.5e0 are 1.5 exactly: only their spelling differs)
+    out = _Inexact(value)
+    out.text = text
+    _inexact_numbers[0] += 1
+    return out
+
+
+def _inexact_at(value: Any, parts: Parts = ()) -> tuple[Parts, _Inexact] | None:
+    """Where in ``value`` the first number a float does not hold is, and that number."""
+    if type(value) is _Inexact:
+        return parts, value
+    for k, v in _children(value):
+        found = _inexact_at(v, (*parts, str(k)))
+        if found is not None:
+            return found
+    return None
+
+
+def _inexact_reason(number: _Inexact) -> str:
+    held = "an infinity" if not math.isfinite(number) else repr(float(number))
+    return (
+        f"number {number.text} has more digits than a 64-bit float holds, or is past its range "
+        f"(it would be stored as {held}): nothing is rounded in silence"
+    )
+
+
+#: A byte order mark JSON may start with (RFC 8259 8.1: a reader may ignore it); it is not data.
+_BOM = "\ufeff"
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_float=_float)
 #: For skipping over values while locating a record in its document's text.
 _PLAIN = json.JSONDecoder()
 _SCAN: Any = getattr(_PLAIN, "scan_once")  # noqa: B009 (not in the stubs)
@@ -276,6 +326,7 @@ class Reader:
         self.total = 0
         self.reported = 0
         self.doc_dups = False
+        self.doc_inexact = False
         self.seen: dict[tuple[int, str], FileInfo] = {}
         #: source index -> timestamps whose digits past microseconds were cut (Go's nanoseconds)
         self.cut: dict[int, int] = {}
@@ -355,10 +406,14 @@ class Reader:
 
     def parse(self, index: int, into: str, rel: str, text: str) -> tuple[Any, Item | None]:
         try:
-            before = _dup_objects[0]
-            doc = _DECODER.decode(text)
+            before, numbers = _dup_objects[0], _inexact_numbers[0]
+            # A leading byte order mark is not part of the document (RFC 8259 8.1).
+            doc = _DECODER.decode(text[1:] if text.startswith(_BOM) else text)
             self.doc_dups = _dup_objects[0] != before
+            self.doc_inexact = _inexact_numbers[0] != numbers
             return doc, None
+        except RecursionError:
+            return None, self.reject(index, into, rel, "nested deeper than statestore can read", raw=text)
         except json.JSONDecodeError as exc:
             truncated = _truncated(text, exc)
             reason = ("truncated (the file ends mid-document): " if truncated else "invalid JSON: ") + exc.msg
@@ -422,6 +477,10 @@ class Reader:
         if self.doc_dups:
             dup = _all_dups(doc)[0]
             yield self._dup_reject(index, into, rel, whole, (), dup, text)
+            return
+        found = _inexact_at(doc) if self.doc_inexact else None
+        if found is not None:
+            yield self.reject(index, into, rel, _inexact_reason(found[1]), pointer=_pointer(*found[0]), raw=text)
             return
         value = doc
         if record is not None and isinstance(doc, dict):
@@ -496,12 +555,29 @@ class Reader:
                     yield self.reject(index, into, rel, reason, line=line, column=column, pointer=pointer, raw=raw)
                 continue
             original = value
+            found = _inexact_at(value) if self.doc_inexact else None
+            if found is not None:
+                raw = (_slice(whole, parts) if parts is not None else None) or _json(original)
+                pointer = _pointer(*parts, *found[0]) if parts is not None else None
+                yield self.reject(index, into, rel, _inexact_reason(found[1]), pointer=pointer, raw=raw)
+                continue
             if bad_entries and str(where) in bad_entries and parts is not None:
                 raw = _slice(whole, parts) or _json(original)
                 yield self._dup_reject(index, into, rel, whole, parts, bad_entries[str(where)], raw)
                 continue
-            if isinstance(value, dict) and single_key is not None and single_key not in value:
-                value = {single_key: where, **value}
+            if isinstance(value, dict) and single_key is not None:
+                if single_key not in value:
+                    value = {single_key: where, **value}
+                elif not _same_key(value[single_key], where):
+                    # Filed under one key, naming another: which one is meant is not ours to guess.
+                    reason = (
+                        f"the map files this record under {where!r} but its {single_key} is "
+                        f"{_json(value[single_key])}: which key is meant is not ours to guess"
+                    )
+                    raw = (_slice(whole, parts) if parts is not None else None) or _json(original)
+                    pointer = _pointer(*parts, single_key) if parts is not None else None
+                    yield self.reject(index, into, rel, reason, pointer=pointer, raw=raw)
+                    continue
             if record is not None and isinstance(value, dict):
                 try:
                     value = record(value, where)
@@ -552,18 +628,28 @@ class Reader:
         except UnicodeDecodeError as exc:
             b64 = base64.b64encode(body).decode("ascii")
             return self.reject(index, into, rel, "not valid UTF-8", line=number, column=exc.start + 1, raw_base64=b64)
-        before = _dup_objects[0]
+        if number == 1 and text.startswith(_BOM):
+            text = text[1:]  # a byte order mark: not part of the first line's document (RFC 8259 8.1)
+        before, numbers = _dup_objects[0], _inexact_numbers[0]
         try:
             # The decoder's scanner directly (decode() costs more than it on a short line).
             raw, end = _HOOKED_SCAN(text, 0)
             if end != len(text) and text[end:].strip():
                 raw = _DECODER.decode(text)
+        except RecursionError:
+            return self.reject(index, into, rel, "nested deeper than statestore can read", line=number, raw=text)
         except (StopIteration, ValueError):
             try:
                 raw = _DECODER.decode(text)  # the error, as decode() words it (or leading white space)
+            except RecursionError:
+                return self.reject(index, into, rel, "nested deeper than statestore can read", line=number, raw=text)
             except json.JSONDecodeError as exc:
                 what = "truncated last line" if not complete and _truncated(text, exc) else "invalid JSON"
                 return self.reject(index, into, rel, f"{what}: {exc.msg}", line=number, column=exc.colno, raw=text)
+        found = _inexact_at(raw) if _inexact_numbers[0] != numbers else None
+        if found is not None:
+            reason = _inexact_reason(found[1])
+            return self.reject(index, into, rel, reason, line=number, pointer=_pointer(*found[0]), raw=text)
         if _dup_objects[0] != before:
             dup = _all_dups(raw)[0]
             item = self._dup_reject(index, into, rel, _Doc(text), (), dup, text)
@@ -644,6 +730,13 @@ class Reader:
             yield self.reject(index, into, rel, reason, pointer=_pointer(n))
             return
         yield from got
+
+
+def _same_key(value: Any, where: str) -> bool:
+    """A record's own key field ``value`` agrees with the map key ``where`` it is filed under (text either way)."""
+    if type(value) is str:
+        return value == where
+    return type(value) is int and str(value) == where
 
 
 def _slice(doc: _Doc, parts: Parts) -> str | None:
