@@ -110,6 +110,16 @@ LOOSELY = ss.Collection("loosely", Loosely, key="id", indexes=["indexed"], uniqu
 
 
 @attrs.define
+class Measure:
+    id: str
+    plain: float = 0.0
+    indexed: float = 0.0
+
+
+MEASURES = ss.Collection("measures", Measure, key="id", indexes=["indexed"])
+
+
+@attrs.define
 class IntKeys:
     id: str
     counts: dict[int, str] = attrs.Factory(dict)
@@ -296,6 +306,20 @@ class TypesContract:
                 assert keys(**{field: ss.one_of(True, 0)}) == ["t", "zero"]
                 assert view.count(**{field: True}) == 1
                 assert view.count(**{field: 1}) == 2
+
+    def test_a_float_past_2_53_equals_the_int_of_its_value(self, store_factory: Any) -> None:
+        """Found by review: PostgreSQL compared 2.0**60 as its shortest decimal 1.152921504606847e+18."""
+        with store_factory(ss.Schema("measures", version=1, collections=[MEASURES])) as store:
+            view = store[MEASURES]
+            view.put(Measure("a", float(2**60), float(2**60)))
+            view.put(Measure("b", 2**60, 2**60))  # a float field keeps an integer exact
+            view.put(Measure("c", 2**60 + 1, 2**60 + 1))  # not 2.0**60 (Python compares exactly)
+            for field in ("plain", "indexed"):
+                assert sorted(r.id for r in view.find(**{field: 2**60})) == ["a", "b"]
+                assert sorted(r.id for r in view.find(**{field: float(2**60)})) == ["a", "b"]
+                assert [r.id for r in view.find(**{field: ss.ne(2**60)})] == ["c"]
+                assert sorted(r.id for r in view.find(**{field: ss.one_of(2**60, 7.5)})) == ["a", "b"]
+                assert view.count(**{field: 2**60}) == 2
 
     def test_declarations_that_cannot_round_trip_are_refused(self) -> None:
         for cls, field in ((Loose, "extra"), (IntKeys, "counts"), (WithOdd, "odd")):

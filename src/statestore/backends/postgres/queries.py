@@ -243,7 +243,9 @@ def _json_clause(term: Term) -> Clause | None:
         values = [value] if op == "eq" else list(value)
         if not all(_scalar(v) for v in values):
             return None
-        texts = [dumps(v) for v in values if v is not None]
+        # Every spelling of an equal number: jsonb compares numbers as decimals, so the int 2**60 and the
+        # float 2.0**60 (stored as 1.152921504606847e+18) differ there though they are one value.
+        texts = sorted({t for v in values if v is not None for t in _texts(v)})
         parts = []
         params = ()
         if any(v is None for v in values):
