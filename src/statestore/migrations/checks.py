@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from statestore.codec import dumps
 from statestore.errors import (
+    CorruptStoreError,
     MigrationError,
     SchemaDriftError,
     SchemaMismatchError,
@@ -101,7 +102,13 @@ def verify_records(store: Store, sch: Schema, version: int) -> None:
     if sch.is_described or _caller_checks_records.get():
         return
     for coll in sch.collections:
-        for key, _rev, data in store._scan(coll, {}, copy=False):
+        try:
+            rows = store._scan(coll, {}, copy=False)
+        except CorruptStoreError as exc:
+            # A stored key the declared key cannot be (a file name "k" for an int key, say): the
+            # declarations, not the store, are wrong for it, and the step rolls back.
+            raise step_error(store, sch, version, "up", f"after the migration {coll.name}: {exc}") from None
+        for key, _rev, data in rows:
             try:
                 store.codec.decode(coll.name, coll.type, data, key)
             except ValidationError as exc:

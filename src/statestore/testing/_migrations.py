@@ -508,6 +508,26 @@ class MigrationContract(StoreFixture):
         with store_factory(v1, mode="read") as store:
             assert store[numbered][5] == Numbered(5, "five")
 
+    def test_a_retired_collection_declared_again_with_another_key_type_fails_the_step(self, store_factory: Any) -> None:
+        """Found by review: the file backend called the store corrupt; SQLite and PostgreSQL failed the step."""
+
+        @attrs.define
+        class Numbered:
+            id: int
+
+        other = ss.Collection("other", Person1, key="id")
+        v1 = ss.Schema("r", version=1, collections=[ss.Collection("x", Person1, key="id"), other])
+        v2 = ss.Schema("r", version=2, collections=[other])
+        v3 = ss.Schema("r", version=3, collections=[ss.Collection("x", Numbered, key="id"), other])
+        with store_factory(v1) as store:
+            store[v1.collections[0]].put(Person1("k", "K"))
+        store_factory(v2, backup=False).close()
+        with pytest.raises(ss.MigrationError) as info:
+            store_factory(v3, backup=False)
+        assert "after the migration" in str(info.value)
+        with store_factory(v2, mode="read") as store:
+            assert store.history()[-1].version == 2  # the step rolled back
+
     def test_rename_to_a_name_the_code_does_not_declare(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
             _seed(store)
