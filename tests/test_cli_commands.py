@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -682,3 +683,22 @@ def test_import_legacy_into_memory_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "internal error" not in result.output
     assert "sqlite:, files: or postgresql://" in result.output
+
+
+def test_dump_to_a_device_or_pipe_writes_it_directly_and_errors_name_the_output(location: str, tmp_path: Path) -> None:
+    """-o /dev/full must not be renamed over (it is a device), and its error names it."""
+    message = one_line_error(run("dump", location, "-o", "/dev/full"))
+    assert message.startswith("Error: /dev/full: ")
+    assert "No space left" in message
+    assert Path("/dev/full").is_char_device()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    import threading
+
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    ok("dump", location, "-o", fifo)
+    reader.join(10)
+    assert got == [ok("dump", location)]
+    assert "no such" in one_line_error(run("dump", location, "-o", tmp_path / "no" / "dir" / "x")).lower()

@@ -216,7 +216,9 @@ def _dump_to_file(store: str, output: Path) -> None:
     The dump is written to a temporary file beside FILE (through a symbolic
     link: beside its target) and renamed over it once complete, so a store
     that cannot be read, a full disk or an interrupt leaves FILE as it was.
-    FILE keeps its permissions; a new one gets the usual ones (umask).
+    FILE keeps its permissions; a new one gets the usual ones (umask). A
+    FILE that is not a regular file (``/dev/stdout``, a named pipe) is
+    written directly.
     """
     import secrets
 
@@ -231,6 +233,14 @@ def _dump_to_file(store: str, output: Path) -> None:
         raise click.ClickException(
             f"{output}: {where[how]} the store being dumped ({source}): dump to a file elsewhere"
         )
+    if output.exists() and not output.is_file():
+        # A device, a pipe or a socket (-o /dev/stdout): written as it is, nothing to rename over.
+        try:
+            with open(output, "w", encoding="utf-8") as out:
+                dump_store(store, out)
+        except OSError as exc:
+            raise click.ClickException(f"{output}: {exc.strerror or exc}") from None
+        return
     tmp = target.with_name(f".{target.name}.dump-{secrets.token_hex(4)}")
     try:
         with tmp.open("x", encoding="utf-8") as out:
@@ -240,8 +250,10 @@ def _dump_to_file(store: str, output: Path) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # the output's folder or disk, not the store (whose errors say so)
+            raise click.ClickException(f"{output}: {exc.strerror or exc}") from None
         raise
 
 
