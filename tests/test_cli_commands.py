@@ -702,3 +702,16 @@ def test_dump_to_a_device_or_pipe_writes_it_directly_and_errors_name_the_output(
     reader.join(10)
     assert got == [ok("dump", location)]
     assert "no such" in one_line_error(run("dump", location, "-o", tmp_path / "no" / "dir" / "x")).lower()
+
+
+def test_ls_in_lists_ignore_spaces_after_commas_and_an_empty_order_is_an_error(queried: str) -> None:
+    """Found by review: 'status in todo, doing' dropped " doing" in silence; --order '' was ignored."""
+
+    def keys(*args: str) -> list[str]:
+        return [json.loads(line)["key"] for line in ok("ls", queried, "tasks", *args, "--json").splitlines()]
+
+    assert keys("--where", "status in todo, doing") == keys("--where", "status in todo,doing")
+    assert keys("--where", "status in todo, doing") == keys("--where", "status in doing,todo")
+    assert len(keys("--where", "status in todo , doing ")) > len(keys("--where", "status=todo"))
+    for order in ("", " ", "-", "status,", ",status"):
+        assert "names no field" in one_line_error(run("ls", queried, "tasks", "--order", order))

@@ -111,7 +111,8 @@ def _condition(coll: Collection[Any], view: Any, item: str) -> tuple[str, Any]:
     kind = view._kind(field)
     try:
         if op == "in":
-            return field, query.one_of(*(_where_value(kind, part) for part in text.split(",")))
+            # Spaces around the commas are not part of the values ('status in todo, doing').
+            return field, query.one_of(*(_where_value(kind, part.strip()) for part in text.split(",")))
         if op == "^=":
             return field, query.prefix(text)
         value = _where_value(kind, text)
@@ -338,7 +339,12 @@ def ls_command(
             if field in conditions:
                 raise click.ClickException(f"--where {item!r}: {field} already has a condition")
             conditions[field] = condition
-        order_by = [f.strip() for item in order for f in item.split(",") if f.strip()]
+        order_by = []
+        for item in order:
+            for name in item.split(","):
+                if name.strip() in ("", "-"):
+                    raise click.ClickException(f"--order {item!r}: names no field (FIELD or -FIELD, comma-separated)")
+                order_by.append(name.strip())
         if count:
             echo(str(view.count(**conditions)))
             return
