@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from statestore.errors import (
+    LAST_REVISION,
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
+    RevisionLimitError,
     StreamConflictError,
     UniqueViolationError,
     ValidationError,
@@ -149,6 +151,8 @@ class CollectionView(Generic[T]):
                         value=values if len(values) > 1 else values[0],
                         existing_key=other,
                     )
+        if current is not None and current >= LAST_REVISION:
+            raise RevisionLimitError(self.decl.name, key, current)
         revision = (current or 0) + 1
         self.store._write(self.decl, key, revision, data, text)
         return revision

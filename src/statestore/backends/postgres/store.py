@@ -270,10 +270,10 @@ class PostgresStore(PostgresStructure):
         if made is None or made[2] != mark:
             fields = self._lookup.get(coll.name, ())
             cols = ["key", "revision", "data", *(_q(column_of(f)) for f in fields)]
-            # A stored revision that is not a positive number is left to the transaction path to report.
+            # A stored revision that is not from 1 to 2**63 - 2 is left to the transaction path to report or refuse.
             clash = (
                 f"DO UPDATE SET revision = r.revision + 1, {', '.join(f'{c} = excluded.{c}' for c in cols[2:])} "
-                "WHERE r.revision > 0"
+                "WHERE r.revision BETWEEN 1 AND 9223372036854775806"
                 if replace
                 else "DO NOTHING"
             )
