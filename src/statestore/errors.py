@@ -131,6 +131,17 @@ class RevisionLimitError(StateStoreError, OverflowError):
 
 
 @attrs.define(auto_exc=True, slots=False)
+class StreamVersionLimitError(RevisionLimitError):
+    """An append would take a stream's version past :data:`LAST_REVISION`; nothing is written.
+
+    ``collection`` is the log, ``key`` the stream, ``revision`` its last version.
+    """
+
+    def message(self) -> str:
+        return f"{self.collection}: stream {self.key!r} is at version {self.revision}, the last a 64-bit version can be"
+
+
+@attrs.define(auto_exc=True, slots=False)
 class StreamConflictError(ConflictError):
     """``append(..., expect_version=N)`` found the stream at another version."""
 

@@ -23,6 +23,7 @@ from statestore.errors import (
     NotFoundError,
     RevisionLimitError,
     StreamConflictError,
+    StreamVersionLimitError,
     UniqueViolationError,
     ValidationError,
 )
@@ -479,6 +480,8 @@ class LogView(Generic[T]):
             current = self.store._stream_version(decl, stream)
             if expect_version is not None and current != expect_version:
                 raise StreamConflictError(decl.name, stream, expect_version, current)
+            if current >= LAST_REVISION:
+                raise StreamVersionLimitError(decl.name, stream, current)
             seq = self.store._add_entry(decl, stream, current + 1, at, data, text)
         return Entry(seq, stream, current + 1, stamp, record)
 
