@@ -127,6 +127,11 @@ DAMAGE = {
     "not-json": ("{not json", "JSON"),
     "nan": ('{"number": 2, "title": NaN}', "NaN"),
     "infinity": ('{"number": 2, "title": -Infinity}', "Infinity"),
+    # A member written twice (a hand edit): json keeps the last one and drops the other in silence.
+    "duplicate": ('{"number": 2, "title": "kept?", "title": "or this?"}', "duplicate member 'title'"),
+    "nested-duplicate": ('{"number": 2, "title": "x", "extra": [{"a": 1, "a": 2}]}', "duplicate member 'a'"),
+    # Past a 64-bit float: json reads it as infinity, which no record can hold.
+    "out-of-range": ('{"number": 2, "title": "x", "extra": 1e400}', "1e400"),
 }
 
 
@@ -178,6 +183,8 @@ ENTRY_DAMAGE = {
     "not-json": ("{not json", "JSON"),
     "nan": ('{"type": NaN}', "NaN"),
     "infinity": ('{"type": "e", "n": Infinity}', "Infinity"),
+    "duplicate": ('{"type": "e", "type": "f"}', "duplicate member 'type'"),
+    "out-of-range": ('{"type": "e", "n": -2e308}', "-2e308"),
 }
 
 
@@ -514,3 +521,40 @@ def test_a_symlinked_migration_lock_is_refused_by_name(tmp_path: Path, lock: str
     assert str(link) in out
     assert "symbolic link" in out
     assert link.is_symlink()
+
+
+# ---------------------------------------------------------------- strict decoding, and the fast paths agree with it
+
+REFUSED = {
+    '{"a": 1, "a": 1}': "duplicate member 'a'",
+    '{"a": {"b": [], "c": 0, "b": []}}': "duplicate member 'b'",
+    '[{"x": 1}, {"y": 2, "y": 3}]': "duplicate member 'y'",
+    '{"_statestore": {"revision": 1}, "_statestore": {"revision": 2}}': "duplicate member '_statestore'",
+    '{"a": 1e400}': "1e400",
+    '{"a": [-1E+309]}': "-1E+309",
+    '{"a": 123456789012345678901234567890e300}': "e300",
+    '{"a": NaN}': "NaN",
+}
+
+
+@pytest.mark.parametrize("text", sorted(REFUSED))
+def test_rawjson_refuses_duplicate_members_and_numbers_past_a_float(text: str) -> None:
+    from statestore.backends import rawjson
+    from statestore.backends.files.store import _load_record
+
+    for form in (text, text.encode("utf-8"), text + "\n"):
+        with pytest.raises(rawjson.StoredJSONError, match=REFUSED[text].replace("+", r"\+")):
+            rawjson.load(form)
+    # The backends' fast paths (the scanner alone) never accept what load refuses.
+    with pytest.raises(rawjson.StoredJSONError):
+        _load_record((text + "\n").encode("utf-8"))
+    with pytest.raises(rawjson.StoredJSONError):
+        rawjson.SCAN(text, 0)
+
+
+def test_rawjson_still_reads_what_statestore_writes() -> None:
+    from statestore.backends import rawjson
+
+    value = {"a": [1.5, -0.0, 1e308, -1.7976931348623157e308, 5e-324, 0, 2**63 - 1], "b": {"a": {"a": None}}, "": ""}
+    assert rawjson.load(json.dumps(value)) == value
+    assert rawjson.load(json.dumps([{"k": 1}, {"k": 2}])) == [{"k": 1}, {"k": 2}]

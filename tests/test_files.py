@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 from pathlib import Path
@@ -979,3 +980,22 @@ def test_a_migration_committed_but_not_applied_is_read_whole(tmp_path: Path, mon
     with ss.open_store(location, v4) as store:  # a writer finishes applying it
         m._check_v4(store)
     assert json.loads((tmp_path / "state" / "statestore.json").read_text())["schemas"]["app"]["version"] == 4
+
+
+@pytest.mark.parametrize("revision", [2**63, 10**30, 0, -1])
+def test_a_stored_revision_outside_64_bit_positive_is_corrupt(root: Path, revision: int) -> None:
+    """A hand-edited record file whose revision no backend could hold (or below 1) is damage, by file name."""
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1"))
+        store[TASKS].put(Task("t2"))
+    file = root / "tasks" / "t2.json"
+    doc = json.loads(file.read_text())
+    doc["_statestore"]["revision"] = revision
+    file.write_text(json.dumps(doc) + "\n")
+    words = re.escape(f"revision {revision} is not from 1 to 2**63 - 1")
+    with open_files(root) as store:
+        for read in (lambda: store[TASKS].get("t2"), store[TASKS].all, lambda: store[TASKS].put(Task("t2"))):
+            with pytest.raises(ss.CorruptStoreError, match=words) as info:
+                read()
+            assert str(file) in str(info.value)
+        assert store[TASKS].get("t1") == Task("t1")

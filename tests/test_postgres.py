@@ -449,6 +449,8 @@ def test_appends_in_one_transaction_number_their_seqs_on_after_a_rolled_back_sav
     ("column", "value", "message"),
     [
         ("data", '{"id":"t2","title":NaN}', "NaN"),
+        ("data", '{"id":"t2","title":"a","title":"b"}', "duplicate member 'title'"),
+        ("data", '{"id":"t2","title":"a","n":1e400}', "1e400"),
         ("data", '{"id":"t2"} x', "not valid JSON"),
         ("data", "[1]", "not a JSON object"),
         ("data", '{"id":"t2"', "not valid JSON"),

@@ -616,3 +616,52 @@ def test_a_lookup_column_edited_by_hand_is_reported_by_check(pg: PostgresFactory
         assert f"key '{key}': the lookup column of" in result.output
     store[TASKS].put(Task("t05", points=5))  # writing the record again rebuilds its columns
     assert [k for k, *_rest in store.lookup_mismatches(TASKS)] == ["t07", "t08"]
+
+
+def test_a_transaction_write_pairs_its_statement_with_the_columns_it_was_made_for(pg: PostgresFactory) -> None:
+    """Review: ``_upsert``'s cached statement and the row built for it read the lookup columns twice.
+
+    Another thread reloading the columns in between (after another client's
+    layout change) paired a statement made for the old column list with a row
+    made for the new one. Forced here: the columns are reloaded in the middle
+    of the read that makes the statement (as ``_load_columns`` in another
+    thread would). The statement, its row and the columns it names come from
+    one read; the next write makes the statement again for the new columns.
+    """
+    from statestore.testing.models import SCHEMA as CONTRACT
+    from statestore.testing.models import TASKS, Task
+
+    store = pg(CONTRACT)
+    _sql(pg.server, f'ALTER TABLE "{pg.pg_schema}".tasks ADD COLUMN title text')  # another client's new column
+    old = dict(store._lookup)
+    new = {**old, "tasks": (*old["tasks"], "title")}
+
+    class Reloading(dict[str, tuple[str, ...]]):
+        def get(self, name: str, default: Any = None) -> Any:
+            got = dict.get(self, name, default)
+            if name == "tasks":  # another thread's _load_columns, now: the new columns, the caches cleared
+                store._lookup = dict(new)
+                store._upserts.clear()
+                store._alone.clear()
+                store._generation += 1
+            return got
+
+    write = store._write
+
+    def racing_write(*args: Any) -> None:
+        store._lookup = Reloading(old)  # this thread's view: the columns before the other client's change
+        store._upserts.clear()
+        write(*args)
+
+    store._write = racing_write  # type: ignore[method-assign]
+    with store.transaction():
+        store[TASKS].put(Task("a", title="one", status="doing"))
+    assert store[TASKS].get_versioned("a") == ss.Versioned(Task("a", title="one", status="doing"), 1)
+    store._write = write  # type: ignore[method-assign]
+    with store.transaction():  # made again, for the columns now loaded
+        store[TASKS].put(Task("b", title="two", status="doing"))
+    got = _sql(pg.server, f'SELECT key, title, status FROM "{pg.pg_schema}".tasks ORDER BY key')
+    assert [(bytes(k).decode(), t, s) for k, t, s in got][1] == ("b", '"two"', '"doing"')
+    assert got[0][2] == '"doing"'
+    assert [t.id for t in store[TASKS].find(title="two")] == ["b"]  # through the new column
+    assert [t.id for t in store[TASKS].find(status="doing")] == ["a", "b"]

@@ -110,6 +110,37 @@ class ConflictError(StateStoreError, ValueError):
         return f"{self.collection}: {self.key!r} is at revision {self.actual}, expected {self.expected}"
 
 
+#: The last revision a record can have: revisions are 64-bit signed integers on every backend.
+LAST_REVISION = 2**63 - 1
+
+
+@attrs.define(auto_exc=True, slots=False)
+class RevisionLimitError(StateStoreError, OverflowError):
+    """A write would raise a record's revision past :data:`LAST_REVISION` (2**63 - 1).
+
+    Nothing is written. ``revision`` is the stored one. Deleting the record
+    (revisions start again at 1) is the way on.
+    """
+
+    collection: str
+    key: Any
+    revision: int
+
+    def message(self) -> str:
+        return f"{self.collection}: {self.key!r} is at revision {self.revision}, the last a 64-bit revision can be"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class StreamVersionLimitError(RevisionLimitError):
+    """An append would take a stream's version past :data:`LAST_REVISION`; nothing is written.
+
+    ``collection`` is the log, ``key`` the stream, ``revision`` its last version.
+    """
+
+    def message(self) -> str:
+        return f"{self.collection}: stream {self.key!r} is at version {self.revision}, the last a 64-bit version can be"
+
+
 @attrs.define(auto_exc=True, slots=False)
 class StreamConflictError(ConflictError):
     """``append(..., expect_version=N)`` found the stream at another version."""

@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from statestore.errors import (
+    LAST_REVISION,
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
+    RevisionLimitError,
     StreamConflictError,
+    StreamVersionLimitError,
     UniqueViolationError,
     ValidationError,
 )
@@ -154,6 +157,8 @@ class CollectionView(Generic[T]):
                         value=values if len(values) > 1 else values[0],
                         existing_key=other,
                     )
+        if current is not None and current >= LAST_REVISION:
+            raise RevisionLimitError(self.decl.name, key, current)
         revision = (current or 0) + 1
         self.store._write(self.decl, key, revision, data, text)
         return revision
@@ -481,6 +486,8 @@ class LogView(Generic[T]):
             current = self.store._stream_version(decl, stream)
             if expect_version is not None and current != expect_version:
                 raise StreamConflictError(decl.name, stream, expect_version, current)
+            if current >= LAST_REVISION:
+                raise StreamVersionLimitError(decl.name, stream, current)
             seq = self.store._add_entry(decl, stream, current + 1, at, data, text)
         return Entry(seq, stream, current + 1, stamp, record)
 

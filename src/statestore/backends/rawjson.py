@@ -1,7 +1,9 @@
 """Decoding the JSON a store holds, strictly: what statestore never writes is damage.
 
 Python's ``json`` accepts ``NaN``, ``Infinity`` and ``-Infinity`` (which are
-not JSON, and which statestore's encoder refuses to write) and raises
+not JSON, and which statestore's encoder refuses to write), keeps the last of
+two members with the same name in an object (dropping the other in silence),
+reads a number past a 64-bit float (``1e400``) as infinity, and raises
 ``RecursionError`` on deeply nested arrays. Backends decode stored text with
 :func:`load`, which turns all of these into one :class:`StoredJSONError`
 (a ``ValueError``) whose message says what is wrong; each backend wraps it
@@ -37,8 +39,31 @@ def _refuse_constant(name: str) -> NoReturn:
     raise StoredJSONError(f"holds {name}, which is not JSON (statestore never writes it)")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The object the decoder read, as a dict; StoredJSONError if a member name comes twice."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for name, _value in pairs:
+            if name in seen:
+                raise StoredJSONError(
+                    f"holds an object with a duplicate member {name!r} (statestore never writes one; "
+                    "reading it would keep one value and drop the other)"
+                )
+            seen.add(name)
+    return out
+
+
+def _float(text: str) -> float:
+    """The float a JSON number with a fraction or exponent spells; StoredJSONError past a 64-bit float."""
+    value = float(text)
+    if value - value != 0.0:  # infinity: the only non-finite value a JSON number can become
+        raise StoredJSONError(f"holds the number {text}, beyond what a 64-bit float holds (statestore never writes it)")
+    return value
+
+
 # One decoder, built once: json.loads(text, parse_constant=...) would build a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_object, parse_float=_float)
 # Its scanner reads one value starting at an index and says where it ended. Text
 # that is exactly one value from its first to its last character (what statestore
 # writes: no surrounding whitespace) decodes through it alone; anything else takes
@@ -49,8 +74,10 @@ SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore
 def load(text: str | bytes) -> Any:
     """The value ``text`` holds; StoredJSONError if it is not strict JSON or is nested too deeply to read.
 
-    An integer longer than Python reads (4,300 digits by default) is a
-    StoredJSONError too: statestore never writes one (integers are 64-bit).
+    An integer longer than Python reads (4,300 digits by default), a number
+    past a 64-bit float (``1e400``: json would read infinity) and an object
+    naming a member twice (json would keep the last value) are StoredJSONErrors
+    too: statestore never writes them.
 
     ``bytes`` are decoded as ``json.loads`` does (UTF-8, -16 or -32, a BOM
     allowed); bytes that are not text in that encoding are a StoredJSONError.

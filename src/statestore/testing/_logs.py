@@ -234,3 +234,19 @@ class LogContract(StoreFixture):
         store.close()
         with pytest.raises(ss.StoreClosedError):
             next(followed)
+
+    def test_an_append_past_the_last_64_bit_version_is_refused_and_writes_nothing(self, store: ss.Store) -> None:
+        """Stream versions are 64-bit, as revisions are (the planted entry goes in through the backend)."""
+        last = 2**63 - 1
+        events = store[EVENTS]
+        data, text = store.codec.encode("events", Event, Event("e"), "s")
+        with store.transaction():
+            store._add_entry(EVENTS, "s", last, "2024-01-01T00:00:00.000000+00:00", data, text)
+        for expect in (None, last):
+            with pytest.raises(ss.StreamVersionLimitError) as info:
+                events.append(Event("lost"), stream="s", expect_version=expect)
+            assert (info.value.collection, info.value.key, info.value.revision) == ("events", "s", last)
+            assert str(info.value) == f"events: stream 's' is at version {last}, the last a 64-bit version can be"
+            assert isinstance(info.value, ss.RevisionLimitError)
+        assert [(e.seq, e.stream, e.version) for e in events.read()] == [(1, "s", last)]
+        assert events.append(Event("kept"), stream="t").version == 1  # other streams go on

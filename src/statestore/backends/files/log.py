@@ -25,7 +25,7 @@ from statestore.backends import rawjson
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
-from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
+from statestore.errors import LAST_REVISION, CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import Log, check_name
 from statestore.store import Mode, RawEntry
 
@@ -492,8 +492,8 @@ class LogFiles:
                     except StateStoreError:
                         return None
                 version = idx.versions.get(stream, 0)
-                if expect_version is not None and version != expect_version:
-                    return None
+                if (expect_version is not None and version != expect_version) or version >= LAST_REVISION:
+                    return None  # (at the last 64-bit version: the transaction path refuses it)
                 seq = (idx.seqs[-1] if idx.seqs else 0) + 1
                 offset = idx.end
             version += 1

@@ -80,6 +80,7 @@ from statestore.backends.files.log import LogFiles, entry_line
 from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
+    LAST_REVISION,
     CorruptStoreError,
     SchemaError,
     StateStoreError,
@@ -447,6 +448,9 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         meta = doc.pop(META, None) if isinstance(doc, dict) else None
         if not isinstance(meta, dict) or not is_int(meta.get("revision")) or "key" not in meta:
             raise CorruptStoreError(str(path), f'not a statestore record (no valid "{META}" member)')
+        if not 1 <= meta["revision"] <= LAST_REVISION:
+            reason = f"collection {coll.name!r}, file {name}: revision {meta['revision']} is not from 1 to 2**63 - 1"
+            raise CorruptStoreError(str(path), reason)
         stored = meta["key"]
         types = tuple(coll.field_types[f] for f in coll.key_fields)
         parts = stored if coll.composite and isinstance(stored, list) else [stored]
@@ -745,8 +749,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 rec = self._point(coll, key, name)
             except StateStoreError:
                 return None  # (a damaged record: the transaction path reports it)
-            if rec is not None and not replace:
-                return None
+            if rec is not None and (not replace or rec[1] >= LAST_REVISION):
+                return None  # (at the last revision: the transaction path refuses it)
             revision = 1 if rec is None else rec[1] + 1
             head = txn.head
             if head is None:

@@ -92,7 +92,8 @@ class PostgresConnection(Store):
         self._lock = threading.Lock()
         self._columns: dict[str, set[str]] = {}
         self._lookup: dict[str, tuple[str, ...]] = {}  # table -> fields with a lookup column
-        self._upserts: dict[str, str] = {}
+        # collection -> _upsert's statement, the fields of its lookup columns, the generation it was made in.
+        self._upserts: dict[str, tuple[str, tuple[str, ...], int]] = {}
         # (collection, replace) -> _write_alone's statement, the fields of its lookup columns, the mark.
         self._alone: dict[tuple[str, bool], tuple[str, tuple[str, ...], str]] = {}
         self._generation = 0

@@ -233,24 +233,31 @@ class PostgresStore(PostgresStructure):
         )
         return None if row is None else self._revision_of(coll, key, row[0])
 
-    def _upsert(self, coll: Collection[Any]) -> str:
-        sql = self._upserts.get(coll.name)
-        if sql is None:
-            cols = ["key", "revision", "data", *(_q(column_of(f)) for f in self._lookup.get(coll.name, ()))]
-            sql = self._upserts[coll.name] = (
+    def _upsert(self, coll: Collection[Any]) -> tuple[str, tuple[str, ...]]:
+        """The upsert of a row of ``coll`` and the fields of its lookup columns (rows are built with these).
+
+        The generation is read first: a reload (another thread's) sets the columns, then moves it,
+        so a statement cached under an older generation is made again for the columns now loaded.
+        """
+        generation = self._generation
+        made = self._upserts.get(coll.name)
+        if made is None or made[2] != generation:
+            fields = self._lookup.get(coll.name, ())
+            cols = ["key", "revision", "data", *(_q(column_of(f)) for f in fields)]
+            sql = (
                 f"INSERT INTO {self._t(coll.name)}({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
                 f"ON CONFLICT(key) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in cols[1:])}"
             )
-        return sql
+            made = self._upserts[coll.name] = (sql, fields, generation)
+        return made[0], made[1]
 
-    def _row(
-        self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str
-    ) -> tuple[Any, ...]:
-        fields = self._lookup.get(coll.name, ())
-        return (self._key_param(coll, key), revision, text, *(field_text(data, f) for f in fields))
+    def _row(self, coll: Collection[Any], fields: Sequence[str], key: KeyValue, rev: int, data: Any, text: str) -> Any:
+        """The parameters of ``_upsert``'s statement made with ``fields``."""
+        return (self._key_param(coll, key), rev, text, *(field_text(data, f) for f in fields))
 
     def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
-        self._defer(self._upsert(coll), self._row(coll, key, revision, data, text))
+        sql, fields = self._upsert(coll)
+        self._defer(sql, self._row(coll, fields, key, revision, data, text))
 
     def _write_alone(
         self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
@@ -270,10 +277,10 @@ class PostgresStore(PostgresStructure):
         if made is None or made[2] != mark:
             fields = self._lookup.get(coll.name, ())
             cols = ["key", "revision", "data", *(_q(column_of(f)) for f in fields)]
-            # A stored revision that is not a positive number is left to the transaction path to report.
+            # A stored revision that is not from 1 to 2**63 - 2 is left to the transaction path to report or refuse.
             clash = (
                 f"DO UPDATE SET revision = r.revision + 1, {', '.join(f'{c} = excluded.{c}' for c in cols[2:])} "
-                "WHERE r.revision > 0"
+                "WHERE r.revision BETWEEN 1 AND 9223372036854775806"
                 if replace
                 else "DO NOTHING"
             )
@@ -303,8 +310,9 @@ class PostgresStore(PostgresStructure):
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         self._flush()
         with self._translate(), self._con().cursor() as cur:
+            sql, fields = self._upsert(coll)
             cur.executemany(
-                self._upsert(coll), [self._row(coll, key, revision, data, text) for key, revision, data, text in rows]
+                sql, [self._row(coll, fields, key, revision, data, text) for key, revision, data, text in rows]
             )
 
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:

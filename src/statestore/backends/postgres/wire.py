@@ -12,12 +12,13 @@ own import the same way).
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import select
 import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
+
+from statestore.backends import rawjson
 
 try:
     import psycopg
@@ -129,14 +130,10 @@ def _adapted(params: Sequence[Any]) -> tuple[list[bytes | None], tuple[int, ...]
     return values, tuple(adapter.types or ()), [int(f) for f in adapter.formats or ()]
 
 
-def _refuse(_name: str) -> NoReturn:
-    raise ValueError("not JSON")
-
-
-# The C scanner of a strict decoder: the fast way to read the canonical JSON this backend
-# writes. Whatever it does not accept whole goes the careful way (rawjson.load), which
+# The C scanner of rawjson's strict decoder: the fast way to read the canonical JSON this
+# backend writes. Whatever it does not accept whole goes the careful way (rawjson.load), which
 # accepts exactly the same texts and says what is wrong with the others.
-_scan_json: Any = json.JSONDecoder(parse_constant=_refuse).scan_once  # type: ignore[attr-defined]
+_scan_json: Any = rawjson.SCAN
 
 
 def fast_record(text: Any) -> dict[str, Any] | None:
