@@ -25,6 +25,7 @@ from statestore.backends import rawjson
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
+from statestore.backends.files.versions import LazyLogs
 from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import Log, check_name
 from statestore.store import Mode, RawEntry
@@ -770,12 +771,18 @@ class LogFiles:
         positions = idx.positions(stream=stream, prefix=prefix, after=after, count=count)
         if limit is not None:
             positions = positions[:limit]
+        txn = self._txn()
+        own = txn.logs.descriptor(log.name) if txn is not None and isinstance(txn.logs, LazyLogs) else None
         if positions:
-            handle = self._log_fd(log.name)
             path = self._log_path(log.name)
-            if handle is None:
-                raise CorruptStoreError(str(path), "log file vanished while reading")
-            fd = handle.fd
+            if own is not None:
+                handle = None
+                fd = own  # a lazy read transaction's own descriptor of the file it saw (even if since replaced)
+            else:
+                handle = self._log_fd(log.name)
+                if handle is None:
+                    raise CorruptStoreError(str(path), "log file vanished while reading")
+                fd = handle.fd
             with translate(path):
                 if os.fstat(fd).st_ino != idx.ino:
                     raise CorruptStoreError(str(path), "log file replaced while reading")

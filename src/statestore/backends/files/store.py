@@ -77,6 +77,7 @@ from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, 
 from statestore.backends.files.indexing import IndexFiles
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
+from statestore.backends.files.versions import READERS, VERSIONS, LazyColls, Versions
 from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
@@ -98,7 +99,7 @@ MIGRATE_LOCK = "migrate.lock"
 _R = TypeVar("_R")
 
 
-class FileStore(Commits, LogFiles, IndexFiles, Store):
+class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
     """A store in a directory of JSON and JSONL files.
 
     ``busy_timeout`` is how long a writer waits for another writer (any
@@ -144,6 +145,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         self._local_head_fd: int | None = None
         self._schema_gen = -1  # the change head's generation when the schemas were last checked
         self._indexed: tuple[Collection[Any], ...] | None = None  # collections with index files
+        self._readers_fd: int | None = None
+        self._readers_held = self._versions_left = False
         self._reset_process_state()
         root = Dir.open_root(self.path, create=mode == "write")
         if root is None:
@@ -153,6 +156,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             if mode == "write":
                 self._sys = root.subdir(INTERNAL, create=True)
                 self._open_for_write()
+                self._open_versions()
             else:
                 self._sys = root.subdir(INTERNAL, create=False)
                 if self._read_manifest() is None:
@@ -177,6 +181,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         self._head_memo: tuple[bytes, Head] | None = None  # the change head's bytes last read or written, parsed
         self._overlays: dict[str, Any] = {}  # parsed journal contents, for one journal id
         self._overlays_of: str | None = None
+        self._reader_fds: set[int] = set()
         self._reset_index_state()
 
     def _after_fork(self) -> None:
@@ -184,6 +189,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         # An inherited lock descriptor shares its flock with the parent's
         # (same open file description): the child must open its own.
         self._close_index()
+        self._lazy_after_fork()
         self._reset_process_state()
         self._dirs.after_fork()
         self._log_fds.after_fork()
@@ -192,9 +198,10 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             self._lock_fd = None
 
     def _close(self) -> None:
-        for fd in (self._local_head_fd, self._lock_fd):
+        for fd in (self._local_head_fd, self._lock_fd, self._readers_fd, *self._reader_fds):
             if fd is not None:
                 os.close(fd)
+        self._readers_fd, self._reader_fds = None, set()
         self._log_fds.close_all()
         self._delta_fds.close_all()
         self._close_index()
@@ -242,6 +249,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
 
     def _unlock(self) -> None:
         try:
+            self._release_readers()  # (a commit that failed before releasing it)
             assert self._lock_fd is not None
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         finally:
@@ -405,7 +413,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         ``journal.json`` no head announces (never committed) are not copied.
         """
         dest = self.path.with_name(f"{self.path.name}.backup-{backup_label(label)}")
-        skip = {LOCK, MIGRATE_LOCK, JOURNAL}
+        skip = {LOCK, MIGRATE_LOCK, JOURNAL, READERS}
+        internal = str(self.path / INTERNAL)
 
         def build(tmp: Path) -> None:
             os.mkdir(tmp, 0o700)  # private from the start: the copy may hold tokens
@@ -414,7 +423,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 tmp,
                 symlinks=True,
                 dirs_exist_ok=True,
-                ignore=lambda _folder, names: [n for n in names if n in skip or n.startswith(TMP_PREFIX)],
+                ignore=lambda folder, names: [
+                    n
+                    for n in names
+                    if n in skip or n.startswith(TMP_PREFIX) or (n == VERSIONS and os.fspath(folder) == internal)
+                ],
             )
 
         with self.transaction():
@@ -583,6 +596,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 self._local.txn = None
                 self._unlock()
                 raise
+        elif self._lazy_begin(txn):
+            self._local.txn = txn
         else:
             (txn.colls, txn.logs), txn.shared = self._snapshot()
             self._local.txn = txn
@@ -652,6 +667,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if txn is None or not txn.write:
             self._local.txn = None
             if txn is not None:
+                self._lazy_end(txn)
                 self._release_snapshot(txn.shared)
             return
         try:
@@ -775,6 +791,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if txn is not None and txn.write:
             self._unlock()
         elif txn is not None:
+            self._lazy_end(txn)
             self._release_snapshot(txn.shared)
 
     def _savepoint(self, name: str) -> None:
@@ -841,7 +858,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if txn is not None and txn.write and name in txn.records.get(coll.name, {}):
             rec = txn.records[coll.name][name]
         elif txn is not None and txn.colls is not None:
-            rec = txn.colls[coll.name].records.get(name)
+            colls = txn.colls
+            if isinstance(colls, LazyColls) and coll.name not in colls:
+                rec = self._lazy_point(coll, name, colls.lazy)  # one file, not the whole collection
+            else:
+                rec = colls[coll.name].records.get(name)
         elif coll.name in self._colls:
             with self._cache_lock:
                 cache, changes = self._coll_view(coll)

@@ -1,0 +1,374 @@
+"""Read transactions on the file backend load nothing until touched (issue 14, point 2).
+
+A read transaction is a snapshot as of its start; on the file backend it
+registers on ``.statestore/readers.lock`` and reads each collection or log
+only when first touched, through the old versions writers keep for it in
+``.statestore/versions/`` (docs/files-backend.md, "Read transactions").
+Bounded: the kill test runs 6 writer lives of at most ~1 s each.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import statestore as ss
+from statestore.backends.files import FileStore
+from statestore.backends.files.log import LogFiles
+from statestore.testing.models import EVENTS, SCHEMA, SETTINGS, TASKS, TICKETS, Event, Setting, Task, Ticket
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _stress_child as child
+
+CHILD = Path(__file__).parent / "_stress_child.py"
+
+
+def open_files(root: Path, schema: Any = SCHEMA, **kw: Any) -> FileStore:
+    store = ss.open_store(f"files:{root}", schema, **kw)
+    assert isinstance(store, FileStore)
+    return store
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def versions_dir(root: Path) -> Path:
+    return root / ".statestore" / "versions"
+
+
+def fill(root: Path, n: int) -> None:
+    with open_files(root) as store, store.transaction():
+        for i in range(n):
+            store[TASKS].put(Task(f"t{i:04}", status="todo" if i % 2 else "done", points=i, title=f"n{i % 3}"))
+            store[TICKETS].put(Ticket(i, f"ticket {i}"))
+            store[EVENTS].append(Event("made", n=i))
+
+
+class Counted:
+    """Counts record files parsed and log lines parsed (every read of either goes through these)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.records = 0
+        self.lines = 0
+        read_rec, parse_line = FileStore._read_rec, LogFiles._parse_line
+
+        def counting_read_rec(store: FileStore, coll: Any, name: str) -> Any:
+            self.records += 1
+            return read_rec(store, coll, name)
+
+        def counting_parse_line(store: Any, *a: Any, **kw: Any) -> Any:
+            self.lines += 1
+            return parse_line(store, *a, **kw)
+
+        monkeypatch.setattr(FileStore, "_read_rec", counting_read_rec)
+        monkeypatch.setattr(LogFiles, "_parse_line", counting_parse_line)
+
+
+# ---------------------------------------------------------------- cost
+
+
+@pytest.mark.parametrize("n", [40, 400])
+def test_first_read_transaction_get_reads_one_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """A fresh process's first read transaction doing one get reads one record file and no log line,
+    at 40 and at 400 records (+ as many tickets and log entries)."""
+    root = tmp_path / "state"
+    fill(root, n)
+    with open_files(root, mode="read") as reader:
+        counted = Counted(monkeypatch)  # (opening reads the history log: not the transaction's doing)
+        with reader.transaction():
+            task = reader[TASKS].get("t0003")
+            again = reader[TASKS].get("t0003")
+        assert task == again == Task("t0003", status="todo", points=3, title="n0")
+        assert (counted.records, counted.lines) == (2, 0)
+
+
+def test_first_touch_of_a_log_does_not_parse_the_others(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(root, 30)
+    with open_files(root, mode="read") as reader:
+        counted = Counted(monkeypatch)
+        with reader.transaction():
+            assert len(reader.history()) == 1  # the internal history log only
+            assert counted.lines == 1
+            assert len(reader[EVENTS]) == 30
+    assert counted.records == 0
+
+
+# ---------------------------------------------------------------- what a late first touch sees
+
+
+def snapshot(store: FileStore) -> dict[str, Any]:
+    """Everything a reader can see, by every path: point gets, all(), len(), keys, finds, logs."""
+    tasks, tickets = store[TASKS], store[TICKETS]
+    keys = [f"t{i:04}" for i in range(60)] + ["new1", "new2"]
+    return {
+        "get": {k: store[TASKS].get(k) for k in keys},
+        "revision": {k: (v.revision if (v := store[TASKS].get_versioned(k)) is not None else None) for k in keys},
+        "tickets_get": {i: tickets.get(i) for i in range(0, 60, 7)},
+        "all": tasks.all(),
+        "len": len(tasks),
+        "keys": tickets.keys(),
+        "find_index": tasks.find(status="todo"),
+        "find_plain": tasks.find(title="n1"),
+        "count": tasks.count(status="done"),
+        "settings": store[SETTINGS].all(),
+        "events": [(e.seq, e.record) for e in store[EVENTS].read()],
+        "events_len": len(store[EVENTS]),
+        "history": len(store.history()),
+    }
+
+
+def write_everything(writer: FileStore) -> None:
+    """Updates, inserts, deletes, a lone write, a journal over the inline limit, appends."""
+    tasks = writer[TASKS]
+    tasks.put(Task("t0001", status="changed", points=-1))  # a lone write (one file renamed)
+    tasks.delete("t0002")
+    tasks.insert(Task("new1", status="todo", title="n1"))
+    with writer.transaction():  # small: the journal travels in the head
+        tasks.put(Task("t0003", status="done", title="n1"))
+        tasks.delete("t0004")
+        writer[TICKETS].delete(5)
+        writer[EVENTS].append(Event("late"))
+    with writer.transaction():  # large: journal.json
+        for i in range(10, 60):
+            tasks.put(Task(f"t{i:04}", title="x" * 400, status="todo"))
+        tasks.insert(Task("new2", status="done"))
+        writer[SETTINGS].put(Setting("s", "p", "n", "v"))
+    writer[EVENTS].append(Event("alone"))
+    tasks.put(Task("t0001", status="again"))
+
+
+def test_a_late_first_touch_sees_the_start(root: Path) -> None:
+    fill(root, 40)
+    with open_files(root, mode="read") as eager:
+        expected = snapshot(eager)
+    with open_files(root) as writer, open_files(root, mode="read") as reader:
+        with reader.transaction():
+            reader[TASKS].get("t0007")  # one point read first: the collection stays unloaded
+            write_everything(writer)
+            assert versions_dir(root).is_dir()  # the writer kept old versions for this reader
+            assert snapshot(reader) == expected
+            with writer.transaction():  # and more, after the first touches
+                writer[TASKS].put(Task("t0005", points=55))
+                writer[TASKS].delete("t0006")
+                writer[TICKETS].put(Ticket(1000))
+                writer[EVENTS].append(Event("later"))
+            assert snapshot(reader) == expected
+        assert snapshot(reader) != expected
+        writer[TASKS].put(Task("t0000"))  # no reader registered: the versions go
+        assert not versions_dir(root).exists()
+
+
+def test_point_reads_inside_the_transaction_see_the_start(root: Path) -> None:
+    """Point reads only (the collection is never loaded whole): updated, deleted, inserted, rewritten twice."""
+    fill(root, 20)
+    with open_files(root) as writer, open_files(root, mode="read") as reader, reader.transaction():
+        before = {k: reader[TASKS].get(k) for k in ("t0001",)}
+        writer[TASKS].put(Task("t0001", points=100))
+        writer[TASKS].put(Task("t0001", points=200))
+        writer[TASKS].delete("t0002")
+        writer[TASKS].insert(Task("brand-new"))
+        with writer.transaction():
+            writer[TASKS].put(Task("t0003", points=300))
+            writer[TASKS].delete("t0001")
+        assert reader[TASKS].get("t0001") == before["t0001"]
+        assert reader[TASKS].get("t0002") == Task("t0002", status="done", points=2, title="n2")
+        assert reader[TASKS].get("t0003") == Task("t0003", status="todo", points=3, title="n0")
+        assert reader[TASKS].get("brand-new") is None
+        assert reader[TASKS].get_versioned("t0003").revision == 1  # type: ignore[union-attr]
+
+
+@attrs.define
+class Item:
+    id: str
+    n: int
+
+
+@attrs.define
+class Note:
+    text: str
+
+
+ITEMS = ss.Collection("items", Item, key="id", indexes=["n"])
+GONE = ss.Collection("gone", Item, key="id")
+NOTES = ss.Log("notes", Note)
+V1 = ss.Schema("lazy", version=1, collections=[ITEMS, GONE], logs=[NOTES])
+
+
+def _up(m: Any) -> None:
+    m.map_records("items", lambda r: {**r, "n": r["n"] + 1000})
+    m.drop_collection("gone")
+    m.map_entries("notes", lambda e: {"text": e["text"].upper()})
+
+
+V2 = ss.Schema(
+    "lazy",
+    version=2,
+    collections=[ITEMS],
+    logs=[NOTES],
+    migrations=[ss.Migration(2, "bump, drop, shout", up=_up, down=lambda m: None)],
+)
+
+
+def test_a_migration_after_the_start_is_not_seen(root: Path) -> None:
+    """A migration (records rewritten, a collection dropped, a log rewritten) in another store object."""
+    with open_files(root, V1) as store, store.transaction():
+        for i in range(30):
+            store[ITEMS].put(Item(f"i{i:02}", i))
+            store[GONE].put(Item(f"g{i:02}", i))
+            store[NOTES].append(Note(f"note {i}"))
+    with open_files(root, V1, mode="read") as reader, reader.transaction():
+        first = reader[ITEMS].get("i03")
+        with open_files(root, V2, backup=False) as migrated:
+            assert migrated[ITEMS].get("i03") == Item("i03", 1003)
+        assert not (root / "gone").exists()
+        assert first == reader[ITEMS].get("i03") == Item("i03", 3)
+        assert reader[GONE].get("g07") == Item("g07", 7)
+        assert len(reader[GONE]) == 30
+        assert [i.n for i in reader[ITEMS].find(n=5)] == [5]
+        assert [i.n for i in reader[ITEMS].all()] == list(range(30))
+        assert [e.record.text for e in reader[NOTES].read()] == [f"note {i}" for i in range(30)]
+
+
+def test_readers_in_threads_each_hold_their_own_registration(root: Path) -> None:
+    """4 reader threads x 5 transactions each against a writer rewriting 30 records with one counter."""
+    with open_files(root, child.SCHEMA) as writer:
+        with writer.transaction():
+            for i in range(30):
+                writer[child.RECS].put(child.Rec(f"r{i:03}", 0, 30))
+        stop = threading.Event()
+        failures: list[str] = []
+        preserved = threading.Event()
+
+        def write() -> None:
+            counter = 0
+            while not stop.is_set():
+                counter += 1
+                with writer.transaction():
+                    for i in range(30):
+                        writer[child.RECS].put(child.Rec(f"r{i:03}", counter, 30))
+                if versions_dir(root).exists():
+                    preserved.set()
+
+        with open_files(root, child.SCHEMA, mode="read") as reader:
+
+            def read() -> None:
+                for _ in range(5):
+                    with reader.transaction():
+                        first = reader[child.RECS].get("r017")
+                        time.sleep(0.02)
+                        rows = [(r.counter, r.size) for r in reader[child.RECS].all()]
+                        again = reader[child.RECS].get("r003")
+                    if first is None or again is None:
+                        failures.append("a record vanished")
+                    elif child.torn(rows) or rows[0] != (first.counter, 30) or again.counter != first.counter:
+                        failures.append(f"{first.counter} {again.counter} {sorted(set(rows))[:4]}")
+
+            thread = threading.Thread(target=write)
+            thread.start()
+            try:
+                readers = [threading.Thread(target=read) for _ in range(4)]
+                for t in readers:
+                    t.start()
+                for t in readers:
+                    t.join()
+            finally:
+                stop.set()
+                thread.join()
+        assert failures == []
+        assert preserved.is_set()
+        writer[child.RECS].put(child.Rec("r000", -1, 30))
+        assert not versions_dir(root).exists()
+
+
+# ---------------------------------------------------------------- kills
+
+
+LIVES = 6
+
+
+@pytest.mark.slow
+def test_killed_writers_never_change_what_a_lazy_reader_sees(root: Path) -> None:
+    """6 writer processes (40-120 records per transaction, one counter) SIGKILLed after 0.2-1 s each,
+    while read transactions begun before, during and after each life touch the records late."""
+    rng = random.Random(14)
+    root.parent.mkdir(exist_ok=True)
+    with open_files(root, child.SCHEMA) as seed, seed.transaction():
+        for i in range(child.MAX):
+            seed[child.RECS].put(child.Rec(f"r{i:03}", 0, child.MAX))
+    bad: list[str] = []
+    with open_files(root, child.SCHEMA, mode="read") as reader:
+        recs = reader[child.RECS]
+        outer = reader.transaction()
+        outer.__enter__()  # begun before every life: must see the seed to the end
+        try:
+            for life in range(LIVES):
+                proc = subprocess.Popen(
+                    [sys.executable, str(CHILD), "writer", str(root), str(life)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                deadline = time.monotonic() + rng.uniform(0.2, 1.0)
+                while time.monotonic() < deadline:
+                    inner = threading.Thread(target=lambda: _check_inner(reader, bad))
+                    inner.start()
+                    inner.join()
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                rows = [(r.counter, r.size) for r in recs.all()] if life == LIVES - 1 else None
+                first = recs.get(f"r{rng.randrange(child.MAX):03}")
+                if first is None or (first.counter, first.size) != (0, child.MAX):
+                    bad.append(f"outer get after life {life}: {first}")
+                if rows is not None and rows != [(0, child.MAX)] * child.MAX:
+                    bad.append(f"outer all: {sorted(set(rows))[:4]} of {len(rows)}")
+        finally:
+            outer.__exit__(None, None, None)
+    assert bad == []
+    assert versions_dir(root).exists()  # the killed writers preserved for the outer reader
+    with open_files(root, child.SCHEMA) as after:  # no reader now: the next writer clears them
+        after[child.RECS].put(child.Rec("r000", 1, child.MAX))
+        assert not versions_dir(root).exists()
+
+
+def _check_inner(reader: FileStore, bad: list[str]) -> None:
+    recs = reader[child.RECS]
+    with reader.transaction():
+        first = recs.get("r000")
+        time.sleep(0.01)
+        rows = [(r.counter, r.size) for r in recs.all()]
+        count = len(recs)
+    if first is None or child.torn(rows) or rows[0] != (first.counter, first.size) or count != len(rows):
+        bad.append(f"inner: {first} {sorted(set(rows))[:4]} of {len(rows)}")
+
+
+def test_backups_and_dumps_leave_versions_and_the_readers_lock_out(root: Path, tmp_path: Path) -> None:
+    fill(root, 5)
+    with open_files(root) as writer, open_files(root, mode="read") as reader, reader.transaction():
+        reader[TASKS].get("t0001")
+        writer[TASKS].put(Task("t0001", points=7))
+        assert versions_dir(root).is_dir()
+        out = io.StringIO()
+        ss.dump_store(writer, out)
+        assert "versions" not in out.getvalue()
+        backup = writer._backup("test")
+        assert backup is not None
+        assert not (backup / ".statestore" / "versions").exists()
+        assert not (backup / ".statestore" / "readers.lock").exists()
+        copy = tmp_path / "copy"
+        ss.copy_store(writer, f"files:{copy}")
+        assert not (copy / ".statestore" / "versions").exists()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) > 5
