@@ -27,6 +27,7 @@ import pytest
 import statestore as ss
 from statestore.backends.files import FileStore
 from statestore.backends.files.log import LogFiles
+from statestore.backends.files.versions import LazyColls
 from statestore.testing.models import EVENTS, SCHEMA, SETTINGS, TASKS, TICKETS, Event, Setting, Task, Ticket
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -244,53 +245,61 @@ def test_a_migration_after_the_start_is_not_seen(root: Path) -> None:
 
 
 def test_readers_in_threads_each_hold_their_own_registration(root: Path) -> None:
-    """4 reader threads x 5 transactions each against a writer rewriting 30 records with one counter."""
+    """4 reader threads x 5 rounds: each registers and reads one record, then a writer thread commits
+    3 rewrites of all 30 records (one counter) while they hold their snapshots, then 3 more while
+    they finish one after the other; each reader's later reads must match its first one."""
     with open_files(root, child.SCHEMA) as writer:
         with writer.transaction():
             for i in range(30):
                 writer[child.RECS].put(child.Rec(f"r{i:03}", 0, 30))
-        stop = threading.Event()
         failures: list[str] = []
-        preserved = threading.Event()
+        kept: list[bool] = []
+        registered, written, done = threading.Barrier(5), threading.Barrier(5), threading.Barrier(5)
+        counter = [0]
 
-        def write() -> None:
-            counter = 0
-            while not stop.is_set():
-                counter += 1
+        def commit(times: int) -> None:
+            for _ in range(times):
+                counter[0] += 1
                 with writer.transaction():
                     for i in range(30):
-                        writer[child.RECS].put(child.Rec(f"r{i:03}", counter, 30))
-                if versions_dir(root).exists():
-                    preserved.set()
+                        writer[child.RECS].put(child.Rec(f"r{i:03}", counter[0], 30))
+
+        def write() -> None:
+            for _ in range(5):
+                registered.wait()
+                commit(3)
+                kept.append(versions_dir(root).is_dir())
+                written.wait()
+                commit(3)
+                done.wait()  # (a reader that registers during a commit takes the eager snapshot)
 
         with open_files(root, child.SCHEMA, mode="read") as reader:
 
-            def read() -> None:
+            def read(n: int) -> None:
                 for _ in range(5):
                     with reader.transaction():
+                        if not isinstance(reader._txn().colls, LazyColls):  # type: ignore[union-attr]
+                            failures.append("not a lazy transaction")
                         first = reader[child.RECS].get("r017")
-                        time.sleep(0.02)
+                        registered.wait()
+                        written.wait()
+                        time.sleep(0.002 * n)
                         rows = [(r.counter, r.size) for r in reader[child.RECS].all()]
                         again = reader[child.RECS].get("r003")
+                    done.wait()
                     if first is None or again is None:
                         failures.append("a record vanished")
                     elif child.torn(rows) or rows[0] != (first.counter, 30) or again.counter != first.counter:
                         failures.append(f"{first.counter} {again.counter} {sorted(set(rows))[:4]}")
 
-            thread = threading.Thread(target=write)
-            thread.start()
-            try:
-                readers = [threading.Thread(target=read) for _ in range(4)]
-                for t in readers:
-                    t.start()
-                for t in readers:
-                    t.join()
-            finally:
-                stop.set()
-                thread.join()
+            threads = [threading.Thread(target=write), *(threading.Thread(target=read, args=(n,)) for n in range(4))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         assert failures == []
-        assert preserved.is_set()
-        writer[child.RECS].put(child.Rec("r000", -1, 30))
+        assert kept == [True] * 5
+        writer[child.RECS].put(child.Rec("r000", -1, 30))  # no reader now: the versions go
         assert not versions_dir(root).exists()
 
 
@@ -314,6 +323,7 @@ def test_killed_writers_never_change_what_a_lazy_reader_sees(root: Path) -> None
         recs = reader[child.RECS]
         outer = reader.transaction()
         outer.__enter__()  # begun before every life: must see the seed to the end
+        assert isinstance(reader._txn().colls, LazyColls)  # type: ignore[union-attr]
         try:
             for life in range(LIVES):
                 proc = subprocess.Popen(

@@ -8,7 +8,8 @@ Layout (DESIGN §6)::
     <root>/<log>.jsonl               one entry per line: {"at", "record", "seq", "stream", "version"}
     <root>/.statestore/              write.lock, journal.json (a committed transaction being applied),
                                      changes (the change head), migrate.lock, history.jsonl (the
-                                     migration history) and statestore's other internal logs
+                                     migration history) and statestore's other internal logs,
+                                     readers.lock and versions/ (read transactions: versions.py)
 
 so ``grep -r '"status": "todo"' state/tasks/`` and ``jq`` work on a live
 store. File names come from :mod:`statestore.backends.files.names`; every file is 0600 and
@@ -23,9 +24,13 @@ processes. A transaction is staged in memory, per thread, and committed
 through the journal (:mod:`statestore.backends.files.journal`). Readers take no lock: they
 read the change head before and after (a seqlock), and read a committed
 journal in place of the files it is applying, so they never see half a
-transaction. Collections are cached in memory and brought up to date from the
-change head, re-reading only the files that changed; logs keep a byte-offset
-index, extended by reading only the bytes appended since.
+transaction. A read transaction registers with a shared flock on
+``.statestore/readers.lock`` (never waiting: refused, it loads its snapshot at
+once) and reads what it touches when it touches it, through the old versions
+writers keep for it (:mod:`statestore.backends.files.versions`). Collections
+are cached in memory and brought up to date from the change head,
+re-reading only the files that changed; logs keep a byte-offset index,
+extended by reading only the bytes appended since.
 
 Where things are: this module opens stores, locks, caches, transactions and
 records; :mod:`statestore.backends.files.commit` commits and recovers;
@@ -106,8 +111,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
     thread or process) before raising StoreBusyError. ``durability="full"``
     fsyncs every file and directory it changes; ``"normal"`` relies on atomic
     renames, which survive a killed process but not a power loss. Mode
-    ``"read"`` creates nothing and takes no lock; a missing store raises
-    StoreNotFoundError. A store object may be shared by threads and survives
+    ``"read"`` creates nothing and never waits for a lock: plain reads take
+    none, and a read transaction takes a shared ``flock`` on
+    ``.statestore/readers.lock`` without waiting (if it is refused, or the file
+    is missing, the transaction loads its whole snapshot at its start
+    instead); a missing store raises StoreNotFoundError. A store object may be shared by threads and survives
     ``fork()``. Files edited by hand while a process has the store open are
     seen by that process only after the next committed write.
     """
@@ -479,8 +487,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         raw = d.read(name)
         return None if raw is None else self._parse(coll, name, raw, Lazy(d.path, name))
 
-    def _consistent(self, fn: Callable[[Head, Journal | None], _R]) -> _R:
-        """Run ``fn`` until the change head is the same before and after it (a seqlock read)."""
+    def _consistent(self, fn: Callable[[Head, Journal | None], _R], first: Head | None = None) -> _R:
+        """Run ``fn`` until the change head is the same before and after it (a seqlock read).
+
+        ``first``: the head as just read by the caller, taken as the first "before".
+        """
         txn = self._local.txn
         if txn is not None and txn.write:
             head = self._read_head()
@@ -488,7 +499,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.0005
         for attempt in range(1_000_000):
-            head = self._read_head()
+            head = first if first is not None and not attempt else self._read_head()
             result = fn(head, self._journal(head))
             # (A head torn by a crash has a generation of its own bytes: the same
             # torn head twice is a match, and nothing was applied in between.)
@@ -596,10 +607,10 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
                 self._local.txn = None
                 self._unlock()
                 raise
-        elif self._lazy_begin(txn):
-            self._local.txn = txn
         else:
-            (txn.colls, txn.logs), txn.shared = self._snapshot()
+            lazy, first = self._lazy_begin(txn)
+            if not lazy:
+                (txn.colls, txn.logs), txn.shared = self._snapshot(first)
             self._local.txn = txn
 
     def _check_schema_gen(self) -> None:
@@ -618,13 +629,14 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         self._schema_gen = head.gen
 
     def _snapshot(
-        self,
+        self, first: Head | None = None
     ) -> tuple[tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]], list[Records]]:
         """Every collection and log as of one generation: a read transaction's view.
 
         A collection's cache is shared with the snapshot rather than copied;
         the store copies it before changing it (``_unshared``). Logs are
         append-only: the snapshot keeps the index and how many lines count.
+        ``first``: the change head as the caller just read it, if it did.
         """
 
         shared: list[Records] = []
@@ -652,7 +664,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
 
         with self._cache_lock:
             result: tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]
-            result = self._consistent(take)
+            result = self._consistent(take, first)
             return result, shared
 
     def _release_snapshot(self, shared: list[Records]) -> None:

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, TxnEntry
-from statestore.backends.files.fileio import Dir, translate, unique_hex
+from statestore.backends.files.fileio import Dir, descriptor_budget, translate, unique_hex
 from statestore.backends.files.journal import Head, Journal
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Collection, Log
@@ -156,7 +156,7 @@ class Versions:
 
         def _journal(self, head: Head) -> Journal | None: ...
 
-        def _consistent(self, fn: Callable[[Head, Journal | None], _R]) -> _R: ...
+        def _consistent(self, fn: Callable[[Head, Journal | None], _R], first: Head | None = None) -> _R: ...
 
         def _dir(self, name: str, *, create: bool = False) -> Dir | None: ...
 
@@ -257,43 +257,49 @@ class Versions:
 
     # ------------------------------------------------------------ readers
 
-    def _lazy_begin(self, txn: Txn) -> bool:
-        """Make ``txn`` a lazy read transaction (True), or say the eager snapshot is needed (False)."""
+    def _lazy_begin(self, txn: Txn) -> tuple[bool, Head | None]:
+        """Make ``txn`` a lazy read transaction (True), or say the eager snapshot is needed (False).
+
+        Also returns the change head if it was read (the eager snapshot can start from it).
+        """
         if self._sys is None:
-            return False
+            return False, None
         try:
             fd = self._sys.open(READERS, os.O_RDONLY)
         except StateStoreError:
-            return False
+            return False, None
         if fd is None:
-            return False
+            return False, None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                return False
-            lazy = self._lazy_start(fd)
+                return False, None
+            head = self._read_head()  # (only now: a writer that commits after it keeps versions for us)
+            lazy = self._lazy_start(fd, head)
         except BaseException:
             os.close(fd)
             raise
         if lazy is None:
             os.close(fd)
-            return False
+            return False, head
         self._reader_fds.add(fd)
         txn.colls = LazyColls(lambda name: self._lazy_coll(txn, lazy, name), lazy)
         txn.logs = LazyLogs(lambda name: self._lazy_log(lazy, name), lazy)
-        return True
+        return True, head
 
-    def _lazy_start(self, fd: int) -> Lazy | None:
+    def _lazy_start(self, fd: int, head: Head) -> Lazy | None:
         """``g0`` and each log's end, both read after registering; None if the head has a journal or moved."""
-        head = self._read_head()
         if head.gen < 0 or head.journal is not None or head.journal_file:
             return None
+        every = (*self.logs, *INTERNAL_LOGS)
+        if len(every) > descriptor_budget():
+            return None  # one descriptor per log per transaction: too many for the descriptor limit
         logs: dict[str, tuple[int, int, int] | None] = {}
         lazy = Lazy(fd, head.gen, logs)
         try:
-            for log in (*self.logs, *INTERNAL_LOGS):
+            for log in every:
                 folder, file = self._log_place(log.name)
                 log_fd = folder.open(file, os.O_RDONLY) if folder is not None else None
                 if log_fd is None:
@@ -307,6 +313,9 @@ class Versions:
             if self._read_head().gen != head.gen:
                 self._lazy_close_logs(lazy)
                 return None
+        except StateStoreError:  # (out of descriptors, say): the eager snapshot says what is wrong, if anything
+            self._lazy_close_logs(lazy)
+            return None
         except BaseException:
             self._lazy_close_logs(lazy)
             raise
