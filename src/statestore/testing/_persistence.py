@@ -116,6 +116,8 @@ class PersistenceContract(StoreFixture, DriftContract):
                 writer[TASKS].put(_task(key, status="todo"))
             writer[EVENTS].append(Event("x"), stream="s")
             with store_factory(mode="read") as reader, reader.transaction():
+                # (One read first: SQLite's snapshot begins at a transaction's first read.)
+                assert reader[TICKETS].get(1) is None
                 with writer.transaction():
                     writer[TASKS].put(_task("a", status="done"))
                     writer[TASKS].delete("b")
