@@ -380,5 +380,6 @@ def test_backups_and_dumps_leave_versions_and_the_readers_lock_out(root: Path, t
         copy = tmp_path / "copy"
         ss.copy_store(writer, f"files:{copy}")
         assert not (copy / ".statestore" / "versions").exists()
+    assert not versions_dir(root).exists()  # the writer closed after the reader ended: it deleted them
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(lines) > 5

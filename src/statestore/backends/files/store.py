@@ -206,6 +206,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
             self._lock_fd = None
 
     def _close(self) -> None:
+        with contextlib.suppress(OSError, StateStoreError):
+            self._sweep_versions()
         for fd in (self._local_head_fd, self._lock_fd, self._readers_fd, *self._reader_fds):
             if fd is not None:
                 os.close(fd)

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, TxnEntry
 from statestore.backends.files.fileio import Dir, descriptor_budget, translate, unique_hex
-from statestore.backends.files.journal import Head, Journal
+from statestore.backends.files.journal import LOCK, Head, Journal
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Collection, Log
 from statestore.store import INTERNAL_LOGS, Mode
@@ -143,6 +143,8 @@ class Versions:
     _readers_held: bool  # whether it holds LOCK_EX now (a commit in progress)
     _versions_left: bool  # whether kept versions may exist (kept here, or found at open)
     _reader_fds: set[int]  # descriptors of this process's lazy transactions (closed after fork())
+    _mutex: threading.Lock  # (FileStore's) threads queue here for the write lock
+    _lock_fd: int | None  # (FileStore's) descriptor of write.lock
 
     if TYPE_CHECKING:
 
@@ -219,6 +221,41 @@ class Versions:
             self._readers_held = False
             if self._readers_fd is not None:
                 fcntl.flock(self._readers_fd, fcntl.LOCK_UN)
+
+    def _sweep_versions(self) -> None:
+        """At close: delete the versions this process kept if no writer and no lazy reader holds the store.
+
+        Best effort and never waiting (kept versions may hold deleted data: they
+        should not outlive the readers they were kept for). If anyone holds
+        either lock, the next writer granted readers.lock deletes them.
+        """
+        if not self._versions_left or self._readers_fd is None or self._sys is None:
+            return
+        if not self._mutex.acquire(False):
+            return  # a thread of ours is writing (or closing): leave it to a later commit
+        try:
+            fd = self._lock_fd
+            if fd is None:
+                fd = self._lock_fd = self._sys.open(LOCK, os.O_RDWR, create=True)
+            assert fd is not None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another writer: it may be keeping versions right now
+            try:
+                try:
+                    fcntl.flock(self._readers_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # a lazy reader still needs them
+                try:
+                    shutil.rmtree(self._sys.path / VERSIONS, ignore_errors=True)
+                    self._versions_left = False
+                finally:
+                    fcntl.flock(self._readers_fd, fcntl.LOCK_UN)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
 
     def _keep_versions(self, gen: int, files: list[tuple[str, str]]) -> None:
         """Keep the current version of each (collection, file) in ``versions/<gen>.<hex>/`` with a manifest."""
