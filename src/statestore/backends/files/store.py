@@ -115,9 +115,13 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
     none, and a read transaction takes a shared ``flock`` on
     ``.statestore/readers.lock`` without waiting (if it is refused, or the file
     is missing, the transaction loads its whole snapshot at its start
-    instead); a missing store raises StoreNotFoundError. A store object may be shared by threads and survives
-    ``fork()``. Files edited by hand while a process has the store open are
-    seen by that process only after the next committed write.
+    instead); a missing store raises StoreNotFoundError. A store object may
+    be shared by threads and survives ``fork()``. Files edited by hand while
+    a process has the store open are seen by that process only after the next
+    committed write. A write-mode store makes ``.statestore/readers.lock``;
+    while a read transaction is registered on it, writers keep the old
+    versions of the record files they change in ``.statestore/versions/``
+    (deleted once no reader is registered: :mod:`.versions`).
     """
 
     def __init__(
