@@ -173,23 +173,31 @@ def test_a_late_first_touch_sees_the_start(root: Path) -> None:
         assert not versions_dir(root).exists()
 
 
-def test_point_reads_inside_the_transaction_see_the_start(root: Path) -> None:
-    """Point reads only (the collection is never loaded whole): updated, deleted, inserted, rewritten twice."""
+@pytest.mark.parametrize("warm", [False, True])
+def test_point_reads_inside_the_transaction_see_the_start(root: Path, warm: bool) -> None:
+    """Point reads only (the transaction never loads the collection whole): updated, deleted, inserted,
+    rewritten twice; from the files, or (warm) from the process's cache of the collection."""
     fill(root, 20)
-    with open_files(root) as writer, open_files(root, mode="read") as reader, reader.transaction():
-        before = {k: reader[TASKS].get(k) for k in ("t0001",)}
-        writer[TASKS].put(Task("t0001", points=100))
-        writer[TASKS].put(Task("t0001", points=200))
-        writer[TASKS].delete("t0002")
-        writer[TASKS].insert(Task("brand-new"))
-        with writer.transaction():
-            writer[TASKS].put(Task("t0003", points=300))
-            writer[TASKS].delete("t0001")
-        assert reader[TASKS].get("t0001") == before["t0001"]
-        assert reader[TASKS].get("t0002") == Task("t0002", status="done", points=2, title="n2")
-        assert reader[TASKS].get("t0003") == Task("t0003", status="todo", points=3, title="n0")
-        assert reader[TASKS].get("brand-new") is None
-        assert reader[TASKS].get_versioned("t0003").revision == 1  # type: ignore[union-attr]
+    with open_files(root) as writer, open_files(root, mode="read") as reader:
+        if warm:
+            assert len(reader[TASKS].all()) == 20
+        with reader.transaction():
+            before = reader[TASKS].get("t0001")
+            writer[TASKS].put(Task("t0001", points=100))
+            writer[TASKS].put(Task("t0001", points=200))
+            writer[TASKS].delete("t0002")
+            writer[TASKS].insert(Task("brand-new"))
+            with writer.transaction():
+                writer[TASKS].put(Task("t0003", points=300))
+                writer[TASKS].delete("t0001")
+            assert reader[TASKS].get("t0001") == before
+            assert reader[TASKS].get("t0002") == Task("t0002", status="done", points=2, title="n2")
+            assert reader[TASKS].get("t0003") == Task("t0003", status="todo", points=3, title="n0")
+            assert reader[TASKS].get("brand-new") is None
+            assert reader[TASKS].get_versioned("t0003").revision == 1  # type: ignore[union-attr]
+            assert "t0002" in reader[TASKS]
+            assert TASKS.name not in reader._txn().colls  # type: ignore[union-attr]  # (never loaded whole)
+        assert reader[TASKS].get("t0001") is None
 
 
 @attrs.define

@@ -392,6 +392,12 @@ class Versions:
 
     def _lazy_point(self, coll: Collection[Any], name: str, lazy: Lazy) -> Rec | None:
         """Record file ``name`` of ``coll`` as of ``g0``: the file now, unless a kept version says otherwise."""
+        if coll.name in self._colls:
+            # Loaded in this process: bring the cache up to date (re-reading only what changed), as outside.
+            with self._cache_lock:
+                cache, overlay = self._consistent(lambda h, j: (self._catch_up(coll, h, j), self._overlay(coll, j)))
+                rec = overlay[name] if name in overlay else cache.records.get(name)
+            return self._old_versions(coll, lazy, name).get(name, rec)
         head = self._read_head()
         if head.journal is None and not head.journal_file:
             rec = self._read_rec(coll, name)
