@@ -391,3 +391,54 @@ def test_backups_and_dumps_leave_versions_and_the_readers_lock_out(root: Path, t
     assert not versions_dir(root).exists()  # the writer closed after the reader ended: it deleted them
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(lines) > 5
+
+
+def test_versions_are_copied_where_hard_links_fail(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(root, 5)
+
+    def no_link(*_a: Any, **_kw: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    with open_files(root) as writer, open_files(root, mode="read") as reader, reader.transaction():
+        before = reader[TASKS].get("t0001")
+        monkeypatch.setattr(os, "link", no_link)
+        writer[TASKS].put(Task("t0001", points=7))
+        writer[TASKS].delete("t0002")
+        kept = [p for p in versions_dir(root).rglob("*") if p.is_file() and p.name != "manifest.json"]
+        assert kept
+        assert all(p.stat().st_nlink == 1 for p in kept)  # copies, not links
+        assert reader[TASKS].get("t0001") == before
+        assert reader[TASKS].get("t0002") == Task("t0002", status="done", points=2, title="n2")
+
+
+def test_a_commit_whose_versions_cannot_be_kept_does_not_happen(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from statestore.backends.files.fileio import Dir
+
+    fill(root, 5)
+    with open_files(root) as writer, open_files(root, mode="read") as reader, reader.transaction():
+        before = reader[TASKS].get("t0001")
+
+        def no_link(*_a: Any, **_kw: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        real_subdir = Dir.subdir
+
+        def full_disk(self: Dir, name: str, *, create: bool) -> Dir | None:
+            if create and name.split(".")[0].isdigit():
+                raise ss.BackendError(str(self.path / name), "No space left on device")
+            return real_subdir(self, name, create=create)
+
+        monkeypatch.setattr(os, "link", no_link)
+        monkeypatch.setattr(Dir, "subdir", full_disk)
+        with pytest.raises(ss.StateStoreError):
+            writer[TASKS].put(Task("t0001", points=7))
+        with pytest.raises(ss.StateStoreError), writer.transaction():
+            writer[TASKS].put(Task("t0001", points=8))
+            writer[TASKS].delete("t0003")
+        monkeypatch.undo()
+        assert reader[TASKS].get("t0001") == before
+        with open_files(root, mode="read") as fresh:
+            assert fresh[TASKS].get("t0001") == before
+            assert fresh[TASKS].get("t0003") is not None
+        writer[TASKS].put(Task("t0001", points=9))  # and the writer goes on
+        assert reader[TASKS].get("t0001") == before

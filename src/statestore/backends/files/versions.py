@@ -205,7 +205,7 @@ class Versions:
         assert fd is not None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:  # refused (or no flock here at all: keeping versions is the safe side)
             self._keep_versions(gen, files)
             return
         self._readers_held = True
@@ -220,7 +220,8 @@ class Versions:
         if self._readers_held:
             self._readers_held = False
             if self._readers_fd is not None:
-                fcntl.flock(self._readers_fd, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):  # (closing the descriptor would release it too)
+                    fcntl.flock(self._readers_fd, fcntl.LOCK_UN)
 
     def _sweep_versions(self) -> None:
         """At close: delete the versions this process kept if no writer and no lazy reader holds the store.
