@@ -196,7 +196,10 @@ def test_point_reads_inside_the_transaction_see_the_start(root: Path, warm: bool
             assert reader[TASKS].get("brand-new") is None
             assert reader[TASKS].get_versioned("t0003").revision == 1  # type: ignore[union-attr]
             assert "t0002" in reader[TASKS]
-            assert TASKS.name not in reader._txn().colls  # type: ignore[union-attr]  # (never loaded whole)
+            assert len(reader[TASKS]) == 20  # (from the index files, corrected by the kept versions)
+            if not warm:  # (warm: the transaction shares the process's cache, or a copy with the versions over it)
+                assert TASKS.name not in reader._txn().colls  # type: ignore[union-attr]  # (never loaded whole)
+            assert [t.id for t in reader[TASKS].find(points=2)] == ["t0002"]
         assert reader[TASKS].get("t0001") is None
 
 
@@ -442,3 +445,35 @@ def test_a_commit_whose_versions_cannot_be_kept_does_not_happen(root: Path, monk
             assert fresh[TASKS].get("t0003") is not None
         writer[TASKS].put(Task("t0001", points=9))  # and the writer goes on
         assert reader[TASKS].get("t0001") == before
+
+
+def test_len_inside_a_lazy_transaction_is_the_count_at_its_start(root: Path) -> None:
+    """20 rounds: random inserts, rewrites and deletes (lone, small and large transactions) after a
+    read transaction began; its first len() (from the index files and the kept versions) must be the
+    count at its start, and so must a len() after a full load."""
+    rng = random.Random(2)
+    fill(root, 30)
+    with open_files(root) as writer, open_files(root, mode="read") as counter:
+        tasks = writer[TASKS]
+
+        def some_writes() -> None:
+            for _ in range(rng.randint(1, 4)):
+                size = rng.choice([1, 3, 60])
+                with writer.transaction():
+                    for _ in range(size):
+                        key = f"t{rng.randrange(80):04}"
+                        if rng.random() < 0.4:
+                            tasks.delete(key)
+                        else:
+                            tasks.put(Task(key, title="x" * (400 if size > 10 else 1), points=rng.randrange(9)))
+
+        for _ in range(20):
+            some_writes()
+            expected = len(counter[TASKS])
+            with open_files(root, mode="read") as reader, reader.transaction():  # (nothing cached yet)
+                some_writes()
+                got = len(reader[TASKS])
+                loaded = TASKS.name in reader._txn().colls  # type: ignore[union-attr]
+                some_writes()
+                assert (got, len(reader[TASKS].all()), len(reader[TASKS])) == (expected,) * 3
+            assert not loaded

@@ -1018,6 +1018,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         return [r[0] for r in self._rows(coll, {})]
 
     def _count(self, coll: Collection[Any]) -> int:
+        txn = self._txn()
+        if txn is not None and isinstance(txn.colls, LazyColls) and coll.name not in txn.colls:
+            counted = self._lazy_count(coll, txn.colls.lazy)
+            if counted is not None:
+                return counted
         if coll.name not in self._colls:
             counted = self._indexed_count(coll)
             if counted is not None:

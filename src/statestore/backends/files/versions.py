@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, TxnEntry
 from statestore.backends.files.fileio import Dir, descriptor_budget, translate, unique_hex
+from statestore.backends.files.index import Chain, StaleIndex
 from statestore.backends.files.journal import LOCK, Head, Journal
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Collection, Log
@@ -177,6 +178,8 @@ class Versions:
         def _log_place(self, log_name: str) -> tuple[Dir | None, str]: ...
 
         def _log_path(self, name: str) -> Path: ...
+
+        def _chain(self, coll: Collection[Any]) -> Chain | None: ...
 
     # ------------------------------------------------------------ writers
 
@@ -430,10 +433,28 @@ class Versions:
     def _old_versions(self, coll: Collection[Any], lazy: Lazy, only: str | None) -> dict[str, Rec | None]:
         """Files of ``coll`` (or only ``only``) changed after ``g0``, as they were at ``g0`` (None: absent)."""
         assert self._sys is not None
+        earliest = self._earliest(coll.name, lazy, only)
+        if not earliest:
+            return {}
+        top = self._sys.subdir(VERSIONS, create=False)
+        if top is None:  # (only a writer granted the exclusive lock deletes it: never while we hold ours)
+            raise CorruptStoreError(str(self._sys.path / VERSIONS), "kept versions vanished while a reader needed them")
+        try:
+            return {
+                name: None if kept is None else self._kept_rec(coll, lazy, top, entry, name, kept)
+                for name, (entry, kept) in earliest.items()
+            }
+        finally:
+            top.close()
+
+    def _earliest(self, coll_name: str, lazy: Lazy, only: str | None) -> dict[str, tuple[str, str | None]]:
+        """Per file of ``coll_name`` (or only ``only``) changed after ``g0``: the versions folder of the
+        lowest generation above ``g0`` listing it, and the name it is kept under there (None: it was absent)."""
+        assert self._sys is not None
         top = self._sys.subdir(VERSIONS, create=False)
         if top is None:
             return {}
-        out: dict[str, Rec | None] = {}
+        out: dict[str, tuple[str, str | None]] = {}
         try:
             folders = []
             for entry in top.names():
@@ -448,18 +469,51 @@ class Versions:
                         continue  # not written yet: its commit comes after what we read
                     lazy.manifests[entry] = listed
                 if only is not None:
-                    wanted = [(coll.name, only)] if (coll.name, only) in listed else []
+                    wanted = [(coll_name, only)] if (coll_name, only) in listed else []
                 else:
-                    wanted = [k for k in listed if k[0] == coll.name]
+                    wanted = [k for k in listed if k[0] == coll_name]
                 for key in wanted:
-                    name = key[1]
-                    if name in out:
-                        continue  # an earlier generation has it
-                    kept = listed[key]
-                    out[name] = None if kept is None else self._kept_rec(coll, lazy, top, entry, name, kept)
+                    if key[1] not in out:  # (an earlier generation has it)
+                        out[key[1]] = (entry, listed[key])
         finally:
             top.close()
         return out
+
+    def _lazy_count(self, coll: Collection[Any], lazy: Lazy) -> int | None:
+        """``len()`` of a collection the transaction has not loaded, from its index files; None: load it instead.
+
+        The count at the current head (as outside a transaction), corrected by
+        every file changed since ``g0``: +1 if it existed at ``g0``, -1 if it
+        exists now. Files changed only after the head counted leave it as it was.
+        """
+        if not coll.lookup_fields or coll.name in self._colls:
+            return None  # (no index files; or loaded here: the view shares the cache)
+
+        def count(head: Head, journal: Journal | None) -> int | None:
+            chain = self._chain(coll)
+            dirty = None if chain is None else head.changed(coll.name, chain.tip)
+            if chain is None or dirty is None:
+                return None
+            overlay = self._overlay(coll, journal)
+            d = self._dir(coll.name)
+
+            def now(name: str) -> bool:
+                return overlay[name] is not None if name in overlay else d is not None and d.exists(name)
+
+            n = chain.count()
+            for name in dirty | overlay.keys():
+                n += now(name) - chain.existed(name)
+            # (Listed after the head was read: every commit up to it is in the folders.)
+            for name, (_entry, kept) in self._earliest(coll.name, lazy, None).items():
+                n += (kept is not None) - now(name)
+            return n
+
+        with self._cache_lock:
+            try:
+                result: int | None = self._consistent(count)
+            except StaleIndex:
+                result = None  # rebuilt by a writer since its header was read: load instead
+        return result
 
     @staticmethod
     def _read_kept_manifest(top: Dir, entry: str) -> dict[tuple[str, str], str | None] | None:
