@@ -477,3 +477,25 @@ def test_len_inside_a_lazy_transaction_is_the_count_at_its_start(root: Path) -> 
                 some_writes()
                 assert (got, len(reader[TASKS].all()), len(reader[TASKS])) == (expected,) * 3
             assert not loaded
+
+
+def test_log_len_inside_a_lazy_transaction_reads_from_the_summary(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """400 entries (a summary every 16 KiB): len() and last_seq() read the lines after the summary only,
+    up to the end the transaction recorded at its start; once a writer rewrote the summary past that
+    end, the log is indexed instead (still the count at the start)."""
+    fill(root, 400)
+    assert (root / ".statestore" / "index" / "events.count").exists()
+    with open_files(root) as writer, open_files(root, mode="read") as reader:
+        counted = Counted(monkeypatch)
+        with reader.transaction():
+            for i in range(20):
+                writer[EVENTS].append(Event("after", n=i))
+            counted.lines = 0  # (the writer's own reading)
+            assert (len(reader[EVENTS]), reader[EVENTS].last_seq()) == (400, 400)
+            assert counted.lines < 200
+            assert [e.seq for e in reader[EVENTS].read()][-2:] == [399, 400]
+        with open_files(root, mode="read") as fresh, fresh.transaction():  # (no index of the log here yet)
+            for i in range(300):  # past the next summary rewrite
+                writer[EVENTS].append(Event("after", n=i))
+            assert (len(fresh[EVENTS]), fresh[EVENTS].last_seq()) == (420, 420)
+        assert (len(reader[EVENTS]), reader[EVENTS].last_seq()) == (720, 720)

@@ -153,6 +153,8 @@ class LogFiles:
 
         def _index_after(self, txn: Txn, before: Head) -> None: ...
 
+        def _lazy_log_count(self, log: Log[Any]) -> tuple[int, int] | None: ...
+
     def _log_overlay(self, log: Log[Any], journal: Journal | None) -> list[TxnEntry]:
         if journal is None:
             return []
@@ -707,6 +709,8 @@ class LogFiles:
         if rewritten is not None:
             return len(rewritten)
         summed = self._summary_count(log)
+        if summed is None:
+            summed = self._lazy_log_count(log)  # (a lazy read transaction that has not read this log)
         if summed is not None:
             return summed[0]
         _idx, count, extra = self._all_lines(log)
@@ -721,8 +725,8 @@ class LogFiles:
             staged = txn.lines.get(log.name)
             if staged:
                 return staged[-1][0]
-        elif txn is None:
-            summed = self._summary_count(log)
+        else:
+            summed = self._summary_count(log) if txn is None else self._lazy_log_count(log)
             if summed is not None:
                 return summed[1]
         with self._cache_lock:

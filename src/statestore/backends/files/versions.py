@@ -181,6 +181,12 @@ class Versions:
 
         def _chain(self, coll: Collection[Any]) -> Chain | None: ...
 
+        def _txn(self) -> Txn | None: ...
+
+        def _read_summary(self, log_name: str) -> tuple[int, int, int, int, int, int] | None: ...
+
+        def _parse_line(self, line: str | bytes, path: Path, lineno: int | None, *, log_file: bool = True) -> Any: ...
+
     # ------------------------------------------------------------ writers
 
     def _open_versions(self) -> None:
@@ -546,6 +552,44 @@ class Versions:
         rec = self._parse(coll, name, raw, top.path / entry / kept)
         lazy.old[entry, coll.name, name] = rec
         return rec
+
+    def _lazy_log_count(self, log: Log[Any]) -> tuple[int, int] | None:
+        """(entries, last seq) of a log this lazy transaction has not touched, from its summary; None: index it.
+
+        As ``_summary_count`` outside a transaction, on the transaction's own
+        descriptor up to the end it recorded at its start: the summary counts
+        only if it describes that file (same inode) up to at most that end, and
+        the line it names as its last is there with the same seq; the lines
+        after it, up to that end, are read and checked.
+        """
+        txn = self._txn()
+        logs = txn.logs if txn is not None else None
+        if not isinstance(logs, LazyLogs) or log.name in logs or log.name in self._logs:
+            return None  # (indexed in this process: the index answers)
+        got = logs.lazy.logs.get(log.name)
+        if got is None:
+            return 0, 0  # no file at the start
+        fd, ino, end = got
+        summary = self._read_summary(log.name)
+        if summary is None:
+            return None
+        s_ino, s_end, entries, lines, last_seq, last_start = summary
+        if s_ino != ino or not last_start < s_end <= end or not lines:
+            return None
+        path = self._log_path(log.name)
+        with translate(path):
+            line = os.pread(fd, s_end - last_start, last_start)
+            if not line.endswith(b"\n") or b"\n" in line[:-1]:
+                return None
+            try:
+                if self._parse_line(line, path, lines)[0] != last_seq:
+                    return None
+            except CorruptStoreError:
+                return None
+            tail = LogIndex(ino)
+            tail.end, tail.lines, tail.floor = s_end, lines, last_seq
+            self._extend_index(tail, fd, end, path)
+        return entries + len(tail.seqs), tail.seqs[-1] if tail.seqs else last_seq
 
     def _lazy_log(self, lazy: Lazy, log_name: str) -> LogView:
         """A log as of the transaction's start: its index up to the end of its last complete line then."""
