@@ -499,3 +499,14 @@ def test_log_len_inside_a_lazy_transaction_reads_from_the_summary(root: Path, mo
                 writer[EVENTS].append(Event("after", n=i))
             assert (len(fresh[EVENTS]), fresh[EVENTS].last_seq()) == (420, 420)
         assert (len(reader[EVENTS]), reader[EVENTS].last_seq()) == (720, 720)
+
+
+def test_info_does_not_count_kept_versions(root: Path) -> None:
+    from statestore.cli.reading import _size
+
+    fill(root, 5)
+    size = _size(root)
+    versions_dir(root).mkdir()
+    (versions_dir(root) / "7.abc").mkdir()
+    (versions_dir(root) / "7.abc" / "0").write_bytes(b"x" * 10_000)
+    assert _size(root) == size
