@@ -449,8 +449,8 @@ def test_a_commit_whose_versions_cannot_be_kept_does_not_happen(root: Path, monk
 
 def test_len_inside_a_lazy_transaction_is_the_count_at_its_start(root: Path) -> None:
     """20 rounds: random inserts, rewrites and deletes (lone, small and large transactions) after a
-    read transaction began; its first len() (from the index files and the kept versions) must be the
-    count at its start, and so must a len() after a full load."""
+    read transaction began; its first len() and an indexed find (from the index files and the kept
+    versions) must be the count and records at its start, and so must they after a full load."""
     rng = random.Random(2)
     fill(root, 30)
     with open_files(root) as writer, open_files(root, mode="read") as counter:
@@ -470,12 +470,17 @@ def test_len_inside_a_lazy_transaction_is_the_count_at_its_start(root: Path) -> 
         for _ in range(20):
             some_writes()
             expected = len(counter[TASKS])
+            points = rng.randrange(9)
+            found = counter[TASKS].find(points=points)
             with open_files(root, mode="read") as reader, reader.transaction():  # (nothing cached yet)
                 some_writes()
                 got = len(reader[TASKS])
+                some_writes()
+                got_found = reader[TASKS].find(points=points)  # (from the index files too)
                 loaded = TASKS.name in reader._txn().colls  # type: ignore[union-attr]
                 some_writes()
                 assert (got, len(reader[TASKS].all()), len(reader[TASKS])) == (expected,) * 3
+                assert got_found == found == reader[TASKS].find(points=points)
             assert not loaded
 
 

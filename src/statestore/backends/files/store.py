@@ -919,6 +919,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         return True
 
     def _rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec]:
+        txn = self._txn()
+        if where and txn is not None and isinstance(txn.colls, LazyColls) and coll.name not in txn.colls:
+            lazily = self._lazy_rows(coll, where, txn.colls.lazy)  # the candidates only, as of the start
+            if lazily is not None:
+                return lazily
         if where and coll.name not in self._colls:
             indexed = self._indexed_rows(coll, where)  # a fresh process: read only the candidates
             if indexed is not None:

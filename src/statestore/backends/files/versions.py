@@ -45,13 +45,14 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, TxnEntry
+from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, TxnEntry, matches
 from statestore.backends.files.fileio import Dir, descriptor_budget, translate, unique_hex
-from statestore.backends.files.index import Chain, StaleIndex
+from statestore.backends.files.index import Chain, StaleIndex, encode_value
 from statestore.backends.files.journal import LOCK, Head, Journal
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Collection, Log
@@ -484,6 +485,56 @@ class Versions:
         finally:
             top.close()
         return out
+
+    def _lazy_rows(self, coll: Collection[Any], where: Mapping[str, Any], lazy: Lazy) -> list[Rec] | None:
+        """Records of ``coll`` meeting ``where`` as of ``g0``, from the index files; None: load it instead.
+
+        The candidates: what the index finds at the current head (with the
+        files changed since the index's generation, as outside a transaction),
+        plus every file changed since ``g0``, taken as it was then. A record
+        that met ``where`` at ``g0`` and is not among the files changed since
+        is unchanged, so the index finds it. Each candidate is checked.
+        """
+        if not where or coll.name in self._colls or not coll.lookup_fields:
+            return None
+        usable: list[tuple[str, bytes]] = []
+        for field, value in where.items():
+            enc = encode_value(value) if field in coll.lookup_fields else None
+            if enc is not None:
+                usable.append((field, enc))
+        if not usable:
+            return None
+        wanted = dict(where)
+
+        def read(head: Head, journal: Journal | None) -> list[Rec] | None:
+            chain = self._chain(coll)
+            dirty = None if chain is None else head.changed(coll.name, chain.tip)
+            if chain is None or dirty is None:
+                return None
+            names: set[str] | None = None
+            for field, enc in usable:
+                found = chain.lookup(field, enc)
+                names = found if names is None else names & found
+            assert names is not None
+            overlay = self._overlay(coll, journal)
+            # (Listed after the head was read: every commit up to it is in the folders.)
+            old = self._old_versions(coll, lazy, None)
+            rows = []
+            for name in names | dirty | overlay.keys() | old.keys():
+                # As of g0: kept if it changed since, else as it is now (unchanged since g0).
+                rec = old[name] if name in old else overlay[name] if name in overlay else self._read_rec(coll, name)
+                if rec is not None and matches(rec[2], wanted):
+                    rows.append(rec)
+            return rows
+
+        with self._cache_lock:
+            try:
+                rows: list[Rec] | None = self._consistent(read)
+            except StaleIndex:
+                rows = None  # rebuilt by a writer since its header was read: load instead
+        if rows is not None:
+            rows.sort(key=itemgetter(0))
+        return rows
 
     def _lazy_count(self, coll: Collection[Any], lazy: Lazy) -> int | None:
         """``len()`` of a collection the transaction has not loaded, from its index files; None: load it instead.
