@@ -1314,7 +1314,7 @@ def run_postgres_query(w: Workload, n: int, args: argparse.Namespace) -> Row:
 
 #: What a command-line tool pays on each invocation: each row is timed in a new process
 #: (imports done, page cache warm), after a fresh open except "cold open" and "info".
-FRESH_OPS = ["cold open", "first get", "first indexed find", "len", "info"]
+FRESH_OPS = ["cold open", "first get", "first indexed find", "len", "info", "first read transaction (get)"]
 FRESH_SCHEMA = SCHEMA
 
 
@@ -1367,6 +1367,9 @@ def fresh_child(location: str, op: str, n: int) -> None:
                 assert len(items.find(kind=f"group{(n // 20) % max(1, n // 10)}")) == 10
             elif op == "len":
                 assert len(items) == n
+            elif op == "first read transaction (get)":
+                with store.transaction():
+                    assert items.get(f"item-{n // 2:07d}") is not None
             else:
                 raise ValueError(op)
         elapsed = time.perf_counter() - start

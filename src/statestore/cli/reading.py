@@ -271,11 +271,15 @@ def _size(path: Path | None, limit: int | None = None) -> tuple[int, bool]:
     # One stat per file (DirEntry knows its type from the listing): rglob with is_file,
     # is_symlink and stat made three, 1 s of a 20k-record store's info.
     total, seen, folders = 0, 0, [str(path)]
+    # Old record versions kept for the file backend's read transactions (backends/files/versions.py)
+    # come and go with them: not counted, and never walked while a writer deletes them.
+    kept = str(path / ".statestore" / "versions")
     while folders:
         with os.scandir(folders.pop()) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    folders.append(entry.path)
+                    if entry.path != kept:
+                        folders.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
                     if limit is not None and seen >= limit:
                         return total, False

@@ -109,6 +109,29 @@ class PersistenceContract(StoreFixture, DriftContract):
                 assert reader[TASKS].keys() == ["b"]
                 assert reader[EVENTS].last_seq() == 2
 
+    def test_read_transaction_touching_things_late_sees_its_start(self, store_factory: Any) -> None:
+        """What a read transaction first touches after other commits is still as of its start."""
+        with store_factory() as writer:
+            for key in ("a", "b", "c"):
+                writer[TASKS].put(_task(key, status="todo"))
+            writer[EVENTS].append(Event("x"), stream="s")
+            with store_factory(mode="read") as reader, reader.transaction():
+                # (One read first: SQLite's snapshot begins at a transaction's first read.)
+                assert reader[TICKETS].get(1) is None
+                with writer.transaction():
+                    writer[TASKS].put(_task("a", status="done"))
+                    writer[TASKS].delete("b")
+                    writer[TASKS].insert(_task("d", status="todo"))
+                    writer[EVENTS].append(Event("y"), stream="s")
+                writer[TASKS].put(_task("c", status="done"))
+                assert reader[TASKS].get("a") == _task("a", status="todo")
+                assert reader[TASKS].get("b") == _task("b", status="todo")
+                assert reader[TASKS].get("d") is None
+                assert [t.id for t in reader[TASKS].find(status="todo")] == ["a", "b", "c"]
+                assert len(reader[TASKS]) == 3
+                assert [e.record for e in reader[EVENTS].read()] == [Event("x")]
+                assert len(reader[EVENTS]) == 1
+
     def test_history_inside_a_read_transaction(self, store_factory: Any) -> None:
         store_factory().close()
         with store_factory(mode="read") as reader, reader.transaction():

@@ -73,6 +73,10 @@ class Commits:
 
         def _repair_tail(self, log_name: str) -> int: ...
 
+        def _guard_readers(self, gen: int, files: list[tuple[str, str]]) -> None: ...
+
+        def _release_readers(self) -> None: ...
+
         def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int: ...
 
         def _commit_line(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None: ...
@@ -251,6 +255,8 @@ class Commits:
         else:
             journal = Journal(unique_hex(), gen, tuple(records), tuple(logs))
         encoded = journal.encode()
+        # Before the commit point: lazy readers get the versions this commit replaces (versions.py).
+        self._guard_readers(gen, [(c, n) for c, n, _t in records])
         prepared = self._prepare(records)
         try:
             if len(encoded) <= EMBED_LIMIT:
@@ -289,6 +295,7 @@ class Commits:
         # Durable when the head drops a journal it carried or announced: a power
         # cut must not bring it back to be applied over later transactions.
         self._write_head(committed.settled(), sync=self._sync and not journal.direct)
+        self._release_readers()
         for (log_name, offset, _text), ino in zip(journal.logs, inodes):
             self._advance_log(txn, log_name, offset, ino)
         with self._cache_lock:
@@ -320,6 +327,7 @@ class Commits:
         journal = Journal(unique_hex(), gen, ((coll_name, name, None),), (), direct=True)
         d = self._dir(coll_name, create=True)
         assert d is not None
+        self._guard_readers(gen, [(coll_name, name)])  # lazy readers get the version replaced (versions.py)
         tmp = d.write_temp(name, text.encode("utf-8"), sync=self._sync)
         try:
             committed = head.bump(gen, {coll_name: [name]}, journal)
@@ -333,6 +341,7 @@ class Commits:
         if self._sync:
             d.sync()
         self._write_head(committed.settled(), sync=False)
+        self._release_readers()
         with self._cache_lock:
             # Our own write need not be read back: advance the caches that were current.
             for cname, cache in list(self._colls.items()):

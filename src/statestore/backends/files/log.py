@@ -25,6 +25,7 @@ from statestore.backends import rawjson
 from statestore.backends.files.cache import INTERNAL_NAMES, INTERNAL_PREFIX, LogIndex, Txn, TxnEntry, copy_json, is_int
 from statestore.backends.files.fileio import Dir, FileHandle, Kept, translate
 from statestore.backends.files.journal import Head, Journal
+from statestore.backends.files.versions import LazyLogs
 from statestore.errors import LAST_REVISION, CorruptStoreError, SchemaError, StateStoreError
 from statestore.schema import Log, check_name
 from statestore.store import Mode, RawEntry
@@ -151,6 +152,8 @@ class LogFiles:
         def _end_alone(self) -> None: ...
 
         def _index_after(self, txn: Txn, before: Head) -> None: ...
+
+        def _lazy_log_count(self, log: Log[Any]) -> tuple[int, int] | None: ...
 
     def _log_overlay(self, log: Log[Any], journal: Journal | None) -> list[TxnEntry]:
         if journal is None:
@@ -706,6 +709,8 @@ class LogFiles:
         if rewritten is not None:
             return len(rewritten)
         summed = self._summary_count(log)
+        if summed is None:
+            summed = self._lazy_log_count(log)  # (a lazy read transaction that has not read this log)
         if summed is not None:
             return summed[0]
         _idx, count, extra = self._all_lines(log)
@@ -720,8 +725,8 @@ class LogFiles:
             staged = txn.lines.get(log.name)
             if staged:
                 return staged[-1][0]
-        elif txn is None:
-            summed = self._summary_count(log)
+        else:
+            summed = self._summary_count(log) if txn is None else self._lazy_log_count(log)
             if summed is not None:
                 return summed[1]
         with self._cache_lock:
@@ -770,12 +775,18 @@ class LogFiles:
         positions = idx.positions(stream=stream, prefix=prefix, after=after, count=count)
         if limit is not None:
             positions = positions[:limit]
+        txn = self._txn()
+        own = txn.logs.descriptor(log.name) if txn is not None and isinstance(txn.logs, LazyLogs) else None
         if positions:
-            handle = self._log_fd(log.name)
             path = self._log_path(log.name)
-            if handle is None:
-                raise CorruptStoreError(str(path), "log file vanished while reading")
-            fd = handle.fd
+            if own is not None:
+                handle = None
+                fd = own  # a lazy read transaction's own descriptor of the file it saw (even if since replaced)
+            else:
+                handle = self._log_fd(log.name)
+                if handle is None:
+                    raise CorruptStoreError(str(path), "log file vanished while reading")
+                fd = handle.fd
             with translate(path):
                 if os.fstat(fd).st_ino != idx.ino:
                     raise CorruptStoreError(str(path), "log file replaced while reading")

@@ -8,7 +8,8 @@ Layout (DESIGN §6)::
     <root>/<log>.jsonl               one entry per line: {"at", "record", "seq", "stream", "version"}
     <root>/.statestore/              write.lock, journal.json (a committed transaction being applied),
                                      changes (the change head), migrate.lock, history.jsonl (the
-                                     migration history) and statestore's other internal logs
+                                     migration history) and statestore's other internal logs,
+                                     readers.lock and versions/ (read transactions: versions.py)
 
 so ``grep -r '"status": "todo"' state/tasks/`` and ``jq`` work on a live
 store. File names come from :mod:`statestore.backends.files.names`; every file is 0600 and
@@ -23,9 +24,13 @@ processes. A transaction is staged in memory, per thread, and committed
 through the journal (:mod:`statestore.backends.files.journal`). Readers take no lock: they
 read the change head before and after (a seqlock), and read a committed
 journal in place of the files it is applying, so they never see half a
-transaction. Collections are cached in memory and brought up to date from the
-change head, re-reading only the files that changed; logs keep a byte-offset
-index, extended by reading only the bytes appended since.
+transaction. A read transaction registers with a shared flock on
+``.statestore/readers.lock`` (never waiting: refused, it loads its snapshot at
+once) and reads what it touches when it touches it, through the old versions
+writers keep for it (:mod:`statestore.backends.files.versions`). Collections
+are cached in memory and brought up to date from the change head,
+re-reading only the files that changed; logs keep a byte-offset index,
+extended by reading only the bytes appended since.
 
 Where things are: this module opens stores, locks, caches, transactions and
 records; :mod:`statestore.backends.files.commit` commits and recovers;
@@ -77,6 +82,7 @@ from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, 
 from statestore.backends.files.indexing import IndexFiles
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
+from statestore.backends.files.versions import READERS, VERSIONS, LazyColls, Versions
 from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
@@ -99,17 +105,24 @@ MIGRATE_LOCK = "migrate.lock"
 _R = TypeVar("_R")
 
 
-class FileStore(Commits, LogFiles, IndexFiles, Store):
+class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
     """A store in a directory of JSON and JSONL files.
 
     ``busy_timeout`` is how long a writer waits for another writer (any
     thread or process) before raising StoreBusyError. ``durability="full"``
     fsyncs every file and directory it changes; ``"normal"`` relies on atomic
     renames, which survive a killed process but not a power loss. Mode
-    ``"read"`` creates nothing and takes no lock; a missing store raises
-    StoreNotFoundError. A store object may be shared by threads and survives
-    ``fork()``. Files edited by hand while a process has the store open are
-    seen by that process only after the next committed write.
+    ``"read"`` creates nothing and never waits for a lock: plain reads take
+    none, and a read transaction takes a shared ``flock`` on
+    ``.statestore/readers.lock`` without waiting (if it is refused, or the file
+    is missing, the transaction loads its whole snapshot at its start
+    instead); a missing store raises StoreNotFoundError. A store object may
+    be shared by threads and survives ``fork()``. Files edited by hand while
+    a process has the store open are seen by that process only after the next
+    committed write. A write-mode store makes ``.statestore/readers.lock``;
+    while a read transaction is registered on it, writers keep the old
+    versions of the record files they change in ``.statestore/versions/``
+    (deleted once no reader is registered: :mod:`.versions`).
     """
 
     def __init__(
@@ -145,6 +158,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         self._local_head_fd: int | None = None
         self._schema_gen = -1  # the change head's generation when the schemas were last checked
         self._indexed: tuple[Collection[Any], ...] | None = None  # collections with index files
+        self._readers_fd: int | None = None
+        self._readers_held = self._versions_left = False
         self._reset_process_state()
         root = Dir.open_root(self.path, create=mode == "write")
         if root is None:
@@ -154,6 +169,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             if mode == "write":
                 self._sys = root.subdir(INTERNAL, create=True)
                 self._open_for_write()
+                self._open_versions()
             else:
                 self._sys = root.subdir(INTERNAL, create=False)
                 if self._read_manifest() is None:
@@ -178,6 +194,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         self._head_memo: tuple[bytes, Head] | None = None  # the change head's bytes last read or written, parsed
         self._overlays: dict[str, Any] = {}  # parsed journal contents, for one journal id
         self._overlays_of: str | None = None
+        self._reader_fds: set[int] = set()
         self._reset_index_state()
 
     def _after_fork(self) -> None:
@@ -185,6 +202,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         # An inherited lock descriptor shares its flock with the parent's
         # (same open file description): the child must open its own.
         self._close_index()
+        self._lazy_after_fork()
         self._reset_process_state()
         self._dirs.after_fork()
         self._log_fds.after_fork()
@@ -193,9 +211,12 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
             self._lock_fd = None
 
     def _close(self) -> None:
-        for fd in (self._local_head_fd, self._lock_fd):
+        with contextlib.suppress(OSError, StateStoreError):
+            self._sweep_versions()
+        for fd in (self._local_head_fd, self._lock_fd, self._readers_fd, *self._reader_fds):
             if fd is not None:
                 os.close(fd)
+        self._readers_fd, self._reader_fds = None, set()
         self._log_fds.close_all()
         self._delta_fds.close_all()
         self._close_index()
@@ -243,6 +264,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
 
     def _unlock(self) -> None:
         try:
+            self._release_readers()  # (a commit that failed before releasing it)
             assert self._lock_fd is not None
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         finally:
@@ -406,7 +428,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         ``journal.json`` no head announces (never committed) are not copied.
         """
         dest = self.path.with_name(f"{self.path.name}.backup-{backup_label(label)}")
-        skip = {LOCK, MIGRATE_LOCK, JOURNAL}
+        skip = {LOCK, MIGRATE_LOCK, JOURNAL, READERS}
+        internal = str(self.path / INTERNAL)
 
         def build(tmp: Path) -> None:
             os.mkdir(tmp, 0o700)  # private from the start: the copy may hold tokens
@@ -415,7 +438,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 tmp,
                 symlinks=True,
                 dirs_exist_ok=True,
-                ignore=lambda _folder, names: [n for n in names if n in skip or n.startswith(TMP_PREFIX)],
+                ignore=lambda folder, names: [
+                    n
+                    for n in names
+                    if n in skip or n.startswith(TMP_PREFIX) or (n == VERSIONS and os.fspath(folder) == internal)
+                ],
             )
 
         with self.transaction():
@@ -470,8 +497,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         raw = d.read(name)
         return None if raw is None else self._parse(coll, name, raw, Lazy(d.path, name))
 
-    def _consistent(self, fn: Callable[[Head, Journal | None], _R]) -> _R:
-        """Run ``fn`` until the change head is the same before and after it (a seqlock read)."""
+    def _consistent(self, fn: Callable[[Head, Journal | None], _R], first: Head | None = None) -> _R:
+        """Run ``fn`` until the change head is the same before and after it (a seqlock read).
+
+        ``first``: the head as just read by the caller, taken as the first "before".
+        """
         txn = self._local.txn
         if txn is not None and txn.write:
             head = self._read_head()
@@ -479,7 +509,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.0005
         for attempt in range(1_000_000):
-            head = self._read_head()
+            head = first if first is not None and not attempt else self._read_head()
             result = fn(head, self._journal(head))
             # (A head torn by a crash has a generation of its own bytes: the same
             # torn head twice is a match, and nothing was applied in between.)
@@ -588,7 +618,9 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
                 self._unlock()
                 raise
         else:
-            (txn.colls, txn.logs), txn.shared = self._snapshot()
+            lazy, first = self._lazy_begin(txn)
+            if not lazy:
+                (txn.colls, txn.logs), txn.shared = self._snapshot(first)
             self._local.txn = txn
 
     def _check_schema_gen(self) -> None:
@@ -607,13 +639,14 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         self._schema_gen = head.gen
 
     def _snapshot(
-        self,
+        self, first: Head | None = None
     ) -> tuple[tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]], list[Records]]:
         """Every collection and log as of one generation: a read transaction's view.
 
         A collection's cache is shared with the snapshot rather than copied;
         the store copies it before changing it (``_unshared``). Logs are
         append-only: the snapshot keeps the index and how many lines count.
+        ``first``: the change head as the caller just read it, if it did.
         """
 
         shared: list[Records] = []
@@ -641,7 +674,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
 
         with self._cache_lock:
             result: tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]
-            result = self._consistent(take)
+            result = self._consistent(take, first)
             return result, shared
 
     def _release_snapshot(self, shared: list[Records]) -> None:
@@ -656,6 +689,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if txn is None or not txn.write:
             self._local.txn = None
             if txn is not None:
+                self._lazy_end(txn)
                 self._release_snapshot(txn.shared)
             return
         try:
@@ -779,6 +813,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if txn is not None and txn.write:
             self._unlock()
         elif txn is not None:
+            self._lazy_end(txn)
             self._release_snapshot(txn.shared)
 
     def _savepoint(self, name: str) -> None:
@@ -845,7 +880,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         if txn is not None and txn.write and name in txn.records.get(coll.name, {}):
             rec = txn.records[coll.name][name]
         elif txn is not None and txn.colls is not None:
-            rec = txn.colls[coll.name].records.get(name)
+            colls = txn.colls
+            if isinstance(colls, LazyColls) and coll.name not in colls:
+                rec = self._lazy_point(coll, name, colls.lazy)  # one file, not the whole collection
+            else:
+                rec = colls[coll.name].records.get(name)
         elif coll.name in self._colls:
             with self._cache_lock:
                 cache, changes = self._coll_view(coll)
@@ -884,6 +923,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         return True
 
     def _rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec]:
+        txn = self._txn()
+        if where and txn is not None and isinstance(txn.colls, LazyColls) and coll.name not in txn.colls:
+            lazily = self._lazy_rows(coll, where, txn.colls.lazy)  # the candidates only, as of the start
+            if lazily is not None:
+                return lazily
         if where and coll.name not in self._colls:
             indexed = self._indexed_rows(coll, where)  # a fresh process: read only the candidates
             if indexed is not None:
@@ -983,6 +1027,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Store):
         return [r[0] for r in self._rows(coll, {})]
 
     def _count(self, coll: Collection[Any]) -> int:
+        txn = self._txn()
+        if txn is not None and isinstance(txn.colls, LazyColls) and coll.name not in txn.colls:
+            counted = self._lazy_count(coll, txn.colls.lazy)
+            if counted is not None:
+                return counted
         if coll.name not in self._colls:
             counted = self._indexed_count(coll)
             if counted is not None:
