@@ -66,6 +66,7 @@ from statestore.errors import (
     ReadOnlyError,
     SchemaError,
     SchemaTooNewError,
+    StateStoreError,
     StoreClosedError,
     UnknownNameError,
 )
@@ -138,6 +139,7 @@ def schemas_of(schema: Schema | Sequence[Schema]) -> tuple[Schema, ...]:
 class _ThreadState(threading.local):
     depth = 0
     migrating = False  # this thread is migrating the store: its writes skip the "schemas moved" check
+    checking_moved = False  # this thread is in _schemas_moved (whose own reads may fail the same way)
 
 
 class Store(ABC):
@@ -377,6 +379,31 @@ class Store(ABC):
                 raise SchemaTooNewError(self.location, sch.name, got[0], sch.version)
             if got is not None and got[0] < sch.version:
                 raise MigrationRequiredError(self.location, sch.name, got[0], sch.version)
+
+    def _schemas_moved(self) -> StateStoreError | None:
+        """When a table or folder this object expects is missing: why, if another process migrated the store.
+
+        SchemaTooNewError or MigrationRequiredError (as a write would raise)
+        when the stored schemas moved since this object opened, else None (the
+        caller reports the damage it found). Backends call it only on that
+        failure path, so reads pay nothing for it.
+        """
+        state = self._state()
+        if state.migrating or state.checking_moved:
+            return None
+        state.checking_moved = True
+        try:
+            self._check_schemas_current()
+        except SchemaTooNewError as exc:
+            return exc
+        except MigrationRequiredError as exc:
+            # (Unless this object took the schema down itself: ``_reading`` refuses its reads.)
+            return None if exc.schema in self._went_down else exc
+        except StateStoreError:
+            return None
+        finally:
+            state.checking_moved = False
+        return None
 
     # ------------------------------------------------------------ backend interface
 

@@ -612,6 +612,26 @@ class MigrationContract(StoreFixture):
             assert store[NOTES1].last_seq() == 4
         assert seen == [["hello+1+2", "careful!+1+2"], [(1, 1, "hello+1+2"), (2, 1, "careful!+1+2"), (3, 2, "added")]]
 
+    def test_a_store_opened_before_a_rename_refuses_to_read_the_old_name(self, store_factory: Any) -> None:
+        """Found by review: the old process read None (files), "corrupt store" (SQLite) or a raw error (PostgreSQL)."""
+        with store_factory(V1) as store:
+            _seed(store)
+        old = store_factory(V2, backup=False)  # an older build of the app, still running
+        assert old[PEOPLE2]["ada"] == Person2("ada", "Ada", "Lovelace")
+        with store_factory(V3, backup=False) as new:  # people is renamed users
+            assert new[USERS]["ada"] == Person2("ada", "Ada", "Lovelace")
+        try:
+            reads: list[Callable[[], object]] = [
+                lambda: old[PEOPLE2].get("alan"),
+                lambda: old[PEOPLE2].all(),
+                lambda: old[PEOPLE2].find(last="Turing"),
+            ]
+            for read in reads:
+                with pytest.raises(ss.SchemaTooNewError):
+                    read()
+        finally:
+            old.close()
+
     def test_a_store_opened_before_a_migration_refuses_to_write_after_it(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
             _seed(store)

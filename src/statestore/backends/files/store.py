@@ -157,6 +157,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         # Kept across fork(): pwrite/pread at explicit offsets share no file position.
         self._local_head_fd: int | None = None
         self._schema_gen = -1  # the change head's generation when the schemas were last checked
+        self._read_gen = -1  # the same, for reads (_check_moved)
         self._indexed: tuple[Collection[Any], ...] | None = None  # collections with index files
         self._readers_fd: int | None = None
         self._readers_held = self._versions_left = False
@@ -174,8 +175,9 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
                 self._sys = root.subdir(INTERNAL, create=False)
                 if self._read_manifest() is None:
                     raise StoreNotFoundError(self.location)
-            # Taken before the schemas are checked: a migration after it is seen by the first write.
-            self._schema_gen = self._read_head().gen
+            # Taken before the schemas are checked: a migration after it is seen by the first write
+            # (and the first read, which must not read a renamed or dropped collection as empty).
+            self._schema_gen = self._read_gen = self._read_head().gen
             self._open_schemas(check_history=check_history, backup=backup)
         except BaseException:
             self.close()
@@ -493,9 +495,36 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
     def _read_rec(self, coll: Collection[Any], name: str) -> Rec | None:
         d = self._dir(coll.name)
         if d is None:
+            self._missing_folder()
             return None
         raw = d.read(name)
         return None if raw is None else self._parse(coll, name, raw, Lazy(d.path, name))
+
+    def _check_moved(self, head: Head) -> None:
+        """Before a read answers from ``head``: SchemaTooNewError (or MigrationRequiredError) if another
+        process migrated the store since this object last looked, as a write would raise.
+
+        One int comparison while the head stays; once per new generation, a look at the names
+        it changed; the manifest only when it is among them.
+        """
+        seen = self._read_gen
+        if head.gen == seen or self._migrating:
+            return
+        changed = head.changed(ROOT, seen)
+        if changed is None or MANIFEST in changed:
+            self._missing_folder()
+        self._read_gen = head.gen
+
+    def _missing_folder(self) -> None:
+        """A declared collection's folder is gone: SchemaTooNewError (or MigrationRequiredError) if another
+        process migrated the store (renamed or dropped it), as a write would raise; else it reads as empty.
+        Inside a read transaction, nothing: it answers as of its start (kept versions), checked when it began."""
+        txn = self._local.txn
+        if txn is not None and not txn.write:
+            return
+        moved = self._schemas_moved()
+        if moved is not None:
+            raise moved
 
     def _consistent(self, fn: Callable[[Head, Journal | None], _R], first: Head | None = None) -> _R:
         """Run ``fn`` until the change head is the same before and after it (a seqlock read).
@@ -514,6 +543,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
             # (A head torn by a crash has a generation of its own bytes: the same
             # torn head twice is a match, and nothing was applied in between.)
             if self._read_head().gen == head.gen:
+                if txn is None:  # (a read transaction answers as of its start: checked when it began)
+                    self._check_moved(head)
                 return result
             if time.monotonic() > deadline:
                 break
@@ -561,6 +592,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         if cache is None or changed is None:
             fresh = Records()
             d = self._dir(coll.name)
+            if d is None:
+                self._missing_folder()
             loaded: list[tuple[str, Rec]] = []
             with paused_gc():
                 for name in d.names() if d is not None else ():
@@ -622,6 +655,11 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
             if not lazy:
                 (txn.colls, txn.logs), txn.shared = self._snapshot(first)
             self._local.txn = txn
+            try:
+                self._check_moved(first if first is not None else self._read_head())
+            except BaseException:
+                self._rollback()
+                raise
 
     def _check_schema_gen(self) -> None:
         """In a write transaction: refuse to write if another process migrated the store since we checked.
@@ -892,6 +930,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
         else:
             # A lone record needs no seqlock: each file (and the journal) is replaced atomically.
             head = self._read_head()
+            self._check_moved(head)
             if head.journal is None and not head.journal_file:
                 rec = self._read_rec(coll, name)  # (no journal: nothing to overlay)
             else:

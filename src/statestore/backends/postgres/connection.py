@@ -238,6 +238,11 @@ class PostgresConnection(Store):
                 f"{text}: a connection pooler that does not keep prepared statements? "
                 "This store prepares none from now on; run the transaction again",
             )
+        if isinstance(exc, pg_errors.UndefinedTable):
+            # A table gone because another client migrated the store (renamed or dropped it) is not damage.
+            moved: Exception | None = self._schemas_moved()
+            if moved is not None:
+                return moved
         if isinstance(exc, psycopg.DataError) and "NUL" in text:
             return BackendError(self.location, f"PostgreSQL text cannot hold NUL characters ({text})")
         return BackendError(self.location, text)

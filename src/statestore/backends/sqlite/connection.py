@@ -257,7 +257,9 @@ class SQLiteConnection(Store):
         if isinstance(exc, sqlite3.DatabaseError) and (
             "not a database" in text or "malformed" in text or "no such table" in text or "decode to UTF-8" in text
         ):
-            return CorruptStoreError(self.location, text)
+            # A table gone because another process migrated the store (renamed or dropped it) is not damage.
+            moved = self._schemas_moved() if "no such table" in text else None
+            return moved if moved is not None else CorruptStoreError(self.location, text)
         return BackendError(self.location, text)
 
     @contextlib.contextmanager
