@@ -665,3 +665,36 @@ def test_a_transaction_write_pairs_its_statement_with_the_columns_it_was_made_fo
     assert got[0][2] == '"doing"'
     assert [t.id for t in store[TASKS].find(title="two")] == ["b"]  # through the new column
     assert [t.id for t in store[TASKS].find(status="doing")] == ["a", "b"]
+
+
+@attrs.define
+class _Note:
+    body: Any = None
+
+
+_NOTES = ss.Log("notes", _Note)
+_NOTES_SCHEMA = ss.Schema("notes", version=1, collections=[], logs=[_NOTES])
+
+
+def test_a_legacy_stream_holding_nul_is_a_reject_for_postgresql(pg: PostgresFactory, tmp_path: Path) -> None:
+    """Found by review: the dry run saw nothing, and the import (quarantine too) failed whole with BackendError."""
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "notes.jsonl").write_text('{"s": "ok", "body": 1}\n{"s": "a\\u0000b", "body": 2}\n')
+    layout = ss.LegacyLayout(
+        version=1,
+        sources=[
+            ss.JsonLines("notes.jsonl", into=_NOTES, stream=lambda r: r["s"], record=lambda r: {"body": r["body"]})
+        ],
+    )
+    legacy = ss.Legacy(root, layout)
+    dry = ss.import_legacy(pg.location, _NOTES_SCHEMA, legacy, dry_run=True)
+    assert [(r.path, r.line) for r in dry.rejects] == [("notes.jsonl", 2)]
+    assert "NUL" in dry.rejects[0].reason
+    with pytest.raises(ss.LegacyImportError):
+        ss.import_legacy(pg.location, _NOTES_SCHEMA, legacy)
+    report = ss.import_legacy(pg.location, _NOTES_SCHEMA, legacy, on_error="quarantine")
+    assert [(r.path, r.line) for r in report.rejects] == [("notes.jsonl", 2)]
+    with ss.open_store(pg.location, _NOTES_SCHEMA, mode="read") as store:
+        assert [(e.stream, e.record) for e in store[_NOTES].read()] == [("ok", _Note(1))]
+        assert len(store.rejects()) == 1

@@ -115,6 +115,8 @@ class Build:
             else:
                 plans[name] = (decl, self.entries.setdefault(name, []), None)
         check, reject, rejects = self.checker.check, self.checker.reject, self.rejects
+        # The same records are rejected in a dry run and in the import (PostgreSQL's streams are text).
+        nul_refused = target_of(self.location)[0] == "postgres"
         last_source, last_rel, counts = -1, "", [0, 0]
         for item in self.reader.items():
             if item.source != last_source or item.rel != last_rel:  # items come file by file
@@ -144,6 +146,11 @@ class Build:
                 else:
                     copies.append((item, data, text))
             else:
+                if nul_refused and "\0" in item.stream:
+                    reason = "a stream holding NUL, which PostgreSQL text cannot store"
+                    rejects.append(reject(item, decl.name, reason, value=False))
+                    counts[1] += 1
+                    continue
                 target.append((item, data, text))
             counts[0] += 1
         self._reject_shared_keys()
