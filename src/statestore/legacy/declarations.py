@@ -25,8 +25,9 @@ source does, the store is imported before it opens:
   imported) and counts are kept in the store (``store.imports()``); a
   :class:`Function` source is one row named after it, over its ``paths``.
 
-Reading and checking live in :mod:`statestore.legacy.reading`, the import's
-steps in :mod:`statestore.legacy.building`.
+Reading lives in :mod:`statestore.legacy.reading` (decoding in
+:mod:`statestore.legacy.documents`), checking in :mod:`statestore.legacy.checking`,
+the import's steps in :mod:`statestore.legacy.building`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from statestore.errors import (
     MigrationError,
     ValidationError,
 )
+from statestore.legacy.checking import Checker
 from statestore.legacy.declarations import (
     Function,
     ImportReport,
@@ -34,7 +35,7 @@ from statestore.legacy.declarations import (
     SourceReport,
 )
 from statestore.legacy.placing import aside_prefix, move_into_place, remove_store_files, target_of
-from statestore.legacy.reading import Checker, Item, Reader
+from statestore.legacy.reading import Item, Reader
 from statestore.migrations import records_checked_by_caller
 from statestore.schema import IMPORTS, REJECTS, Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Store
