@@ -24,7 +24,8 @@ import attrs
 import cattrs
 
 from statestore.errors import SchemaError, ValidationError
-from statestore.strict import Mismatch, _Nested, check_json, make_strict_converter, short, type_problem
+from statestore.strict import Mismatch, check_json, make_strict_converter, short, type_problem
+from statestore.strict.types import _Nested
 
 __all__ = ["Codec", "dumps", "loads", "pretty"]
 
