@@ -144,6 +144,7 @@ class Versions:
     _readers_fd: int | None  # a writer's own descriptor of readers.lock
     _readers_held: bool  # whether it holds LOCK_EX now (a commit in progress)
     _versions_left: bool  # whether kept versions may exist (kept here, or found at open)
+    _own_gen: int  # the generation of this process's last commit that changed record files
     _reader_fds: set[int]  # descriptors of this process's lazy transactions (closed after fork())
     _mutex: threading.Lock  # (FileStore's) threads queue here for the write lock
     _lock_fd: int | None  # (FileStore's) descriptor of write.lock
@@ -194,9 +195,14 @@ class Versions:
         """At a write-mode open: make readers.lock, and note versions left by other processes."""
         self._readers_held = False
         self._versions_left = False
+        self._own_gen = -2  # the generation of our last commit that changed record files
         if self.mode == "write" and self._sys is not None:
             self._readers_fd = self._sys.open(READERS, os.O_RDWR, create=True)
             self._versions_left = self._sys.exists(VERSIONS)
+            # Left by processes gone (or from before a change head was lost and started again at
+            # generation 0, when their numbers would pass for future ones): deleted now if no writer
+            # and no reader holds the store, else by the next writer granted readers.lock.
+            self._sweep_versions()
 
     def _guard_readers(self, gen: int, files: list[tuple[str, str]]) -> None:
         """Before the commit point of a commit changing record ``files`` (we hold the write lock).
@@ -219,6 +225,10 @@ class Versions:
             self._keep_versions(gen, files)
             return
         self._readers_held = True
+        if not self._versions_left and gen != self._own_gen + 1:
+            # Another writer committed since our last commit: it may have kept versions (one stat).
+            self._versions_left = self._sys.exists(VERSIONS)
+        self._own_gen = gen
         if self._versions_left:
             # No reader is registered, and none can register until we release the lock.
             with contextlib.suppress(OSError):
@@ -387,7 +397,11 @@ class Versions:
         if lazy.fd in self._reader_fds:
             self._reader_fds.discard(lazy.fd)
             with contextlib.suppress(OSError):
-                os.close(lazy.fd)  # releases LOCK_SH
+                # Unlocked first: a child forked during the transaction holds a copy of this
+                # descriptor, and closing ours alone would leave the shared lock to it.
+                fcntl.flock(lazy.fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(lazy.fd)
 
     def _lazy_after_fork(self) -> None:
         """In a fork() child: the parent's registrations are not ours (an inherited one would keep its lock)."""
@@ -581,7 +595,9 @@ class Versions:
             raw = folder.read(_MANIFEST)
         finally:
             folder.close()
-        if raw is None:
+        if raw is None or not raw.strip():
+            # Missing, or empty: a rename that a power cut left without its data (nothing here is
+            # fsynced; no reader outlives a power cut, so its commit is not one anyone reads as of).
             return None
         try:  # (written whole, by rename: damage here is someone else's doing)
             doc = json.loads(raw)
