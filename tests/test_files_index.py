@@ -347,7 +347,9 @@ def test_two_writers_taking_turns_in_runs_longer_and_shorter_than_a_delta_line(t
                 # next line of the writer must still carry that commit's changes, from the head.
                 with pytest.MonkeyPatch.context() as mp:
                     mp.setattr(other, "_index_one", _failing_index_write)
-                    random_writes(other, rng, 1)
+                    other[DOCS].put(Doc(f"lost{turn}", kind="a", group=f"lost{turn}"))
+                random_writes(writer, rng, 1)
+                check(root)
                 random_writes(writer, rng, 30)
             random_writes(other, rng, 1)  # the other writer: its line carries what was held back
             check(root)
