@@ -10,10 +10,11 @@ import attrs
 import cattrs
 import pytest
 from cattrs.preconf.json import make_converter
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import statestore as ss
-from statestore.codec import Codec, dumps
+from statestore.codec import Codec, dumps, pretty
 from statestore.testing import strategies as sst
 from statestore.testing.models import Task
 
@@ -163,3 +164,82 @@ def test_what_is_fresh() -> None:
         other: list[Unresolvable] = attrs.Factory(list)  # a local name attrs cannot resolve later
 
     assert not codec.fresh(Unresolvable)
+
+
+# ---------------------------------------------------------------- pretty()
+
+_ODD_TEXT = st.sampled_from(
+    ["", "\ud800", "\udfff", "a\udc00b", "\x00", "nul\x00x", '"\\', "%s", "%%", "%(x)s", "\u2028", "é"]
+)
+_ODD_FLOATS = st.sampled_from([1e16, -0.0, 0.0, 5e-324, 1.7976931348623157e308, 0.1, 1e-7, 123456789012345678.0, -1e22])
+_TEXT = st.text(st.characters(exclude_categories=()), max_size=6) | _ODD_TEXT  # surrogates included
+_PRETTY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**200), max_value=2**200)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _ODD_FLOATS
+    | _TEXT,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_TEXT, inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def _indented(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+@settings(max_examples=300)
+@given(_PRETTY_JSON)
+def test_pretty_writes_what_json_dumps_writes_with_indent(data: Any) -> None:
+    # pretty() writes dicts through cached per-depth layouts: the bytes must be json's, whatever the data.
+    assert pretty(data) == _indented(data)
+    assert pretty({"record": data, "same": data}) == _indented({"record": data, "same": data})
+
+
+@settings(max_examples=40)
+@given(st.lists(st.dictionaries(_TEXT, _PRETTY_JSON, max_size=4), min_size=2, max_size=6))
+def test_pretty_of_dicts_sharing_and_reordering_keys(docs: list[dict[str, Any]]) -> None:
+    # Same keys in another order, and the same keys with other values, reuse a layout.
+    for doc in docs + [dict(reversed(list(d.items()))) for d in docs]:
+        assert pretty(doc) == _indented(doc)
+
+
+def test_pretty_of_deep_nesting_and_of_many_key_sets() -> None:
+    for depth in (1, 46, 47, 48, 49, 60, 200):
+        nested: Any = {"leaf": [1, "x", None]}
+        for i in range(depth):
+            nested = {"d": nested, "n": i} if i % 2 else [nested, {}, []]
+        assert pretty(nested) == _indented(nested)
+    for i in range(1500):  # past the layouts kept per depth: evicted ones are made again
+        doc = {f"k{i}": i, "a": {f"k{i % 7}": [i]}, "z": None}
+        assert pretty(doc) == _indented(doc)
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+def test_pretty_of_tuples_and_subclasses_is_json_dumps() -> None:
+    from collections import OrderedDict
+
+    for data in (
+        (1, "a", (2, [])),
+        {"a": (1, 2), "b": OrderedDict([("y", 1), ("x", _Text("t"))])},
+        [_Number(5), 2.5, True, {_Text("k"): _Number(1)}],
+    ):
+        assert pretty(data) == _indented(data)
+
+
+def test_pretty_refuses_what_json_cannot_hold() -> None:
+    for bad in ({1: "int key"}, {"a": [{(1, 2): 1}]}, {"s": {1, 2}}, [object()]):
+        with pytest.raises(TypeError):
+            pretty(bad)
+    for bad in ({"f": float("nan")}, [1, [float("inf")]], {"a": {"b": -float("inf")}}):
+        with pytest.raises(ValueError, match="not JSON"):
+            pretty(bad)

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import statestore as ss
@@ -69,6 +69,41 @@ def test_record_text_is_pretty_sorted_json(data: dict[str, object], revision: in
 
     doc = {**data, "_statestore": {"key": "k", "revision": revision}}
     assert record_text("k", revision, data) == json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+_ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=5) | st.sampled_from(["\ud800", "x\udfff", "\x00"])
+_ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1e16, -0.0, 5e-324])
+    | _ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_ANY_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150)
+@given(
+    st.dictionaries(_ANY_TEXT.filter(lambda k: k != "_statestore"), _ANY_JSON, max_size=6),
+    _ANY_TEXT | st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=1, max_value=2**63),
+)
+def test_record_text_is_json_dumps_with_indent_even_with_lone_surrogates(
+    data: dict[str, Any], key: Any, revision: int
+) -> None:
+    # UTF-8 text as json.dumps(indent=2, sort_keys=True, ensure_ascii=False) writes it; a document
+    # holding a lone surrogate (not UTF-8) with \u escapes instead, as ensure_ascii=True writes it.
+    from statestore.backends.files.store import record_text
+
+    doc = {**data, "_statestore": {"key": key, "revision": revision}}
+    want = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    try:
+        want.encode("utf-8")
+    except UnicodeEncodeError:
+        want = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    assert record_text(key, revision, data) == want
 
 
 @given(st.text(max_size=8), st.text(max_size=12), st.integers(min_value=0, max_value=2**63), st.booleans())

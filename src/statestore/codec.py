@@ -18,6 +18,7 @@ import types
 import typing
 from collections import abc
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import Any
 
 import attrs
@@ -57,13 +58,7 @@ loads = json.loads
 
 _string = json.encoder.encode_basestring  # the C escaper, as ensure_ascii=False uses
 
-# json's C encoder (absent on some Pythons) writes a container of scalars at
-# one indentation level exactly as indent=2 would, given that level's
-# separators; pretty() hands it every such container instead of walking it in
-# Python (a record's nested objects and lists: ~40 % of its cost).
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_FLAT = frozenset({str, int, float, bool, type(None)})  # exact types: subclasses take the walk
-_flat_encoders: dict[str, Any] = {}
 
 
 # Codec.encode's JSON is a tree the hooks built (or checked, check_json) just before:
@@ -90,46 +85,99 @@ def _dumps_tree(data: Any) -> str:
     return text
 
 
-def _not_json(o: object) -> None:
-    raise TypeError(f"{type(o).__name__} is not JSON")
-
-
-def _flat(o: Any, inner: str) -> str | None:
-    """``o`` (a non-empty dict or list) at indentation ``inner`` if it holds only scalars, else None."""
-    if _c_make_encoder is None:
-        return None
-    if type(o) is dict:
-        for k, v in o.items():
-            if type(k) is not str or type(v) not in _FLAT:
-                return None
-    elif type(o) is list:
-        for v in o:
-            if type(v) not in _FLAT:
-                return None
-    else:
-        return None
-    enc = _flat_encoders.get(inner)
-    if enc is None:
-        enc = _flat_encoders[inner] = _c_make_encoder(
-            None, _not_json, _string, None, ": ", "," + inner, True, False, False
-        )
-    text: str = "".join(enc(o, 0))
-    return text[0] + inner + text[1:-1] + inner[:-2] + text[-1]
-
-
 def pretty(data: Any) -> str:
     """``json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)``, about twice as fast.
 
     json's encoder falls back to pure Python whenever ``indent`` is set; this
     writes the same bytes for JSON data (dicts with str keys, lists, str,
-    int, float, bool, None). Anything else raises TypeError.
+    int, float, bool, None). Anything else raises TypeError, NaN and the
+    infinities ValueError.
     """
+    try:
+        return _WRITERS[0][type(data)](data)
+    except KeyError:
+        pass  # not plain JSON (a tuple, a subclass, a key that is not a str, nested too deep): the walk
     out: list[str] = []
     _pretty(data, "\n", out)
     return "".join(out)
 
 
+# The fast writer. Per nesting depth, a table of writers by exact type: a scalar's
+# text is the same at any depth, a dict or list is written by the writers of its own
+# depth, which know its indentation. A dict is written through its layout, made once
+# per depth and tuple of keys (a record type's fields, mostly): the keys in sorted
+# order, taken out by one itemgetter, and a %-format holding the escaped keys and the
+# indentation, filled with the values' texts. A type the table lacks (a KeyError) sends
+# the whole document to the walk (_pretty), which writes it or says why it cannot.
+_DEPTHS = 48  # deeper containers take the walk
+_LAYOUTS_MAX = 512  # layouts kept per depth (dicts of arbitrary keys would grow it without end)
+
+
+def _float_text(v: float) -> str:
+    text = float.__repr__(v)
+    if text in ("inf", "-inf", "nan"):
+        raise ValueError(f"{text} is not JSON")
+    return text
+
+
+def _null_text(_v: None) -> str:
+    return "null"
+
+
+_BOOL_TEXT = {True: "true", False: "false"}
+_WRITERS: list[dict[type, Callable[[Any], str]]] = [
+    {str: _string, int: int.__repr__, float: _float_text, bool: _BOOL_TEXT.__getitem__, type(None): _null_text}
+    for _ in range(_DEPTHS)
+]
+
+
+def _container_writers(depth: int) -> tuple[Callable[[dict[str, Any]], str], Callable[[list[Any]], str]]:
+    """The writers of a dict and of a list at nesting ``depth`` (their items are at ``depth + 1``)."""
+    writers = _WRITERS[depth + 1]
+    layouts: dict[tuple[Any, ...], tuple[Callable[[Any], Any], str, bool]] = {}
+    outer = "\n" + "  " * depth
+    inner = outer + "  "
+    sep, list_open, list_close = "," + inner, "[" + inner, outer + "]"
+
+    def layout(keys: tuple[Any, ...]) -> tuple[Callable[[Any], Any], str, bool]:
+        for k in keys:
+            if type(k) is not str:
+                raise KeyError(k)  # the walk raises TypeError
+        order = sorted(keys)
+        items = ",".join(inner + _string(k).replace("%", "%%") + ": %s" for k in order)
+        if len(layouts) >= _LAYOUTS_MAX:
+            layouts.clear()
+        got = layouts[keys] = (itemgetter(*order), "{" + items + outer + "}", len(order) == 1)
+        return got
+
+    def write_dict(o: dict[str, Any]) -> str:
+        if not o:
+            return "{}"
+        keys = tuple(o)
+        got = layouts.get(keys)
+        if got is None:
+            got = layout(keys)
+        values, form, single = got
+        if single:
+            v = values(o)
+            return form % (writers[type(v)](v),)
+        return form % tuple([writers[type(v)](v) for v in values(o)])
+
+    def write_list(o: list[Any]) -> str:
+        if not o:
+            return "[]"
+        return list_open + sep.join([writers[type(v)](v) for v in o]) + list_close
+
+    return write_dict, write_list
+
+
+for _depth in range(_DEPTHS - 1):
+    _WRITERS[_depth][dict], _WRITERS[_depth][list] = _container_writers(_depth)
+del _depth
+
+
 def _pretty(o: Any, nl: str, out: list[str]) -> None:
+    """The walk: :func:`pretty` of anything, in Python (tuples and subclasses as json writes them)."""
     if isinstance(o, str):
         out.append(_string(o))
     elif o is None:
@@ -149,10 +197,6 @@ def _pretty(o: Any, nl: str, out: list[str]) -> None:
             out.append("{}" if isinstance(o, dict) else "[]")
             return
         inner = nl + "  "
-        flat = _flat(o, inner)
-        if flat is not None:
-            out.append(flat)
-            return
         sep = inner
         if isinstance(o, dict):
             out.append("{")

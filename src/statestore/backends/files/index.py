@@ -238,6 +238,10 @@ def merge(chain: Chain, gen: int) -> bytes:
     return json.dumps(header, sort_keys=True).encode("ascii") + b"\n" + b"".join(sections)
 
 
+#: json.dumps(doc, sort_keys=True, separators=(",", ":")), built once (dumps builds one per call).
+_DELTA_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def delta_line(since: int, gen: int, fields: Sequence[str], changes: dict[str, list[str | None] | None]) -> bytes:
     """One delta line: the collection's changes after generation ``since`` up to ``gen``."""
     doc = {
@@ -247,7 +251,7 @@ def delta_line(since: int, gen: int, fields: Sequence[str], changes: dict[str, l
         "set": {n: v for n, v in changes.items() if v is not None},
         "del": sorted(n for n, v in changes.items() if v is None),
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
+    return _DELTA_ENCODER.encode(doc).encode("ascii") + b"\n"
 
 
 class Chain:

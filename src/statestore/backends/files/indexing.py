@@ -285,8 +285,10 @@ class IndexFiles:
                 continue
             self._index_pending.pop(name, None)
             known = pending[1] if pending is not None and ours else {}
+            # Every commit since the chain's tip was ours (held back in ``known``, or none): no other name changed.
+            alone_since = memo[1] if ours and memo is not None else None
             with contextlib.suppress(OSError, StateStoreError, StaleIndex):
-                self._index_one(coll, staged, before, gen, known)
+                self._index_one(coll, staged, before, gen, known, alone_since)
         for name in txn.rmdirs:
             d = self._idx_dir()
             if d is not None:
@@ -326,8 +328,15 @@ class IndexFiles:
         before: Head,
         gen: int,
         known: Mapping[str, list[str | None] | None],
+        alone_since: int | None = None,
     ) -> None:
-        """Append the line from the chain's tip to ``gen``; ``known``: values of files as of ``before``."""
+        """Append the line from the chain's tip to ``gen``; ``known``: values of files as of ``before``.
+
+        ``alone_since``: the tip this process wrote last, when every commit since
+        it is this process's own, its changes all in ``known`` and ``staged``.
+        If the chain's tip is still that one (and the head still remembers it),
+        the files changed since are those, and the head's history is not read.
+        """
         fields = coll.lookup_fields
         opened = self._delta(coll)
         if opened is None:
@@ -349,7 +358,11 @@ class IndexFiles:
                     os.ftruncate(fd, raw.rfind(b"\n") + 1)  # a torn line a killed writer left
                 chain = read_chain(base, raw, fields)
                 tip = None if chain is None else chain.tip
-            extra = None if tip is None else before.changed(coll.name, tip)
+            extra: set[str] | None
+            if tip is not None and tip == alone_since and before.base <= tip <= before.gen:
+                extra = set(known) | staged.keys()
+            else:
+                extra = None if tip is None else before.changed(coll.name, tip)
             if tip is None or extra is None:
                 self._rebuild(coll, d, fd)
                 return

@@ -52,6 +52,9 @@ _MAGIC = b"statestore-journal 1 "
 #: How many generations the change head remembers, and how many names per collection.
 _KEEP = 64
 _MAX_NAMES = 256
+#: Generations forgotten at once: in between, the history is only extended, so its checksum goes on
+#: from the last one (a whole new crc32 of ~2 KB once per _FORGET commits, not on every one).
+_FORGET = 16
 # Built once: json.dumps() with any option builds a new encoder per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 # And JSONEncoder.encode builds a C encoder per call: a journal is a tree of tuples, strs, ints and
@@ -263,11 +266,14 @@ class Head:
         """The head for generation ``gen`` after the given changes, carrying ``journal`` if given
         (or announcing a ``journal.json`` with ``journal_file``).
 
-        Only the last ``_KEEP`` generations are remembered; a cache older than
-        that reloads its collection.
+        At least the last ``_KEEP`` generations are remembered (at most
+        ``_KEEP + _FORGET``: older ones are forgotten ``_FORGET`` at a time);
+        a cache older than that reloads its collection.
         """
         history = self.history
-        base = max(self.base, gen - 1 - _KEEP)
+        base = self.base
+        if gen - 1 - _KEEP >= base + _FORGET:
+            base = gen - 1 - _KEEP
         # Lines are in generation order, so only a few at the front fall out:
         # walk those rather than splitting all _KEEP of them on every commit.
         start = 0
