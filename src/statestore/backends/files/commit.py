@@ -59,6 +59,7 @@ class Commits:
     _local_head_fd: int | None
     _journal_memo: tuple[tuple[int, int, int], Journal | None] | None
     _head_memo: tuple[bytes, Head] | None
+    _read_gen: int  # the change head's generation reads last checked for a migration (FileStore)
     _cache_lock: threading.RLock
     _colls: dict[str, Records]
     _dirs: Kept[Dir]
@@ -296,6 +297,8 @@ class Commits:
         # cut must not bring it back to be applied over later transactions.
         self._write_head(committed.settled(), sync=self._sync and not journal.direct)
         self._release_readers()
+        if self._read_gen == head.gen and not any(c == ROOT for c, _n, _t in records):
+            self._read_gen = gen  # our own commit moved no schema: reads need not look (_check_moved)
         for (log_name, offset, _text), ino in zip(journal.logs, inodes):
             self._advance_log(txn, log_name, offset, ino)
         with self._cache_lock:
@@ -342,6 +345,8 @@ class Commits:
             d.sync()
         self._write_head(committed.settled(), sync=False)
         self._release_readers()
+        if self._read_gen == head.gen:
+            self._read_gen = gen  # our own commit moved no schema: reads need not look (_check_moved)
         with self._cache_lock:
             # Our own write need not be read back: advance the caches that were current.
             for cname, cache in list(self._colls.items()):

@@ -130,6 +130,7 @@ class LogFiles:
     _summaries: dict[str, tuple[int, int]]  # per log: (inode, end) of the summary last read or written
     _delta_fds: Kept[FileHandle]  # (IndexFiles') kept index files: summaries too, as "log:<name>"
     _schema_gen: int  # (FileStore's) the change head's generation when the schemas were last checked
+    _read_gen: int  # (FileStore's) the same, for reads
 
     if TYPE_CHECKING:
 
@@ -576,6 +577,8 @@ class LogFiles:
             if folder is not None:
                 folder.sync()  # the log file may have just been created
         self._write_head(head.bump(gen, {}, None), sync=False)
+        if self._read_gen == head.gen:
+            self._read_gen = gen  # an append moves no schema: reads need not look (_check_moved)
         self._advance_log(txn, log_name, offset, ino, [len(data)])
 
     def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int, sizes: list[int] | None = None) -> None:
