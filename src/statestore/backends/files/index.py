@@ -38,8 +38,11 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statestore.schema import Collection
 
 __all__ = [
     "FORMAT",
@@ -48,9 +51,11 @@ __all__ = [
     "Chain",
     "StaleIndex",
     "build_base",
+    "candidates",
     "delta_line",
     "encode_value",
     "field_values",
+    "lookup_terms",
     "merge",
     "read_chain",
 ]
@@ -318,3 +323,23 @@ def read_chain(base: Base | None, delta: bytes | None, fields: Sequence[str]) ->
             break
         tip = gen
     return Chain(base, tip, changes, names)
+
+
+def lookup_terms(coll: Collection[Any], where: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """(field, its value as the index holds it) for each condition of ``where`` an index can answer."""
+    out: list[tuple[str, bytes]] = []
+    for field, value in where.items():
+        enc = encode_value(value) if field in coll.lookup_fields else None
+        if enc is not None:
+            out.append((field, enc))
+    return out
+
+
+def candidates(chain: Chain, terms: list[tuple[str, bytes]]) -> set[str]:
+    """The file names the index lists for every one of ``terms`` (at least one): a superset, checked after."""
+    names: set[str] | None = None
+    for field, enc in terms:
+        found = chain.lookup(field, enc)
+        names = found if names is None else names & found
+    assert names is not None
+    return names

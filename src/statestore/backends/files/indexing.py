@@ -29,9 +29,10 @@ from statestore.backends.files.index import (
     Chain,
     StaleIndex,
     build_base,
+    candidates,
     delta_line,
-    encode_value,
     field_values,
+    lookup_terms,
     merge,
     read_chain,
 )
@@ -176,11 +177,7 @@ class IndexFiles:
         """The records matching ``where`` through the index, in key order; None if it cannot answer."""
         if not self._index_usable(coll):
             return None
-        usable: list[tuple[str, bytes]] = []
-        for field, value in where.items():
-            enc = encode_value(value) if field in coll.lookup_fields else None
-            if enc is not None:
-                usable.append((field, enc))
+        usable = lookup_terms(coll, where)
         if not usable:
             return None
         wanted = dict(where)
@@ -190,12 +187,8 @@ class IndexFiles:
             dirty = None if chain is None else head.changed(coll.name, chain.tip)
             if chain is None or dirty is None:
                 return None
-            names: set[str] | None = None
-            for field, enc in usable:
-                found = chain.lookup(field, enc)
-                names = found if names is None else names & found
+            names = candidates(chain, usable)
             overlay = self._overlay(coll, journal)
-            assert names is not None
             names |= dirty
             names |= overlay.keys()
             self._index_reads[coll.name] = self._index_reads.get(coll.name, 0) + len(names)

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, TxnEntry, matches
 from statestore.backends.files.fileio import Dir, descriptor_budget, translate, unique_hex
-from statestore.backends.files.index import Chain, StaleIndex, encode_value
+from statestore.backends.files.index import Chain, StaleIndex, candidates, lookup_terms
 from statestore.backends.files.journal import LOCK, Head, Journal
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Collection, Log
@@ -511,11 +511,7 @@ class Versions:
         """
         if not where or coll.name in self._colls or not coll.lookup_fields:
             return None
-        usable: list[tuple[str, bytes]] = []
-        for field, value in where.items():
-            enc = encode_value(value) if field in coll.lookup_fields else None
-            if enc is not None:
-                usable.append((field, enc))
+        usable = lookup_terms(coll, where)
         if not usable:
             return None
         wanted = dict(where)
@@ -525,11 +521,7 @@ class Versions:
             dirty = None if chain is None else head.changed(coll.name, chain.tip)
             if chain is None or dirty is None:
                 return None
-            names: set[str] | None = None
-            for field, enc in usable:
-                found = chain.lookup(field, enc)
-                names = found if names is None else names & found
-            assert names is not None
+            names = candidates(chain, usable)
             overlay = self._overlay(coll, journal)
             # (Listed after the head was read: every commit up to it is in the folders.)
             old = self._old_versions(coll, lazy, None)
