@@ -810,3 +810,32 @@ def test_a_byte_order_mark_is_not_part_of_the_document(tmp_path: Path) -> None:
         ss.JsonLines("r.jsonl", into=READINGS),
     )
     assert (report.imported, report.rejected) == (4, 0)
+
+
+@attrs.define
+class Numbered:
+    number: int
+    title: str = ""
+
+
+NUMBERED = ss.Collection("numbered", Numbered, key="number")
+NUMBERED_APP = ss.Schema("numbered", version=1, collections=[NUMBERED])
+
+
+def test_a_map_filed_by_int_keys_fills_an_int_key(tmp_path: Path) -> None:
+    """Found by review: {"7": {...}} into an int-keyed collection was a reject for every record.
+
+    JSON object keys are text, so a writer files the int 7 under "7"; only that spelling is read back
+    as the int (not "007", "+7", "7.0" or " 7", which stay text and are refused as the wrong type).
+    """
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "n.json").write_text(
+        '{"7": {"title": "seven"}, "-2": {"title": "minus two"}, "0": {}, "007": {}, "7.0": {}, "x": {}}'
+    )
+    layout = ss.LegacyLayout(version=1, sources=[ss.JsonFile("n.json", into=NUMBERED)])
+    location = f"sqlite:{tmp_path}/n.db"
+    report = ss.import_legacy(location, NUMBERED_APP, ss.Legacy(root, layout), on_error="quarantine")
+    assert sorted(r.pointer for r in report.rejects) == ["/007/number", "/7.0/number", "/x/number"]
+    with ss.open_store(location, NUMBERED_APP, mode="read") as store:
+        assert store[NUMBERED].all() == [Numbered(-2, "minus two"), Numbered(0), Numbered(7, "seven")]

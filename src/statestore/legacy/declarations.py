@@ -131,7 +131,8 @@ class JsonFile:
 
     ``records(doc)`` returns the records' container (default: the document
     itself): a list of records, or a map ``{key: record}`` whose keys are
-    written into the collection's key field when a record lacks it.
+    written into the collection's key field when a record lacks it (for an
+    ``int`` key field, a key spelled as JSON writes an int, ``"7"``, is that int).
     ``record(raw, index_or_key)`` may reshape each record (e.g. generate an id).
     ``root`` names one of :class:`Legacy`'s ``roots`` (default: its ``root``);
     ``extra`` says what happens to members the record's class does not declare.

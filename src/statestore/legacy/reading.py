@@ -329,8 +329,10 @@ class Reader:
             dups = container.duplicates if isinstance(container, Dups) else {}
             entries: Iterable[tuple[Any, Any]] = container.items()
             single_key = decl.key_fields[0] if isinstance(decl, Collection) and not decl.composite else None
+            # A JSON object's keys are text: an int key is written as its digits ({"7": ...}), read back here.
+            int_key = single_key is not None and decl.field_types[single_key] is int
         elif isinstance(container, list):
-            dups, entries, single_key = {}, enumerate(container), None
+            dups, entries, single_key, int_key = {}, enumerate(container), None, False
         else:
             reason = f"expected a list or an object of records, got {kind_of(container)}"
             yield self.reject(index, into, rel, reason, pointer=json_pointer(*base) if base is not None else None)
@@ -362,7 +364,8 @@ class Reader:
                 continue
             if isinstance(value, dict) and single_key is not None:
                 if single_key not in value:
-                    value = {single_key: where, **value}
+                    key: Any = int(where) if int_key and _INT_TEXT.fullmatch(where) else where
+                    value = {single_key: key, **value}
                 elif not _same_key(value[single_key], where):
                     # Filed under one key, naming another: which one is meant is not ours to guess.
                     reason = (
@@ -525,6 +528,10 @@ class Reader:
             yield self.reject(index, into, rel, reason, pointer=json_pointer(n))
             return
         yield from got
+
+
+#: An int as a JSON writer spells it: the only map keys read as an int key (not "007", "+7" or "7.0").
+_INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 def _same_key(value: Any, where: str) -> bool:
