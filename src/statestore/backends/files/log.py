@@ -271,6 +271,30 @@ class LogFiles:
             return None
         return got
 
+    def _summary_tail(
+        self, fd: int, path: Path, summary: tuple[int, int, int, int, int, int], limit: int
+    ) -> LogIndex | None:
+        """The entries after a log's summary, up to byte ``limit``, read from ``fd`` (the summary's file);
+        None if the summary does not describe what the file holds (then the whole log is read instead).
+
+        The line the summary names as its last must still be there, whole, with the same seq.
+        """
+        ino, end, _entries, lines, last_seq, last_start = summary
+        if not last_start < end <= limit or not lines:
+            return None
+        line = os.pread(fd, end - last_start, last_start)
+        if not line.endswith(b"\n") or b"\n" in line[:-1]:
+            return None
+        try:
+            if self._parse_line(line, path, lines)[0] != last_seq:
+                return None
+        except CorruptStoreError:
+            return None
+        tail = LogIndex(ino)
+        tail.end, tail.lines, tail.floor = end, lines, last_seq
+        self._extend_index(tail, fd, limit, path)
+        return tail
+
     def _summary_count(self, log: Log[Any]) -> tuple[int, int] | None:
         """(entries, last seq) from the log's summary and the lines after it; None if it cannot answer.
 
@@ -291,7 +315,7 @@ class LogFiles:
             handle = self._log_fd(log.name) if summary is not None else None
             if summary is None or handle is None:
                 return None
-            ino, end, entries, lines, last_seq, last_start = summary
+            ino, _end, entries, _lines, last_seq, _last_start = summary
             fd = handle.fd
             with translate(path):
                 st = os.fstat(fd)
@@ -299,19 +323,11 @@ class LogFiles:
                 for name, offset, _text in journal.logs if journal is not None else ():
                     if name == log.name:
                         limit = offset
-                if st.st_ino != ino or not last_start < end <= limit or not lines:
+                if st.st_ino != ino:
                     return None
-                line = os.pread(fd, end - last_start, last_start)
-                if not line.endswith(b"\n") or b"\n" in line[:-1]:
+                tail = self._summary_tail(fd, path, summary, limit)
+                if tail is None:
                     return None
-                try:
-                    if self._parse_line(line, path, lines)[0] != last_seq:
-                        return None
-                except CorruptStoreError:
-                    return None
-                tail = LogIndex(ino)
-                tail.end, tail.lines, tail.floor = end, lines, last_seq
-                self._extend_index(tail, fd, limit, path)
             overlay = self._log_overlay(log, journal)
             last = overlay[-1][0] if overlay else tail.seqs[-1] if tail.seqs else last_seq
             return entries + len(tail.seqs) + len(overlay), last

@@ -189,6 +189,10 @@ class Versions:
 
         def _parse_line(self, line: str | bytes, path: Path, lineno: int | None, *, log_file: bool = True) -> Any: ...
 
+        def _summary_tail(
+            self, fd: int, path: Path, summary: tuple[int, int, int, int, int, int], limit: int
+        ) -> LogIndex | None: ...
+
     # ------------------------------------------------------------ writers
 
     def _open_versions(self) -> None:
@@ -632,22 +636,14 @@ class Versions:
         summary = self._read_summary(log.name)
         if summary is None:
             return None
-        s_ino, s_end, entries, lines, last_seq, last_start = summary
-        if s_ino != ino or not last_start < s_end <= end or not lines:
+        if summary[0] != ino:
             return None
+        entries, last_seq = summary[2], summary[4]
         path = self._log_path(log.name)
         with translate(path):
-            line = os.pread(fd, s_end - last_start, last_start)
-            if not line.endswith(b"\n") or b"\n" in line[:-1]:
-                return None
-            try:
-                if self._parse_line(line, path, lines)[0] != last_seq:
-                    return None
-            except CorruptStoreError:
-                return None
-            tail = LogIndex(ino)
-            tail.end, tail.lines, tail.floor = s_end, lines, last_seq
-            self._extend_index(tail, fd, end, path)
+            tail = self._summary_tail(fd, path, summary, end)
+        if tail is None:
+            return None
         return entries + len(tail.seqs), tail.seqs[-1] if tail.seqs else last_seq
 
     def _lazy_log(self, lazy: Lazy, log_name: str) -> LogView:
