@@ -336,11 +336,22 @@ class Codec:
             got = self._fresh[tp] = _fresh_type(tp, set())
         return got
 
-    def encode(self, what: str, tp: type[Any], record: object, key: Any = None) -> tuple[dict[str, Any], str]:
+    def encode(
+        self, what: str, tp: type[Any], record: object, key: Any = None, *, text: bool = True
+    ) -> tuple[dict[str, Any], str]:
         """Unstructure ``record`` into (JSON dict, canonical JSON text).
 
         Raises ValidationError if ``record`` is not a ``tp``, a field holds a
         value of another type than declared, or the result is not JSON.
+
+        With ``text=False`` (a backend that writes its own text and never reads
+        the canonical one, ``Store._canonical_text``) the text is ``""`` when the
+        dict is plain JSON (exact dict, list, str, int of 64 bits, finite float,
+        bool, None; str keys) that shares no mutable part with ``record`` (the
+        strict converter and a type :meth:`fresh` accepts): the backend may keep
+        it as it is. Otherwise the canonical text is computed as with
+        ``text=True``. The same records are accepted and refused either way
+        (a dict that is not plain JSON takes the ``text=True`` checks).
         """
         if type(record) is not tp and not (self._own_hooks and isinstance(record, tp)):
             # Only the class itself: a subclass's own fields would be lost without a word.
@@ -355,6 +366,12 @@ class Codec:
         except Exception as exc:
             path, reason = _describe(exc)
             raise ValidationError(what, key, path, reason) from None
+        if not text and not self._own_hooks and self.fresh(tp):
+            try:
+                check_json(data)  # what json refuses, it refuses too (and more: then the text's checks decide)
+                return data, ""
+            except (Mismatch, RecursionError):
+                pass
         try:
             return data, _dumps_tree(data)
         except (TypeError, ValueError) as exc:

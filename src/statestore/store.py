@@ -33,7 +33,7 @@ nothing else; ``docs/backends.md`` walks through it. In short:
   ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
   conditions, order, limit and offset; the defaults scan and filter in
   Python, and a backend's answer must equal theirs); ``_atomic_writes = True`` when each write primitive is
-  all-or-nothing on its own.
+  all-or-nothing on its own; ``_canonical_text = False`` when it never reads a record's canonical text.
 
 The constructor opens or creates the store's container and then calls
 ``self._open_schemas(...)``, which checks, creates, migrates and syncs the
@@ -157,6 +157,13 @@ class Store(ABC):
     #: makes one such write as its last step then needs no savepoint inside an
     #: enclosing transaction: there would be nothing for it to undo.
     _atomic_writes = False
+
+    #: False when the backend never reads the canonical JSON text of a record it
+    #: is given (``_write``, ``_add``, ``_write_alone``): the views then ask the
+    #: codec for none, and the text is ``""`` whenever the data is plain JSON that
+    #: no one else holds (``Codec.encode(text=False)``), which the backend may keep
+    #: as it is; otherwise it is the canonical text, as usual.
+    _canonical_text = True
 
     #: True when a plain equality ``find`` is best answered by ``_scan`` on the
     #: lookup fields (and Python for the rest); False sends it to ``_query``,

@@ -131,7 +131,8 @@ class CollectionView(Generic[T]):
         if type(record) is not decl.type and not isinstance(record, decl.type):
             raise ValidationError(decl.name, None, "", f"expected a {decl.type.__name__}, got {type(record).__name__}")
         key = self._key(decl.key_of(record))
-        data, text = self.store.codec.encode(decl.name, decl.type, record, key)
+        store = self.store
+        data, text = store.codec.encode(decl.name, decl.type, record, key, text=store._canonical_text)
         return key, data, text
 
     def _decode(self, key: KeyValue, data: dict[str, Any]) -> T:

@@ -284,7 +284,12 @@ def owned_json(data: dict[str, Any], text: str) -> dict[str, Any]:
     (dicts with ``str`` keys, lists, exact scalar types), ~2.5 times faster
     than parsing; anything else (tuples, ``int`` keys, subclasses) is parsed
     from ``text``, so the result is always what reading the file gives.
+    ``text == ""`` (no canonical JSON is ever empty) is the codec saying
+    ``data`` is such plain JSON and private already (``Codec.encode(text=False)``,
+    ``Store._canonical_text``): it is returned as it is.
     """
+    if not text:
+        return data
     try:
         return _strict(data)  # type: ignore[no-any-return]
     except TypeError:
