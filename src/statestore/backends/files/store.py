@@ -32,8 +32,10 @@ are cached in memory and brought up to date from the change head,
 re-reading only the files that changed; logs keep a byte-offset index,
 extended by reading only the bytes appended since.
 
-Where things are: this module opens stores, locks, caches, transactions and
-records; :mod:`statestore.backends.files.commit` commits and recovers;
+Where things are: this module opens stores, locks and caches;
+:mod:`statestore.backends.files.transactions` begins and ends transactions;
+:mod:`statestore.backends.files.records` reads, stages and queries records;
+:mod:`statestore.backends.files.commit` commits and recovers;
 :mod:`statestore.backends.files.journal` defines the journal and change head formats;
 :mod:`statestore.backends.files.log` reads and appends logs; :mod:`statestore.backends.files.names`
 maps keys to file names; :mod:`statestore.backends.files.fileio` does link-safe atomic file
@@ -42,7 +44,6 @@ I/O; :mod:`statestore.backends.files.cache` holds record texts, transactions and
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import fcntl
 import json
@@ -51,8 +52,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from operator import itemgetter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,17 +62,12 @@ from statestore.backends.files.cache import (
     INTERNAL,
     MANIFEST,
     META,
-    MISSING,
     ROOT,
     Lazy,
     LogIndex,
     Rec,
     Records,
-    Txn,
-    TxnEntry,
-    copy_json,
     is_int,
-    matches,
     owned_json,
     paused_gc,
     record_text,
@@ -82,7 +77,9 @@ from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, 
 from statestore.backends.files.indexing import IndexFiles
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
 from statestore.backends.files.log import LogFiles, entry_line
-from statestore.backends.files.versions import READERS, VERSIONS, LazyColls, Versions
+from statestore.backends.files.records import RecordAccess
+from statestore.backends.files.transactions import Local, Transactions
+from statestore.backends.files.versions import READERS, VERSIONS, Versions
 from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (
@@ -92,11 +89,9 @@ from statestore.errors import (
     StateStoreError,
     StoreBusyError,
     StoreNotFoundError,
-    ValidationError,
 )
-from statestore.query import Query, Term, prefix_end, sort_key
 from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import INTERNAL_LOGS, Durability, Mode, RawEntry, RawRecord, Store, StoredSchemas
+from statestore.store import Durability, Mode, RawEntry, Store, StoredSchemas
 
 __all__ = ["FileStore", "record_text"]
 
@@ -105,7 +100,7 @@ MIGRATE_LOCK = "migrate.lock"
 _R = TypeVar("_R")
 
 
-class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
+class FileStore(Transactions, RecordAccess, Commits, LogFiles, IndexFiles, Versions, Store):
     """A store in a directory of JSON and JSONL files.
 
     ``busy_timeout`` is how long a writer waits for another writer (any
@@ -186,7 +181,7 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
     # ------------------------------------------------------------ process state
 
     def _reset_process_state(self) -> None:
-        self._local = _Local()
+        self._local = Local()
         self._mutex = threading.Lock()  # threads queue here before contending for the file lock
         self._cache_lock = threading.RLock()
         self._colls: dict[str, Records] = {}
@@ -631,528 +626,8 @@ class FileStore(Commits, LogFiles, IndexFiles, Versions, Store):
             return cache, {**overlay, **txn.records[coll.name]}
         return cache, overlay
 
-    # ------------------------------------------------------------ transactions
-
-    def _txn(self) -> Txn | None:
-        return self._local.txn
-
-    def _begin(self, *, write: bool) -> None:
-        txn = Txn(write)
-        if write:
-            self._lock()
-            self._local.txn = txn  # before recovering, so the head it reads is kept for the transaction
-            try:
-                head = self._read_head()
-                if head.gen < 0 or head.journal is not None or head.journal_file:
-                    self._recover()  # (a sound head: it would do nothing)
-                self._check_schema_gen()
-            except BaseException:
-                self._local.txn = None
-                self._unlock()
-                raise
-        else:
-            lazy, first = self._lazy_begin(txn)
-            if not lazy:
-                (txn.colls, txn.logs), txn.shared = self._snapshot(first)
-            self._local.txn = txn
-            try:
-                self._check_moved(first if first is not None else self._read_head())
-            except BaseException:
-                self._rollback()
-                raise
-
-    def _check_schema_gen(self) -> None:
-        """In a write transaction: refuse to write if another process migrated the store since we checked.
-
-        The change head names the root files each generation changed, so a
-        manifest rewrite (a schema's version moving) since the generation we
-        last checked sends us to ``Store._check_schemas_current``.
-        """
-        head = self._read_head()
-        if head.gen == self._schema_gen or self._migrating:
-            return
-        changed = head.changed(ROOT, self._schema_gen)
-        if changed is None or MANIFEST in changed:
-            self._check_schemas_current()
-        self._schema_gen = head.gen
-
-    def _snapshot(
-        self, first: Head | None = None
-    ) -> tuple[tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]], list[Records]]:
-        """Every collection and log as of one generation: a read transaction's view.
-
-        A collection's cache is shared with the snapshot rather than copied;
-        the store copies it before changing it (``_unshared``). Logs are
-        append-only: the snapshot keeps the index and how many lines count.
-        ``first``: the change head as the caller just read it, if it did.
-        """
-
-        shared: list[Records] = []
-
-        def take(head: Head, journal: Journal | None) -> Any:
-            self._release_snapshot(shared)  # an earlier attempt of the seqlock's
-            colls = {}
-            for coll in self.collections:
-                snap = self._catch_up(coll, head, journal)
-                overlay = self._overlay(coll, journal)
-                if overlay:
-                    snap = snap.copy()
-                    for name, rec in overlay.items():
-                        snap.put(name, rec)
-                else:
-                    # Shared, not copied (O(1), not O(N)): the cache is copied before it next changes.
-                    snap.shared += 1
-                    shared.append(snap)
-                colls[coll.name] = snap
-            logs = {}
-            for log in (*self.logs, *INTERNAL_LOGS):  # internal ones too: history() inside a read transaction
-                idx = self._catch_up_log(log, journal)
-                logs[log.name] = (idx, len(idx.seqs), self._log_overlay(log, journal))
-            return colls, logs
-
-        with self._cache_lock:
-            result: tuple[dict[str, Records], dict[str, tuple[LogIndex, int, list[TxnEntry]]]]
-            result = self._consistent(take, first)
-            return result, shared
-
-    def _release_snapshot(self, shared: list[Records]) -> None:
-        """A read transaction is over: the caches it shared may change in place again (if no other holds them)."""
-        with self._cache_lock:
-            for cache in shared:
-                cache.shared -= 1
-            shared.clear()
-
-    def _commit(self) -> None:
-        txn = self._txn()
-        if txn is None or not txn.write:
-            self._local.txn = None
-            if txn is not None:
-                self._lazy_end(txn)
-                self._release_snapshot(txn.shared)
-            return
-        try:
-            if any(txn.records.values()) or any(txn.lines.values()) or txn.files:
-                self._commit_staged(txn)
-        finally:
-            self._local.txn = None
-            self._unlock()
-
-    def _commit_staged(self, txn: Txn) -> None:
-        """Publish this thread's write transaction ``txn`` (staged, non-empty; we hold the lock), keep indexes up.
-
-        Still this thread's transaction while publishing, so the head and log
-        descriptors it checked under the lock are not checked again.
-        """
-        checked = self._schema_gen == (txn.head.gen if txn.head is not None else None)
-        before = txn.head if txn.head is not None else self._read_head()
-        self._publish(txn)
-        self._index_after(txn, before)
-        if checked and MANIFEST not in txn.files and txn.head is not None:
-            self._schema_gen = txn.head.gen  # our own commit moved no schema
-        for name in txn.rmdirs:
-            self._dirs.pop(name)  # closed once no thread uses it
-            # Emptied by the transaction; a file someone put there keeps it.
-            with contextlib.suppress(OSError):
-                os.rmdir(name, dir_fd=self._root.fd)
-
-    def _index_after(self, txn: Txn, before: Head) -> None:
-        """Bring the index files up to a commit of ``txn`` made on ``before`` (every commit moves the generation)."""
-        indexed = self._indexed
-        if indexed is None:  # (the declarations never change once opened)
-            indexed = self._indexed = tuple(c for c in self.collections if c.lookup_fields)
-        self._index_commit(txn, before, indexed)
-
-    def _alone(self) -> Txn | None:
-        """Begin a write of one step outside any transaction (``_write_alone``, ``_append_alone``).
-
-        Returns the transaction it runs in, holding the write lock, recovered
-        and checked as ``_begin`` does; None (nothing taken) when this thread
-        is inside a transaction or migrating, or the store is closed or
-        read-only: the caller then takes the transaction path, which says why.
-        A failure of the recovery or the schema check also returns None (and
-        releases the lock): the transaction path runs them again and raises.
-        Another writer holding the store is waited for as ``_begin`` waits
-        (StoreBusyError after ``busy_timeout``).
-        """
-        if self._closed or self.mode != "write":
-            return None
-        state = self._state()  # (first: a fork() child drops the parent's transaction here)
-        if state.depth or state.migrating or self._local.txn is not None:
-            return None
-        self._lock()
-        txn = Txn(True)
-        self._local.txn = txn
-        try:
-            head = self._read_head()
-            if head.gen < 0 or head.journal is not None or head.journal_file:
-                self._recover()  # (a sound head: it would do nothing)
-                head = self._read_head()
-            if head.gen != self._schema_gen:
-                self._check_schema_gen()
-        except StateStoreError:
-            self._local.txn = None
-            self._unlock()
-            return None
-        except BaseException:
-            self._local.txn = None
-            self._unlock()
-            raise
-        return txn
-
-    def _write_alone(
-        self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
-    ) -> int | None:
-        """One record written as a transaction of its own would write it, without the transaction's layers.
-
-        The same steps, files and order as ``insert``/``put`` in a transaction
-        of their own (the lock, recovery and schema check of ``_begin``, the
-        commit of ``_commit``): only the shared layer's staging is skipped.
-        None (nothing written) when the key is stored and ``replace`` is false,
-        or whenever ``_alone`` declines.
-        """
-        if META in data:
-            return None  # the transaction path says why
-        txn = self._alone()
-        if txn is None:
-            return None
-        try:
-            name = keynames.encode(key)
-            try:
-                rec = self._point(coll, key, name)
-            except StateStoreError:
-                return None  # (a damaged record: the transaction path reports it)
-            if rec is not None and (not replace or rec[1] >= LAST_REVISION):
-                return None  # (at the last revision: the transaction path refuses it)
-            revision = 1 if rec is None else rec[1] + 1
-            head = txn.head
-            if head is None:
-                txn.records[coll.name] = {name: (key, revision, owned_json(data, text))}
-                self._commit_staged(txn)
-                return revision
-            # Staged as given: only read (the index's values) until a cache takes its own copy.
-            txn.records[coll.name] = {name: (key, revision, data)}
-            checked = self._schema_gen == head.gen
-            self._publish_record(txn, head, coll.name, name, record_text(key, revision, data), text)
-            self._index_after(txn, head)
-            if checked and txn.head is not None:
-                self._schema_gen = txn.head.gen  # our own commit moved no schema
-            return revision
-        finally:
-            self._end_alone()
-
-    def _end_alone(self) -> None:
-        """End what ``_alone`` began (committed or not): no transaction in this thread, the lock released."""
-        self._local.txn = None
-        self._unlock()
-
-    def _rollback(self) -> None:
-        txn = self._txn()
-        self._local.txn = None
-        if txn is not None and txn.write:
-            self._unlock()
-        elif txn is not None:
-            self._lazy_end(txn)
-            self._release_snapshot(txn.shared)
-
-    def _savepoint(self, name: str) -> None:
-        txn = self._txn()
-        assert txn is not None
-        txn.savepoints[name] = len(txn.undo)
-
-    def _release(self, name: str) -> None:
-        txn = self._txn()
-        assert txn is not None
-        txn.savepoints.pop(name, None)
-
-    def _rollback_to(self, name: str) -> None:
-        txn = self._txn()
-        assert txn is not None
-        mark = txn.savepoints.pop(name)
-        while len(txn.undo) > mark:
-            kind, owner, name_, before = txn.undo.pop()
-            if kind == "log":
-                if owner in txn.lines:  # (a rewrite since may have taken the lines in)
-                    del txn.lines[owner][before:]
-            elif kind == "logtrim":
-                count, length = before
-                del txn.rewritten[owner][count:]
-                file = f"{owner}.jsonl"
-                txn.files[file] = (txn.files.get(file) or "")[:length]
-            elif kind == "logstate":
-                text, rewritten, lines = before
-                _restore(txn.files, f"{owner}.jsonl", text)
-                _restore(txn.rewritten, owner, rewritten)
-                _restore(txn.lines, owner, lines)
-            elif before is MISSING:
-                txn.records[owner].pop(name_, None)
-            else:
-                txn.records[owner][name_] = before
-
-    def _save_log_state(self, txn: Txn, log_name: str) -> None:
-        """Remember a log's staged state (file text, rewritten entries, appended lines) for a savepoint."""
-        file = f"{log_name}.jsonl"
-        before = (
-            txn.files.get(file, MISSING),
-            list(txn.rewritten[log_name]) if log_name in txn.rewritten else MISSING,
-            list(txn.lines[log_name]) if log_name in txn.lines else MISSING,
-        )
-        txn.undo.append(("logstate", log_name, "", before))
-
-    def _stage(self, coll: Collection[Any], name: str, rec: Rec | None) -> None:
-        txn = self._txn()
-        assert txn is not None, "writes happen inside a transaction"
-        assert txn.write, "writes happen inside a write transaction"
-        staged = txn.records.setdefault(coll.name, {})
-        txn.undo.append(("rec", coll.name, name, staged.get(name, MISSING)))
-        staged[name] = rec
-
-    # ------------------------------------------------------------ commit and recovery
-
-    # ------------------------------------------------------------ records
-
-    def _point(self, coll: Collection[Any], key: KeyValue, name: str | None = None) -> Rec | None:
-        """The record of ``key`` as this thread sees it (``name``: its file name, if known); None if absent."""
-        if name is None:
-            name = keynames.encode(key)
-        txn = self._txn()
-        if txn is not None and txn.write and name in txn.records.get(coll.name, {}):
-            rec = txn.records[coll.name][name]
-        elif txn is not None and txn.colls is not None:
-            colls = txn.colls
-            if isinstance(colls, LazyColls) and coll.name not in colls:
-                rec = self._lazy_point(coll, name, colls.lazy)  # one file, not the whole collection
-            else:
-                rec = colls[coll.name].records.get(name)
-        elif coll.name in self._colls:
-            with self._cache_lock:
-                cache, changes = self._coll_view(coll)
-                rec = changes[name] if name in changes else cache.records.get(name)
-        else:
-            # A lone record needs no seqlock: each file (and the journal) is replaced atomically.
-            head = self._read_head()
-            self._check_moved(head)
-            if head.journal is None and not head.journal_file:
-                rec = self._read_rec(coll, name)  # (no journal: nothing to overlay)
-            else:
-                overlay = self._overlay(coll, self._journal(head))
-                rec = overlay[name] if name in overlay else self._read_rec(coll, name)
-        if rec is not None and rec[0] != key:
-            raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
-        return rec
-
-    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
-        rec = self._point(coll, key)
-        if rec is None:
-            return None
-        return rec[1], _copy_json(rec[2]) if copy else rec[2]
-
-    def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
-        rec = self._point(coll, key)
-        return None if rec is None else rec[1]
-
-    def _write(self, coll: Collection[Any], key: KeyValue, revision: int, data: dict[str, Any], text: str) -> None:
-        if META in data:
-            raise ValidationError(coll.name, key, f"$.{META}", "this field name is reserved by the file backend")
-        self._stage(coll, keynames.encode(key), (key, revision, owned_json(data, text)))
-
-    def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
-        if self._point(coll, key) is None:
-            return False
-        self._stage(coll, keynames.encode(key), None)
-        return True
-
-    def _rows(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Rec]:
-        txn = self._txn()
-        if where and txn is not None and isinstance(txn.colls, LazyColls) and coll.name not in txn.colls:
-            lazily = self._lazy_rows(coll, where, txn.colls.lazy)  # the candidates only, as of the start
-            if lazily is not None:
-                return lazily
-        if where and coll.name not in self._colls:
-            indexed = self._indexed_rows(coll, where)  # a fresh process: read only the candidates
-            if indexed is not None:
-                return indexed
-        with self._cache_lock:
-            cache, changes = self._coll_view(coll)
-            if where:
-                names: set[str] | None = None
-                for field, value in where.items():
-                    found = cache.lookup(field, value)
-                    names = set(found) if names is None else names & found
-                rows = [cache.records[n] for n in names or () if n not in changes]
-                ordered = False
-            elif changes:
-                rows = [cache.records[n] for n in cache.names if n not in changes]
-                ordered = True
-            else:
-                return [cache.records[n] for n in cache.names]
-        extra = [r for r in changes.values() if r is not None and matches(r[2], dict(where))]
-        if extra or not ordered:
-            rows.extend(extra)
-            rows.sort(key=itemgetter(0))
-        return rows
-
-    def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
-        if not copy:
-            return list(self._rows(coll, where))
-        return [(key, rev, _copy_json(data)) for key, rev, data in self._rows(coll, where)]
-
-    def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
-        """Declared index and unique fields answer through the cache's indexes; other fields scan.
-
-        Equality and one_of use the value index, ranges and prefix the
-        ordered index (bisected); an order by an indexed field with a limit
-        walks that index and stops once the rest cannot come earlier. Every
-        candidate is then checked and ordered exactly (Query.apply).
-        """
-        lookup = coll.lookup_fields
-        need = query.need
-        with self._cache_lock:
-            cache, changes = self._coll_view(coll)
-            first = query.order[0] if query.order else None
-            if not changes and first is not None and first.field in lookup and need is not None:
-                # Walk the ordered index of the first order field (within any range on it)
-                # and stop once every later record comes after the ones kept.
-                entries = cache.ordered(first.field, first.kind)
-                lo, hi = 0, len(entries)
-                for term in query.terms:
-                    if term.field == first.field and term.op in _RANGES:
-                        t_lo, t_hi = _bounds(entries, term)
-                        lo, hi = max(lo, t_lo), min(hi, t_hi)
-                resume = None  # where iter's next batch starts inside its first group of ties
-                if query.after is not None:
-                    sk = sort_key(first.kind, query.after[0][0])
-                    if first.descending:
-                        hi = min(hi, bisect.bisect_right(entries, sk, key=itemgetter(0)))
-                    else:
-                        lo = max(lo, bisect.bisect_left(entries, sk, key=itemgetter(0)))
-                    if len(query.order) == 1:  # ties go on by key: skip the ones returned
-                        resume = bisect.bisect_right(entries, (sk, query.after[1]), key=_value_and_key)
-                        if not first.descending:
-                            lo, resume = max(lo, resume), None
-                        elif not (lo < hi and entries[hi - 1][0] == sk):
-                            resume = None  # no ties of the last value left: nothing to skip
-                kept: list[Rec] = []
-                bound: Any = None
-                for i in _walk(entries, lo, hi, first.descending, resume):
-                    sk, _key, name = entries[i]
-                    if len(kept) >= need and sk != bound:
-                        break
-                    rec = cache.records[name]
-                    if query.admits(rec[0], rec[2]):
-                        kept.append(rec)
-                        if len(kept) == need:
-                            bound = sk
-                rows = query.window(query.sort(kept))
-            else:
-                names: set[str] | None = None
-                for term in query.terms:
-                    if term.field in lookup:
-                        found = _index_names(cache, term)
-                        if found is not None:
-                            names = found if names is None else names & found
-                pool: Any = cache.names if names is None else names
-                if names is None and not query.order and query.after is not None:
-                    pool = cache.names[bisect.bisect_right(cache.keys, query.after[1]) :]  # iter's next batch
-                rows = [cache.records[n] for n in pool if n not in changes]
-                rows.extend(r for r in changes.values() if r is not None)
-                if names is not None or changes:
-                    rows.sort(key=itemgetter(0))
-                rows = query.apply(rows)
-        if not copy:
-            return list(rows)
-        return [(key, rev, _copy_json(data)) for key, rev, data in rows]
-
-    def _keys(self, coll: Collection[Any]) -> list[KeyValue]:
-        return [r[0] for r in self._rows(coll, {})]
-
-    def _count(self, coll: Collection[Any]) -> int:
-        txn = self._txn()
-        if txn is not None and isinstance(txn.colls, LazyColls) and coll.name not in txn.colls:
-            counted = self._lazy_count(coll, txn.colls.lazy)
-            if counted is not None:
-                return counted
-        if coll.name not in self._colls:
-            counted = self._indexed_count(coll)
-            if counted is not None:
-                return counted
-        with self._cache_lock:
-            cache, changes = self._coll_view(coll)
-            if not changes:
-                return len(cache.records)
-        return len(self._rows(coll, {}))
-
-    # ------------------------------------------------------------ logs
-
-
-class _Local(threading.local):
-    """Per-thread state: the thread's open transaction (None in every thread until it begins one)."""
-
-    txn: Txn | None = None
-
-
-def _index_names(cache: Records, term: Term) -> set[str] | None:
-    """Names of the records that may meet ``term``, from the cache's indexes (None: no index helps)."""
-    op, value = term.op, term.value
-    if op in ("eq", "in"):
-        values = [value] if op == "eq" else list(value)
-        if not all(v is None or type(v) in (str, int, float, bool) for v in values):
-            return None
-        out: set[str] = set()
-        for v in values:
-            out |= cache.lookup(term.field, v)
-        return out
-    if op not in _RANGES:
-        return None
-    entries = cache.ordered(term.field, term.kind)
-    lo, hi = _bounds(entries, term)
-    return {name for _sk, _key, name in entries[lo:hi]}
-
-
-_RANGES = ("gt", "ge", "lt", "le", "prefix")
-
-
-def _value_and_key(entry: tuple[Any, Any, str]) -> tuple[Any, Any]:
-    return entry[0], entry[1]
-
-
-def _walk(entries: list[tuple[Any, Any, str]], lo: int, hi: int, descending: bool, resume: int | None) -> Iterator[int]:
-    """Positions of ``entries[lo:hi]`` in query order: by value (descending if asked), ties by key ascending.
-
-    ``resume`` skips the start of the first group of ties walked (descending: the top one).
-    """
-    if not descending:
-        yield from range(lo, hi)
-        return
-    end = hi
-    while end > lo:
-        start = max(lo, bisect.bisect_left(entries, entries[end - 1][0], lo, end, key=itemgetter(0)))
-        yield from range(max(start, resume) if resume is not None else start, end)
-        resume = None
-        end = start
-
-
-def _bounds(entries: list[tuple[Any, Any, str]], term: Term) -> tuple[int, int]:
-    """The slice of an ordered index (see ``Records.ordered``) holding every record that may meet a range term."""
-    op, value = term.op, term.value
-    first = itemgetter(0)
-    rank = 4 if op == "prefix" else sort_key(term.kind, value)[0]
-    lo, hi = bisect.bisect_left(entries, (rank,), key=first), bisect.bisect_left(entries, (rank + 1,), key=first)
-    if op == "prefix":
-        lo = bisect.bisect_left(entries, (4, value), key=first)
-        end = prefix_end(value)
-        if end is not None:
-            hi = bisect.bisect_left(entries, (4, end), key=first)
-        return lo, hi
-    sk = sort_key(term.kind, value)
-    if op == "gt":
-        lo = bisect.bisect_right(entries, sk, key=first)
-    elif op == "ge":
-        lo = bisect.bisect_left(entries, sk, key=first)
-    elif op == "lt":
-        hi = bisect.bisect_left(entries, sk, key=first)
-    else:
-        hi = bisect.bisect_right(entries, sk, key=first)
-    return lo, hi
+    # Transactions: transactions.py; records and queries: records.py; commit and recovery:
+    # commit.py; logs: log.py; index files: indexing.py; lazy read transactions: versions.py.
 
 
 def _load_record(raw: bytes | str) -> Any:
@@ -1174,25 +649,3 @@ def _load_record(raw: bytes | str) -> Any:
             if not text[end:].strip(" \t\n\r"):
                 return value
     return rawjson.load(raw)
-
-
-def _copy_json(data: dict[str, Any]) -> dict[str, Any]:
-    """``copy_json``, also for data nested deeper than its two Python frames per level allow.
-
-    Whatever the JSON decoder read (up to ~1,000 levels: deeper is a
-    CorruptStoreError when read) copies through the C encoder and decoder,
-    which need one level of the recursion limit per level of nesting.
-    """
-    try:
-        return copy_json(data)
-    except RecursionError:
-        copied: dict[str, Any] = json.loads(json.dumps(data, ensure_ascii=False))
-        return copied
-
-
-def _restore(staged: dict[str, Any], key: str, value: Any) -> None:
-    """Put back what a savepoint saw under ``key`` (MISSING: nothing)."""
-    if value is MISSING:
-        staged.pop(key, None)
-    else:
-        staged[key] = value
