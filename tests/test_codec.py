@@ -243,3 +243,33 @@ def test_pretty_refuses_what_json_cannot_hold() -> None:
     for bad in ({"f": float("nan")}, [1, [float("inf")]], {"a": {"b": -float("inf")}}):
         with pytest.raises(ValueError, match="not JSON"):
             pretty(bad)
+
+
+@attrs.define
+class _Holder:
+    id: str
+    value: Any = None
+
+
+def test_encode_without_text_gives_no_text_only_for_plain_private_json() -> None:
+    """``text=False`` (Store._canonical_text): "" only where the dict may be kept as it is; same data either way."""
+    codec = Codec()
+    task = Task("a", tags=["x"])
+    data, text = codec.encode("tasks", Task, task, "a", text=False)
+    assert text == ""
+    assert data == codec.encode("tasks", Task, task, "a")[0]
+    # An Any field may share the caller's containers: the text comes, and the backend copies.
+    holder = _Holder("a", {"k": [1]})
+    assert codec.encode("h", _Holder, holder, "a", text=False) == codec.encode("h", _Holder, holder, "a")
+    # An application's own converter: its hooks may return what they are given.
+    own = Codec(make_converter())
+    assert own.encode("tasks", Task, task, "a", text=False)[1] == dumps(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sst.tasks())
+def test_encode_without_text_accepts_and_refuses_the_same_records(task: Task) -> None:
+    codec = Codec()
+    data, text = codec.encode("tasks", Task, task, task.id, text=False)
+    assert text == ""
+    assert (data, dumps(data)) == codec.encode("tasks", Task, task, task.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 from datetime import datetime, timedelta, timezone
@@ -334,3 +335,61 @@ class TypesContract:
         assert tasks["a"].meta == Meta("me", {"k": "v"})
         assert store._get(TASKS, "a") is not None
         assert isinstance(tasks["a"], Task)
+
+    # A backend may keep the codec's dict as it is (Store._canonical_text = False): what the caller
+    # holds afterwards must not be shared with what the store keeps, and what is not JSON is still refused.
+
+    @pytest.mark.parametrize("in_transaction", [False, True])
+    def test_a_record_changed_after_it_was_written_does_not_change_the_store(
+        self, store_factory: Any, in_transaction: bool
+    ) -> None:
+        with store_factory(ss.Schema("aliasing", version=1, collections=[TASKS, DEEP])) as store:
+            tasks, deep = store[TASKS], store[DEEP]
+            tasks.all()
+            deep.all()  # caches current, where a backend keeps them: they take the written data
+            with store.transaction() if in_transaction else contextlib.nullcontext():
+                t = _task("a", tags=["x"])
+                t.meta.labels["k"] = "v"
+                tasks.insert(t)
+                d = Deep("a", {"list": [1, {"n": 2}]})
+                deep.put(d)
+                u = tasks.update("a", lambda r: r)
+                v = deep.update("a", lambda r: r)
+                for record in (t, u):
+                    record.tags.append("changed")
+                    record.meta.labels["k"] = "changed"
+                for held in (d, v):
+                    held.value["list"][1]["n"] = 3
+                    held.value["list"].append("changed")
+                    held.value["new"] = True
+                assert tasks["a"].tags == ["x"]
+                assert tasks["a"].meta.labels == {"k": "v"}
+                assert deep["a"].value == {"list": [1, {"n": 2}]}
+            assert tasks["a"].tags == ["x"]
+            assert tasks["a"].meta.labels == {"k": "v"}
+            assert deep["a"].value == {"list": [1, {"n": 2}]}
+            assert [r.value for r in deep.find()] == [{"list": [1, {"n": 2}]}]
+
+    @pytest.mark.parametrize(
+        "value",
+        [float("nan"), [float("-inf")], {"a": {1: "x"}}, {"a": ("t",)}, {"a": {"b"}}, 2**64, [b"x"]],
+        ids=["nan", "inf-in-list", "int-key", "tuple", "set", "int65", "bytes"],
+    )
+    def test_values_that_are_not_json_are_refused_by_every_write(self, store_factory: Any, value: Any) -> None:
+        with store_factory(ss.Schema("deep", version=1, collections=[DEEP])) as store:
+            view = store[DEEP]
+            view.put(Deep("held", 1))
+            for write in (
+                lambda: view.insert(Deep("k", value)),
+                lambda: view.put(Deep("k", value)),
+                lambda: view.update("held", lambda r: Deep("held", value)),
+                lambda: view.replace_all([Deep("k", value)]),
+            ):
+                with pytest.raises(ss.ValidationError) as info:
+                    write()
+                assert info.value.path.startswith("$.value")
+                with store.transaction():
+                    with pytest.raises(ss.ValidationError):
+                        write()
+                    view.put(Deep("other", [1]))  # the transaction goes on, and commits without the refused write
+            assert [(r.id, r.value) for r in view.all()] == [("held", 1), ("other", [1])]

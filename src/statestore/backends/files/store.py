@@ -120,6 +120,10 @@ class FileStore(Transactions, RecordAccess, Commits, LogFiles, IndexFiles, Versi
     (deleted once no reader is registered: :mod:`.versions`).
     """
 
+    # Record files are written by record_text from the data; the canonical text was only a fallback
+    # for data that is not plain JSON (cache.owned_json), which the codec still gives one for.
+    _canonical_text = False
+
     def __init__(
         self,
         path: str | os.PathLike[str],
