@@ -6,6 +6,7 @@ import contextlib
 import enum
 import re
 from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -379,12 +380,13 @@ class TypesContract:
         with store_factory(ss.Schema("deep", version=1, collections=[DEEP])) as store:
             view = store[DEEP]
             view.put(Deep("held", 1))
-            for write in (
+            writes: list[Callable[[], object]] = [
                 lambda: view.insert(Deep("k", value)),
                 lambda: view.put(Deep("k", value)),
                 lambda: view.update("held", lambda r: Deep("held", value)),
                 lambda: view.replace_all([Deep("k", value)]),
-            ):
+            ]
+            for write in writes:
                 with pytest.raises(ss.ValidationError) as info:
                     write()
                 assert info.value.path.startswith("$.value")
