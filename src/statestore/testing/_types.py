@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import re
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
