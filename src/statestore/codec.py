@@ -25,7 +25,7 @@ import attrs
 import cattrs
 
 from statestore.errors import SchemaError, ValidationError
-from statestore.strict import Mismatch, check_json, make_strict_converter, short, type_problem
+from statestore.strict import INT64_MAX, INT64_MIN, Mismatch, check_json, make_strict_converter, short, type_problem
 from statestore.strict.types import _Nested
 
 __all__ = ["Codec", "dumps", "loads", "pretty"]
@@ -83,6 +83,57 @@ def _dumps_tree(data: Any) -> str:
         except UnicodeEncodeError:
             text = _CANONICAL_ASCII.encode(data)
     return text
+
+
+_NULL = type(None)
+
+
+def _plain_dict(o: dict[Any, Any]) -> bool:
+    """True if ``o`` is plain JSON as statestore stores it (what ``check_json`` accepts), else False.
+
+    Exact types only: dict with str keys, list, str, bool, None, an int of 64
+    bits, a finite float. The scalars are checked in the loop (a call per value
+    made ``check_json`` cost ~2 µs on a 500-byte record). Containers nested
+    deeper than Python recurses raise RecursionError.
+    """
+    for k, v in o.items():
+        t = type(v)
+        if type(k) is not str:
+            return False
+        if t is str or t is bool or t is _NULL:
+            continue
+        if t is int:
+            if not INT64_MIN <= v <= INT64_MAX:
+                return False
+        elif t is float:
+            if v - v != 0.0:  # NaN or an infinity
+                return False
+        elif t is dict:
+            if not _plain_dict(v):
+                return False
+        elif t is not list or not _plain_list(v):
+            return False
+    return True
+
+
+def _plain_list(o: list[Any]) -> bool:
+    """:func:`_plain_dict` of a list."""
+    for v in o:
+        t = type(v)
+        if t is str or t is bool or t is _NULL:
+            continue
+        if t is int:
+            if not INT64_MIN <= v <= INT64_MAX:
+                return False
+        elif t is float:
+            if v - v != 0.0:
+                return False
+        elif t is dict:
+            if not _plain_dict(v):
+                return False
+        elif t is not list or not _plain_list(v):
+            return False
+    return True
 
 
 def pretty(data: Any) -> str:
@@ -368,9 +419,10 @@ class Codec:
             raise ValidationError(what, key, path, reason) from None
         if not text and not self._own_hooks and self.fresh(tp):
             try:
-                check_json(data)  # what json refuses, it refuses too (and more: then the text's checks decide)
-                return data, ""
-            except (Mismatch, RecursionError):
+                # What json refuses, it refuses too (and more: then the text's checks below decide).
+                if type(data) is dict and _plain_dict(data):
+                    return data, ""
+            except RecursionError:
                 pass
         try:
             return data, _dumps_tree(data)
