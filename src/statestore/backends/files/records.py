@@ -50,7 +50,7 @@ class RecordAccess:
 
         def _check_moved(self, head: Head) -> None: ...
 
-        def _read_rec(self, coll: Collection[Any], name: str) -> Rec | None: ...
+        def _read_rec(self, coll: Collection[Any], name: str, key: KeyValue | None = None) -> Rec | None: ...
 
         def _overlay(self, coll: Collection[Any], journal: Journal | None) -> dict[str, Rec | None]: ...
 
@@ -88,10 +88,10 @@ class RecordAccess:
             head = self._read_head()
             self._check_moved(head)
             if head.journal is None and not head.journal_file:
-                rec = self._read_rec(coll, name)  # (no journal: nothing to overlay)
+                rec = self._read_rec(coll, name, key)  # (no journal: nothing to overlay)
             else:
                 overlay = self._overlay(coll, self._journal(head))
-                rec = overlay[name] if name in overlay else self._read_rec(coll, name)
+                rec = overlay[name] if name in overlay else self._read_rec(coll, name, key)
         if rec is not None and rec[0] != key:
             raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
         return rec
