@@ -1034,3 +1034,25 @@ def test_a_stored_revision_outside_64_bit_positive_is_corrupt(root: Path, revisi
                 read()
             assert str(file) in str(info.value)
         assert store[TASKS].get("t1") == Task("t1")
+
+
+def test_a_log_entry_that_no_longer_fits_names_its_seq_and_stream(tmp_path: Path) -> None:
+    """A stored entry edited by hand to another type: the error names the entry (seq), not only its stream."""
+    root = tmp_path / "s"
+    with open_files(root) as store:
+        for n in range(3):
+            store[EVENTS].append(Event("e", n=n), stream="s")
+    path = root / "events.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    entry = json.loads(lines[1])
+    entry["record"]["n"] = "1"
+    lines[1] = json.dumps(entry) + "\n"
+    path.write_text("".join(lines))
+    for read in (
+        lambda s: s[EVENTS].read(),
+        lambda s: list(s[EVENTS].follow(timeout=0)),
+    ):
+        with open_files(root, mode="read") as store, pytest.raises(ss.ValidationError) as info:
+            read(store)
+        assert (info.value.key, info.value.seq, info.value.path) == ("s", 2, "$.n")
+        assert str(info.value).startswith("events seq 2 (stream 's') at $.n: ")

@@ -68,16 +68,22 @@ class ValidationError(StateStoreError, ValueError):
     """A record, key or stream cannot be stored or read back as its declared type.
 
     ``what`` is the collection or log, ``key`` the record's key (or the stream),
-    ``path`` the field path inside the record (``$.tags[2]``), ``reason`` why.
+    ``path`` the field path inside the record (``$.tags[2]``), ``reason`` why;
+    ``seq`` the log entry's seq when a stored entry is what does not fit
+    (None otherwise).
     """
 
     what: str
     key: Any
     path: str
     reason: str
+    seq: int | None = None
 
     def message(self) -> str:
-        at = f" key {self.key!r}" if self.key is not None else ""
+        if self.seq is not None:
+            at = f" seq {self.seq}" + (f" (stream {self.key!r})" if self.key is not None else "")
+        else:
+            at = f" key {self.key!r}" if self.key is not None else ""
         field = f" at {self.path}" if self.path else ""
         return f"{self.what}{at}{field}: {self.reason}"
 

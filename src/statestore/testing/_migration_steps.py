@@ -137,6 +137,25 @@ class MigrationStepContract(StoreFixture):
         with store_factory(v2, mode="read") as store:
             assert store.history()[-1].version == 2  # the step rolled back
 
+    def test_a_log_entry_that_no_longer_fits_after_a_migration_is_named_by_its_seq(self, store_factory: Any) -> None:
+        @attrs.define
+        class Leveled:
+            text: str
+            level: str
+
+        v2 = ss.Schema(
+            "app",
+            version=2,
+            collections=[PEOPLE1],
+            logs=[ss.Log("notes", Leveled)],
+            migrations=[ss.Migration(2, "notes get a level, but the step forgets them", up=lambda m: None)],
+        )
+        with store_factory(V1) as store:
+            seed(store)
+        with pytest.raises(ss.MigrationError) as info:
+            store_factory(v2, backup=False)
+        assert "notes seq 1 (stream 'a') at $" in str(info.value)
+
     def test_rename_to_a_name_the_code_does_not_declare(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
             seed(store)
