@@ -986,11 +986,11 @@ def test_owned_json_equals_reading_the_canonical_text(data: dict[str, Any]) -> N
 
 
 def test_a_migration_committed_but_not_applied_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from statestore.testing import _migrations as m
+    from statestore.testing import _migration_app as m
 
     location = f"files:{tmp_path}/state"
     with ss.open_store(location, m.V1) as store:
-        m._seed(store)
+        m.seed(store)
     real_apply = FileStore._apply
 
     class Killed(BaseException):
@@ -1009,11 +1009,11 @@ def test_a_migration_committed_but_not_applied_is_read_whole(tmp_path: Path, mon
     assert json.loads((tmp_path / "state" / "statestore.json").read_text())["schemas"]["app"]["version"] == 3
     # Readers take the manifest and the rewritten log from the committed journal.
     with ss.open_store(location, v4, mode="read") as store:
-        m._check_v4(store)
+        m.check_v4(store)
     with ss.open_store(location, mode="read") as described:
         assert described.schemas[0].version == 4
     with ss.open_store(location, v4) as store:  # a writer finishes applying it
-        m._check_v4(store)
+        m.check_v4(store)
     assert json.loads((tmp_path / "state" / "statestore.json").read_text())["schemas"]["app"]["version"] == 4
 
 

@@ -336,6 +336,24 @@ class BackendError(StateStoreError, OSError):
 
 
 @attrs.define(auto_exc=True, slots=False)
+class NotDurableError(BackendError):
+    """A write that committed (every reader sees it) but that the storage did not confirm durable.
+
+    Raised with ``durability="full"`` when flushing to disk (``fsync``) fails
+    after the commit point of a write whose commit is a rename, an unlink or
+    a log line (the file backend's lone writes): the write stays visible
+    while the machine runs, but may not survive a power cut. Writing it again
+    would write it twice (an append, say); check the storage instead.
+    """
+
+    def message(self) -> str:
+        return (
+            f"{self.location}: the write is committed and every reader sees it, but the storage did not "
+            f"confirm it durable ({self.reason}): it may not survive a power cut (do not write it again)"
+        )
+
+
+@attrs.define(auto_exc=True, slots=False)
 class MigrationError(StateStoreError, RuntimeError):
     """A migration failed, was refused, or cannot run; its transaction was rolled back.
 

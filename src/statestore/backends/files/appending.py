@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,8 @@ class LogAppends:
         def _log_fd(self, log_name: str, *, create: bool = False) -> FileHandle | None: ...
 
         def _log_path(self, name: str) -> Path: ...
+
+        def _made_durable(self, where: Path, sync: Callable[[], object]) -> None: ...
 
     def _append_alone(
         self, log: Log[Any], stream: str, data: dict[str, Any], text: str, *, expect_version: int | None
@@ -146,20 +149,18 @@ class LogAppends:
         """
         checked = self._schema_gen == head.gen
         fd = handle.fd
-        with translate(self._log_path(log_name)):
+        path = self._log_path(log_name)
+        with translate(path):
             written = os.pwrite(fd, data, offset)
             if written < len(data):
                 view, at = memoryview(data)[written:], offset + written
                 while view:
                     written = os.pwrite(fd, view, at)
                     view, at = view[written:], at + written
-            if self._sync:
-                os.fsync(fd)
-        if self._sync and offset == 0:
-            folder = self._log_place(log_name)[0]
-            if folder is not None:
-                folder.sync()  # the log file may have just been created
-        self._write_head(head.bump(max(head.gen, head.base) + 1, {}, None), sync=False)
+        if self._sync:  # (the whole line is written: committed)
+            self._made_durable(path, lambda: self._sync_line(log_name, fd, offset))
+        if not self._bump_after_line(head.bump(max(head.gen, head.base) + 1, {}, None)):
+            return
         with self._cache_lock:
             # Our own line need not be read back (as _advance_log: if no reader of this process indexed it first).
             idx = self._logs.get(log_name)
@@ -181,15 +182,40 @@ class LogAppends:
         """
         data = line.encode("utf-8")
         # Under the lock, the file ends at ``offset`` (``_repair_tail`` just said so): no fstat.
-        ino = self._append(log_name, offset, data, size=offset)
-        if self._sync and offset == 0:
-            folder = self._log_place(log_name)[0]
-            if folder is not None:
-                folder.sync()  # the log file may have just been created
-        self._write_head(head.bump(gen, {}, None), sync=False)
+        ino = self._append(log_name, offset, data, size=offset, sync=False)
+        if self._sync:  # (the whole line is written: committed)
+            handle = self._log_fd(log_name)
+            assert handle is not None
+            self._made_durable(self._log_path(log_name), lambda: self._sync_line(log_name, handle.fd, offset))
+        if not self._bump_after_line(head.bump(gen, {}, None)):
+            return
         if self._read_gen == head.gen:
             self._read_gen = gen  # an append moves no schema: reads need not look (_check_moved)
         self._advance_log(txn, log_name, offset, ino, [len(data)])
+
+    def _sync_line(self, log_name: str, fd: int, offset: int) -> None:
+        """With durability="full": make a line just appended at ``offset`` durable (and the file, if it is new)."""
+        with translate(self._log_path(log_name)):
+            os.fsync(fd)
+        if offset == 0:
+            folder = self._log_place(log_name)[0]
+            if folder is not None:
+                folder.sync()  # the log file may have just been created
+
+    def _bump_after_line(self, bumped: Head) -> bool:
+        """After a line's write committed it: move the head's generation; False if that failed.
+
+        Readers find new lines by the log file's size, not the head, so a
+        head left behind (or torn) by a full disk loses nothing, as when a
+        writer is killed at this point; the append is committed, so the
+        failure is not reported (a caller told it failed would append twice).
+        The caller then leaves this process's log index to catch up from the file.
+        """
+        try:
+            self._write_head(bumped, sync=False)
+        except (OSError, StateStoreError):
+            return False
+        return True
 
     def _advance_log(self, txn: Txn, log_name: str, offset: int, ino: int, sizes: list[int] | None = None) -> None:
         """Add our own committed lines to the log index if it was current: no need to read them back.
@@ -210,7 +236,7 @@ class LogAppends:
                     offset += size
                 self._summarize(log_name, idx)
 
-    def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int:
+    def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None, sync: bool = True) -> int:
         """Write ``data`` at ``offset`` of the log; return the file's inode.
 
         Re-applying a journal is idempotent and never destructive: if ``data``
@@ -218,7 +244,10 @@ class LogAppends:
         transactions) are kept; otherwise whatever follows ``offset`` (a
         half-written retry, a torn line) is cut off first. ``size``: the
         file's size, when the caller (holding the write lock) knows it.
+        With durability="full" the file is synced, unless ``sync`` is false
+        (the caller syncs it, when the write is its commit).
         """
+        sync = sync and self._sync
         if log_name not in INTERNAL_NAMES and log_name not in _VALID_LOGS:
             try:
                 check_name(log_name, "log")
@@ -240,7 +269,7 @@ class LogAppends:
                 if size >= offset + len(data) and os.pread(fd, len(data), offset) == data:
                     # Applied before (a head that lost its settle, or a writer
                     # killed before its fsync): make it durable, keep what follows.
-                    if self._sync:
+                    if sync:
                         os.fsync(fd)
                     return ino
                 os.ftruncate(fd, offset)  # a half-applied retry, or a torn line: cut it off
@@ -248,7 +277,7 @@ class LogAppends:
             while view:
                 written = os.pwrite(fd, view, offset)
                 view, offset = view[written:], offset + written
-            if self._sync:
+            if sync:
                 os.fsync(fd)
         return ino
 
