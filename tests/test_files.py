@@ -1056,3 +1056,21 @@ def test_a_log_entry_that_no_longer_fits_names_its_seq_and_stream(tmp_path: Path
             read(store)
         assert (info.value.key, info.value.seq, info.value.path) == ("s", 2, "$.n")
         assert str(info.value).startswith("events seq 2 (stream 's') at $.n: ")
+
+
+def test_an_eager_read_transaction_that_outlives_a_log_rewrite_says_the_store_moved(tmp_path: Path) -> None:
+    """Without readers.lock (a read-mode store never creates it) the snapshot is eager and keeps no descriptor."""
+    from statestore.testing import _migration_app as m
+
+    location = f"files:{tmp_path}/state"
+    with ss.open_store(location, m.V1) as store:
+        m.seed(store)
+    (tmp_path / "state" / ".statestore" / "readers.lock").unlink()
+    with ss.open_store(location, m.V1, mode="read") as reader:
+        with reader.transaction():
+            assert len(reader[m.NOTES1]) == 2
+            ss.open_store(location, m.V4, backup=False).close()
+            with pytest.raises(ss.SchemaTooNewError):
+                reader[m.NOTES1].read()
+        with pytest.raises(ss.SchemaTooNewError):
+            reader[m.NOTES1].read()

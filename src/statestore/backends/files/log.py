@@ -141,6 +141,8 @@ class LogFiles:
 
         def _lazy_log_count(self, log: Log[Any]) -> tuple[int, int] | None: ...
 
+        def _schemas_moved(self) -> StateStoreError | None: ...
+
     def _log_overlay(self, log: Log[Any], journal: Journal | None) -> list[TxnEntry]:
         if journal is None:
             return []
@@ -573,6 +575,11 @@ class LogFiles:
                 fd = handle.fd
             with translate(path):
                 if os.fstat(fd).st_ino != idx.ino:
+                    moved = self._schemas_moved() if txn is not None and not txn.write else None
+                    if moved is not None:
+                        # A read transaction's snapshot of a log a migration rewrote since it
+                        # began (it kept no descriptor of the old file): say so, not "corrupt".
+                        raise moved
                     raise CorruptStoreError(str(path), "log file replaced while reading")
                 for p in positions:
                     raw = os.pread(fd, idx.ends[p] - idx.starts[p], idx.starts[p])
