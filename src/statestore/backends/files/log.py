@@ -29,7 +29,7 @@ from statestore.backends.files.journal import Head, Journal
 from statestore.backends.files.versions import LazyLogs
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Log
-from statestore.store import Mode, RawEntry
+from statestore.store import Mode, RawEntry, StoredSchemas
 
 __all__ = ["LogFiles"]
 
@@ -141,7 +141,7 @@ class LogFiles:
 
         def _lazy_log_count(self, log: Log[Any]) -> tuple[int, int] | None: ...
 
-        def _schemas_moved(self) -> StateStoreError | None: ...
+        def _schemas_moved(self, stored: StoredSchemas | None = None) -> StateStoreError | None: ...
 
     def _log_overlay(self, log: Log[Any], journal: Journal | None) -> list[TxnEntry]:
         if journal is None:

@@ -34,7 +34,7 @@ from statestore.backends.files.fileio import Dir, Kept
 from statestore.backends.files.journal import Head, Journal
 from statestore.errors import LAST_REVISION, StateStoreError
 from statestore.schema import Collection, KeyValue, Log
-from statestore.store import INTERNAL_LOGS, Mode
+from statestore.store import INTERNAL_LOGS, Mode, StoredSchemas
 
 if TYPE_CHECKING:
     from statestore.store import _ThreadState
@@ -76,7 +76,7 @@ class Transactions:
 
         def _state(self) -> _ThreadState: ...
 
-        def _check_schemas_current(self) -> None: ...
+        def _check_schemas_current(self, stored: StoredSchemas | None = None) -> None: ...
 
         def _lock(self) -> None: ...
 
