@@ -986,11 +986,11 @@ def test_owned_json_equals_reading_the_canonical_text(data: dict[str, Any]) -> N
 
 
 def test_a_migration_committed_but_not_applied_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from statestore.testing import _migrations as m
+    from statestore.testing import _migration_app as m
 
     location = f"files:{tmp_path}/state"
     with ss.open_store(location, m.V1) as store:
-        m._seed(store)
+        m.seed(store)
     real_apply = FileStore._apply
 
     class Killed(BaseException):
@@ -1009,11 +1009,11 @@ def test_a_migration_committed_but_not_applied_is_read_whole(tmp_path: Path, mon
     assert json.loads((tmp_path / "state" / "statestore.json").read_text())["schemas"]["app"]["version"] == 3
     # Readers take the manifest and the rewritten log from the committed journal.
     with ss.open_store(location, v4, mode="read") as store:
-        m._check_v4(store)
+        m.check_v4(store)
     with ss.open_store(location, mode="read") as described:
         assert described.schemas[0].version == 4
     with ss.open_store(location, v4) as store:  # a writer finishes applying it
-        m._check_v4(store)
+        m.check_v4(store)
     assert json.loads((tmp_path / "state" / "statestore.json").read_text())["schemas"]["app"]["version"] == 4
 
 
@@ -1034,3 +1034,43 @@ def test_a_stored_revision_outside_64_bit_positive_is_corrupt(root: Path, revisi
                 read()
             assert str(file) in str(info.value)
         assert store[TASKS].get("t1") == Task("t1")
+
+
+def test_a_log_entry_that_no_longer_fits_names_its_seq_and_stream(tmp_path: Path) -> None:
+    """A stored entry edited by hand to another type: the error names the entry (seq), not only its stream."""
+    root = tmp_path / "s"
+    with open_files(root) as store:
+        for n in range(3):
+            store[EVENTS].append(Event("e", n=n), stream="s")
+    path = root / "events.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    entry = json.loads(lines[1])
+    entry["record"]["n"] = "1"
+    lines[1] = json.dumps(entry) + "\n"
+    path.write_text("".join(lines))
+    for read in (
+        lambda s: s[EVENTS].read(),
+        lambda s: list(s[EVENTS].follow(timeout=0)),
+    ):
+        with open_files(root, mode="read") as store, pytest.raises(ss.ValidationError) as info:
+            read(store)
+        assert (info.value.key, info.value.seq, info.value.path) == ("s", 2, "$.n")
+        assert str(info.value).startswith("events seq 2 (stream 's') at $.n: ")
+
+
+def test_an_eager_read_transaction_that_outlives_a_log_rewrite_says_the_store_moved(tmp_path: Path) -> None:
+    """Without readers.lock (a read-mode store never creates it) the snapshot is eager and keeps no descriptor."""
+    from statestore.testing import _migration_app as m
+
+    location = f"files:{tmp_path}/state"
+    with ss.open_store(location, m.V1) as store:
+        m.seed(store)
+    (tmp_path / "state" / ".statestore" / "readers.lock").unlink()
+    with ss.open_store(location, m.V1, mode="read") as reader:
+        with reader.transaction():
+            assert len(reader[m.NOTES1]) == 2
+            ss.open_store(location, m.V4, backup=False).close()
+            with pytest.raises(ss.SchemaTooNewError):
+                reader[m.NOTES1].read()
+        with pytest.raises(ss.SchemaTooNewError):
+            reader[m.NOTES1].read()

@@ -25,7 +25,7 @@ import _postgres
 import statestore as ss
 from conftest import PostgresFactory, postgres_factory, postgres_unavailable
 from statestore.testing import MigrationContract, PersistenceContract, StoreFactory
-from statestore.testing._migrations import V1, V4, _check_v1, _check_v4, _seed
+from statestore.testing._migration_app import V1, V4, check_v1, check_v4, seed
 
 
 @pytest.fixture
@@ -58,28 +58,28 @@ class TestPostgresMigrations(MigrationContract):
 
     def test_backup_is_taken_before_the_first_pending_migration(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
-            _seed(store)
+            seed(store)
         with store_factory(V4) as store:
-            _check_v4(store)
+            check_v4(store)
         backups = [s for s in store_factory.schemas() if "_backup_" in s]
         assert len(backups) == 1
         assert backups[0].startswith(f"{store_factory.pg_schema}_backup_app_v1_")
         with store_factory.open_at(Path(backups[0]), V1, mode="read") as old:
-            _check_v1(old)
+            check_v1(old)
         with store_factory(V4):  # nothing pending: no new backup
             pass
         assert len([s for s in store_factory.schemas() if "_backup_" in s]) == 1
 
     def test_no_backup_when_asked(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
-            _seed(store)
+            seed(store)
         with store_factory(V4, backup=False):
             pass
         assert store_factory.schemas() == [store_factory.pg_schema]
 
     def test_backups_taken_in_one_second_do_not_collide(self, store_factory: Any) -> None:
         with store_factory(V1) as store:
-            _seed(store)
+            seed(store)
         with store_factory(V4, backup=False) as store:
             store.migrate(to=1)
             store.migrate(to=4)
@@ -577,7 +577,7 @@ def test_stores_in_two_schemas_of_one_database_are_apart(pg: PostgresFactory, po
 
 def test_a_backup_restores_by_renaming_schemas(pg: PostgresFactory) -> None:
     with pg(V1) as store:
-        _seed(store)
+        seed(store)
     names = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = %s ORDER BY 1, 2"
     before = _server_sql(pg.server, names, (pg.pg_schema,))
     with pg(V4):
@@ -591,12 +591,12 @@ def test_a_backup_restores_by_renaming_schemas(pg: PostgresFactory) -> None:
         f'ALTER SCHEMA "{backup}" RENAME TO "{pg.pg_schema}"; COMMIT',
     )
     with pg(V1, mode="read") as old:
-        _check_v1(old)
+        check_v1(old)
     from statestore.backends.postgres import find_backups
 
     assert find_backups(pg.location) == []  # the restored store (its comment kept) is not its own backup
     with pg(V4) as store:  # migrates the restored store again
-        _check_v4(store)
+        check_v4(store)
     assert len(find_backups(pg.location)) == 1
 
 
@@ -611,7 +611,7 @@ def test_backups_command_lists_and_prunes_backup_schemas(pg: PostgresFactory) ->
     from statestore.cli import main
 
     with pg(V1) as store:
-        _seed(store)
+        seed(store)
     with pg(V4, backup=False) as store:
         store.migrate(to=1)
         store.migrate(to=4)

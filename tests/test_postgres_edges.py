@@ -230,15 +230,15 @@ def test_backups_of_a_store_with_a_long_schema_name_are_its_own(pg: PostgresFact
     # 34 characters: find_backups (statestore backups) never lists it for its store, and lists it
     # (so --prune drops it, a restore picks it) for the store whose schema is those 34 characters.
     from statestore.backends.postgres import find_backups
-    from statestore.testing._migrations import V1, V4, _seed
+    from statestore.testing._migration_app import V1, V4, seed
 
     long_name = (pg.pg_schema + "x" * 63)[:45]
     short_name = long_name[:34]
     long_url, short_url = pg.server.url(long_name), pg.server.url(short_name)
     with ss.open_store(short_url, V1) as store:
-        _seed(store)
+        seed(store)
     with ss.open_store(long_url, V1) as store:
-        _seed(store)
+        seed(store)
     with ss.open_store(long_url, V4):  # migrates: one backup of the long-named store
         pass
     assert find_backups(short_url) == []  # PostgreSQL: the long-named store's backup
@@ -313,10 +313,10 @@ def test_a_migration_whose_backup_was_busy_leaves_the_store_usable_and_unlocked(
     # aborted" (not StoreBusyError), every later call on the object fails the same way, and
     # pg_advisory_unlock (suppressed) never runs: the session-level migration lock stays held, so
     # every other client's migration is busy until this object is closed.
-    from statestore.testing._migrations import V1, V4, _seed
+    from statestore.testing._migration_app import V1, V4, seed
 
     with ss.open_store(pg.location, V1) as store:
-        _seed(store)
+        seed(store)
     with ss.open_store(pg.location, V4):
         pass
     people = V4.collections[0]
@@ -510,7 +510,7 @@ def test_an_old_client_never_writes_into_a_store_copied_over_its_own(pg: Postgre
     # that compares m.value with the cached mark) and its write transactions (_check_mark) then
     # take the new store for the one they checked, and write v1-shaped records into a v2 store,
     # which no v2 reader can decode. Had the store been migrated in place, they would raise.
-    from statestore.testing._migrations import PEOPLE1, PEOPLE2, V1, V2, Person1, Person2
+    from statestore.testing._migration_app import PEOPLE1, PEOPLE2, V1, V2, Person1, Person2
 
     old = pg(V1)
     old[PEOPLE1].put(Person1("a", "Ann Old"))

@@ -10,13 +10,14 @@ import sqlite3
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
 import statestore as ss
+from _nobody import as_nobody
 from statestore.testing.models import (
     ACCOUNTS,
     EVENTS,
@@ -334,34 +335,6 @@ def test_fields_named_like_the_reserved_columns_do_not_collide(tmp_path: Path) -
 # ---------------------------------------------------------------- read mode for a user who cannot write the folder
 
 
-def _as_nobody(fn: Callable[[], str]) -> str:
-    """Run ``fn`` in a forked child whose uid and gid are ``nobody``'s; its result, or the error it raised."""
-    try:
-        user = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user called nobody to drop privileges to")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        os.close(read_end)
-        try:
-            os.setgroups([])
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-            out = fn()
-        except BaseException as exc:
-            out = f"{type(exc).__name__}: {exc}"
-        os.write(write_end, out.encode())
-        os._exit(0)
-    os.close(write_end)
-    data = b""
-    while chunk := os.read(read_end, 65536):
-        data += chunk
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    return data.decode()
-
-
 @pytest.fixture
 def unwritable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A store in a folder (0500) that nobody owns and so cannot write; the folder's parents let nobody in."""
@@ -399,12 +372,12 @@ def test_read_mode_in_a_folder_the_user_cannot_write_says_why(unwritable: Path) 
         result = CliRunner().invoke(main, ["ls", str(unwritable), "tickets"])
         return f"{result.exit_code} {result.output}"
 
-    got = _as_nobody(library)
+    got = as_nobody(library)
     assert got.startswith("BackendError: "), got
     assert f"{unwritable}-shm" in got
     assert str(unwritable.parent) in got
     assert "write access" in got
-    got = _as_nobody(command)
+    got = as_nobody(command)
     assert got.startswith("1 Error: "), got
     assert got.count("\n") == 1, got
     assert f"{unwritable}-shm" in got
@@ -424,4 +397,4 @@ def test_read_mode_in_a_folder_the_user_cannot_write_works_while_a_writer_has_it
             with ss.open_store(f"sqlite:{unwritable}", SCHEMA, mode="read") as store:
                 return repr(store[TICKETS].all())
 
-        assert _as_nobody(library) == repr([Ticket(1, "one"), Ticket(2, "two")])
+        assert as_nobody(library) == repr([Ticket(1, "one"), Ticket(2, "two")])

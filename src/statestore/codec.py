@@ -429,12 +429,13 @@ class Codec:
         except (TypeError, ValueError) as exc:
             raise ValidationError(what, key, "$", f"not JSON-serialisable: {exc}") from None
 
-    def decode(self, what: str, tp: type[Any], data: Any, key: Any = None) -> Any:
+    def decode(self, what: str, tp: type[Any], data: Any, key: Any = None, seq: int | None = None) -> Any:
         """Structure a stored JSON dict into a ``tp``.
 
         Raises ValidationError naming the field path when the stored data
         does not fit the declared type: a value of another type, a required
-        field missing, a field the class does not declare.
+        field missing, a field the class does not declare. For a log entry,
+        ``key`` is its stream and ``seq`` its seq (the error names both).
         """
         try:
             hook = self._structurers.get(tp)
@@ -443,7 +444,7 @@ class Codec:
             return hook(data, tp)
         except Exception as exc:
             path, reason = _describe(exc)
-            raise ValidationError(what, key, path, f"stored data does not fit {tp.__name__}: {reason}") from None
+            raise ValidationError(what, key, path, f"stored data does not fit {tp.__name__}: {reason}", seq) from None
 
     def decode_rows(self, what: str, tp: type[Any], rows: Iterable[tuple[Any, Any, Any]]) -> list[Any]:
         """:meth:`decode` of each ``(key, _, data)`` row, in order (the hook looked up once, not per row).

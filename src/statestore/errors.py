@@ -68,16 +68,22 @@ class ValidationError(StateStoreError, ValueError):
     """A record, key or stream cannot be stored or read back as its declared type.
 
     ``what`` is the collection or log, ``key`` the record's key (or the stream),
-    ``path`` the field path inside the record (``$.tags[2]``), ``reason`` why.
+    ``path`` the field path inside the record (``$.tags[2]``), ``reason`` why;
+    ``seq`` the log entry's seq when a stored entry is what does not fit
+    (None otherwise).
     """
 
     what: str
     key: Any
     path: str
     reason: str
+    seq: int | None = None
 
     def message(self) -> str:
-        at = f" key {self.key!r}" if self.key is not None else ""
+        if self.seq is not None:
+            at = f" seq {self.seq}" + (f" (stream {self.key!r})" if self.key is not None else "")
+        else:
+            at = f" key {self.key!r}" if self.key is not None else ""
         field = f" at {self.path}" if self.path else ""
         return f"{self.what}{at}{field}: {self.reason}"
 
@@ -327,6 +333,24 @@ class BackendError(StateStoreError, OSError):
 
     def message(self) -> str:
         return f"{self.location}: {self.reason}"
+
+
+@attrs.define(auto_exc=True, slots=False)
+class NotDurableError(BackendError):
+    """A write that committed (every reader sees it) but that the storage did not confirm durable.
+
+    Raised with ``durability="full"`` when flushing to disk (``fsync``) fails
+    after the commit point of a write whose commit is a rename, an unlink or
+    a log line (the file backend's lone writes): the write stays visible
+    while the machine runs, but may not survive a power cut. Writing it again
+    would write it twice (an append, say); check the storage instead.
+    """
+
+    def message(self) -> str:
+        return (
+            f"{self.location}: the write is committed and every reader sees it, but the storage did not "
+            f"confirm it durable ({self.reason}): it may not survive a power cut (do not write it again)"
+        )
 
 
 @attrs.define(auto_exc=True, slots=False)

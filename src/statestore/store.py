@@ -367,7 +367,7 @@ class Store(ABC):
         """True in the thread that is migrating the store (not in the others sharing the object)."""
         return self._state().migrating
 
-    def _check_schemas_current(self) -> None:
+    def _check_schemas_current(self, stored: StoredSchemas | None = None) -> None:
         """Refuse to write once the store's schemas moved since this object checked them.
 
         Backends call this at the start of a write transaction when their
@@ -375,11 +375,13 @@ class Store(ABC):
         migrated the store (or this one went down a version). Writing records
         shaped for the old version would corrupt the new one, so that raises
         MigrationRequiredError (the store is older than this code) or
-        SchemaTooNewError (newer); reopen with matching code.
+        SchemaTooNewError (newer); reopen with matching code. ``stored``: the
+        stored schemas, if the caller read them (else they are read here).
         """
         if self._migrating:
             return
-        stored = self._read_schemas()
+        if stored is None:
+            stored = self._read_schemas()
         for sch in self.schemas:
             got = stored.get(sch.name)
             if got is not None and got[0] > sch.version:
@@ -387,20 +389,21 @@ class Store(ABC):
             if got is not None and got[0] < sch.version:
                 raise MigrationRequiredError(self.location, sch.name, got[0], sch.version)
 
-    def _schemas_moved(self) -> StateStoreError | None:
+    def _schemas_moved(self, stored: StoredSchemas | None = None) -> StateStoreError | None:
         """When a table or folder this object expects is missing: why, if another process migrated the store.
 
         SchemaTooNewError or MigrationRequiredError (as a write would raise)
         when the stored schemas moved since this object opened, else None (the
         caller reports the damage it found). Backends call it only on that
-        failure path, so reads pay nothing for it.
+        failure path, so reads pay nothing for it. ``stored``: the stored
+        schemas, if the caller read them (else they are read here).
         """
         state = self._state()
         if state.migrating or state.checking_moved:
             return None
         state.checking_moved = True
         try:
-            self._check_schemas_current()
+            self._check_schemas_current(stored)
         except SchemaTooNewError as exc:
             return exc
         except MigrationRequiredError as exc:

@@ -528,7 +528,7 @@ class LogView(Generic[T]):
         rows = self.store._entries(self.decl, stream=stream, prefix=stream_prefix or None, after=after, limit=limit)
         codec, tp = self.store.codec, self.decl.type
         return [
-            Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(name, tp, data, s))
+            Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(name, tp, data, s, seq))
             for seq, s, v, at, data in rows
         ]
 
@@ -584,7 +584,7 @@ class LogView(Generic[T]):
                 # Filtered out entries up to ``last`` are done with; a full batch may have more after it.
                 after = rows[-1][0] if len(rows) == batch else max(last, rows[-1][0] if rows else 0)
                 for seq, s, v, at, data in rows:
-                    yield Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(decl.name, tp, data, s))
+                    yield Entry(seq, s, v, datetime.fromisoformat(at), codec.decode(decl.name, tp, data, s, seq))
                     if timeout is not None:
                         deadline = time.monotonic() + timeout
                 if len(rows) == batch:

@@ -114,9 +114,9 @@ def verify_records(store: Store, sch: Schema, version: int) -> None:
             except ValidationError as exc:
                 raise step_error(store, sch, version, "up", f"after the migration {exc}") from None
     for log in sch.logs:
-        for _seq, stream, _v, _at, data in store._entries(log, stream=None, prefix=None, after=0, limit=None):
+        for seq, stream, _v, _at, data in store._entries(log, stream=None, prefix=None, after=0, limit=None):
             try:
-                store.codec.decode(log.name, log.type, data, stream)
+                store.codec.decode(log.name, log.type, data, stream, seq)
             except ValidationError as exc:
                 raise step_error(store, sch, version, "up", f"after the migration {exc}") from None
 

@@ -6,7 +6,9 @@ Each test takes the ``store`` fixture (a fresh, empty store of
 the *same* location). Subclass the classes in a test module of your own and
 provide ``store_factory``; see docs/testing.md.
 The contracts live one per module: ``_collections``, ``_logs``,
-``_queries``, ``_transactions``, ``_types``, ``_persistence`` and ``_migrations``.
+``_queries``, ``_transactions``, ``_types``, ``_drift``, ``_persistence`` and
+``_migrations`` (with ``_migration_steps``, whose tests it inherits, and
+``_migration_app``, the app they migrate).
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, owned_json, record_text
 from statestore.backends.files.fileio import Dir, Kept, translate, unique_hex
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
-from statestore.errors import CorruptStoreError, SchemaError, StateStoreError
+from statestore.errors import BackendError, CorruptStoreError, NotDurableError, SchemaError, StateStoreError
 from statestore.schema import check_name
 from statestore.store import Mode
 
@@ -78,7 +78,9 @@ class Commits:
 
         def _release_readers(self) -> None: ...
 
-        def _append(self, log_name: str, offset: int, data: bytes, *, size: int | None = None) -> int: ...
+        def _append(
+            self, log_name: str, offset: int, data: bytes, *, size: int | None = None, sync: bool = True
+        ) -> int: ...
 
         def _commit_line(self, txn: Txn, head: Head, gen: int, log_name: str, offset: int, line: str) -> None: ...
 
@@ -168,6 +170,44 @@ class Commits:
         self._head_memo = (data, head) if len(data) < _HEAD_READ else None
         if txn is not None:
             txn.head, txn.head_size = head, len(data)
+
+    def _made_durable(self, where: Path, sync: Callable[[], object]) -> None:
+        """Run ``sync``, a flush after the commit point; NotDurableError naming ``where`` if it fails.
+
+        The write is committed and visible by then: the error says so, so the
+        caller does not write it again.
+        """
+        try:
+            sync()
+        except (OSError, StateStoreError) as exc:
+            if isinstance(exc, BackendError):
+                reason = exc.reason
+            else:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise NotDurableError(str(where), reason) from exc
+
+    def _settle(self, committed: Head, *, sync: bool) -> bool:
+        """After the commit point: write the head without the journal it carries; False if that failed.
+
+        The transaction is committed either way. A head still carrying or
+        announcing it (or torn by a failed write) is what a writer killed at
+        this point leaves, and the next writer settles it; so the failure (a
+        full disk) is not reported: reporting it would invite the caller to
+        write again, an append twice. The caller then stops advancing this
+        process's caches and log indexes, which catch up from the disk.
+        """
+        try:
+            self._write_head(committed.settled(), sync=sync)
+        except (OSError, StateStoreError):
+            return False
+        return True
+
+    def _sync_head(self) -> None:
+        """Flush the change head to disk."""
+        fd = self._head_fd()
+        assert fd is not None
+        with translate(self._head_path):
+            os.fsync(fd)
 
     def _sync_internal(self) -> None:
         """With durability="full", make renames and unlinks in ``.statestore/`` durable."""
@@ -262,9 +302,7 @@ class Commits:
         try:
             if len(encoded) <= EMBED_LIMIT:
                 committed = head.bump(gen, journal.changes(), journal)
-                # A direct journal only announces a file whose own rename is the
-                # commit: after a power cut no process has a cache to warn.
-                self._write_head(committed, sync=self._sync and not journal.direct)
+                self._write_head(committed, sync=False)
             else:
                 # The journal first, whole (readers and recovery ignore it until
                 # a head announces it), then the announcing head: the commit.
@@ -274,28 +312,43 @@ class Commits:
                 if self._sync:
                     self._sys.sync()
                 committed = head.bump(gen, journal.changes(), None, journal_file=True)
-                self._write_head(committed, sync=self._sync)
+                self._write_head(committed, sync=False)
         except BaseException:
             self._unprepare(prepared)
             if len(encoded) > EMBED_LIMIT:
                 with contextlib.suppress(OSError, StateStoreError):
                     self._sys.remove(JOURNAL)  # never announced: not committed
             raise
+        # The head's write was the commit point: it is flushed after it. (A direct
+        # journal only announces a file whose own rename is the commit: after a
+        # power cut no process has a cache to warn.)
+        if self._sync and not journal.direct:
+            try:
+                self._made_durable(self._head_path, self._sync_head)
+            except NotDurableError:
+                self._unprepare(prepared)  # the journal holds every text: the next writer applies it
+                raise
         try:
             inodes = self._apply(tuple(records), tuple(logs), prepared)
         except (OSError, StateStoreError):
+            # A direct journal's own rename or unlink is the commit: a failure before it
+            # means it did not happen, a failure to flush after it is a NotDurableError.
             if journal.direct:
-                raise  # its own rename is the commit: it did not happen
+                raise
             # Committed already: readers see it through the journal, and the
-            # next writer finishes applying it. Reporting a failure here would
-            # invite the caller to do it twice.
+            # next writer finishes applying it (and flushes it). Reporting a
+            # failure here would invite the caller to do it twice.
             return
         if committed.journal_file:
-            self._sys.remove(JOURNAL)
-            self._sync_internal()  # the unlink is durable before the head stops announcing it
+            try:
+                self._sys.remove(JOURNAL)
+                self._sync_internal()  # the unlink is durable before the head stops announcing it
+            except (OSError, StateStoreError):
+                return  # committed, still announced: the next writer finishes it (as just above)
         # Durable when the head drops a journal it carried or announced: a power
         # cut must not bring it back to be applied over later transactions.
-        self._write_head(committed.settled(), sync=self._sync and not journal.direct)
+        if not self._settle(committed, sync=self._sync and not journal.direct):
+            return  # committed: the caches catch up from the head on disk
         self._release_readers()
         if self._read_gen == head.gen and not any(c == ROOT for c, _n, _t in records):
             self._read_gen = gen  # our own commit moved no schema: reads need not look (_check_moved)
@@ -342,8 +395,9 @@ class Commits:
             raise
         d.rename(tmp, name)  # the commit (a failure: it did not happen; the next writer settles the head)
         if self._sync:
-            d.sync()
-        self._write_head(committed.settled(), sync=False)
+            self._made_durable(d.path, d.sync)
+        if not self._settle(committed, sync=False):
+            return  # committed: the caches catch up from the head on disk
         self._release_readers()
         if self._read_gen == head.gen:
             self._read_gen = gen  # our own commit moved no schema: reads need not look (_check_moved)
@@ -395,7 +449,6 @@ class Commits:
 
         Idempotent: a killed apply is simply run again from the journal.
         """
-        touched: set[str] = set()
         for coll_name, name, text in records:
             d = self._journal_dir(coll_name, name)
             if text is None:
@@ -404,18 +457,23 @@ class Commits:
                 d.rename(prepared[coll_name, name], name)
             else:
                 d.write(name, text.encode("utf-8"), sync=self._sync)
-            touched.add(coll_name)
         inodes = [self._append(log_name, offset, text.encode("utf-8")) for log_name, offset, text in logs]
-        if self._sync:
-            for coll_name in touched:
-                folder = self._root if coll_name == ROOT else self._dir(coll_name)
-                if folder is not None:
-                    folder.sync()
-            if any(offset == 0 for _, offset, _ in logs):
-                self._root.sync()  # a log file may have just been created in it
-                if self._sys is not None:
-                    self._sys.sync()
+        if self._sync:  # (everything is in place: a failure to flush it is a NotDurableError)
+            self._made_durable(self._root.path, lambda: self._sync_applied(records, logs))
         return inodes
+
+    def _sync_applied(
+        self, records: tuple[tuple[str, str, str | None], ...], logs: tuple[tuple[str, int, str], ...]
+    ) -> None:
+        """With durability="full": sync the folders whose entries ``_apply`` changed."""
+        for coll_name in dict.fromkeys(c for c, _n, _t in records):
+            folder = self._root if coll_name == ROOT else self._dir(coll_name)
+            if folder is not None:
+                folder.sync()
+        if any(offset == 0 for _, offset, _ in logs):
+            self._root.sync()  # a log file may have just been created in it
+            if self._sys is not None:
+                self._sys.sync()
 
     def _journal_dir(self, coll_name: str, name: str) -> Dir:
         path = self._journal_path
@@ -467,7 +525,11 @@ class Commits:
                     self._sync_internal()
         if journal is not None:
             if not journal.direct:
-                self._apply(journal.records, journal.logs)
+                try:
+                    self._apply(journal.records, journal.logs)
+                except NotDurableError as exc:
+                    # (Another writer's transaction, still announced: it stays to be applied again.)
+                    raise BackendError(exc.location, exc.reason) from exc.__cause__
             for coll_name in {c for c, _, _ in journal.records}:
                 d = self._root if coll_name == ROOT else self._dir(coll_name)
                 if d is not None:

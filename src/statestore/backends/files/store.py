@@ -58,6 +58,7 @@ from typing import Any, TypeVar
 
 from statestore.backends import rawjson
 from statestore.backends.files import names as keynames
+from statestore.backends.files.appending import LogAppends
 from statestore.backends.files.cache import (
     INTERNAL,
     MANIFEST,
@@ -100,7 +101,7 @@ MIGRATE_LOCK = "migrate.lock"
 _R = TypeVar("_R")
 
 
-class FileStore(Transactions, RecordAccess, Commits, LogFiles, IndexFiles, Versions, Store):
+class FileStore(Transactions, RecordAccess, Commits, LogFiles, LogAppends, IndexFiles, Versions, Store):
     """A store in a directory of JSON and JSONL files.
 
     ``busy_timeout`` is how long a writer waits for another writer (any

@@ -34,7 +34,7 @@ from statestore.backends.files.fileio import Dir, Kept
 from statestore.backends.files.journal import Head, Journal
 from statestore.errors import LAST_REVISION, StateStoreError
 from statestore.schema import Collection, KeyValue, Log
-from statestore.store import INTERNAL_LOGS, Mode
+from statestore.store import INTERNAL_LOGS, Mode, StoredSchemas
 
 if TYPE_CHECKING:
     from statestore.store import _ThreadState
@@ -76,7 +76,7 @@ class Transactions:
 
         def _state(self) -> _ThreadState: ...
 
-        def _check_schemas_current(self) -> None: ...
+        def _check_schemas_current(self, stored: StoredSchemas | None = None) -> None: ...
 
         def _lock(self) -> None: ...
 
@@ -133,12 +133,15 @@ class Transactions:
             lazy, first = self._lazy_begin(txn)
             if not lazy:
                 (txn.colls, txn.logs), txn.shared = self._snapshot(first)
-            self._local.txn = txn
             try:
+                # Checked as a read outside a transaction is (inside one, reads answer as of its
+                # start and do not look): another process's migration is a SchemaTooNewError.
                 self._check_moved(first if first is not None else self._read_head())
             except BaseException:
+                self._local.txn = txn
                 self._rollback()
                 raise
+            self._local.txn = txn
 
     def _check_schema_gen(self) -> None:
         """In a write transaction: refuse to write if another process migrated the store since we checked.

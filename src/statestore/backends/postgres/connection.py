@@ -43,9 +43,16 @@ from statestore.backends.postgres.wire import (
     receive,
 )
 from statestore.codec import Codec
-from statestore.errors import BackendError, CorruptStoreError, ReadOnlyError, SchemaError, StoreBusyError
+from statestore.errors import (
+    BackendError,
+    CorruptStoreError,
+    ReadOnlyError,
+    SchemaError,
+    StateStoreError,
+    StoreBusyError,
+)
 from statestore.schema import Collection, KeyValue, Log, Schema
-from statestore.store import Durability, Mode, RawEntry, Store
+from statestore.store import Durability, Mode, RawEntry, Store, StoredSchemas
 
 #: How the error for a lost connection ends (the callers that know better replace it).
 NOT_COMMITTED = "the open transaction was not committed"
@@ -240,12 +247,25 @@ class PostgresConnection(Store):
             )
         if isinstance(exc, pg_errors.UndefinedTable):
             # A table gone because another client migrated the store (renamed or dropped it) is not damage.
-            moved: Exception | None = self._schemas_moved()
+            # (Inside a transaction, which the error ended, the stored schemas are read on a connection aside.)
+            in_transaction = getattr(self._local, "tx_open", False)
+            moved: Exception | None = self._schemas_moved(self._schemas_aside() if in_transaction else None)
             if moved is not None:
                 return moved
         if isinstance(exc, psycopg.DataError) and "NUL" in text:
             return BackendError(self.location, f"PostgreSQL text cannot hold NUL characters ({text})")
         return BackendError(self.location, text)
+
+    def _schemas_aside(self) -> StoredSchemas | None:
+        """The stored schemas, read on a short-lived connection of their own; None if that fails."""
+        try:
+            timeout = _connect_timeout(self.busy_timeout)
+            sql = f"SELECT name, version, description FROM {self._t('_statestore_schemas')}"
+            with psycopg.connect(self._url, autocommit=True, connect_timeout=timeout) as con:
+                rows = con.execute(sql).fetchall()
+            return rawjson.stored_schemas_of(rows, self.location)
+        except (psycopg.Error, StateStoreError):
+            return None
 
     def _broken(self) -> bool:
         try:
