@@ -576,6 +576,18 @@ class Store(ABC):
         An empty ``where`` returns every record. ``copy`` is as for ``_get``.
         """
 
+    def _scan_decoded(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Any] | None:
+        """``_scan(coll, where)``'s records structured into ``coll.type``, in one pass; None if not offered.
+
+        ``where`` holds only lookup fields, each equal to a ``str`` or None.
+        A backend that reads stored text may decode and structure each record
+        in one step (SQLite does): the answer, and every error (the stored
+        damage ``_scan`` reports, then the ValidationError ``codec.decode_rows``
+        raises for the first record that does not fit), must be the same as
+        ``_scan`` followed by ``codec.decode_rows``. The default offers nothing.
+        """
+        return None
+
     def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
         """Records meeting ``query``'s conditions, in its order (ties by key), cut to its offset and limit.
 

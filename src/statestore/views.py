@@ -388,7 +388,13 @@ class CollectionView(Generic[T]):
             and all(t.op == "eq" for t in query.terms)
         ):
             # Plain equality (find as it always was): the backend's lookup indexes answer it exactly.
-            rows = self._match({t.field: t.value for t in query.terms}, copy=not self._fresh)
+            where = {t.field: t.value for t in query.terms}
+            lookup = self.decl.lookup_fields
+            if all(f in lookup and (type(v) is str or v is None) for f, v in where.items()):
+                found = self.store._scan_decoded(self.decl, where)  # decoded and structured in one pass
+                if found is not None:
+                    return found
+            rows = self._match(where, copy=not self._fresh)
         else:
             rows = self.store._query(self.decl, query, copy=not self._fresh)
         return self.store.codec.decode_rows(self.decl.name, self.decl.type, rows)
