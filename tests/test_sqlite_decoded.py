@@ -283,3 +283,28 @@ def test_one_pass_find_answers_as_the_two_steps_do(
     with ss.open_store(loc, SCHEMA, mode="read") as store:
         assert outcome(lambda: store[RECS].find(kind="a")) == outcome(lambda: two_steps(store, {"kind": "a"}))
         assert outcome(lambda: store[RECS].find()) == outcome(lambda: two_steps(store, {}))
+
+
+@attrs.define
+class Keyword:
+    a: str
+    b: int = attrs.field(kw_only=True)
+    c: list[str] = attrs.Factory(list)
+
+
+def test_the_counting_structurer_builds_what_the_strict_converter_builds_or_declines() -> None:
+    codec = ss.Codec()
+    data = codec.encode("recs", Rec, rec(5, note="n"))[0]
+    text = json.dumps(data)
+    counted = counted_structurer(Rec)
+    assert counted is not None
+    assert counted(json.loads(text), text.count('"')) == codec.decode("recs", Rec, json.loads(text)) == rec(5, note="n")
+    assert counted(json.loads(text), text.count('"') + 2) is None  # a string more in the text than in the dict
+    for change in ({"score": float("inf")}, {"nums": [float("-inf")]}, {"n": 2**63}, {"extra": 1}, {"ok": 1}):
+        assert counted({**json.loads(text), **change}, text.count('"')) is None, change
+    missing = json.loads(text)
+    del missing["note"]  # a field with a default, left out: the strict way fills it
+    assert counted(missing, text.count('"') - 4) is None
+    keyword = counted_structurer(Keyword)
+    assert keyword is not None
+    assert keyword({"a": "x", "b": 1, "c": ["y", "z"]}, 2 * (3 + 3)) == Keyword("x", b=1, c=["y", "z"])

@@ -1,4 +1,4 @@
-"""Counting structure: an attrs record built from JSON, with the number of strings the JSON held.
+"""Counting structure: an attrs record built from JSON, if the JSON holds as many strings as a count says.
 
 A backend that decodes stored text with Python's plain JSON scanner (no
 hook per object, no hook per float: about 1.5 µs less per record of two
@@ -6,10 +6,10 @@ objects) needs two more facts to be as strict as ``backends.rawjson``: that
 no object named a member twice (the plain scanner keeps the last value
 without a word), and that no number became infinity. :func:`counted_structurer`
 gives a function that structures a decoded dict into its attrs class, as the
-strict converter's fast path does, and also returns how many strings the
-dict holds (member names and string values, at every depth). The backend
-compares twice that number with the quotes in the text; see
-``backends/sqlite/reading.py`` for why equality proves there was no duplicate.
+strict converter's fast path does, if twice the strings the dict holds
+(member names and string values, at every depth) equal the quotes the
+backend counted in the text; see ``backends/sqlite/reading.py`` for why
+equality proves there was no duplicate.
 
 The function serves only records whose every field is a ``str``, ``int``,
 ``float``, ``bool``, ``datetime``, a list of ``str``/``int``/``float``/``bool``,
@@ -37,27 +37,33 @@ from statestore.strict.types import kind_of
 
 __all__ = ["counted_structurer"]
 
-#: ``tp`` -> ``o -> (record, strings)`` or None, built once per class.
-Counted = Callable[[Any], "tuple[Any, int] | None"]
+#: ``(o, quotes) -> record`` or None, built once per class.
+Counted = Callable[[Any, int], Any]
 
 
 def counted_structurer(tp: Any) -> Counted | None:
     """The counting structurer of attrs class ``tp`` (see the module docstring), or None if it has none.
 
-    Its result on a dict ``o`` is ``(record, strings)`` where ``record`` is
-    what the strict converter builds from ``o`` and ``strings`` the number of
-    member names and string values ``o`` holds at every depth; None when
-    ``o`` is anything but exactly such a record (the caller then decodes and
-    structures it the strict way). Lists in ``record`` are the very lists of
+    Its result on a dict ``o`` and a count ``quotes`` is what the strict
+    converter builds from ``o`` when ``o`` holds exactly such a record and
+    twice the strings in ``o`` (member names and string values at every
+    depth) equal ``quotes``; None otherwise (the caller then decodes and
+    structures the strict way). Lists in the record are the very lists of
     ``o``: only for a dict the caller decoded for this call and drops after.
     """
     scope: dict[str, Any] = {"_Fallback": _Fallback, "_dt": parse_datetime}
-    lines = ["def counted(o):", "    try:"]
+    lines = ["def counted(o, quotes):", "    try:"]
     built = _emit(tp, "o", "", scope, lines, set())
     if built is None:
         return None
     make, strings = built
-    lines += [f"        return {make}, {strings}", "    except Exception:", "        return None"]
+    lines += [
+        f"        if 2 * ({strings}) != quotes:",
+        "            return None",
+        f"        return {make}",
+        "    except Exception:",
+        "        return None",
+    ]
     return _compile("counted", "\n".join(lines) + "\n", scope)
 
 

@@ -10,7 +10,7 @@ and the same errors; a record it cannot prove strict goes the strict way.
 
 Why the plain scanner's dict is proven strict when ``2 * strings ==
 text.count('"')`` (``strings``: the member names and string values the
-decoded dict holds, at every depth, as the counting structurer returns):
+decoded dict holds, at every depth, as the counting structurer counts them):
 
 * In JSON text a ``"`` character outside a string is a string's opening or
   closing quote, and inside a string it is an escaped quote (``\\"``). So
@@ -136,9 +136,7 @@ class SQLiteReading(SQLiteStructure):
                     pass  # the strict way below explains it
                 else:
                     if end == len(text) and type(data) is dict:
-                        got = counted(data)
-                        if got is not None and 2 * got[1] == text.count('"'):
-                            obj = got[0]
+                        obj = counted(data, text.count('"'))
             if obj is None:
                 data = self._record(coll, key, text)  # strictly, raising CorruptStoreError for damage
             if (
