@@ -90,6 +90,12 @@ def two_steps(store: Any, where: dict[str, Any]) -> Any:
     return store.codec.decode_rows("recs", Rec, store._scan(RECS, where))
 
 
+def get_two_steps(store: Any, key: str) -> Any:
+    """What a get answered before the one-pass path: ``_get``, then ``codec.decode``."""
+    got = store._get(RECS, key)
+    return None if got is None else store.codec.decode("recs", Rec, got[1], key)
+
+
 def outcome(fn: Any) -> tuple[str, Any]:
     try:
         return "ok", fn()
@@ -118,6 +124,8 @@ def test_clean_records_skip_the_strict_decoder(loc: str, monkeypatch: pytest.Mon
         calls.clear()  # the stored schema descriptions, read while opening
         assert [r.id for r in store[RECS].find(kind="a")] == ["r1", "r3"]
         assert [r.id for r in store[RECS].find()] == ["r0", "r1", "r2", "r3"]
+        assert store[RECS].get("r2") == rec(2, "b")
+        assert store[RECS].get_versioned("r2") == ss.Versioned(rec(2, "b"), 1)
         assert calls == []
         # A record whose text holds an escaped quote cannot be proven by counting: the strict way reads it.
         with ss.open_store(loc, SCHEMA) as writer:
@@ -159,6 +167,12 @@ def test_damage_is_a_corrupt_store_error_naming_table_and_key(loc: str, damage: 
             assert "'recs'" in str(info.value)
             assert "'r3'" in str(info.value)
             assert outcome(lambda w=where: store[RECS].find(**w)) == outcome(lambda w=where: two_steps(store, w))
+        for read in (store[RECS].get, store[RECS].get_versioned):
+            with pytest.raises(ss.CorruptStoreError) as info:
+                read("r3")
+            assert words in str(info.value)
+            assert "'r3'" in str(info.value)
+        assert outcome(lambda: store[RECS].get("r3")) == outcome(lambda: get_two_steps(store, "r3"))
 
 
 def test_damage_in_a_later_row_wins_over_a_record_that_does_not_fit(loc: str) -> None:
@@ -283,6 +297,8 @@ def test_one_pass_find_answers_as_the_two_steps_do(
     with ss.open_store(loc, SCHEMA, mode="read") as store:
         assert outcome(lambda: store[RECS].find(kind="a")) == outcome(lambda: two_steps(store, {"kind": "a"}))
         assert outcome(lambda: store[RECS].find()) == outcome(lambda: two_steps(store, {}))
+        for i in range(3):
+            assert outcome(lambda k=f"r{i}": store[RECS].get(k)) == outcome(lambda k=f"r{i}": get_two_steps(store, k))
 
 
 @attrs.define

@@ -576,16 +576,14 @@ class Store(ABC):
         An empty ``where`` returns every record. ``copy`` is as for ``_get``.
         """
 
-    def _scan_decoded(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Any] | None:
-        """``_scan(coll, where)``'s records structured into ``coll.type``, in one pass; None if not offered.
+    # One-pass reads (SQLite's): as the two steps, same answer, same errors (CorruptStoreError before ValidationError).
+    def _get_decoded(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, Any] | None:
+        """``_get(coll, key)``, its record structured (``codec.decode``); None if absent. ``copy``: as for ``_get``."""
+        got = self._get(coll, key, copy=copy)
+        return None if got is None else (got[0], self.codec.decode(coll.name, coll.type, got[1], key))
 
-        ``where`` holds only lookup fields, each equal to a ``str`` or None.
-        A backend that reads stored text may decode and structure each record
-        in one step (SQLite does): the answer, and every error (the stored
-        damage ``_scan`` reports, then the ValidationError ``codec.decode_rows``
-        raises for the first record that does not fit), must be the same as
-        ``_scan`` followed by ``codec.decode_rows``. The default offers nothing.
-        """
+    def _scan_decoded(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Any] | None:
+        """``_scan`` then ``codec.decode_rows`` (``where``: lookup fields = str or None); None: not offered."""
         return None
 
     def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:

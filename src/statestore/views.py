@@ -258,8 +258,8 @@ class CollectionView(Generic[T]):
         """The record with this key, or None."""
         key = self._key(key)
         self.store._reading(self.decl.name)
-        got = self.store._get(self.decl, key, copy=not self._fresh)  # no Versioned to build and drop
-        return None if got is None else self._decode(key, got[1])
+        got = self.store._get_decoded(self.decl, key, copy=not self._fresh)  # no Versioned to build and drop
+        return None if got is None else got[1]
 
     def __getitem__(self, key: KeyValue) -> T:
         """The record with this key; NotFoundError (a KeyError) if absent."""
@@ -272,10 +272,10 @@ class CollectionView(Generic[T]):
         """The record and its revision, or None."""
         key = self._key(key)
         self.store._reading(self.decl.name)
-        got = self.store._get(self.decl, key, copy=not self._fresh)
+        got = self.store._get_decoded(self.decl, key, copy=not self._fresh)
         if got is None:
             return None
-        return Versioned(self._decode(key, got[1]), got[0])
+        return Versioned(got[1], got[0])
 
     def _match(self, where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         """Raw records whose JSON fields equal ``where``, using indexes where declared."""

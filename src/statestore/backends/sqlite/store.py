@@ -158,42 +158,6 @@ class SQLiteStore(SQLiteReading):
 
     # ------------------------------------------------------------ records
 
-    def _point_sql(self, coll: Collection[Any]) -> tuple[str, str, str, str, str]:
-        """The get, revision, upsert, update and add statements of ``coll``, built once (a few µs a call otherwise)."""
-        sql = self._point_sqls.get(coll.name)
-        if sql is None:
-            t = _q(coll.name)
-            sql = self._point_sqls[coll.name] = (
-                f"SELECT revision, data FROM {t} WHERE key=?",
-                f"SELECT revision FROM {t} WHERE key=?",
-                f"INSERT INTO {t}(key, revision, data) VALUES (?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
-                f"UPDATE {t} SET revision=?, data=? WHERE key=?",
-                f"INSERT INTO {t}(key, revision, data) VALUES (?, 1, ?) ON CONFLICT(key) DO NOTHING",
-            )
-        return sql
-
-    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
-        name = coll.name
-        if name not in self._columns:  # a read-mode open of a store made before it was declared
-            return None
-        sql = self._point_sqls.get(name) or self._point_sql(coll)
-        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
-        try:
-            con: sqlite3.Connection = self._local.holder.con
-        except AttributeError:
-            con = self._con()
-        try:
-            row = con.execute(sql[0], (param,)).fetchone()
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise self._error(exc) from None
-        if row is None:
-            return None
-        revision, text = row
-        if type(revision) is not int or revision < 1:
-            self._revision_of(coll, key, revision)  # raises, saying what and where
-        return revision, self._record(coll, key, text)
-
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         if coll.name not in self._columns:
             return None
