@@ -177,7 +177,7 @@ class SQLiteReading(SQLiteStructure):
                 data = self._record(coll, key, text)  # strictly, raising CorruptStoreError for damage
             if (
                 texts
-                and (nul_query or not isinstance(text, str) or _NUL in text)
+                and (nul_query or type(text) is not str or _NUL in text)
                 and not all(data.get(f) == v for f, v in texts)
             ):
                 continue
