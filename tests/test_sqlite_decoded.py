@@ -45,6 +45,8 @@ class Rec:
     nums: list[float]
     who: Who
     at: dt.datetime
+    maybe: str | None
+    count: float | None
     note: str = ""
 
 
@@ -60,7 +62,9 @@ AT = dt.datetime(2024, 5, 17, 12, 34, 56, 123456, tzinfo=dt.timezone.utc)
 
 
 def rec(i: int, kind: str = "a", note: str = "") -> Rec:
-    return Rec(f"r{i}", kind, i, i / 4, i % 2 == 0, [f"t{i}", "u"], [1.5, -2.0], Who(f"n{i}", "e@x", []), AT, note)
+    maybe, count = (f"m{i}" if i % 2 else None), (i / 2 if i % 3 else None)
+    who = Who(f"n{i}", "e@x", [])
+    return Rec(f"r{i}", kind, i, i / 4, i % 2 == 0, [f"t{i}", "u"], [1.5, -2.0], who, AT, maybe, count, note)
 
 
 @pytest.fixture
@@ -143,6 +147,8 @@ DAMAGE = {
     "duplicate-list": ('"kind": "a", "who": {"name": "x", "email": "e", "tags": [], "tags": ["q"]}', "'tags'"),
     "out-of-range": ('"kind": "a", "score": 1e400', "1e400"),
     "out-of-range-in-list": ('"kind": "a", "nums": [1.0, -1E+309]', "-1E+309"),
+    "out-of-range-optional": ('"kind": "a", "count": 1e400', "1e400"),
+    "duplicate-optional": ('"kind": "a", "maybe": null, "maybe": "x"', "duplicate member 'maybe'"),
 }
 
 
@@ -316,7 +322,9 @@ def test_the_counting_structurer_builds_what_the_strict_converter_builds_or_decl
     assert counted is not None
     assert counted(json.loads(text), text.count('"')) == codec.decode("recs", Rec, json.loads(text)) == rec(5, note="n")
     assert counted(json.loads(text), text.count('"') + 2) is None  # a string more in the text than in the dict
-    for change in ({"score": float("inf")}, {"nums": [float("-inf")]}, {"n": 2**63}, {"extra": 1}, {"ok": 1}):
+    changes = [{"score": float("inf")}, {"nums": [float("-inf")]}, {"n": 2**63}, {"extra": 1}, {"ok": 1}]
+    changes += [{"count": float("inf")}, {"maybe": 1}, {"count": "1"}]
+    for change in changes:
         assert counted({**json.loads(text), **change}, text.count('"')) is None, change
     missing = json.loads(text)
     del missing["note"]  # a field with a default, left out: the strict way fills it

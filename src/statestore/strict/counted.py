@@ -12,8 +12,9 @@ backend counted in the text; see ``backends/sqlite/reading.py`` for why
 equality proves there was no duplicate.
 
 The function serves only records whose every field is a ``str``, ``int``,
-``float``, ``bool``, ``datetime``, a list of ``str``/``int``/``float``/``bool``,
-or a nested attrs class of the same kinds (not a recursive one). For any
+``float``, ``bool`` (each also ``| None``), ``datetime``, a list of
+``str``/``int``/``float``/``bool``, or a nested attrs class of the same
+kinds (not a recursive one). For any
 other class :func:`counted_structurer` returns None. On any value it does
 not expect (a missing or extra member, a value of another type, a float
 that is not finite, a failing validator) the function returns None and the
@@ -28,12 +29,13 @@ function accepts holds no infinity anywhere.
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Callable
 from typing import Any
 
 from statestore.strict.converter import _INLINE, _compile, _Fallback, _inline_list, _plain_fields
 from statestore.strict.datetimes import parse_datetime
-from statestore.strict.types import kind_of
+from statestore.strict.types import NONE, kind_of
 
 __all__ = ["counted_structurer"]
 
@@ -67,6 +69,14 @@ def counted_structurer(tp: Any) -> Counted | None:
     return _compile("counted", "\n".join(lines) + "\n", scope)
 
 
+def _optional(tp: Any) -> str | None:
+    """For ``X | None`` (``Optional[X]``): the kind of ``X``; None for any other type."""
+    members = typing.get_args(tp)
+    if len(members) != 2 or NONE not in members:
+        return None
+    return kind_of(members[0] if members[1] is NONE else members[1])
+
+
 def _emit(
     tp: Any, obj: str, prefix: str, scope: dict[str, Any], lines: list[str], seen: set[Any]
 ) -> tuple[str, str] | None:
@@ -91,6 +101,12 @@ def _emit(
             lines.append(f"{ind}if not ({_INLINE[kind].format(v=v)}):")
             lines.append(f"{ind}    raise _Fallback")
             constant += kind == "str"
+        elif kind == "union" and _optional(f.type) in _INLINE:
+            # X | None for a scalar X: null, or what X's own test accepts (the strict hook's rule).
+            lines.append(f"{ind}if {v} is not None and not ({_INLINE[str(_optional(f.type))].format(v=v)}):")
+            lines.append(f"{ind}    raise _Fallback")
+            if _optional(f.type) == "str":
+                counts.append(f"(type({v}) is str)")
         elif kind == "datetime" and f.type is dt.datetime:
             lines.append(f"{ind}if type({v}) is not str:")
             lines.append(f"{ind}    raise _Fallback")
