@@ -143,6 +143,8 @@ def test_clean_records_skip_the_strict_decoder(loc: str, monkeypatch: pytest.Mon
 DAMAGE = {
     "duplicate": ('"kind": "a", "kind": "a"', "duplicate member 'kind'"),
     "duplicate-other-value": ('"kind": "a", "n": 3, "n": 4', "duplicate member 'n'"),
+    "duplicate-number": ('"kind": "a", "n": 3, "n": 3', "duplicate member 'n'"),
+    "duplicate-null": ('"kind": "a", "count": null, "count": null', "duplicate member 'count'"),
     "nested-duplicate": ('"kind": "a", "who": {"name": "x", "name": "y", "email": "e", "tags": []}', "'name'"),
     "duplicate-list": ('"kind": "a", "who": {"name": "x", "email": "e", "tags": [], "tags": ["q"]}', "'tags'"),
     "out-of-range": ('"kind": "a", "score": 1e400', "1e400"),
@@ -162,23 +164,24 @@ def damaged(loc: str, key: str, members: str) -> str:
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
-def test_damage_is_a_corrupt_store_error_naming_table_and_key(loc: str, damage: str) -> None:
+@pytest.mark.parametrize("key", ["r3", "r0"])  # r0's optional fields are null, r3's are not
+def test_damage_is_a_corrupt_store_error_naming_table_and_key(loc: str, damage: str, key: str) -> None:
     members, words = DAMAGE[damage]
-    set_text(loc, "r3", damaged(loc, "r3", members))
+    set_text(loc, key, damaged(loc, key, members))
     with ss.open_store(loc, SCHEMA, mode="read") as store:
         for where in ({"kind": "a"}, {}):
             with pytest.raises(ss.CorruptStoreError) as info:
                 store[RECS].find(**where)
             assert words in str(info.value)
             assert "'recs'" in str(info.value)
-            assert "'r3'" in str(info.value)
+            assert f"'{key}'" in str(info.value)
             assert outcome(lambda w=where: store[RECS].find(**w)) == outcome(lambda w=where: two_steps(store, w))
         for read in (store[RECS].get, store[RECS].get_versioned):
             with pytest.raises(ss.CorruptStoreError) as info:
-                read("r3")
+                read(key)
             assert words in str(info.value)
-            assert "'r3'" in str(info.value)
-        assert outcome(lambda: store[RECS].get("r3")) == outcome(lambda: get_two_steps(store, "r3"))
+            assert f"'{key}'" in str(info.value)
+        assert outcome(lambda: store[RECS].get(key)) == outcome(lambda: get_two_steps(store, key))
 
 
 def test_damage_in_a_later_row_wins_over_a_record_that_does_not_fit(loc: str) -> None:
@@ -275,7 +278,7 @@ def _mutated(draw: st.DrawFn, base: Any) -> Any:
             else:
                 pairs.insert(at, (draw(st.sampled_from(["extra", "kind", "who"])), draw(_ANY)))
         return ("obj", pairs)
-    if isinstance(base, list) and base and draw(st.booleans()):
+    if isinstance(base, list) and base and draw(st.integers(0, 3)) == 0:
         return [*base, draw(_ANY)]
     return base
 
@@ -293,8 +296,9 @@ def test_one_pass_find_answers_as_the_two_steps_do(
     texts = []
     for i in range(3):
         value = codec.encode("recs", Rec, rec(i, "a"))[0]
-        value["note"] = data.draw(st.text(alphabet='ab"\\/\u2028', max_size=4))
-        value["who"]["tags"] = data.draw(st.lists(st.text(alphabet='c"', max_size=2), max_size=2))
+        # Mostly without a quote: a text with an escaped quote always goes the strict way.
+        value["note"] = data.draw(st.sampled_from(["", "ab", "a/b\u2028", 'say "hi"', "back\\slash"]))
+        value["who"]["tags"] = data.draw(st.lists(st.sampled_from(["c", "", 'c"']), max_size=2))
         base = _as_pairs(value)
         mutated = data.draw(_mutated(base)) if data.draw(st.booleans()) else base
         texts.append(data.draw(_spelled(mutated)))
