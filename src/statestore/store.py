@@ -579,6 +579,16 @@ class Store(ABC):
         An empty ``where`` returns every record. ``copy`` is as for ``_get``.
         """
 
+    # One-pass reads (SQLite's): as the two steps, same answer, same errors (CorruptStoreError before ValidationError).
+    def _get_decoded(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, Any] | None:
+        """``_get(coll, key)``, its record structured (``codec.decode``); None if absent. ``copy``: as for ``_get``."""
+        got = self._get(coll, key, copy=copy)
+        return None if got is None else (got[0], self.codec.decode(coll.name, coll.type, got[1], key))
+
+    def _scan_decoded(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Any] | None:
+        """``_scan`` then ``codec.decode_rows`` (``where``: lookup fields = str or None); None: not offered."""
+        return None
+
     def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
         """Records meeting ``query``'s conditions, in its order (ties by key), cut to its offset and limit.
 
