@@ -368,13 +368,11 @@ class Store(ABC):
         migrated the store (or this one went down a version). Writing records
         shaped for the old version would corrupt the new one, so that raises
         MigrationRequiredError (the store is older than this code) or
-        SchemaTooNewError (newer); reopen with matching code. ``stored``: the
-        stored schemas, if the caller read them (else they are read here).
+        SchemaTooNewError (newer). ``stored``: the stored schemas if read already.
         """
         if self._migrating:
             return
-        if stored is None:
-            stored = self._read_schemas()
+        stored = self._read_schemas() if stored is None else stored
         for sch in self.schemas:
             got = stored.get(sch.name)
             if got is not None and got[0] > sch.version:
@@ -388,8 +386,8 @@ class Store(ABC):
         SchemaTooNewError or MigrationRequiredError (as a write would raise)
         when the stored schemas moved since this object opened, else None (the
         caller reports the damage it found). Backends call it only on that
-        failure path, so reads pay nothing for it. ``stored``: the stored
-        schemas, if the caller read them (else they are read here).
+        failure path, so reads pay nothing for it. ``stored``: as for
+        ``_check_schemas_current``.
         """
         state = self._state()
         if state.migrating or state.checking_moved:
@@ -579,9 +577,8 @@ class Store(ABC):
         An empty ``where`` returns every record. ``copy`` is as for ``_get``.
         """
 
-    # One-pass reads (SQLite's): as the two steps, same answer, same errors (CorruptStoreError before ValidationError).
     def _get_decoded(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, Any] | None:
-        """``_get(coll, key)``, its record structured (``codec.decode``); None if absent. ``copy``: as for ``_get``."""
+        """``_get`` with the record structured (SQLite: in one pass, same answer and errors); None if absent."""
         got = self._get(coll, key, copy=copy)
         return None if got is None else (got[0], self.codec.decode(coll.name, coll.type, got[1], key))
 
