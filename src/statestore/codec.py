@@ -26,6 +26,7 @@ import cattrs
 
 from statestore.errors import SchemaError, ValidationError
 from statestore.strict import INT64_MAX, INT64_MIN, Mismatch, check_json, make_strict_converter, short, type_problem
+from statestore.strict.counted import Counted, counted_structurer
 from statestore.strict.types import _Nested
 
 __all__ = ["Codec", "dumps", "loads", "pretty"]
@@ -362,6 +363,7 @@ class Codec:
         # Hooks by type, looked up once: cattrs' dispatch costs ~0.2 µs a call.
         self._unstructurers: dict[Any, Callable[[Any], Any]] = {}
         self._structurers: dict[Any, Callable[[Any, Any], Any]] = {}
+        self._counted: dict[Any, Counted | None] = {}
 
     def check_type(self, what: str, field: str, tp: Any) -> None:
         """Raise SchemaError if values of ``tp`` (field ``field`` of ``what``) cannot be read back as written."""
@@ -461,6 +463,20 @@ class Codec:
             except Exception:
                 out.append(self.decode(what, tp, data, key))  # raises, saying which field and why
         return out
+
+    def counted(self, tp: Any) -> Counted | None:
+        """The counting structurer of ``tp`` (``statestore.strict.counted``), or None.
+
+        None for a class it does not serve, and always with an application's
+        own converter (its hooks decide what a record is, not the strict rules).
+        """
+        if self._own_hooks:
+            return None
+        try:
+            return self._counted[tp]
+        except KeyError:
+            got = self._counted[tp] = counted_structurer(tp)
+            return got
 
     def value(self, what: str, field: str, tp: Any, value: object) -> Any:
         """The JSON form of ``value`` for a field of type ``tp`` (what ``find`` compares).

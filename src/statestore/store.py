@@ -24,16 +24,14 @@ nothing else; ``docs/backends.md`` walks through it. In short:
   ``_entries``, ``_last_seq``.
 * **Schemas** (required for a persistent store): ``_read_schemas``,
   ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
-* **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``,
-  ``_after_fork``, ``_structure_ok``, ``_entry_count``, ``_wait_for_entries``
-  (how ``follow`` waits), ``_add`` (insert if absent), ``_write_alone`` (insert
-  or put outside any transaction, in one step), ``_append_alone`` (the same for a log
-  append), the bulk ``_write_many`` and
-  ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
-  ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of
-  conditions, order, limit and offset; the defaults scan and filter in
-  Python, and a backend's answer must equal theirs); ``_atomic_writes = True`` when each write primitive is
-  all-or-nothing on its own; ``_canonical_text = False`` when it never reads a record's canonical text.
+* **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``, ``_after_fork``, ``_structure_ok``,
+  ``_entry_count``, ``_wait_for_entries`` (how ``follow`` waits), ``_add`` (insert if absent), ``_write_alone``
+  (insert or put outside any transaction, in one step), ``_append_alone`` (the same for a log append), the bulk
+  ``_write_many`` and ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
+  ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of conditions, order, limit and offset; the
+  defaults scan and filter in Python, and a backend's answer must equal theirs); ``_atomic_writes = True`` when
+  each write primitive is all-or-nothing on its own; ``_canonical_text = False`` when it never reads a record's
+  canonical text.
 
 The constructor opens or creates the store's container and then calls
 ``self._open_schemas(...)``, which checks, creates, migrates and syncs the
@@ -158,12 +156,7 @@ class Store(ABC):
     #: enclosing transaction: there would be nothing for it to undo.
     _atomic_writes = False
 
-    #: False when the backend never reads the canonical JSON text of a record it
-    #: is given (``_write``, ``_add``, ``_write_alone``): the views then ask the
-    #: codec for none, and the text is ``""`` whenever the data is plain JSON that
-    #: no one else holds (``Codec.encode(text=False)``), which the backend may keep
-    #: as it is; otherwise it is the canonical text, as usual.
-    _canonical_text = True
+    _canonical_text = True  # False: never reads it, so "" stands for private plain JSON (Codec.encode(text=False))
 
     #: True when a plain equality ``find`` is best answered by ``_scan`` on the
     #: lookup fields (and Python for the rest); False sends it to ``_query``,
@@ -375,13 +368,11 @@ class Store(ABC):
         migrated the store (or this one went down a version). Writing records
         shaped for the old version would corrupt the new one, so that raises
         MigrationRequiredError (the store is older than this code) or
-        SchemaTooNewError (newer); reopen with matching code. ``stored``: the
-        stored schemas, if the caller read them (else they are read here).
+        SchemaTooNewError (newer). ``stored``: the stored schemas if read already.
         """
         if self._migrating:
             return
-        if stored is None:
-            stored = self._read_schemas()
+        stored = self._read_schemas() if stored is None else stored
         for sch in self.schemas:
             got = stored.get(sch.name)
             if got is not None and got[0] > sch.version:
@@ -395,8 +386,8 @@ class Store(ABC):
         SchemaTooNewError or MigrationRequiredError (as a write would raise)
         when the stored schemas moved since this object opened, else None (the
         caller reports the damage it found). Backends call it only on that
-        failure path, so reads pay nothing for it. ``stored``: the stored
-        schemas, if the caller read them (else they are read here).
+        failure path, so reads pay nothing for it. ``stored``: as for
+        ``_check_schemas_current``.
         """
         state = self._state()
         if state.migrating or state.checking_moved:
@@ -585,6 +576,15 @@ class Store(ABC):
 
         An empty ``where`` returns every record. ``copy`` is as for ``_get``.
         """
+
+    def _get_decoded(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, Any] | None:
+        """``_get`` with the record structured (SQLite: in one pass, same answer and errors); None if absent."""
+        got = self._get(coll, key, copy=copy)
+        return None if got is None else (got[0], self.codec.decode(coll.name, coll.type, got[1], key))
+
+    def _scan_decoded(self, coll: Collection[Any], where: Mapping[str, Any]) -> list[Any] | None:
+        """``_scan`` then ``codec.decode_rows`` (``where``: lookup fields = str or None); None: not offered."""
+        return None
 
     def _query(self, coll: Collection[Any], query: Query, *, copy: bool = True) -> list[RawRecord]:
         """Records meeting ``query``'s conditions, in its order (ties by key), cut to its offset and limit.

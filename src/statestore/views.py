@@ -259,8 +259,8 @@ class CollectionView(Generic[T]):
         """The record with this key, or None."""
         key = self._key(key)
         self.store._reading(self.decl.name)
-        got = self.store._get(self.decl, key, copy=not self._fresh)  # no Versioned to build and drop
-        return None if got is None else self._decode(key, got[1])
+        got = self.store._get_decoded(self.decl, key, copy=not self._fresh)  # no Versioned to build and drop
+        return None if got is None else got[1]
 
     def __getitem__(self, key: KeyValue) -> T:
         """The record with this key; NotFoundError (a KeyError) if absent."""
@@ -273,10 +273,10 @@ class CollectionView(Generic[T]):
         """The record and its revision, or None."""
         key = self._key(key)
         self.store._reading(self.decl.name)
-        got = self.store._get(self.decl, key, copy=not self._fresh)
+        got = self.store._get_decoded(self.decl, key, copy=not self._fresh)
         if got is None:
             return None
-        return Versioned(self._decode(key, got[1]), got[0])
+        return Versioned(got[1], got[0])
 
     def _match(self, where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
         """Raw records whose JSON fields equal ``where``, using indexes where declared."""
@@ -389,7 +389,13 @@ class CollectionView(Generic[T]):
             and all(t.op == "eq" for t in query.terms)
         ):
             # Plain equality (find as it always was): the backend's lookup indexes answer it exactly.
-            rows = self._match({t.field: t.value for t in query.terms}, copy=not self._fresh)
+            where = {t.field: t.value for t in query.terms}
+            lookup = self.decl.lookup_fields
+            if all(f in lookup and (type(v) is str or v is None) for f, v in where.items()):
+                found = self.store._scan_decoded(self.decl, where)  # decoded and structured in one pass
+                if found is not None:
+                    return found
+            rows = self._match(where, copy=not self._fresh)
         else:
             rows = self.store._query(self.decl, query, copy=not self._fresh)
         return self.store.codec.decode_rows(self.decl.name, self.decl.type, rows)

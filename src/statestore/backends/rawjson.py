@@ -21,7 +21,7 @@ from statestore.errors import CorruptStoreError
 if TYPE_CHECKING:
     from statestore.store import StoredSchemas
 
-__all__ = ["SCAN", "StoredJSONError", "load"]
+__all__ = ["PLAIN_SCAN", "SCAN", "StoredJSONError", "load"]
 
 
 class StoredJSONError(ValueError):
@@ -69,6 +69,11 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_
 # writes: no surrounding whitespace) decodes through it alone; anything else takes
 # ``decode``, which skips whitespace, refuses extra data and explains errors.
 SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+# The plain scanner: no hook per object or per float, so about 1.5 µs less per record of two
+# objects, but a duplicate member and a number past a float (1e400 -> inf) pass it unseen.
+# Only for a caller that proves both absent itself (backends/sqlite/reading.py: _scan_decoded).
+PLAIN_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(parse_constant=_refuse_constant).scan_once  # type: ignore[attr-defined]
 
 
 def load(text: str | bytes) -> Any:

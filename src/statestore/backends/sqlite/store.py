@@ -15,7 +15,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from statestore.backends.sqlite.connection import (
     _KEY_JSON,
     _RAISED,
     _SYNCHRONOUS,
-    _by_key,
     _q,
 )
 from statestore.backends.sqlite.queries import (
@@ -35,7 +34,7 @@ from statestore.backends.sqlite.queries import (
     _lossless,
     _sql_compare,
 )
-from statestore.backends.sqlite.structure import SQLiteStructure
+from statestore.backends.sqlite.reading import SQLiteReading
 from statestore.codec import Codec
 from statestore.errors import (
     CorruptStoreError,
@@ -47,7 +46,7 @@ from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, RawRecord
 
 
-class SQLiteStore(SQLiteStructure):
+class SQLiteStore(SQLiteReading):
     """A store in one SQLite database (WAL, ``BEGIN IMMEDIATE`` for writes).
 
     ``busy_timeout`` is how long a writer waits for another process's write
@@ -158,62 +157,6 @@ class SQLiteStore(SQLiteStructure):
         self._execute(f"RELEASE {_q(name)}")
 
     # ------------------------------------------------------------ records
-
-    def _order(self, coll: Collection[Any]) -> str:
-        if coll.composite:
-            return ", ".join(self._column(coll, f) for f in coll.key_fields)
-        return "key"
-
-    def _select(self, coll: Collection[Any], build: Callable[[], tuple[str, list[Any]]]) -> list[Any]:
-        """Run the query ``build`` makes; if a generated column vanished, re-read the table's columns once."""
-        for attempt in (0, 1):
-            sql, params = build()
-            try:
-                return self._con().execute(sql, params).fetchall()
-            except UnicodeDecodeError as exc:
-                raise self._error(exc) from None
-            except sqlite3.Error as exc:
-                if attempt or not isinstance(exc, sqlite3.OperationalError) or "no such column" not in str(exc):
-                    raise self._error(exc) from None
-                # Another process opened the store with a schema that dropped it.
-                self._columns[coll.name] = {r[1] for r in self._all(f"PRAGMA table_xinfo({_q(coll.name)})")}
-        raise AssertionError("unreachable")
-
-    def _point_sql(self, coll: Collection[Any]) -> tuple[str, str, str, str, str]:
-        """The get, revision, upsert, update and add statements of ``coll``, built once (a few µs a call otherwise)."""
-        sql = self._point_sqls.get(coll.name)
-        if sql is None:
-            t = _q(coll.name)
-            sql = self._point_sqls[coll.name] = (
-                f"SELECT revision, data FROM {t} WHERE key=?",
-                f"SELECT revision FROM {t} WHERE key=?",
-                f"INSERT INTO {t}(key, revision, data) VALUES (?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET revision=excluded.revision, data=excluded.data",
-                f"UPDATE {t} SET revision=?, data=? WHERE key=?",
-                f"INSERT INTO {t}(key, revision, data) VALUES (?, 1, ?) ON CONFLICT(key) DO NOTHING",
-            )
-        return sql
-
-    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
-        name = coll.name
-        if name not in self._columns:  # a read-mode open of a store made before it was declared
-            return None
-        sql = self._point_sqls.get(name) or self._point_sql(coll)
-        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
-        try:
-            con: sqlite3.Connection = self._local.holder.con
-        except AttributeError:
-            con = self._con()
-        try:
-            row = con.execute(sql[0], (param,)).fetchone()
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise self._error(exc) from None
-        if row is None:
-            return None
-        revision, text = row
-        if type(revision) is not int or revision < 1:
-            self._revision_of(coll, key, revision)  # raises, saying what and where
-        return revision, self._record(coll, key, text)
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         if coll.name not in self._columns:
@@ -331,42 +274,6 @@ class SQLiteStore(SQLiteStructure):
     def _remove(self, coll: Collection[Any], key: KeyValue) -> bool:
         cur = self._execute(f"DELETE FROM {_q(coll.name)} WHERE key=?", (self._key_param(coll, key),))
         return cur.rowcount > 0
-
-    def _scan(self, coll: Collection[Any], where: Mapping[str, Any], *, copy: bool = True) -> list[RawRecord]:
-        if not self._has(coll.name):
-            return []
-
-        # SQLite's JSON functions return text cut at its first NUL, so the columns hold "a" for
-        # "a\0z": the query asks for that cut text, and the rows are then compared exactly.
-        params = [_cut(v) for v in where.values()]
-
-        def build() -> tuple[str, list[Any]]:
-            clauses = [f"{self._column(coll, field)} IS ?" for field in where]
-            sql = f"SELECT key, revision, data FROM {_q(coll.name)}"
-            if clauses:
-                sql += " WHERE " + " AND ".join(clauses)
-            return sql + f" ORDER BY {self._order(coll)}", params
-
-        # SQL sees text only up to a NUL ("x\0y" IS "x"): such rows are checked here.
-        texts = [(f, v) for f, v in where.items() if isinstance(v, str)]
-        nul_query = any("\0" in v for _f, v in texts)  # asked for its cut text: every row is checked
-        out: list[RawRecord] = []
-        composite, record = coll.composite, self._record
-        for k, rev, text in self._select(coll, build):
-            key = self._key_value(coll, k) if composite else k
-            data = record(coll, key, text)
-            if (
-                texts
-                and (nul_query or not isinstance(text, str) or _NUL in text)
-                and not all(data.get(f) == v for f, v in texts)
-            ):
-                continue
-            if type(rev) is not int or rev < 1:
-                self._revision_of(coll, key, rev)  # raises, saying what and where
-            out.append((key, rev, data))
-        if coll.composite:
-            out.sort(key=_by_key)  # the key columns are cut at a NUL too: Python orders the tuples exactly
-        return out
 
     # ------------------------------------------------------------ queries
     #
