@@ -213,11 +213,10 @@ class CollectionView(Generic[T]):
         """
         key = self._key(key)
         with self.store._writing("update"):
-            got = self.store._get(self.decl, key, copy=not self._fresh)
+            got = self.store._get_decoded(self.decl, key, copy=not self._fresh)
             if got is None:
                 raise NotFoundError(self.decl.name, key)
-            revision, data = got
-            record = self._decode(key, data)
+            revision, record = got
             result = fn(record)
             new = record if result is None else result
             new_key, new_data, text = self._encode(new)
