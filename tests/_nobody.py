@@ -9,12 +9,19 @@ from collections.abc import Callable
 import pytest
 
 
-def as_nobody(fn: Callable[[], str]) -> str:
-    """Run ``fn`` in a forked child whose uid and gid are ``nobody``'s; its result, or the error it raised."""
+def nobody() -> pwd.struct_passwd:
+    """The user ``nobody``; the test skips unless it runs as root (to hand files over) and there is one."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the store to another user")
     try:
-        user = pwd.getpwnam("nobody")
+        return pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user called nobody to drop privileges to")
+
+
+def as_nobody(fn: Callable[[], str]) -> str:
+    """Run ``fn`` in a forked child whose uid and gid are ``nobody``'s; its result, or the error it raised."""
+    user = nobody()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe

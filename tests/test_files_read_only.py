@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import statestore as ss
 import statestore.cli.check
 import statestore.cli.commands
 import statestore.cli.reading
-from _nobody import as_nobody
+from _nobody import as_nobody, nobody
 from statestore.cli import main
 from statestore.testing.models import EVENTS, SCHEMA, TASKS, Event, Task
 
@@ -26,12 +25,7 @@ from statestore.testing.models import EVENTS, SCHEMA, TASKS, Event, Task
 @pytest.fixture
 def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A files store owned by ``nobody``: every folder 0500, every file 0400."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to hand the store to another user")
-    try:
-        user = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user called nobody to drop privileges to")
+    user = nobody()
     base = Path(tempfile.mkdtemp(prefix="statestore-ro-"))
     try:
         base.chmod(0o755)

@@ -17,7 +17,7 @@ import attrs
 import pytest
 
 import statestore as ss
-from _nobody import as_nobody
+from _nobody import as_nobody, nobody
 from statestore.testing.models import (
     ACCOUNTS,
     EVENTS,
@@ -338,12 +338,7 @@ def test_fields_named_like_the_reserved_columns_do_not_collide(tmp_path: Path) -
 @pytest.fixture
 def unwritable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A store in a folder (0500) that nobody owns and so cannot write; the folder's parents let nobody in."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to hand the store to another user")
-    try:
-        user = pwd.getpwnam("nobody")
-    except KeyError:
-        pytest.skip("no user called nobody to drop privileges to")
+    user = nobody()
     base = Path(tempfile.mkdtemp(prefix="statestore-ro-"))
     try:
         base.chmod(0o755)

@@ -65,7 +65,8 @@ class SQLiteReading(SQLiteStructure):
             )
         return sql
 
-    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
+    def _row(self, coll: Collection[Any], key: KeyValue) -> tuple[int, Any] | None:
+        """The stored (revision, text) of ``key``, its revision checked; None if absent."""
         name = coll.name
         if name not in self._columns:  # a read-mode open of a store made before it was declared
             return None
@@ -84,7 +85,11 @@ class SQLiteReading(SQLiteStructure):
         revision, text = row
         if type(revision) is not int or revision < 1:
             self._revision_of(coll, key, revision)  # raises, saying what and where
-        return revision, self._record(coll, key, text)
+        return revision, text
+
+    def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
+        row = self._row(coll, key)
+        return None if row is None else (row[0], self._record(coll, key, row[1]))
 
     def _select(self, coll: Collection[Any], build: Callable[[], tuple[str, list[Any]]]) -> list[Any]:
         """Run the query ``build`` makes; if a generated column vanished, re-read the table's columns once."""
@@ -200,24 +205,10 @@ class SQLiteReading(SQLiteStructure):
         text is CorruptStoreError, a record that does not fit its class
         ValidationError. ``copy`` changes nothing: every record is decoded anew.
         """
-        name = coll.name
-        if name not in self._columns:  # a read-mode open of a store made before it was declared
-            return None
-        sql = self._point_sqls.get(name) or self._point_sql(coll)
-        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
-        try:
-            con: sqlite3.Connection = self._local.holder.con
-        except AttributeError:
-            con = self._con()
-        try:
-            row = con.execute(sql[0], (param,)).fetchone()
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise self._error(exc) from None
+        row = self._row(coll, key)
         if row is None:
             return None
         revision, text = row
-        if type(revision) is not int or revision < 1:
-            self._revision_of(coll, key, revision)  # raises, saying what and where
         counted = self.codec.counted(coll.type)
         if counted is not None and type(text) is str:
             try:
@@ -229,4 +220,4 @@ class SQLiteReading(SQLiteStructure):
                     obj = counted(data, text.count('"'))
                     if obj is not None:
                         return revision, obj
-        return revision, self.codec.decode(name, coll.type, self._record(coll, key, text), key)
+        return revision, self.codec.decode(coll.name, coll.type, self._record(coll, key, text), key)
