@@ -167,17 +167,8 @@ class SQLiteReading(SQLiteStructure):
         codec, name, tp = self.codec, coll.name, coll.type
         out: list[Any] = []
         unfit: tuple[Any, Any] | None = None  # the first row that does not fit tp: (key, data)
-        scan = PLAIN_SCAN
         for key, rev, text in self._select(coll, self._scan_sql(coll, where)):
-            obj = None
-            if type(text) is str:
-                try:
-                    data, end = scan(text, 0)
-                except (StopIteration, ValueError, RecursionError):
-                    pass  # the strict way below explains it
-                else:
-                    if end == len(text) and type(data) is dict:
-                        obj = counted(data, text.count('"'))
+            data, obj = _one_pass(counted, text)
             if obj is None:
                 data = self._record(coll, key, text)  # strictly, raising CorruptStoreError for damage
             if (
@@ -210,14 +201,24 @@ class SQLiteReading(SQLiteStructure):
             return None
         revision, text = row
         counted = self.codec.counted(coll.type)
-        if counted is not None and type(text) is str:
-            try:
-                data, end = PLAIN_SCAN(text, 0)
-            except (StopIteration, ValueError, RecursionError):
-                pass  # the strict way below explains it
-            else:
-                if end == len(text) and type(data) is dict:
-                    obj = counted(data, text.count('"'))
-                    if obj is not None:
-                        return revision, obj
+        if counted is not None:
+            obj = _one_pass(counted, text)[1]
+            if obj is not None:
+                return revision, obj
         return revision, self.codec.decode(coll.name, coll.type, self._record(coll, key, text), key)
+
+
+def _one_pass(counted: Callable[[Any, int], Any], text: Any) -> tuple[Any, Any]:
+    """(the dict, the record) when the plain scanner reads ``text`` whole and ``counted`` proves it strict.
+
+    (None, None) otherwise: text the plain scanner refuses (the strict way
+    explains it) or a record the counting structurer cannot prove.
+    """
+    if type(text) is str:
+        try:
+            data, end = PLAIN_SCAN(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            return None, None
+        if end == len(text) and type(data) is dict:
+            return data, counted(data, text.count('"'))
+    return None, None
