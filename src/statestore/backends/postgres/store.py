@@ -88,10 +88,9 @@ class PostgresStore(PostgresStructure):
     ``busy_timeout`` bounds every wait for a lock (the store's write lock,
     the migration lock) and the connection attempt; then StoreBusyError.
     Each thread gets its own connection; a forked child opens new ones and
-    leaves the parent's alone. Read mode connects with
-    ``default_transaction_read_only`` so the server itself refuses writes. A
-    lost connection is a BackendError saying so; the server rolls the open
-    transaction back, so no write is half applied.
+    leaves the parent's alone. Read mode connects with ``default_transaction_read_only``
+    so the server itself refuses writes. A lost connection is a BackendError
+    saying so; the server rolls the open transaction back: no write is half applied.
     """
 
     # One SQL statement is all-or-nothing, so single writes need no savepoint.
