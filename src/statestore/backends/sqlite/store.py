@@ -1,14 +1,10 @@
-"""SQLiteStore: the default backend, one SQLite database file (transactions, records, queries, logs).
+"""SQLiteStore: transactions, records, queries and logs, over the layers below it.
 
-Layout (DESIGN §6): one table per collection named after it with ``key``,
-``revision`` and ``data`` (canonical JSON text) plus a virtual generated column
-and an index for each declared index and unique constraint, so
-``sqlite3 state.db "select key from tasks where status='todo'"`` works; one
-table per log with ``UNIQUE(stream, version)``; internal tables prefixed
-``_statestore_``. The physical tables follow the declared schema on every
-write-mode open: new indexes and collections appear without a migration.
+The layers: connection (connections, statements, decoding) < structure
+(tables, schemas, indexes, migrations, backups) < reading (point reads and
+equality scans) < store. The tables' layout is in the package's docstring
+(:mod:`statestore.backends.sqlite`).
 """
-
 from __future__ import annotations
 
 import contextlib
