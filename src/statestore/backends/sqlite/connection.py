@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -301,20 +301,17 @@ class SQLiteConnection(Store):
 
     def _record(self, coll: Collection[Any], key: Any, text: Any) -> dict[str, Any]:
         """A record's stored data, decoded; CorruptStoreError naming the table and key if it is not an object."""
-        if type(text) is str:  # rawjson.load's fast path, inline: a record is a few µs in all
-            try:
-                data, end = rawjson.SCAN(text, 0)
-            except (StopIteration, ValueError, RecursionError):
-                pass
-            else:
-                if end == len(text) and type(data) is dict:
-                    return data
+        data = _scanned_object(text)
+        return data if data is not None else self._json_object(text, f"table {coll.name!r}, key {key!r}")
+
+    def _json_object(self, text: Any, where: str) -> dict[str, Any]:
+        """``text`` decoded strictly; CorruptStoreError naming ``where`` if it is not a JSON object."""
         try:
             data = rawjson.load(text)
         except (rawjson.StoredJSONError, TypeError):
-            data = self._load(text, f"table {coll.name!r}, key {key!r}")  # raises, saying what and where
+            data = self._load(text, where)  # raises, saying what and where
         if type(data) is not dict:
-            raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: data is not a JSON object")
+            raise CorruptStoreError(self.location, f"{where}: data is not a JSON object")
         return data
 
     def _revision_of(self, coll: Collection[Any], key: Any, revision: Any) -> int:
@@ -343,13 +340,8 @@ class SQLiteConnection(Store):
 
     def _entry(self, log: Log[Any], seq: Any, text: Any) -> dict[str, Any]:
         """A log entry's stored data, decoded; CorruptStoreError naming the table and seq otherwise."""
-        try:
-            data = rawjson.load(text)
-        except (rawjson.StoredJSONError, TypeError):
-            data = self._load(text, f"log table {log.name!r}, seq {seq!r}")  # raises, saying what and where
-        if type(data) is not dict:
-            raise CorruptStoreError(self.location, f"log table {log.name!r}, seq {seq!r}: data is not a JSON object")
-        return data
+        data = _scanned_object(text)
+        return data if data is not None else self._json_object(text, f"log table {log.name!r}, seq {seq!r}")
 
     def _holder(self) -> _ThreadConnection:
         """This thread's connection and what goes with it (connecting first if it has none)."""
@@ -388,3 +380,20 @@ class SQLiteConnection(Store):
         if col in self._columns[coll.name]:
             return f"{_q(coll.name)}.{_q(col)}"
         return f"json_extract({_q(coll.name)}.data, {json_path(field)})"
+
+
+def _scanned_object(text: Any, scan: Callable[[str, int], tuple[Any, int]] | None = None) -> dict[str, Any] | None:
+    """``rawjson.load``'s fast path for stored data: the object ``text`` is whole, if ``scan`` reads it so
+    (the strict ``rawjson.SCAN`` unless given).
+
+    None for anything else (not a str, not one object from end to end, an
+    error): the caller then decodes it with ``rawjson.load``, which explains.
+    """
+    if type(text) is str:
+        try:
+            data, end = (rawjson.SCAN if scan is None else scan)(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            return None
+        if end == len(text) and type(data) is dict:
+            return data
+    return None

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from statestore.backends.rawjson import PLAIN_SCAN
-from statestore.backends.sqlite.connection import _KEY_JSON, _by_key, _q
+from statestore.backends.sqlite.connection import _KEY_JSON, _by_key, _q, _scanned_object
 from statestore.backends.sqlite.queries import _NUL, _cut
 from statestore.backends.sqlite.structure import SQLiteStructure
 from statestore.errors import ValidationError
@@ -214,11 +214,5 @@ def _one_pass(counted: Callable[[Any, int], Any], text: Any) -> tuple[Any, Any]:
     (None, None) otherwise: text the plain scanner refuses (the strict way
     explains it) or a record the counting structurer cannot prove.
     """
-    if type(text) is str:
-        try:
-            data, end = PLAIN_SCAN(text, 0)
-        except (StopIteration, ValueError, RecursionError):
-            return None, None
-        if end == len(text) and type(data) is dict:
-            return data, counted(data, text.count('"'))
-    return None, None
+    data = _scanned_object(text, PLAIN_SCAN)
+    return (None, None) if data is None else (data, counted(data, text.count('"')))

@@ -5,6 +5,7 @@ The layers: connection (connections, statements, decoding) < structure
 equality scans) < store. The tables' layout is in the package's docstring
 (:mod:`statestore.backends.sqlite`).
 """
+
 from __future__ import annotations
 
 import contextlib
