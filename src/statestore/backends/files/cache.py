@@ -338,6 +338,7 @@ class Txn:
         "log_handles",
         "log_sizes",
         "logs",
+        "prior",
         "records",
         "rewritten",
         "rmdirs",
@@ -372,6 +373,10 @@ class Txn:
         self.rmdirs: set[str] = set()  # collection folders to remove once the transaction commits
         # Logs whose file this transaction rewrites (migrations): their entries, as the new file holds them.
         self.rewritten: dict[str, list[tuple[int, str, int, str, dict[str, Any]]]] = {}
+        # Per collection, per file name: the record as committed when this write transaction read it
+        # (under the lock: still the committed one at its commit). The index upkeep compares its
+        # indexed values with the staged record's (indexing.py).
+        self.prior: dict[str, dict[str, Rec]] = {}
 
 
 MISSING = object()

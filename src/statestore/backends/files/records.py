@@ -82,7 +82,12 @@ class RecordAccess:
         elif coll.name in self._colls:
             with self._cache_lock:
                 cache, changes = self._coll_view(coll)
-                rec = changes[name] if name in changes else cache.records.get(name)
+                if name in changes:
+                    rec = changes[name]
+                else:
+                    rec = cache.records.get(name)
+                    if rec is not None and txn is not None and txn.write:  # (see Txn.prior)
+                        txn.prior.setdefault(coll.name, {})[name] = rec
         else:
             # A lone record needs no seqlock: each file (and the journal) is replaced atomically.
             head = self._read_head()
@@ -92,6 +97,8 @@ class RecordAccess:
             else:
                 overlay = self._overlay(coll, self._journal(head))
                 rec = overlay[name] if name in overlay else self._read_rec(coll, name, key)
+            if rec is not None and txn is not None and txn.write:  # (see Txn.prior)
+                txn.prior.setdefault(coll.name, {})[name] = rec
         if rec is not None and rec[0] != key:
             raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
         return rec
