@@ -61,7 +61,8 @@ def one_pass(
     its lists with the structured record: the caller must not hand it out.
     """
     # As FileStore._load_record's fast path: UTF-8 text that starts "{" and a byte that is not NUL.
-    if type(raw) is not bytes or raw[:1] != b"{" or len(raw) < 2 or not raw[1] or coll.composite:
+    key_fields = coll.key_fields
+    if type(raw) is not bytes or raw[:1] != b"{" or len(raw) < 2 or not raw[1] or len(key_fields) != 1:
         return None
     try:
         text = raw.decode("utf-8", "surrogatepass")
@@ -76,7 +77,7 @@ def one_pass(
     revision, key = meta.get("revision"), meta.get("key")
     if type(revision) is not int or not 1 <= revision <= LAST_REVISION:
         return None
-    if coll.field_types[coll.key_fields[0]] is int:
+    if coll.field_types[key_fields[0]] is int:
         if type(key) is not int:
             return None
         strings = 3  # "_statestore", "key", "revision"

@@ -260,7 +260,8 @@ class IndexFiles:
         """
         if self.mode != "write" or self._sys is None:
             return
-        gen = self._read_head().gen
+        head = txn.head  # (this thread's transaction: the head its commit wrote, as _read_head gives it)
+        gen = head.gen if head is not None else self._read_head().gen
         for coll in collections:
             name = coll.name
             staged = txn.records.get(name) or {}
