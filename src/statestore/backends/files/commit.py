@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, owned_json, record_text
-from statestore.backends.files.fileio import Dir, Kept, translate, unique_hex
+from statestore.backends.files.fileio import Dir, Kept, fail, translate, unique_hex
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import BackendError, CorruptStoreError, NotDurableError, SchemaError, StateStoreError
 from statestore.schema import check_name
@@ -116,7 +116,7 @@ class Commits:
         if fd is None:
             return Head()
         for _attempt in range(_HEAD_READS):
-            with translate(self._head_path):
+            try:
                 # A head with no journal in it is ~2 KB: read 8 KB, and more only if its first line says so.
                 raw = os.pread(fd, _HEAD_READ, 0)
                 # A short read is the whole file: its size, which the next head write needs (no fstat).
@@ -137,6 +137,8 @@ class Commits:
                         head = Head.decode(raw)
                     if head is not None:
                         self._head_memo = (raw, head)
+            except OSError as exc:
+                fail(exc, self._head_path)  # (as ``with translate(...)``, without its three calls)
             if head is not None:
                 if txn is not None and txn.write:
                     txn.head, txn.head_size = head, size
@@ -149,7 +151,7 @@ class Commits:
         txn = self._txn()
         if txn is not None and not txn.write:
             txn = None
-        with translate(self._head_path):
+        try:
             # No truncation (a metadata write per commit): the first line gives
             # the exact lengths the crc covers, so a longer tail is ignored. But
             # the tail is zeroed in the same write: an earlier head's embedded
@@ -165,6 +167,8 @@ class Commits:
                     offset += os.pwrite(fd, view[offset:], offset)
             if sync:
                 os.fsync(fd)
+        except OSError as exc:
+            fail(exc, self._head_path)  # (as ``with translate(...)``, without its three calls)
         self._head_memo = (data, head) if len(data) < _HEAD_READ else None
         if txn is not None:
             txn.head, txn.head_size = head, len(data)
