@@ -560,3 +560,31 @@ def test_updates_that_keep_the_indexed_values_add_nothing_to_the_index(tmp_path:
             a[DOCS].update(key, lambda d, kind=kind: attrs.evolve(d, kind=kind or d.kind, n=d.n + 1))
         check_kinds(root, kinds)
     check_kinds(root, kinds)
+
+
+def test_a_transaction_reading_many_records_remembers_a_bounded_number(tmp_path: Path) -> None:
+    """Txn.prior keeps the first PRIOR_MAX records a write transaction reads per collection, not all of them;
+    records past that are written to the index again, and every answer stays the records'."""
+    from statestore.backends.files.cache import PRIOR_MAX
+
+    root = tmp_path / "s"
+    kinds = ["k0", "k1", "moved"]
+    n = PRIOR_MAX + 60
+    with open_files(root) as store:
+        with store.transaction():
+            for i in range(n):
+                store[DOCS].insert(Doc(f"d{i:04d}", kind=f"k{i % 2}", group=f"g{i}"))
+        for _round in range(2):
+            with store.transaction():
+                for i in range(n):  # every record read, half of them written (a commit of > 256 files
+                    doc = store[DOCS][f"d{i:04d}"]  # makes readers load the collection: not the point here)
+                    if i % 2 == _round:
+                        store[DOCS].put(attrs.evolve(doc, n=doc.n + 1, kind="moved" if i % 37 == 0 else doc.kind))
+                txn = store._txn()
+                assert txn is not None
+                assert len(txn.prior[DOCS.name]) == PRIOR_MAX
+            check_kinds(root, kinds)
+        for i in range(0, n, 7):  # and lone writes of this writer, held back
+            store[DOCS].update(f"d{i:04d}", lambda d: attrs.evolve(d, n=d.n + 1))
+        check_kinds(root, kinds)
+    check_kinds(root, kinds)

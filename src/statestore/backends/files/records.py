@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from statestore.backends.files import names as keynames
-from statestore.backends.files.cache import META, Rec, Records, Txn, copy_json, matches, owned_json
+from statestore.backends.files.cache import META, Rec, Records, Txn, copy_json, matches, note_prior, owned_json
 from statestore.backends.files.cache import Lazy as LazyPath
 from statestore.backends.files.decoding import one_pass
 from statestore.backends.files.fileio import Dir
@@ -117,8 +117,8 @@ class RecordAccess:
                     rec = changes[name]
                 else:
                     rec = cache.records.get(name)
-                    if rec is not None and txn is not None and txn.write:  # (see Txn.prior)
-                        txn.prior.setdefault(coll.name, {})[name] = rec
+                    if rec is not None and txn is not None and txn.write:
+                        note_prior(txn, coll.name, name, rec)
         else:
             # A lone record needs no seqlock: each file (and the journal) is replaced atomically.
             head = self._read_head()
@@ -132,8 +132,8 @@ class RecordAccess:
             else:
                 overlay = self._overlay(coll, self._journal(head))
                 rec = overlay[name] if name in overlay else self._read_rec(coll, name, key)
-            if rec is not None and txn is not None and txn.write:  # (see Txn.prior)
-                txn.prior.setdefault(coll.name, {})[name] = rec
+            if rec is not None and txn is not None and txn.write:
+                note_prior(txn, coll.name, name, rec)
         if rec is not None and rec[0] != key:
             raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
         return rec, obj
