@@ -610,6 +610,60 @@ def test_failed_commit_before_the_journal_changes_nothing(root: Path, monkeypatc
         assert store[TASKS].keys() == ["t1", "t3"]
 
 
+def _translated(path: Path, name: str | None, exc: OSError) -> tuple[str, str]:
+    """The error ``with translate(path, name)`` makes of ``exc``: (its type, its text)."""
+    try:
+        with translate(path, name):
+            raise exc
+    except ss.StateStoreError as got:
+        return type(got).__name__, str(got)
+    raise AssertionError("translate let it through")
+
+
+@pytest.mark.parametrize(
+    ("call", "where", "action"),
+    [
+        ("replace", ("tasks", "t2.json"), "put"),
+        ("write", ("tasks", "t2.json"), "put"),
+        ("pwrite", (".statestore", "changes"), "put"),
+        ("pread", (".statestore", "changes"), "put"),
+        ("read", ("tasks", "t1.json"), "get"),
+        ("fstat", ("tasks", "t1.json"), "get"),
+    ],
+)
+def test_file_errors_on_the_commit_path_read_as_before(
+    root: Path, monkeypatch: pytest.MonkeyPatch, call: str, where: tuple[str, str], action: str
+) -> None:
+    """The commit path's file operations catch OSError themselves (``fileio.fail``), without a ``translate``
+    object each: the same error, naming the same file, as ``translate`` makes of it."""
+    import errno
+
+    with open_files(root) as store:
+        store[TASKS].put(Task("t1"))
+        store[TASKS].update("t1", lambda t: attrs.evolve(t, points=2))  # (caches and memos warm)
+        exc = OSError(errno.EIO, "Input/output error")
+        real = getattr(os, call)
+
+        def failing(*args: Any, **kw: Any) -> Any:
+            raise exc
+
+        monkeypatch.setattr(os, call, failing)
+        try:
+            if action == "put":
+                store[TASKS].put(Task("t2"))
+            else:
+                store[TASKS].get("t1")
+        except ss.StateStoreError as got:
+            outcome = (type(got).__name__, str(got))
+        else:
+            outcome = ("ok", "")
+        finally:
+            monkeypatch.setattr(os, call, real)
+        folder, name = where
+        assert outcome in (_translated(root / folder, name, exc), _translated(root / folder / name, None, exc))
+        assert store[TASKS].get("t1") == Task("t1", points=2)
+
+
 # ---------------------------------------------------------------- caches and threads
 
 

@@ -501,3 +501,90 @@ def test_len_in_a_fresh_process_reads_only_the_index_header(tmp_path: Path, monk
         assert len(store[DOCS]) == 400
         assert [d.id for d in store[DOCS].find(kind="k3")] == want
         assert DOCS.name in store._colls  # answered by loading the records
+
+
+def _delta_lines(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in root.joinpath(*INDEX_DIR, "docs.delta").read_bytes().splitlines()]
+
+
+def check_kinds(root: Path, kinds: list[Any]) -> None:
+    want, count = truth(root, kinds)
+    found, fresh_count, _reads = fresh_answers(root, kinds)
+    assert (found, fresh_count) == (want, count)
+
+
+def test_updates_that_keep_the_indexed_values_add_nothing_to_the_index(tmp_path: Path) -> None:
+    """An update of other fields left one entry per record in the delta, and a new base every few hundred
+    commits (issue 14 point 3): the index holds the same values, so its lines now carry nothing for them.
+
+    Answers stay the records' throughout, also when another writer changed an indexed value in between
+    and could not write its own line (a full disk): that record is carried by the next line.
+    """
+    root = tmp_path / "s"
+    kinds = ["k0", "k1", "k2", "k3", "moved"]
+    with open_files(root) as a, open_files(root) as b:
+        with a.transaction():
+            for i in range(30):
+                a[DOCS].insert(Doc(f"d{i:03d}", kind=f"k{i % 3}", group=f"g{i}"))
+        a[DOCS].put(Doc("d000", kind="k0", group="g0", n=1))  # a line, from here on this writer's own
+        start = len(_delta_lines(root))
+        for r in range(100):
+            key = f"d{r % 30:03d}"
+            if r % 2:
+                a[DOCS].update(key, lambda d: attrs.evolve(d, n=d.n + 1))
+            else:
+                with a.transaction():  # a put replacing a record, and a kind written as an equal value
+                    old = a[DOCS][key]
+                    a[DOCS].put(attrs.evolve(old, n=old.n + 1))
+        lines = _delta_lines(root)[start:]
+        assert len(lines) >= 3  # still carried forward, within the generations the head remembers
+        assert all(line["set"] == {} and line["del"] == [] for line in lines), lines
+        check_kinds(root, kinds)
+
+        # Another writer moves d001 to another kind; its own index write fails.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(b, "_index_one", _failing_index_write)
+            b[DOCS].update("d001", lambda d: attrs.evolve(d, kind="moved"))
+        # This writer now rewrites d001 with that same kind: its line must still carry it.
+        a[DOCS].update("d001", lambda d: attrs.evolve(d, n=d.n + 1))
+        for r in range(60):
+            a[DOCS].update(f"d{r % 30:03d}", lambda d: attrs.evolve(d, n=d.n + 1))
+        check_kinds(root, kinds)
+        found, _count, _reads = fresh_answers(root, ["moved", "k1"])
+        assert found["'moved'"] == ["d001"]
+        assert "d001" not in found["'k1'"]
+        # And changes of indexed values among updates of other fields are all carried.
+        for r in range(90):
+            key = f"d{r % 30:03d}"
+            kind = f"k{(r // 30 + 1) % 4}" if r % 7 == 0 else None
+            a[DOCS].update(key, lambda d, kind=kind: attrs.evolve(d, kind=kind or d.kind, n=d.n + 1))
+        check_kinds(root, kinds)
+    check_kinds(root, kinds)
+
+
+def test_a_transaction_reading_many_records_remembers_a_bounded_number(tmp_path: Path) -> None:
+    """Txn.prior keeps the first PRIOR_MAX records a write transaction reads per collection, not all of them;
+    records past that are written to the index again, and every answer stays the records'."""
+    from statestore.backends.files.cache import PRIOR_MAX
+
+    root = tmp_path / "s"
+    kinds = ["k0", "k1", "moved"]
+    n = PRIOR_MAX + 60
+    with open_files(root) as store:
+        with store.transaction():
+            for i in range(n):
+                store[DOCS].insert(Doc(f"d{i:04d}", kind=f"k{i % 2}", group=f"g{i}"))
+        for _round in range(2):
+            with store.transaction():
+                for i in range(n):  # every record read, half of them written (a commit of > 256 files
+                    doc = store[DOCS][f"d{i:04d}"]  # makes readers load the collection: not the point here)
+                    if i % 2 == _round:
+                        store[DOCS].put(attrs.evolve(doc, n=doc.n + 1, kind="moved" if i % 37 == 0 else doc.kind))
+                txn = store._txn()
+                assert txn is not None
+                assert len(txn.prior[DOCS.name]) == PRIOR_MAX
+            check_kinds(root, kinds)
+        for i in range(0, n, 7):  # and lone writes of this writer, held back
+            store[DOCS].update(f"d{i:04d}", lambda d: attrs.evolve(d, n=d.n + 1))
+        check_kinds(root, kinds)
+    check_kinds(root, kinds)

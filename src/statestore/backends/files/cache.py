@@ -32,6 +32,7 @@ __all__ = [
     "MANIFEST",
     "META",
     "MISSING",
+    "PRIOR_MAX",
     "ROOT",
     "Lazy",
     "LogIndex",
@@ -42,6 +43,7 @@ __all__ = [
     "copy_json",
     "is_int",
     "matches",
+    "note_prior",
     "owned_json",
     "paused_gc",
     "record_text",
@@ -338,6 +340,7 @@ class Txn:
         "log_handles",
         "log_sizes",
         "logs",
+        "prior",
         "records",
         "rewritten",
         "rmdirs",
@@ -372,6 +375,25 @@ class Txn:
         self.rmdirs: set[str] = set()  # collection folders to remove once the transaction commits
         # Logs whose file this transaction rewrites (migrations): their entries, as the new file holds them.
         self.rewritten: dict[str, list[tuple[int, str, int, str, dict[str, Any]]]] = {}
+        # Per collection, per file name: the record as committed when this write transaction read it
+        # (under the lock: still the committed one at its commit), for the first PRIOR_MAX read per
+        # collection (note_prior). The index upkeep compares its indexed values with the staged record's
+        # (indexing.py); a record not here is simply written to the index again.
+        self.prior: dict[str, dict[str, Rec]] = {}
+
+
+#: Records a write transaction remembers as read, per collection (Txn.prior): a transaction reading a
+#: whole collection record by record keeps only these alive for the index's sake.
+PRIOR_MAX = 256
+
+
+def note_prior(txn: Txn, coll_name: str, name: str, rec: Rec) -> None:
+    """Remember ``rec``, just read as committed in write transaction ``txn``, in ``txn.prior`` (up to PRIOR_MAX)."""
+    prior = txn.prior.get(coll_name)
+    if prior is None:
+        txn.prior[coll_name] = {name: rec}
+    elif len(prior) < PRIOR_MAX:
+        prior[name] = rec
 
 
 MISSING = object()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statestore.backends.files.cache import EMBED_LIMIT, INTERNAL, MANIFEST, ROOT, Records, Txn, owned_json, record_text
-from statestore.backends.files.fileio import Dir, Kept, translate, unique_hex
+from statestore.backends.files.fileio import Dir, Kept, fail, translate, unique_hex
 from statestore.backends.files.journal import CHANGES, JOURNAL, Head, Journal
 from statestore.errors import BackendError, CorruptStoreError, NotDurableError, SchemaError, StateStoreError
 from statestore.schema import check_name
@@ -116,7 +116,7 @@ class Commits:
         if fd is None:
             return Head()
         for _attempt in range(_HEAD_READS):
-            with translate(self._head_path):
+            try:
                 # A head with no journal in it is ~2 KB: read 8 KB, and more only if its first line says so.
                 raw = os.pread(fd, _HEAD_READ, 0)
                 # A short read is the whole file: its size, which the next head write needs (no fstat).
@@ -137,6 +137,8 @@ class Commits:
                         head = Head.decode(raw)
                     if head is not None:
                         self._head_memo = (raw, head)
+            except OSError as exc:
+                fail(exc, self._head_path)  # (as ``with translate(...)``, without its three calls)
             if head is not None:
                 if txn is not None and txn.write:
                     txn.head, txn.head_size = head, size
@@ -146,11 +148,10 @@ class Commits:
     def _write_head(self, head: Head, *, sync: bool) -> None:
         fd = self._head_fd(create=True)
         assert fd is not None
-        data = head.encode()
         txn = self._txn()
         if txn is not None and not txn.write:
             txn = None
-        with translate(self._head_path):
+        try:
             # No truncation (a metadata write per commit): the first line gives
             # the exact lengths the crc covers, so a longer tail is ignored. But
             # the tail is zeroed in the same write: an earlier head's embedded
@@ -158,8 +159,7 @@ class Commits:
             # overwritten (nor carry it into backups). Under the lock the size
             # read or written last in this transaction is still the file's.
             size = txn.head_size if txn is not None and txn.head_size is not None else os.fstat(fd).st_size
-            if size > len(data):
-                data += bytes(size - len(data))
+            data = head.encode(size)
             offset = os.pwrite(fd, data, 0)
             if offset < len(data):
                 view = memoryview(data)
@@ -167,6 +167,8 @@ class Commits:
                     offset += os.pwrite(fd, view[offset:], offset)
             if sync:
                 os.fsync(fd)
+        except OSError as exc:
+            fail(exc, self._head_path)  # (as ``with translate(...)``, without its three calls)
         self._head_memo = (data, head) if len(data) < _HEAD_READ else None
         if txn is not None:
             txn.head, txn.head_size = head, len(data)
@@ -287,8 +289,8 @@ class Commits:
             coll_name, name, text = records[0]
             if coll_name != ROOT and text is not None:
                 # One record file written (an update, a put in a transaction of its own): the same steps, fewer layers.
-                self._journal_dir(coll_name, name)  # (the names are checked as for any journal)
-                self._publish_record(txn, head, coll_name, name, text, None)
+                d = self._journal_dir(coll_name, name)  # (the names are checked as for any journal)
+                self._publish_record(txn, head, coll_name, name, text, None, d)
                 return
         if len(records) == 1 and not logs:
             # One file replaced or deleted is atomic by itself: announce it, no texts.
@@ -366,7 +368,7 @@ class Commits:
                     cache.gen = gen
 
     def _publish_record(
-        self, txn: Txn, head: Head, coll_name: str, name: str, text: str, canonical: str | None
+        self, txn: Txn, head: Head, coll_name: str, name: str, text: str, canonical: str | None, d: Dir | None = None
     ) -> None:
         """``_publish`` of a transaction that writes one record file and nothing else (we hold the write lock).
 
@@ -377,12 +379,13 @@ class Commits:
         collection ``coll_name`` (no journal's name to check); ``txn.records``
         holds it, with the caller's data (``canonical``: its canonical JSON),
         which a cache gets a private copy of (None: the staged data is
-        private already, as ``_write`` stages it).
+        private already, as ``_write`` stages it). ``d``: the collection's folder, if the caller has it.
         """
         gen = max(head.gen, head.base) + 1
         journal = Journal(unique_hex(), gen, ((coll_name, name, None),), (), direct=True)
-        d = self._dir(coll_name, create=True)
-        assert d is not None
+        if d is None:
+            d = self._dir(coll_name, create=True)
+            assert d is not None
         self._guard_readers(gen, [(coll_name, name)])  # lazy readers get the version replaced (versions.py)
         tmp = d.write_temp(name, text.encode("utf-8"), sync=self._sync)
         try:

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NoReturn, Protocol, TypeVar
 
 from statestore.backends.fs import make_private_dirs
 from statestore.errors import BackendError, CorruptStoreError
@@ -70,6 +70,18 @@ def _link_error(path: Path) -> CorruptStoreError:
     return CorruptStoreError(str(path), "is a symbolic link or not a regular file; statestore never follows links")
 
 
+def fail(exc: OSError, path: Path, name: str | None = None) -> NoReturn:
+    """Raise the statestore error ``translate`` makes of ``exc`` about ``path`` (or ``path / name``).
+
+    For ``except OSError as exc: fail(exc, path, name)`` on the paths every
+    commit takes: the same error, without the three calls a ``with`` costs.
+    """
+    where = path if name is None else path / name
+    if exc.errno in _LINK_ERRNOS or exc.errno == errno.ENOTDIR:
+        raise _link_error(where) from None
+    raise BackendError(str(where), f"{exc.strerror or exc}") from exc
+
+
 class translate:  # lower case: used like the function it replaced, ``with translate(path):``
     """Turn an OSError about ``path`` (or ``path / name``) into a statestore error naming it.
 
@@ -90,10 +102,7 @@ class translate:  # lower case: used like the function it replaced, ``with trans
     def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc is None or not isinstance(exc, OSError):
             return
-        where = self.path if self.name is None else self.path / self.name
-        if exc.errno in _LINK_ERRNOS or exc.errno == errno.ENOTDIR:
-            raise _link_error(where) from None
-        raise BackendError(str(where), f"{exc.strerror or exc}") from exc
+        fail(exc, self.path, self.name)
 
 
 class _Closable(Protocol):
@@ -249,7 +258,7 @@ class Dir:
     def open(self, name: str, flags: int, *, create: bool = False) -> int | None:
         """A descriptor of regular file ``name``; None if it does not exist and ``create`` is false."""
         flags |= _NOFOLLOW | _CLOEXEC | _NONBLOCK | (os.O_CREAT if create else 0)
-        with translate(self.path, name):
+        try:
             try:
                 fd = os.open(name, flags, 0o600, dir_fd=self.fd)
             except FileNotFoundError:
@@ -257,21 +266,39 @@ class Dir:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 raise _link_error(self.path / name)
+        except OSError as exc:
+            fail(exc, self.path, name)
         return fd
 
     def read(self, name: str) -> bytes | None:
-        """The whole content of ``name``, or None if it does not exist."""
-        fd = self.open(name, os.O_RDONLY)
-        if fd is None:
-            return None
+        """The whole content of regular file ``name``, or None if it does not exist (as :meth:`open`).
+
+        One ``read`` of the size ``fstat`` gave plus one byte: when it returns
+        exactly that size the file ended there (a record file is replaced by
+        rename, never changed in place). Otherwise (a file that grew or
+        shrank meanwhile) it reads on to the end, as a loop of reads does.
+        """
         try:
-            with translate(self.path, name):
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        finally:
-            os.close(fd)
+            try:
+                fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK, dir_fd=self.fd)
+            except FileNotFoundError:
+                return None
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise _link_error(self.path / name)
+                size = st.st_size
+                data = os.read(fd, size + 1)
+                if len(data) != size:
+                    chunks = [data]
+                    while chunk := os.read(fd, 1 << 20):
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
+                return data
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            fail(exc, self.path, name)
 
     def write(self, name: str, data: bytes, *, sync: bool) -> None:
         """Replace ``name`` with ``data`` atomically (0600); ``sync`` fsyncs the file first.
@@ -287,7 +314,7 @@ class Dir:
         then needs no space.
         """
         tmp = TMP_PREFIX + _UNIQUE.next()
-        with translate(self.path, name):
+        try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600, dir_fd=self.fd)
             try:
                 written = os.write(fd, data)
@@ -303,13 +330,17 @@ class Dir:
                     os.unlink(tmp, dir_fd=self.fd)
                 raise
             os.close(fd)
+        except OSError as exc:
+            fail(exc, self.path, name)
         return tmp
 
     def rename(self, tmp: str, name: str) -> None:
         """Move temporary file ``tmp`` over ``name``."""
-        with translate(self.path, name):
+        try:
             # Atomic rename: a reader sees the old file or the new one, never half of either.
             os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except OSError as exc:
+            fail(exc, self.path, name)
 
     def exists(self, name: str) -> bool:
         """Whether an entry called ``name`` exists (a link counts; it is not followed)."""

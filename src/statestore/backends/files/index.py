@@ -58,6 +58,7 @@ __all__ = [
     "lookup_terms",
     "merge",
     "read_chain",
+    "same_values",
 ]
 
 INDEX = "index"
@@ -97,6 +98,23 @@ def field_values(data: dict[str, Any], fields: Sequence[str]) -> list[str | None
         enc = encode_value(value)
         out.append(None if enc is None else enc.decode("ascii"))
     return out
+
+
+def same_values(old: dict[str, Any], new: dict[str, Any], fields: Sequence[str]) -> bool:
+    """Whether records ``old`` and ``new`` have the same index entries for ``fields``.
+
+    True only if each field's values are equal (``==``). For the JSON values
+    records hold, equal values have equal :func:`encode_value` bytes (``1``,
+    ``1.0`` and ``True`` are one value there too; two lists or objects are
+    never indexed), so True means the index holds for ``new`` exactly what it
+    holds for ``old``. False may also be said of values the index holds alike
+    (two different lists, which it does not hold at all): the caller then
+    writes them again, which is never wrong.
+    """
+    for field in fields:  # noqa: SIM110 - a loop, not all() over a generator: once per commit
+        if old.get(field) != new.get(field):
+            return False
+    return True
 
 
 def build_base(gen: int, fields: Sequence[str], recs: Iterable[tuple[str, dict[str, Any]]]) -> bytes:

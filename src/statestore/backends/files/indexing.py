@@ -35,6 +35,7 @@ from statestore.backends.files.index import (
     lookup_terms,
     merge,
     read_chain,
+    same_values,
 )
 from statestore.backends.files.journal import Head, Journal
 from statestore.backends.files.names import SUFFIX
@@ -242,10 +243,25 @@ class IndexFiles:
 
         Never fails the transaction, which is committed already: an index
         that cannot be written is left behind, and readers do without it.
+
+        A run of this writer's commits held back for one delta line leaves out
+        a record rewritten with the indexed values it had (an update of other
+        fields): the index holds exactly what it held. Why that is sound: the
+        line being built is the index as of the chain's tip plus the changes
+        held back (``pending``), and every commit since the tip is this
+        writer's own (``ours``) and in ``pending`` or left out this way, so by
+        induction the index it describes is the indexed values of the records
+        as committed at ``before``. ``txn.prior`` holds the record as
+        committed at ``before`` (read under the write lock, which this
+        transaction held throughout): if it existed with the same encoded
+        values, the index already says so for that file. Readers meanwhile
+        re-read every file the change head names since the tip, whatever
+        changed in it; the index only ever narrows their search.
         """
         if self.mode != "write" or self._sys is None:
             return
-        gen = self._read_head().gen
+        head = txn.head  # (this thread's transaction: the head its commit wrote, as _read_head gives it)
+        gen = head.gen if head is not None else self._read_head().gen
         for coll in collections:
             name = coll.name
             staged = txn.records.get(name) or {}
@@ -270,8 +286,16 @@ class IndexFiles:
                     # Held back: readers re-read what the head says changed since the chain's tip,
                     # so appending one line for a run of our commits loses nothing.
                     changes = pending[1] if pending is not None else {}
+                    prior = txn.prior.get(name)
                     for file, rec in staged.items():
-                        changes[file] = None if rec is None else field_values(rec[2], fields)
+                        if rec is None:
+                            changes[file] = None
+                            continue
+                        if prior is not None and file not in changes:
+                            old = prior.get(file)
+                            if old is not None and same_values(old[2], rec[2], fields):
+                                continue  # rewritten with the values the index holds: nothing to add
+                        changes[file] = field_values(rec[2], fields)
                     self._index_pending[name] = (gen, changes)
                 elif pending is not None:
                     self._index_pending[name] = (gen, pending[1])
@@ -281,7 +305,7 @@ class IndexFiles:
             # Every commit since the chain's tip was ours (held back in ``known``, or none): no other name changed.
             alone_since = memo[1] if ours and memo is not None else None
             with contextlib.suppress(OSError, StateStoreError, StaleIndex):
-                self._index_one(coll, staged, before, gen, known, alone_since)
+                self._index_one(coll, staged, before, gen, known, alone_since, prior_of=txn.prior)
         for name in txn.rmdirs:
             d = self._idx_dir()
             if d is not None:
@@ -322,6 +346,8 @@ class IndexFiles:
         gen: int,
         known: Mapping[str, list[str | None] | None],
         alone_since: int | None = None,
+        *,
+        prior_of: Mapping[str, Mapping[str, Rec]] | None = None,
     ) -> None:
         """Append the line from the chain's tip to ``gen``; ``known``: values of files as of ``before``.
 
@@ -329,6 +355,11 @@ class IndexFiles:
         it is this process's own, its changes all in ``known`` and ``staged``.
         If the chain's tip is still that one (and the head still remembers it),
         the files changed since are those, and the head's history is not read.
+
+        ``prior_of``: per collection, records as committed at ``before`` (``Txn.prior``).
+        A staged record that no commit since the tip changed (not among the files
+        changed since it) and that keeps the indexed values it had at ``before``
+        keeps the ones the chain holds for it: the line leaves it out.
         """
         fields = coll.lookup_fields
         opened = self._delta(coll)
@@ -351,9 +382,10 @@ class IndexFiles:
                     os.ftruncate(fd, raw.rfind(b"\n") + 1)  # a torn line a killed writer left
                 chain = read_chain(base, raw, fields)
                 tip = None if chain is None else chain.tip
+            # The files whose indexed values may have changed after the tip up to ``before``.
             extra: set[str] | None
             if tip is not None and tip == alone_since and before.base <= tip <= before.gen:
-                extra = set(known) | staged.keys()
+                extra = set(known)
             else:
                 extra = None if tip is None else before.changed(coll.name, tip)
             if tip is None or extra is None:
@@ -366,7 +398,13 @@ class IndexFiles:
                 else:
                     rec = self._read_rec(coll, name)
                     changes[name] = None if rec is None else field_values(rec[2], fields)
+            prior = prior_of.get(coll.name) if prior_of is not None else None
             for name, rec in staged.items():
+                if rec is not None and prior is not None and name not in extra:
+                    # Unchanged since the tip up to ``before``, where it was ``prior[name]`` (if there).
+                    old = prior.get(name)
+                    if old is not None and same_values(old[2], rec[2], fields):
+                        continue
                 changes[name] = None if rec is None else field_values(rec[2], fields)
             line = delta_line(tip, gen, fields, changes)
             if os.write(fd, line) != len(line):

@@ -226,16 +226,17 @@ class Head:
         gen = -2 - int.from_bytes(hashlib.blake2b(raw, digest_size=7).digest(), "big")
         return cls(gen, gen)
 
-    def encode(self) -> bytes:
-        """The head file's bytes."""
+    def encode(self, size: int = 0) -> bytes:
+        """The head file's bytes, followed by zero bytes up to ``size`` if they are fewer."""
         journal = self.journal.encode() if self.journal is not None else b""
         history_crc = self._history_crc
         if history_crc is None:
             history_crc = self._history_crc = zlib.crc32(self.history)
         crc = zlib.crc32(journal, history_crc) if journal else history_crc  # = crc32(history + journal)
         flag = "F" if self.journal_file else "-"
-        first = f"{self.gen} {self.base} {len(self.history)} {len(journal)} {crc:08x} {flag}\n"
-        return b"".join((first.encode("ascii"), self.history, journal))
+        first = f"{self.gen} {self.base} {len(self.history)} {len(journal)} {crc:08x} {flag}\n".encode("ascii")
+        pad = size - len(first) - len(self.history) - len(journal)
+        return b"".join((first, self.history, journal, bytes(pad) if pad > 0 else b""))
 
     def changed(self, collection: str, since: int) -> set[str] | None:
         """Files of ``collection`` changed after generation ``since``; None if unknown (reload all)."""
@@ -272,21 +273,23 @@ class Head:
         """
         history = self.history
         base = self.base
+        start = 0
         if gen - 1 - _KEEP >= base + _FORGET:
             base = gen - 1 - _KEEP
-        # Lines are in generation order, so only a few at the front fall out:
-        # walk those rather than splitting all _KEEP of them on every commit.
-        start = 0
-        while start < len(history) and int(history[start : history.index(b"\t", start)]) <= base:
-            start = history.index(b"\n", start) + 1
-        new = (
-            b"".join(
+            # Lines are in generation order, so only a few at the front fall out:
+            # walk those rather than splitting all _KEEP of them. (Every line is after
+            # the base it was written with, so while the base stays, none falls out.)
+            while start < len(history) and int(history[start : history.index(b"\t", start)]) <= base:
+                start = history.index(b"\n", start) + 1
+        if len(changes) == 1:  # (a commit to one collection: no generator to run)
+            [(coll, names)] = changes.items()
+            line = f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n"
+            new = line.encode("ascii")
+        else:
+            new = b"".join(
                 f"{gen}\t{coll}\t{chr(9).join(names) if len(names) <= _MAX_NAMES else '*'}\n".encode("ascii")
                 for coll, names in changes.items()
             )
-            if changes
-            else b""
-        )
         crc = self._history_crc
         if start or crc is None:
             return Head(gen, base, history[start:] + new, journal, journal_file)

@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from statestore.backends.files import names as keynames
-from statestore.backends.files.cache import META, Rec, Records, Txn, copy_json, matches, owned_json
+from statestore.backends.files.cache import META, Rec, Records, Txn, copy_json, matches, note_prior, owned_json
+from statestore.backends.files.cache import Lazy as LazyPath
+from statestore.backends.files.decoding import one_pass
+from statestore.backends.files.fileio import Dir
 from statestore.backends.files.journal import Head, Journal
 from statestore.backends.files.versions import Lazy, LazyColls
+from statestore.codec import Codec
 from statestore.errors import CorruptStoreError, ValidationError
 from statestore.query import Query, Term, prefix_end, sort_key
 from statestore.schema import Collection, KeyValue
 from statestore.store import RawRecord
+from statestore.strict.counted import Counted
 
 __all__ = ["RecordAccess"]
 
@@ -35,6 +40,7 @@ class RecordAccess:
 
     # Set by FileStore.
     path: Path
+    codec: Codec
     _cache_lock: threading.RLock
     _colls: dict[str, Records]
 
@@ -52,6 +58,19 @@ class RecordAccess:
 
         def _read_rec(self, coll: Collection[Any], name: str, key: KeyValue | None = None) -> Rec | None: ...
 
+        def _dir(self, name: str, *, create: bool = False) -> Dir | None: ...
+
+        def _missing_folder(self) -> None: ...
+
+        def _parse(
+            self,
+            coll: Collection[Any],
+            name: str,
+            raw: bytes | str,
+            path: Path | LazyPath,
+            expected: KeyValue | None = None,
+        ) -> Rec: ...
+
         def _overlay(self, coll: Collection[Any], journal: Journal | None) -> dict[str, Rec | None]: ...
 
         def _coll_view(self, coll: Collection[Any]) -> tuple[Records, Mapping[str, Rec | None]]: ...
@@ -68,8 +87,20 @@ class RecordAccess:
 
     def _point(self, coll: Collection[Any], key: KeyValue, name: str | None = None) -> Rec | None:
         """The record of ``key`` as this thread sees it (``name``: its file name, if known); None if absent."""
+        return self._locate(coll, key, name, None)[0]
+
+    def _locate(
+        self, coll: Collection[Any], key: KeyValue, name: str | None, counted: Counted | None
+    ) -> tuple[Rec | None, Any]:
+        """``_point``, and the record structured when read from its file with ``counted`` given (else None).
+
+        ``counted``: the codec's counting structurer of ``coll.type``; a record
+        read from its own file goes through :func:`~statestore.backends.files.decoding.one_pass`
+        (the same answer and errors as ``_read_rec`` then ``codec.decode``).
+        """
         if name is None:
             name = keynames.encode(key)
+        obj = None
         txn = self._txn()
         if txn is not None and txn.write and name in txn.records.get(coll.name, {}):
             rec = txn.records[coll.name][name]
@@ -82,25 +113,73 @@ class RecordAccess:
         elif coll.name in self._colls:
             with self._cache_lock:
                 cache, changes = self._coll_view(coll)
-                rec = changes[name] if name in changes else cache.records.get(name)
+                if name in changes:
+                    rec = changes[name]
+                else:
+                    rec = cache.records.get(name)
+                    if rec is not None and txn is not None and txn.write:
+                        note_prior(txn, coll.name, name, rec)
         else:
             # A lone record needs no seqlock: each file (and the journal) is replaced atomically.
             head = self._read_head()
             self._check_moved(head)
             if head.journal is None and not head.journal_file:
-                rec = self._read_rec(coll, name, key)  # (no journal: nothing to overlay)
+                # (no journal: nothing to overlay)
+                if counted is None:
+                    rec = self._read_rec(coll, name, key)
+                else:
+                    rec, obj = self._read_decoded(coll, name, key, counted)
             else:
                 overlay = self._overlay(coll, self._journal(head))
                 rec = overlay[name] if name in overlay else self._read_rec(coll, name, key)
+            if rec is not None and txn is not None and txn.write:
+                note_prior(txn, coll.name, name, rec)
         if rec is not None and rec[0] != key:
             raise CorruptStoreError(str(self.path / coll.name / name), f"holds key {rec[0]!r}, not {key!r}")
-        return rec
+        return rec, obj
+
+    def _read_decoded(
+        self, coll: Collection[Any], name: str, key: KeyValue, counted: Counted
+    ) -> tuple[Rec | None, Any]:
+        """``_read_rec`` of the file of ``key``, and the record structured in the same pass where it can be.
+
+        (record, structured record or None): None when :func:`one_pass` cannot
+        prove the strict answer; the record then comes from ``_read_rec``'s
+        own parse of the same bytes (which raises what it finds).
+        """
+        d = self._dir(coll.name)
+        if d is None:
+            self._missing_folder()
+            return None, None
+        raw = d.read(name)
+        if raw is None:
+            return None, None
+        got = one_pass(coll, name, raw, key, counted)
+        if got is not None:
+            return got
+        return self._parse(coll, name, raw, LazyPath(d.path, name), key), None
 
     def _get(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, dict[str, Any]] | None:
         rec = self._point(coll, key)
         if rec is None:
             return None
         return rec[1], _copy_json(rec[2]) if copy else rec[2]
+
+    def _get_decoded(self, coll: Collection[Any], key: KeyValue, *, copy: bool = True) -> tuple[int, Any] | None:
+        """``_get`` then ``codec.decode``; a record read from its own file in one pass (``_read_decoded``).
+
+        The same answer and errors as the two steps: damage is a
+        CorruptStoreError naming the file, a record that does not fit its class
+        a ValidationError. ``copy`` is as for ``_get`` where the record comes from
+        elsewhere (a transaction, a cache): a record decoded in one pass is new.
+        """
+        codec = self.codec
+        rec, obj = self._locate(coll, key, None, codec.counted(coll.type))
+        if rec is None:
+            return None
+        if obj is None:
+            obj = codec.decode(coll.name, coll.type, _copy_json(rec[2]) if copy else rec[2], key)
+        return rec[1], obj
 
     def _revision(self, coll: Collection[Any], key: KeyValue) -> int | None:
         rec = self._point(coll, key)

@@ -240,10 +240,12 @@ class FileStore(Transactions, RecordAccess, Commits, LogFiles, LogAppends, Index
         by every write. Waiting polls with a growing delay up to
         ``busy_timeout``, then raises StoreBusyError.
         """
-        deadline = time.monotonic() + max(self.busy_timeout, 0.0)
-        # (Uncontended, the first try wins: a timed acquire costs more.)
-        if not self._mutex.acquire(False) and not self._mutex.acquire(timeout=max(self.busy_timeout, 0.0)):
-            raise StoreBusyError(self.location, self.busy_timeout)
+        # (Uncontended, the first try wins: a timed acquire costs more, and so does reading the clock.)
+        deadline = None
+        if not self._mutex.acquire(False):
+            deadline = time.monotonic() + max(self.busy_timeout, 0.0)
+            if not self._mutex.acquire(timeout=max(self.busy_timeout, 0.0)):
+                raise StoreBusyError(self.location, self.busy_timeout)
         try:
             fd = self._lock_fd
             if fd is None:
@@ -256,6 +258,8 @@ class FileStore(Transactions, RecordAccess, Commits, LogFiles, LogAppends, Index
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return
                 except BlockingIOError:
+                    if deadline is None:
+                        deadline = time.monotonic() + max(self.busy_timeout, 0.0)
                     if time.monotonic() >= deadline:
                         raise StoreBusyError(self.location, self.busy_timeout) from None
                     time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))

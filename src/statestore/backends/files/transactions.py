@@ -105,7 +105,14 @@ class Transactions:
         def _publish(self, txn: Txn) -> None: ...
 
         def _publish_record(
-            self, txn: Txn, head: Head, coll_name: str, name: str, text: str, canonical: str | None
+            self,
+            txn: Txn,
+            head: Head,
+            coll_name: str,
+            name: str,
+            text: str,
+            canonical: str | None,
+            d: Dir | None = None,
         ) -> None: ...
 
         def _index_commit(self, txn: Txn, before: Head, collections: Sequence[Collection[Any]]) -> None: ...
