@@ -102,12 +102,19 @@ class CollectionView(Generic[T]):
 
     #: The key's type when it is one field (the fast path of ``_key``); None: the general checks.
     _single: type | None = None
+    _key_attr: str | None = None
 
     def __init__(self, store: Store, decl: Collection[T]) -> None:
         self.store = store
         self.decl = decl
         self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
         self._single: type | None = None if decl.composite else self._key_types[0]
+        # The attribute holding the key (what decl.key_of reads) when it is one field of a class, not a dict.
+        self._key_attr: str | None = (
+            decl.key_fields[0]
+            if self._single is not None and isinstance(decl.type, type) and not issubclass(decl.type, dict)
+            else None
+        )
         # Decoding builds every mutable part anew: a backend's cached JSON need not be copied first.
         self._fresh = store.codec.fresh(decl.type)
         self._kinds: dict[str, str] = {}
@@ -212,17 +219,34 @@ class CollectionView(Generic[T]):
         ``fn`` propagates and nothing is written.
         """
         key = self._key(key)
-        with self.store._writing("update"):
-            got = self.store._get_decoded(self.decl, key, copy=not self._fresh)
+        store, decl = self.store, self.decl
+        with store._writing("update"):
+            got = store._get_decoded(decl, key, copy=not self._fresh)
             if got is None:
-                raise NotFoundError(self.decl.name, key)
+                raise NotFoundError(decl.name, key)
             revision, record = got
             result = fn(record)
             new = record if result is None else result
-            new_key, new_data, text = self._encode(new)
-            if new_key != key:
-                raise ValidationError(self.decl.name, key, "", f"update cannot change the key (to {new_key!r})")
-            self._store(key, new_data, text, revision)
+            attr = self._key_attr
+            if (
+                attr is not None
+                and type(new) is decl.type
+                and type(new_key := getattr(new, attr)) is self._single
+                and new_key == key
+            ):
+                # The key is the one checked above (same type, equal): _encode's own checks of it
+                # would pass, so only the record is encoded.
+                new_data, text = store.codec.encode(decl.name, decl.type, new, key, text=store._canonical_text)
+            else:
+                new_key, new_data, text = self._encode(new)
+                if new_key != key:
+                    raise ValidationError(decl.name, key, "", f"update cannot change the key (to {new_key!r})")
+            if decl.unique:
+                self._store(key, new_data, text, revision)
+            elif revision >= LAST_REVISION:  # what _store checks, when there is no unique field to check first
+                raise RevisionLimitError(decl.name, key, revision)
+            else:
+                store._write(decl, key, revision + 1, new_data, text)
             return new
 
     def delete(self, key: KeyValue) -> bool:
