@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import attrs
 
-from statestore.errors import SchemaError
+from statestore.errors import SchemaError, ValidationError
 from statestore.strict import type_problem
 
 if TYPE_CHECKING:
@@ -296,6 +296,39 @@ class Collection(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, {self.type.__name__}, key={self.key_fields!r})"
+
+
+def check_text(value: str, what: str, key: Any, path: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(what, key, path, "text is not valid Unicode (lone surrogate)") from None
+
+
+def check_key(decl: Collection[Any], key_types: tuple[Any, ...], key: object) -> KeyValue:
+    """``key`` if it can be a key of ``decl`` (whose key fields have ``key_types``), else ValidationError.
+
+    Each part must be of its field's type exactly (a bool is not an int), an int
+    must fit in 64 bits (what every backend stores) and a text must be valid
+    Unicode (no lone surrogate). ``CollectionView`` answers the common keys
+    before calling this; the legacy importer checks every key read with it.
+    """
+    parts = key if decl.composite else (key,)
+    if not isinstance(parts, tuple) or len(parts) != len(key_types):
+        want = f"a tuple of {len(key_types)} values" if decl.composite else "a single value"
+        raise ValidationError(decl.name, key, "", f"key must be {want} ({', '.join(decl.key_fields)})")
+    for name, tp, part in zip(decl.key_fields, key_types, parts):
+        if type(part) is not tp and not (isinstance(part, tp) and not isinstance(part, bool)):
+            raise ValidationError(
+                decl.name, key, f"$.{name}", f"key field must be {tp.__name__}, got {type(part).__name__}"
+            )
+        if tp is str:
+            check_text(part, decl.name, key, f"$.{name}")
+        elif not -(2**63) <= part <= 2**63 - 1:
+            # SQLite integers are 64-bit: refuse what not every backend can store.
+            raise ValidationError(decl.name, key, f"$.{name}", "int key must fit in 64 bits")
+    return key  # type: ignore[return-value]  # checked part by part above
 
 
 class Log(Generic[T]):

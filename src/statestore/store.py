@@ -672,7 +672,7 @@ class _Transaction:
         if self.depth >= 0:
             raise RuntimeError("a store.transaction() object is used once; call store.transaction() again")
         store = self.store
-        state = store._state()
+        state = store._thread if _forks == store._forks else store._state()  # _state(), without its call
         self.depth = depth = state.depth
         if depth == 0:
             store._begin(write=store.mode == "write")
@@ -682,7 +682,7 @@ class _Transaction:
 
     def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         store, depth = self.store, self.depth
-        store._state().depth = depth
+        (store._thread if _forks == store._forks else store._state()).depth = depth
         if exc is not None:
             if depth == 0:
                 store._rollback()

@@ -21,14 +21,16 @@ from statestore.errors import (
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
+    ReadOnlyError,
     RevisionLimitError,
+    StoreClosedError,
     StreamConflictError,
     StreamVersionLimitError,
     UniqueViolationError,
     ValidationError,
 )
 from statestore.query import Condition, Order, Query, Term, field_kind, same_value
-from statestore.schema import Collection, KeyValue, Log
+from statestore.schema import Collection, KeyValue, Log, check_key, check_text
 
 if TYPE_CHECKING:
     from statestore.store import RawRecord, Store
@@ -64,50 +66,24 @@ class Entry(Generic[T]):
     record: T
 
 
-def _check_text(value: str, what: str, key: Any, path: str) -> None:
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError(what, key, path, "text is not valid Unicode (lone surrogate)") from None
-
-
-def check_key(decl: Collection[Any], key_types: tuple[Any, ...], key: object) -> KeyValue:
-    """``key`` if it can be a key of ``decl`` (whose key fields have ``key_types``), else ValidationError.
-
-    Each part must be of its field's type exactly (a bool is not an int), an int
-    must fit in 64 bits (what every backend stores) and a text must be valid
-    Unicode (no lone surrogate). ``CollectionView`` answers the common keys
-    before calling this; the legacy importer checks every key read with it.
-    """
-    parts = key if decl.composite else (key,)
-    if not isinstance(parts, tuple) or len(parts) != len(key_types):
-        want = f"a tuple of {len(key_types)} values" if decl.composite else "a single value"
-        raise ValidationError(decl.name, key, "", f"key must be {want} ({', '.join(decl.key_fields)})")
-    for name, tp, part in zip(decl.key_fields, key_types, parts):
-        if type(part) is not tp and not (isinstance(part, tp) and not isinstance(part, bool)):
-            raise ValidationError(
-                decl.name, key, f"$.{name}", f"key field must be {tp.__name__}, got {type(part).__name__}"
-            )
-        if tp is str:
-            _check_text(part, decl.name, key, f"$.{name}")
-        elif not _INT64_MIN <= part <= _INT64_MAX:
-            # SQLite integers are 64-bit: refuse what not every backend can store.
-            raise ValidationError(decl.name, key, f"$.{name}", "int key must fit in 64 bits")
-    return key  # type: ignore[return-value]  # checked part by part above
-
-
 class CollectionView(Generic[T]):
     """Typed access to one collection of a store (``store[COLLECTION]``)."""
 
     #: The key's type when it is one field (the fast path of ``_key``); None: the general checks.
     _single: type | None = None
+    _key_attr: str | None = None
 
     def __init__(self, store: Store, decl: Collection[T]) -> None:
         self.store = store
         self.decl = decl
         self._key_types = tuple(decl.field_types[f] for f in decl.key_fields)
         self._single: type | None = None if decl.composite else self._key_types[0]
+        # The attribute holding the key (what decl.key_of reads) when it is one field of a class, not a dict.
+        self._key_attr: str | None = (
+            decl.key_fields[0]
+            if self._single is not None and isinstance(decl.type, type) and not issubclass(decl.type, dict)
+            else None
+        )
         # Decoding builds every mutable part anew: a backend's cached JSON need not be copied first.
         self._fresh = store.codec.fresh(decl.type)
         self._kinds: dict[str, str] = {}
@@ -212,18 +188,64 @@ class CollectionView(Generic[T]):
         ``fn`` propagates and nothing is written.
         """
         key = self._key(key)
-        with self.store._writing("update"):
-            got = self.store._get_decoded(self.decl, key, copy=not self._fresh)
+        store, decl = self.store, self.decl
+        # What ``with store._writing("update"):`` does, written out: its object, its call and its
+        # two special methods cost ~3,000 instructions an update (docs/sqlite-speed.md).
+        if store._closed:
+            raise StoreClosedError(store.location)
+        if store.mode != "write":
+            raise ReadOnlyError(store.location, "update")
+        state = store._state()
+        depth = state.depth
+        if depth == 0:
+            store._begin(write=True)
+        else:
+            store._savepoint(f"statestore_{depth}")
+        state.depth = depth + 1
+        try:
+            got = store._get_decoded(decl, key, copy=not self._fresh)
             if got is None:
-                raise NotFoundError(self.decl.name, key)
+                raise NotFoundError(decl.name, key)
             revision, record = got
             result = fn(record)
             new = record if result is None else result
-            new_key, new_data, text = self._encode(new)
-            if new_key != key:
-                raise ValidationError(self.decl.name, key, "", f"update cannot change the key (to {new_key!r})")
-            self._store(key, new_data, text, revision)
-            return new
+            attr = self._key_attr
+            if (
+                attr is not None
+                and type(new) is decl.type
+                and type(new_key := getattr(new, attr)) is self._single
+                and new_key == key
+            ):
+                # The key is the one checked above (same type, equal): _encode's own checks of it
+                # would pass, so only the record is encoded.
+                new_data, text = store.codec.encode(decl.name, decl.type, new, key, text=store._canonical_text)
+            else:
+                new_key, new_data, text = self._encode(new)
+                if new_key != key:
+                    raise ValidationError(decl.name, key, "", f"update cannot change the key (to {new_key!r})")
+            if decl.unique:
+                self._store(key, new_data, text, revision)
+            elif revision >= LAST_REVISION:  # what _store checks, when there is no unique field to check first
+                raise RevisionLimitError(decl.name, key, revision)
+            else:
+                store._write(decl, key, revision + 1, new_data, text)
+        except BaseException:
+            state.depth = depth
+            if depth == 0:
+                store._rollback()
+            else:
+                store._rollback_to(f"statestore_{depth}")
+            raise
+        state.depth = depth
+        if depth == 0:
+            try:
+                store._commit()
+            except BaseException:
+                store._rollback()
+                raise
+        else:
+            store._release(f"statestore_{depth}")
+        return new
 
     def delete(self, key: KeyValue) -> bool:
         """Delete a record; True if it existed, False if there was nothing to delete."""
@@ -329,7 +351,7 @@ class CollectionView(Generic[T]):
                     )
                 if kind not in ("str", "other"):
                     raise ValidationError(decl.name, None, f"$.{name}", "prefix() is for str fields")
-                _check_text(value.value, decl.name, None, f"$.{name}")
+                check_text(value.value, decl.name, None, f"$.{name}")
                 operand = value.value
             else:
                 if value.value is None and op != "ne":
@@ -500,7 +522,7 @@ class LogView(Generic[T]):
     def _check_stream(self, stream: object) -> None:
         if not isinstance(stream, str):
             raise ValidationError(self.decl.name, stream, "stream", "stream must be a str")
-        _check_text(stream, self.decl.name, stream, "stream")
+        check_text(stream, self.decl.name, stream, "stream")
 
     def read(
         self,

@@ -37,9 +37,8 @@ from statestore.legacy.declarations import (
 from statestore.legacy.placing import aside_prefix, move_into_place, remove_store_files, target_of
 from statestore.legacy.reading import Item, Reader
 from statestore.migrations import records_checked_by_caller
-from statestore.schema import IMPORTS, REJECTS, Collection, KeyValue, Log, Schema
+from statestore.schema import IMPORTS, REJECTS, Collection, KeyValue, Log, Schema, check_key
 from statestore.store import Durability, Store
-from statestore.views import check_key
 
 __all__ = ["Build", "Entries", "Records"]
 

@@ -356,6 +356,35 @@ class CollectionContract(StoreFixture):
             tasks.update("t1", lambda t: attrs.evolve(t, id="t2"))
         assert tasks.keys() == ["t1"]
 
+    def test_update_checks_the_key_it_gets_back_as_put_does(self, store: ss.Store) -> None:
+        # Equal to the stored key yet of another type (True == 1 == 1.0): refused as a key, before its fields.
+        tickets = store[TICKETS]
+        tickets.put(Ticket(1, "a"))
+        other: object
+        for other in (True, 1.0):
+
+            def rekey(t: Ticket, other: object = other) -> Ticket:
+                return attrs.evolve(t, number=other)  # type: ignore[arg-type]  # the wrong type on purpose
+
+            with pytest.raises(ss.ValidationError) as info:
+                tickets.update(1, rekey)
+            reason = f"key field must be int, got {type(other).__name__}"
+            assert (info.value.key, info.value.path, info.value.reason) == (other, "$.number", reason)
+        assert tickets.get_versioned(1) == ss.Versioned(Ticket(1, "a"), 1)
+        assert tickets.update(1, lambda t: attrs.evolve(t, title="b")) == Ticket(1, "b")
+        assert tickets.get_versioned(1) == ss.Versioned(Ticket(1, "b"), 2)
+
+    def test_update_checks_unique_fields(self, store: ss.Store) -> None:
+        accounts = store[ACCOUNTS]
+        accounts.put(Account("a", "x@e"))
+        accounts.put(Account("b", "y@e"))
+        with pytest.raises(ss.UniqueViolationError) as info:
+            accounts.update("b", lambda a: attrs.evolve(a, email="x@e"))
+        assert (info.value.key, info.value.existing_key) == ("b", "a")
+        assert accounts.get_versioned("b") == ss.Versioned(Account("b", "y@e"), 1)
+        assert accounts.update("b", lambda a: attrs.evolve(a, email="z@e")) == Account("b", "z@e")
+        assert accounts.get_versioned("b") == ss.Versioned(Account("b", "z@e"), 2)
+
     # ------------------------------------------------------------ delete
 
     def test_delete(self, store: ss.Store) -> None:

@@ -257,6 +257,10 @@ class MigrationStepContract(StoreFixture):
             for read in reads:
                 with pytest.raises(ss.SchemaTooNewError):
                     read()
+            called: list[object] = []
+            with pytest.raises(ss.SchemaTooNewError):  # its table renamed: an update says why too
+                old[PEOPLE2].update("ada", called.append)
+            assert called == []
         finally:
             old.close()
 
@@ -307,6 +311,10 @@ class MigrationStepContract(StoreFixture):
             old[PEOPLE1].insert(Person1("later", "Later Comer"))
         with pytest.raises(ss.SchemaTooNewError):
             old[NOTES1].append(Note1("late"))
+        called: list[object] = []
+        with pytest.raises(ss.SchemaTooNewError):  # before its function sees a record of the new shape
+            old[PEOPLE1].update("zed", called.append)
+        assert called == []
         old.close()
         with store_factory(V2, mode="read") as new:
             assert "late" not in new[PEOPLE2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 import statestore as ss
@@ -14,6 +16,7 @@ from statestore.testing.models import (
     TICKETS,
     Account,
     Event,
+    Task,
     Ticket,
 )
 
@@ -111,3 +114,43 @@ class TransactionContract(StoreFixture):
         with store.transaction():
             store[TASKS].put(_task())
         assert len(store[TASKS]) == 1
+
+    def test_update_is_a_transaction_of_its_own_or_a_nested_one(self, store: ss.Store) -> None:
+        # What fn writes goes with the update: committed with it, or undone with it (alone, or
+        # back to the update's savepoint inside a transaction that then goes on and commits).
+        tasks, tickets, events = store[TASKS], store[TICKETS], store[EVENTS]
+        tasks.put(_task("a", points=1))
+
+        def bump_and_log(fail: bool) -> Callable[[Task], None]:
+            def fn(task: Task) -> None:
+                events.append(Event(f"saw {task.points}"), stream="s")
+                tickets.put(Ticket(task.points))
+                task.points += 1
+                if fail:
+                    raise ValueError("no")
+
+            return fn
+
+        assert tasks.update("a", bump_and_log(False)).points == 2
+        with pytest.raises(ValueError, match="no"):
+            tasks.update("a", bump_and_log(True))
+        with store.transaction():
+            tickets.put(Ticket(100))
+            with pytest.raises(ValueError, match="no"):
+                tasks.update("a", bump_and_log(True))
+            with pytest.raises(ss.NotFoundError):
+                tasks.update("gone", bump_and_log(False))
+            assert tasks.update("a", bump_and_log(False)).points == 3
+        assert tasks.get_versioned("a") == ss.Versioned(_task("a", points=3), 3)
+        assert tickets.keys() == [1, 2, 100]
+        assert [e.record.type for e in events.read()] == ["saw 1", "saw 2"]
+        with store.transaction():  # the store is not left inside a transaction
+            tickets.put(Ticket(200))
+        with pytest.raises(ValueError, match="outer"), store.transaction():
+            tasks.update("a", bump_and_log(False))
+            raise ValueError("outer")
+        assert tasks.get_versioned("a") == ss.Versioned(_task("a", points=3), 3)
+        assert tickets.keys() == [1, 2, 100, 200]
+        store.close()
+        with pytest.raises(ss.StoreClosedError):
+            tasks.update("a", bump_and_log(False))

@@ -169,6 +169,7 @@ class SQLiteConnection(Store):
     _sql: dict[tuple[str, str], str]
     _schema_mark: int
     _point_sqls: dict[str, tuple[str, str, str, str, str]]
+    _counteds: dict[Any, Any]
     _log_sqls: dict[str, tuple[str, str]]
     _alone_sqls: dict[str, tuple[str, str]]
 

@@ -196,16 +196,38 @@ class SQLiteReading(SQLiteStructure):
         text is CorruptStoreError, a record that does not fit its class
         ValidationError. ``copy`` changes nothing: every record is decoded anew.
         """
-        row = self._row(coll, key)
+        # _row and _one_pass written out: on every get's and update's path, where each call costs.
+        name = coll.name
+        if name not in self._columns:  # a read-mode open of a store made before it was declared
+            return None
+        sql = self._point_sqls.get(name) or self._point_sql(coll)
+        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
+        try:
+            con: sqlite3.Connection = self._local.holder.con
+        except AttributeError:
+            con = self._con()
+        try:
+            row = con.execute(sql[0], (param,)).fetchone()
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            raise self._error(exc) from None
         if row is None:
             return None
         revision, text = row
-        counted = self.codec.counted(coll.type)
-        if counted is not None:
-            obj = _one_pass(counted, text)[1]
-            if obj is not None:
-                return revision, obj
-        return revision, self.codec.decode(coll.name, coll.type, self._record(coll, key, text), key)
+        if type(revision) is not int or revision < 1:
+            self._revision_of(coll, key, revision)  # raises, saying what and where
+        counted = self._counteds.get(coll.type, False)
+        if counted is False:
+            counted = self._counteds[coll.type] = self.codec.counted(coll.type)
+        if counted is not None and type(text) is str:
+            try:
+                data, end = PLAIN_SCAN(text, 0)
+            except (StopIteration, ValueError, RecursionError):
+                data = None  # the strict way explains
+            if data is not None and end == len(text) and type(data) is dict:
+                obj = counted(data, text.count('"'))
+                if obj is not None:
+                    return revision, obj
+        return revision, self.codec.decode(name, coll.type, self._record(coll, key, text), key)
 
 
 def _one_pass(counted: Callable[[Any, int], Any], text: Any) -> tuple[Any, Any]:

@@ -81,6 +81,7 @@ class SQLiteStore(SQLiteReading):
         self._sql: dict[tuple[str, str], str] = {}
         self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
         self._point_sqls: dict[str, tuple[str, str, str, str, str]] = {}
+        self._counteds: dict[Any, Any] = {}  # record class -> codec.counted(class), asked once
         self._log_sqls: dict[str, tuple[str, str]] = {}
         self._alone_sqls: dict[str, tuple[str, str]] = {}  # collection -> _write_alone's (insert, put)
         if mode != "write" and not self.path.is_file():
