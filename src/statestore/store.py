@@ -331,6 +331,40 @@ class Store(ABC):
             return contextlib.nullcontext()
         return _Transaction(self)  # what transaction() returns, without checking twice
 
+    def _open_block(self, write: bool) -> int:
+        """Opens one transaction block of this thread: BEGIN at depth 0, a savepoint inside.
+
+        Returns the depth it was opened at, which ``_close_block`` takes. What
+        ``_Transaction`` and ``CollectionView.update`` (which runs its block without
+        a context manager object, ~3,000 instructions less) both do.
+        """
+        state = self._thread if _forks == self._forks else self._state()  # _state(), without its call
+        depth = state.depth
+        if depth == 0:
+            self._begin(write=write)
+        else:
+            self._savepoint(f"statestore_{depth}")
+        state.depth = depth + 1
+        return depth
+
+    def _close_block(self, depth: int, failed: bool) -> None:
+        """Closes the block ``_open_block`` opened at ``depth``: rolls it back when ``failed``, else commits
+        (at depth 0) or releases its savepoint. A failed COMMIT is rolled back and raised."""
+        (self._thread if _forks == self._forks else self._state()).depth = depth
+        if failed:
+            if depth == 0:
+                self._rollback()
+            else:
+                self._rollback_to(f"statestore_{depth}")
+        elif depth == 0:
+            try:
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+        else:
+            self._release(f"statestore_{depth}")
+
     def _reading(self, name: str | None = None) -> None:
         """Before a read; ``name``: of a declared collection or log, which this object must still be able to read.
 
@@ -672,28 +706,7 @@ class _Transaction:
         if self.depth >= 0:
             raise RuntimeError("a store.transaction() object is used once; call store.transaction() again")
         store = self.store
-        state = store._thread if _forks == store._forks else store._state()  # _state(), without its call
-        self.depth = depth = state.depth
-        if depth == 0:
-            store._begin(write=store.mode == "write")
-        else:
-            store._savepoint(f"statestore_{depth}")
-        state.depth = depth + 1
+        self.depth = store._open_block(store.mode == "write")
 
     def __exit__(self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        store, depth = self.store, self.depth
-        (store._thread if _forks == store._forks else store._state()).depth = depth
-        if exc is not None:
-            if depth == 0:
-                store._rollback()
-            else:
-                store._rollback_to(f"statestore_{depth}")
-            return  # the exception propagates
-        if depth == 0:
-            try:
-                store._commit()
-            except BaseException:
-                store._rollback()
-                raise
-        else:
-            store._release(f"statestore_{depth}")
+        self.store._close_block(self.depth, exc is not None)  # an exception propagates

@@ -189,19 +189,13 @@ class CollectionView(Generic[T]):
         """
         key = self._key(key)
         store, decl = self.store, self.decl
-        # What ``with store._writing("update"):`` does, written out: its object, its call and its
-        # two special methods cost ~3,000 instructions an update (docs/sqlite-speed.md).
+        # What ``with store._writing("update"):`` does, without its context manager object
+        # and special methods (~3,000 instructions an update, docs/sqlite-speed.md).
         if store._closed:
             raise StoreClosedError(store.location)
         if store.mode != "write":
             raise ReadOnlyError(store.location, "update")
-        state = store._state()
-        depth = state.depth
-        if depth == 0:
-            store._begin(write=True)
-        else:
-            store._savepoint(f"statestore_{depth}")
-        state.depth = depth + 1
+        depth = store._open_block(True)
         try:
             got = store._get_decoded(decl, key, copy=not self._fresh)
             if got is None:
@@ -230,21 +224,9 @@ class CollectionView(Generic[T]):
             else:
                 store._write(decl, key, revision + 1, new_data, text)
         except BaseException:
-            state.depth = depth
-            if depth == 0:
-                store._rollback()
-            else:
-                store._rollback_to(f"statestore_{depth}")
+            store._close_block(depth, True)
             raise
-        state.depth = depth
-        if depth == 0:
-            try:
-                store._commit()
-            except BaseException:
-                store._rollback()
-                raise
-        else:
-            store._release(f"statestore_{depth}")
+        store._close_block(depth, False)
         return new
 
     def delete(self, key: KeyValue) -> bool:
