@@ -331,12 +331,34 @@ class Store(ABC):
             return contextlib.nullcontext()
         return Transaction(self)  # what transaction() returns, without checking twice
 
+    def _open_write(self, operation: str, *, single: bool = False) -> int:
+        """What entering ``_writing(operation, single=single)`` does, without a context manager object.
+
+        The same checks and errors (StoreClosedError, ReadOnlyError). Returns
+        what ``_close_write`` takes: the depth of the block it opened, or -1
+        when it opened none (``single``, inside a transaction, on a backend
+        with atomic writes). ``update`` and ``append`` use the two (about
+        3,000 instructions less a call than the ``with`` statement).
+        """
+        if self._closed:
+            raise StoreClosedError(self.location)
+        if self.mode != "write":
+            raise ReadOnlyError(self.location, operation)
+        if single and self._atomic_writes and self._state().depth:
+            return -1
+        return self._open_block(True)
+
+    def _close_write(self, depth: int, failed: bool) -> None:
+        """Ends what ``_open_write`` opened (``_close_block``; nothing for -1)."""
+        if depth >= 0:
+            self._close_block(depth, failed)
+
     def _open_block(self, write: bool) -> int:
         """Opens one transaction block of this thread: BEGIN at depth 0, a savepoint inside.
 
         Returns the depth it was opened at, which ``_close_block`` takes. What
-        ``Transaction`` and ``CollectionView.update`` (which runs its block without
-        a context manager object, ~3,000 instructions less) both do.
+        ``Transaction`` and ``_open_write`` (a block without a context manager
+        object) both do.
         """
         state = self._thread if _forks == self._forks else self._state()  # _state(), without its call
         depth = state.depth

@@ -21,9 +21,7 @@ from statestore.errors import (
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
-    ReadOnlyError,
     RevisionLimitError,
-    StoreClosedError,
     StreamConflictError,
     StreamVersionLimitError,
     UniqueViolationError,
@@ -189,13 +187,7 @@ class CollectionView(Generic[T]):
         """
         key = self._key(key)
         store, decl = self.store, self.decl
-        # What ``with store._writing("update"):`` does, without its context manager object
-        # and special methods (~3,000 instructions an update, docs/sqlite-speed.md).
-        if store._closed:
-            raise StoreClosedError(store.location)
-        if store.mode != "write":
-            raise ReadOnlyError(store.location, "update")
-        depth = store._open_block(True)
+        depth = store._open_write("update")  # ``with store._writing("update"):``, without its object
         try:
             got = store._get_decoded(decl, key, copy=not self._fresh)
             if got is None:
@@ -224,7 +216,7 @@ class CollectionView(Generic[T]):
             else:
                 store._write(decl, key, revision + 1, new_data, text)
         except BaseException:
-            store._close_block(depth, True)
+            store._close_block(depth, True)  # (not single: a block was opened, _close_write's check not needed)
             raise
         store._close_block(depth, False)
         return new
@@ -489,16 +481,22 @@ class LogView(Generic[T]):
         if done is not None:  # one step, outside any transaction (a backend that can; see Store._append_alone)
             seq, version, stamp = done
             return Entry(seq, stream, version, stamp, record)
-        with self.store._writing("append", single=True):
+        store = self.store
+        depth = store._open_write("append", single=True)  # ``with store._writing(...)``, without its object
+        try:
             # Stamped under the write lock, so `at` never goes backwards as `seq` grows.
             stamp = datetime.now(timezone.utc)
             at = stamp.isoformat(timespec="microseconds")
-            current = self.store._stream_version(decl, stream)
+            current = store._stream_version(decl, stream)
             if expect_version is not None and current != expect_version:
                 raise StreamConflictError(decl.name, stream, expect_version, current)
             if current >= LAST_REVISION:
                 raise StreamVersionLimitError(decl.name, stream, current)
-            seq = self.store._add_entry(decl, stream, current + 1, at, data, text)
+            seq = store._add_entry(decl, stream, current + 1, at, data, text)
+        except BaseException:
+            store._close_write(depth, True)
+            raise
+        store._close_write(depth, False)
         return Entry(seq, stream, current + 1, stamp, record)
 
     def _check_stream(self, stream: object) -> None:

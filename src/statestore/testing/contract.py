@@ -32,6 +32,7 @@ from statestore.testing._types import TypesContract
 from statestore.testing.models import (
     EVENTS,
     TASKS,
+    Event,
 )
 
 __all__ = [
@@ -59,6 +60,10 @@ class StoreContract(CollectionContract, QueryContract, LogContract, TransactionC
             store[TASKS].get("t1")
         with pytest.raises(ss.StoreClosedError):
             store[TASKS].put(_task())
+        with pytest.raises(ss.StoreClosedError):
+            store[TASKS].update("t1", lambda t: t)
+        with pytest.raises(ss.StoreClosedError):
+            store[EVENTS].append(Event("x"))
         with pytest.raises(ss.StoreClosedError):
             store[EVENTS].read()
 
