@@ -15,25 +15,9 @@ Adding a backend
 
 A backend is a subclass of :class:`Store` in ``statestore/backends/`` that
 implements the primitives of the "backend interface" sections below, and
-nothing else; ``docs/backends.md`` walks through it. In short:
-
-* **Data** (abstract, required): ``_begin``/``_commit``/``_rollback``,
-  ``_savepoint``/``_release``/``_rollback_to``, ``_close``; records through
-  ``_get``, ``_revision``, ``_write``, ``_remove``, ``_scan``, ``_keys``,
-  ``_count``; log entries through ``_stream_version``, ``_add_entry``,
-  ``_entries``, ``_last_seq``.
-* **Schemas** (required for a persistent store): ``_read_schemas``,
-  ``_set_schema``, ``_sync_structure``, ``_drop``, ``_replace_entries``.
-* **Optional hooks**: ``_migration_lock``, ``_backup``, ``_after_migration``, ``_after_fork``, ``_structure_ok``,
-  ``_entry_count``, ``_wait_for_entries`` (how ``follow`` waits), ``_add`` (insert if absent), ``_write_alone``
-  (insert or put outside any transaction, in one step), ``_append_alone`` (the same for a log append), the bulk
-  ``_write_many`` and ``_add_entries``, and the queries ``_query(coll, query, copy=)`` and
-  ``_count_where(coll, query)`` (a :class:`~statestore.query.Query` of conditions, order, limit and offset; the
-  defaults scan and filter in Python, and a backend's answer must equal theirs); ``_atomic_writes = True`` when
-  each write primitive is all-or-nothing on its own; ``_canonical_text = False`` when it never reads a record's
-  canonical text.
-
-The constructor opens or creates the store's container and then calls
+nothing else. ``docs/backends.md`` lists each one (required or optional, and
+what it must answer) and walks through adding a backend. The constructor
+opens or creates the store's container and then calls
 ``self._open_schemas(...)``, which checks, creates, migrates and syncs the
 schemas through the primitives. Primitives are only ever called with
 validated keys, inside a transaction for every write; they keep results in
