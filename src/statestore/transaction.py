@@ -2,8 +2,9 @@
 
 It holds no state of the transaction itself: ``Store._open_block`` begins
 the transaction (or a savepoint inside one) and ``Store._close_block``
-commits, releases or rolls it back. ``CollectionView.update`` calls the two
-directly, without this object.
+commits, releases or rolls it back. ``Store._open_write`` and
+``_close_write`` (what ``update`` and ``append`` use) call the two without
+this object.
 """
 
 from __future__ import annotations
