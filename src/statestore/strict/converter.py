@@ -508,7 +508,7 @@ def _fast_unstructure(tp: Any, strict: _Strict, slow: Callable[[Any], Any]) -> C
         return None
     scope: dict[str, Any] = {"_cl": tp, "_slow": slow, "_Fallback": _Fallback}
     lines = ["def unstructure(i):", "    if type(i) is not _cl:", "        return _slow(i)", "    try:"]
-    out = []
+    out: list[tuple[str, str]] = []
     for n, f in enumerate(fields):
         v = f"v{n}"
         kind = kind_of(f.type)
@@ -527,8 +527,11 @@ def _fast_unstructure(tp: Any, strict: _Strict, slow: Callable[[Any], Any]) -> C
         else:
             scope[f"_h{n}"] = strict._u(f.type)
             lines.append(f"        {v} = _h{n}({v})")
-        out.append(f"{f.name!r}: {v}")
-    lines += [f"        return {{{', '.join(out)}}}", "    except Exception:", "        pass", "    return _slow(i)"]
+        out.append((f.name, f"{f.name!r}: {v}"))
+    # The dict is built in sorted key order: the canonical text's encoder sorts its items,
+    # and a list already in order costs the sort one comparison per key.
+    items = ", ".join(item for _name, item in sorted(out))
+    lines += [f"        return {{{items}}}", "    except Exception:", "        pass", "    return _slow(i)"]
     return _compile("unstructure", "\n".join(lines) + "\n", scope)
 
 
