@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,53 @@ class _Raised:
         return revision
 
 
+#: The SQL functions through which a single append takes its version and time under the write lock.
+_NEXT, _AT = "statestore_next", "statestore_at"
+
+
+class _Stamp:
+    """The version and time the last single append gave its entry (``text`` None: none yet).
+
+    Registered on a connection as two SQL functions, which the append's
+    statement calls while it holds the write lock (so ``at`` never goes
+    backwards as ``seq`` grows), in whichever order SQLite evaluates them:
+
+    * ``statestore_next(last, expected)``: the stream's next version, or NULL
+      (which the version column refuses, so nothing is written) when ``last``
+      is not an integer from 0 to 2**63 - 2 (NULL: a new stream, 0) or is not
+      ``expected`` (NULL: anything).
+    * ``statestore_at()``: the entry's time as ``at`` stores it (ISO 8601, UTC,
+      microseconds), taken at the first call of either and kept in ``at``.
+
+    ``reset`` before each statement. Like :class:`_Raised`, it refers to nothing else.
+    """
+
+    __slots__ = ("at", "text", "version")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.version = 0
+        self.at = datetime.min
+        self.text: str | None = None
+
+    def next(self, last: Any, expected: Any) -> int | None:
+        if last is None:
+            last = 0
+        if type(last) is not int or not 0 <= last <= 9223372036854775806 or (expected is not None and last != expected):
+            return None
+        self.version = last + 1
+        self.stamp()
+        return self.version
+
+    def stamp(self) -> str:
+        if self.text is None:
+            self.at = datetime.now(timezone.utc)
+            self.text = self.at.isoformat(timespec="microseconds")
+        return self.text
+
+
 class _ThreadConnection:
     """One thread's connection, held in its thread-local storage, and what its single puts raised.
 
@@ -137,12 +184,13 @@ class _ThreadConnection:
     them all, and ``con.execute`` would make a cursor for each.
     """
 
-    __slots__ = ("__weakref__", "con", "cur", "raised")
+    __slots__ = ("__weakref__", "con", "cur", "raised", "stamp")
 
-    def __init__(self, con: sqlite3.Connection, raised: _Raised) -> None:
+    def __init__(self, con: sqlite3.Connection, raised: _Raised, stamp: _Stamp) -> None:
         self.con = con
         self.cur = con.cursor()
         self.raised = raised
+        self.stamp = stamp
 
 
 def _forget(connections: list[sqlite3.Connection], lock: threading.Lock, con: sqlite3.Connection) -> None:
@@ -168,15 +216,17 @@ class SQLiteConnection(Store):
     _columns: dict[str, set[str]]
     _sql: dict[tuple[str, str], str]
     _schema_mark: int
+    _meta_mark: str | None
     _point_sqls: dict[str, tuple[str, str, str, str, str]]
     _counteds: dict[Any, Any]
     _log_sqls: dict[str, tuple[str, str]]
     _alone_sqls: dict[str, tuple[str, str]]
+    _append_sqls: dict[str, str]
 
     # ------------------------------------------------------------ connections
 
-    def _connect(self, raised: _Raised) -> sqlite3.Connection:
-        """A new connection with the PRAGMAs applied (and, to write, the ``statestore_raised`` function)."""
+    def _connect(self, raised: _Raised, stamp: _Stamp) -> sqlite3.Connection:
+        """A new connection with the PRAGMAs applied (and, to write, the functions of the single writes)."""
         try:
             if self.mode == "read":
                 con = sqlite3.connect(
@@ -196,6 +246,8 @@ class SQLiteConnection(Store):
                         con.execute(f"PRAGMA {name}={value}")
                     if self.mode == "write":
                         con.create_function(_RAISED, 1, raised)
+                        con.create_function(_NEXT, 2, stamp.next)
+                        con.create_function(_AT, 0, stamp.stamp)
             except BaseException:
                 con.close()  # not a database, or damaged: the connection is no one's to close later
                 raise
@@ -210,9 +262,9 @@ class SQLiteConnection(Store):
             return self._local.holder.con  # type: ignore[no-any-return]
         except AttributeError:
             self._state()  # resets per-thread state after fork()
-            raised = _Raised()
-            con = self._connect(raised)
-            holder = self._local.holder = _ThreadConnection(con, raised)
+            raised, stamp = _Raised(), _Stamp()
+            con = self._connect(raised, stamp)
+            holder = self._local.holder = _ThreadConnection(con, raised, stamp)
             # When the thread ends its thread-local holder goes, and so does its
             # connection: a pool of short-lived threads must not pile them up.
             weakref.finalize(holder, _forget, self._connections, self._lock, con)

@@ -2,9 +2,9 @@
 
 The layers: connection (connections, statements, decoding) < structure
 (tables, schemas, indexes, migrations, backups) < reading (point reads and
-equality scans) < store. The tables' layout is in the package's docstring
-(:mod:`statestore.backends.sqlite`).
-"""
+equality scans) < single (an insert, put or append in one statement) <
+store. The tables' layout is in the package's docstring
+(:mod:`statestore.backends.sqlite`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from typing import Any
 
 from statestore.backends.sqlite.connection import (
     _KEY_JSON,
-    _RAISED,
     _SYNCHRONOUS,
     _q,
 )
@@ -31,11 +30,10 @@ from statestore.backends.sqlite.queries import (
     _lossless,
     _sql_compare,
 )
-from statestore.backends.sqlite.reading import SQLiteReading
+from statestore.backends.sqlite.single import SQLiteSingle
 from statestore.codec import Codec
 from statestore.errors import (
     CorruptStoreError,
-    StoreBusyError,
     StoreNotFoundError,
 )
 from statestore.query import Query, Term, prefix_end
@@ -43,7 +41,7 @@ from statestore.schema import Collection, KeyValue, Log, Schema
 from statestore.store import Durability, Mode, RawEntry, RawRecord
 
 
-class SQLiteStore(SQLiteReading):
+class SQLiteStore(SQLiteSingle):
     """A store in one SQLite database (WAL, ``BEGIN IMMEDIATE`` for writes).
 
     ``busy_timeout`` is how long a writer waits for another process's write
@@ -80,20 +78,28 @@ class SQLiteStore(SQLiteReading):
         self._columns: dict[str, set[str]] = {}
         self._sql: dict[tuple[str, str], str] = {}
         self._schema_mark = -1  # PRAGMA user_version when the schemas were last checked
+        self._meta_mark: str | None = None  # the mark row then (structure.MARK_KEY); None: no single writes
         self._point_sqls: dict[str, tuple[str, str, str, str, str]] = {}
         self._counteds: dict[Any, Any] = {}  # record class -> codec.counted(class), asked once
         self._log_sqls: dict[str, tuple[str, str]] = {}
         self._alone_sqls: dict[str, tuple[str, str]] = {}  # collection -> _write_alone's (insert, put)
+        self._append_sqls: dict[str, str] = {}  # log -> _append_alone's statement
         if mode != "write" and not self.path.is_file():
             raise StoreNotFoundError(self.location)
         try:
             if mode == "write":
                 self._create()
                 self._initialize()
+                self._ensure_mark()
             with self._translate():
                 self._load_columns(self._con())  # the history is read while opening
                 # Taken before the schemas are checked: a migration after it is seen by the first write.
-                self._schema_mark = self._con().execute("PRAGMA user_version").fetchone()[0]
+                # user_version first: a migration between the two reads leaves the row the newer,
+                # which the first write transaction sees, checks and renews (see _begin).
+                cur = self._con().cursor()
+                self._schema_mark = cur.execute("PRAGMA user_version").fetchone()[0]
+                if mode == "write":
+                    self._meta_mark = self._mark_row(cur)
             self._open_schemas(check_history=check_history, backup=backup)
             with self._translate():
                 self._load_columns(self._con())
@@ -123,10 +129,12 @@ class SQLiteStore(SQLiteReading):
         if mark != self._schema_mark:
             try:
                 self._check_schemas_current()
+                row = self._mark_row(cur)  # what single writes compare with, as of this check
             except BaseException:
                 self._execute("ROLLBACK")
                 raise
             self._schema_mark = mark
+            self._meta_mark = row
 
     def _commit(self) -> None:
         try:
@@ -187,72 +195,6 @@ class SQLiteStore(SQLiteReading):
         if current is None:  # the insert did nothing, yet no row holds the key: impossible in a write transaction
             raise CorruptStoreError(self.location, f"table {coll.name!r}, key {key!r}: insert ignored, no row found")
         return current
-
-    def _alone_sql(self, coll: Collection[Any]) -> tuple[str, str]:
-        """The insert and the put of ``_write_alone`` into ``coll``, built once.
-
-        Each is one statement that writes only while ``PRAGMA user_version``
-        (read inside the statement, so under the write lock it takes) is the
-        mark given as its third parameter. It is read through the function
-        form ``pragma_user_version()``: a table of that name (a collection may
-        be called so) would answer the plain name instead, and refuses the call. The put raises a stored revision
-        by one, through ``statestore_raised`` (see ``_Raised``), only if it is
-        an integer from 1 to 2**63 - 2: any other is left to the transaction
-        path to report (a damaged revision) or refuse (no 64-bit successor).
-        """
-        sql = self._alone_sqls.get(coll.name)
-        if sql is None:
-            head = (
-                f"INSERT INTO {_q(coll.name)} AS r(key, revision, data) SELECT ?, 1, ? "
-                "WHERE (SELECT user_version FROM pragma_user_version()) = ? ON CONFLICT(key) DO "
-            )
-            sql = self._alone_sqls[coll.name] = (
-                head + "NOTHING",
-                head + f"UPDATE SET revision = {_RAISED}(r.revision + 1), data = excluded.data "
-                "WHERE typeof(r.revision) = 'integer' AND r.revision BETWEEN 1 AND 9223372036854775806",
-            )
-        return sql
-
-    def _write_alone(
-        self, coll: Collection[Any], key: KeyValue, data: dict[str, Any], text: str, *, replace: bool
-    ) -> int | None:
-        """Insert (or, with ``replace``, put) in one statement of its own; None to take the transaction path.
-
-        The statement runs in autocommit: SQLite takes the write lock for it,
-        waiting up to ``busy_timeout`` (from no transaction, a changed snapshot
-        is waited for too, as ``BEGIN IMMEDIATE`` does), and commits it at the
-        store's durability before ``execute`` returns. It writes nothing, and
-        the transaction path then runs and says why, when: the schemas may have
-        moved (``user_version`` is not this object's mark, as ``_begin``
-        checks), the key is stored (insert), or its revision is damaged or at
-        the last 64-bit value (put). Declined outright: a closed or read-only
-        store, a write inside a transaction or a migration, a table not
-        known. A busy store raises StoreBusyError at once (it waited already);
-        any other error writes nothing and the transaction path runs again.
-        """
-        if self._closed or self.mode != "write" or self._schema_mark < 0 or coll.name not in self._columns:
-            return None
-        state = self._state()
-        if state.depth or state.migrating:
-            return None
-        try:
-            holder = self._local.holder
-        except AttributeError:
-            holder = self._holder()
-        sql = self._alone_sqls.get(coll.name) or self._alone_sql(coll)
-        param = _KEY_JSON.encode(list(key)) if isinstance(key, tuple) else key
-        raised = holder.raised
-        raised.value = 0
-        try:
-            changed = holder.con.execute(sql[1 if replace else 0], (param, text, self._schema_mark)).rowcount
-        except sqlite3.Error as exc:
-            error = self._error(exc)
-            if isinstance(error, StoreBusyError):
-                raise error from None
-            return None
-        if changed != 1:
-            return None
-        return raised.value or 1
 
     def _write_many(self, coll: Collection[Any], rows: Iterable[tuple[KeyValue, int, dict[str, Any], str]]) -> None:
         with self._translate():

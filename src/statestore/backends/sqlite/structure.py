@@ -30,6 +30,21 @@ from statestore.errors import (
 from statestore.schema import Collection, Log, Schema
 from statestore.store import RawEntry, StoredSchemas
 
+#: The row of ``_statestore_meta`` that counts changes to the stored schemas, and the triggers
+#: that count them: every INSERT, UPDATE or DELETE of a row of ``_statestore_schemas`` adds one,
+#: whichever statestore version made it (older ones count only in ``PRAGMA user_version``, which
+#: ``_set_schema`` still moves for their sake). Single writes read it inside their statement.
+MARK_KEY = "schema_mark"
+MARK_SQL = f"SELECT value FROM _statestore_meta WHERE key = '{MARK_KEY}'"
+_MARK_TRIGGERS = {
+    f"_statestore_mark_{event.lower()}": (
+        f"CREATE TRIGGER IF NOT EXISTS _statestore_mark_{event.lower()} AFTER {event} ON _statestore_schemas "
+        "BEGIN UPDATE _statestore_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+        f"WHERE key = '{MARK_KEY}'; END"
+    )
+    for event in ("INSERT", "UPDATE", "DELETE")
+}
+
 
 class SQLiteStructure(SQLiteConnection):
     """Tables, schemas, indexes, migrations and backups (the layer under ``SQLiteStore``)."""
@@ -69,10 +84,47 @@ class SQLiteStructure(SQLiteConnection):
                         "INSERT INTO _statestore_meta(key, value) VALUES (?, ?)",
                         [("format", str(FORMAT)), ("store_id", uuid.uuid4().hex)],
                     )
+                    self._add_mark(con)
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+
+    def _ensure_mark(self) -> None:
+        """Give a store an older statestore made the schema mark row and its triggers (write mode, once)."""
+        con = self._con()
+        with self._translate():
+            if self._has_mark(con):
+                return
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if not self._has_mark(con):
+                    self._add_mark(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _has_mark(self, con: sqlite3.Connection) -> bool:
+        triggers = {
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='_statestore_schemas'"
+            )
+        }
+        return triggers >= _MARK_TRIGGERS.keys() and con.execute(MARK_SQL).fetchone() is not None
+
+    def _add_mark(self, con: sqlite3.Connection) -> None:
+        """The mark row (its count starts at 0; a damaged one goes on from there) and the triggers moving it."""
+        for sql in _MARK_TRIGGERS.values():
+            con.execute(sql)
+        con.execute("INSERT OR IGNORE INTO _statestore_meta(key, value) VALUES (?, '0')", (MARK_KEY,))
+
+    def _mark_row(self, cur: sqlite3.Cursor) -> str | None:
+        """The schema mark row's value (None if missing: single writes then take the transaction path)."""
+        with self._translate():
+            row = cur.execute(MARK_SQL).fetchone()
+        return None if row is None else str(row[0])
 
     def _internal_tables(self, con: sqlite3.Connection) -> bool:
         """True if the database has statestore's tables; CorruptStoreError if it is another database."""
@@ -171,6 +223,7 @@ class SQLiteStructure(SQLiteConnection):
             self._columns.clear()
             self._load_columns(self._con())
             self._schema_mark = -1  # the next write checks the versions again (a downgrade stops writes)
+            self._meta_mark = None  # and single writes wait for that check
 
     def _sync_tables(
         self, con: sqlite3.Connection, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool
