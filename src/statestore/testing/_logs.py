@@ -86,6 +86,18 @@ class LogContract(StoreFixture):
         assert events.last_seq() == 5
         assert len(events) == 5
 
+    def test_an_expected_version_no_stream_can_have_is_a_conflict(self, store: ss.Store) -> None:
+        """Past 64 bits, negative, or not a number: StreamConflictError, alone or in a transaction, nothing written."""
+        events = store[EVENTS]
+        events.append(Event("a"), stream="s")
+        for expected in (2**63, 2**64, -1, "1"):
+            with pytest.raises(ss.StreamConflictError):
+                events.append(Event("b"), stream="s", expect_version=expected)  # type: ignore[arg-type]
+            with pytest.raises(ss.StreamConflictError), store.transaction():
+                events.append(Event("b"), stream="s", expect_version=expected)  # type: ignore[arg-type]
+        assert [e.record.type for e in events.read()] == ["a"]
+        assert events.append(Event("c"), stream="s", expect_version=1).version == 2
+
     def test_default_stream(self, store: ss.Store) -> None:
         events = store[EVENTS]
         entry = events.append(Event("x"))

@@ -153,12 +153,13 @@ class _Stamp:
     __slots__ = ("at", "text", "version")
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
         self.version = 0
         self.at = datetime.min
         self.text: str | None = None
+
+    def reset(self) -> None:
+        self.version = 0
+        self.text = None
 
     def next(self, last: Any, expected: Any) -> int | None:
         if last is None:

@@ -24,8 +24,10 @@ from typing import Any
 from statestore.backends.sqlite.connection import _AT, _KEY_JSON, _NEXT, _RAISED, _q, _ThreadConnection
 from statestore.backends.sqlite.reading import SQLiteReading
 from statestore.backends.sqlite.structure import MARK_SQL
-from statestore.errors import StoreBusyError
+from statestore.errors import BackendError, StoreBusyError
 from statestore.schema import Collection, KeyValue, Log
+
+_LAST = 2**63 - 1  # the last 64-bit integer
 
 
 class SQLiteSingle(SQLiteReading):
@@ -139,6 +141,8 @@ class SQLiteSingle(SQLiteReading):
         transaction path then runs and says why. The entry's time is taken
         under the write lock, as the transaction path takes it.
         """
+        if expect_version is not None and (type(expect_version) is not int or not 0 <= expect_version <= _LAST):
+            return None  # not a version a stream can have (or not one SQLite can bind): the transaction path compares
         holder = self._alone_holder(log.name)
         if holder is None:
             return None
@@ -152,6 +156,8 @@ class SQLiteSingle(SQLiteReading):
             if isinstance(error, StoreBusyError):
                 raise error from None
             return None
-        if not stamp.version or seq is None:
-            return None
+        if not stamp.version or seq is None:  # the entry was written: it must not be written again
+            raise BackendError(
+                self.location, f"log {log.name!r}, stream {stream!r}: appended, but its seq or version is unknown"
+            )
         return seq, stamp.version, stamp.at
