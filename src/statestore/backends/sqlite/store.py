@@ -4,7 +4,8 @@ The layers: connection (connections, statements, decoding) < structure
 (tables, schemas, indexes, migrations, backups) < reading (point reads and
 equality scans) < single (an insert, put or append in one statement) <
 store. The tables' layout is in the package's docstring
-(:mod:`statestore.backends.sqlite`)."""
+(:mod:`statestore.backends.sqlite`).
+"""
 
 from __future__ import annotations
 
