@@ -10,12 +10,20 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import _postgres
+import _sqlite_raw
 import statestore as ss
 from statestore.testing import StoreFactory
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None, stateful_step_count=60)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_sqlite_connections() -> Iterator[None]:
+    """Close the plain sqlite3 connections a test opened through ``_sqlite_raw`` (3.13 warns of one left open)."""
+    yield
+    _sqlite_raw.close_raw()
 
 
 def postgres_unavailable(reason: str) -> None:

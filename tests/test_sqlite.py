@@ -18,6 +18,7 @@ import pytest
 
 import statestore as ss
 from _nobody import as_nobody, nobody
+from _sqlite_raw import raw
 from statestore.testing.models import (
     ACCOUNTS,
     EVENTS,
@@ -36,23 +37,6 @@ from statestore.testing.models import (
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "deep" / "dir" / "state.db"
-
-
-_RAW: list[sqlite3.Connection] = []
-
-
-def raw(path: Path) -> sqlite3.Connection:
-    """A plain sqlite3 connection, closed when the test ends (Python 3.13 warns about one left open)."""
-    con = sqlite3.connect(path, isolation_level=None)
-    _RAW.append(con)
-    return con
-
-
-@pytest.fixture(autouse=True)
-def _close_raw_connections() -> Iterator[None]:
-    yield
-    while _RAW:
-        _RAW.pop().close()
 
 
 def test_layout_is_queryable_with_plain_sql(path: Path) -> None:

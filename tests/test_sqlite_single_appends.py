@@ -17,59 +17,23 @@ first write-mode open.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import statestore as ss
+from _sqlite_raw import raw, warm
 from statestore.testing.models import EVENTS, SCHEMA, TASKS, Event, Task
-
-_RAW: list[sqlite3.Connection] = []
-
-
-def raw(path: Path) -> sqlite3.Connection:
-    """A plain sqlite3 connection, closed when the test ends."""
-    con = sqlite3.connect(path, isolation_level=None)
-    _RAW.append(con)
-    return con
-
-
-@pytest.fixture(autouse=True)
-def _close_raw_connections() -> Iterator[None]:
-    yield
-    while _RAW:
-        _RAW.pop().close()
 
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "s.db"
-
-
-class Statements:
-    """The statements one thread's connection of ``store`` runs, each cut to its first word (two for a PRAGMA)."""
-
-    def __init__(self, store: ss.Store) -> None:
-        self.seen: list[str] = []
-        store._con().set_trace_callback(self.seen.append)  # type: ignore[attr-defined]
-
-    def take(self) -> list[str]:
-        out = [" ".join(s.split()[:2]) if s.startswith("PRAGMA") else s.split()[0] for s in self.seen]
-        self.seen.clear()
-        return [s for s in out if s != "--"]  # statements run inside a statement (SQLite traces them so)
-
-
-def _warm(store: ss.Store) -> Statements:
-    """Make the store's schema mark current (the first write after creating a store checks the schemas)."""
-    store[TASKS].put(Task("warm"))
-    return Statements(store)
 
 
 def _rows(path: Path) -> list[tuple[object, ...]]:
@@ -80,7 +44,7 @@ def _rows(path: Path) -> list[tuple[object, ...]]:
 
 def test_a_single_append_is_one_statement(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        sql = _warm(store)
+        sql = warm(store)
         events = store[EVENTS]
         written = [
             events.append(Event("a", n=1), stream="s"),
@@ -111,7 +75,7 @@ def test_a_single_append_is_one_statement(path: Path) -> None:
 
 def test_an_expected_version_that_is_not_the_streams_writes_nothing_and_says_so(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        sql = _warm(store)
+        sql = warm(store)
         events = store[EVENTS]
         events.append(Event("a"), stream="s")
         events.append(Event("b"), stream="s")
@@ -129,7 +93,7 @@ def test_an_expected_version_that_is_not_the_streams_writes_nothing_and_says_so(
 
 def test_an_append_inside_a_transaction_is_part_of_it(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        sql = _warm(store)
+        sql = warm(store)
         events = store[EVENTS]
         events.append(Event("kept"), stream="s")
         with pytest.raises(RuntimeError), store.transaction():
@@ -151,7 +115,7 @@ def test_a_single_append_after_a_damaged_version_writes_nothing_and_reports_it(p
     raw(path).execute(f"UPDATE events SET version = {version} WHERE stream = 's'")
     before = _rows(path)
     with ss.open_store(loc, SCHEMA) as store:
-        _warm(store)
+        warm(store)
         for append in (
             lambda: store[EVENTS].append(Event("b"), stream="s"),
             lambda: store[EVENTS].append(Event("b"), stream="s", expect_version=1),
@@ -168,7 +132,7 @@ def test_a_single_append_after_the_last_64_bit_version_writes_nothing(path: Path
     raw(path).execute(f"UPDATE events SET version = {2**63 - 1} WHERE stream = 's'")
     before = _rows(path)
     with ss.open_store(loc, SCHEMA) as store:
-        _warm(store)
+        warm(store)
         with pytest.raises(ss.StreamVersionLimitError):
             store[EVENTS].append(Event("b"), stream="s")
         # One below the last still has a successor: the statement writes it.
@@ -182,7 +146,7 @@ def test_a_single_append_after_the_last_64_bit_version_writes_nothing(path: Path
 
 def test_a_busy_store_raises_store_busy_after_one_wait(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA, busy_timeout=0.2) as store:
-        sql = _warm(store)
+        sql = warm(store)
         store[EVENTS].append(Event("a"), stream="s")
         sql.take()
         blocker = raw(path)
@@ -201,7 +165,7 @@ def test_a_busy_store_raises_store_busy_after_one_wait(path: Path) -> None:
 
 def test_threads_appending_to_one_stream_get_distinct_versions_in_seq_order(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        _warm(store)
+        warm(store)
         errors: list[BaseException] = []
 
         def work(name: str) -> None:
@@ -268,7 +232,7 @@ def test_a_migration_by_an_older_statestore_stops_single_writes(path: Path) -> N
     loc = f"sqlite:{path}"
     ss.open_store(loc, SCHEMA).close()
     with ss.open_store(loc, SCHEMA) as store:
-        sql = _warm(store)
+        sql = warm(store)
         store[EVENTS].append(Event("a"), stream="s")
         store[TASKS].put(Task("t1"))
         assert sql.take() == ["INSERT", "INSERT"]
@@ -331,7 +295,7 @@ def test_a_store_an_older_statestore_made_gets_the_mark_on_its_first_write_mode_
     assert _triggers(path) == []  # a read-mode open writes nothing
     with ss.open_store(loc, SCHEMA) as store:
         assert _triggers(path) == made
-        sql = _warm(store)
+        sql = warm(store)
         assert store[TASKS].put(Task("t1", title="x")) == 2
         assert store[EVENTS].append(Event("a"), stream="s").version == 1
         assert sql.take() == ["INSERT", "INSERT"]  # the single statements run again
@@ -344,7 +308,7 @@ def test_without_the_mark_row_single_writes_take_the_transaction_path(path: Path
     """A mark row deleted while the store is open (by hand): writes go on, each one a transaction of its own."""
     loc = f"sqlite:{path}"
     with ss.open_store(loc, SCHEMA) as store:
-        sql = _warm(store)
+        sql = warm(store)
         raw(path).execute("DELETE FROM _statestore_meta WHERE key = 'schema_mark'")
         assert store[TASKS].put(Task("t1")) == 1
         assert store[EVENTS].append(Event("a"), stream="s").version == 1

@@ -17,30 +17,14 @@ import sys
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
 import statestore as ss
+from _sqlite_raw import Statements, keep, raw, warm
 from statestore.testing.models import SCHEMA, SETTINGS, TASKS, TICKETS, Setting, Task, Ticket
-
-_RAW: list[sqlite3.Connection] = []
-
-
-def raw(path: Path) -> sqlite3.Connection:
-    """A plain sqlite3 connection, closed when the test ends."""
-    con = sqlite3.connect(path, isolation_level=None)
-    _RAW.append(con)
-    return con
-
-
-@pytest.fixture(autouse=True)
-def _close_raw_connections() -> Iterator[None]:
-    yield
-    while _RAW:
-        _RAW.pop().close()
 
 
 @pytest.fixture
@@ -48,34 +32,9 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "s.db"
 
 
-class Statements:
-    """The statements one thread's connection of ``store`` runs (SQLite's trace), in order."""
-
-    def __init__(self, store: ss.Store) -> None:
-        self.seen: list[str] = []
-        con: sqlite3.Connection = store._con()  # type: ignore[attr-defined]
-        con.set_trace_callback(self.seen.append)
-
-    def take(self) -> list[str]:
-        """The statements run since the last call, each cut to its first word (its first two for a PRAGMA).
-
-        Statements a statement runs inside it (SQLite traces them as ``-- ...``) are left out.
-        """
-        out = [" ".join(s.split()[:2]) if s.startswith("PRAGMA") else s.split()[0] for s in self.seen]
-        out = [s for s in out if s != "--"]
-        self.seen.clear()
-        return out
-
-
-def _warm(store: ss.Store) -> Statements:
-    """Make the store's schema mark current (the first write after creating a store checks the schemas)."""
-    store[TASKS].put(Task("warm"))
-    return Statements(store)
-
-
 def test_a_single_put_or_insert_is_one_statement(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        sql = _warm(store)
+        sql = warm(store)
         tasks = store[TASKS]
         assert tasks.insert(Task("t1", title="one")) == 1
         assert sql.take() == ["INSERT"]
@@ -102,7 +61,7 @@ def test_a_single_put_or_insert_is_one_statement(path: Path) -> None:
 
 def test_an_insert_of_a_stored_key_writes_nothing_and_says_so(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        sql = _warm(store)
+        sql = warm(store)
         tasks = store[TASKS]
         tasks.put(Task("t1", title="one"))
         tasks.put(Task("t1", title="two"))
@@ -117,7 +76,7 @@ def test_an_insert_of_a_stored_key_writes_nothing_and_says_so(path: Path) -> Non
 def test_writes_inside_a_transaction_are_rolled_back_with_it(path: Path) -> None:
     """A single write inside a transaction must be part of it, not a commit of its own."""
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        _warm(store)
+        warm(store)
         tasks = store[TASKS]
         tasks.put(Task("kept", title="before"))
         with pytest.raises(RuntimeError), store.transaction():
@@ -273,7 +232,7 @@ def test_a_single_put_over_a_damaged_revision_writes_nothing_and_reports_it(path
     raw(path).execute(f"UPDATE tasks SET revision={revision} WHERE key='t1'")
     before = raw(path).execute("SELECT revision, data FROM tasks WHERE key='t1'").fetchone()
     with ss.open_store(loc, SCHEMA) as store:
-        _warm(store)
+        warm(store)
         for write in (lambda: store[TASKS].put(Task("t1", title="new")), lambda: store[TASKS].insert(Task("t1"))):
             with pytest.raises(ss.CorruptStoreError, match="revision"):
                 write()
@@ -287,7 +246,7 @@ def test_a_single_put_over_the_last_64_bit_revision_writes_nothing(path: Path) -
         store[TASKS].put(Task("t1", title="stored"))
     raw(path).execute(f"UPDATE tasks SET revision={2**63 - 1} WHERE key='t1'")
     with ss.open_store(loc, SCHEMA) as store:
-        _warm(store)
+        warm(store)
         with pytest.raises(Exception) as by_update:  # noqa: PT011 - whatever the transaction path raises
             store[TASKS].update("t1", lambda t: t)
         with pytest.raises(by_update.type):
@@ -302,7 +261,7 @@ def test_a_single_put_over_the_last_64_bit_revision_writes_nothing(path: Path) -
 
 def test_a_busy_store_raises_store_busy_after_one_wait(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA, busy_timeout=0.2) as store:
-        sql = _warm(store)
+        sql = warm(store)
         store[TASKS].put(Task("t1"))
         sql.take()
         blocker = raw(path)
@@ -321,10 +280,10 @@ def test_a_busy_store_raises_store_busy_after_one_wait(path: Path) -> None:
 
 def test_a_single_put_waits_for_another_writer_within_the_busy_timeout(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA, busy_timeout=10) as store:
-        sql = _warm(store)
+        sql = warm(store)
         store[TASKS].put(Task("t1"))
         blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        _RAW.append(blocker)
+        keep(blocker)
         blocker.execute("BEGIN IMMEDIATE")
         blocker.execute("UPDATE tasks SET data = data WHERE key = 't1'")  # a write that commits while the put waits
         timer = threading.Timer(0.3, lambda: blocker.execute("COMMIT"))
@@ -362,7 +321,7 @@ def test_closed_and_read_only_stores_refuse_single_writes(path: Path) -> None:
 @pytest.mark.parametrize(("durability", "synchronous"), [("normal", 1), ("full", 2)])
 def test_single_writes_commit_at_the_store_durability(path: Path, durability: str, synchronous: int) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA, durability=durability) as store:  # type: ignore[arg-type]
-        sql = _warm(store)
+        sql = warm(store)
         assert store[TASKS].put(Task("t1")) == 1
         assert store[TASKS].put(Task("t1", title="two")) == 2
         assert sql.take() == ["INSERT", "INSERT"]
@@ -378,7 +337,7 @@ def test_single_writes_commit_at_the_store_durability(path: Path, durability: st
 
 def test_threads_putting_one_key_get_distinct_revisions(path: Path) -> None:
     with ss.open_store(f"sqlite:{path}", SCHEMA) as store:
-        _warm(store)
+        warm(store)
         got: list[int] = []
         lock = threading.Lock()
         start = threading.Barrier(4)

@@ -91,7 +91,6 @@ class SQLiteStore(SQLiteSingle):
             if mode == "write":
                 self._create()
                 self._initialize()
-                self._ensure_mark()
             with self._translate():
                 self._load_columns(self._con())  # the history is read while opening
                 # Taken before the schemas are checked: a migration after it is seen by the first write.

@@ -6,7 +6,7 @@ import contextlib
 import os
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,43 +67,35 @@ class SQLiteStructure(SQLiteConnection):
                 con.execute("PRAGMA journal_mode=WAL")
 
     def _initialize(self) -> None:
-        """Give an empty database statestore's internal tables (write mode; checks before locking)."""
+        """Give an empty database statestore's internal tables, and any store the schema mark (write mode)."""
+        self._once(self._internal_tables, self._create_tables)
+        self._once(self._has_mark, self._add_mark)  # a store an older statestore made has no mark yet
+
+    def _once(self, done: Callable[[sqlite3.Connection], bool], make: Callable[[sqlite3.Connection], None]) -> None:
+        """``make`` in a write transaction unless ``done``: asked first without the lock, then again under it."""
         con = self._con()
         with self._translate():
-            if self._internal_tables(con):
+            if done(con):
                 return
             con.execute("BEGIN IMMEDIATE")
             try:
-                if not self._internal_tables(con):
-                    con.execute("CREATE TABLE _statestore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                    con.execute(
-                        "CREATE TABLE _statestore_schemas "
-                        "(name TEXT PRIMARY KEY, version INTEGER NOT NULL, description TEXT NOT NULL)"
-                    )
-                    con.executemany(
-                        "INSERT INTO _statestore_meta(key, value) VALUES (?, ?)",
-                        [("format", str(FORMAT)), ("store_id", uuid.uuid4().hex)],
-                    )
-                    self._add_mark(con)
+                if not done(con):
+                    make(con)
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
 
-    def _ensure_mark(self) -> None:
-        """Give a store an older statestore made the schema mark row and its triggers (write mode, once)."""
-        con = self._con()
-        with self._translate():
-            if self._has_mark(con):
-                return
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                if not self._has_mark(con):
-                    self._add_mark(con)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+    def _create_tables(self, con: sqlite3.Connection) -> None:
+        con.execute("CREATE TABLE _statestore_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        con.execute(
+            "CREATE TABLE _statestore_schemas "
+            "(name TEXT PRIMARY KEY, version INTEGER NOT NULL, description TEXT NOT NULL)"
+        )
+        con.executemany(
+            "INSERT INTO _statestore_meta(key, value) VALUES (?, ?)",
+            [("format", str(FORMAT)), ("store_id", uuid.uuid4().hex)],
+        )
 
     def _has_mark(self, con: sqlite3.Connection) -> bool:
         triggers = {
