@@ -6,7 +6,10 @@ Imported by the test modules by name (the tests folder is on ``sys.path``);
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import statestore as ss
@@ -56,3 +59,20 @@ def warm(store: ss.Store) -> Statements:
     """Make the store's schema mark current (the first write after creating a store checks the schemas)."""
     store[TASKS].put(Task("warm"))
     return Statements(store)
+
+
+def children(source: str, location: str, count: int = 3, n: int = 100) -> list[int]:
+    """Run ``count`` processes of ``python -c source location p<i> n`` at once; the numbers they print, all together.
+
+    Each child prints one JSON list of numbers; a child that fails fails the test.
+    """
+    procs = [
+        subprocess.Popen([sys.executable, "-c", source, location, f"p{i}", str(n)], stdout=subprocess.PIPE, text=True)
+        for i in range(count)
+    ]
+    got: list[int] = []
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        got.extend(json.loads(out))
+    return got

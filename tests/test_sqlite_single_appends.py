@@ -17,8 +17,6 @@ first write-mode open.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -27,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import statestore as ss
-from _sqlite_raw import raw, warm
+from _sqlite_raw import children, raw, warm
 from statestore.testing.models import EVENTS, SCHEMA, TASKS, Event, Task
 
 
@@ -199,15 +197,7 @@ with ss.open_store(loc, SCHEMA) as store:
 def test_processes_appending_to_one_stream_get_distinct_versions_with_at_in_seq_order(path: Path) -> None:
     loc = f"sqlite:{path}"
     ss.open_store(loc, SCHEMA).close()
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _CHILD, loc, f"p{i}", "100"], stdout=subprocess.PIPE, text=True)
-        for i in range(3)
-    ]
-    got: list[int] = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0
-        got.extend(json.loads(out))
+    got = children(_CHILD, loc)
     assert sorted(got) == list(range(1, 301))
     with ss.open_store(loc, SCHEMA, mode="read") as store:
         entries = store[EVENTS].read()
