@@ -508,3 +508,19 @@ def test_an_offset_iso_8601_cannot_write_is_refused_on_write() -> None:
 def test_offset_minutes_past_59_are_refused(text: str) -> None:
     with pytest.raises(Mismatch, match="minutes from 00 to 59"):
         parse_datetime(text)
+
+
+@attrs.define
+class _Unsorted:
+    zeta: int
+    alpha: str
+    mid: list[str]
+    beta: bool = False
+
+
+def test_records_are_unstructured_in_key_order_whatever_the_field_order() -> None:
+    """The fast unstructure builds its dict with sorted keys (the canonical text then sorts a sorted list)."""
+    data, text = Codec().encode("t", _Unsorted, _Unsorted(3, "a", ["x"], True))
+    assert list(data) == ["alpha", "beta", "mid", "zeta"]
+    assert data == {"zeta": 3, "alpha": "a", "mid": ["x"], "beta": True}
+    assert text == dumps(data)
