@@ -306,3 +306,59 @@ def test_without_the_mark_row_single_writes_take_the_transaction_path(path: Path
         assert taken.count("BEGIN") == 2
         assert taken.count("COMMIT") == 2
         assert store[TASKS].get("t1") == Task("t1")
+
+
+# --------------------------------------------------------------------------- names that look like SQLite's messages
+
+
+@pytest.mark.parametrize("name", ["busy_events", "locked", "readonly_log"])
+def test_a_log_named_like_a_busy_or_read_only_store_gets_the_right_errors(path: Path, name: str) -> None:
+    """SQLite's messages name the table ("NOT NULL constraint failed: busy_events.version").
+
+    The error is told by its code (or the start of SQLite's own message), never by a name in it.
+    """
+    log = ss.Log(name, Event)
+    schema = ss.Schema("named", version=1, collections=[TASKS], logs=[log])
+    loc = f"sqlite:{path}"
+    with ss.open_store(loc, schema) as store:
+        warm(store)
+        store[log].append(Event("a"), stream="s")
+        with pytest.raises(ss.StreamConflictError):
+            store[log].append(Event("b"), stream="s", expect_version=5)
+        raw(path).execute(f"UPDATE {name} SET version = 'x'")
+        with pytest.raises(ss.CorruptStoreError, match="version"):
+            store[log].append(Event("b"), stream="s")
+        raw(path).execute(f"UPDATE {name} SET version = 1")
+        # Another process records the schema again (same version): both marks move, appends go on.
+        con = raw(path)
+        con.execute("BEGIN IMMEDIATE")
+        con.execute(f"PRAGMA user_version = {con.execute('PRAGMA user_version').fetchone()[0] + 1}")
+        con.execute("UPDATE _statestore_schemas SET description = description")
+        con.execute("COMMIT")
+        assert store[log].append(Event("c"), stream="s").version == 2
+        assert store[log].append(Event("d"), stream="s").version == 3
+    assert [(r[0], r[1]) for r in raw(path).execute(f"SELECT stream, version FROM {name} ORDER BY seq")] == [
+        ("s", 1),
+        ("s", 2),
+        ("s", 3),
+    ]
+
+
+def test_a_collection_named_busy_renamed_by_another_process_says_the_store_moved(path: Path) -> None:
+    """ "no such table: busy_people" is a migration by another process, not a busy store."""
+    people = ss.Collection("busy_people", Task, key="id")
+    v1 = ss.Schema("app", version=1, collections=[people])
+    v2 = ss.Schema(
+        "app",
+        version=2,
+        collections=[ss.Collection("users", Task, key="id")],
+        migrations=[ss.Migration(2, "rename", up=lambda m: m.rename_collection("busy_people", "users"))],
+    )
+    loc = f"sqlite:{path}"
+    ss.open_store(loc, v1).close()
+    with ss.open_store(loc, v1) as old:
+        old[people].put(Task("t1"))
+        ss.open_store(loc, v2, backup=False).close()
+        for write in (lambda: old[people].put(Task("t1", title="x")), lambda: old[people].insert(Task("t2"))):
+            with pytest.raises(ss.SchemaTooNewError):
+                write()

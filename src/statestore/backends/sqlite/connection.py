@@ -105,6 +105,12 @@ def unreadable_reason(path: Path) -> str | None:
     return None
 
 
+#: SQLite's primary result codes for a busy or locked database and a read-only one, and the start of
+#: their messages (what Python 3.10, which has no ``sqlite_errorcode``, tells them by).
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
+_BUSY_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
+_READONLY_MESSAGE = "attempt to write a readonly database"
+
 #: The SQL function through which a single put's upsert tells what it raised a stored revision to
 #: (RETURNING would say it too, at about 40,000 more instructions a statement: see docs/sqlite-speed.md).
 _RAISED = "statestore_raised"
@@ -304,9 +310,13 @@ class SQLiteConnection(Store):
             reason = unreadable_reason(self.path)
             if reason is not None:
                 return BackendError(self.location, reason)
-        if "locked" in text or "busy" in text:
+        # By SQLite's result code (Python 3.11+), else by the start of SQLite's own message: a
+        # message may name a table or column, and a log called busy_events is not a busy store.
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or (primary is None and text.startswith(_BUSY_MESSAGES)):
             return StoreBusyError(self.location, self.busy_timeout)
-        if "readonly" in text or "read-only" in text:
+        if primary == _SQLITE_READONLY or (primary is None and text.startswith(_READONLY_MESSAGE)):
             return ReadOnlyError(self.location, f"write ({text})")
         if isinstance(exc, sqlite3.DatabaseError) and (
             "not a database" in text or "malformed" in text or "no such table" in text or "decode to UTF-8" in text

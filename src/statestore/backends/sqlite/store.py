@@ -95,7 +95,8 @@ class SQLiteStore(SQLiteSingle):
                 self._load_columns(self._con())  # the history is read while opening
                 # Taken before the schemas are checked: a migration after it is seen by the first write.
                 # user_version first: a migration between the two reads leaves the row the newer,
-                # which the first write transaction sees, checks and renews (see _begin).
+                # which the schema check below covers; the first write transaction sees
+                # user_version moved, checks again and renews both (see _begin).
                 cur = self._con().cursor()
                 self._schema_mark = cur.execute("PRAGMA user_version").fetchone()[0]
                 if mode == "write":

@@ -214,8 +214,10 @@ class SQLiteStructure(SQLiteConnection):
         with self._translate():
             self._columns.clear()
             self._load_columns(self._con())
+            # Single writes wait for the next check (first: a check another thread makes between
+            # the two lines then leaves the -1 below, which the next write checks again).
+            self._meta_mark = None
             self._schema_mark = -1  # the next write checks the versions again (a downgrade stops writes)
-            self._meta_mark = None  # and single writes wait for that check
 
     def _sync_tables(
         self, con: sqlite3.Connection, collections: Sequence[Collection[Any]], logs: Sequence[Log[Any]], *, full: bool
