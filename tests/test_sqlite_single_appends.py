@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import statestore as ss
-from _sqlite_raw import children, raw, warm
+from _sqlite_raw import Statements, children, raw, warm
 from statestore.testing.models import EVENTS, SCHEMA, TASKS, Event, Task
 
 
@@ -362,3 +362,29 @@ def test_a_collection_named_busy_renamed_by_another_process_says_the_store_moved
         for write in (lambda: old[people].put(Task("t1", title="x")), lambda: old[people].insert(Task("t2"))):
             with pytest.raises(ss.SchemaTooNewError):
                 write()
+
+
+def test_an_older_store_opens_while_another_writer_holds_it_and_gets_the_mark_later(path: Path) -> None:
+    """Adding the mark is the only write an open of a current store makes: a busy store does not stop the open."""
+    loc = f"sqlite:{path}"
+    with ss.open_store(loc, SCHEMA) as store:
+        store[TASKS].put(Task("t1"))
+    _forget_the_mark(path)
+    blocker = raw(path)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        store = ss.open_store(loc, SCHEMA, busy_timeout=0.1)
+    finally:
+        blocker.execute("ROLLBACK")
+    with store:
+        assert _triggers(path) == []
+        sql = Statements(store)
+        assert store[TASKS].put(Task("t1", title="x")) == 2
+        assert store[EVENTS].append(Event("a"), stream="s").version == 1
+        taken = sql.take()
+        assert taken.count("BEGIN") == 2  # no mark: the transaction path
+    with ss.open_store(loc, SCHEMA) as store:
+        assert len(_triggers(path)) == 3
+        sql = warm(store)
+        assert store[TASKS].put(Task("t1", title="y")) == 3
+        assert sql.take() == ["INSERT"]

@@ -24,8 +24,10 @@ from statestore.codec import dumps
 from statestore.errors import (
     BackendError,
     CorruptStoreError,
+    ReadOnlyError,
     SchemaError,
     SchemaMismatchError,
+    StoreBusyError,
 )
 from statestore.schema import Collection, Log, Schema
 from statestore.store import RawEntry, StoredSchemas
@@ -69,7 +71,11 @@ class SQLiteStructure(SQLiteConnection):
     def _initialize(self) -> None:
         """Give an empty database statestore's internal tables, and any store the schema mark (write mode)."""
         self._once(self._internal_tables, self._create_tables)
-        self._once(self._has_mark, self._add_mark)  # a store an older statestore made has no mark yet
+        # A store an older statestore made has no mark yet. Opening a current store needs no write
+        # otherwise, so a busy or read-only one still opens: without the mark, single writes take
+        # the transaction path (which meets what stopped this, if it lasts) until an open adds it.
+        with contextlib.suppress(StoreBusyError, ReadOnlyError):
+            self._once(self._has_mark, self._add_mark)
 
     def _once(self, done: Callable[[sqlite3.Connection], bool], make: Callable[[sqlite3.Connection], None]) -> None:
         """``make`` in a write transaction unless ``done``: asked first without the lock, then again under it."""
