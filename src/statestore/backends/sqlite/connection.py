@@ -20,6 +20,7 @@ from typing import Any
 
 from statestore.backends import rawjson
 from statestore.errors import (
+    LAST_REVISION,
     BackendError,
     CorruptStoreError,
     ReadOnlyError,
@@ -111,6 +112,22 @@ _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database schema is locked")
 _READONLY_MESSAGE = "attempt to write a readonly database"
 
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of ``exc`` (Python 3.11+), or None where Python does not give it."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the store is busy or locked: by its result code, else by the start of SQLite's
+    own message (a message may name a table or column, and a log called busy_events is not a busy store)."""
+    primary = _primary_code(exc)
+    if primary is None:
+        return str(exc).startswith(_BUSY_MESSAGES)
+    return primary in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
 #: The SQL function through which a single put's upsert tells what it raised a stored revision to
 #: (RETURNING would say it too, at about 40,000 more instructions a statement: see docs/sqlite-speed.md).
 _RAISED = "statestore_raised"
@@ -170,7 +187,7 @@ class _Stamp:
     def next(self, last: Any, expected: Any) -> int | None:
         if last is None:
             last = 0
-        if type(last) is not int or not 0 <= last <= 9223372036854775806 or (expected is not None and last != expected):
+        if type(last) is not int or not 0 <= last < LAST_REVISION or (expected is not None and last != expected):
             return None
         self.version = last + 1
         self.stamp()
@@ -310,12 +327,9 @@ class SQLiteConnection(Store):
             reason = unreadable_reason(self.path)
             if reason is not None:
                 return BackendError(self.location, reason)
-        # By SQLite's result code (Python 3.11+), else by the start of SQLite's own message: a
-        # message may name a table or column, and a log called busy_events is not a busy store.
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = code & 0xFF if isinstance(code, int) else None
-        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or (primary is None and text.startswith(_BUSY_MESSAGES)):
+        if _is_busy(exc):
             return StoreBusyError(self.location, self.busy_timeout)
+        primary = _primary_code(exc)
         if primary == _SQLITE_READONLY or (primary is None and text.startswith(_READONLY_MESSAGE)):
             return ReadOnlyError(self.location, f"write ({text})")
         if isinstance(exc, sqlite3.DatabaseError) and (

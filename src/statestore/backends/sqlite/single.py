@@ -21,13 +21,11 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from statestore.backends.sqlite.connection import _AT, _KEY_JSON, _NEXT, _RAISED, _q, _ThreadConnection
+from statestore.backends.sqlite.connection import _AT, _KEY_JSON, _NEXT, _RAISED, _is_busy, _q, _ThreadConnection
 from statestore.backends.sqlite.reading import SQLiteReading
 from statestore.backends.sqlite.structure import MARK_SQL
-from statestore.errors import BackendError, StoreBusyError
+from statestore.errors import LAST_REVISION, BackendError, StoreBusyError
 from statestore.schema import Collection, KeyValue, Log
-
-_LAST = 2**63 - 1  # the last 64-bit integer
 
 
 class SQLiteSingle(SQLiteReading):
@@ -85,13 +83,20 @@ class SQLiteSingle(SQLiteReading):
         try:
             changed = holder.con.execute(sql[1 if replace else 0], (param, text, self._meta_mark)).rowcount
         except sqlite3.Error as exc:
-            error = self._error(exc)
-            if isinstance(error, StoreBusyError):
-                raise error from None
+            self._raise_if_busy(exc)
             return None
         if changed != 1:
             return None
         return raised.value or 1
+
+    def _raise_if_busy(self, exc: sqlite3.Error) -> None:
+        """A single statement's error: StoreBusyError if the store was busy (the wait is over), else None.
+
+        Anything else (a declined append's NULL version, a table another
+        process renamed) is the transaction path's to find out and report.
+        """
+        if _is_busy(exc):
+            raise StoreBusyError(self.location, self.busy_timeout) from None
 
     def _alone_holder(self, table: str) -> _ThreadConnection | None:
         """This thread's connection for a single write to ``table``, or None when one must not be tried."""
@@ -141,7 +146,7 @@ class SQLiteSingle(SQLiteReading):
         transaction path then runs and says why. The entry's time is taken
         under the write lock, as the transaction path takes it.
         """
-        if expect_version is not None and (type(expect_version) is not int or not 0 <= expect_version <= _LAST):
+        if expect_version is not None and (type(expect_version) is not int or not 0 <= expect_version <= LAST_REVISION):
             return None  # not a version a stream can have (or not one SQLite can bind): the transaction path compares
         holder = self._alone_holder(log.name)
         if holder is None:
@@ -152,9 +157,7 @@ class SQLiteSingle(SQLiteReading):
         try:
             seq = holder.con.execute(sql, (stream, text, self._meta_mark, expect_version)).lastrowid
         except sqlite3.Error as exc:
-            error = self._error(exc)
-            if isinstance(error, StoreBusyError):
-                raise error from None
+            self._raise_if_busy(exc)
             return None
         if not stamp.version or seq is None:  # the entry was written: it must not be written again
             raise BackendError(
