@@ -98,6 +98,34 @@ class LogContract(StoreFixture):
         assert [e.record.type for e in events.read()] == ["a"]
         assert events.append(Event("c"), stream="s", expect_version=1).version == 2
 
+    def test_streams_that_differ_after_a_nul_are_different_streams(self, store: ss.Store) -> None:
+        """A NUL inside a stream name is kept: "a\\0b", "a\\0c" and "a" each count their own versions.
+
+        A backend that cannot store a NUL in a stream name (PostgreSQL's text) refuses it with an
+        error and writes nothing: never a stream cut at the NUL.
+        """
+        events = store[EVENTS]
+        refused: list[ss.StateStoreError] = []
+        try:
+            first = events.append(Event("1"), stream="a\0b")
+        except ss.StateStoreError as exc:
+            refused.append(exc)
+        if refused:
+            assert "NUL" in str(refused[0])
+            assert events.read() == []
+            return
+        written = [
+            first,
+            events.append(Event("2"), stream="a\0c"),
+            events.append(Event("3"), stream="a"),
+            events.append(Event("4"), stream="a\0b", expect_version=1),
+        ]
+        assert [(e.stream, e.version) for e in written] == [("a\0b", 1), ("a\0c", 1), ("a", 1), ("a\0b", 2)]
+        assert events.read(stream="a\0b") == [written[0], written[3]]
+        assert events.read(stream="a") == [written[2]]
+        with pytest.raises(ss.StreamConflictError):
+            events.append(Event("5"), stream="a\0c", expect_version=2)
+
     def test_default_stream(self, store: ss.Store) -> None:
         events = store[EVENTS]
         entry = events.append(Event("x"))
