@@ -1,9 +1,9 @@
 """Review of the file backend's lazy read transactions: one test per finding.
 
-Four are fixed (a change head lost and started again, an empty versions manifest a power cut
+Five are fixed (a change head lost and started again, an empty versions manifest a power cut
 left, a forked child keeping an ended reader's lock, versions a long-lived writer never
-deleted). Two are known limits, marked xfail(strict=True) with the reason: many reader threads
-under a descriptor limit of 64, and versions no reader needs while read transactions always
+deleted, many reader threads under a descriptor limit of 64). One is a known limit, marked
+xfail(strict=True) with the reason: versions no reader needs while read transactions always
 overlap (the store grows by a folder per commit until they stop overlapping).
 """
 
@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -21,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from _lazy import fill, open_files, versions_dir
-from statestore.backends.files import FileStore
+from statestore.backends.files import FileStore, versions
 from statestore.backends.files.versions import LazyColls
+from statestore.store import INTERNAL_LOGS
 from statestore.testing.models import TASKS, Task
 
 
@@ -67,13 +69,14 @@ with w.transaction():
         w[EVENTS].append(Event("x"))
 reader = ss.open_store(f"files:{root}", SCHEMA, mode="read")
 inside = threading.Barrier(n)
-errors = []
+errors, done = [], []
 def read():
     try:
         with reader.transaction():
             reader[TASKS].get("t1")
-            inside.wait(timeout=20)  # every thread inside its read transaction at once
+            inside.wait(timeout=60)  # every thread inside its read transaction at once
             assert len(reader[TASKS].all()) == 10 and len(reader[EVENTS]) == 10
+            done.append(1)
     except threading.BrokenBarrierError:
         pass
     except Exception as exc:
@@ -84,27 +87,56 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
-print(json.dumps(sorted(set(errors))))
+print(json.dumps({"errors": sorted(set(errors)), "done": len(done)}))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="lazy read transactions hold descriptors: 20 threads exhaust ulimit -n 64",
-)
-def test_many_reader_threads_under_a_descriptor_limit_of_64(root: Path) -> None:
-    """20 threads of one process (with a write-mode store open too), each inside a read transaction at
-    the same time, under RLIMIT_NOFILE 64 (the limit descriptor_budget() says a store works under).
-    The eager snapshot (base 07be1da) holds no descriptor per transaction and passes with 24 threads;
-    here each transaction keeps readers.lock plus one descriptor per existing log file until it ends
-    (~3 here), and from 14 threads on one fails with BackendError 'Too many open files' (the eager
-    fallback runs out too)."""
+@pytest.mark.parametrize("threads", [20, 40])
+def test_many_reader_threads_under_a_descriptor_limit_of_64(root: Path, threads: int) -> None:
+    """Many threads of one process (with a write-mode store open too), each inside a read transaction
+    at the same time, under RLIMIT_NOFILE 64 (the limit descriptor_budget() says a store works under).
+    Each lazy transaction holds readers.lock and one descriptor per log until it ends; once a store's
+    lazy transactions hold its share (descriptor_budget()), further ones take the eager snapshot,
+    which holds none. Before that bound, from 14 threads on one failed with BackendError 'Too many
+    open files' (the eager fallback ran out too)."""
     out = subprocess.run(
-        [sys.executable, "-c", _MANY_READERS, str(root), "20"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", _MANY_READERS, str(root), str(threads)], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == []
+    assert json.loads(out.stdout) == {"errors": [], "done": threads}
+
+
+def test_a_store_s_lazy_transactions_hold_at_most_its_descriptor_share(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for two lazy transactions, a third at the same time takes the eager snapshot (and
+    reads the same); once they end, their descriptors are counted out and the next one is lazy."""
+    fill(root, 5)
+    with open_files(root, mode="read") as reader:
+        need = 1 + len(reader.logs) + len(INTERNAL_LOGS)
+        monkeypatch.setattr(versions, "descriptor_budget", lambda: 2 * need)
+        kinds: list[bool] = []
+        inside, leave = threading.Barrier(4), threading.Event()
+
+        def read() -> None:
+            with reader.transaction():
+                kinds.append(lazy(reader))
+                assert reader[TASKS].get("t0001") == Task("t0001", status="todo", points=1, title="n1")
+                inside.wait(timeout=30)
+                leave.wait(timeout=30)
+
+        threads = [threading.Thread(target=read) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        inside.wait(timeout=30)
+        assert sorted(kinds) == [False, True, True]
+        assert reader._reader_held == 2 * need
+        leave.set()
+        for thread in threads:
+            thread.join()
+        assert reader._reader_held == 0
+        with reader.transaction():
+            assert lazy(reader)
 
 
 def test_a_forked_child_does_not_keep_an_ended_read_transaction_registered(root: Path) -> None:

@@ -197,6 +197,8 @@ class FileStore(Transactions, RecordAccess, Commits, LogFiles, LogAppends, Index
         self._overlays: dict[str, Any] = {}  # parsed journal contents, for one journal id
         self._overlays_of: str | None = None
         self._reader_fds: set[int] = set()
+        self._reader_lock = threading.Lock()
+        self._reader_held = 0
         self._reset_index_state()
 
     def _after_fork(self) -> None:
@@ -218,7 +220,7 @@ class FileStore(Transactions, RecordAccess, Commits, LogFiles, LogAppends, Index
         for fd in (self._local_head_fd, self._lock_fd, self._readers_fd, *self._reader_fds):
             if fd is not None:
                 os.close(fd)
-        self._readers_fd, self._reader_fds = None, set()
+        self._readers_fd, self._reader_fds, self._reader_held = None, set(), 0
         self._log_fds.close_all()
         self._delta_fds.close_all()
         self._close_index()

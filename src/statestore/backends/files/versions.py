@@ -13,6 +13,9 @@ old versions while a lazy reader exists:
   head until it ends; a killed reader's lock goes with it. If the file is
   missing, or the lock is not granted at once, or the head announces a
   journal, the transaction takes the eager snapshot instead: readers never wait.
+  So it does when this store's lazy transactions already hold their share of
+  descriptors (``descriptor_budget()``, counting readers.lock and one per log
+  each): threads reading at once never run a process out of descriptors.
 * A writer, before the commit point of a commit that replaces or deletes
   record files, tries ``flock(LOCK_EX | LOCK_NB)`` on its own descriptor.
   Granted: no lazy reader exists and none can register until the writer
@@ -76,6 +79,7 @@ class Lazy:
 
     def __init__(self, fd: int, gen: int, logs: dict[str, tuple[int, int, int] | None]) -> None:
         self.fd = fd  # readers.lock, holding LOCK_SH
+        self.held = 0  # descriptors reserved for it in the store's share (released when it ends)
         self.gen = gen
         self.logs = logs  # per log: (descriptor, inode, end of its last complete line), None: no file
         self.manifests: dict[str, dict[tuple[str, str], str | None]] = {}  # per versions folder
@@ -146,6 +150,8 @@ class Versions:
     _versions_left: bool  # whether kept versions may exist (kept here, or found at open)
     _own_gen: int  # the generation of this process's last commit that changed record files
     _reader_fds: set[int]  # descriptors of this process's lazy transactions (closed after fork())
+    _reader_lock: threading.Lock  # guards _reader_held
+    _reader_held: int  # descriptors this store's lazy transactions hold (readers.lock and logs)
     _mutex: threading.Lock  # (FileStore's) threads queue here for the write lock
     _lock_fd: int | None  # (FileStore's) descriptor of write.lock
 
@@ -324,20 +330,49 @@ class Versions:
 
         Also returns the change head if it was read (the eager snapshot can start from it).
         """
-        if self._sys is None:
+        need = 1 + len(self.logs) + len(INTERNAL_LOGS)  # readers.lock and each log, until it ends
+        if self._sys is None or not self._count_descriptors(need):
             return False, None
         try:
-            fd = self._sys.open(READERS, os.O_RDONLY)
+            lazy, head = self._lazy_register(self._sys)
+        except BaseException:
+            self._uncount_descriptors(need)
+            raise
+        if lazy is None:
+            self._uncount_descriptors(need)
+            return False, head
+        lazy.held = need
+        self._reader_fds.add(lazy.fd)
+        txn.colls = LazyColls(lambda name: self._lazy_coll(txn, lazy, name), lazy)
+        txn.logs = LazyLogs(lambda name: self._lazy_log(lazy, name), lazy)
+        return True, head
+
+    def _count_descriptors(self, n: int) -> bool:
+        """Count ``n`` more descriptors in this store's lazy transactions' share; False if over it."""
+        with self._reader_lock:
+            if self._reader_held + n > descriptor_budget():
+                return False
+            self._reader_held += n
+            return True
+
+    def _uncount_descriptors(self, n: int) -> None:
+        with self._reader_lock:
+            self._reader_held -= n
+
+    def _lazy_register(self, sys_dir: Dir) -> tuple[Lazy | None, Head | None]:
+        """Register on readers.lock and read ``g0`` and the logs' ends (None: take the eager snapshot)."""
+        try:
+            fd = sys_dir.open(READERS, os.O_RDONLY)
         except StateStoreError:
-            return False, None
+            return None, None
         if fd is None:
-            return False, None
+            return None, None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                return False, None
+                return None, None
             head = self._read_head()  # (only now: a writer that commits after it keeps versions for us)
             lazy = self._lazy_start(fd, head)
         except BaseException:
@@ -345,19 +380,13 @@ class Versions:
             raise
         if lazy is None:
             os.close(fd)
-            return False, head
-        self._reader_fds.add(fd)
-        txn.colls = LazyColls(lambda name: self._lazy_coll(txn, lazy, name), lazy)
-        txn.logs = LazyLogs(lambda name: self._lazy_log(lazy, name), lazy)
-        return True, head
+        return lazy, head
 
     def _lazy_start(self, fd: int, head: Head) -> Lazy | None:
         """``g0`` and each log's end, both read after registering; None if the head has a journal or moved."""
         if head.gen < 0 or head.journal is not None or head.journal_file:
             return None
         every = (*self.logs, *INTERNAL_LOGS)
-        if len(every) > descriptor_budget():
-            return None  # one descriptor per log per transaction: too many for the descriptor limit
         logs: dict[str, tuple[int, int, int] | None] = {}
         lazy = Lazy(fd, head.gen, logs)
         try:
@@ -400,6 +429,8 @@ class Versions:
         self._lazy_close_logs(lazy)
         if lazy.fd in self._reader_fds:
             self._reader_fds.discard(lazy.fd)
+            self._uncount_descriptors(lazy.held)
+            lazy.held = 0
             with contextlib.suppress(OSError):
                 # Unlocked first: a child forked during the transaction holds a copy of this
                 # descriptor, and closing ours alone would leave the shared lock to it.
