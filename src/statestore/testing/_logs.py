@@ -243,7 +243,12 @@ class LogContract(StoreFixture):
         thread = threading.Thread(target=writer)
         thread.start()
         try:
-            got = [e.record.n for e in events.follow(stream="w", timeout=1, poll=0.005)]
+            got: list[int] = []
+            # (timeout: how long follow() waits for a next entry; generous for a loaded machine.)
+            for entry in events.follow(stream="w", timeout=30, poll=0.005):
+                got.append(entry.record.n)
+                if len(got) == 2:
+                    break
         finally:
             stop.set()
             thread.join()
