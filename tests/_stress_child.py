@@ -11,7 +11,8 @@ Usage: ``python _stress_child.py ROLE ARGS...``. Kept importable on its own
   CHECKS checks or SECONDS passed: ``all()``, read transactions, ``dump_store``
   and ``copy_store``; prints one JSON line with its counts and torn views.
 * ``backups LOCATION`` -- migrates the store down and up forever (each
-  migration takes a backup first), printing ``ready`` first: killed at random.
+  migration takes a backup first), printing ``ready`` first and ``migrated``
+  after each migration: killed at random.
 * ``fdlimit STORE`` -- under a descriptor limit of 64, opens a store of 80
   collections and 6 logs and reads and writes every one of them.
 """
@@ -150,7 +151,9 @@ def backups(location: str) -> None:
     print("ready", flush=True)
     while True:
         store.migrate(to=1)
+        print("migrated", flush=True)  # a complete backup of this migration exists now
         store.migrate(to=2)
+        print("migrated", flush=True)
 
 
 # ---------------------------------------------------------------- descriptors

@@ -222,7 +222,7 @@ class _Holder:
         gc.collect()
 
 
-def test_follow_sees_entries_of_other_processes_within_half_a_second(store: ss.Store, location: str) -> None:
+def test_follow_sees_entries_of_other_processes_promptly(store: ss.Store, location: str) -> None:
     procs, count = 2, 5
     seen: list[tuple[ss.Entry[Event], datetime]] = []
 
@@ -240,8 +240,10 @@ def test_follow_sees_entries_of_other_processes_within_half_a_second(store: ss.S
         thread.join(timeout=TIMEOUT)
     assert sorted(e.seq for e, _ in seen) == sorted(seq for r in results for seq in r)
     assert [e.seq for e, _ in seen] == sorted(e.seq for e, _ in seen)
-    # ``at`` is stamped just before the child commits: this is commit-to-delivery latency.
-    assert max(got - e.at for e, got in seen) < timedelta(seconds=0.5)
+    # ``at`` is stamped just before the child commits: this is commit-to-delivery latency. With
+    # poll=0.02 it is ~0.03 s on a quiet machine; the bound leaves room for a loaded one (a stalled
+    # fsync, a starved thread) and still catches a follower that stopped polling.
+    assert max(got - e.at for e, got in seen) < timedelta(seconds=3)
 
 
 def test_busy_store_raises_store_busy_error_and_changes_nothing(location: str) -> None:

@@ -305,8 +305,9 @@ LIVES = 6
 
 @pytest.mark.slow
 def test_killed_writers_never_change_what_a_lazy_reader_sees(root: Path) -> None:
-    """6 writer processes (40-120 records per transaction, one counter) SIGKILLed after 0.2-1 s each,
-    while read transactions begun before, during and after each life touch the records late."""
+    """6 writer processes (40-120 records per transaction, one counter) SIGKILLed after 0.2-1 s each
+    (the first after its first commit and then 0.2-1 s), while read transactions begun before, during
+    and after each life touch the records late."""
     rng = random.Random(14)
     root.parent.mkdir(exist_ok=True)
     with open_files(root, child.SCHEMA) as seed, seed.transaction():
@@ -322,16 +323,19 @@ def test_killed_writers_never_change_what_a_lazy_reader_sees(root: Path) -> None
             for life in range(LIVES):
                 proc = subprocess.Popen(
                     [sys.executable, str(CHILD), "writer", str(root), str(life)],
-                    stdout=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                 )
+                if life == 0:  # (the first life is killed after its first commit, however slow the machine)
+                    assert proc.stdout is not None
+                    assert proc.stdout.readline() == b"ready\n"
                 deadline = time.monotonic() + rng.uniform(0.2, 1.0)
                 while time.monotonic() < deadline:
                     inner = threading.Thread(target=lambda: _check_inner(reader, bad))
                     inner.start()
                     inner.join()
                 os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+                proc.communicate()
                 rows = [(r.counter, r.size) for r in recs.all()] if life == LIVES - 1 else None
                 first = recs.get(f"r{rng.randrange(child.MAX):03}")
                 if first is None or (first.counter, first.size) != (0, child.MAX):

@@ -46,7 +46,7 @@ def root(tmp_path: Path) -> Path:
 
 READERS = 2
 CHECKS_PER_READER = 10_000  # 20,000 reader checks in all
-READ_SECONDS = 60.0  # a cap, not a target: on a quiet machine the checks take ~10-20 s
+READ_SECONDS = 240.0  # a cap for a loaded machine, not a target: on a quiet one the checks take ~10-20 s
 
 
 @pytest.mark.slow

@@ -153,7 +153,7 @@ def test_a_busy_store_raises_store_busy_after_one_wait(path: Path) -> None:
             start = time.monotonic()
             with pytest.raises(ss.StoreBusyError) as info:
                 store[EVENTS].append(Event("b"), stream="s")
-            assert time.monotonic() - start < 1.5
+            assert time.monotonic() - start < 10  # (one wait of 0.2 s: the statements below show it)
             assert info.value.timeout == 0.2
             assert sql.take() == ["INSERT"]  # no second wait on the transaction path
         finally:
