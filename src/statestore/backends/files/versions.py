@@ -35,6 +35,11 @@ old versions while a lazy reader exists:
   start, which by the same argument is F at ``g0`` when it is the earliest:
   harmless, so such folders are only deleted by a writer granted the lock.
 
+* On Linux each lazy reader also marks its ``g0`` on readers.lock (an open
+  file description lock on one byte, see ``registrations``), so a writer
+  refused the lock deletes the folders no live reader needs: while read
+  transactions always overlap, the folder does not grow by one per commit.
+
 Nothing here is fsynced: readers do not outlive a crash, and the next writer
 granted the lock deletes whatever is left.
 """
@@ -57,6 +62,7 @@ from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, T
 from statestore.backends.files.fileio import Dir, descriptor_budget, translate, unique_hex
 from statestore.backends.files.index import Chain, StaleIndex, candidates, lookup_terms
 from statestore.backends.files.journal import LOCK, Head, Journal
+from statestore.backends.files.registrations import MARKS, mark, unmark, unneeded
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Collection, Log
 from statestore.store import INTERNAL_LOGS, Mode
@@ -233,6 +239,7 @@ class Versions:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # refused (or no flock here at all: keeping versions is the safe side)
             self._keep_versions(gen, files)
+            self._prune_versions(fd, gen)
             return
         self._readers_held = True
         if not self._versions_left and gen != self._own_gen + 1:
@@ -287,6 +294,30 @@ class Versions:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._mutex.release()
+
+    def _prune_versions(self, fd: int, below: int) -> None:
+        """Delete the versions folders of generations below ``below`` that no marked reader needs.
+
+        Called holding the write lock, refused the exclusive readers.lock. A
+        reader that marks itself after this looks reads a change head of
+        generation ``below - 1`` or later, so needs none of them. Nothing
+        happens where readers leave no marks.
+        """
+        if not MARKS or self._sys is None:
+            return
+        top = self._sys.subdir(VERSIONS, create=False)
+        if top is None:
+            return
+        try:
+            names = top.names()
+        finally:
+            top.close()
+        named = [(int(gen), name) for gen, name in ((name.partition(".")[0], name) for name in names) if gen.isdigit()]
+        gens = sorted({gen for gen, _ in named if gen < below})
+        count = unneeded(fd, gens)
+        for gen, name in named:
+            if count and gen <= gens[count - 1]:
+                shutil.rmtree(self._sys.path / VERSIONS / name, ignore_errors=True)
 
     def _keep_versions(self, gen: int, files: list[tuple[str, str]]) -> None:
         """Keep the current version of each (collection, file) in ``versions/<gen>.<hex>/`` with a manifest."""
@@ -373,6 +404,9 @@ class Versions:
             except OSError:
                 os.close(fd)
                 return None, None
+            if MARKS and not mark(fd, None):  # (writers here delete the versions no marked reader needs)
+                os.close(fd)
+                return None, None
             head = self._read_head()  # (only now: a writer that commits after it keeps versions for us)
             lazy = self._lazy_start(fd, head)
         except BaseException:
@@ -380,6 +414,8 @@ class Versions:
             raise
         if lazy is None:
             os.close(fd)
+        else:
+            mark(fd, lazy.gen)  # (if it fails, byte 0 stays marked: every version is kept for us)
         return lazy, head
 
     def _lazy_start(self, fd: int, head: Head) -> Lazy | None:
@@ -431,6 +467,7 @@ class Versions:
             self._reader_fds.discard(lazy.fd)
             self._uncount_descriptors(lazy.held)
             lazy.held = 0
+            unmark(lazy.fd)
             with contextlib.suppress(OSError):
                 # Unlocked first: a child forked during the transaction holds a copy of this
                 # descriptor, and closing ours alone would leave the shared lock to it.
