@@ -92,6 +92,24 @@ class Lazy:
         self.old: dict[tuple[str, str, str], Rec] = {}  # parsed kept versions, by (folder, collection, name)
 
 
+def _number(text: str) -> bool:
+    """Whether a versions folder's name starts with a generation (ASCII digits: ``"²".isdigit()`` too)."""
+    return text.isascii() and text.isdigit()
+
+
+def _unregister(fd: int) -> None:
+    """Close a reader's descriptor of readers.lock, its mark and lock released first.
+
+    (A child forked meanwhile holds a copy of the descriptor: closing ours
+    alone would leave the lock and the mark to it.)
+    """
+    unmark(fd)
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 class LazyColls(dict[str, Records]):
     """A lazy read transaction's collections: each loaded (as of ``g0``) when first looked up."""
 
@@ -310,9 +328,11 @@ class Versions:
             return
         try:
             names = top.names()
+        except StateStoreError:
+            return  # (cannot list it: every folder counts as needed)
         finally:
             top.close()
-        named = [(int(gen), name) for gen, name in ((name.partition(".")[0], name) for name in names) if gen.isdigit()]
+        named = [(int(gen), name) for gen, name in ((name.partition(".")[0], name) for name in names) if _number(gen)]
         gens = sorted({gen for gen, _ in named if gen < below})
         count = unneeded(fd, gens)
         for gen, name in named:
@@ -398,6 +418,7 @@ class Versions:
             return None, None
         if fd is None:
             return None, None
+        lazy = None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -405,17 +426,19 @@ class Versions:
                 os.close(fd)
                 return None, None
             if MARKS and not mark(fd, None):  # (writers here delete the versions no marked reader needs)
-                os.close(fd)
+                _unregister(fd)
                 return None, None
             head = self._read_head()  # (only now: a writer that commits after it keeps versions for us)
             lazy = self._lazy_start(fd, head)
+            if lazy is not None:
+                mark(fd, lazy.gen)  # (if it fails, byte 0 stays marked: every version is kept for us)
         except BaseException:
-            os.close(fd)
+            if lazy is not None:
+                self._lazy_close_logs(lazy)
+            _unregister(fd)
             raise
         if lazy is None:
-            os.close(fd)
-        else:
-            mark(fd, lazy.gen)  # (if it fails, byte 0 stays marked: every version is kept for us)
+            _unregister(fd)
         return lazy, head
 
     def _lazy_start(self, fd: int, head: Head) -> Lazy | None:
@@ -467,13 +490,7 @@ class Versions:
             self._reader_fds.discard(lazy.fd)
             self._uncount_descriptors(lazy.held)
             lazy.held = 0
-            unmark(lazy.fd)
-            with contextlib.suppress(OSError):
-                # Unlocked first: a child forked during the transaction holds a copy of this
-                # descriptor, and closing ours alone would leave the shared lock to it.
-                fcntl.flock(lazy.fd, fcntl.LOCK_UN)
-            with contextlib.suppress(OSError):
-                os.close(lazy.fd)
+            _unregister(lazy.fd)
 
     def _lazy_after_fork(self) -> None:
         """In a fork() child: the parent's registrations are not ours (an inherited one would keep its lock)."""
@@ -552,7 +569,7 @@ class Versions:
             folders = []
             for entry in top.names():
                 gen, _, _hex = entry.partition(".")
-                if gen.isdigit() and int(gen) > lazy.gen:
+                if _number(gen) and int(gen) > lazy.gen:
                     folders.append((int(gen), entry))
             for _gen, entry in sorted(folders):
                 listed = lazy.manifests.get(entry)
