@@ -33,12 +33,12 @@ old versions while a lazy reader exists:
   earliest such folder holds F as it was at ``g0``. A folder left by a writer
   killed before its commit point holds the files as they were at its own
   start, which by the same argument is F at ``g0`` when it is the earliest:
-  harmless, so such folders are only deleted by a writer granted the lock.
-
+  harmless, so such folders go only when no reader can need them (below).
 * On Linux each lazy reader also marks its ``g0`` on readers.lock (an open
   file description lock on one byte, see ``registrations``), so a writer
   refused the lock deletes the folders no live reader needs: while read
   transactions always overlap, the folder does not grow by one per commit.
+  Elsewhere only a writer granted the lock deletes them.
 
 Nothing here is fsynced: readers do not outlive a crash, and the next writer
 granted the lock deletes whatever is left.
