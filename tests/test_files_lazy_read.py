@@ -9,6 +9,7 @@ Bounded: the kill test runs 6 writer lives of at most ~1 s each.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -25,7 +26,7 @@ import attrs
 import pytest
 
 import statestore as ss
-from _lazy import fill, open_files, versions_dir
+from _lazy import fill, open_files, run_threads, snapshot_error, versions_dir
 from statestore.backends.files import FileStore
 from statestore.backends.files.log import LogFiles
 from statestore.backends.files.versions import LazyColls
@@ -281,16 +282,11 @@ def test_readers_in_threads_each_hold_their_own_registration(root: Path) -> None
                         rows = [(r.counter, r.size) for r in reader[child.RECS].all()]
                         again = reader[child.RECS].get("r003")
                     done.wait()
-                    if first is None or again is None:
-                        failures.append("a record vanished")
-                    elif child.torn(rows) or rows[0] != (first.counter, 30) or again.counter != first.counter:
-                        failures.append(f"{first.counter} {again.counter} {sorted(set(rows))[:4]}")
+                    error = snapshot_error(first, rows, again)
+                    if error:
+                        failures.append(error)
 
-            threads = [threading.Thread(target=write), *(threading.Thread(target=read, args=(n,)) for n in range(4))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            run_threads(write, *(functools.partial(read, n) for n in range(4)))
         assert failures == []
         assert kept == [True] * 5
         writer[child.RECS].put(child.Rec("r000", -1, 30))  # no reader now: the versions go

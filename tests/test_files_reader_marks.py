@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import random
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from _lazy import open_files, versions_dir
+from _lazy import open_files, run_threads, snapshot_error, versions_dir
 from statestore.backends.files import registrations
 from statestore.backends.files.versions import READERS
 from statestore.testing.models import TASKS, Task
@@ -201,16 +202,11 @@ def test_overlapping_readers_see_their_snapshots_while_unneeded_versions_go(root
                         time.sleep(rng.uniform(0, 0.01))
                         rows = [(r.counter, r.size) for r in reader[child.RECS].all()]
                         again = reader[child.RECS].get(f"r{rng.randrange(30):03}")
-                    if first is None or again is None:
-                        failures.append("a record vanished")
-                    elif child.torn(rows) or rows[0][0] != first.counter or again.counter != first.counter:
-                        failures.append(f"{first.counter} {again.counter} {sorted(set(rows))[:4]}")
+                    error = snapshot_error(first, rows, again)
+                    if error:
+                        failures.append(error)
 
-            threads = [threading.Thread(target=write), *(threading.Thread(target=read, args=(n,)) for n in range(3))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            run_threads(write, *(functools.partial(read, n) for n in range(3)))
             assert failures == []
             # (How many folders there were at once depends on the machine's speed: a reader lasting
             # through N commits needs N. One run here: at most 3; 77 before readers marked themselves.)
