@@ -362,7 +362,12 @@ def test_a_single_insert_never_slips_into_another_clients_write_transaction(pg: 
     with holder.transaction():
         assert holder[JOBS].get("j1") is None
         seen.set()
-        time.sleep(0.4)  # the insert runs now, and must wait
+        # The insert runs now, and must wait: until the server shows a lock waited for (or, wrongly,
+        # the insert returns).
+        deadline = time.monotonic() + 30
+        while not outcome and not _server_sql(pg.server, "SELECT 1 FROM pg_locks WHERE NOT granted"):
+            assert time.monotonic() < deadline, "the insert neither waited nor returned"
+            time.sleep(0.01)
         assert outcome == []
         assert holder[JOBS].put(Task("j1", "transaction")) == 1
     thread.join(10)
