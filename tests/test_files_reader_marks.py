@@ -27,6 +27,8 @@ from statestore.testing.models import TASKS, Task
 sys.path.insert(0, str(Path(__file__).parent))
 import _stress_child as child
 
+CHILD = Path(__file__).parent / "_stress_child.py"
+
 pytestmark = pytest.mark.skipif(not registrations.MARKS, reason="needs open file description locks (Linux)")
 
 
@@ -228,3 +230,57 @@ def test_a_stray_name_in_the_versions_folder_is_no_generation(root: Path) -> Non
         assert reader[TASKS].get("t1") == Task("t1")
         writer[TASKS].put(Task("t1", points=2))
         assert reader[TASKS].get("t1") == Task("t1")
+
+
+@pytest.mark.slow
+def test_writers_killed_while_deleting_versions_never_change_what_readers_see(tmp_path: Path) -> None:
+    """6 writer processes (40-120 records per transaction, one counter), each SIGKILLed 0.1-0.5 s after
+    its first commit, while 2 reader threads of this process are always inside overlapping read
+    transactions: every commit of a writer refused readers.lock deletes the folders no reader needs,
+    and a kill may land in the middle of that. Every read matches its transaction's first; then one
+    commit under one reader leaves only the folder that reader needs (what killed writers left goes)."""
+    root = tmp_path / "state"
+    rng = random.Random(23)
+    with open_files(root, child.SCHEMA) as seed, seed.transaction():
+        for i in range(child.MAX):
+            seed[child.RECS].put(child.Rec(f"r{i:03}", 0, child.MAX))
+    failures: list[str] = []
+    stop = threading.Event()
+    with open_files(root, child.SCHEMA, mode="read") as reader:
+
+        def read(n: int) -> None:
+            pace = random.Random(n)
+            while not stop.is_set():
+                with reader.transaction():
+                    first = reader[child.RECS].get("r017")
+                    time.sleep(pace.uniform(0, 0.02))
+                    rows = [(r.counter, r.size) for r in reader[child.RECS].all()]
+                    again = reader[child.RECS].get("r003")
+                error = snapshot_error(first, rows, again)
+                if error:
+                    failures.append(error)
+
+        def lives() -> None:
+            try:
+                for life in range(6):
+                    proc = subprocess.Popen(
+                        [sys.executable, str(CHILD), "writer", str(root), str(life)],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                    )
+                    assert proc.stdout is not None
+                    first = proc.stdout.readline()
+                    assert first == b"ready\n", proc.stderr.read() if proc.stderr else first
+                    time.sleep(rng.uniform(0.1, 0.5))
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+            finally:
+                stop.set()
+
+        run_threads(lives, *(functools.partial(read, n) for n in range(2)))
+        assert failures == []
+        with open_files(root, child.SCHEMA) as writer, reader.transaction():
+            before = reader[child.RECS].get("r000")
+            writer[child.RECS].put(child.Rec("r000", -1, 1))
+            assert folders(root) == [reader._txn().colls.lazy.gen + 1]  # type: ignore[union-attr]
+            assert reader[child.RECS].get("r000") == before
