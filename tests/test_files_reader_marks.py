@@ -21,7 +21,7 @@ import pytest
 
 from _lazy import open_files, run_threads, snapshot_error, versions_dir
 from statestore.backends.files import registrations
-from statestore.backends.files.versions import READERS
+from statestore.backends.files.keeping import READERS
 from statestore.testing.models import TASKS, Task
 
 sys.path.insert(0, str(Path(__file__).parent))

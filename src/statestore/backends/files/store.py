@@ -77,10 +77,11 @@ from statestore.backends.files.commit import Commits
 from statestore.backends.files.fileio import TMP_PREFIX, Dir, FileHandle, Kept, descriptor_budget
 from statestore.backends.files.indexing import IndexFiles
 from statestore.backends.files.journal import CHANGES, JOURNAL, LOCK, Head, Journal
+from statestore.backends.files.keeping import READERS, VERSIONS
 from statestore.backends.files.log import LogFiles, entry_line
 from statestore.backends.files.records import RecordAccess
 from statestore.backends.files.transactions import Local, Transactions
-from statestore.backends.files.versions import READERS, VERSIONS, Versions
+from statestore.backends.files.versions import Versions
 from statestore.backends.fs import backup_label, migration_lock, place_backup
 from statestore.codec import Codec, dumps
 from statestore.errors import (

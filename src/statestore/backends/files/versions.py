@@ -1,11 +1,12 @@
-"""Lazy read transactions and the old record versions kept for them (a FileStore mixin).
+"""Lazy read transactions (a FileStore mixin); writers keep old versions for them (``keeping``).
 
 A read transaction is a snapshot as of its start. Loading every collection
 and log at the start (the eager snapshot) costs O(store size); a *lazy* one
 records only the change head's generation ``g0`` and, per log, where the log
 ended, and reads a collection or log when first touched. By then a writer
 may have replaced or deleted the record files it needs, so writers keep the
-old versions while a lazy reader exists:
+old versions while a lazy reader exists (``keeping`` says how, and when they
+go):
 
 * A lazy reader holds ``flock(LOCK_SH)`` on ``.statestore/readers.lock``
   through a descriptor of its own (flock locks belong to the open file
@@ -16,16 +17,9 @@ old versions while a lazy reader exists:
   So it does when this store's lazy transactions already hold their share of
   descriptors (``descriptor_budget()``, counting readers.lock and one per log
   each): threads reading at once never run a process out of descriptors.
-* A writer, before the commit point of a commit that replaces or deletes
-  record files, tries ``flock(LOCK_EX | LOCK_NB)`` on its own descriptor.
-  Granted: no lazy reader exists and none can register until the writer
-  releases it after the head is settled (so any later reader's ``g0`` is at
-  least this commit's generation); the writer also deletes versions kept
-  earlier. Refused: before its commit point, the writer hard-links (or
-  copies) every record file the commit replaces or deletes into
-  ``.statestore/versions/<gen>.<hex>/`` (``gen``: the commit's new
-  generation) and writes a manifest naming each (collection, file) and
-  whether it existed.
+* On Linux it also marks its ``g0`` on readers.lock (an open file description
+  lock on one byte, see ``registrations``), so writers can tell which kept
+  versions no live reader needs.
 * A reader's view of record file F is then: the version in the folder of the
   lowest generation above ``g0`` that lists F, else the file as it is now.
   Every commit after ``g0`` was refused the lock (the reader held it), so it
@@ -33,15 +27,7 @@ old versions while a lazy reader exists:
   earliest such folder holds F as it was at ``g0``. A folder left by a writer
   killed before its commit point holds the files as they were at its own
   start, which by the same argument is F at ``g0`` when it is the earliest:
-  harmless, so such folders go only when no reader can need them (below).
-* On Linux each lazy reader also marks its ``g0`` on readers.lock (an open
-  file description lock on one byte, see ``registrations``), so a writer
-  refused the lock deletes the folders no live reader needs: while read
-  transactions always overlap, the folder does not grow by one per commit.
-  Elsewhere only a writer granted the lock deletes them.
-
-Nothing here is fsynced: readers do not outlive a crash, and the next writer
-granted the lock deletes whatever is left.
+  harmless.
 """
 
 from __future__ import annotations
@@ -51,29 +37,23 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statestore.backends.files.cache import ROOT, LogIndex, Rec, Records, Txn, TxnEntry, matches
-from statestore.backends.files.fileio import Dir, descriptor_budget, translate, unique_hex
+from statestore.backends.files.cache import LogIndex, Rec, Records, Txn, TxnEntry, matches
+from statestore.backends.files.fileio import Dir, descriptor_budget, translate
 from statestore.backends.files.index import Chain, StaleIndex, candidates, lookup_terms
-from statestore.backends.files.journal import LOCK, Head, Journal
-from statestore.backends.files.registrations import MARKS, mark, unmark, unneeded
+from statestore.backends.files.journal import Head, Journal
+from statestore.backends.files.keeping import MANIFEST, READERS, VERSIONS, KeptVersions, kept_folders
+from statestore.backends.files.registrations import MARKS, mark, unmark
 from statestore.errors import CorruptStoreError, StateStoreError
 from statestore.schema import Collection, Log
 from statestore.store import INTERNAL_LOGS, Mode
 
-__all__ = ["READERS", "VERSIONS", "LazyColls", "LazyLogs", "Versions"]
-
-#: The file lazy readers hold a shared flock on (in ``.statestore/``).
-READERS = "readers.lock"
-#: The folder of kept versions (in ``.statestore/``).
-VERSIONS = "versions"
-_MANIFEST = "manifest.json"
+__all__ = ["LazyColls", "LazyLogs", "Versions"]
 
 _R = TypeVar("_R")
 
@@ -90,11 +70,6 @@ class Lazy:
         self.logs = logs  # per log: (descriptor, inode, end of its last complete line), None: no file
         self.manifests: dict[str, dict[tuple[str, str], str | None]] = {}  # per versions folder
         self.old: dict[tuple[str, str, str], Rec] = {}  # parsed kept versions, by (folder, collection, name)
-
-
-def _number(text: str) -> bool:
-    """Whether a versions folder's name starts with a generation (ASCII digits: ``"²".isdigit()`` too)."""
-    return text.isascii() and text.isdigit()
 
 
 def _unregister(fd: int) -> None:
@@ -159,7 +134,7 @@ def complete_end(fd: int, size: int) -> int:
     return 0
 
 
-class Versions:
+class Versions(KeptVersions):
     """Lazy read transactions and kept versions for :class:`~statestore.backends.files.store.FileStore`."""
 
     # Set by FileStore.
@@ -169,15 +144,9 @@ class Versions:
     _cache_lock: threading.RLock
     _colls: dict[str, Records]
     _logs: dict[str, LogIndex]
-    _readers_fd: int | None  # a writer's own descriptor of readers.lock
-    _readers_held: bool  # whether it holds LOCK_EX now (a commit in progress)
-    _versions_left: bool  # whether kept versions may exist (kept here, or found at open)
-    _own_gen: int  # the generation of this process's last commit that changed record files
     _reader_fds: set[int]  # descriptors of this process's lazy transactions (closed after fork())
     _reader_lock: threading.Lock  # guards _reader_held
     _reader_held: int  # descriptors this store's lazy transactions hold (readers.lock and logs)
-    _mutex: threading.Lock  # (FileStore's) threads queue here for the write lock
-    _lock_fd: int | None  # (FileStore's) descriptor of write.lock
 
     if TYPE_CHECKING:
 
@@ -222,157 +191,6 @@ class Versions:
         def _summary_tail(
             self, fd: int, path: Path, summary: tuple[int, int, int, int, int, int], limit: int
         ) -> LogIndex | None: ...
-
-    # ------------------------------------------------------------ writers
-
-    def _open_versions(self) -> None:
-        """At a write-mode open: make readers.lock, and note versions left by other processes."""
-        self._readers_held = False
-        self._versions_left = False
-        self._own_gen = -2  # the generation of our last commit that changed record files
-        if self.mode == "write" and self._sys is not None:
-            self._readers_fd = self._sys.open(READERS, os.O_RDWR, create=True)
-            self._versions_left = self._sys.exists(VERSIONS)
-            # Left by processes gone (or from before a change head was lost and started again at
-            # generation 0, when their numbers would pass for future ones): deleted now if no writer
-            # and no reader holds the store, else by the next writer granted readers.lock.
-            self._sweep_versions()
-
-    def _guard_readers(self, gen: int, files: list[tuple[str, str]]) -> None:
-        """Before the commit point of a commit changing record ``files`` (we hold the write lock).
-
-        Takes readers.lock exclusively if no lazy reader holds it (kept until
-        ``_release_readers``), deleting the versions kept so far; otherwise
-        keeps the current version of each file for the readers. A failure to
-        keep them raises, before the commit point: the commit does not happen.
-        """
-        files = [(c, n) for c, n in files if c != ROOT]
-        if not files or self._sys is None:
-            return
-        fd = self._readers_fd
-        if fd is None:
-            fd = self._readers_fd = self._sys.open(READERS, os.O_RDWR, create=True)
-        assert fd is not None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # refused (or no flock here at all: keeping versions is the safe side)
-            self._keep_versions(gen, files)
-            self._prune_versions(fd, gen)
-            return
-        self._readers_held = True
-        if not self._versions_left and gen != self._own_gen + 1:
-            # Another writer committed since our last commit: it may have kept versions (one stat).
-            self._versions_left = self._sys.exists(VERSIONS)
-        self._own_gen = gen
-        if self._versions_left:
-            # No reader is registered, and none can register until we release the lock.
-            with contextlib.suppress(OSError):
-                shutil.rmtree(self._sys.path / VERSIONS)
-            self._versions_left = False
-
-    def _release_readers(self) -> None:
-        """After the head is settled: lazy readers may register again (their g0 is at least ours)."""
-        if self._readers_held:
-            self._readers_held = False
-            if self._readers_fd is not None:
-                with contextlib.suppress(OSError):  # (closing the descriptor would release it too)
-                    fcntl.flock(self._readers_fd, fcntl.LOCK_UN)
-
-    def _sweep_versions(self) -> None:
-        """At close: delete the versions this process kept if no writer and no lazy reader holds the store.
-
-        Best effort and never waiting (kept versions may hold deleted data: they
-        should not outlive the readers they were kept for). If anyone holds
-        either lock, the next writer granted readers.lock deletes them.
-        """
-        if not self._versions_left or self._readers_fd is None or self._sys is None:
-            return
-        if not self._mutex.acquire(False):
-            return  # a thread of ours is writing (or closing): leave it to a later commit
-        try:
-            fd = self._lock_fd
-            if fd is None:
-                fd = self._lock_fd = self._sys.open(LOCK, os.O_RDWR, create=True)
-            assert fd is not None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return  # another writer: it may be keeping versions right now
-            try:
-                try:
-                    fcntl.flock(self._readers_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return  # a lazy reader still needs them
-                try:
-                    shutil.rmtree(self._sys.path / VERSIONS, ignore_errors=True)
-                    self._versions_left = False
-                finally:
-                    fcntl.flock(self._readers_fd, fcntl.LOCK_UN)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            self._mutex.release()
-
-    def _prune_versions(self, fd: int, below: int) -> None:
-        """Delete the versions folders of generations below ``below`` that no marked reader needs.
-
-        Called holding the write lock, refused the exclusive readers.lock. A
-        reader that marks itself after this looks reads a change head of
-        generation ``below - 1`` or later, so needs none of them. Nothing
-        happens where readers leave no marks.
-        """
-        if not MARKS or self._sys is None:
-            return
-        top = self._sys.subdir(VERSIONS, create=False)
-        if top is None:
-            return
-        try:
-            names = top.names()
-        except StateStoreError:
-            return  # (cannot list it: every folder counts as needed)
-        finally:
-            top.close()
-        named = [(int(gen), name) for gen, name in ((name.partition(".")[0], name) for name in names) if _number(gen)]
-        gens = sorted({gen for gen, _ in named if gen < below})
-        count = unneeded(fd, gens)
-        for gen, name in named:
-            if count and gen <= gens[count - 1]:
-                shutil.rmtree(self._sys.path / VERSIONS / name, ignore_errors=True)
-
-    def _keep_versions(self, gen: int, files: list[tuple[str, str]]) -> None:
-        """Keep the current version of each (collection, file) in ``versions/<gen>.<hex>/`` with a manifest."""
-        assert self._sys is not None
-        self._versions_left = True
-        top = self._sys.subdir(VERSIONS, create=True)
-        assert top is not None
-        try:
-            folder = top.subdir(f"{gen}.{unique_hex()}", create=True)
-        finally:
-            top.close()
-        assert folder is not None
-        try:
-            listed: list[list[str | None]] = []
-            for i, (coll_name, name) in enumerate(files):
-                src = self._dir(coll_name)
-                kept: str | None = str(i)
-                if src is None:
-                    kept = None
-                else:
-                    try:
-                        os.link(name, str(i), src_dir_fd=src.fd, dst_dir_fd=folder.fd, follow_symlinks=False)
-                    except FileNotFoundError:
-                        kept = None
-                    except OSError:  # no hard links here (EPERM, EXDEV, EMLINK): copy the bytes
-                        raw = src.read(name)
-                        if raw is None:
-                            kept = None
-                        else:
-                            folder.write(str(i), raw, sync=False)
-                listed.append([coll_name, name, kept])
-            # Written last, by rename: a folder without it was never committed, and readers skip it.
-            folder.write(_MANIFEST, json.dumps({"gen": gen, "files": listed}).encode("utf-8"), sync=False)
-        finally:
-            folder.close()
 
     # ------------------------------------------------------------ readers
 
@@ -566,12 +384,9 @@ class Versions:
             return {}
         out: dict[str, tuple[str, str | None]] = {}
         try:
-            folders = []
-            for entry in top.names():
-                gen, _, _hex = entry.partition(".")
-                if _number(gen) and int(gen) > lazy.gen:
-                    folders.append((int(gen), entry))
-            for _gen, entry in sorted(folders):
+            for gen, entry in kept_folders(top.names()):
+                if gen <= lazy.gen:
+                    continue
                 listed = lazy.manifests.get(entry)
                 if listed is None:
                     listed = self._read_kept_manifest(top, entry)
@@ -673,7 +488,7 @@ class Versions:
         if folder is None:
             return None
         try:
-            raw = folder.read(_MANIFEST)
+            raw = folder.read(MANIFEST)
         finally:
             folder.close()
         if raw is None or not raw.strip():
@@ -684,7 +499,7 @@ class Versions:
             doc = json.loads(raw)
             return {(str(c), str(n)): (None if k is None else str(k)) for c, n, k in doc["files"]}
         except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptStoreError(str(top.path / entry / _MANIFEST), f"not a versions manifest ({exc})") from None
+            raise CorruptStoreError(str(top.path / entry / MANIFEST), f"not a versions manifest ({exc})") from None
 
     def _kept_rec(self, coll: Collection[Any], lazy: Lazy, top: Dir, entry: str, name: str, kept: str) -> Rec:
         memo = lazy.old.get((entry, coll.name, name))
